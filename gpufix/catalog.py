@@ -1,0 +1,207 @@
+"""The rule catalogue (rules/*.toml) and the device-API catalogue (rules/apis/*.toml), as data.
+
+In a wheel the catalogue is shipped inside the package as `gpufix/_catalog`; in a checkout it is the
+top-level `rules/` directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import sys
+from pathlib import Path
+from typing import Optional
+
+from gpufix.config import ApiSpec, ConfigError, parse_api_specs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def catalog_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_catalog", here.parent / "rules"):
+        if (candidate / "apis").is_dir():
+            return candidate
+    raise RuntimeError(f"gpufix rule catalogue not found next to {here}: the installation is broken")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleDoc:
+    code: str
+    name: str
+    severity: str
+    summary: str
+    fix: str  # "safe" | "unsafe" | "sometimes" | "none"
+    what_it_does: str
+    why_bad: str
+    example: str
+    fix_safety: str
+    default_enabled: bool = True
+    messages: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
+    valid: tuple = ()  # tuple of dict(code=..., policy=..., path=...)
+    invalid: tuple = ()  # tuple of dict(code=..., policy=..., path=..., expect=[...], output=...)
+
+    def markdown(self) -> str:
+        parts = [
+            f"# {self.code} {self.name}",
+            "",
+            f"{self.summary}",
+            "",
+            f"Severity: {self.severity}. Fix: {self.fix}.",
+            "",
+            "## What it does",
+            "",
+            self.what_it_does.strip(),
+            "",
+            "## Why is this bad?",
+            "",
+            self.why_bad.strip(),
+            "",
+            "## Example",
+            "",
+            "```python",
+            self.example.strip("\n"),
+            "```",
+            "",
+            "## Fix safety",
+            "",
+            self.fix_safety.strip(),
+            "",
+        ]
+        return "\n".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Framework:
+    name: str
+    modules: tuple
+    dict_keys: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiCatalog:
+    frameworks: tuple
+    apis: tuple  # ApiSpec
+
+    @functools.cached_property
+    def framework_modules(self) -> frozenset:
+        return frozenset(m for f in self.frameworks for m in f.modules)
+
+    def framework_of_module(self, module: str) -> Optional[str]:
+        """The catalogued GPU framework a module belongs to (`numba.cuda` -> numba), or None."""
+        mods = self.framework_modules
+        parts = module.split(".")
+        for i in range(len(parts), 0, -1):
+            if ".".join(parts[:i]) in mods:
+                return ".".join(parts[:i])
+        return None
+
+    @functools.cached_property
+    def dict_keys(self) -> dict:
+        """dict-literal keys that carry an ordinal -> the modules whose import enables them."""
+        out: dict = {}
+        for f in self.frameworks:
+            for key in f.dict_keys:
+                out.setdefault(key, set()).update(f.modules)
+        return out
+
+    @functools.cached_property
+    def _index(self):
+        exact: dict = {}
+        patterns = []
+        bare: dict = {}
+        methods: dict = {}
+        universal = []
+        for api in self.apis:
+            if api.kind == "method":
+                methods.setdefault(api.name, []).append(api)
+            elif api.name == "*":
+                universal.append(api)
+            elif "*" in api.name:
+                rx = re.compile("^" + r"\.".join("[^.]+(?:\\.[^.]+)*" if p == "*" else re.escape(p) for p in api.name.split(".")) + "$")
+                patterns.append((rx, api))
+            elif "." not in api.name:
+                bare.setdefault(api.name, []).append(api)
+            else:
+                exact.setdefault(api.name, []).append(api)
+        return exact, patterns, bare, methods, universal
+
+    def lookup(self, qualified: Optional[str], last_name: Optional[str], is_attribute_call: bool) -> list:
+        """Catalogue entries that match a call (qualified name from imports, callee's last name)."""
+        exact, patterns, bare, methods, universal = self._index
+        found = list(universal)
+        if qualified:
+            found += exact.get(qualified, [])
+            found += [api for rx, api in patterns if rx.match(qualified)]
+        if last_name:
+            found += bare.get(last_name, [])
+            if is_attribute_call:
+                found += methods.get(last_name, [])
+        return found
+
+    @functools.cached_property
+    def trigger_words(self) -> frozenset:
+        """Last names of the catalogued APIs (for the text prefilter)."""
+        return frozenset(api.last_name for api in self.apis if api.name != "*")
+
+    def with_extra(self, extra: tuple) -> "ApiCatalog":
+        if not extra:
+            return self
+        return ApiCatalog(self.frameworks, self.apis + tuple(extra))
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RuntimeError(f"broken catalogue file {path}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def load_api_catalog() -> ApiCatalog:
+    frameworks = []
+    apis: list = []
+    for path in sorted((catalog_dir() / "apis").glob("*.toml")):
+        data = _read_toml(path)
+        name = data.get("framework", path.stem)
+        frameworks.append(Framework(name, tuple(data.get("modules", ())), tuple(data.get("dict-keys", ()))))
+        try:
+            apis.extend(parse_api_specs(data.get("api", []), str(path), framework=name))
+        except ConfigError as exc:
+            raise RuntimeError(str(exc)) from None
+    return ApiCatalog(tuple(frameworks), tuple(apis))
+
+
+def _rule_from_toml(path: Path) -> RuleDoc:
+    d = _read_toml(path)
+    return RuleDoc(
+        code=d["code"],
+        name=d["name"],
+        severity=d.get("severity", "error"),
+        summary=d["summary"],
+        fix=d.get("fix", "none"),
+        what_it_does=d["what-it-does"],
+        why_bad=d["why-bad"],
+        example=d["example"],
+        fix_safety=d["fix-safety"],
+        default_enabled=d.get("default-enabled", True),
+        messages=dict(d.get("messages", {})),
+        valid=tuple(d.get("valid", ())),
+        invalid=tuple(d.get("invalid", ())),
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def load_rule_docs() -> dict:
+    docs = {}
+    for path in sorted(catalog_dir().glob("GPU*.toml")):
+        doc = _rule_from_toml(path)
+        if doc.code != path.stem:
+            raise RuntimeError(f"catalogue file {path} declares code {doc.code}")
+        docs[doc.code] = doc
+    return docs

@@ -1,0 +1,312 @@
+"""The scan pipeline, as plain functions: discover, read, prefilter, parse, run rules, suppress, report.
+
+`lint_source` is the whole per-file pipeline on text already read; `scan` runs it over paths, in
+parallel and through the result cache.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+import sys
+import warnings
+from typing import Callable, Optional
+
+from gpufix import checks
+from gpufix.analysis import MASK_VAR, EnvWrite, Pos, analyze
+from gpufix.catalog import ApiCatalog, load_api_catalog, load_rule_docs
+from gpufix.config import Policy
+from gpufix.discover import PathFilter, discover
+from gpufix.model import Edit, FileError, Finding, Fix
+from gpufix.prefilter import is_entrypoint_name, may_have_findings
+from gpufix.source import ReadError, SourceFile, read_source, split_lines
+from gpufix.suppress import is_suppressed, parse_suppressions
+
+
+@dataclasses.dataclass
+class Options:
+    use_prefilter: bool = True
+    use_cache: bool = True
+    jobs: Optional[int] = None  # None: all cores when there is enough work
+
+
+@dataclasses.dataclass
+class FileResult:
+    path: str
+    findings: list = dataclasses.field(default_factory=list)
+    errors: list = dataclasses.field(default_factory=list)
+    # literal CUDA_VISIBLE_DEVICES values (for GPU103 without a policy, judged across files)
+    mask_values: list = dataclasses.field(default_factory=list)
+    parsed: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "findings": [_finding_to_cache(f) for f in self.findings],
+            "errors": [dataclasses.asdict(e) for e in self.errors],
+            "mask_values": self.mask_values,
+            "parsed": self.parsed,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, path: str) -> "FileResult":
+        return cls(
+            path=path,
+            findings=[_finding_from_cache(f, path) for f in data["findings"]],
+            errors=[FileError(**{**e, "path": path}) for e in data["errors"]],
+            mask_values=data["mask_values"],
+            parsed=data["parsed"],
+        )
+
+
+def _finding_to_cache(f: Finding) -> dict:
+    d = f.to_json()
+    if f.fix:
+        d["fix"] = {**f.fix.to_json(), "edits": [e.to_json() for e in f.fix.edits]}
+    return d
+
+
+def _finding_from_cache(d: dict, path: str) -> Finding:
+    fix = None
+    if d.get("fix"):
+        fx = d["fix"]
+        fix = Fix(fx["applicability"], fx["title"], tuple(Edit.from_json(e) for e in fx.get("edits", ())))
+    return Finding(
+        rule=d["rule"], path=path, line=d["line"], column=d["column"], end_line=d["end_line"],
+        end_column=d["end_column"], message=d["message"], severity=d["severity"], fix=fix, cell=d.get("cell"),
+    )
+
+
+# -- rule selection --------------------------------------------------------------------------------
+def make_rule_filter(select: tuple, ignore: tuple) -> Callable[[str], bool]:
+    """ruff's resolution: the most specific matching prefix wins; on a tie, ignore wins."""
+    docs = load_rule_docs()
+
+    def enabled(code: str) -> bool:
+        best_sel = max((len(s) for s in select if code.startswith(s)), default=-1)
+        best_ign = max((len(s) for s in ignore if code.startswith(s)), default=-1)
+        if not select:
+            default = docs[code].default_enabled if code in docs else True
+            best_sel = 0 if default else -1
+        if best_sel < 0:
+            return False
+        return best_sel > best_ign
+
+    return enabled
+
+
+def per_file_ignored(policy: Policy, abs_path: str) -> tuple:
+    codes = []
+    for glob, rule_codes in policy.per_file_ignores:
+        if PathFilter([glob], policy.root).matches(_as_path(abs_path)):
+            codes.extend(rule_codes)
+    return tuple(codes)
+
+
+def _as_path(p):
+    from pathlib import Path
+
+    return Path(p)
+
+
+# -- one file ----------------------------------------------------------------------------------------
+def _syntax_error(src: SourceFile, exc: SyntaxError) -> FileError:
+    msg = exc.msg if hasattr(exc, "msg") else str(exc)
+    if "Missing parentheses in call to 'print'" in msg or "Missing parentheses in call to 'exec'" in msg or (
+        exc.text and exc.text.lstrip().startswith(("print ", "exec "))
+    ):
+        msg += " (this looks like Python 2 code, which gpufix does not read)"
+    line = exc.lineno
+    cell = None
+    if src.is_notebook and line:
+        cell, line = src.cell_of(line)
+        msg = f"cell {cell}: {msg}"
+    return FileError(src.path, "syntax-error", f"cannot parse: {msg}", line, cell)
+
+
+def header_scope_member(scope: str, facts, src: SourceFile) -> bool:
+    if scope == "all":
+        return True
+    if not facts.is_gpu_module:
+        return False
+    if scope == "gpu-modules":
+        return True
+    return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard
+
+
+def lint_source(
+    src: SourceFile,
+    policy: Policy,
+    catalog: Optional[ApiCatalog] = None,
+    enabled: Optional[Callable[[str], bool]] = None,
+    abs_path: Optional[str] = None,
+) -> FileResult:
+    """Parse, run the rules, apply suppressions. Findings keep edit positions in `src.text`."""
+    catalog = catalog or load_api_catalog().with_extra(policy.extra_apis)
+    enabled = enabled or make_rule_filter(policy.select, policy.ignore)
+    result = FileResult(path=src.path, parsed=True)
+    line_map, file_codes = parse_suppressions(src.text)
+    if file_codes is not None and "*" in file_codes:
+        return result
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(src.text, filename=src.path)
+        lines = split_lines(src.text)
+        facts = analyze(tree, lines, catalog)
+    except SyntaxError as exc:
+        result.errors.append(_syntax_error(src, exc))
+        return result
+    except (RecursionError, MemoryError):
+        result.errors.append(FileError(src.path, "syntax-error", "cannot parse: expressions nested too deeply for the parser"))
+        return result
+    except ValueError as exc:  # e.g. NUL bytes that survived decoding
+        result.errors.append(FileError(src.path, "syntax-error", f"cannot parse: {exc}"))
+        return result
+    for name, value, line in src.env_magics:
+        if name == MASK_VAR or name == "CUDA_DEVICE_ORDER":
+            p = Pos(line, 0, line, 0)
+            facts.env_writes.append(EnvWrite(name, "magic", "str", value, None, p, p, None, True, False, "os.environ", 0))
+    ctx = checks.RuleContext(src.path, policy, facts, header_scope_member(policy.effective_header_scope, facts, src))
+    ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
+    for finding in checks.run_rules(ctx, enabled):
+        if any(finding.rule.startswith(c) for c in ignored_here):
+            continue
+        if is_suppressed(finding.rule, (finding.line, finding.end_line), line_map, file_codes):
+            continue
+        result.findings.append(_to_cell(src, finding))
+    if not policy.has_policy and enabled("GPU103") and not any("GPU103".startswith(c) for c in ignored_here):
+        for w in ctx.mask_writes:
+            if w.value_kind in ("str", "int") and w.value is not None:
+                p = w.value_pos or w.pos
+                if is_suppressed("GPU103", (p.line,), line_map, file_codes):
+                    continue
+                cell, line = (src.cell_of(p.line) if src.is_notebook else (None, p.line))
+                end = line + (p.end_line - p.line)
+                result.mask_values.append({"value": w.value, "pos": [line, p.col, end, p.end_col], "cell": cell})
+    return result
+
+
+def _to_cell(src: SourceFile, f: Finding) -> Finding:
+    if not src.is_notebook:
+        return f
+    cell, line = src.cell_of(f.line)
+    return dataclasses.replace(f, line=line, end_line=line + (f.end_line - f.line), cell=cell)
+
+
+def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool = True) -> FileResult:
+    catalog = load_api_catalog().with_extra(policy.extra_apis)
+    try:
+        with open(abs_path, "rb") as fh:
+            raw = fh.read()
+    except IsADirectoryError:
+        return FileResult(display, errors=[FileError(display, "read-error", "is a directory")])
+    except OSError as exc:
+        return FileResult(display, errors=[FileError(display, "read-error", f"cannot read: {exc.strerror or exc}")])
+    try:
+        src = read_source(display, raw)
+    except ReadError as exc:
+        return FileResult(display, errors=[exc.error])
+    if use_prefilter and not may_have_findings(src.text, display, policy.effective_header_scope, catalog):
+        return FileResult(display)
+    return lint_source(src, policy, catalog, abs_path=abs_path)
+
+
+def _lint_job(args) -> dict:
+    abs_path, display, policy, use_prefilter = args
+    try:
+        return lint_path(abs_path, display, policy, use_prefilter).to_json()
+    except Exception as exc:  # a bug in gpufix must not stop the run; say where it happened
+        return FileResult(display, errors=[FileError(display, "internal-error", f"gpufix failed on this file: {type(exc).__name__}: {exc}")]).to_json()
+
+
+# -- many files ------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class ScanResult:
+    policy: Policy
+    results: list  # FileResult, sorted by path
+    findings: list
+    errors: list
+    warnings: list
+
+    @property
+    def files_scanned(self) -> int:
+        return len(self.results)
+
+
+def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None) -> list:
+    n = len(jobs_args)
+    workers = jobs if jobs is not None else (os.cpu_count() or 1)
+    if workers > 1 and n >= 48:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        method = "fork" if sys.platform.startswith("linux") else None
+        ctx = multiprocessing.get_context(method) if method else None
+        chunk = max(4, n // (workers * 8))
+        try:
+            with ProcessPoolExecutor(max_workers=min(workers, 32), mp_context=ctx) as pool:
+                out = []
+                for data in pool.map(_lint_job, jobs_args, chunksize=chunk):
+                    out.append(data)
+                    if progress:
+                        progress(1)
+                return out
+        except (OSError, PermissionError):
+            pass  # no process pool here (sandbox): fall back to one process
+    out = []
+    for a in jobs_args:
+        out.append(_lint_job(a))
+        if progress:
+            progress(1)
+    return out
+
+
+def scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None) -> ScanResult:
+    from gpufix.cache import ResultCache
+
+    options = options or Options()
+    warns: list = []
+    files = discover(paths or ["."], policy.exclude, policy.root, warn=warns.append)
+    cache = ResultCache.open(policy, options) if options.use_cache else None
+    results: dict = {}
+    todo = []
+    for abs_path, display in files:
+        key = os.path.abspath(abs_path)
+        hit = cache.get(key) if cache else None
+        if hit is not None:
+            results[key] = FileResult.from_json(hit, display)
+        else:
+            todo.append((key, display, policy, options.use_prefilter))
+    progress = progress_factory(len(todo)) if (progress_factory and todo) else None
+    try:
+        for args, data in zip(todo, _run_jobs(todo, options.jobs, progress.advance if progress else None)):
+            results[args[0]] = FileResult.from_json(data, args[1])
+            if cache and not any(e["kind"] in ("read-error", "internal-error") for e in data["errors"]):
+                cache.put(args[0], data)
+    finally:
+        if progress:
+            progress.close()
+    if cache:
+        cache.save()
+    ordered = sorted(results.values(), key=lambda r: r.path)
+    findings = [f for r in ordered for f in r.findings]
+    if not policy.has_policy:
+        enabled = make_rule_filter(policy.select, policy.ignore)
+        if enabled("GPU103"):
+            findings.extend(_majority_findings(ordered))
+    findings.sort(key=Finding.sort_key)
+    errors = [e for r in ordered for e in r.errors]
+    return ScanResult(policy, ordered, findings, errors, warns)
+
+
+def _majority_findings(results: list) -> list:
+    found = checks.majority_mask_findings(results, None)
+    by_path = {r.path: r for r in results}
+    out = []
+    for f in found:
+        res = by_path[f.path]
+        cell = next((mv.get("cell") for mv in res.mask_values if mv["pos"][0] == f.line and mv["pos"][1] + 1 == f.column), None)
+        out.append(dataclasses.replace(f, cell=cell))
+    return out

@@ -1,0 +1,249 @@
+"""Apply a set of `Edit`s to Python source through libcst (never by splicing text).
+
+Formatting and comments outside the changed statements are kept: libcst round-trips the rest of
+the module byte for byte.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from gpufix.analysis import MASK_VAR, ORDER_VAR
+
+_ENV_ORDER = {ORDER_VAR: 0, MASK_VAR: 1}
+
+
+class FixError(Exception):
+    pass
+
+
+def _is_docstring(stmt) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
+
+
+def _is_future(stmt) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and all(isinstance(s, cst.ImportFrom) and isinstance(s.module, cst.Name) and s.module.value == "__future__" for s in stmt.body)
+    )
+
+
+def _binds_os(stmt) -> bool:
+    if not isinstance(stmt, cst.SimpleStatementLine):
+        return False
+    for small in stmt.body:
+        if isinstance(small, cst.Import):
+            for alias in small.names:
+                if isinstance(alias.name, cst.Name) and alias.name.value == "os" and alias.asname is None:
+                    return True
+    return False
+
+
+def _is_plain_import_os(stmt) -> bool:
+    return (
+        _binds_os(stmt)
+        and len(stmt.body) == 1
+        and len(stmt.body[0].names) == 1
+        and not any(line.comment for line in stmt.leading_lines)
+        and stmt.trailing_whitespace.comment is None
+    )
+
+
+def _env_var_of(stmt):
+    """'CUDA_VISIBLE_DEVICES' / 'CUDA_DEVICE_ORDER' for `<x>.environ["VAR"] = ...` lines, else None."""
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+        return None
+    small = stmt.body[0]
+    if not isinstance(small, cst.Assign) or len(small.targets) != 1:
+        return None
+    target = small.targets[0].target
+    if not isinstance(target, cst.Subscript) or len(target.slice) != 1:
+        return None
+    value = target.value
+    if not (isinstance(value, cst.Attribute) and value.attr.value == "environ") and not (
+        isinstance(value, cst.Name) and value.value == "environ"
+    ):
+        return None
+    index = target.slice[0].slice
+    if isinstance(index, cst.Index) and isinstance(index.value, cst.SimpleString):
+        key = index.value.evaluated_value
+        if key in _ENV_ORDER:
+            return key
+    return None
+
+
+def _blank_first(stmt, blank: bool):
+    """`stmt` with exactly one blank line before its comments (blank=True) or none."""
+    lines = list(stmt.leading_lines)
+    while lines and lines[0].comment is None:
+        lines.pop(0)
+    if blank:
+        lines.insert(0, cst.EmptyLine())
+    return stmt.with_changes(leading_lines=lines)
+
+
+class _Transformer(cst.CSTTransformer):
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(self, edits):
+        super().__init__()
+        self.replace_expr = {}
+        self.replace_stmt = {}
+        self.insert_before = {}
+        self.move = set()
+        self.header_lines = []
+        for e in edits:
+            if e.kind == "replace-expr":
+                self.replace_expr.setdefault((e.line, e.col), e.code)
+            elif e.kind == "replace-stmt":
+                self.replace_stmt.setdefault((e.line, e.col), e.code)
+            elif e.kind == "insert-before":
+                codes = self.insert_before.setdefault(e.line, [])
+                if e.code not in codes:
+                    codes.append(e.code)
+            elif e.kind == "move-to-header":
+                self.move.add(e.line)
+            elif e.kind == "insert-header":
+                for var, value in e.lines:
+                    if var not in [v for v, _ in self.header_lines]:
+                        self.header_lines.append((var, value))
+        self.moved = []
+        self.applied = 0
+
+    def _start(self, node):
+        pos = self.get_metadata(PositionProvider, node)
+        return pos.start.line, pos.start.column
+
+    # -- expressions -----------------------------------------------------------------------------
+    def _maybe_replace(self, original, updated):
+        key = self._start(original)
+        code = self.replace_expr.get(key)
+        if code is None:
+            return updated
+        self.applied += 1
+        new = cst.parse_expression(code)
+        return new.with_changes(lpar=updated.lpar, rpar=updated.rpar) if hasattr(updated, "lpar") else new
+
+    def leave_Integer(self, original, updated):
+        return self._maybe_replace(original, updated)
+
+    def leave_SimpleString(self, original, updated):
+        return self._maybe_replace(original, updated)
+
+    def leave_UnaryOperation(self, original, updated):
+        return self._maybe_replace(original, updated)
+
+    # -- statements ------------------------------------------------------------------------------
+    def leave_SimpleStatementLine(self, original, updated):
+        if not self.replace_stmt:
+            return updated
+        body = list(updated.body)
+        changed = False
+        for i, small in enumerate(original.body):
+            code = self.replace_stmt.get(self._start(small))
+            if code is not None:
+                body[i] = cst.parse_statement(code).body[0]
+                changed = True
+                self.applied += 1
+        return updated.with_changes(body=body) if changed else updated
+
+    def _rebuild(self, original_body, updated_body, module_level: bool, default_indent: str):
+        out = []
+        for orig, upd in zip(original_body, updated_body):
+            line = self._start(orig)[0]
+            for code in self.insert_before.get(line, []):
+                new = cst.parse_statement(code)
+                out.append(new.with_changes(leading_lines=upd.leading_lines))
+                upd = upd.with_changes(leading_lines=[])
+                self.applied += 1
+            if module_level and line in self.move:
+                self.moved.append(upd)
+                self.applied += 1
+                continue
+            out.append(upd)
+        return out
+
+    def leave_IndentedBlock(self, original, updated):
+        if not self.insert_before:
+            return updated
+        return updated.with_changes(body=self._rebuild(original.body, updated.body, False, ""))
+
+    def leave_Module(self, original, updated):
+        body = self._rebuild(original.body, updated.body, True, "")
+        if self.moved or self.header_lines:
+            body = self._insert_header(body, updated)
+        return updated.with_changes(body=body)
+
+    def _insert_header(self, body, module):
+        k = 0
+        if body and _is_docstring(body[0]):
+            k = 1
+        while k < len(body) and _is_future(body[k]):
+            k += 1
+        moved_vars = {_env_var_of(s) for s in self.moved}
+        present = {_env_var_of(s) for s in body} | moved_vars
+        new_lines = [(var, value) for var, value in self.header_lines if var not in present]
+        new_lines.sort(key=lambda item: _ENV_ORDER[item[0]])
+        self.applied += len(new_lines)
+        env_stmts = [cst.parse_statement(f'os.environ["{var}"] = "{value}"') for var, value in new_lines]
+
+        if not self.moved:
+            # Complete an existing top-of-file mask block instead of starting a second one.
+            for i in range(k, len(body)):
+                var = _env_var_of(body[i])
+                if var is None:
+                    if _binds_os(body[i]):
+                        continue
+                    break
+                # body[i] is an env line of the existing header block; extend that block.
+                j = i
+                while j + 1 < len(body) and _env_var_of(body[j + 1]):
+                    j += 1
+                before = [s for s in env_stmts if _ENV_ORDER[_env_var_of(s)] < _ENV_ORDER[var]]
+                after = [s for s in env_stmts if s not in before]
+                if before:
+                    before[0] = before[0].with_changes(leading_lines=body[i].leading_lines)
+                    body[i] = body[i].with_changes(leading_lines=[])
+                return body[:i] + before + body[i : j + 1] + after + body[j + 1 :]
+
+        moved = [_blank_first(s, False) for s in self.moved]
+        block = sorted(moved + env_stmts, key=lambda s: _ENV_ORDER.get(_env_var_of(s), 1))
+        if not block:
+            return body
+        block[0] = _blank_first(block[0], True)
+        rest = body[k:]
+        head = body[:k]
+        if rest and _binds_os(rest[0]):
+            os_stmt, rest = rest[0], rest[1:]
+        else:
+            os_stmt = None
+            for i, stmt in enumerate(rest):
+                if _is_plain_import_os(stmt):
+                    os_stmt = _blank_first(stmt, False)
+                    rest = rest[:i] + rest[i + 1 :]
+                    break
+            if os_stmt is None:
+                os_stmt = cst.parse_statement("import os")
+            os_stmt = _blank_first(os_stmt, bool(head))
+        if rest:
+            rest[0] = rest[0] if (rest[0].leading_lines and rest[0].leading_lines[0].comment is None) else _blank_first(rest[0], True)
+        return head + [os_stmt] + block + rest
+
+
+def apply_edits(text: str, edits) -> tuple:
+    """(new_text, number of edits applied). Raises FixError when libcst cannot parse the source."""
+    try:
+        module = cst.parse_module(text)
+    except cst.ParserSyntaxError as exc:
+        raise FixError(f"libcst cannot parse the file (line {exc.raw_line}): {exc.message}") from None
+    except Exception as exc:  # libcst raises a few other errors on odd input
+        raise FixError(f"libcst cannot parse the file: {exc}") from None
+    transformer = _Transformer(edits)
+    new_module = MetadataWrapper(module, unsafe_skip_copy=True).visit(transformer)
+    return new_module.code, transformer.applied

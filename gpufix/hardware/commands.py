@@ -1,0 +1,211 @@
+"""Click commands `check` and `init` (registered by gpufix/cli.py) and `run_check` for `apply --check`.
+
+The probe is `RealProbe()` unless the environment variable GPUFIX_PROBE names a factory as
+"module:function" (a test double; see gpufix.hardware.testing), or a `probe` is passed in.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from gpufix.config import ConfigError, Policy, load_policy, policy_from_table
+
+PROBE_ENV = "GPUFIX_PROBE"
+
+
+class ProbeLoadError(Exception):
+    pass
+
+
+def get_probe() -> Any:
+    """The probe to use: the GPUFIX_PROBE factory ("module:function") if set, else the real one."""
+    spec = os.environ.get(PROBE_ENV, "").strip()
+    if not spec:
+        from gpufix.hardware.probe import RealProbe
+
+        return RealProbe()
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ProbeLoadError(f"{PROBE_ENV}={spec!r}: expected \"module:function\"")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+        return factory()
+    except Exception as exc:
+        raise ProbeLoadError(f"{PROBE_ENV}={spec!r}: cannot load the probe: {type(exc).__name__}: {exc}") from None
+
+
+def _err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _emit(text: str, output: Optional[str]) -> bool:
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            _err(f"gpufix: error: cannot write {output}: {exc.strerror or exc}")
+            return False
+    else:
+        click.echo(text, nl=False)
+    return True
+
+
+def _stdout_can_draw() -> bool:
+    enc = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "\u2500".encode(enc)
+        return True
+    except (UnicodeEncodeError, LookupError):
+        return False
+
+
+def run_check(policy: Policy, fmt: str = "text", output: Optional[str] = None, quiet: bool = False,
+              timeout: float = 120.0, probe: Any = None) -> int:
+    """Run the hardware check for `policy`, print the report; the exit code (0 pass, 1 fail,
+    2 error, 3 unavailable). Never raises for hardware trouble."""
+    from gpufix.hardware.checks import collect
+    from gpufix.hardware.render import render_json, render_text
+
+    if fmt not in ("text", "json"):
+        _err(f"gpufix check: error: --format {fmt!r}: allowed: text, json")
+        return 2
+    try:
+        if probe is None:
+            probe = get_probe()
+        progress = None if quiet else (lambda msg: _err(f"gpufix check: {msg}"))
+        report = collect(policy, probe, timeout=timeout, progress=progress)
+        if fmt == "json":
+            text = render_json(report)
+        else:
+            text = render_text(report, quiet=quiet, ascii_only=not output and not _stdout_can_draw())
+    except ProbeLoadError as exc:
+        _err(f"gpufix check: error: {exc}")
+        return 2
+    except Exception as exc:  # an internal error is exit 2 with a message, never a traceback
+        _err(f"gpufix check: internal error: {type(exc).__name__}: {exc}")
+        return 2
+    if not _emit(text, output):
+        return 2
+    if report.status == "unavailable" and fmt == "json" and not quiet:
+        _err(f"gpufix check: unavailable: {report.cause}")
+    return report.exit_code
+
+
+@click.command("check", help="Post-fix hardware check: NVML inventory, the policy GPU visible and big enough, "
+                             "a CUDA smoke kernel in a fresh process. Exit 0 pass, 1 a check failed, "
+                             "2 usage/config error, 3 unavailable (no driver, no torch, no GPU).")
+@click.option("--config", "config_file", metavar="FILE", help="Read the policy from FILE.")
+@click.option("--visible-devices", metavar="VALUE", help="Override the policy's visible-devices.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress; only failed checks and the status line.")
+@click.option("--timeout", type=click.FloatRange(min=1.0), default=120.0, show_default=True, metavar="SECONDS",
+              help="Time limit for the CUDA child process.")
+@click.pass_context
+def check_command(ctx: click.Context, config_file, visible_devices, fmt, output, quiet, timeout) -> None:
+    try:
+        policy = load_policy(["."], config_file=config_file, overrides={"visible_devices": visible_devices})
+    except ConfigError as exc:
+        _err(f"gpufix check: config error: {exc}")
+        ctx.exit(2)
+    ctx.exit(run_check(policy, fmt=fmt, output=output, quiet=quiet, timeout=timeout))
+
+
+def run_init(path: str = "pyproject.toml", visible_devices: Optional[str] = None,
+             min_memory_gib: Optional[float] = None, expect_name: Optional[str] = None,
+             expect_uuid: Optional[str] = None, device_order: Optional[str] = None, gpu: Optional[str] = None,
+             force: bool = False, quiet: bool = False, probe: Any = None) -> int:
+    """Write [tool.gpufix] into `path`; the exit code (0 written, 2 refused or error)."""
+    from gpufix.hardware.initcfg import InitError, edit_pyproject, gpu_lines, select_gpu, values_for_gpu, write_atomic
+    from gpufix.hardware.model import Inventory, ProbeError, ProbeUnavailable
+
+    flags = {"visible-devices": visible_devices, "device-order": device_order, "min-memory-gib": min_memory_gib,
+             "expect-name": expect_name, "expect-uuid": expect_uuid}
+    given = {k: v for k, v in flags.items() if v is not None}
+    values: dict = {}
+    how_flags = ("pass --visible-devices VALUE (an index such as \"1\" under PCI_BUS_ID order, or \"GPU-<uuid>\"), "
+                 "optionally --min-memory-gib N, --expect-name NAME, --expect-uuid UUID, --device-order PCI_BUS_ID")
+    try:
+        if gpu is not None or not given:
+            try:
+                inventory = (probe or get_probe()).nvml_inventory()
+            except (ProbeUnavailable, ProbeError) as exc:
+                if gpu is not None:
+                    raise InitError(f"--gpu needs the NVML inventory, which is unavailable: {exc}. Instead, "
+                                    + how_flags) from None
+                raise InitError(f"no flags given and the NVML inventory is unavailable ({exc}): " + how_flags) from None
+            assert isinstance(inventory, Inventory)
+            if not inventory.gpus:
+                raise InitError("NVML sees no NVIDIA GPU: " + how_flags)
+            if gpu is None and len(inventory.gpus) > 1:
+                raise InitError(f"NVML sees {len(inventory.gpus)} GPUs; choose the policy GPU with "
+                                "--gpu NAME-SUBSTRING|UUID|PCI-BUS-ID:\n" + "\n".join(gpu_lines(inventory)))
+            chosen = select_gpu(inventory, gpu) if gpu is not None else inventory.gpus[0]
+            values = values_for_gpu(inventory, chosen, device_order or "PCI_BUS_ID")
+            if not quiet:
+                click.echo("GPUs (NVML):")
+                click.echo("\n".join(gpu_lines(inventory, mark=chosen.nvml_index)))
+                if min_memory_gib is None:
+                    _err(f"gpufix init: min-memory-gib {values['min-memory-gib']}: the GPU's memory in whole GiB "
+                         "less 1 GiB (pass --min-memory-gib to change)")
+                if (device_order or "PCI_BUS_ID") != "PCI_BUS_ID":
+                    _err("gpufix init: under FASTEST_FIRST an index does not name a fixed GPU; "
+                         "writing the GPU's UUID as visible-devices")
+        values.update(given)
+        values.setdefault("device-order", "PCI_BUS_ID")
+        target = Path(path)
+        try:
+            policy_from_table(values, "the flags")
+        except ConfigError as exc:
+            raise InitError(str(exc)) from None
+        if "visible-devices" not in values and not quiet:
+            _err("gpufix init: warning: no --visible-devices: the table pins no GPU")
+        if target.is_dir():
+            raise InitError(f"{target}: is a directory; pass --path FILE")
+        try:
+            raw = target.read_bytes() if target.exists() else b""
+        except OSError as exc:
+            raise InitError(f"{target}: cannot read: {exc.strerror or exc}") from None
+        new, replaced = edit_pyproject(raw, values, force, str(target))
+        try:
+            write_atomic(target, new)
+        except OSError as exc:
+            raise InitError(f"{target}: cannot write: {exc.strerror or exc}") from None
+    except InitError as exc:
+        _err(f"gpufix init: error: {exc}")
+        return 2
+    except ProbeLoadError as exc:
+        _err(f"gpufix init: error: {exc}")
+        return 2
+    if not quiet:
+        from gpufix.hardware.initcfg import render_table
+
+        _err(f"gpufix init: {'replaced' if replaced else 'wrote'} [tool.gpufix] in {target}")
+        click.echo(render_table(values), nl=False)
+    return 0
+
+
+@click.command("init", help="Write a [tool.gpufix] policy into pyproject.toml, from flags or from the GPUs NVML "
+                            "sees (--gpu picks one by name substring, UUID or PCI bus id).")
+@click.option("--path", "path", default="pyproject.toml", show_default=True, metavar="FILE",
+              help="The file to write the table into (created if absent).")
+@click.option("--gpu", metavar="NAME-SUBSTRING|UUID|PCI-BUS-ID", help="Pin this GPU (from the NVML inventory).")
+@click.option("--visible-devices", metavar="VALUE")
+@click.option("--min-memory-gib", type=click.FloatRange(min=0))
+@click.option("--expect-name", metavar="NAME")
+@click.option("--expect-uuid", metavar="UUID")
+@click.option("--device-order", type=click.Choice(["PCI_BUS_ID", "FASTEST_FIRST"]))
+@click.option("--force", is_flag=True, help="Replace an existing [tool.gpufix] table.")
+@click.option("-q", "--quiet", is_flag=True)
+@click.pass_context
+def init_command(ctx: click.Context, path, gpu, visible_devices, min_memory_gib, expect_name, expect_uuid,
+                 device_order, force, quiet) -> None:
+    ctx.exit(run_init(path=path, visible_devices=visible_devices, min_memory_gib=min_memory_gib,
+                      expect_name=expect_name, expect_uuid=expect_uuid, device_order=device_order, gpu=gpu,
+                      force=force, quiet=quiet))

@@ -1,0 +1,53 @@
+"""Reporters: turn a scan (or apply) result into text. Only the text reporter imports rich."""
+
+from __future__ import annotations
+
+import collections
+
+from gpufix import __version__
+
+FORMATS = ("text", "json", "sarif", "github")
+
+
+def summary(result) -> dict:
+    findings = result.findings
+    by_rule = collections.Counter(f.rule for f in findings)
+    return {
+        "files_scanned": result.files_scanned,
+        "files_with_findings": len({f.path for f in findings}),
+        "findings": len(findings),
+        "fixable": sum(1 for f in findings if f.fix is not None),
+        "errors": len(result.errors),
+        "by_rule": dict(sorted(by_rule.items())),
+    }
+
+
+def scan_document(result) -> dict:
+    return {
+        "tool": "gpufix",
+        "version": __version__,
+        "schema": 1,
+        "policy": result.policy.to_report(),
+        "summary": summary(result),
+        "findings": [f.to_json() for f in result.findings],
+        "errors": [e.to_json() for e in result.errors],
+    }
+
+
+def render(result, fmt: str, stream, color: bool = False, extra: dict = None, command: str = "scan") -> None:
+    if fmt == "json":
+        from gpufix.report.json_report import render_json
+
+        render_json(result, stream, extra)
+    elif fmt == "sarif":
+        from gpufix.report.sarif import render_sarif
+
+        render_sarif(result, stream)
+    elif fmt == "github":
+        from gpufix.report.github import render_github
+
+        render_github(result, stream)
+    else:
+        from gpufix.report.text import render_text
+
+        render_text(result, stream, color=color, extra=extra, command=command)

@@ -1,0 +1,78 @@
+"""The human report: `path:line:col: CODE message`, a code frame, and a summary (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+from gpufix.report import summary
+
+
+def _location(f) -> str:
+    if f.cell is not None:
+        return f"{f.path}:cell {f.cell}:{f.line}:{f.column}"
+    return f"{f.path}:{f.line}:{f.column}"
+
+
+def _frame(lines_cache: dict, f):
+    if f.cell is not None:
+        return None
+    lines = lines_cache.get(f.path)
+    if lines is None:
+        try:
+            from gpufix.source import read_source, split_lines
+
+            with open(f.path, "rb") as fh:
+                lines = split_lines(read_source(f.path, fh.read()).text)
+        except Exception:
+            lines = []
+        lines_cache[f.path] = lines
+    if not (1 <= f.line <= len(lines)):
+        return None
+    return lines[f.line - 1]
+
+
+def render_text(result, stream, color: bool = False, extra: dict = None, command: str = "scan", show_source: bool = True) -> None:
+    console = Console(file=stream, force_terminal=color, no_color=not color, highlight=False, soft_wrap=True)
+    cache: dict = {}
+    for f in result.findings:
+        fixable = " [cyan]\\[*][/cyan]" if f.fix and f.fix.applicability == "safe" else (" [cyan]\\[unsafe fix][/cyan]" if f.fix else "")
+        console.print(f"[bold]{escape(_location(f))}[/bold]: [red]{f.rule}[/red] {escape(f.message)}{fixable}")
+        if show_source:
+            text = _frame(cache, f)
+            if text is not None and text.strip():
+                width = len(str(f.line))
+                console.print(f"[dim]{f.line:>{width}} |[/dim] {escape(text.rstrip())}")
+                if f.end_line == f.line and f.end_column > f.column:
+                    caret = " " * (f.column - 1) + "^" * (f.end_column - f.column)
+                else:
+                    caret = " " * (f.column - 1) + "^"
+                console.print(f"[dim]{'':>{width}} |[/dim] [red]{caret}[/red]")
+    for e in result.errors:
+        where = f"{e.path}:{e.line}" if e.line else e.path
+        console.print(f"[bold]{escape(where)}[/bold]: [magenta]error[/magenta] ({e.kind}) {escape(e.message)}")
+    s = summary(result)
+    if extra and command == "apply":
+        changed = extra.get("changed_files", [])
+        console.print(f"Fixed {sum(len(c['rules']) for c in changed) if changed else 0} issue(s) in {len(changed)} file(s).")
+        if extra.get("backup"):
+            console.print(f"Backup: {escape(extra['backup']['dir'])} (undo with `gpufix restore {extra['backup']['id']}`)")
+        if extra.get("git_tag"):
+            console.print(f"Git tag: {escape(extra['git_tag'])}")
+    if s["findings"] or s["errors"]:
+        rules = ", ".join(f"{k}: {v}" for k, v in s["by_rule"].items())
+        verb = "remaining" if command == "apply" else "found"
+        console.print(
+            f"[bold]{s['findings']} finding(s) {verb}[/bold] in {s['files_with_findings']} of {s['files_scanned']} file(s)"
+            + (f" ({rules})" if rules else "")
+            + (f"; {s['errors']} file error(s)" if s["errors"] else "")
+        )
+        if s["fixable"] and command == "scan":
+            unsafe = sum(1 for f in result.findings if f.fix and f.fix.applicability == "unsafe")
+            safe = s["fixable"] - unsafe
+            msg = f"[cyan]\\[*][/cyan] {safe} fixable with `gpufix apply`"
+            if unsafe:
+                msg += f" ({unsafe} more with `--unsafe-fixes`)"
+            console.print(msg)
+    else:
+        console.print(f"All checks passed: {s['files_scanned']} file(s) scanned, no findings.")

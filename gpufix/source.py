@@ -1,0 +1,254 @@
+"""Reading files: bytes in, text out, with everything needed to write them back byte for byte.
+
+Python files: encoding from the BOM or the PEP 263 coding cookie (default UTF-8), newline style
+kept. Notebooks: code cells joined into one module; IPython magics are masked as comments so the
+module parses, and a line map sends positions back to (cell, line).
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import io
+import json
+import re
+import tokenize
+from typing import Optional
+
+from gpufix.model import FileError
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+_NEWLINE_RE = re.compile(r"\r\n|\r|\n")
+# `%env NAME=VALUE` / `%env NAME VALUE` sets an environment variable in a notebook kernel.
+_ENV_MAGIC_RE = re.compile(r"^\s*%env\s+([A-Za-z_][A-Za-z0-9_]*)(?:\s*=\s*|\s+)(.*?)\s*$")
+
+
+class ReadError(Exception):
+    def __init__(self, error: FileError):
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclasses.dataclass
+class Cell:
+    index: int  # 1-based position in the notebook's cell list
+    first_line: int  # 1-based line of the joined module where this cell starts
+    n_lines: int
+    source_was_list: bool
+    masked: tuple  # 0-based line numbers (in the cell) that were magics masked as comments
+
+
+@dataclasses.dataclass
+class SourceFile:
+    path: str  # as shown to the user (relative, "/" separators)
+    raw: bytes
+    text: str  # the Python source analysed (for notebooks: the joined, magic-masked code cells)
+    encoding: str = "utf-8"
+    bom: bool = False
+    newline: str = "\n"
+    notebook: Optional[dict] = None
+    cells: tuple = ()
+    env_magics: tuple = ()  # (name, value, line) from `%env` in notebooks
+
+    @property
+    def is_notebook(self) -> bool:
+        return self.notebook is not None
+
+    def lines(self) -> list:
+        return _NEWLINE_RE.split(self.text)
+
+    def cell_of(self, line: int):
+        """(cell index, line in cell) for a line of the joined notebook module."""
+        for cell in self.cells:
+            if cell.first_line <= line < cell.first_line + max(cell.n_lines, 1):
+                return cell.index, line - cell.first_line + 1
+        return None, line
+
+
+def split_lines(text: str) -> list:
+    return _NEWLINE_RE.split(text)
+
+
+def detect_newline(text: str) -> str:
+    m = _NEWLINE_RE.search(text)
+    return m.group(0) if m else "\n"
+
+
+def decode_python(path: str, raw: bytes) -> tuple:
+    """(text, encoding, bom) or ReadError."""
+    if b"\x00" in raw:
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise ReadError(FileError(path, "binary-file", "contains NUL bytes: not a Python source file", line))
+    bom = raw.startswith(codecs.BOM_UTF8)
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+    except SyntaxError as exc:
+        raise ReadError(FileError(path, "decode-error", f"bad encoding declaration: {exc.msg if hasattr(exc, 'msg') else exc}", 1)) from None
+    try:
+        text = raw.decode(encoding)
+    except LookupError:
+        raise ReadError(FileError(path, "decode-error", f"unknown encoding {encoding!r} in the coding cookie", 1)) from None
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ReadError(
+            FileError(path, "decode-error", f"cannot decode byte {raw[exc.start:exc.start + 1]!r} as {encoding} (declare the file's encoding with a coding cookie or save it as UTF-8)", line)
+        ) from None
+    if bom and text.startswith("\ufeff"):
+        text = text[1:]
+    if encoding == "utf-8-sig":
+        encoding = "utf-8"
+    return text, encoding, bom
+
+
+def encode_python(src: SourceFile, text: str) -> bytes:
+    data = text.encode(src.encoding)
+    return (codecs.BOM_UTF8 + data) if src.bom else data
+
+
+def _mask_magics(lines: list) -> tuple:
+    """Comment out IPython magics and shell escapes; return (lines, masked indices, env magics)."""
+    out = list(lines)
+    masked = []
+    env = []
+    stripped0 = lines[0].lstrip() if lines else ""
+    if stripped0.startswith("%%"):
+        # A cell magic makes the whole cell something other than Python.
+        return ["#" + ln for ln in lines], tuple(range(len(lines))), ()
+    for i, ln in enumerate(lines):
+        s = ln.lstrip()
+        if s.startswith(("%", "!")) or (s.startswith("?") or (s.endswith("?") and not s.startswith("#") and s[:-1].strip().isidentifier())):
+            m = _ENV_MAGIC_RE.match(ln)
+            if m:
+                value = m.group(2).strip().strip("'\"")
+                env.append((m.group(1), value, i))
+            indent = ln[: len(ln) - len(s)]
+            out[i] = indent + "#" + s
+            masked.append(i)
+    return out, tuple(masked), tuple(env)
+
+
+def read_notebook(path: str, raw: bytes) -> SourceFile:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ReadError(FileError(path, "notebook-error", f"notebook is not UTF-8 JSON: {exc.reason} at byte {exc.start}")) from None
+    try:
+        nb = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReadError(FileError(path, "notebook-error", f"notebook is not valid JSON: {exc.msg}", exc.lineno)) from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise ReadError(FileError(path, "notebook-error", "notebook has no `cells` list (nbformat 4 expected)"))
+    lines: list = []
+    cells = []
+    env_magics = []
+    for idx, cell in enumerate(nb["cells"], 1):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        was_list = isinstance(source, list)
+        if was_list:
+            if not all(isinstance(s, str) for s in source):
+                raise ReadError(FileError(path, "notebook-error", f"cell {idx}: `source` is not a list of strings", cell=idx))
+            source = "".join(source)
+        elif not isinstance(source, str):
+            raise ReadError(FileError(path, "notebook-error", f"cell {idx}: `source` is not text", cell=idx))
+        cell_lines = split_lines(source)
+        if cell_lines and cell_lines[-1] == "" and len(cell_lines) > 1:
+            cell_lines = cell_lines[:-1]
+        cell_lines, masked, env = _mask_magics(cell_lines)
+        first = len(lines) + 1
+        for name, value, i in env:
+            env_magics.append((name, value, first + i))
+        cells.append(Cell(idx, first, len(cell_lines), was_list, masked))
+        lines.extend(cell_lines)
+    joined = "\n".join(lines) + ("\n" if lines else "")
+    return SourceFile(path=path, raw=raw, text=joined, notebook=nb, cells=tuple(cells), env_magics=tuple(env_magics))
+
+
+def read_source(path: str, raw: bytes) -> SourceFile:
+    if len(raw) > MAX_FILE_BYTES:
+        raise ReadError(FileError(path, "too-large", f"file is {len(raw) / 2**20:.1f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit; skipped"))
+    if path.endswith(".ipynb"):
+        return read_notebook(path, raw)
+    text, encoding, bom = decode_python(path, raw)
+    return SourceFile(path=path, raw=raw, text=text, encoding=encoding, bom=bom, newline=detect_newline(text))
+
+
+CELL_MARKER = "# \x1fgpufix-cell-boundary {index}"
+_CELL_MARKER_RE = re.compile(r"^# \x1fgpufix-cell-boundary (\d+)$", re.M)
+
+
+def joined_with_markers(src: SourceFile) -> str:
+    """The code cells joined with a marker comment line before each cell (for the fixer)."""
+    lines = split_lines(src.text)
+    out = []
+    for cell in src.cells:
+        out.append(CELL_MARKER.format(index=cell.index))
+        out.extend(lines[cell.first_line - 1 : cell.first_line - 1 + cell.n_lines])
+    return "\n".join(out) + "\n"
+
+
+def marker_line_map(src: SourceFile) -> dict:
+    """Joined-module line -> line in the marker text (each cell is shifted by its marker lines)."""
+    mapping = {}
+    shift = 0
+    for cell in src.cells:
+        shift += 1
+        for i in range(cell.n_lines):
+            mapping[cell.first_line + i] = cell.first_line + i + shift
+    return mapping
+
+
+def notebook_bytes_from_marked(src: SourceFile, marked_text: str) -> bytes:
+    parts = _CELL_MARKER_RE.split(marked_text)
+    # parts: [before-first-marker, idx1, body1, idx2, body2, ...]
+    bodies = {}
+    for i in range(1, len(parts) - 1, 2):
+        bodies[int(parts[i])] = parts[i + 1]
+    nb = src.notebook
+    by_index = {c.index: c for c in src.cells}
+    for idx, cell in enumerate(nb["cells"], 1):
+        if idx not in by_index:
+            continue
+        info = by_index[idx]
+        body = bodies.get(idx, "")
+        if body.startswith("\n"):
+            body = body[1:]
+        cell_lines = split_lines(body)
+        if cell_lines and cell_lines[-1] == "":
+            cell_lines = cell_lines[:-1]
+        masked = set(info.masked)
+        original_lines = split_lines("".join(cell["source"]) if info.source_was_list else cell["source"])
+        # Unmask magics: a masked line that survived unchanged goes back to its original text.
+        restored = []
+        orig_masked = {}
+        for i in masked:
+            if i < len(original_lines):
+                ln = original_lines[i]
+                s = ln.lstrip()
+                orig_masked[ln[: len(ln) - len(s)] + "#" + s] = ln
+        for ln in cell_lines:
+            restored.append(orig_masked.get(ln, ln))
+        if info.masked and original_lines and original_lines[0].lstrip().startswith("%%"):
+            restored = [ln[1:] if ln.startswith("#") else ln for ln in cell_lines]
+        new_source = "\n".join(restored)
+        old_source = "".join(cell["source"]) if info.source_was_list else cell["source"]
+        if old_source.endswith("\n") and not new_source.endswith("\n"):
+            new_source += "\n"
+        if new_source == old_source:
+            continue
+        if info.source_was_list:
+            cell["source"] = [ln for ln in re.split(r"(?<=\n)", new_source) if ln]
+        else:
+            cell["source"] = new_source
+    return dump_notebook(nb, src.raw)
+
+
+def dump_notebook(nb: dict, original: bytes) -> bytes:
+    text = original.decode("utf-8-sig", errors="replace")
+    m = re.match(r"\{\s*\n( +)\"", text)
+    indent = len(m.group(1)) if m else 1
+    out = json.dumps(nb, indent=indent, ensure_ascii=False)
+    if text.endswith("\n"):
+        out += "\n"
+    return out.encode("utf-8")

@@ -1,0 +1,54 @@
+"""The smoke kernel's own code on CPU torch, and the real child process / real probe on this machine."""
+
+import shutil
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gpufix.hardware.probe import RealProbe, child_env  # noqa: E402
+from gpufix.hardware.smoke import MATMUL_TOLERANCE, run_smoke  # noqa: E402
+
+
+def test_smoke_kernel_runs_on_cpu_and_passes():
+    out = run_smoke(torch.device("cpu"), matmul_n=96, buffer_bytes=1 << 20, repeats=1)
+    mm, mem = out["matmul"], out["memory"]
+    assert mm["ok"] is True and mm["tf32"] is False and mm["tolerance"] == MATMUL_TOLERANCE
+    assert 0 < mm["rel_error"] <= MATMUL_TOLERANCE and mm["tflops"] > 0
+    assert mem == {**mem, "bytes": 1 << 20, "patterns": 2, "mismatches": 0, "ok": True}
+    assert mem["bandwidth_gbps"] > 0
+
+
+def test_smoke_kernel_catches_reduced_precision():
+    # a bf16 matmul (what TF32 / a bad kernel would look like, only worse) must not pass
+    out = run_smoke("cpu", matmul_n=96, buffer_bytes=4096, repeats=1,
+                    matmul=lambda a, b: (a.bfloat16() @ b.bfloat16()).float())
+    assert out["matmul"]["ok"] is False and out["matmul"]["rel_error"] > 100 * MATMUL_TOLERANCE
+
+
+def test_smoke_kernel_reports_a_crash_instead_of_raising():
+    def boom(a, b):
+        raise RuntimeError("CUDA error: no kernel image is available for execution on the device\nmore")
+
+    out = run_smoke("cpu", matmul_n=8, buffer_bytes=4096, repeats=1, matmul=boom)
+    assert out["matmul"] == {"ok": False, "error": "RuntimeError: CUDA error: no kernel image is available "
+                                                   "for execution on the device"}
+    assert out["memory"]["ok"] is True
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has an NVIDIA driver")
+def test_real_child_with_cpu_only_torch_reports_unavailable():
+    if torch.version.cuda is not None:
+        pytest.skip("torch here is a CUDA build")
+    rep = RealProbe(matmul_n=16, buffer_bytes=4096).cuda_probe(child_env("1", "PCI_BUS_ID"), timeout=120)
+    assert rep.unavailable_kind == "torch-cpu-only"
+    assert rep.unavailable.startswith(f"torch {torch.__version__} is a CPU-only build")
+    # the mask was in the child's environment when it started
+    assert rep.env == {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+
+
+def test_real_child_timeout_raises_probe_timeout():
+    from gpufix.hardware.model import ProbeTimeout
+
+    with pytest.raises(ProbeTimeout, match="did not finish within 0.01 s"):
+        RealProbe().cuda_probe(child_env("1", "PCI_BUS_ID"), timeout=0.01)

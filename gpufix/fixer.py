@@ -12,6 +12,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 from gpufix.analysis import MASK_VAR, ORDER_VAR
 
 _ENV_ORDER = {ORDER_VAR: 0, MASK_VAR: 1}
+CELL_MARKER_PREFIX = "\x1fgpufix-cell-boundary"
 
 
 class FixError(Exception):
@@ -155,18 +156,26 @@ class _Transformer(cst.CSTTransformer):
 
     def _rebuild(self, original_body, updated_body, module_level: bool, default_indent: str):
         out = []
+        pending = []  # leading lines that must stay where a moved statement was (notebook cell markers)
         for orig, upd in zip(original_body, updated_body):
             line = self._start(orig)[0]
+            if pending:
+                upd = upd.with_changes(leading_lines=pending + list(upd.leading_lines))
+                pending = []
             for code in self.insert_before.get(line, []):
                 new = cst.parse_statement(code)
                 out.append(new.with_changes(leading_lines=upd.leading_lines))
                 upd = upd.with_changes(leading_lines=[])
                 self.applied += 1
             if module_level and line in self.move:
-                self.moved.append(upd)
+                lines = list(upd.leading_lines)
+                cut = max((i + 1 for i, ln in enumerate(lines) if ln.comment and CELL_MARKER_PREFIX in ln.comment.value), default=0)
+                pending = lines[:cut]
+                self.moved.append(upd.with_changes(leading_lines=lines[cut:]))
                 self.applied += 1
                 continue
             out.append(upd)
+        self.footer_extra = pending
         return out
 
     def leave_IndentedBlock(self, original, updated):
@@ -175,10 +184,12 @@ class _Transformer(cst.CSTTransformer):
         return updated.with_changes(body=self._rebuild(original.body, updated.body, False, ""))
 
     def leave_Module(self, original, updated):
+        self.footer_extra = []
         body = self._rebuild(original.body, updated.body, True, "")
+        footer = list(self.footer_extra) + list(updated.footer)
         if self.moved or self.header_lines:
             body = self._insert_header(body, updated)
-        return updated.with_changes(body=body)
+        return updated.with_changes(body=body, footer=footer)
 
     def _insert_header(self, body, module):
         k = 0

@@ -167,3 +167,19 @@ def test_real_probe_on_this_machine_is_unavailable(tmp_path, monkeypatch):
     data = json.loads(res.stdout)
     assert data["status"] == "unavailable" and "no NVIDIA driver" in data["cause"]
     assert data["checks"][0]["name"] == "nvml" and data["checks"][0]["status"] == "unavailable"
+
+
+def test_importing_the_commands_imports_neither_torch_nor_pynvml():
+    import subprocess
+    import sys
+
+    code = ("import sys, gpufix.hardware.commands, gpufix.hardware.checks, gpufix.hardware.render, "
+            "gpufix.hardware.initcfg, gpufix.hardware.probe, gpufix.hardware.testing; "
+            "print(sorted(m for m in ('torch', 'pynvml') if m in sys.modules))")
+    from pathlib import Path
+
+    import gpufix
+
+    root = Path(gpufix.__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "[]"

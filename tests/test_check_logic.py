@@ -7,7 +7,6 @@ from gpufix.hardware.checks import arch_supported, collect
 from gpufix.hardware.model import CudaReport, Inventory, ProbeError, ProbeTimeout, ProbeUnavailable
 from gpufix.hardware.testing import (
     UUID_3090,
-    UUID_5060,
     FakeProbe,
     cuda_device,
     cuda_report,

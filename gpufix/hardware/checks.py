@@ -18,7 +18,6 @@ from gpufix.hardware.model import (
     CudaReport,
     Inventory,
     ProbeError,
-    ProbeTimeout,
     ProbeUnavailable,
     gib,
     same_uuid,

@@ -1,0 +1,281 @@
+"""`gpufix apply`: lint, compute every file's fixed bytes in memory, refuse or back up and tag,
+write atomically, re-lint what changed.
+
+Nothing is written until every fixed file has been computed and verified to parse, the git checks
+have passed, and the backup (with its manifest) is on disk.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+from gpufix.backup import atomic_write, new_backup_id, sha256, write_backup
+from gpufix.catalog import load_api_catalog
+from gpufix.config import Policy
+from gpufix.discover import discover
+from gpufix.engine import FileResult, ScanResult, _majority_findings, lint_path, lint_source, make_rule_filter
+from gpufix.fixer import FixError, apply_edits
+from gpufix.model import FileError
+from gpufix.source import (
+    ReadError,
+    SourceFile,
+    encode_python,
+    joined_with_markers,
+    marker_line_map,
+    notebook_bytes_from_marked,
+    read_source,
+)
+
+MAX_PASSES = 8
+
+
+class ApplyRefused(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class ApplyOptions:
+    backup: bool = True
+    tag: bool = True
+    diff: bool = False
+    unsafe_fixes: bool = False
+    allow_dirty: bool = False
+    use_prefilter: bool = True
+    jobs: Optional[int] = None
+    quiet: bool = False
+
+
+@dataclasses.dataclass
+class FileFix:
+    abs_path: str
+    path: str
+    before: bytes
+    after: bytes
+    rules: list
+
+
+@dataclasses.dataclass
+class ApplyOutcome:
+    fixes: list
+    remaining: ScanResult
+    backup_id: Optional[str] = None
+    backup_dir: Optional[str] = None
+    git_tag: Optional[str] = None
+    diff_text: str = ""
+
+    def extra(self) -> dict:
+        return {
+            "changed_files": [{"path": f.path, "rules": f.rules} for f in self.fixes],
+            "remaining": [f.to_json() for f in self.remaining.findings],
+            "backup": {"id": self.backup_id, "dir": self.backup_dir} if self.backup_id else None,
+            "git_tag": self.git_tag,
+        }
+
+    @property
+    def exit_code(self) -> int:
+        if self.diff_text:
+            return 1
+        return 1 if (self.remaining.findings or self.remaining.errors) else 0
+
+
+def _choose_edits(findings, unsafe: bool) -> tuple:
+    """This pass's edits: every expression/statement replacement, and one kind of structural edit
+    (moves first, then the header, then insertions), so that edits never fight over positions."""
+    usable = [f for f in findings if f.fix and (f.fix.applicability == "safe" or unsafe)]
+    edits, rules = [], []
+    for f in usable:
+        if all(e.kind in ("replace-expr", "replace-stmt") for e in f.fix.edits):
+            edits.extend(f.fix.edits)
+            rules.append(f.rule)
+    for kind in ("move-to-header", "insert-header", "insert-before"):
+        group = [f for f in usable if any(e.kind == kind for e in f.fix.edits)]
+        if group:
+            for f in group:
+                edits.extend(f.fix.edits)
+                rules.append(f.rule)
+            break
+    return edits, rules
+
+
+def _reread(src: SourceFile, raw: bytes) -> SourceFile:
+    return read_source(src.path, raw)
+
+
+def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: Optional[str] = None) -> tuple:
+    """(new raw bytes, sorted rule codes fixed). Raises FixError when a fix cannot be applied safely."""
+    catalog = load_api_catalog().with_extra(policy.extra_apis)
+    enabled = make_rule_filter(policy.select, policy.ignore)
+    fixed: list = []
+    raw = src.raw
+    for _ in range(MAX_PASSES):
+        result = lint_source(src, policy, catalog, enabled, abs_path=abs_path)
+        if result.errors:
+            break
+        edits, rules = _choose_edits(result.findings, unsafe)
+        if not edits:
+            break
+        if src.is_notebook:
+            line_map = marker_line_map(src)
+            edits = [dataclasses.replace(e, line=line_map.get(e.line, e.line)) if e.line else e for e in edits]
+            marked = joined_with_markers(src)
+            new_marked, applied = apply_edits(marked, edits)
+            if not applied or new_marked == marked:
+                break
+            _must_parse(new_marked, src.path)
+            new_raw = notebook_bytes_from_marked(src, new_marked)
+        else:
+            new_text, applied = apply_edits(src.text, edits)
+            if not applied or new_text == src.text:
+                break
+            _must_parse(new_text, src.path)
+            new_raw = encode_python(src, new_text)
+        if new_raw == raw:
+            break
+        raw = new_raw
+        src = _reread(src, raw)
+        fixed.extend(r for r in rules if r not in fixed)
+    return raw, sorted(fixed)
+
+
+def _must_parse(text: str, path: str) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(text)
+    except SyntaxError as exc:
+        raise FixError(f"the fixed code would not parse (line {exc.lineno}: {exc.msg}); file left unchanged") from None
+
+
+def _git_repo(paths):
+    try:
+        import git
+    except ImportError:  # pragma: no cover - GitPython is a dependency
+        return None
+    start = Path(paths[0] if paths else ".").resolve()
+    if start.is_file():
+        start = start.parent
+    try:
+        repo = git.Repo(start, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return None
+    if repo.bare:
+        return None
+    return repo
+
+
+def _dirty_files(repo, abs_paths) -> list:
+    top = Path(repo.working_tree_dir).resolve()
+    rels = [Path(p).resolve().relative_to(top).as_posix() for p in abs_paths]
+    out = repo.git.status("--porcelain", "-z", "--untracked-files=all", "--", *rels)
+    dirty = []
+    for item in out.split("\0"):
+        if len(item) > 3:
+            dirty.append(item[3:])
+    return dirty
+
+
+def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda m: None) -> ApplyOutcome:
+    files = discover(paths or ["."], policy.exclude, policy.root, warn=warn)
+    results: dict = {}
+    fixes: list = []
+    fix_errors: dict = {}
+    for abs_path, display in files:
+        key = os.path.abspath(abs_path)
+        res = lint_path(key, display, policy, opts.use_prefilter)
+        results[key] = res
+        if not any(f.fix and (f.fix.applicability == "safe" or opts.unsafe_fixes) for f in res.findings):
+            continue
+        try:
+            raw = Path(key).read_bytes()
+            src = read_source(display, raw)
+            new_raw, rules = fix_source(src, policy, opts.unsafe_fixes, abs_path=key)
+        except (ReadError, OSError) as exc:
+            fix_errors[key] = FileError(display, "fix-error", f"cannot fix: {exc}")
+            continue
+        except FixError as exc:
+            fix_errors[key] = FileError(display, "fix-error", str(exc))
+            continue
+        if new_raw != raw:
+            if not os.access(key, os.W_OK):
+                fix_errors[key] = FileError(display, "fix-error", "file is read-only; not changed (make it writable to fix it)")
+                continue
+            fixes.append(FileFix(key, display, raw, new_raw, rules))
+
+    if opts.diff:
+        diff = "".join(_unified_diff(f) for f in fixes)
+        remaining = _scan_result(policy, results, fix_errors)
+        return ApplyOutcome([], remaining, diff_text=diff)
+
+    backup_id = backup_dir = tag_name = None
+    if fixes:
+        repo = _git_repo(paths)
+        if repo is None:
+            warn("not inside a git work tree: no git tag is made (the backup still is)" if opts.backup else "not inside a git work tree: no git tag is made")
+        elif not opts.allow_dirty:
+            dirty = _dirty_files(repo, [f.abs_path for f in fixes])
+            if dirty:
+                raise ApplyRefused(
+                    f"refusing to apply: {len(dirty)} file(s) to change have uncommitted changes: "
+                    + ", ".join(dirty[:10]) + (" ..." if len(dirty) > 10 else "")
+                    + " (commit or stash them, or pass --allow-dirty); nothing was written"
+                )
+        backup_id = new_backup_id()
+        root = Path(repo.working_tree_dir).resolve() if repo is not None else Path.cwd().resolve()
+        if opts.backup:
+            folder = write_backup(root, backup_id, [(f.abs_path, f.before, f.after) for f in fixes])
+            backup_dir = os.path.relpath(folder).replace(os.sep, "/")
+        if repo is not None and opts.tag:
+            tag_name = _tag(repo, backup_id, warn)
+        for f in fixes:
+            current = Path(f.abs_path).read_bytes()
+            if sha256(current) != sha256(f.before):
+                # Changed under our feet since we read it: leave it, report it.
+                fix_errors[f.abs_path] = FileError(f.path, "fix-error", "file changed while gpufix was running; not changed")
+                continue
+            atomic_write(Path(f.abs_path), f.after)
+        fixes = [f for f in fixes if f.abs_path not in fix_errors]
+        for f in fixes:
+            results[f.abs_path] = lint_path(f.abs_path, f.path, policy, opts.use_prefilter)
+    remaining = _scan_result(policy, results, fix_errors)
+    return ApplyOutcome(fixes, remaining, backup_id if opts.backup else None, backup_dir, tag_name)
+
+
+def _tag(repo, backup_id: str, warn) -> Optional[str]:
+    name = f"gpufix/before-{backup_id}"
+    try:
+        repo.head.commit
+    except ValueError:
+        warn("the repository has no commit yet: no git tag is made")
+        return None
+    try:
+        repo.create_tag(name, ref=repo.head.commit, message=f"gpufix apply: state before backup {backup_id}")
+    except Exception as exc:  # GitCommandError and friends: a tag is a convenience, the backup is the safety
+        warn(f"could not create git tag {name}: {exc}")
+        return None
+    return name
+
+
+def _scan_result(policy: Policy, results: dict, fix_errors: dict) -> ScanResult:
+    ordered = sorted(results.values(), key=lambda r: r.path)
+    findings = [f for r in ordered for f in r.findings]
+    if not policy.has_policy and make_rule_filter(policy.select, policy.ignore)("GPU103"):
+        findings.extend(_majority_findings(ordered))
+    findings.sort(key=lambda f: f.sort_key())
+    errors = [e for r in ordered for e in r.errors] + list(fix_errors.values())
+    return ScanResult(policy, ordered, findings, errors, [])
+
+
+def _unified_diff(f: FileFix) -> str:
+    def text(data: bytes) -> list:
+        try:
+            return read_source(f.path, data).text.splitlines(keepends=True) if not f.path.endswith(".ipynb") else data.decode("utf-8").splitlines(keepends=True)
+        except ReadError:
+            return data.decode("utf-8", "replace").splitlines(keepends=True)
+
+    return "".join(difflib.unified_diff(text(f.before), text(f.after), fromfile=f"a/{f.path}", tofile=f"b/{f.path}"))

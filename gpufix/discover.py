@@ -165,4 +165,5 @@ def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None) ->
                 if excl.matches(ep):
                     continue
                 add(ep)
+    out.sort(key=lambda item: item[1])
     return out

@@ -52,3 +52,63 @@ def test_real_child_timeout_raises_probe_timeout():
 
     with pytest.raises(ProbeTimeout, match="did not finish within 0.01 s"):
         RealProbe().cuda_probe(child_env("1", "PCI_BUS_ID"), timeout=0.01)
+
+
+def _stub_torch(count, warn=None):
+    import types
+    import warnings
+
+    def is_available():
+        if warn:
+            warnings.warn(warn)
+        return count > 0
+
+    props = [types.SimpleNamespace(name="NVIDIA GeForce RTX 3090", uuid="3b9e2d4f-8a6c-4d2f-8e11-222222222222",
+                                   total_memory=25_438_715_904, major=8, minor=6)]
+    cuda = types.SimpleNamespace(is_available=is_available, device_count=lambda: count,
+                                 get_arch_list=lambda: ["sm_80", "sm_86"],
+                                 get_device_properties=lambda i: props[i])
+    return types.SimpleNamespace(__version__="2.7.1+cu128", version=types.SimpleNamespace(cuda="12.8"), cuda=cuda,
+                                 device=lambda *a: ("device", a))
+
+
+def test_child_reports_devices_and_smoke_with_a_cuda_torch(monkeypatch):
+    import sys
+
+    from gpufix.hardware import child, smoke
+
+    monkeypatch.setitem(sys.modules, "torch", _stub_torch(1))
+    monkeypatch.setattr(smoke, "run_smoke", lambda device, **kw: {"device": device, **kw})
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    out = child.probe({"matmul_n": 64, "buffer_bytes": 4096, "repeats": 1})
+    assert out["devices"] == [{"index": 0, "name": "NVIDIA GeForce RTX 3090",
+                               "uuid": "3b9e2d4f-8a6c-4d2f-8e11-222222222222", "total_memory": 25_438_715_904,
+                               "capability": [8, 6]}]
+    assert out["arch_list"] == ["sm_80", "sm_86"] and out["device_count"] == 1
+    assert out["smoke"] == {"device": ("device", ("cuda", 0)), "matmul_n": 64, "buffer_bytes": 4096, "repeats": 1}
+    assert out["env"]["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_child_with_no_device_names_the_mask_and_torchs_reason(monkeypatch):
+    import sys
+
+    from gpufix.hardware import child
+
+    monkeypatch.setitem(sys.modules, "torch", _stub_torch(0, warn="CUDA initialization: CUDA driver is too old"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    out = child.probe({})
+    assert out["unavailable_kind"] == "no-gpu"
+    assert out["unavailable"] == ("no GPU visible under the mask (CUDA_VISIBLE_DEVICES='5', "
+                                  "CUDA_DEVICE_ORDER='PCI_BUS_ID'): torch.cuda.device_count() = 0 "
+                                  "(CUDA initialization: CUDA driver is too old)")
+
+
+def test_child_without_torch(monkeypatch):
+    import sys
+
+    from gpufix.hardware import child
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    out = child.probe({})
+    assert out["unavailable_kind"] == "torch-missing" and "pip install 'gpufix[check]'" in out["unavailable"]

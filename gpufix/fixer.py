@@ -203,47 +203,48 @@ class _Transformer(cst.CSTTransformer):
         new_lines.sort(key=lambda item: _ENV_ORDER[item[0]])
         self.applied += len(new_lines)
         env_stmts = [cst.parse_statement(f'os.environ["{var}"] = "{value}"') for var, value in new_lines]
-
-        if not self.moved:
-            # Complete an existing top-of-file mask block instead of starting a second one.
-            for i in range(k, len(body)):
-                var = _env_var_of(body[i])
-                if var is None:
-                    if _binds_os(body[i]):
-                        continue
-                    break
-                # body[i] is an env line of the existing header block; extend that block.
-                j = i
-                while j + 1 < len(body) and _env_var_of(body[j + 1]):
-                    j += 1
-                before = [s for s in env_stmts if _ENV_ORDER[_env_var_of(s)] < _ENV_ORDER[var]]
-                after = [s for s in env_stmts if s not in before]
-                if before:
-                    before[0] = before[0].with_changes(leading_lines=body[i].leading_lines)
-                    body[i] = body[i].with_changes(leading_lines=[])
-                return body[:i] + before + body[i : j + 1] + after + body[j + 1 :]
-
-        moved = [_blank_first(s, False) for s in self.moved]
-        block = sorted(moved + env_stmts, key=lambda s: _ENV_ORDER.get(_env_var_of(s), 1))
+        block = [_blank_first(s, False) for s in self.moved] + env_stmts
+        block.sort(key=lambda s: _ENV_ORDER.get(_env_var_of(s), 1))
         if not block:
             return body
+
+        # An existing mask block at the top of the module (before anything but `import os`) is
+        # completed in place: the order line goes before it, the mask line after it.
+        i = k
+        while i < len(body) and _binds_os(body[i]):
+            i += 1
+        if i < len(body) and i > k and _env_var_of(body[i]):
+            j = i
+            while j + 1 < len(body) and _env_var_of(body[j + 1]):
+                j += 1
+            before = [s for s in block if _env_var_of(s) == ORDER_VAR]
+            after = [s for s in block if _env_var_of(s) != ORDER_VAR]
+            if before:
+                before[0] = before[0].with_changes(leading_lines=body[i].leading_lines)
+                body[i] = body[i].with_changes(leading_lines=[])
+            return body[:i] + before + body[i : j + 1] + after + body[j + 1 :]
+
         block[0] = _blank_first(block[0], True)
-        rest = body[k:]
-        head = body[:k]
+        head, rest = body[:k], body[k:]
         if rest and _binds_os(rest[0]):
             os_stmt, rest = rest[0], rest[1:]
         else:
             os_stmt = None
-            for i, stmt in enumerate(rest):
+            for n, stmt in enumerate(rest):
                 if _is_plain_import_os(stmt):
-                    os_stmt = _blank_first(stmt, False)
-                    rest = rest[:i] + rest[i + 1 :]
+                    os_stmt = stmt
+                    rest = rest[:n] + rest[n + 1 :]
                     break
             if os_stmt is None:
                 os_stmt = cst.parse_statement("import os")
-            os_stmt = _blank_first(os_stmt, bool(head))
-        if rest:
-            rest[0] = rest[0] if (rest[0].leading_lines and rest[0].leading_lines[0].comment is None) else _blank_first(rest[0], True)
+            if rest and any(line.comment for line in rest[0].leading_lines):
+                # Comments above the first statement lead the file: the header goes after them.
+                os_stmt = os_stmt.with_changes(leading_lines=rest[0].leading_lines)
+                rest[0] = rest[0].with_changes(leading_lines=[])
+            else:
+                os_stmt = _blank_first(os_stmt, bool(head))
+        if rest and not (rest[0].leading_lines and rest[0].leading_lines[0].comment is None):
+            rest[0] = _blank_first(rest[0], True)
         return head + [os_stmt] + block + rest
 
 

@@ -200,6 +200,8 @@ def hidden_device_list(ctx: RuleContext):
         mask = _mask_text(policy_mask)
         bad = []
         for i in indices:
+            if i == 0:
+                continue  # like GPU001: index 0 is the first visible GPU, whatever the mask
             r = remap(i, file_mask, policy_mask)
             if (not r.known and i >= len(policy_mask)) or (r.known and r.new_index != i):
                 bad.append(i)

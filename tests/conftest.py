@@ -1,0 +1,69 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+
+
+def run_gpufix(*args, cwd=None, env=None, input=None, timeout=300):
+    """Run the real CLI (`python -m gpufix`) in a subprocess; return CompletedProcess (text)."""
+    full_env = dict(os.environ)
+    full_env.pop("GPUFIX_PROBE", None)
+    full_env["NO_COLOR"] = "1"
+    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "gpufix", *map(str, args)],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, input=input,
+    )
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def init_git_repo(path: Path) -> Path:
+    git(path, "init", "-q")
+    git(path, "config", "user.email", "test@example.com")
+    git(path, "config", "user.name", "gpufix tests")
+    git(path, "config", "commit.gpgsign", "false")
+    git(path, "config", "tag.gpgsign", "false")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "initial", "--allow-empty")
+    return path
+
+
+@pytest.fixture
+def gitrepo(tmp_path):
+    """A factory: copy files {relpath: text|bytes} into a fresh git repo and commit them."""
+
+    def make(files: dict, commit=True) -> Path:
+        repo = tmp_path / "repo"
+        repo.mkdir(exist_ok=True)
+        for rel, content in files.items():
+            p = repo / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            else:
+                p.write_text(content, encoding="utf-8")
+        if commit:
+            init_git_repo(repo)
+        return repo
+
+    return make
+
+
+def snapshot(root: Path) -> dict:
+    """{relative path: bytes} of every file outside .git and .gpufix."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and not rel.startswith((".git/", ".gpufix/")):
+            out[rel] = p.read_bytes()
+    return out

@@ -180,12 +180,25 @@ def _dirty_files(repo, abs_paths) -> list:
     return dirty
 
 
-def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda m: None) -> ApplyOutcome:
+def _with_progress(files: list, progress_factory):
+    """Yield `files`, advancing the bar `progress_factory(len(files))` makes (if any); close it at the end."""
+    bar = progress_factory(len(files)) if (progress_factory and files) else None
+    try:
+        for item in files:
+            yield item
+            if bar:
+                bar.advance(1)
+    finally:
+        if bar:
+            bar.close()
+
+
+def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda m: None, progress_factory=None) -> ApplyOutcome:
     files = discover(paths or ["."], policy.exclude, policy.root, warn=warn)
     results: dict = {}
     fixes: list = []
     fix_errors: dict = {}
-    for abs_path, display in files:
+    for abs_path, display in _with_progress(files, progress_factory):
         key = os.path.abspath(abs_path)
         res = lint_path(key, display, policy, opts.use_prefilter)
         results[key] = res
@@ -202,7 +215,8 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
             fix_errors[key] = FileError(display, "fix-error", str(exc))
             continue
         if new_raw != raw:
-            if not os.access(key, os.W_OK):
+            # The mode bits, not os.access: root may write anything, but a 0444 file says "leave me".
+            if not os.stat(key).st_mode & 0o222 or not os.access(key, os.W_OK):
                 fix_errors[key] = FileError(display, "fix-error", "file is read-only; not changed (make it writable to fix it)")
                 continue
             fixes.append(FileFix(key, display, raw, new_raw, rules))

@@ -153,8 +153,9 @@ def scan(paths, config_file, select, ignore, visible_devices, header_scope, fmt,
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes marked unsafe.")
 @click.option("--allow-dirty", is_flag=True, help="Fix files that have uncommitted changes.")
 @click.option("--check", "run_check_after", is_flag=True, help="Run `gpufix check` after writing.")
+@click.option("--exit-non-zero-on-fix", is_flag=True, help="Exit 1 when any file was changed, even if nothing is left to fix.")
 def apply(paths, config_file, select, ignore, visible_devices, header_scope, fmt, output, exit_zero, quiet, no_cache,
-          no_prefilter, jobs, backup, tag, diff, unsafe_fixes, allow_dirty, run_check_after):
+          no_prefilter, jobs, backup, tag, diff, unsafe_fixes, allow_dirty, run_check_after, exit_non_zero_on_fix):
     """Rewrite files under PATHS to satisfy the policy (libcst), with backups and a git tag."""
     from gpufix.apply import ApplyOptions, ApplyRefused, run_apply
 
@@ -164,7 +165,8 @@ def apply(paths, config_file, select, ignore, visible_devices, header_scope, fmt
         use_prefilter=not no_prefilter, jobs=jobs, quiet=quiet,
     )
     try:
-        outcome = run_apply(list(paths) or ["."], policy, opts, warn=lambda m: quiet or click.echo(f"gpufix: warning: {m}", err=True))
+        outcome = run_apply(list(paths) or ["."], policy, opts, warn=lambda m: quiet or click.echo(f"gpufix: warning: {m}", err=True),
+                            progress_factory=progress_factory(quiet))
     except ApplyRefused as exc:
         fail(str(exc))
     with report_stream(output) as stream:
@@ -181,7 +183,11 @@ def apply(paths, config_file, select, ignore, visible_devices, header_scope, fmt
 
         check_code = run_check(policy, fmt="text", output=None, quiet=quiet)
         code = code or check_code
-    sys.exit(0 if exit_zero and code == 1 else code)
+    if exit_zero and code == 1:
+        code = 0
+    if exit_non_zero_on_fix and outcome.fixes:
+        code = code or 1  # files changed: fail, as formatters do (also with --exit-zero, as in ruff)
+    sys.exit(code)
 
 
 @cli.command()

@@ -18,6 +18,7 @@ MASK_VAR = "CUDA_VISIBLE_DEVICES"
 ORDER_VAR = "CUDA_DEVICE_ORDER"
 ENV_VARS = (MASK_VAR, ORDER_VAR)
 CUDA_STRING_RE = re.compile(r"^cuda:(\d+)$")
+CUDA_ORDINAL_CALLS = ("torch.cuda.current_device", "cupy.cuda.runtime.getDevice", "numba.cuda.get_current_device")
 TF_DEVICE_RE = re.compile(r"^(?P<prefix>.*?/?(?:device:)?)(?P<kind>GPU):(?P<index>\d+)$", re.I)
 
 
@@ -387,6 +388,10 @@ class Analyzer(ast.NodeVisitor):
                 self._record_ordinal(spec.value, arg, api.name if api.name != "*" else name, name)
 
     def _record_ordinal(self, value_kind, arg, api_name, called):
+        if value_kind == "nvml-index" and isinstance(arg, ast.Call) and self.qualname(arg.func) in CUDA_ORDINAL_CALLS:
+            # nvmlDeviceGetHandleByIndex(torch.cuda.current_device()): a CUDA ordinal fed to NVML.
+            self.facts.ordinals.append(OrdinalUse("nvml-cuda-ordinal", self.pos(arg), None, called, text=self.src(arg)))
+            return
         if value_kind in ("ordinal", "nvml-index"):
             i = _literal_int(arg)
             if i is not None:

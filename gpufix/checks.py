@@ -216,6 +216,11 @@ def nvml_index_as_cuda_ordinal(ctx: RuleContext):
     if mask is None or mask == UNKNOWN or not is_index_mask(mask):
         return
     for use in ctx.facts.ordinals:
+        if use.kind == "nvml-cuda-ordinal":
+            if mask != list(range(len(mask))):
+                yield _finding(ctx, "GPU003", use.pos, ctx.message(
+                    "GPU003", "cuda-ordinal", expr=use.text, mask=_mask_text(mask), api=use.api))
+            continue
         if use.kind != "nvml-index":
             continue
         i = use.value

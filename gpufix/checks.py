@@ -365,7 +365,7 @@ def run_rules(ctx: RuleContext, enabled) -> list:
     return findings
 
 
-def majority_mask_findings(results, enabled) -> list:
+def majority_mask_findings(results) -> list:
     """Without a policy, GPU103 reports files whose literal mask differs from the most common one."""
     from collections import Counter
 

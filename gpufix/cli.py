@@ -6,7 +6,6 @@ Imports are lazy so that `gpufix scan` on a few files (the pre-commit case) load
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sys
 

@@ -19,7 +19,8 @@ from gpufix.catalog import ApiCatalog, load_api_catalog, load_rule_docs
 from gpufix.config import Policy
 from gpufix.discover import PathFilter, discover
 from gpufix.model import Edit, FileError, Finding, Fix
-from gpufix.prefilter import is_entrypoint_name, may_have_findings
+from gpufix.cache import content_hash
+from gpufix.prefilter import HEADER, SKIP, classify, is_entrypoint_name
 from gpufix.source import ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
 
@@ -135,26 +136,64 @@ def header_scope_member(scope: str, facts, src: SourceFile) -> bool:
     return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard
 
 
+class _Suppressions:
+    """parse_suppressions, run only when its answer can matter: a line suppression needs a comment
+    with `gpufix` or `noqa` on the finding's line; a file-level one needs `ignore-file`."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.lower = None
+        self.line_map = None
+        self.file_codes = None
+        if "gpufix" in text or "noqa" in text.lower():
+            self.lower = text.lower()
+            if "ignore-file" in self.lower:
+                self._parse()
+
+    def _parse(self):
+        if self.line_map is None:
+            self.line_map, self.file_codes = parse_suppressions(self.text)
+
+    def suppressed(self, code: str, lines_to_check, lines: list) -> bool:
+        if self.lower is None:
+            return False
+        if self.line_map is None:
+            for n in lines_to_check:
+                if 0 < n <= len(lines):
+                    low = lines[n - 1].lower()
+                    if "gpufix" in low or "noqa" in low:
+                        self._parse()
+                        break
+            else:
+                return False
+        return is_suppressed(code, lines_to_check, self.line_map, self.file_codes)
+
+
 def lint_source(
     src: SourceFile,
     policy: Policy,
     catalog: Optional[ApiCatalog] = None,
     enabled: Optional[Callable[[str], bool]] = None,
     abs_path: Optional[str] = None,
+    facts_fn: Optional[Callable] = None,
 ) -> FileResult:
-    """Parse, run the rules, apply suppressions. Findings keep edit positions in `src.text`."""
+    """Parse, run the rules, apply suppressions. Findings keep edit positions in `src.text`.
+
+    `facts_fn(tree, lines, catalog)` replaces the full analysis (the prefilter's HEADER tier)."""
     catalog = catalog or load_api_catalog().with_extra(policy.extra_apis)
     enabled = enabled or make_rule_filter(policy.select, policy.ignore)
     result = FileResult(path=src.path, parsed=True)
-    line_map, file_codes = parse_suppressions(src.text)
-    if file_codes is not None and "*" in file_codes:
+    # Tokenizing for comments is slow: do it up front only when a file-level ignore may be there,
+    # else only when a line that holds a finding mentions `gpufix`/`noqa` (see _Suppressions).
+    sup = _Suppressions(src.text)
+    if sup.file_codes is not None and "*" in sup.file_codes:
         return result
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = ast.parse(src.text, filename=src.path)
         lines = split_lines(src.text)
-        facts = analyze(tree, lines, catalog)
+        facts = (facts_fn or analyze)(tree, lines, catalog)
     except SyntaxError as exc:
         result.errors.append(_syntax_error(src, exc))
         return result
@@ -173,14 +212,14 @@ def lint_source(
     for finding in checks.run_rules(ctx, enabled):
         if any(finding.rule.startswith(c) for c in ignored_here):
             continue
-        if is_suppressed(finding.rule, (finding.line, finding.end_line), line_map, file_codes):
+        if sup.suppressed(finding.rule, (finding.line, finding.end_line), lines):
             continue
         result.findings.append(_to_cell(src, finding))
     if not policy.has_policy and enabled("GPU103") and not any("GPU103".startswith(c) for c in ignored_here):
         for w in ctx.mask_writes:
             if w.value_kind in ("str", "int") and w.value is not None:
                 p = w.value_pos or w.pos
-                if is_suppressed("GPU103", (p.line,), line_map, file_codes):
+                if sup.suppressed("GPU103", (p.line,), lines):
                     continue
                 cell, line = (src.cell_of(p.line) if src.is_notebook else (None, p.line))
                 end = line + (p.end_line - p.line)
@@ -195,28 +234,107 @@ def _to_cell(src: SourceFile, f: Finding) -> Finding:
     return dataclasses.replace(f, line=line, end_line=line + (f.end_line - f.line), cell=cell)
 
 
-def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool = True) -> FileResult:
-    catalog = load_api_catalog().with_extra(policy.extra_apis)
+_STMT_LISTS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def header_facts(tree: ast.Module, lines: list, catalog: ApiCatalog):
+    """The facts of a file the prefilter put in the HEADER tier (no ordinal, no mask variable in its
+    text): its GPU framework imports and `__main__` guard, found by walking statements only. Falls
+    back to the full analysis when the file imports no GPU framework but may call a device API."""
+    from gpufix.analysis import Analyzer, _is_main_guard
+
+    an = Analyzer(tree, lines, catalog)
+    facts = an.facts
+    facts.has_main_guard = any(_is_main_guard(s) for s in tree.body)
+    stack = list(reversed(tree.body))
+    while stack:
+        node = stack.pop()
+        cls = type(node)
+        if cls is ast.Import:
+            an.visit_Import(node)
+        elif cls is ast.ImportFrom:
+            an.visit_ImportFrom(node)
+        else:
+            for field in _STMT_LISTS:
+                children = getattr(node, field, None)
+                if children:
+                    stack.extend(reversed(children))
+    if not facts.gpu_imports and _may_call_device_api(lines, catalog):
+        return analyze(tree, lines, catalog)
+    return facts
+
+
+def _may_call_device_api(lines: list, catalog: ApiCatalog) -> bool:
+    from gpufix.prefilter import may_call_device_api
+
+    return may_call_device_api("\n".join(lines), catalog)
+
+
+def _read_file(abs_path: str):
+    """(stat, bytes) of a regular file; a FileError message for anything else (a FIFO named *.py
+    would block a plain open() forever)."""
+    import stat as stat_mod
+
     try:
+        st = os.stat(abs_path)
+        if stat_mod.S_ISDIR(st.st_mode):
+            return None, "is a directory"
+        if not stat_mod.S_ISREG(st.st_mode):
+            return None, "not a regular file (a pipe, socket or device); skipped"
         with open(abs_path, "rb") as fh:
-            raw = fh.read()
+            return (st, fh.read()), None
     except IsADirectoryError:
-        return FileResult(display, errors=[FileError(display, "read-error", "is a directory")])
+        return None, "is a directory"
     except OSError as exc:
-        return FileResult(display, errors=[FileError(display, "read-error", f"cannot read: {exc.strerror or exc}")])
+        return None, f"cannot read: {exc.strerror or exc}"
+
+
+def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool = True, catalog: Optional[ApiCatalog] = None) -> FileResult:
+    catalog = catalog or load_api_catalog().with_extra(policy.extra_apis)
+    got, problem = _read_file(abs_path)
+    if got is None:
+        return FileResult(display, errors=[FileError(display, "read-error", problem)])
+    return lint_bytes(got[1], abs_path, display, policy, use_prefilter, catalog)
+
+
+def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_prefilter: bool, catalog: ApiCatalog) -> FileResult:
     try:
         src = read_source(display, raw)
     except ReadError as exc:
         return FileResult(display, errors=[exc.error])
-    if use_prefilter and not may_have_findings(src.text, display, policy.effective_header_scope, catalog):
+    if not use_prefilter:
+        return lint_source(src, policy, catalog, abs_path=abs_path)
+    tier = classify(src.text, display, policy.effective_header_scope, catalog)
+    if tier == SKIP:
         return FileResult(display)
-    return lint_source(src, policy, catalog, abs_path=abs_path)
+    return lint_source(src, policy, catalog, abs_path=abs_path, facts_fn=header_facts if tier == HEADER else None)
+
+
+# Set in the parent before the worker processes fork (or in each worker by the initializer), so
+# that a job is only (abs_path, display) and the policy is not pickled once per file.
+_JOB_STATE: dict = {}
+
+
+def _job_init(policy: Policy, use_prefilter: bool) -> None:
+    _JOB_STATE["policy"] = policy
+    _JOB_STATE["use_prefilter"] = use_prefilter
+    _JOB_STATE["catalog"] = load_api_catalog().with_extra(policy.extra_apis)
 
 
 def _lint_job(args) -> dict:
-    abs_path, display, policy, use_prefilter = args
+    """Lint one file; the result carries the file's stat stamp and content hash taken when it was
+    read (for the cache), so an edit during the scan can never be cached under the new stamp."""
+    abs_path, display = args
+    policy = _JOB_STATE["policy"]
     try:
-        return lint_path(abs_path, display, policy, use_prefilter).to_json()
+        got, problem = _read_file(abs_path)
+        if got is None:
+            return FileResult(display, errors=[FileError(display, "read-error", problem)]).to_json()
+        st, raw = got
+        data = lint_bytes(raw, abs_path, display, policy, _JOB_STATE["use_prefilter"], _JOB_STATE["catalog"]).to_json()
+        data["_stamp"] = [st.st_size, st.st_mtime_ns]
+        data["_hash"] = content_hash(raw)
+        return data
     except Exception as exc:  # a bug in gpufix must not stop the run; say where it happened
         return FileResult(display, errors=[FileError(display, "internal-error", f"gpufix failed on this file: {type(exc).__name__}: {exc}")]).to_json()
 
@@ -235,18 +353,24 @@ class ScanResult:
         return len(self.results)
 
 
-def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None) -> list:
+def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None, policy: Optional[Policy] = None, use_prefilter: bool = True) -> list:
+    """Lint (abs_path, display) pairs; results in the same order. Worker processes (forked, so
+    they start in milliseconds and inherit the loaded catalogue) when there is enough work."""
     n = len(jobs_args)
+    _job_init(policy, use_prefilter)
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
-    if workers > 1 and n >= 48:
+    workers = min(workers, 32, n // 24)  # a process is worth it from a couple of dozen files on
+    if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         method = "fork" if sys.platform.startswith("linux") else None
         ctx = multiprocessing.get_context(method) if method else None
-        chunk = max(4, n // (workers * 8))
+        # Small chunks balance the load (file sizes vary a lot); big enough to keep IPC cheap.
+        chunk = max(4, min(64, n // (workers * 12)))
         try:
-            with ProcessPoolExecutor(max_workers=min(workers, 32), mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_job_init,
+                                     initargs=(policy, use_prefilter)) as pool:
                 out = []
                 for data in pool.map(_lint_job, jobs_args, chunksize=chunk):
                     out.append(data)
@@ -264,12 +388,14 @@ def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None) -> list:
 
 
 def scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None) -> ScanResult:
-    from gpufix.cache import ResultCache
-
     options = options or Options()
     warns: list = []
     files = discover(paths or ["."], policy.exclude, policy.root, warn=warns.append)
-    cache = ResultCache.open(policy, options) if options.use_cache else None
+    cache = None
+    if options.use_cache:
+        from gpufix.cache import ResultCache
+
+        cache = ResultCache.open(policy, options)
     results: dict = {}
     todo = []
     for abs_path, display in files:
@@ -278,13 +404,15 @@ def scan(paths, policy: Policy, options: Optional[Options] = None, progress_fact
         if hit is not None:
             results[key] = FileResult.from_json(hit, display)
         else:
-            todo.append((key, display, policy, options.use_prefilter))
+            todo.append((key, display))
     progress = progress_factory(len(todo)) if (progress_factory and todo) else None
     try:
-        for args, data in zip(todo, _run_jobs(todo, options.jobs, progress.advance if progress else None)):
-            results[args[0]] = FileResult.from_json(data, args[1])
-            if cache and not any(e["kind"] in ("read-error", "internal-error") for e in data["errors"]):
-                cache.put(args[0], data)
+        if todo:
+            done = _run_jobs(todo, options.jobs, progress.advance if progress else None, policy, options.use_prefilter)
+            for (key, display), data in zip(todo, done):
+                if cache and not any(e["kind"] in ("read-error", "internal-error") for e in data["errors"]):
+                    cache.put(key, data)
+                results[key] = FileResult.from_json(data, display)
     finally:
         if progress:
             progress.close()
@@ -302,7 +430,7 @@ def scan(paths, policy: Policy, options: Optional[Options] = None, progress_fact
 
 
 def _majority_findings(results: list) -> list:
-    found = checks.majority_mask_findings(results, None)
+    found = checks.majority_mask_findings(results)
     by_path = {r.path: r for r in results}
     out = []
     for f in found:

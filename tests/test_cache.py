@@ -1,0 +1,165 @@
+"""The scan result cache: same report warm as cold, invalidation per file and per config, no writes
+with --no-cache, safe under concurrent runs, a corrupt cache file ignored."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpufix import engine
+
+
+def write_project(root: Path, n: int = 60) -> None:
+    (root / "pyproject.toml").write_text('[tool.gpufix]\nvisible-devices = "1"\n', encoding="utf-8")
+    pkg = root / "pkg"
+    pkg.mkdir()
+    for i in range(n):
+        body = "import torch\n" if i % 2 else "import os\n"
+        if i % 5 == 0:
+            body += f"x = torch.zeros(1).cuda({i % 3})\n"
+        (pkg / f"m{i:03d}.py").write_text(body, encoding="utf-8")
+
+
+def run_scan(root: Path, *args, env_extra=None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFIX_")}
+    env.update(env_extra or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpufix", "scan", ".", "--format", "json", "--exit-zero", "-q", *args],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def cache_files(root: Path) -> list:
+    d = root / ".gpufix" / "cache"
+    return sorted(d.glob("scan-*.json")) if d.is_dir() else []
+
+
+@pytest.fixture
+def project(tmp_path):
+    write_project(tmp_path)
+    return tmp_path
+
+
+class Counting:
+    """Counts the files linted (cache misses) in-process."""
+
+    def __init__(self, monkeypatch):
+        self.paths = []
+        real = engine._lint_job
+
+        def job(args):
+            self.paths.append(args[1])
+            return real(args)
+
+        monkeypatch.setattr(engine, "_lint_job", job)
+
+
+def scan_in_process(root: Path, monkeypatch, **overrides):
+    from gpufix.config import load_policy
+
+    monkeypatch.chdir(root)
+    ov = {"visible_devices": None, "select": (), "ignore": (), "header_scope": None, **overrides}
+    policy = load_policy(["."], overrides=ov)
+    return engine.scan(["."], policy, engine.Options(use_cache=True, jobs=1))
+
+
+def report(res) -> list:
+    return [json.dumps(engine._finding_to_cache(f), sort_keys=True) for f in res.findings]
+
+
+def test_warm_run_gives_the_same_report(project):
+    cold = run_scan(project)
+    assert cache_files(project)
+    warm = run_scan(project)
+    assert warm == cold
+    assert cold == run_scan(project, "--no-cache")
+
+
+def test_changing_a_file_invalidates_only_it(project, monkeypatch):
+    first = scan_in_process(project, monkeypatch)
+    counting = Counting(monkeypatch)
+    again = scan_in_process(project, monkeypatch)
+    assert counting.paths == [] and report(again) == report(first)
+    target = project / "pkg" / "m001.py"
+    target.write_text("import torch\nx = torch.zeros(1).cuda(1)\n", encoding="utf-8")
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+    third = scan_in_process(project, monkeypatch)
+    assert counting.paths == ["pkg/m001.py"]
+    assert any(f.path == "pkg/m001.py" and f.rule == "GPU001" for f in third.findings)
+
+
+def test_touched_but_unchanged_file_is_a_hit_by_content(project, monkeypatch):
+    scan_in_process(project, monkeypatch)
+    target = project / "pkg" / "m002.py"
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    counting = Counting(monkeypatch)
+    scan_in_process(project, monkeypatch)
+    assert counting.paths == []
+
+
+def test_changed_config_invalidates(project, monkeypatch):
+    scan_in_process(project, monkeypatch)
+    counting = Counting(monkeypatch)
+    res = scan_in_process(project, monkeypatch, visible_devices="0")
+    assert len(counting.paths) == 60
+    assert res.policy.visible_devices == "0"
+    (project / "pyproject.toml").write_text('[tool.gpufix]\nvisible-devices = "1"\nheader-scope = "all"\n', encoding="utf-8")
+    counting.paths.clear()
+    scan_in_process(project, monkeypatch)
+    assert len(counting.paths) == 60
+
+
+def test_no_cache_writes_nothing(project):
+    before = sorted(p.relative_to(project) for p in project.rglob("*"))
+    run_scan(project, "--no-cache")
+    after = sorted(p.relative_to(project) for p in project.rglob("*"))
+    assert before == after
+    assert not (project / ".gpufix").exists()
+
+
+def test_concurrent_scans_do_not_corrupt_the_cache(project):
+    expected = run_scan(project, "--no-cache")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFIX_")}
+    cmd = [sys.executable, "-m", "gpufix", "scan", ".", "--format", "json", "--exit-zero", "-q"]
+    for _ in range(3):
+        procs = [subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        for p, (out, err) in zip(procs, outs):
+            assert p.returncode == 0, err
+            assert json.loads(out) == expected
+        for f in cache_files(project):
+            data = json.loads(f.read_text(encoding="utf-8"))  # a complete, valid file
+            assert len(data["files"]) == 60
+        assert not list((project / ".gpufix" / "cache").glob("*.tmp"))
+    assert run_scan(project) == expected
+
+
+def test_a_corrupt_cache_file_is_ignored(project):
+    expected = run_scan(project)
+    for f in cache_files(project):
+        f.write_text('{"version": "0.1.0", "format": 2, "files": {"x": [1, 2', encoding="utf-8")
+    assert run_scan(project) == expected
+    for f in cache_files(project):
+        f.write_bytes(b"\x00\xff garbage")
+    assert run_scan(project) == expected
+    for f in cache_files(project):  # valid JSON, wrong shapes
+        f.write_text(json.dumps({"version": "0.1.0", "format": 2, "files": {str(project / "pkg" / "m001.py"): [1, 2, 3, 4]}}), encoding="utf-8")
+    assert run_scan(project) == expected
+
+
+def test_cache_dir_from_environment(project, tmp_path_factory):
+    where = tmp_path_factory.mktemp("cachedir")
+    expected = run_scan(project, "--no-cache")
+    assert run_scan(project, env_extra={"GPUFIX_CACHE_DIR": str(where)}) == expected
+    assert list(where.glob("scan-*.json")) and not (project / ".gpufix").exists()
+    assert run_scan(project, env_extra={"GPUFIX_CACHE_DIR": str(where)}) == expected

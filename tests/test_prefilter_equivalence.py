@@ -1,0 +1,182 @@
+"""The fast path (text prefilter, header-only tier) and the exhaustive path (`--no-prefilter`: parse
+and analyse every file) must give identical findings: on every fixture and on a generated corpus,
+with and without a policy, in each header scope."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from gpufix.config import load_policy
+from gpufix.engine import Options, _finding_to_cache, scan
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "fixtures"
+SCOPES = ("gpu-modules", "entrypoints", "all")
+POLICIES = {"no-policy": None, "policy-1": "1", "policy-uuid": "GPU-aaaaaaaa-0000-0000-0000-000000000000,0"}
+
+
+def findings(paths, visible, scope, prefilter: bool, config=None):
+    policy = load_policy([str(p) for p in paths], config_file=config,
+                         overrides={"visible_devices": visible, "select": (), "ignore": (), "header_scope": scope})
+    res = scan([str(p) for p in paths], policy, Options(use_prefilter=prefilter, use_cache=False, jobs=1))
+    return [json.dumps(_finding_to_cache(f), sort_keys=True) for f in res.findings]
+
+
+def assert_same(paths, visible, scope, config=None):
+    fast = findings(paths, visible, scope, True, config)
+    full = findings(paths, visible, scope, False, config)
+    missing = sorted(set(full) - set(fast))
+    extra = sorted(set(fast) - set(full))
+    assert not missing and not extra, f"prefilter false negatives: {missing[:5]}\nextra: {extra[:5]}"
+    assert fast == full
+
+
+FIXTURE_DIRS = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("visible", list(POLICIES.values()), ids=list(POLICIES))
+@pytest.mark.parametrize("fixture", FIXTURE_DIRS, ids=lambda p: p.name)
+def test_fixtures_fast_equals_exhaustive(fixture, visible, scope, monkeypatch):
+    monkeypatch.chdir(fixture)
+    assert_same([fixture], visible, scope)
+
+
+# -- a generated corpus ------------------------------------------------------------------------------
+IMPORTS = [
+    "import torch", "import torch as T", "import torch as th", "from torch import cuda", "from torch import cuda as C",
+    "from torch.cuda import set_device", "from torch.cuda import set_device as pick", "import torch.cuda",
+    "from torch.cuda import device as D", "import tensorflow as tf", "from tensorflow import device as tfdev",
+    "import cupy as cp", "from cupy.cuda import Device", "from numba import cuda", "import numba",
+    "import pycuda.driver as drv", "import onnxruntime as ort", "from transformers import pipeline",
+    "from transformers import pipeline as make_pipe", "import whisper", "from faster_whisper import WhisperModel",
+    "import pynvml", "from pynvml import *", "from pynvml import nvmlDeviceGetHandleByIndex as by_index",
+    "import ctranslate2", "from accelerate import dispatch_model", "import os", "import numpy as np",
+    "from sentence_transformers import SentenceTransformer", "import jax", "import keras",
+    "try:\n    import torch\nexcept ImportError:\n    torch = None",
+    "if True: import torch",
+    "import os; import torch",
+    "from torch \\\n    import nn",
+]
+STATEMENTS = [
+    "x = torch.zeros(3).cuda({n})", "x = T.ones(1).to({n})", "x = th.ones(1).to('cuda:{n}')", "torch.cuda.set_device({n})",
+    "set_device({n})", "pick({n})", "C.set_device({n})", "dev = torch.device('cuda', {n})", "dev = torch.device('cuda:{n}')",
+    "dev = torch.device(index={n})", "with torch.cuda.device({n}):\n    pass", "with D({n}):\n    pass",
+    "p = torch.cuda.get_device_properties({n})", "torch.cuda.synchronize({n})", "torch.cuda.synchronize()",
+    "m = torch.nn.DataParallel(model, device_ids=[0, {n}])", "m = torch.nn.DataParallel(model, [0, {n}], {n})",
+    "m = torch.nn.parallel.DistributedDataParallel(model, device_ids=[{n}])",
+    "with tf.device('/GPU:{n}'):\n    pass", "with tfdev('/device:gpu:{n}'):\n    pass",
+    "cp.cuda.Device({n}).use()", "Device({n}).use()", "cuda.select_device({n})", "numba.cuda.select_device({n})",
+    "drv.Device({n})", "s = ort.InferenceSession('m.onnx', providers=[('CUDAExecutionProvider', {{'device_id': {n}}})])",
+    "pipe = pipeline('asr', device={n})", "pipe = make_pipe('asr', device={n})", "model = whisper.load_model('base', device='cuda:{n}')",
+    "model = WhisperModel('x', device='cuda', device_index={n})", "model = WhisperModel('x', device_index=[0, {n}])",
+    "h = pynvml.nvmlDeviceGetHandleByIndex({n})", "h = nvmlDeviceGetHandleByIndex({n})", "h = by_index({n})",
+    "model = dispatch_model(model, device_map={{'': {n}}})", "m = load(max_memory={{0: '10GB', {n}: '10GB'}})",
+    "m = from_pretrained('x', device_map={{'': {n}}})", "st = SentenceTransformer('x', device='cuda:{n}')",
+    "state = torch.load('x.pt', map_location={{'cuda:{n}': 'cuda:0'}})", "x = y.cuda(  # pick\n    {n})",
+    "x = y.to(\n    {n})", "x = (torch.cuda.set_device)({n})", "torch.cuda.set_device(0x{n})", "torch.cuda.set_device(device={n})",
+    "torch.cuda.set_per_process_memory_fraction(0.5, {n})", "torch.cuda.memory_allocated({n})",
+    "os.environ['CUDA_VISIBLE_DEVICES'] = '{n}'", "os.environ[\"CUDA_VISIBLE_DEVICES\"] = {n}",
+    "os.environ['CUDA_DEVICE_ORDER'] = 'FASTEST_FIRST'", "os.environ['CUDA_DEVICE_ORDER'] = 'PCI_BUS_ID'",
+    "os.environ.setdefault('CUDA_VISIBLE_DEVICES', '{n}')", "os.putenv('CUDA_VISIBLE_DEVICES', '{n}')",
+    "os.environ.update(CUDA_VISIBLE_DEVICES='0,{n}')", "os.environ['CUDA_VISIBLE_DEVICES'] = '1,0'",
+    "print(os.environ['CUDA_VISIBLE_DEVICES'])", "cmd = 'CUDA_VISIBLE_DEVICES={n} python train.py'",
+    "x = torch.zeros(3).cuda({n})  # noqa: GPU001", "x = torch.zeros(3).cuda({n})  # gpufix: ignore",
+    "y = compute(device_ids)", "z = f(index=3)", "note = 'set_device(1) is what we used to call'",
+]
+DECOYS = [
+    '"""Example:\n\n    import torch\n    torch.cuda.set_device(1)\n    x.to("cuda:1")\n"""',
+    "# torch.cuda.set_device(1); os.environ['CUDA_VISIBLE_DEVICES'] = '1'",
+    "s = 'import torch'",
+    "s = '''\nimport tensorflow\n'''",
+    "def to(n):\n    return n",
+    "x = 'cuda:' + str(1)",
+    "torchvision_like = 1",
+    "class Device:\n    pass",
+    "value = thing.pipeline",
+]
+TAILS = ["", "if __name__ == '__main__':\n    main()", "# gpufix: ignore-file", "# gpufix: ignore-file[GPU101]"]
+
+
+def _module(rng: random.Random) -> str:
+    parts = []
+    if rng.random() < 0.15:
+        parts.append("#!/usr/bin/env python")
+    if rng.random() < 0.3:
+        parts.append('"""A module."""')
+    if rng.random() < 0.2:
+        parts.append("from __future__ import annotations")
+    for _ in range(rng.randint(0, 3)):
+        parts.append(rng.choice(IMPORTS))
+    for _ in range(rng.randint(0, 2)):
+        parts.append(rng.choice(DECOYS))
+    body = []
+    for _ in range(rng.randint(0, 4)):
+        body.append(rng.choice(STATEMENTS).format(n=rng.choice([0, 1, 1, 2, 3])))
+    if rng.random() < 0.3:
+        parts.append("def main():\n" + "\n".join("    " + ln for s in (body or ["pass"]) for ln in s.split("\n")))
+    else:
+        parts.extend(body)
+    if rng.random() < 0.3:
+        parts.append(rng.choice(TAILS))
+    if rng.random() < 0.03:
+        parts.append("print 'python 2'")
+    return "\n".join(parts) + "\n"
+
+
+def _notebook(rng: random.Random) -> str:
+    cells = []
+    for _ in range(rng.randint(1, 4)):
+        src = _module(rng)
+        if rng.random() < 0.3:
+            src = rng.choice(["%env CUDA_VISIBLE_DEVICES=1\n", "!nvidia-smi\n", "%matplotlib inline\n"]) + src
+        cells.append({"cell_type": rng.choice(["code", "code", "markdown"]), "metadata": {}, "source": src.splitlines(True),
+                      "outputs": [], "execution_count": None})
+    for c in cells:
+        if c["cell_type"] == "markdown":
+            del c["outputs"], c["execution_count"]
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    rng = random.Random(20240601)
+    root = tmp_path_factory.mktemp("corpus")
+    names = ["mod_{}.py", "test_{}.py", "{}_test.py", "script_{}.py", "nb_{}.ipynb"]
+    for i in range(320):
+        pattern = rng.choice(names)
+        sub = root / rng.choice(["pkg", "pkg/sub", "tests", "scripts"])
+        sub.mkdir(parents=True, exist_ok=True)
+        path = sub / pattern.format(i)
+        path.write_text(_notebook(rng) if path.suffix == ".ipynb" else _module(rng), encoding="utf-8")
+    (root / "conftest.py").write_text("import torch\n", encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("visible", list(POLICIES.values()), ids=list(POLICIES))
+def test_generated_corpus_fast_equals_exhaustive(corpus, visible, scope, monkeypatch):
+    monkeypatch.chdir(corpus)
+    assert_same([corpus], visible, scope)
+
+
+def test_generated_corpus_has_findings_of_every_kind(corpus, monkeypatch):
+    monkeypatch.chdir(corpus)
+    rules = {json.loads(f)["rule"] for f in findings([corpus], "1", "gpu-modules", True)}
+    assert {"GPU001", "GPU002", "GPU003", "GPU101", "GPU102", "GPU103", "GPU105", "GPU106", "GPU107"} <= rules
+
+
+def test_prefilter_skips_most_of_the_corpus_text_only_files(tmp_path, monkeypatch):
+    """The fast path really skips: files with no GPU text are never parsed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plain.py").write_text("import os\nprint(os.getcwd())\n", encoding="utf-8")
+    (tmp_path / "broken.py").write_text("def f(:\n", encoding="utf-8")
+    policy = load_policy([str(tmp_path)], overrides={"visible_devices": None, "select": (), "ignore": (), "header_scope": None})
+    fast = scan([str(tmp_path)], policy, Options(use_prefilter=True, use_cache=False, jobs=1))
+    full = scan([str(tmp_path)], policy, Options(use_prefilter=False, use_cache=False, jobs=1))
+    assert not fast.errors and len(full.errors) == 1  # only the exhaustive path parses the broken file
+    assert not any(r.parsed for r in fast.results)

@@ -84,6 +84,9 @@ class Facts:
         return bool(self.gpu_imports) or self.uses_device_api
 
 
+_STMT_LIST_FIELDS = ("body", "orelse", "finalbody")
+
+
 class _Columns:
     """UTF-8 byte offsets (ast) -> character columns."""
 
@@ -124,6 +127,7 @@ class Analyzer(ast.NodeVisitor):
         self.map_location_dicts: set = set()
         self.skip_strings: set = set()  # ids of Constant nodes not to treat as 'cuda:N' literals
         self.onnx_keys: dict = {}
+        self.focus: set = set()
 
     # -- helpers -------------------------------------------------------------------------------
     def pos(self, node) -> Pos:
@@ -165,12 +169,19 @@ class Analyzer(ast.NodeVisitor):
         return ".".join([base, *reversed(parts)])
 
     # -- structure -----------------------------------------------------------------------------
-    def run(self) -> Facts:
+    def run(self, focus_lines: Optional[set] = None) -> Facts:
+        """Analyse the module. With `focus_lines`, only statements whose lines include one of them
+        are visited in full (imports always are): a statement that mentions none of the tokens a
+        finding needs cannot produce one, and skipping it is most of the speed on big files."""
         body = self.tree.body
-        self._collect_imports(self.tree)
+        self._collect_imports(body)
         self.facts.has_main_guard = any(_is_main_guard(s) for s in body)
-        for stmt in body:
-            self.visit(stmt)
+        if focus_lines is None:
+            for stmt in body:
+                self.visit(stmt)
+        else:
+            self.focus = focus_lines
+            self._visit_focused(body)
         seen = set()
         unique = []
         for use in self.facts.ordinals:
@@ -181,22 +192,94 @@ class Analyzer(ast.NodeVisitor):
         self.facts.ordinals = unique
         return self.facts
 
-    def _collect_imports(self, tree):
+    def _touches_focus(self, node) -> bool:
+        end = getattr(node, "end_lineno", None) or node.lineno
+        focus = self.focus
+        if end - node.lineno < 64:
+            return any(line in focus for line in range(node.lineno, end + 1))
+        return any(node.lineno <= line <= end for line in focus)
+
+    def _visit_focused(self, stmts):
+        for stmt in stmts:
+            cls = type(stmt)
+            if cls is ast.Import or cls is ast.ImportFrom:
+                self.visit(stmt)
+                continue
+            if not self._touches_focus(stmt):
+                continue
+            if not any(getattr(stmt, f, None) for f in _STMT_LIST_FIELDS) and not getattr(stmt, "handlers", None):
+                self.visit(stmt)
+                continue
+            # A compound statement: visit its own expressions, then only the focused statements of
+            # its blocks, keeping the function context that GPU105 needs.
+            self.order += 1
+            self.stmt_stack.append(stmt)
+            saved = self.ctx
+            try:
+                if cls in (ast.FunctionDef, ast.AsyncFunctionDef):
+                    for dec in stmt.decorator_list:
+                        self.visit(dec)
+                    args = stmt.args
+                    for default in list(args.defaults) + [d for d in args.kw_defaults if d is not None]:
+                        self.visit(default)
+                    self.ctx = id(stmt)
+                else:
+                    for field, value in ast.iter_fields(stmt):
+                        if field in _STMT_LIST_FIELDS or field in ("handlers", "cases"):
+                            continue
+                        if isinstance(value, list):
+                            for item in value:
+                                if isinstance(item, ast.AST):
+                                    self.visit(item)
+                        elif isinstance(value, ast.AST):
+                            self.visit(value)
+                for field in _STMT_LIST_FIELDS:
+                    children = getattr(stmt, field, None)
+                    if children:
+                        self._visit_focused(children)
+                for handler in getattr(stmt, "handlers", ()) or ():
+                    if handler.type is not None:
+                        self.visit(handler.type)
+                    self._visit_focused(handler.body)
+                for case in getattr(stmt, "cases", ()) or ():
+                    self.visit(case.pattern)
+                    if case.guard is not None:
+                        self.visit(case.guard)
+                    self._visit_focused(case.body)
+            finally:
+                self.ctx = saved
+                self.stmt_stack.pop()
+
+    def _collect_imports(self, body):
         # Imports bind names wherever they are; collect first so that order of use does not matter.
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
+        # Imports are statements: walking statement lists (not every expression) finds them all.
+        stack = list(body)
+        while stack:
+            node = stack.pop()
+            cls = type(node)
+            if cls is ast.Import:
                 for alias in node.names:
                     if alias.asname:
                         self.facts.imports[alias.asname] = alias.name
                     else:
                         top = alias.name.split(".")[0]
                         self.facts.imports.setdefault(top, top)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                for alias in node.names:
-                    if alias.name == "*":
-                        self.facts.star_modules.append(node.module)
-                    else:
-                        self.facts.imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+            elif cls is ast.ImportFrom:
+                if node.module and not node.level:
+                    for alias in node.names:
+                        if alias.name == "*":
+                            self.facts.star_modules.append(node.module)
+                        else:
+                            self.facts.imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+            else:
+                for field in _STMT_LIST_FIELDS:
+                    children = getattr(node, field, None)
+                    if children:
+                        stack.extend(children)
+                for handler in getattr(node, "handlers", ()) or ():
+                    stack.extend(handler.body)
+                for case in getattr(node, "cases", ()) or ():
+                    stack.extend(case.body)
 
     def visit(self, node):
         if isinstance(node, ast.stmt):
@@ -476,6 +559,49 @@ def _is_main_guard(stmt) -> bool:
     return bool(names and strs)
 
 
-def analyze(tree: ast.Module, lines: list, catalog: ApiCatalog) -> Facts:
-    analyzer = Analyzer(tree, lines, catalog)
-    return analyzer.run()
+def focus_lines(text: str, imports: dict, catalog: ApiCatalog) -> Optional[set]:
+    """Lines that mention something a finding needs, or None when the whole file must be visited
+    (it writes the mask: GPU105 needs every framework call before the write)."""
+    if "VISIBLE_DEVICES" in text or "DEVICE_ORDER" in text:
+        return None
+    words = set(_FOCUS_WORDS) | set(catalog.focus_words)
+    for local, target in imports.items():
+        # `from torch.cuda import set_device as pick`: calls of `pick` hold no catalogued name.
+        if target in ("os.environ", "os.putenv") or any(
+            api.name != "*" for api in catalog.lookup(target, target.rsplit(".", 1)[-1], False)
+        ):
+            words.add(local)
+    parts = sorted((re.escape(w) for w in words), key=len, reverse=True)
+    parts += [rf"\.\s*{re.escape(name)}\s*\(" for name in catalog.method_names]
+    rx = re.compile("|".join(parts))
+    lines = set()
+    line = 1
+    pos = 0
+    for m in rx.finditer(text):
+        line += text.count("\n", pos, m.start())
+        pos = m.start()
+        lines.add(line)
+    return lines
+
+
+# Substrings one of which every finding's statement holds: 'cuda:N' strings, tf '/GPU:N', device
+# keywords and calls, environ writes, NVML calls (the catalogue adds its API names and keywords).
+_FOCUS_WORDS = ("cuda", "CUDA", "GPU", "gpu", "device", "Device", "DEVICE", "environ", "putenv", "nvml")
+_FOCUS_MIN_LINES = 200
+
+
+def analyze(tree: ast.Module, lines: list, catalog: ApiCatalog, text: Optional[str] = None) -> Facts:
+    """The facts of a module. Given its `text`, a big file is analysed by focused statements only
+    (same facts: the equivalence tests compare both on every fixture and a generated corpus)."""
+    if text is None or len(lines) < _FOCUS_MIN_LINES:
+        return Analyzer(tree, lines, catalog).run()
+    probe = Analyzer(tree, lines, catalog)
+    probe._collect_imports(tree.body)
+    focus = focus_lines(text, probe.facts.imports, catalog)
+    if focus is None:
+        return Analyzer(tree, lines, catalog).run()
+    facts = Analyzer(tree, lines, catalog).run(focus)
+    if not facts.gpu_imports:
+        # Scope may hinge on a device-API call anywhere (a file with no GPU import): look at all.
+        return Analyzer(tree, lines, catalog).run()
+    return facts

@@ -144,6 +144,18 @@ class ApiCatalog:
         return found
 
     @functools.cached_property
+    def focus_words(self) -> frozenset:
+        """API last names, keywords and dict keys: text one of which a finding's statement holds."""
+        words = {api.last_name for api in self.apis if api.name != "*" and api.kind != "method"}
+        words |= {spec.keyword for api in self.apis for spec in api.args if spec.keyword}
+        words |= set(self.dict_keys)
+        return frozenset(w for w in words if w)
+
+    @functools.cached_property
+    def method_names(self) -> frozenset:
+        return frozenset(api.last_name for api in self.apis if api.kind == "method")
+
+    @functools.cached_property
     def trigger_words(self) -> frozenset:
         """Last names of the catalogued APIs (for the text prefilter)."""
         return frozenset(api.last_name for api in self.apis if api.name != "*")

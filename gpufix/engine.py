@@ -176,6 +176,7 @@ def lint_source(
     enabled: Optional[Callable[[str], bool]] = None,
     abs_path: Optional[str] = None,
     facts_fn: Optional[Callable] = None,
+    focused: bool = True,
 ) -> FileResult:
     """Parse, run the rules, apply suppressions. Findings keep edit positions in `src.text`.
 
@@ -193,7 +194,7 @@ def lint_source(
             warnings.simplefilter("ignore")
             tree = ast.parse(src.text, filename=src.path)
         lines = split_lines(src.text)
-        facts = (facts_fn or analyze)(tree, lines, catalog)
+        facts = facts_fn(tree, lines, catalog) if facts_fn else analyze(tree, lines, catalog, text=src.text if focused else None)
     except SyntaxError as exc:
         result.errors.append(_syntax_error(src, exc))
         return result
@@ -303,7 +304,7 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
     except ReadError as exc:
         return FileResult(display, errors=[exc.error])
     if not use_prefilter:
-        return lint_source(src, policy, catalog, abs_path=abs_path)
+        return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
     tier = classify(src.text, display, policy.effective_header_scope, catalog)
     if tier == SKIP:
         return FileResult(display)

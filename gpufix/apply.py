@@ -127,13 +127,13 @@ def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: 
             new_marked, applied = apply_edits(marked, edits)
             if not applied or new_marked == marked:
                 break
-            _must_parse(new_marked, src.path)
+            _must_parse(new_marked, src.path, marked, notebook=True)
             new_raw = notebook_bytes_from_marked(src, new_marked)
         else:
             new_text, applied = apply_edits(src.text, edits)
             if not applied or new_text == src.text:
                 break
-            _must_parse(new_text, src.path)
+            _must_parse(new_text, src.path, src.text)
             new_raw = encode_python(src, new_text)
         if new_raw == raw:
             break
@@ -143,13 +143,32 @@ def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: 
     return raw, sorted(fixed)
 
 
-def _must_parse(text: str, path: str) -> None:
+def _compile_error(text: str, notebook: bool):
+    """None when `text` compiles (the checks `ast.parse` skips: `from __future__` placement, ...)."""
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT if notebook else 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(text, "<gpufix>", "exec", flags=flags, dont_inherit=True)
+    except SyntaxError as exc:
+        return exc
+    except (RecursionError, MemoryError, ValueError):
+        return None  # too deep to compile here: the parse check stands
+    return None
+
+
+def _must_parse(text: str, path: str, before: Optional[str] = None, notebook: bool = False) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ast.parse(text)
+        exc = _compile_error(text, notebook)
+        if exc is not None and (before is None or _compile_error(before, notebook) is None):
+            raise exc
     except SyntaxError as exc:
         raise FixError(f"the fixed code would not parse (line {exc.lineno}: {exc.msg}); file left unchanged") from None
+    except (RecursionError, MemoryError, ValueError) as exc:
+        raise FixError(f"the fixed code could not be checked ({type(exc).__name__}); file left unchanged") from None
 
 
 def _git_repo(paths):
@@ -214,6 +233,9 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
         except FixError as exc:
             fix_errors[key] = FileError(display, "fix-error", str(exc))
             continue
+        except Exception as exc:  # a bug in gpufix must not stop the run: this file stays unchanged
+            fix_errors[key] = FileError(display, "internal-error", f"gpufix failed to fix this file (left unchanged): {type(exc).__name__}: {exc}")
+            continue
         if new_raw != raw:
             # The mode bits, not os.access: root may write anything, but a 0444 file says "leave me".
             if not os.stat(key).st_mode & 0o222 or not os.access(key, os.W_OK):
@@ -247,12 +269,17 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
         if repo is not None and opts.tag:
             tag_name = _tag(repo, backup_id, warn)
         for f in fixes:
-            current = Path(f.abs_path).read_bytes()
-            if sha256(current) != sha256(f.before):
-                # Changed under our feet since we read it: leave it, report it.
-                fix_errors[f.abs_path] = FileError(f.path, "fix-error", "file changed while gpufix was running; not changed")
-                continue
-            atomic_write(Path(f.abs_path), f.after)
+            try:
+                current = Path(f.abs_path).read_bytes()
+                if sha256(current) != sha256(f.before):
+                    # Changed under our feet since we read it: leave it, report it.
+                    fix_errors[f.abs_path] = FileError(f.path, "fix-error", "file changed while gpufix was running; not changed")
+                    continue
+                atomic_write(Path(f.abs_path), f.after)
+            except OSError as exc:
+                # One file that cannot be replaced (read-only folder, full disk, vanished) must not
+                # stop the others; it keeps its old bytes (atomic write) and the backup covers the rest.
+                fix_errors[f.abs_path] = FileError(f.path, "fix-error", f"cannot write: {exc.strerror or exc}; not changed")
         fixes = [f for f in fixes if f.abs_path not in fix_errors]
         for f in fixes:
             results[f.abs_path] = lint_path(f.abs_path, f.path, policy, opts.use_prefilter)

@@ -37,6 +37,10 @@ def new_backup_id() -> str:
 def atomic_write(path: Path, data: bytes, mode: int = None) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename."""
     path = Path(path)
+    if path.is_symlink():
+        # Write through the link: replacing the link itself would turn it into a copy and leave
+        # the file it points to unchanged.
+        path = Path(os.path.realpath(path))
     if mode is None:
         try:
             mode = stat.S_IMODE(os.stat(path).st_mode)
@@ -57,6 +61,20 @@ def atomic_write(path: Path, data: bytes, mode: int = None) -> None:
         except OSError:
             pass
         raise
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (a rename, a new file) durable; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def relative_in_root(path: Path, root: Path) -> str:
@@ -87,7 +105,20 @@ def write_backup(root: Path, backup_id: str, files: list) -> Path:
         "root": str(root),
         "files": entries,
     }
+    # Every copy and every folder entry is on disk before the manifest that vouches for them, and
+    # the manifest is on disk before the caller replaces the first file.
+    dirs = set()
+    for e in entries:
+        d = (folder / e["path"]).parent
+        while d != folder and folder in d.parents:
+            dirs.add(d)
+            d = d.parent
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        fsync_dir(d)
+    for d in (folder, folder.parent, folder.parent.parent):
+        fsync_dir(d)
     atomic_write(folder / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode(), mode=0o644)
+    fsync_dir(folder)
     return folder
 
 
@@ -99,6 +130,14 @@ def find_backups_root(start: Path) -> Path:
     raise RestoreError(f"no gpufix backups found in {start} or above (nothing to restore)")
 
 
+def _valid_manifest(data) -> bool:
+    """A manifest gpufix can act on (anything else, hand-edited or foreign, is skipped)."""
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("files"), list):
+        return False
+    keys = ("path", "sha256_before", "sha256_after")
+    return all(isinstance(e, dict) and all(isinstance(e.get(k), str) for k in keys) for e in data["files"])
+
+
 def list_backups(root: Path) -> list:
     out = []
     base = root / BACKUP_DIR
@@ -106,9 +145,11 @@ def list_backups(root: Path) -> list:
         manifest = d / "manifest.json"
         if manifest.is_file():
             try:
-                out.append(json.loads(manifest.read_text(encoding="utf-8")))
+                data = json.loads(manifest.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
+            if _valid_manifest(data):
+                out.append(data)
     out.sort(key=lambda m: (m.get("created", ""), m.get("id", "")))
     return out
 
@@ -131,8 +172,14 @@ def restore_backup(root, backup_id=None, force: bool = False) -> list:
     plan = []
     changed = []
     for entry in manifest["files"]:
+        rel_parts = Path(entry["path"]).parts
+        if Path(entry["path"]).is_absolute() or ".." in rel_parts:
+            raise RestoreError(f"backup {manifest['id']} is damaged: its manifest names a path outside the project: {entry['path']!r}")
         target = root / entry["path"] if not entry["path"].startswith("_external/") else Path("/" + entry["path"][len("_external/"):])
-        original = (folder / entry["path"]).read_bytes()
+        try:
+            original = (folder / entry["path"]).read_bytes()
+        except OSError as exc:
+            raise RestoreError(f"backup {manifest['id']} is incomplete: cannot read its copy of {entry['path']}: {exc.strerror or exc}") from None
         if sha256(original) != entry["sha256_before"]:
             raise RestoreError(f"backup {manifest['id']} is damaged: {entry['path']} does not match its recorded hash")
         try:
@@ -153,10 +200,19 @@ def restore_backup(root, backup_id=None, force: bool = False) -> list:
             + ", ".join(changed) + " (use --force to overwrite them)"
         )
     lines = []
+    done = 0
     for target, data, rel, what in plan:
         if data is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, data)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(target, data)
+            except OSError as exc:
+                raise RestoreError(
+                    f"backup {manifest['id']}: restored {done} file(s), then could not write {rel}: {exc.strerror or exc}; "
+                    "fix that and run restore again (files already restored are skipped)",
+                    partial=done > 0,
+                ) from None
+            done += 1
         lines.append(f"{what}: {rel}")
     lines.append(f"backup {manifest['id']}: {sum(1 for p in plan if p[1] is not None)} file(s) restored")
     return lines

@@ -79,6 +79,19 @@ def _env_var_of(stmt):
     return None
 
 
+def _stays_in_place(comment: str) -> bool:
+    """A notebook cell marker, or an IPython magic masked as a comment by gpufix.source."""
+    from gpufix.source import _is_magic
+
+    return CELL_MARKER_PREFIX in comment or _is_magic(comment[1:])
+
+
+def _uses_os(stmt) -> bool:
+    """Whether this `<x>.environ[...] = ...` line writes through the name `os`."""
+    target = stmt.body[0].targets[0].target
+    return isinstance(target.value, cst.Attribute) and isinstance(target.value.value, cst.Name) and target.value.value.value == "os"
+
+
 def _blank_first(stmt, blank: bool):
     """`stmt` with exactly one blank line before its comments (blank=True) or none."""
     lines = list(stmt.leading_lines)
@@ -169,7 +182,9 @@ class _Transformer(cst.CSTTransformer):
                 self.applied += 1
             if module_level and line in self.move:
                 lines = list(upd.leading_lines)
-                cut = max((i + 1 for i, ln in enumerate(lines) if ln.comment and CELL_MARKER_PREFIX in ln.comment.value), default=0)
+                # What stays behind: everything up to the last cell marker or masked notebook magic
+                # (a magic is a statement of its cell, not a comment about the moved line).
+                cut = max((i + 1 for i, ln in enumerate(lines) if ln.comment and _stays_in_place(ln.comment.value)), default=0)
                 pending = lines[:cut]
                 self.moved.append(upd.with_changes(leading_lines=lines[cut:]))
                 self.applied += 1
@@ -205,14 +220,24 @@ class _Transformer(cst.CSTTransformer):
         env_stmts = [cst.parse_statement(f'os.environ["{var}"] = "{value}"') for var, value in new_lines]
         block = [_blank_first(s, False) for s in self.moved] + env_stmts
         block.sort(key=lambda s: _ENV_ORDER.get(_env_var_of(s), 1))
+
+        i = k
+        while i < len(body) and _binds_os(body[i]):
+            i += 1
+        e = next((n for n, stmt in enumerate(body) if _env_var_of(stmt)), None)
+        if e is not None and e >= k and _uses_os(body[e]) and not any(_binds_os(stmt) for stmt in body[:e]):
+            # A module-level mask line that writes `os.environ` with no `import os` above it (a
+            # NameError when run, and no mask setting for the linter): import os right above it.
+            os_stmt = cst.parse_statement("import os").with_changes(leading_lines=body[e].leading_lines)
+            body = body[:e] + [os_stmt, body[e].with_changes(leading_lines=[])] + body[e + 1 :]
+            if e == i:
+                i += 1
+            self.applied += 1
         if not block:
             return body
 
         # An existing mask block at the top of the module (before anything but `import os`) is
         # completed in place: the order line goes before it, the mask line after it.
-        i = k
-        while i < len(body) and _binds_os(body[i]):
-            i += 1
         if i < len(body) and i > k and _env_var_of(body[i]):
             j = i
             while j + 1 < len(body) and _env_var_of(body[j + 1]):
@@ -220,7 +245,9 @@ class _Transformer(cst.CSTTransformer):
             before = [s for s in block if _env_var_of(s) == ORDER_VAR]
             after = [s for s in block if _env_var_of(s) != ORDER_VAR]
             if before:
-                before[0] = before[0].with_changes(leading_lines=body[i].leading_lines)
+                # The block's leading lines go first; the moved line keeps its own comments.
+                own = [ln for ln in before[0].leading_lines if ln.comment is not None]
+                before[0] = before[0].with_changes(leading_lines=list(body[i].leading_lines) + own)
                 body[i] = body[i].with_changes(leading_lines=[])
             return body[:i] + before + body[i : j + 1] + after + body[j + 1 :]
 
@@ -256,6 +283,57 @@ def apply_edits(text: str, edits) -> tuple:
         raise FixError(f"libcst cannot parse the file (line {exc.raw_line}): {exc.message}") from None
     except Exception as exc:  # libcst raises a few other errors on odd input
         raise FixError(f"libcst cannot parse the file: {exc}") from None
+    if "\x0c" in text and module.code != text:
+        # libcst drops form feeds at the start of a line: writing its output would change lines
+        # that no fix targets (and its columns no longer match the analysis').
+        raise FixError("the file has form feed characters that libcst does not keep; file left unchanged")
+    try:
+        return _transform(module, edits)
+    except RecursionError:
+        pass
+    # Deeply nested code (libcst's visitors recurse once per nesting level): retry once on a
+    # thread with a large stack and a higher recursion limit, else give up on this file cleanly.
+    try:
+        return _on_big_stack(_transform, module, edits)
+    except RecursionError:
+        raise FixError("expressions nested too deeply for libcst; file left unchanged") from None
+
+
+def _transform(module, edits) -> tuple:
     transformer = _Transformer(edits)
     new_module = MetadataWrapper(module, unsafe_skip_copy=True).visit(transformer)
     return new_module.code, transformer.applied
+
+
+_BIG_STACK = 512 * 1024 * 1024
+_BIG_RECURSION = 60_000
+
+
+def _on_big_stack(fn, *args):
+    import sys
+    import threading
+
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    old_limit = sys.getrecursionlimit()
+    try:
+        old_size = threading.stack_size(_BIG_STACK)
+    except (ValueError, RuntimeError):  # platform without a settable stack size
+        raise RecursionError("no large stack available") from None
+    try:
+        sys.setrecursionlimit(max(old_limit, _BIG_RECURSION))
+        t = threading.Thread(target=target, name="gpufix-deep-fix")
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old_size)
+        sys.setrecursionlimit(old_limit)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

@@ -7,12 +7,14 @@ module parses, and a line map sends positions back to (cell, line).
 
 from __future__ import annotations
 
+import ast
 import codecs
 import dataclasses
 import io
 import json
 import re
 import tokenize
+import warnings
 from typing import Optional
 
 from gpufix.model import FileError
@@ -105,6 +107,37 @@ def encode_python(src: SourceFile, text: str) -> bytes:
     return (codecs.BOM_UTF8 + data) if src.bom else data
 
 
+# `obj?`, `obj.attr??`: IPython help.
+_HELP_RE = re.compile(r"^[A-Za-z_][\w.]*(?:\(\))?\?{1,2}\s*$")
+# Automagics (a line magic without its `%`), masked only where the line is not Python anyway.
+_AUTOMAGIC_RE = re.compile(
+    r"^(?:pip|conda|mamba|micromamba|ls|cd|pwd|cat|mkdir|rm|cp|mv|env|matplotlib|load_ext|reload_ext|autoreload|time|timeit|run)\s+\S"
+)
+# `files = !ls`, `out = %sx cmd`: a shell escape or magic whose output is assigned.
+_ASSIGN_MAGIC_RE = re.compile(r"^[A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*\s*=\s*[!%]")
+
+
+def _not_python(line: str) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(line)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return True
+    return False
+
+
+def _is_magic(s: str) -> bool:
+    if s.startswith(("%", "!", "?")) or _HELP_RE.match(s) or _ASSIGN_MAGIC_RE.match(s):
+        return True
+    return bool(_AUTOMAGIC_RE.match(s)) and _not_python(s)
+
+
+def _opens_block(line: str) -> bool:
+    """Whether a code line ends with `:` (crudely: text after a `#` is taken as a comment)."""
+    return line.split("#", 1)[0].rstrip().endswith(":")
+
+
 def _mask_magics(lines: list) -> tuple:
     """Comment out IPython magics and shell escapes; return (lines, masked indices, env magics)."""
     out = list(lines)
@@ -114,16 +147,34 @@ def _mask_magics(lines: list) -> tuple:
     if stripped0.startswith("%%"):
         # A cell magic makes the whole cell something other than Python.
         return ["#" + ln for ln in lines], tuple(range(len(lines))), ()
+    continued = False  # the previous line was a magic ending in a backslash
+    python_continued = False  # the previous line was Python code ending in a backslash
+    last_code = ""  # the last line of Python code (not blank, not a comment, not a magic)
     for i, ln in enumerate(lines):
         s = ln.lstrip()
-        if s.startswith(("%", "!")) or (s.startswith("?") or (s.endswith("?") and not s.startswith("#") and s[:-1].strip().isidentifier())):
+        if continued:
+            # A magic or shell escape ending in a backslash goes on on the next line.
+            out[i] = ln[: len(ln) - len(s)] + "#" + s
+            masked.append(i)
+            continued = ln.endswith("\\")
+            continue
+        if not python_continued and _is_magic(s):
             m = _ENV_MAGIC_RE.match(ln)
             if m:
                 value = m.group(2).strip().strip("'\"")
                 env.append((m.group(1), value, i))
             indent = ln[: len(ln) - len(s)]
-            out[i] = indent + "#" + s
+            # A magic that is the body of a block (`if IN_COLAB:` / `    !pip install ...`) becomes
+            # `pass` plus the comment: a bare comment would leave the block empty.
+            body_of_block = bool(indent) and _opens_block(last_code)
+            out[i] = indent + ("pass  #" if body_of_block else "#") + s
             masked.append(i)
+            continued = ln.endswith("\\")
+            last_code = ""
+            continue
+        python_continued = ln.endswith("\\") and not s.startswith("#")
+        if s and not s.startswith("#"):
+            last_code = ln
     return out, tuple(masked), tuple(env)
 
 
@@ -222,19 +273,20 @@ def notebook_bytes_from_marked(src: SourceFile, marked_text: str) -> bytes:
         # Unmask magics: a masked line that survived unchanged goes back to its original text.
         restored = []
         orig_masked = {}
+        cell_lines0 = original_lines[:-1] if (len(original_lines) > 1 and original_lines[-1] == "") else original_lines
+        masked_text = _mask_magics(cell_lines0)[0]  # exactly the masking read_notebook did
         for i in masked:
-            if i < len(original_lines):
-                ln = original_lines[i]
-                s = ln.lstrip()
-                orig_masked[ln[: len(ln) - len(s)] + "#" + s] = ln
+            if i < len(cell_lines0):
+                orig_masked[masked_text[i]] = cell_lines0[i]
         for ln in cell_lines:
             restored.append(orig_masked.get(ln, ln))
         if info.masked and original_lines and original_lines[0].lstrip().startswith("%%"):
             restored = [ln[1:] if ln.startswith("#") else ln for ln in cell_lines]
-        new_source = "\n".join(restored)
         old_source = "".join(cell["source"]) if info.source_was_list else cell["source"]
-        if old_source.endswith("\n") and not new_source.endswith("\n"):
-            new_source += "\n"
+        nl = detect_newline(old_source)  # a cell written with "\r\n" keeps them
+        new_source = nl.join(restored)
+        if old_source.endswith(("\n", "\r")) and not new_source.endswith(nl):
+            new_source += nl
         if new_source == old_source:
             continue
         if info.source_was_list:
@@ -251,4 +303,7 @@ def dump_notebook(nb: dict, original: bytes) -> bytes:
     out = json.dumps(nb, indent=indent, ensure_ascii=False)
     if text.endswith("\n"):
         out += "\n"
-    return out.encode("utf-8")
+    if "\r\n" in text[:4096]:
+        out = out.replace("\n", "\r\n")  # json.dumps escapes newlines inside strings: only layout changes
+    data = out.encode("utf-8")
+    return codecs.BOM_UTF8 + data if original.startswith(codecs.BOM_UTF8) else data

@@ -58,6 +58,8 @@ class FileFix:
     before: bytes
     after: bytes
     rules: list
+    before_count: int = 0  # findings before the fix
+    fixed: int = 0  # findings the fix removed (known after the re-lint)
 
 
 @dataclasses.dataclass
@@ -71,7 +73,7 @@ class ApplyOutcome:
 
     def extra(self) -> dict:
         return {
-            "changed_files": [{"path": f.path, "rules": f.rules} for f in self.fixes],
+            "changed_files": [{"path": f.path, "rules": f.rules, "fixed": f.fixed} for f in self.fixes],
             "remaining": [f.to_json() for f in self.remaining.findings],
             "backup": {"id": self.backup_id, "dir": self.backup_dir} if self.backup_id else None,
             "git_tag": self.git_tag,
@@ -241,7 +243,7 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
             if not os.stat(key).st_mode & 0o222 or not os.access(key, os.W_OK):
                 fix_errors[key] = FileError(display, "fix-error", "file is read-only; not changed (make it writable to fix it)")
                 continue
-            fixes.append(FileFix(key, display, raw, new_raw, rules))
+            fixes.append(FileFix(key, display, raw, new_raw, rules, before_count=len(res.findings)))
 
     if opts.diff:
         diff = "".join(_unified_diff(f) for f in fixes)
@@ -252,7 +254,8 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
     if fixes:
         repo = _git_repo(paths)
         if repo is None:
-            warn("not inside a git work tree: no git tag is made (the backup still is)" if opts.backup else "not inside a git work tree: no git tag is made")
+            if opts.tag:
+                warn("not inside a git work tree: no git tag is made" + (" (the backup still is)" if opts.backup else ""))
         elif not opts.allow_dirty:
             dirty = _dirty_files(repo, [f.abs_path for f in fixes])
             if dirty:
@@ -283,6 +286,7 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
         fixes = [f for f in fixes if f.abs_path not in fix_errors]
         for f in fixes:
             results[f.abs_path] = lint_path(f.abs_path, f.path, policy, opts.use_prefilter)
+            f.fixed = max(0, f.before_count - len(results[f.abs_path].findings))
     remaining = _scan_result(policy, results, fix_errors)
     return ApplyOutcome(fixes, remaining, backup_id if opts.backup else None, backup_dir, tag_name)
 

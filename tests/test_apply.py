@@ -21,7 +21,7 @@ def test_apply_fixes_backs_up_and_tags(gitrepo):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert (repo / "app.py").read_text() == FIXED
-    assert out["changed_files"] == [{"path": "app.py", "rules": ["GPU001", "GPU101", "GPU102"]}]
+    assert out["changed_files"] == [{"path": "app.py", "rules": ["GPU001", "GPU101", "GPU102"], "fixed": 3}]
     assert out["remaining"] == [] and out["summary"]["findings"] == 0
     backup = repo / out["backup"]["dir"]
     assert (backup / "app.py").read_text() == BAD
@@ -69,6 +69,10 @@ def test_outside_git_warns_and_still_backs_up(tmp_path):
     assert (tmp_path / out["backup"]["dir"] / "app.py").read_text() == BAD
     assert run_gpufix("restore", cwd=tmp_path).returncode == 0
     assert (tmp_path / "app.py").read_text() == BAD
+    (tmp_path / "again.py").write_text(BAD)
+    quiet = run_gpufix("apply", "--no-tag", cwd=tmp_path)
+    assert quiet.returncode == 0 and "git" not in quiet.stderr  # --no-tag: nothing to warn about
+    assert "Fixed 6 finding(s) in 2 file(s)." in quiet.stdout
 
 
 def test_diff_prints_and_writes_nothing(gitrepo):

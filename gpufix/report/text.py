@@ -54,7 +54,7 @@ def render_text(result, stream, color: bool = False, extra: dict = None, command
     s = summary(result)
     if extra and command == "apply":
         changed = extra.get("changed_files", [])
-        console.print(f"Fixed {sum(len(c['rules']) for c in changed) if changed else 0} issue(s) in {len(changed)} file(s).")
+        console.print(f"Fixed {sum(c.get('fixed', 0) for c in changed)} finding(s) in {len(changed)} file(s).")
         if extra.get("backup"):
             console.print(f"Backup: {escape(extra['backup']['dir'])} (undo with `gpufix restore {extra['backup']['id']}`)")
         if extra.get("git_tag"):

@@ -111,7 +111,7 @@ def test_precommit_lints_fixes_then_passes(precommit):
     fix = run("run", "gpufix-fix", "--all-files")
     out = fix.stdout + fix.stderr
     assert fix.returncode == 1, out  # it changed a file: fail, so that the change is reviewed and staged
-    assert "Fixed 3 issue(s) in 1 file(s)." in out, out
+    assert "Fixed 3 finding(s) in 1 file(s)." in out, out
     assert bad.read_bytes() == FIXED
     assert not (project / ".gpufix" / "backups").exists()  # --no-backup
     assert git(project, "tag", "--list") == ""  # --no-tag

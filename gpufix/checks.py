@@ -270,8 +270,10 @@ def missing_device_order(ctx: RuleContext):
         fix = Fix("safe", f"set CUDA_DEVICE_ORDER={order} before the mask",
                   (Edit("insert-before", first.stmt.line, first.stmt.col, stmt),))
         pos = first.pos
-    elif mask_writes:  # only a notebook `%env` magic: no statement to anchor on
+    elif mask_writes:  # only a notebook `%env` magic: gpufix does not rewrite magics
         fix, pos = None, Pos(mask_writes[0].pos.line, 0, mask_writes[0].pos.line, 0)
+        yield _finding(ctx, "GPU102", pos, ctx.message("GPU102", "magic", order=order))
+        return
     else:
         fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header", (Edit("insert-header", lines=_header_lines(ctx, with_mask=False)),))
         pos = ctx.header_anchor()
@@ -300,7 +302,8 @@ def wrong_visible_devices(ctx: RuleContext):
         if _normalized(w.value) == _normalized(want):
             continue
         fix = value_fix(w, want, f'set CUDA_VISIBLE_DEVICES="{want}"')
-        yield _finding(ctx, "GPU103", w.value_pos or w.pos, ctx.message("GPU103", "policy", value=w.value, want=want), fix)
+        variant = "magic" if w.method == "magic" else "policy"
+        yield _finding(ctx, "GPU103", w.value_pos or w.pos, ctx.message("GPU103", variant, value=w.value, want=want), fix)
 
 
 @rule("GPU104")

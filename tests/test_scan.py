@@ -255,3 +255,14 @@ def test_rules_and_explain(tmp_path):
     for section in ("# GPU105 mask-set-too-late", "## What it does", "## Why is this bad?", "## Example", "## Fix safety"):
         assert section in doc.stdout
     assert run_gpufix("explain", "GPU999", cwd=tmp_path).returncode == 2
+
+
+def test_notebook_env_magic_findings_say_how_to_fix(tmp_path):
+    write(tmp_path, "pyproject.toml", POLICY)
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "source": ["%env CUDA_VISIBLE_DEVICES=0\n", "import torch"]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (tmp_path / "nb.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+    found = {f["rule"]: f for f in scan_json(tmp_path)[1]["findings"]}
+    assert sorted(found) == ["GPU102", "GPU103"]
+    assert "`%env CUDA_DEVICE_ORDER=PCI_BUS_ID`" in found["GPU102"]["message"] and found["GPU102"]["fix"] is None
+    assert "`%env CUDA_VISIBLE_DEVICES=1`" in found["GPU103"]["message"] and found["GPU103"]["fix"] is None

@@ -19,7 +19,7 @@ from gpufix.backup import atomic_write, new_backup_id, sha256, write_backup
 from gpufix.catalog import load_api_catalog
 from gpufix.config import Policy
 from gpufix.discover import discover
-from gpufix.engine import FileResult, ScanResult, _majority_findings, lint_path, lint_source, make_rule_filter
+from gpufix.engine import ScanResult, _majority_findings, lint_path, lint_source, make_rule_filter
 from gpufix.fixer import FixError, apply_edits
 from gpufix.model import FileError
 from gpufix.source import (

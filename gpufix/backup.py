@@ -12,9 +12,9 @@ import hashlib
 import json
 import os
 import secrets
-import stat
-import tempfile
 from pathlib import Path
+
+from gpufix.fsutil import atomic_write
 
 BACKUP_DIR = Path(".gpufix") / "backups"
 
@@ -32,35 +32,6 @@ def sha256(data: bytes) -> str:
 def new_backup_id() -> str:
     now = datetime.datetime.now(datetime.timezone.utc)
     return now.strftime("%Y%m%dT%H%M%S") + f"-{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
-
-
-def atomic_write(path: Path, data: bytes, mode: int = None) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    if path.is_symlink():
-        # Write through the link: replacing the link itself would turn it into a copy and leave
-        # the file it points to unchanged.
-        path = Path(os.path.realpath(path))
-    if mode is None:
-        try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        except FileNotFoundError:
-            mode = None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".gpufix-tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def fsync_dir(path: Path) -> None:

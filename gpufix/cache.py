@@ -146,19 +146,10 @@ class ResultCache:
                 theirs, _ = _load(path)
                 if theirs:
                     entries = {**theirs, **entries}
-            import tempfile
+            from gpufix.fsutil import atomic_write
 
-            fd, tmp = tempfile.mkstemp(prefix=".scan-", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump({"version": __version__, "format": FORMAT, "files": entries}, fh, separators=(",", ":"))
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            doc = {"version": __version__, "format": FORMAT, "files": entries}
+            atomic_write(path, json.dumps(doc, separators=(",", ":")).encode("utf-8"), mode=0o644, durable=False)
             return True
         except OSError:
             return False  # a read-only tree: try the next place, or run without a cache

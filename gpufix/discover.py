@@ -75,7 +75,7 @@ def _git_ignored(directory: Path) -> set:
         )
         if top.returncode != 0:
             return set()
-        root = Path(top.stdout.strip())
+
         out = subprocess.run(
             ["git", "-C", str(directory), "ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z", "."],
             capture_output=True, timeout=60,

@@ -13,7 +13,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -138,22 +137,9 @@ def edit_pyproject(raw: bytes, values: dict, force: bool, where: str) -> tuple:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    mode = None
-    if path.exists():
-        mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from gpufix.fsutil import atomic_write
+
+    atomic_write(path, data)
 
 
 def gpu_lines(inventory: Inventory, mark: Optional[int] = None) -> list:

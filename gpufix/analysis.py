@@ -571,15 +571,22 @@ def focus_lines(text: str, imports: dict, catalog: ApiCatalog) -> Optional[set]:
             api.name != "*" for api in catalog.lookup(target, target.rsplit(".", 1)[-1], False)
         ):
             words.add(local)
-    parts = sorted((re.escape(w) for w in words), key=len, reverse=True)
-    parts += [rf"\.\s*{re.escape(name)}\s*\(" for name in catalog.method_names]
-    rx = re.compile("|".join(parts))
+    # A word that contains another adds nothing ("set_device" holds "device"); str.find in C is
+    # much faster than one regex alternation over all the words.
+    minimal = [w for w in words if not any(o != w and o in w for o in words)]
+    hits = []
+    for word in minimal:
+        i = text.find(word)
+        while i != -1:
+            hits.append(i)
+            i = text.find(word, i + len(word))
+    hits.extend(m.start() for m in catalog.method_call_re.finditer(text))
+    hits.sort()
     lines = set()
-    line = 1
-    pos = 0
-    for m in rx.finditer(text):
-        line += text.count("\n", pos, m.start())
-        pos = m.start()
+    line, pos = 1, 0
+    for hit in hits:
+        line += text.count("\n", pos, hit)
+        pos = hit
         lines.add(line)
     return lines
 

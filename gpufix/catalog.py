@@ -146,10 +146,17 @@ class ApiCatalog:
     @functools.cached_property
     def focus_words(self) -> frozenset:
         """API last names, keywords and dict keys: text one of which a finding's statement holds."""
+        # A named API's calls hold its name (or an import alias, added per file); keywords matter
+        # only for the entries that match every call ("*").
         words = {api.last_name for api in self.apis if api.name != "*" and api.kind != "method"}
-        words |= {spec.keyword for api in self.apis for spec in api.args if spec.keyword}
+        words |= {spec.keyword for api in self.apis if api.name == "*" for spec in api.args if spec.keyword}
         words |= set(self.dict_keys)
         return frozenset(w for w in words if w)
+
+    @functools.cached_property
+    def method_call_re(self):
+        names = "|".join(sorted(re.escape(n) for n in self.method_names))
+        return re.compile(rf"\.\s*(?:{names})\s*\(") if names else re.compile(r"(?!x)x")
 
     @functools.cached_property
     def method_names(self) -> frozenset:

@@ -372,11 +372,17 @@ def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None, policy: Optio
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_job_init,
                                      initargs=(policy, use_prefilter)) as pool:
+                # The caller puts the biggest files first: hand those out one by one (they are
+                # worth the IPC), the many small ones in chunks. Both maps are submitted at once.
+                head = max(workers, n // 10)
+                parts = [pool.map(_lint_job, jobs_args[:head], chunksize=1),
+                         pool.map(_lint_job, jobs_args[head:], chunksize=chunk)]
                 out = []
-                for data in pool.map(_lint_job, jobs_args, chunksize=chunk):
-                    out.append(data)
-                    if progress:
-                        progress(1)
+                for part in parts:
+                    for data in part:
+                        out.append(data)
+                        if progress:
+                            progress(1)
                 return out
         except (OSError, PermissionError):
             pass  # no process pool here (sandbox): fall back to one process
@@ -406,6 +412,16 @@ def scan(paths, policy: Policy, options: Optional[Options] = None, progress_fact
             results[key] = FileResult.from_json(hit, display)
         else:
             todo.append((key, display))
+    if len(todo) > 1:
+        # Largest files first: the workers then finish together instead of one chewing on a
+        # megabyte file at the end while the other idles.
+        def size(item):
+            try:
+                return os.stat(item[0]).st_size
+            except OSError:
+                return 0
+
+        todo.sort(key=size, reverse=True)
     progress = progress_factory(len(todo)) if (progress_factory and todo) else None
     try:
         if todo:

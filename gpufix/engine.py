@@ -317,6 +317,9 @@ _JOB_STATE: dict = {}
 
 
 def _job_init(policy: Policy, use_prefilter: bool) -> None:
+    import gc
+
+    gc.disable()  # see scan(): a worker lives for one scan
     _JOB_STATE["policy"] = policy
     _JOB_STATE["use_prefilter"] = use_prefilter
     _JOB_STATE["catalog"] = load_api_catalog().with_extra(policy.extra_apis)
@@ -395,6 +398,20 @@ def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None, policy: Optio
 
 
 def scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None) -> ScanResult:
+    # Syntax trees are acyclic and freed by reference counting; the cyclic collector only rescans
+    # the millions of nodes a big scan allocates (measured: ast.parse 5x slower with it on).
+    import gc
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _scan(paths, policy, options, progress_factory)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None) -> ScanResult:
     options = options or Options()
     warns: list = []
     files = discover(paths or ["."], policy.exclude, policy.root, warn=warns.append)

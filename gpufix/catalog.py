@@ -162,11 +162,6 @@ class ApiCatalog:
     def method_names(self) -> frozenset:
         return frozenset(api.last_name for api in self.apis if api.kind == "method")
 
-    @functools.cached_property
-    def trigger_words(self) -> frozenset:
-        """Last names of the catalogued APIs (for the text prefilter)."""
-        return frozenset(api.last_name for api in self.apis if api.name != "*")
-
     def with_extra(self, extra: tuple) -> "ApiCatalog":
         if not extra:
             return self

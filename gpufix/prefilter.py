@@ -202,7 +202,3 @@ def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
 def may_call_device_api(text: str, catalog: ApiCatalog) -> bool:
     """Whether a file without a GPU framework import may still call a catalogued device API."""
     return _any(_compiled(catalog)[2], text)
-
-
-def may_have_findings(text: str, path: str, scope: str, catalog: ApiCatalog) -> bool:
-    return classify(text, path, scope, catalog) != SKIP

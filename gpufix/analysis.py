@@ -451,6 +451,7 @@ class Analyzer(ast.NodeVisitor):
     def _device_call(self, node, qual, last, matches):
         name = qual or (last or "?")
         for api in matches:
+            shown = f".{last}" if api.kind == "method" else name  # `x.cuda(1)` reads as .cuda()
             if api.name != "*" and api.kind != "method" and api.framework != "nvml":
                 self.facts.uses_device_api = True
             for spec in api.args:
@@ -468,7 +469,7 @@ class Analyzer(ast.NodeVisitor):
                     guard = node.args[spec.when_position] if spec.when_position < len(node.args) else None
                     if guard is None or _const_str(guard) != spec.when_equals:
                         continue
-                self._record_ordinal(spec.value, arg, api.name if api.name != "*" else name, name)
+                self._record_ordinal(spec.value, arg, api.name if api.name != "*" else name, shown)
 
     def _record_ordinal(self, value_kind, arg, api_name, called):
         if value_kind == "nvml-index" and isinstance(arg, ast.Call) and self.qualname(arg.func) in CUDA_ORDINAL_CALLS:

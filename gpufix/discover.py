@@ -120,8 +120,7 @@ def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None) ->
             add(p)  # explicitly named: always scanned (a broken link becomes a read error)
             continue
         if not p.is_dir():
-            if warn:
-                warn(f"{raw}: no such file or directory")
+            add(p)  # a named path that does not exist: reported as a read error (exit 1), like ruff
             continue
         ignored = _git_ignored(p) if respect_gitignore else set()
         scan_root = os.path.realpath(p)

@@ -266,3 +266,13 @@ def test_notebook_env_magic_findings_say_how_to_fix(tmp_path):
     assert sorted(found) == ["GPU102", "GPU103"]
     assert "`%env CUDA_DEVICE_ORDER=PCI_BUS_ID`" in found["GPU102"]["message"] and found["GPU102"]["fix"] is None
     assert "`%env CUDA_VISIBLE_DEVICES=1`" in found["GPU103"]["message"] and found["GPU103"]["fix"] is None
+
+
+def test_a_named_path_that_does_not_exist_is_a_file_error(tmp_path):
+    write(tmp_path, "a.py", "x = 1\n")
+    proc = run_gpufix("scan", "a.py", "missing.py", "--format", "json", "--no-cache", cwd=tmp_path)
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["errors"] == [{"path": "missing.py", "kind": "read-error", "line": None,
+                                 "message": "cannot read: No such file or directory"}]
+    assert report["summary"]["files_scanned"] == 2

@@ -169,8 +169,10 @@ def invalid_ordinal(ctx: RuleContext):
         if not r.known:
             if use.value < len(policy_mask):
                 continue
+            reason = ("the file's own mask is not a single literal" if file_mask == UNKNOWN
+                      else "an index cannot be matched with the GPU UUIDs the policy names")
             yield _finding(ctx, "GPU001", use.pos, ctx.message(
-                "GPU001", "unknown", what=what, index=use.value, mask=mask, count=len(policy_mask)))
+                "GPU001", "unknown", what=what, index=use.value, mask=mask, count=len(policy_mask), reason=reason))
         elif r.new_index is None:
             yield _finding(ctx, "GPU001", use.pos, ctx.message(
                 "GPU001", "hidden", what=what, physical=r.physical, mask=mask))

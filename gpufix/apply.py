@@ -19,7 +19,7 @@ from gpufix.backup import atomic_write, new_backup_id, sha256, write_backup
 from gpufix.catalog import load_api_catalog
 from gpufix.config import Policy
 from gpufix.discover import discover
-from gpufix.engine import ScanResult, _majority_findings, lint_path, lint_source, make_rule_filter
+from gpufix.engine import FileResult, ScanResult, _majority_findings, lint_path, lint_source, make_rule_filter
 from gpufix.fixer import FixError, apply_edits
 from gpufix.model import FileError
 from gpufix.source import (
@@ -201,11 +201,11 @@ def _dirty_files(repo, abs_paths) -> list:
     return dirty
 
 
-def _with_progress(files: list, progress_factory):
-    """Yield `files`, advancing the bar `progress_factory(len(files))` makes (if any); close it at the end."""
-    bar = progress_factory(len(files)) if (progress_factory and files) else None
+def _with_progress(items, progress_factory, total: int):
+    """Yield `items`, advancing the bar `progress_factory(total)` makes (if any); close it at the end."""
+    bar = progress_factory(total) if (progress_factory and total) else None
     try:
-        for item in files:
+        for item in items:
             yield item
             if bar:
                 bar.advance(1)
@@ -214,30 +214,65 @@ def _with_progress(files: list, progress_factory):
             bar.close()
 
 
+def _plan_file(args) -> tuple:
+    """Lint one file and compute its fixed bytes (no write). Runs in a worker process on big trees.
+
+    Returns (FileResult as JSON, outcome): outcome is None (nothing to fix), ("error", kind,
+    message) or ("fix", raw, new_raw, rules)."""
+    key, display, policy, use_prefilter, unsafe = args
+    res = lint_path(key, display, policy, use_prefilter)
+    if not any(f.fix and (f.fix.applicability == "safe" or unsafe) for f in res.findings):
+        return res.to_json(), None
+    try:
+        raw = Path(key).read_bytes()
+        src = read_source(display, raw)
+        new_raw, rules = fix_source(src, policy, unsafe, abs_path=key)
+    except (ReadError, OSError) as exc:
+        return res.to_json(), ("error", "fix-error", f"cannot fix: {exc}")
+    except FixError as exc:
+        return res.to_json(), ("error", "fix-error", str(exc))
+    except Exception as exc:  # a bug in gpufix must not stop the run: this file stays unchanged
+        return res.to_json(), ("error", "internal-error", f"gpufix failed to fix this file (left unchanged): {type(exc).__name__}: {exc}")
+    return res.to_json(), ("fix", raw, new_raw, rules)
+
+
+def _plan_all(jobs: list, workers: int):
+    """Yield _plan_file results in order; in worker processes when there is enough work (libcst
+    is ~50 ms a file: a second core halves a big apply)."""
+    if workers > 1 and len(jobs) >= 32:
+        import multiprocessing
+        import sys
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+        try:
+            pool = ProcessPoolExecutor(max_workers=min(workers, 32), mp_context=ctx)
+        except (OSError, PermissionError, NotImplementedError):
+            pool = None
+        if pool is not None:
+            with pool:
+                yield from pool.map(_plan_file, jobs, chunksize=4)
+            return
+    for job in jobs:
+        yield _plan_file(job)
+
+
 def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda m: None, progress_factory=None) -> ApplyOutcome:
     files = discover(paths or ["."], policy.exclude, policy.root, warn=warn)
     results: dict = {}
     fixes: list = []
     fix_errors: dict = {}
-    for abs_path, display in _with_progress(files, progress_factory):
-        key = os.path.abspath(abs_path)
-        res = lint_path(key, display, policy, opts.use_prefilter)
+    jobs = [(os.path.abspath(abs_path), display, policy, opts.use_prefilter, opts.unsafe_fixes) for abs_path, display in files]
+    workers = opts.jobs if opts.jobs is not None else (os.cpu_count() or 1)
+    for (key, display, *_), (res_json, outcome) in _with_progress(zip(jobs, _plan_all(jobs, workers)), progress_factory, len(jobs)):
+        res = FileResult.from_json(res_json, display)
         results[key] = res
-        if not any(f.fix and (f.fix.applicability == "safe" or opts.unsafe_fixes) for f in res.findings):
+        if outcome is None:
             continue
-        try:
-            raw = Path(key).read_bytes()
-            src = read_source(display, raw)
-            new_raw, rules = fix_source(src, policy, opts.unsafe_fixes, abs_path=key)
-        except (ReadError, OSError) as exc:
-            fix_errors[key] = FileError(display, "fix-error", f"cannot fix: {exc}")
+        if outcome[0] == "error":
+            fix_errors[key] = FileError(display, outcome[1], outcome[2])
             continue
-        except FixError as exc:
-            fix_errors[key] = FileError(display, "fix-error", str(exc))
-            continue
-        except Exception as exc:  # a bug in gpufix must not stop the run: this file stays unchanged
-            fix_errors[key] = FileError(display, "internal-error", f"gpufix failed to fix this file (left unchanged): {type(exc).__name__}: {exc}")
-            continue
+        _, raw, new_raw, rules = outcome
         if new_raw != raw:
             # The mode bits, not os.access: root may write anything, but a 0444 file says "leave me".
             if not os.stat(key).st_mode & 0o222 or not os.access(key, os.W_OK):

@@ -128,6 +128,7 @@ class Analyzer(ast.NodeVisitor):
         self.skip_strings: set = set()  # ids of Constant nodes not to treat as 'cuda:N' literals
         self.onnx_keys: dict = {}
         self.focus: set = set()
+        self._imports_collected = False
 
     # -- helpers -------------------------------------------------------------------------------
     def pos(self, node) -> Pos:
@@ -174,7 +175,8 @@ class Analyzer(ast.NodeVisitor):
         are visited in full (imports always are): a statement that mentions none of the tokens a
         finding needs cannot produce one, and skipping it is most of the speed on big files."""
         body = self.tree.body
-        self._collect_imports(body)
+        if not self._imports_collected:
+            self._collect_imports(body)
         self.facts.has_main_guard = any(_is_main_guard(s) for s in body)
         if focus_lines is None:
             for stmt in body:
@@ -205,25 +207,27 @@ class Analyzer(ast.NodeVisitor):
             if cls is ast.Import or cls is ast.ImportFrom:
                 self.visit(stmt)
                 continue
-            if not self._touches_focus(stmt):
-                continue
+            touches = self._touches_focus(stmt)
             if not any(getattr(stmt, f, None) for f in _STMT_LIST_FIELDS) and not getattr(stmt, "handlers", None):
-                self.visit(stmt)
+                if touches:
+                    self.visit(stmt)
                 continue
-            # A compound statement: visit its own expressions, then only the focused statements of
-            # its blocks, keeping the function context that GPU105 needs.
+            # A compound statement: visit its own expressions when it mentions a token, and always
+            # go down its blocks (an `import torch` under `if is_torch_available():` mentions none
+            # but still counts), keeping the function context that GPU105 needs.
             self.order += 1
             self.stmt_stack.append(stmt)
             saved = self.ctx
             try:
                 if cls in (ast.FunctionDef, ast.AsyncFunctionDef):
-                    for dec in stmt.decorator_list:
-                        self.visit(dec)
-                    args = stmt.args
-                    for default in list(args.defaults) + [d for d in args.kw_defaults if d is not None]:
-                        self.visit(default)
+                    if touches:
+                        for dec in stmt.decorator_list:
+                            self.visit(dec)
+                        args = stmt.args
+                        for default in list(args.defaults) + [d for d in args.kw_defaults if d is not None]:
+                            self.visit(default)
                     self.ctx = id(stmt)
-                else:
+                elif touches:
                     for field, value in ast.iter_fields(stmt):
                         if field in _STMT_LIST_FIELDS or field in ("handlers", "cases"):
                             continue
@@ -238,7 +242,7 @@ class Analyzer(ast.NodeVisitor):
                     if children:
                         self._visit_focused(children)
                 for handler in getattr(stmt, "handlers", ()) or ():
-                    if handler.type is not None:
+                    if handler.type is not None and touches:
                         self.visit(handler.type)
                     self._visit_focused(handler.body)
                 for case in getattr(stmt, "cases", ()) or ():
@@ -252,10 +256,9 @@ class Analyzer(ast.NodeVisitor):
 
     def _collect_imports(self, body):
         # Imports bind names wherever they are; collect first so that order of use does not matter.
-        # Imports are statements: walking statement lists (not every expression) finds them all.
-        stack = list(body)
-        while stack:
-            node = stack.pop()
+        # Walked from the end of the file, so that of two bindings of one name the first one wins.
+        self._imports_collected = True
+        for node in reversed(list(iter_statements(body))):
             cls = type(node)
             if cls is ast.Import:
                 for alias in node.names:
@@ -264,22 +267,23 @@ class Analyzer(ast.NodeVisitor):
                     else:
                         top = alias.name.split(".")[0]
                         self.facts.imports.setdefault(top, top)
-            elif cls is ast.ImportFrom:
-                if node.module and not node.level:
-                    for alias in node.names:
-                        if alias.name == "*":
-                            self.facts.star_modules.append(node.module)
-                        else:
-                            self.facts.imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-            else:
-                for field in _STMT_LIST_FIELDS:
-                    children = getattr(node, field, None)
-                    if children:
-                        stack.extend(children)
-                for handler in getattr(node, "handlers", ()) or ():
-                    stack.extend(handler.body)
-                for case in getattr(node, "cases", ()) or ():
-                    stack.extend(case.body)
+            elif cls is ast.ImportFrom and node.module and not node.level:
+                for alias in node.names:
+                    if alias.name == "*":
+                        self.facts.star_modules.append(node.module)
+                    else:
+                        self.facts.imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+
+    def run_header(self) -> Facts:
+        """Only what the header rules need: GPU framework imports and the `__main__` guard (for a
+        file whose text holds no ordinal and no mask variable: the prefilter's HEADER tier)."""
+        self.facts.has_main_guard = any(_is_main_guard(s) for s in self.tree.body)
+        for node in iter_statements(self.tree.body):
+            if type(node) is ast.Import:
+                self.visit_Import(node)
+            elif type(node) is ast.ImportFrom:
+                self.visit_ImportFrom(node)
+        return self.facts
 
     def visit(self, node):
         if isinstance(node, ast.stmt):
@@ -601,15 +605,45 @@ _FOCUS_MIN_LINES = 200
 def analyze(tree: ast.Module, lines: list, catalog: ApiCatalog, text: Optional[str] = None) -> Facts:
     """The facts of a module. Given its `text`, a big file is analysed by focused statements only
     (same facts: the equivalence tests compare both on every fixture and a generated corpus)."""
+    analyzer = Analyzer(tree, lines, catalog)
     if text is None or len(lines) < _FOCUS_MIN_LINES:
-        return Analyzer(tree, lines, catalog).run()
-    probe = Analyzer(tree, lines, catalog)
-    probe._collect_imports(tree.body)
-    focus = focus_lines(text, probe.facts.imports, catalog)
-    if focus is None:
-        return Analyzer(tree, lines, catalog).run()
-    facts = Analyzer(tree, lines, catalog).run(focus)
-    if not facts.gpu_imports:
+        return analyzer.run()
+    analyzer._collect_imports(tree.body)
+    if not any(catalog.framework_of_module(m) for m in _imported_modules(tree.body)):
         # Scope may hinge on a device-API call anywhere (a file with no GPU import): look at all.
-        return Analyzer(tree, lines, catalog).run()
+        return analyzer.run()
+    return analyzer.run(focus_lines(text, analyzer.facts.imports, catalog))
+
+
+def header_facts(tree: ast.Module, lines: list, catalog: ApiCatalog, text: str) -> Facts:
+    """The facts of a HEADER-tier file (see Analyzer.run_header); the full analysis when it imports
+    no GPU framework but may call a device API (scope then depends on that call)."""
+    from gpufix.prefilter import may_call_device_api
+
+    facts = Analyzer(tree, lines, catalog).run_header()
+    if not facts.gpu_imports and may_call_device_api(text, catalog):
+        return analyze(tree, lines, catalog)
     return facts
+
+
+def iter_statements(body):
+    """Every statement of `body` and of the blocks nested in it, in source order; expressions are
+    not entered (imports are statements, so this finds them all, fast)."""
+    for stmt in body:
+        yield stmt
+        blocks = [getattr(stmt, "body", None)]
+        blocks += [h.body for h in getattr(stmt, "handlers", None) or ()]
+        blocks += [c.body for c in getattr(stmt, "cases", None) or ()]
+        blocks += [getattr(stmt, "orelse", None), getattr(stmt, "finalbody", None)]
+        for block in blocks:
+            if block:
+                yield from iter_statements(block)
+
+
+def _imported_modules(body):
+    for node in iter_statements(body):
+        if type(node) is ast.Import:
+            yield from (alias.name for alias in node.names)
+        elif type(node) is ast.ImportFrom and node.module and not node.level:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)

@@ -14,7 +14,7 @@ import warnings
 from typing import Callable, Optional
 
 from gpufix import checks
-from gpufix.analysis import MASK_VAR, EnvWrite, Pos, analyze
+from gpufix.analysis import MASK_VAR, EnvWrite, Pos, analyze, header_facts
 from gpufix.catalog import ApiCatalog, load_api_catalog, load_rule_docs
 from gpufix.config import Policy
 from gpufix.discover import PathFilter, discover
@@ -175,12 +175,13 @@ def lint_source(
     catalog: Optional[ApiCatalog] = None,
     enabled: Optional[Callable[[str], bool]] = None,
     abs_path: Optional[str] = None,
-    facts_fn: Optional[Callable] = None,
+    header_only: bool = False,
     focused: bool = True,
 ) -> FileResult:
     """Parse, run the rules, apply suppressions. Findings keep edit positions in `src.text`.
 
-    `facts_fn(tree, lines, catalog)` replaces the full analysis (the prefilter's HEADER tier)."""
+    `header_only`: the prefilter's HEADER tier (only imports and the `__main__` guard are looked at);
+    `focused`: big files are analysed by the statements that mention a device token."""
     catalog = catalog or load_api_catalog().with_extra(policy.extra_apis)
     enabled = enabled or make_rule_filter(policy.select, policy.ignore)
     result = FileResult(path=src.path, parsed=True)
@@ -194,7 +195,10 @@ def lint_source(
             warnings.simplefilter("ignore")
             tree = ast.parse(src.text, filename=src.path)
         lines = split_lines(src.text)
-        facts = facts_fn(tree, lines, catalog) if facts_fn else analyze(tree, lines, catalog, text=src.text if focused else None)
+        if header_only:
+            facts = header_facts(tree, lines, catalog, src.text)
+        else:
+            facts = analyze(tree, lines, catalog, text=src.text if focused else None)
     except SyntaxError as exc:
         result.errors.append(_syntax_error(src, exc))
         return result
@@ -235,42 +239,6 @@ def _to_cell(src: SourceFile, f: Finding) -> Finding:
     return dataclasses.replace(f, line=line, end_line=line + (f.end_line - f.line), cell=cell)
 
 
-_STMT_LISTS = ("body", "orelse", "finalbody", "handlers", "cases")
-
-
-def header_facts(tree: ast.Module, lines: list, catalog: ApiCatalog):
-    """The facts of a file the prefilter put in the HEADER tier (no ordinal, no mask variable in its
-    text): its GPU framework imports and `__main__` guard, found by walking statements only. Falls
-    back to the full analysis when the file imports no GPU framework but may call a device API."""
-    from gpufix.analysis import Analyzer, _is_main_guard
-
-    an = Analyzer(tree, lines, catalog)
-    facts = an.facts
-    facts.has_main_guard = any(_is_main_guard(s) for s in tree.body)
-    stack = list(reversed(tree.body))
-    while stack:
-        node = stack.pop()
-        cls = type(node)
-        if cls is ast.Import:
-            an.visit_Import(node)
-        elif cls is ast.ImportFrom:
-            an.visit_ImportFrom(node)
-        else:
-            for field in _STMT_LISTS:
-                children = getattr(node, field, None)
-                if children:
-                    stack.extend(reversed(children))
-    if not facts.gpu_imports and _may_call_device_api(lines, catalog):
-        return analyze(tree, lines, catalog)
-    return facts
-
-
-def _may_call_device_api(lines: list, catalog: ApiCatalog) -> bool:
-    from gpufix.prefilter import may_call_device_api
-
-    return may_call_device_api("\n".join(lines), catalog)
-
-
 def _read_file(abs_path: str):
     """(stat, bytes) of a regular file; a FileError message for anything else (a FIFO named *.py
     would block a plain open() forever)."""
@@ -308,7 +276,7 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
     tier = classify(src.text, display, policy.effective_header_scope, catalog)
     if tier == SKIP:
         return FileResult(display)
-    return lint_source(src, policy, catalog, abs_path=abs_path, facts_fn=header_facts if tier == HEADER else None)
+    return lint_source(src, policy, catalog, abs_path=abs_path, header_only=tier == HEADER)
 
 
 # Set in the parent before the worker processes fork (or in each worker by the initializer), so

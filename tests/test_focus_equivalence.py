@@ -50,6 +50,15 @@ CASES = {
         def choose():
             return gpu_device_index(1)
         """,
+    "guarded-import": """
+        import logging
+        if is_torch_available():
+            import torch
+        {pad}
+        def load():
+            import bitsandbytes as bnb
+            return torch.cuda.device_count()
+        """,
     "nvml-and-lists": """
         import pynvml
         import torch

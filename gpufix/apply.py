@@ -19,7 +19,7 @@ from gpufix.backup import atomic_write, new_backup_id, sha256, write_backup
 from gpufix.catalog import load_api_catalog
 from gpufix.config import Policy
 from gpufix.discover import discover
-from gpufix.engine import FileResult, ScanResult, _majority_findings, lint_path, lint_source, make_rule_filter
+from gpufix.engine import FileResult, ScanResult, gather, lint_path, lint_source, make_rule_filter
 from gpufix.fixer import FixError, apply_edits
 from gpufix.model import FileError
 from gpufix.source import (
@@ -282,7 +282,7 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
 
     if opts.diff:
         diff = "".join(_unified_diff(f) for f in fixes)
-        remaining = _scan_result(policy, results, fix_errors)
+        remaining = gather(policy, results.values(), fix_errors.values())
         return ApplyOutcome([], remaining, diff_text=diff)
 
     backup_id = backup_dir = tag_name = None
@@ -322,7 +322,7 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
         for f in fixes:
             results[f.abs_path] = lint_path(f.abs_path, f.path, policy, opts.use_prefilter)
             f.fixed = max(0, f.before_count - len(results[f.abs_path].findings))
-    remaining = _scan_result(policy, results, fix_errors)
+    remaining = gather(policy, results.values(), fix_errors.values())
     return ApplyOutcome(fixes, remaining, backup_id if opts.backup else None, backup_dir, tag_name)
 
 
@@ -339,16 +339,6 @@ def _tag(repo, backup_id: str, warn) -> Optional[str]:
         warn(f"could not create git tag {name}: {exc}")
         return None
     return name
-
-
-def _scan_result(policy: Policy, results: dict, fix_errors: dict) -> ScanResult:
-    ordered = sorted(results.values(), key=lambda r: r.path)
-    findings = [f for r in ordered for f in r.findings]
-    if not policy.has_policy and make_rule_filter(policy.select, policy.ignore)("GPU103"):
-        findings.extend(_majority_findings(ordered))
-    findings.sort(key=lambda f: f.sort_key())
-    errors = [e for r in ordered for e in r.errors] + list(fix_errors.values())
-    return ScanResult(policy, ordered, findings, errors, [])
 
 
 def _unified_diff(f: FileFix) -> str:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Callable, Optional
 
 from gpufix import checks
@@ -99,16 +101,16 @@ def make_rule_filter(select: tuple, ignore: tuple) -> Callable[[str], bool]:
 
 def per_file_ignored(policy: Policy, abs_path: str) -> tuple:
     codes = []
-    for glob, rule_codes in policy.per_file_ignores:
-        if PathFilter([glob], policy.root).matches(_as_path(abs_path)):
+    for path_filter, rule_codes in _per_file_filters(policy.per_file_ignores, policy.root):
+        if path_filter.matches(Path(abs_path)):
             codes.extend(rule_codes)
     return tuple(codes)
 
 
-def _as_path(p):
-    from pathlib import Path
-
-    return Path(p)
+@functools.lru_cache(maxsize=8)
+def _per_file_filters(per_file_ignores: tuple, root: Optional[str]) -> tuple:
+    # Compiled once per policy, not once per file.
+    return tuple((PathFilter([glob], root), codes) for glob, codes in per_file_ignores)
 
 
 # -- one file ----------------------------------------------------------------------------------------
@@ -420,15 +422,19 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
             progress.close()
     if cache:
         cache.save()
-    ordered = sorted(results.values(), key=lambda r: r.path)
+    return gather(policy, results.values(), warnings=warns)
+
+
+def gather(policy: Policy, results, extra_errors=(), warnings=()) -> ScanResult:
+    """Per-file results -> one ScanResult: sorted, plus the cross-file findings (GPU103 without a
+    policy). Shared by scan and apply."""
+    ordered = sorted(results, key=lambda r: r.path)
     findings = [f for r in ordered for f in r.findings]
-    if not policy.has_policy:
-        enabled = make_rule_filter(policy.select, policy.ignore)
-        if enabled("GPU103"):
-            findings.extend(_majority_findings(ordered))
+    if not policy.has_policy and make_rule_filter(policy.select, policy.ignore)("GPU103"):
+        findings.extend(_majority_findings(ordered))
     findings.sort(key=Finding.sort_key)
-    errors = [e for r in ordered for e in r.errors]
-    return ScanResult(policy, ordered, findings, errors, warns)
+    errors = [e for r in ordered for e in r.errors] + list(extra_errors)
+    return ScanResult(policy, ordered, findings, errors, list(warnings))
 
 
 def _majority_findings(results: list) -> list:

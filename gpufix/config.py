@@ -337,11 +337,8 @@ def find_config(start: Path) -> Optional[Path]:
             return candidate
         candidate = directory / "pyproject.toml"
         if candidate.is_file():
-            try:
-                data = _load_toml(candidate)
-            except ConfigError:
-                # A broken pyproject.toml that might hold our table is an error, not "no config".
-                raise
+            # A broken pyproject.toml that might hold our table is an error (raised), not "no config".
+            data = _load_toml(candidate)
             tool = data.get("tool")
             if isinstance(tool, dict) and "gpufix" in tool:
                 return candidate

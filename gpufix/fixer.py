@@ -167,7 +167,7 @@ class _Transformer(cst.CSTTransformer):
                 self.applied += 1
         return updated.with_changes(body=body) if changed else updated
 
-    def _rebuild(self, original_body, updated_body, module_level: bool, default_indent: str):
+    def _rebuild(self, original_body, updated_body, module_level: bool):
         out = []
         pending = []  # leading lines that must stay where a moved statement was (notebook cell markers)
         for orig, upd in zip(original_body, updated_body):
@@ -196,17 +196,17 @@ class _Transformer(cst.CSTTransformer):
     def leave_IndentedBlock(self, original, updated):
         if not self.insert_before:
             return updated
-        return updated.with_changes(body=self._rebuild(original.body, updated.body, False, ""))
+        return updated.with_changes(body=self._rebuild(original.body, updated.body, False))
 
     def leave_Module(self, original, updated):
         self.footer_extra = []
-        body = self._rebuild(original.body, updated.body, True, "")
+        body = self._rebuild(original.body, updated.body, True)
         footer = list(self.footer_extra) + list(updated.footer)
         if self.moved or self.header_lines:
-            body = self._insert_header(body, updated)
+            body = self._insert_header(body)
         return updated.with_changes(body=body, footer=footer)
 
-    def _insert_header(self, body, module):
+    def _insert_header(self, body):
         k = 0
         if body and _is_docstring(body[0]):
             k = 1

@@ -56,9 +56,6 @@ class SourceFile:
     def is_notebook(self) -> bool:
         return self.notebook is not None
 
-    def lines(self) -> list:
-        return _NEWLINE_RE.split(self.text)
-
     def cell_of(self, line: int):
         """(cell index, line in cell) for a line of the joined notebook module."""
         for cell in self.cells:

@@ -45,6 +45,9 @@ class EnvWrite:
     environ_src: str  # source of the environ expression ("os.environ", "environ")
     order: int  # source order
     value_src: Optional[str] = None  # the value's source text
+    # the write runs unconditionally at import time (a module-body statement, or the header form
+    # that keeps an explicit CPU run: `if os.environ.get(MASK) not in ("", "-1"): ...`)
+    header: bool = False
 
 
 @dataclasses.dataclass
@@ -363,6 +366,10 @@ class Analyzer(ast.NodeVisitor):
                 kind, value = "dynamic", None
             vpos = self.pos(value_node)
         module_body = len(self.stmt_stack) == 1 and self.ctx is None
+        header = module_body or (
+            len(self.stmt_stack) == 2 and self.ctx is None and is_cpu_guard(self.stmt_stack[0], self.qualname)
+            and len(self.stmt_stack[0].body) == 1 and not self.stmt_stack[0].orelse
+        )
         simple = isinstance(stmt, (ast.Assign, ast.Expr))
         if isinstance(stmt, ast.Assign) and len(stmt.targets) != 1:
             simple = False
@@ -387,6 +394,7 @@ class Analyzer(ast.NodeVisitor):
                 environ_src=environ_src,
                 order=self.order,
                 value_src=self.src(value_node) if value_node is not None else None,
+                header=header,
             )
         )
 
@@ -550,6 +558,25 @@ class Analyzer(ast.NodeVisitor):
 
 def _imports_module(facts: Facts, module: str) -> bool:
     return any(q == module or q.startswith(module + ".") for q in facts.imports.values()) or module in facts.star_modules
+
+
+def is_cpu_guard(stmt, qualname) -> bool:
+    """`if os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1"):`, the header form that keeps a
+    caller's explicit CPU run (see gpufix.checks.header_lines)."""
+    if not isinstance(stmt, ast.If) or not isinstance(stmt.test, ast.Compare):
+        return False
+    test = stmt.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.NotIn):
+        return False
+    call = test.left
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "get"
+            and qualname(call.func.value) == "os.environ" and call.args and _const_str(call.args[0]) == MASK_VAR):
+        return False
+    values = test.comparators[0]
+    if not isinstance(values, (ast.Tuple, ast.List, ast.Set)):
+        return False
+    strs = {_const_str(e) for e in values.elts}
+    return "" in strs and strs <= {"", "-1"}
 
 
 def _is_main_guard(stmt) -> bool:

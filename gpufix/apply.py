@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from gpufix.backup import atomic_write, new_backup_id, sha256, write_backup
-from gpufix.catalog import load_api_catalog
+from gpufix.catalog import catalog_for
 from gpufix.config import Policy
 from gpufix.discover import discover
-from gpufix.engine import FileResult, ScanResult, gather, lint_path, lint_source, make_rule_filter
+from gpufix.engine import FileResult, ScanResult, gather, lint_path, lint_source, make_rule_filter, prepare_policy
 from gpufix.fixer import FixError, apply_edits
 from gpufix.model import FileError
 from gpufix.source import (
@@ -111,7 +111,7 @@ def _reread(src: SourceFile, raw: bytes) -> SourceFile:
 
 def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: Optional[str] = None) -> tuple:
     """(new raw bytes, sorted rule codes fixed). Raises FixError when a fix cannot be applied safely."""
-    catalog = load_api_catalog().with_extra(policy.extra_apis)
+    catalog = catalog_for(policy)
     enabled = make_rule_filter(policy.select, policy.ignore)
     fixed: list = []
     raw = src.raw
@@ -259,6 +259,8 @@ def _plan_all(jobs: list, workers: int):
 
 def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda m: None, progress_factory=None) -> ApplyOutcome:
     files = discover(paths or ["."], policy.exclude, policy.root, warn=warn)
+    if policy.project is None:
+        policy = prepare_policy(paths or ["."], policy, files)
     results: dict = {}
     fixes: list = []
     fix_errors: dict = {}

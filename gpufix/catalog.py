@@ -167,6 +167,32 @@ class ApiCatalog:
             return self
         return ApiCatalog(self.frameworks, self.apis + tuple(extra))
 
+    def for_project(self, first_party: tuple, known_frameworks: tuple = ()) -> "ApiCatalog":
+        """This catalogue with the project's own top-level names removed from the frameworks (the
+        project's code is never a GPU framework), plus the policy's `known-gpu-frameworks`."""
+        own = {name.split(".")[0] for name in first_party} - {m.split(".")[0] for m in known_frameworks}
+        if not own and not known_frameworks:
+            return self
+        frameworks = tuple(
+            dataclasses.replace(f, modules=tuple(m for m in f.modules if m.split(".")[0] not in own))
+            for f in self.frameworks
+        )
+        if known_frameworks:
+            frameworks += (Framework("known-gpu-frameworks", tuple(known_frameworks)),)
+        return ApiCatalog(frameworks, self.apis)
+
+
+def catalog_for(policy) -> ApiCatalog:
+    """The API catalogue as the policy sees it: its own `[[api]]` entries, first-party names removed."""
+    project = getattr(policy, "project", None)
+    first_party = tuple(policy.known_first_party) + (tuple(project.first_party) if project is not None else ())
+    return _catalog_for(tuple(policy.extra_apis), first_party, tuple(policy.known_gpu_frameworks))
+
+
+@functools.lru_cache(maxsize=8)
+def _catalog_for(extra: tuple, first_party: tuple, known_frameworks: tuple) -> ApiCatalog:
+    return load_api_catalog().with_extra(extra).for_project(first_party, known_frameworks)
+
 
 def _read_toml(path: Path) -> dict:
     try:

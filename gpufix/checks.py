@@ -23,6 +23,17 @@ class RuleContext:
     policy: Policy
     facts: Facts
     in_header_scope: bool
+    scope_reason: str = ""  # why the file must hold the header, or what covers it
+
+    @property
+    def header_mask_writes(self) -> list:
+        """Mask writes that run unconditionally at import time: the file's header. A write inside a
+        function or one branch of an `if` is not (it may never run, or run after CUDA started)."""
+        return [w for w in self.mask_writes if w.header]
+
+    @property
+    def header_order_writes(self) -> list:
+        return [w for w in self.order_writes if w.header]
 
     @property
     def policy_mask(self) -> Optional[list]:
@@ -74,7 +85,7 @@ def rule(code: str) -> Callable:
     return register
 
 
-def _finding(ctx: RuleContext, code: str, pos: Pos, message: str, fix: Optional[Fix] = None) -> Finding:
+def _finding(ctx: RuleContext, code: str, pos: Pos, message: str, fix: Optional[Fix] = None, severity: Optional[str] = None) -> Finding:
     doc = load_rule_docs()[code]
     return Finding(
         rule=code,
@@ -84,7 +95,7 @@ def _finding(ctx: RuleContext, code: str, pos: Pos, message: str, fix: Optional[
         end_line=pos.end_line,
         end_column=pos.end_col + 1,
         message=message,
-        severity=doc.severity,
+        severity=severity or doc.severity,
         fix=fix,
     )
 
@@ -234,30 +245,47 @@ def nvml_index_as_cuda_ordinal(ctx: RuleContext):
 # -- the mask header -------------------------------------------------------------------------------
 def _header_lines(ctx: RuleContext, with_mask: bool) -> tuple:
     lines = []
-    if not ctx.order_writes:
+    if not ctx.header_order_writes:
         lines.append((ORDER_VAR, ctx.policy.device_order))
     if with_mask and ctx.policy.has_policy:
-        lines.append((MASK_VAR, ctx.policy.visible_devices))
+        if ctx.policy.cpu_runs == "keep":
+            # `if os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1"):` around the mask line:
+            # a caller's explicit CPU run stays on the CPU (see fixer._header_stmt)
+            lines.append((MASK_VAR, ctx.policy.visible_devices, "keep-cpu"))
+        else:
+            lines.append((MASK_VAR, ctx.policy.visible_devices))
     return tuple(lines)
 
 
 @rule("GPU101")
 def missing_visible_devices(ctx: RuleContext):
-    if not ctx.in_header_scope or ctx.mask_writes:
+    if not ctx.in_header_scope or ctx.header_mask_writes:
         return
     anchor = ctx.header_anchor()
+    elsewhere = ctx.mask_writes
+    if elsewhere:
+        # Set only inside a function or a branch: not the file's header (item: it may never run,
+        # or run after CUDA started); the header still goes at the top.
+        where = min(elsewhere, key=lambda w: w.order)
+        note = f"; the mask set on line {where.pos.line} is inside a function or a branch, which is not a header"
+    else:
+        note = ""
     if ctx.policy.has_policy:
         fix = Fix("safe", "insert the CUDA_VISIBLE_DEVICES header",
                   (Edit("insert-header", lines=_header_lines(ctx, with_mask=True)),))
-        yield _finding(ctx, "GPU101", anchor, ctx.message("GPU101", "policy", value=ctx.policy.visible_devices), fix)
+        variant = "policy-entry" if ctx.scope_reason else "policy"
+        yield _finding(ctx, "GPU101", anchor, ctx.message("GPU101", variant, value=ctx.policy.visible_devices, reason=ctx.scope_reason) + note, fix)
     else:
-        yield _finding(ctx, "GPU101", anchor, ctx.message("GPU101", "no-policy"))
+        variant = "no-policy-entry" if ctx.scope_reason else "no-policy"
+        yield _finding(ctx, "GPU101", anchor, ctx.message("GPU101", variant, reason=ctx.scope_reason) + note)
 
 
 @rule("GPU102")
 def missing_device_order(ctx: RuleContext):
-    if ctx.order_writes:
+    if ctx.header_order_writes:
         return
+    if ctx.order_writes and not ctx.in_header_scope:
+        return  # set where the file's own mask is set; only a header file must set it at the top
     mask_writes = ctx.mask_writes
     index_form = any(
         w.value_kind in ("str", "int") and w.value is not None and is_index_mask(parse_mask(w.value)) for w in mask_writes
@@ -266,8 +294,15 @@ def missing_device_order(ctx: RuleContext):
         return
     order = ctx.policy.device_order
     code_writes = [w for w in mask_writes if w.method != "magic"]
+    first = min(code_writes, key=lambda w: w.order) if code_writes else None
+    if first is not None and not (first.module_body and not ctx.order_writes):
+        # The first mask write is inside a function or a branch (or the order is set only there):
+        # the order goes into a complete header at the top, never into that block.
+        fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
+                  (Edit("insert-header", lines=_header_lines(ctx, with_mask=ctx.in_header_scope and not ctx.header_mask_writes)),))
+        yield _finding(ctx, "GPU102", first.pos, ctx.message("GPU102", "default", order=order), fix)
+        return
     if code_writes:
-        first = min(code_writes, key=lambda w: w.order)
         stmt = f'{first.environ_src}["{ORDER_VAR}"] = "{order}"'
         fix = Fix("safe", f"set CUDA_DEVICE_ORDER={order} before the mask",
                   (Edit("insert-before", first.stmt.line, first.stmt.col, stmt),))
@@ -318,6 +353,20 @@ def wrong_device_order(ctx: RuleContext):
         yield _finding(ctx, "GPU104", w.value_pos or w.pos, ctx.message("GPU104", "default", value=w.value, want=want), fix)
 
 
+# Frameworks that initialise CUDA on the first CUDA call, not on import: a mask set after their
+# import but before any CUDA call still takes effect (torch's lazy init; cupy and the Hugging Face
+# libraries build on torch or initialise on first use).
+LAZY_INIT = ("torch", "torchvision", "torchaudio", "lightning", "pytorch_lightning", "transformers",
+             "diffusers", "accelerate", "cupy")
+
+
+def _lazy(trigger) -> bool:
+    what = trigger.what
+    if not what.startswith("import of "):
+        return False
+    return what[len("import of "):].split(".")[0] in LAZY_INIT
+
+
 @rule("GPU105")
 def mask_set_too_late(ctx: RuleContext):
     triggers = ctx.facts.gpu_imports + ctx.facts.gpu_calls
@@ -334,7 +383,15 @@ def mask_set_too_late(ctx: RuleContext):
         movable = w.module_body and w.simple_stmt and w.method == "setitem" and w.value_kind in ("str", "int")
         fix = Fix("safe", f"move the {w.var} assignment above the first GPU import",
                   (Edit("move-to-header", w.stmt.line, w.stmt.col),)) if movable else None
-        yield _finding(ctx, "GPU105", w.pos, ctx.message("GPU105", "default", var=w.var, trigger=first.what, line=first.pos.line), fix)
+        if all(_lazy(t) for t in earlier):
+            # Only imports of lazily-initialising frameworks come before: CUDA has not started yet
+            # unless another import or call started it; fragile, not certainly too late.
+            yield _finding(ctx, "GPU105", w.pos, ctx.message(
+                "GPU105", "lazy", var=w.var, trigger=first.what, line=first.pos.line), fix, severity="warning")
+        else:
+            certain = min((t for t in earlier if not _lazy(t)), key=lambda t: (t.pos.line, t.pos.col))
+            yield _finding(ctx, "GPU105", w.pos, ctx.message(
+                "GPU105", "default", var=w.var, trigger=certain.what, line=certain.pos.line), fix)
 
 
 @rule("GPU106")

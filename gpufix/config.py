@@ -68,6 +68,12 @@ class Policy:
     exclude: tuple = ()
     per_file_ignores: tuple = ()  # tuple of (glob, tuple(codes))
     extra_apis: tuple = ()  # tuple of ApiSpec from the user's config
+    known_first_party: tuple = ()  # top-level names that are the project's own code (never frameworks)
+    known_gpu_frameworks: tuple = ()  # module names that are GPU frameworks even when first-party
+    # explicit CPU runs (a caller's CUDA_VISIBLE_DEVICES="" or "-1"): "keep" inserts a header that
+    # leaves them alone, "override" pins every run to the policy's GPUs
+    cpu_runs: str = "keep"
+    project: Optional[Any] = None  # gpufix.project.ProjectIndex, set by scan/apply (not a config key)
     source: Optional[str] = None  # the file the policy came from
     root: Optional[str] = None  # directory of that file: where relative globs start
 
@@ -79,7 +85,7 @@ class Policy:
     def effective_header_scope(self) -> str:
         if self.header_scope:
             return self.header_scope
-        return "gpu-modules" if self.has_policy else "entrypoints"
+        return "entrypoints"
 
     @property
     def mask(self) -> Optional[list]:
@@ -87,9 +93,10 @@ class Policy:
 
     def fingerprint(self) -> str:
         """A stable hash of everything that changes findings (for the result cache)."""
-        data = dataclasses.asdict(self)
-        data.pop("source", None)
-        data.pop("root", None)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("source", "root", "project")}
+        data["extra_apis"] = [dataclasses.asdict(a) for a in self.extra_apis]
+        if self.project is not None:
+            data["project"] = self.project.fingerprint()
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
@@ -159,7 +166,11 @@ _KNOWN_KEYS = {
     "per-file-ignores",
     "api",
     "extend-select",
+    "known-first-party",
+    "known-gpu-frameworks",
+    "cpu-runs",
 }
+CPU_RUNS = ("keep", "override")
 
 
 def _codes(value: Any, where: str, key: str) -> tuple:
@@ -296,6 +307,17 @@ def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) ->
         kw["per_file_ignores"] = tuple(
             (glob, _codes(codes, where, f"per-file-ignores.{glob}")) for glob, codes in v.items()
         )
+    for key, attr in (("known-first-party", "known_first_party"), ("known-gpu-frameworks", "known_gpu_frameworks")):
+        if key in table:
+            v = table[key]
+            if not isinstance(v, list) or not all(isinstance(x, str) and re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", x) for x in v):
+                raise ConfigError(f"{where}: `{key}` must be a list of module names such as [\"mypkg\"]")
+            kw[attr] = tuple(v)
+    if "cpu-runs" in table:
+        v = table["cpu-runs"]
+        if v not in CPU_RUNS:
+            raise ConfigError(f"{where}: `cpu-runs` = {v!r}; allowed: {', '.join(CPU_RUNS)}")
+        kw["cpu_runs"] = v
     if "api" in table:
         kw["extra_apis"] = parse_api_specs(table["api"], where)
     return Policy(**kw)

@@ -17,12 +17,13 @@ from typing import Callable, Optional
 
 from gpufix import checks
 from gpufix.analysis import MASK_VAR, EnvWrite, Pos, analyze, header_facts
-from gpufix.catalog import ApiCatalog, load_api_catalog, load_rule_docs
+from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
 from gpufix.config import Policy
 from gpufix.discover import PathFilter, discover
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.prefilter import HEADER, SKIP, classify, is_entrypoint_name
+from gpufix.project import refine_gpu_imports
 from gpufix.source import ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
 
@@ -128,14 +129,37 @@ def _syntax_error(src: SourceFile, exc: SyntaxError) -> FileError:
     return FileError(src.path, "syntax-error", f"cannot parse: {msg}", line, cell)
 
 
-def header_scope_member(scope: str, facts, src: SourceFile) -> bool:
+def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Policy] = None, abs_path: Optional[str] = None) -> tuple:
+    """(whether the file must hold the header, why / what covers it)."""
     if scope == "all":
-        return True
+        return True, "every file (header-scope = \"all\")"
+    project = policy.project if policy is not None else None
+    if scope == "entrypoints" and project is not None and project.graph_built and abs_path:
+        key = os.path.abspath(abs_path)
+        reason = project.entry_map.get(key)
+        if reason is not None:
+            return True, reason
+        return False, project.covered_map.get(key, "")
     if not facts.is_gpu_module:
-        return False
+        return False, ""
     if scope == "gpu-modules":
-        return True
-    return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard
+        return True, ""
+    # A file linted without a project index (a single file given to lint_source): with a policy
+    # it counts as its own entry point; without one, only what looks like one by its name or text.
+    if policy is not None and policy.has_policy:
+        return True, ""
+    return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard, ""
+
+
+def prepare_policy(paths, policy: Policy, files) -> Policy:
+    """The policy with the project's index (first-party names; the import graph for the
+    `entrypoints` scope) that the per-file rules need."""
+    from gpufix.project import build_index
+
+    graph = policy.effective_header_scope == "entrypoints"
+    catalog = catalog_for(policy)
+    index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph)
+    return dataclasses.replace(policy, project=index)
 
 
 class _Suppressions:
@@ -184,7 +208,7 @@ def lint_source(
 
     `header_only`: the prefilter's HEADER tier (only imports and the `__main__` guard are looked at);
     `focused`: big files are analysed by the statements that mention a device token."""
-    catalog = catalog or load_api_catalog().with_extra(policy.extra_apis)
+    catalog = catalog or catalog_for(policy)
     enabled = enabled or make_rule_filter(policy.select, policy.ignore)
     result = FileResult(path=src.path, parsed=True)
     # Tokenizing for comments is slow: do it up front only when a file-level ignore may be there,
@@ -201,6 +225,7 @@ def lint_source(
             facts = header_facts(tree, lines, catalog, src.text)
         else:
             facts = analyze(tree, lines, catalog, text=src.text if focused else None)
+        facts = refine_gpu_imports(facts, tree, src.text)
     except SyntaxError as exc:
         result.errors.append(_syntax_error(src, exc))
         return result
@@ -213,8 +238,9 @@ def lint_source(
     for name, value, line in src.env_magics:
         if name == MASK_VAR or name == "CUDA_DEVICE_ORDER":
             p = Pos(line, 0, line, 0)
-            facts.env_writes.append(EnvWrite(name, "magic", "str", value, None, p, p, None, True, False, "os.environ", 0))
-    ctx = checks.RuleContext(src.path, policy, facts, header_scope_member(policy.effective_header_scope, facts, src))
+            facts.env_writes.append(EnvWrite(name, "magic", "str", value, None, p, p, None, True, False, "os.environ", 0, header=True))
+    in_scope, scope_reason = header_scope_member(policy.effective_header_scope, facts, src, policy, abs_path)
+    ctx = checks.RuleContext(src.path, policy, facts, in_scope, scope_reason)
     ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
     for finding in checks.run_rules(ctx, enabled):
         if any(finding.rule.startswith(c) for c in ignored_here):
@@ -261,7 +287,7 @@ def _read_file(abs_path: str):
 
 
 def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool = True, catalog: Optional[ApiCatalog] = None) -> FileResult:
-    catalog = catalog or load_api_catalog().with_extra(policy.extra_apis)
+    catalog = catalog or catalog_for(policy)
     got, problem = _read_file(abs_path)
     if got is None:
         return FileResult(display, errors=[FileError(display, "read-error", problem)])
@@ -276,6 +302,9 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
     if not use_prefilter:
         return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
     tier = classify(src.text, display, policy.effective_header_scope, catalog)
+    project = policy.project
+    if tier == SKIP and project is not None and project.graph_built and os.path.abspath(abs_path) in project.entry_map:
+        tier = HEADER  # an entry point that reaches the GPU only through the project's modules
     if tier == SKIP:
         return FileResult(display)
     return lint_source(src, policy, catalog, abs_path=abs_path, header_only=tier == HEADER)
@@ -292,7 +321,7 @@ def _job_init(policy: Policy, use_prefilter: bool) -> None:
     gc.disable()  # see scan(): a worker lives for one scan
     _JOB_STATE["policy"] = policy
     _JOB_STATE["use_prefilter"] = use_prefilter
-    _JOB_STATE["catalog"] = load_api_catalog().with_extra(policy.extra_apis)
+    _JOB_STATE["catalog"] = catalog_for(policy)
 
 
 def _lint_job(args) -> dict:
@@ -385,6 +414,8 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
     options = options or Options()
     warns: list = []
     files = discover(paths or ["."], policy.exclude, policy.root, warn=warns.append)
+    if policy.project is None:
+        policy = prepare_policy(paths or ["."], policy, files)
     cache = None
     if options.use_cache:
         from gpufix.cache import ResultCache

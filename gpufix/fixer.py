@@ -56,8 +56,34 @@ def _is_plain_import_os(stmt) -> bool:
     )
 
 
+def _header_stmt(line: tuple):
+    """The statement for one header line: (var, value) or (var, value, "keep-cpu")."""
+    var, value = line[0], line[1]
+    if len(line) > 2 and line[2] == "keep-cpu":
+        # A caller's explicit CPU run (CUDA_VISIBLE_DEVICES="" or "-1") stays on the CPU.
+        return cst.parse_statement(
+            f'if os.environ.get("{var}") not in ("", "-1"):  # keep an explicit CPU run\n'
+            f'    os.environ["{var}"] = "{value}"\n'
+        )
+    return cst.parse_statement(f'os.environ["{var}"] = "{value}"')
+
+
+def _cpu_guarded(stmt):
+    """The mask line inside the header form `if os.environ.get(MASK) not in (...): <mask line>`."""
+    if (
+        isinstance(stmt, cst.If) and stmt.orelse is None and isinstance(stmt.body, cst.IndentedBlock)
+        and len(stmt.body.body) == 1 and isinstance(stmt.test, cst.Comparison)
+        and all(t in cst.Module([]).code_for_node(stmt.test) for t in (MASK_VAR, ".get(", "not in"))
+    ):
+        return stmt.body.body[0]
+    return None
+
+
 def _env_var_of(stmt):
     """'CUDA_VISIBLE_DEVICES' / 'CUDA_DEVICE_ORDER' for `<x>.environ["VAR"] = ...` lines, else None."""
+    inner = _cpu_guarded(stmt)
+    if inner is not None:
+        return _env_var_of(inner)
     if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
         return None
     small = stmt.body[0]
@@ -88,6 +114,9 @@ def _stays_in_place(comment: str) -> bool:
 
 def _uses_os(stmt) -> bool:
     """Whether this `<x>.environ[...] = ...` line writes through the name `os`."""
+    inner = _cpu_guarded(stmt)
+    if inner is not None:
+        return True  # the guard reads os.environ
     target = stmt.body[0].targets[0].target
     return isinstance(target.value, cst.Attribute) and isinstance(target.value.value, cst.Name) and target.value.value.value == "os"
 
@@ -124,9 +153,9 @@ class _Transformer(cst.CSTTransformer):
             elif e.kind == "move-to-header":
                 self.move.add(e.line)
             elif e.kind == "insert-header":
-                for var, value in e.lines:
-                    if var not in [v for v, _ in self.header_lines]:
-                        self.header_lines.append((var, value))
+                for line in e.lines:
+                    if line[0] not in [known[0] for known in self.header_lines]:
+                        self.header_lines.append(tuple(line))
         self.moved = []
         self.applied = 0
 
@@ -214,10 +243,10 @@ class _Transformer(cst.CSTTransformer):
             k += 1
         moved_vars = {_env_var_of(s) for s in self.moved}
         present = {_env_var_of(s) for s in body} | moved_vars
-        new_lines = [(var, value) for var, value in self.header_lines if var not in present]
+        new_lines = [line for line in self.header_lines if line[0] not in present]
         new_lines.sort(key=lambda item: _ENV_ORDER[item[0]])
         self.applied += len(new_lines)
-        env_stmts = [cst.parse_statement(f'os.environ["{var}"] = "{value}"') for var, value in new_lines]
+        env_stmts = [_header_stmt(line) for line in new_lines]
         block = [_blank_first(s, False) for s in self.moved] + env_stmts
         block.sort(key=lambda s: _ENV_ORDER.get(_env_var_of(s), 1))
 

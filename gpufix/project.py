@@ -1,0 +1,478 @@
+"""Facts about the scanned project as a whole: its first-party packages and where its processes start.
+
+Python runs `pkg/__init__.py` before any module of `pkg`, pytest imports the rootmost `conftest.py`
+before the test modules under it, and a script's header covers everything it imports. So with the
+`entrypoints` header scope, the mask header is required only in the files where a process starts
+(scripts, the top `__init__.py` of each first-party package, the rootmost `conftest.py` of each test
+tree, notebooks), and only when that process reaches a GPU framework: directly, or through the
+project's own modules (an import graph; imports inside functions count, imports under
+`if TYPE_CHECKING:` or used only in annotations do not).
+
+First-party packages (the pyproject's `[project] name`, the packages of a `src/` layout, the top-level
+packages and modules of the scanned tree) are never GPU frameworks, even when the catalogue lists the
+name (scanning TTS itself, `from TTS.api import TTS` is the project's own code). The policy keys
+`known-first-party` and `known-gpu-frameworks` override this both ways.
+
+Only `ast` is used; the pass reads imports, the `__main__` guard and the shebang of each file.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Iterable, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+_TEST_FILE_RE = re.compile(r"^(test_.*|.*_test)\.py$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectIndex:
+    """What the per-file rules need from the whole project (passed to the workers in the Policy)."""
+
+    root: str
+    first_party: tuple = ()  # top-level names that are the project's own code
+    # abs path -> why the file must hold the header ("a script (`__main__` guard)", ...)
+    entries: tuple = ()  # tuple of (abs_path, reason)
+    # abs path of a GPU module outside `entries` -> what covers it
+    covered: tuple = ()  # tuple of (abs_path, covered-by text)
+    graph_built: bool = False
+
+    @property
+    def entry_map(self) -> dict:
+        d = self.__dict__.get("_entry_map")
+        if d is None:
+            d = dict(self.entries)
+            object.__setattr__(self, "_entry_map", d)
+        return d
+
+    @property
+    def covered_map(self) -> dict:
+        d = self.__dict__.get("_covered_map")
+        if d is None:
+            d = dict(self.covered)
+            object.__setattr__(self, "_covered_map", d)
+        return d
+
+    def fingerprint(self) -> str:
+        blob = repr((self.first_party, self.entries, self.covered, self.graph_built)).encode()
+        return hashlib.blake2b(blob, digest_size=12).hexdigest()
+
+
+# -- where the project is and what is its own --------------------------------------------------
+def project_root(paths: Iterable[str]) -> Path:
+    """The nearest directory at or above the first scanned path holding pyproject.toml, setup.py,
+    setup.cfg or .git; else the scanned directory itself."""
+    first = Path(next(iter(paths), ".") or ".").resolve()
+    start = first if first.is_dir() else first.parent
+    for directory in (start, *start.parents):
+        if any((directory / m).exists() for m in _PROJECT_MARKERS):
+            return directory
+    return start
+
+
+def _pyproject_name(root: Path) -> Optional[str]:
+    try:
+        with open(root / "pyproject.toml", "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    project = data.get("project")
+    name = project.get("name") if isinstance(project, dict) else None
+    if isinstance(name, str) and name.strip():
+        return re.sub(r"[-.]+", "_", name.strip())
+    return None
+
+
+def _console_targets(root: Path) -> list:
+    """Modules named by `[project.scripts]` / `[project.gui-scripts]` ("pkg.cli:main" -> "pkg.cli")."""
+    try:
+        with open(root / "pyproject.toml", "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return []
+    project = data.get("project")
+    out = []
+    if isinstance(project, dict):
+        for key in ("scripts", "gui-scripts"):
+            table = project.get(key)
+            if isinstance(table, dict):
+                out += [v.split(":")[0].strip() for v in table.values() if isinstance(v, str)]
+    return out
+
+
+def _package_dir(path: Path) -> bool:
+    return (path / "__init__.py").is_file()
+
+
+def module_name(abs_path: Path) -> tuple:
+    """(dotted module name, top package dir or None) of a file: its package chain is the run of
+    parent directories that hold an `__init__.py`."""
+    parts = [] if abs_path.name == "__init__.py" else [abs_path.stem]
+    directory = abs_path.parent
+    top = None
+    while _package_dir(directory):
+        parts.insert(0, directory.name)
+        top = directory
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    return ".".join(parts), top
+
+
+def first_party_names(root: Path, files: Iterable[str], known_first_party=(), known_frameworks=()) -> tuple:
+    """Top-level names of the project's own code (never GPU frameworks, unless `known_frameworks`)."""
+    names = set(known_first_party)
+    own = _pyproject_name(root)
+    if own:
+        names.add(own)
+    src = root / "src"
+    for base in (root, src):
+        if base.is_dir():
+            try:
+                for child in base.iterdir():
+                    if child.is_dir() and _package_dir(child) and child.name.isidentifier():
+                        names.add(child.name)
+                    elif child.suffix == ".py" and child.stem.isidentifier() and child.stem != "__init__":
+                        names.add(child.stem)
+            except OSError:
+                pass
+    for f in files:
+        p = Path(f)
+        if p.suffix != ".py":
+            continue
+        _, top = module_name(p)
+        if top is not None and top.name.isidentifier():
+            names.add(top.name)
+    names -= {m.split(".")[0] for m in known_frameworks}
+    return tuple(sorted(names))
+
+
+# -- one file's imports ----------------------------------------------------------------------------
+def _is_type_checking(test) -> bool:
+    if isinstance(test, ast.Name) and test.id == "TYPE_CHECKING":
+        return True
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
+def type_checking_stmt_ids(body) -> set:
+    """ids of the statements inside `if TYPE_CHECKING:` blocks (never run)."""
+    out: set = set()
+
+    def walk(stmts):
+        for stmt in stmts:
+            if isinstance(stmt, ast.If) and _is_type_checking(stmt.test):
+                for inner in ast.walk(ast.Module(body=stmt.body, type_ignores=[])):
+                    if isinstance(inner, ast.stmt):
+                        out.add(id(inner))
+                walk(stmt.orelse)
+                continue
+            for field in ("body", "orelse", "finalbody"):
+                block = getattr(stmt, field, None)
+                if block:
+                    walk(block)
+            for h in getattr(stmt, "handlers", None) or ():
+                walk(h.body)
+
+    walk(body)
+    return out
+
+
+def annotation_only_names(tree: ast.Module, names: set) -> set:
+    """Of `names` (bound by imports), those used only inside annotations (and used at least once)."""
+    if not names:
+        return set()
+    in_annotation: set = set()
+    for node in ast.walk(tree):
+        annotations = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
+                if arg is not None and arg.annotation is not None:
+                    annotations.append(arg.annotation)
+            if node.returns is not None:
+                annotations.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+        for ann in annotations:
+            for sub in ast.walk(ann):
+                if isinstance(sub, ast.Name):
+                    in_annotation.add(id(sub))
+    used_outside: set = set()
+    used_inside: set = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in names:
+            (used_inside if id(node) in in_annotation else used_outside).add(node.id)
+    return used_inside - used_outside
+
+
+@dataclasses.dataclass
+class ModuleImports:
+    modules: list  # absolute dotted names imported at run time (lazy ones included)
+    gpu: list  # of those, GPU framework modules
+
+
+def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framework) -> ModuleImports:
+    """The modules a file imports when it runs (imports inside functions count: calling the
+    function imports them; `if TYPE_CHECKING:` blocks and annotation-only framework imports do not)."""
+    skip = type_checking_stmt_ids(tree.body)
+    package = module if is_package else module.rpartition(".")[0]
+    found: list = []  # (module, bound names)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                bound = alias.asname or alias.name.split(".")[0]
+                found.append((alias.name, {bound}))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".") if package else []
+                if node.level - 1 > len(base):
+                    continue
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target:
+                continue
+            bound = {a.asname or a.name for a in node.names if a.name != "*"}
+            found.append((target, bound))
+            for a in node.names:
+                if a.name != "*":
+                    found.append((f"{target}.{a.name}", {a.asname or a.name}))
+    gpu_bound = set()
+    for name, bound in found:
+        if is_framework(name):
+            gpu_bound |= bound
+    annotation_only = annotation_only_names(tree, gpu_bound)
+    modules, gpu = [], []
+    for name, bound in found:
+        modules.append(name)
+        if is_framework(name) and not (bound and bound <= annotation_only):
+            gpu.append(name)
+    return ModuleImports(modules, gpu)
+
+
+def _has_main_guard(tree: ast.Module) -> bool:
+    for stmt in tree.body:
+        if isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare):
+            sides = [stmt.test.left, *stmt.test.comparators]
+            if any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) and any(
+                isinstance(s, ast.Constant) and s.value == "__main__" for s in sides
+            ):
+                return True
+    return False
+
+
+# -- the whole project -----------------------------------------------------------------------------
+@dataclasses.dataclass
+class _File:
+    path: Path
+    module: str
+    top: Optional[Path]  # top package dir (None: outside any package)
+    is_init: bool
+    imports: list
+    gpu: bool
+    script: Optional[str]  # why it is a script, or None
+
+
+def _read_for_graph(path: Path):
+    """(text, tree) of a .py or .ipynb file, or None when unreadable or unparsable."""
+    from gpufix.source import ReadError, read_source
+
+    try:
+        raw = path.read_bytes()
+        src = read_source(str(path), raw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return src.text, ast.parse(src.text)
+    except (ReadError, OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def build_index(paths, files, catalog, known_first_party=(), known_frameworks=(), graph: bool = True) -> ProjectIndex:
+    """The ProjectIndex of the scanned files (`files`: (abs_path, display) pairs from discover)."""
+    root = project_root(paths or ["."])
+    abs_files = [os.path.abspath(a) for a, _ in files]
+    first_party = first_party_names(root, abs_files, known_first_party, known_frameworks)
+    if not graph:
+        return ProjectIndex(str(root), first_party)
+    fp_catalog = catalog.for_project(first_party, known_frameworks)
+
+    def is_framework(name: str) -> bool:
+        return fp_catalog.framework_of_module(name) is not None
+
+    console = set(_console_targets(root))
+    parsed: dict = {}
+    by_module: dict = {}
+    for a in abs_files:
+        p = Path(a)
+        got = _read_for_graph(p)
+        if got is None:
+            continue
+        text, tree = got
+        notebook = p.suffix == ".ipynb"
+        if notebook:
+            module, top = p.stem, None
+        else:
+            module, top = module_name(p)
+        is_init = p.name == "__init__.py"
+        imports = runtime_imports(tree, module, is_init, is_framework)
+        script = None
+        if notebook:
+            script = "a notebook"
+        elif p.name == "__main__.py":
+            script = "a `__main__.py`"
+        elif text.startswith("#!"):
+            script = "a script (shebang)"
+        elif _has_main_guard(tree):
+            script = "a script (`__main__` guard)"
+        elif module in console:
+            script = "a console-script target in pyproject.toml"
+        elif top is None and p.name != "conftest.py":
+            script = "a file outside any package"
+        parsed[a] = _File(p, module, top, is_init, imports.modules, bool(imports.gpu), script)
+        by_module.setdefault(module, []).append(a)
+
+    # Edges: a module -> the first-party files it imports (importing a.b.c runs a and a.b first).
+    def targets(importer: _File, name: str) -> list:
+        out = []
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            cands = by_module.get(".".join(parts[:i]), [])
+            if len(cands) > 1 and importer.top is None:
+                # Top-level modules of the same name in several folders: a script imports the one
+                # next to it (its folder is on sys.path).
+                near = [c for c in cands if Path(c).parent == importer.path.parent]
+                cands = near or cands
+            out += cands
+        return out
+
+    reverse: dict = {}
+    for a, f in parsed.items():
+        for name in f.imports:
+            for t in targets(f, name):
+                if t != a:
+                    reverse.setdefault(t, set()).add(a)
+    reaches = {a for a, f in parsed.items() if f.gpu}
+    todo = list(reaches)
+    while todo:
+        t = todo.pop()
+        for importer in reverse.get(t, ()):
+            if importer not in reaches:
+                reaches.add(importer)
+                todo.append(importer)
+
+    entries: dict = {}
+    # Conftest trees: the rootmost conftest.py (no conftest.py in a folder above it, up to the root).
+    conftests = sorted((Path(a) for a in parsed if Path(a).name == "conftest.py"), key=lambda p: len(p.parts))
+    rootmost: list = []
+    for c in conftests:
+        if not any(r.parent in c.parents for r in rootmost):
+            rootmost.append(c)
+
+    def conftest_above(p: Path) -> Optional[Path]:
+        for r in rootmost:
+            if r.parent in p.parents or r.parent == p.parent:
+                return r
+        return None
+
+    # Top packages that hold a module reaching a GPU framework.
+    gpu_tops: dict = {}
+    for a in reaches:
+        f = parsed[a]
+        if f.top is not None:
+            gpu_tops.setdefault(f.top, a)
+    for a, f in parsed.items():
+        p = f.path
+        if f.is_init and f.top == p.parent and p.parent in gpu_tops and (p.parent.parent / "__init__.py").exists() is False:
+            entries[a] = f"the top `__init__.py` of the package `{f.module}` (Python runs it before any of its modules)"
+    for c in rootmost:
+        tree_reaches = any(c.parent in Path(a).parents or Path(a).parent == c.parent for a in reaches)
+        if tree_reaches:
+            entries[str(c)] = "the rootmost `conftest.py` of its test tree (pytest imports it before the test modules)"
+    for c in list(rootmost):
+        # A conftest.py inside a first-party package whose top `__init__.py` holds the header:
+        # pytest imports that package first.
+        if str(c) in entries and any(top in c.parents for top in gpu_tops if str(top / "__init__.py") in entries):
+            del entries[str(c)]
+    for a in reaches:
+        f = parsed[a]
+        if a in entries or f.script is None:
+            continue
+        p = f.path
+        if f.script == "a file outside any package":
+            if conftest_above(p) is not None and (_TEST_FILE_RE.match(p.name) or p.name == "conftest.py"):
+                continue  # a test module: pytest imports the conftest.py above it first
+            if not f.gpu and all(
+                parsed[t].top is not None and str(parsed[t].top / "__init__.py") in entries
+                for name in f.imports for t in targets(f, name) if t in reaches
+            ):
+                continue  # not a script; it reaches the GPU only through packages whose header covers it
+        entries[a] = f.script
+    covered: dict = {}
+    for a in reaches:
+        if a in entries or not parsed[a].gpu:
+            continue
+        f = parsed[a]
+        p = f.path
+        init = str(f.top / "__init__.py") if f.top is not None else None
+        if init in entries:
+            covered[a] = f"the header of `{_rel(init, root)}`"
+        elif conftest_above(p) is not None and str(conftest_above(p)) in entries:
+            covered[a] = f"the header of `{_rel(str(conftest_above(p)), root)}`"
+        else:
+            covered[a] = "the header of the scripts that import it"
+    return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True)
+
+
+def _rel(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def refine_gpu_imports(facts, tree: ast.Module, text: str):
+    """Drop from `facts.gpu_imports` the framework imports that never run (`if TYPE_CHECKING:`) or
+    whose names are used only in annotations: such a file is not a GPU module."""
+    if not facts.gpu_imports:
+        return facts
+    from gpufix.analysis import iter_statements
+
+    by_line: dict = {}
+    for node in iter_statements(tree.body):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            by_line.setdefault(node.lineno, []).append(node)
+    skip = type_checking_stmt_ids(tree.body) if "TYPE_CHECKING" in text else set()
+    bound_of: dict = {}
+    for trigger in facts.gpu_imports:
+        for node in by_line.get(trigger.pos.line, ()):
+            if isinstance(node, ast.Import):
+                bound_of[id(trigger)] = {a.asname or a.name.split(".")[0] for a in node.names}
+            else:
+                bound_of[id(trigger)] = {a.asname or a.name for a in node.names if a.name != "*"}
+    annotation_only = annotation_only_names(tree, set().union(*bound_of.values())) if bound_of else set()
+    kept = []
+    for trigger in facts.gpu_imports:
+        nodes = by_line.get(trigger.pos.line, ())
+        if nodes and all(id(n) in skip for n in nodes):
+            continue
+        bound = bound_of.get(id(trigger))
+        if bound and bound <= annotation_only:
+            continue
+        kept.append(trigger)
+    facts.gpu_imports = kept
+    return facts

@@ -81,6 +81,7 @@ class Facts:
     ordinals: list = dataclasses.field(default_factory=list)
     # module body: (line, col) of the docstring/`from __future__` prefix end, for the header
     first_stmt_line: Optional[int] = None
+    multigpu: object = None  # gpufix.multigpu.MultiGpuFacts, when the file holds ordinals
 
     @property
     def is_gpu_module(self) -> bool:

@@ -161,12 +161,38 @@ def _replacement(use: OrdinalUse, new: int) -> str:
     return str(new)
 
 
+def _in_multi_gpu_code(ctx: RuleContext, use: OrdinalUse) -> bool:
+    """Inside multi-GPU code (gpufix.multigpu): GPU004 reports it once, nothing inside is remapped."""
+    mg = ctx.facts.multigpu
+    if mg is None or ctx.policy_mask is None:
+        return False
+    from gpufix.multigpu import multi_gpu_scopes
+
+    return mg.scope_of(use.pos.line) in multi_gpu_scopes(mg, len(ctx.policy_mask))
+
+
+def _unsafe_context(ctx: RuleContext, use: OrdinalUse):
+    """(applicability, note) for an ordinal in a gated test or in plain data; None otherwise."""
+    mg = ctx.facts.multigpu
+    if mg is None:
+        return None
+    gate = mg.gated(use.pos.line)
+    if gate:
+        return None, f"; not remapped: the test is gated to machines with several GPUs ({gate}) and is skipped under the policy"
+    why = mg.data_lines.get((use.pos.line, use.pos.col))
+    if why:
+        return "unsafe", f"; it is plain data ({why}): remapping it alone can break the test, so the fix is unsafe"
+    return None
+
+
 @rule("GPU001")
 def invalid_ordinal(ctx: RuleContext):
     file_mask = ctx.file_mask()
     policy_mask = ctx.policy_mask
     for use in ctx.facts.ordinals:
         if use.kind not in ("cuda-string", "int", "tf-device") or use.value == 0:
+            continue
+        if _in_multi_gpu_code(ctx, use):
             continue
         what = _describe_ordinal(use)
         if policy_mask is None:
@@ -190,8 +216,13 @@ def invalid_ordinal(ctx: RuleContext):
         elif r.new_index != use.value:
             new = _replacement(use, r.new_index)
             fix = Fix("safe", f"use {new}", (Edit("replace-expr", use.pos.line, use.pos.col, new),))
+            note = ""
+            special = _unsafe_context(ctx, use)
+            if special is not None:
+                applicability, note = special
+                fix = dataclasses.replace(fix, applicability=applicability) if applicability else None
             yield _finding(ctx, "GPU001", use.pos, ctx.message(
-                "GPU001", "remap", what=what, physical=r.physical, mask=mask, new_index=r.new_index, new=new), fix)
+                "GPU001", "remap", what=what, physical=r.physical, mask=mask, new_index=r.new_index, new=new) + note, fix)
 
 
 @rule("GPU002")
@@ -200,6 +231,8 @@ def hidden_device_list(ctx: RuleContext):
     policy_mask = ctx.policy_mask
     for use in ctx.facts.ordinals:
         if use.kind not in ("list", "dict-keys"):
+            continue
+        if _in_multi_gpu_code(ctx, use):
             continue
         indices = [i for i, _ in use.value]
         if policy_mask is None:
@@ -295,7 +328,7 @@ def missing_device_order(ctx: RuleContext):
     order = ctx.policy.device_order
     code_writes = [w for w in mask_writes if w.method != "magic"]
     first = min(code_writes, key=lambda w: w.order) if code_writes else None
-    if first is not None and not (first.module_body and not ctx.order_writes):
+    if first is not None and ctx.in_header_scope and not (first.module_body and not ctx.order_writes):
         # The first mask write is inside a function or a branch (or the order is set only there):
         # the order goes into a complete header at the top, never into that block.
         fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
@@ -417,6 +450,33 @@ def mask_not_enforced(ctx: RuleContext):
             fix = Fix("unsafe", f"assign {environ}[\"{w.var}\"] instead", (Edit("replace-stmt", w.stmt.line, w.stmt.col, stmt),))
         how = "os.putenv()" if w.method == "putenv" else "os.environ.setdefault()"
         yield _finding(ctx, "GPU107", w.pos, ctx.message("GPU107", w.method, var=w.var, how=how), fix)
+
+
+@rule("GPU004")
+def multi_gpu_code(ctx: RuleContext):
+    mg = ctx.facts.multigpu
+    if mg is None or ctx.policy_mask is None:
+        return
+    from gpufix.multigpu import multi_gpu_scopes
+
+    count = len(ctx.policy_mask)
+    for scope in multi_gpu_scopes(mg, count):
+        parts = []
+        if len(scope.physical) >= 2:
+            gpus = ", ".join(f"{i} (line {line})" for i, line in sorted(scope.physical.items()))
+            parts.append(f"addresses GPUs {gpus}")
+        if scope.device_list_line is not None:
+            parts.append(f"builds a list of devices (line {scope.device_list_line})")
+        need = max(len(scope.physical), 2)
+        gated = f"; it is gated to such machines ({scope.gate}) and is skipped under the policy" if scope.gate else ""
+        if scope.node is not None and hasattr(scope.node, "name"):
+            pos = Pos(scope.line, scope.col, scope.line, scope.col)
+        else:
+            first = min(scope.physical.values(), default=scope.device_list_line or 1)
+            pos = Pos(first, 0, first, 0)
+        yield _finding(ctx, "GPU004", pos, ctx.message(
+            "GPU004", "default", where=scope.name, what=" and ".join(parts), count=count,
+            mask=_mask_text(ctx.policy_mask), need=need, gated=gated))
 
 
 def run_rules(ctx: RuleContext, enabled) -> list:

@@ -1,0 +1,223 @@
+"""Multi-GPU code, gated tests and plain-data ordinals: where remapping an ordinal is not safe.
+
+* Multi-GPU code: a function, a class body or the module body that addresses two or more distinct
+  GPUs (`"cuda:0"` and `"cuda:1"`, `device_ids=[0, 1]`) or builds a device list
+  (`[f"cuda:{i}" for i in range(n)]`). Under a policy with fewer visible GPUs it cannot keep its
+  meaning: remapping inside it would make its devices collide. GPU004 reports it once; GPU001/GPU002
+  stay silent inside it.
+* A test gated to multi-GPU machines (rules/multigpu-gates.toml): its ordinals get no fix.
+* Plain data: an ordinal in a `parametrize` table, a mock's return value or the expected side of an
+  assert is data, not a device choice; remapping it alone breaks the test (its input stays).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import sys
+from typing import Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclasses.dataclass(frozen=True)
+class Gates:
+    decorators: frozenset
+    keywords: tuple  # (name, keyword)
+    count_calls: frozenset
+
+
+@functools.lru_cache(maxsize=1)
+def load_gates() -> Gates:
+    from gpufix.catalog import catalog_dir
+
+    with open(catalog_dir() / "multigpu-gates.toml", "rb") as fh:
+        data = tomllib.load(fh)
+    return Gates(
+        frozenset(data.get("decorators", ())),
+        tuple((k["name"], k["keyword"]) for k in data.get("keywords", ())),
+        frozenset(data.get("count-calls", ())),
+    )
+
+
+@dataclasses.dataclass
+class Scope:
+    node: object  # ast.FunctionDef / ClassDef / Module
+    name: str
+    line: int
+    col: int
+    end_line: int
+    gate: Optional[str] = None  # the gate that keeps it to multi-GPU machines
+    physical: dict = dataclasses.field(default_factory=dict)  # index -> first line
+    device_list_line: Optional[int] = None
+
+
+@dataclasses.dataclass
+class MultiGpuFacts:
+    scopes: list  # Scope, innermost last in source order
+    data_lines: dict  # (line, col) of an ordinal -> why it is plain data
+
+    def scope_of(self, line: int) -> Optional[Scope]:
+        best = None
+        for s in self.scopes:
+            if s.line <= line <= s.end_line and (best is None or s.line >= best.line):
+                best = s
+        return best
+
+    def gated(self, line: int) -> Optional[str]:
+        for s in self.scopes:
+            if s.gate and s.line <= line <= s.end_line:
+                return s.gate
+        return None
+
+
+def _last_name(node) -> Optional[str]:
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Name):
+        return node.id
+    return None
+
+
+def _calls_count(node, gates: Gates) -> bool:
+    return any(isinstance(n, ast.Call) and _last_name(n.func) in gates.count_calls for n in ast.walk(node))
+
+
+def _gate_of(decorators, gates: Gates) -> Optional[str]:
+    for dec in decorators:
+        name = _last_name(dec)
+        if name in gates.decorators:
+            return f"@{name}"
+        if isinstance(dec, ast.Call):
+            for gname, kw in gates.keywords:
+                if name == gname:
+                    for k in dec.keywords:
+                        if k.arg == kw and isinstance(k.value, ast.Constant) and isinstance(k.value.value, int) and k.value.value >= 2:
+                            return f"@{gname}({kw}={k.value.value})"
+            if name in ("skipif", "skipIf", "skipUnless") and dec.args and _calls_count(dec.args[0], gates):
+                return f"@{name}(... device_count() ...)"
+    return None
+
+
+def _body_gate(body, gates: Gates) -> Optional[str]:
+    """`if torch.cuda.device_count() < 2: pytest.skip(...)` as one of the first statements."""
+    for stmt in body[:3]:
+        if isinstance(stmt, ast.If) and _calls_count(stmt.test, gates):
+            if any(isinstance(n, ast.Call) and _last_name(n.func) in ("skip", "skipTest") for n in ast.walk(stmt)):
+                return "a skip when device_count() is too small"
+            if any(isinstance(n, ast.Raise) and "Skip" in ast.dump(n) for n in ast.walk(stmt)):
+                return "a skip when device_count() is too small"
+    return None
+
+
+def _is_device_list(node) -> bool:
+    """[f"cuda:{i}" for i in ...], [torch.device("cuda", i) for ...], ["cuda:%d" % i for ...]."""
+    if not isinstance(node, (ast.ListComp, ast.GeneratorExp, ast.SetComp, ast.DictComp)):
+        return False
+    elt = node.value if isinstance(node, ast.DictComp) else node.elt
+    if isinstance(elt, ast.JoinedStr) and elt.values and isinstance(elt.values[0], ast.Constant) and str(elt.values[0].value).startswith("cuda:"):
+        return True
+    if isinstance(elt, ast.BinOp) and isinstance(elt.left, ast.Constant) and str(elt.left.value).startswith("cuda:"):
+        return True
+    if isinstance(elt, ast.Call) and _last_name(elt.func) == "format" and isinstance(elt.func, ast.Attribute) \
+            and isinstance(elt.func.value, ast.Constant) and str(elt.func.value.value).startswith("cuda:"):
+        return True
+    if isinstance(elt, ast.Call) and _last_name(elt.func) == "device" and elt.args:
+        first = elt.args[0]
+        if isinstance(first, ast.Constant) and first.value == "cuda" and len(elt.args) > 1 and not isinstance(elt.args[1], ast.Constant):
+            return True
+        if isinstance(first, ast.JoinedStr) and first.values and isinstance(first.values[0], ast.Constant) and str(first.values[0].value).startswith("cuda:"):
+            return True
+    return False
+
+
+def _data_positions(tree: ast.Module) -> dict:
+    """(line, col) of constants that are plain data -> why."""
+    out: dict = {}
+
+    def mark(node, why):
+        for n in ast.walk(node):
+            if isinstance(n, ast.Constant):
+                out.setdefault((n.lineno, n.col_offset), why)
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for dec in node.decorator_list:
+                if isinstance(dec, ast.Call) and _last_name(dec.func) in ("parametrize", "expand", "parameterized"):
+                    mark(dec, "a parametrize table")
+        elif isinstance(node, ast.Call):
+            for kw in node.keywords:
+                if kw.arg in ("return_value", "side_effect"):
+                    mark(kw.value, "a mock's return value")
+            if _last_name(node.func) in ("assertEqual", "assertEquals", "assertIn", "assertListEqual", "assertDictEqual", "assert_called_with", "assert_called_once_with"):
+                mark(node, "an expected value in an assert")
+        elif isinstance(node, ast.Assign):
+            if any(isinstance(t, ast.Attribute) and t.attr in ("return_value", "side_effect") for t in node.targets):
+                mark(node.value, "a mock's return value")
+        elif isinstance(node, ast.Assert):
+            test = node.test
+            if isinstance(test, ast.Compare):
+                for comp in test.comparators:
+                    mark(comp, "an expected value in an assert")
+    return out
+
+
+def analyze_multigpu(tree: ast.Module, facts, col_of=None) -> MultiGpuFacts:
+    """Scopes with their gates and the physical GPUs they address (from `facts.ordinals`)."""
+    gates = load_gates()
+    module_end = max((getattr(n, "end_lineno", 0) or 0 for n in tree.body), default=0)
+    scopes = [Scope(tree, "the module body", 1, 0, module_end)]
+
+    def walk(body, class_gate=None):
+        for stmt in body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                gate = _gate_of(stmt.decorator_list, gates) or class_gate
+                if gate is None and not isinstance(stmt, ast.ClassDef):
+                    gate = _body_gate(stmt.body, gates)
+                kind = "class" if isinstance(stmt, ast.ClassDef) else "function"
+                scopes.append(Scope(stmt, f"{kind} `{stmt.name}`", stmt.lineno, stmt.col_offset, stmt.end_lineno or stmt.lineno, gate))
+                walk(stmt.body, gate if isinstance(stmt, ast.ClassDef) else None)
+            else:
+                for field in ("body", "orelse", "finalbody"):
+                    block = getattr(stmt, field, None)
+                    if block and isinstance(block, list):
+                        walk(block, class_gate)
+                for h in getattr(stmt, "handlers", None) or ():
+                    walk(h.body, class_gate)
+
+    walk(tree.body)
+    mg = MultiGpuFacts(scopes, {})
+    for use in facts.ordinals:
+        if use.kind not in ("cuda-string", "int", "tf-device", "list"):
+            continue
+        scope = mg.scope_of(use.pos.line)
+        values = [i for i, _ in use.value] if use.kind == "list" else [use.value]
+        for v in values:
+            if isinstance(v, int):
+                scope.physical.setdefault(v, use.pos.line)
+    text_has_cuda = any(u.kind == "cuda-string" for u in facts.ordinals) or facts.gpu_imports
+    if text_has_cuda:
+        for node in ast.walk(tree):
+            if _is_device_list(node):
+                scope = mg.scope_of(node.lineno)
+                if scope.device_list_line is None:
+                    scope.device_list_line = node.lineno
+    mg.data_lines = _data_positions(tree)
+    return mg
+
+
+def multi_gpu_scopes(mg: MultiGpuFacts, visible: int) -> list:
+    """Scopes that need more GPUs than `visible`: two or more distinct GPUs, or a device list."""
+    out = []
+    for s in mg.scopes:
+        if len(s.physical) >= 2 and len(s.physical) > visible:
+            out.append(s)
+        elif s.device_list_line is not None and visible < 2:
+            out.append(s)
+    return out

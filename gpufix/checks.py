@@ -232,8 +232,6 @@ def hidden_device_list(ctx: RuleContext):
     for use in ctx.facts.ordinals:
         if use.kind not in ("list", "dict-keys"):
             continue
-        if _in_multi_gpu_code(ctx, use):
-            continue
         indices = [i for i, _ in use.value]
         if policy_mask is None:
             if file_mask is None or file_mask == UNKNOWN:

@@ -193,14 +193,22 @@ def analyze_multigpu(tree: ast.Module, facts, col_of=None) -> MultiGpuFacts:
 
     walk(tree.body)
     mg = MultiGpuFacts(scopes, {})
+    # Where a checkpoint is loaded (map_location values) is not a device the code runs on: the
+    # weights move on (`.cuda(1)`), and GPU002 already reports device lists.
+    loaded = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            for kw in node.keywords:
+                if kw.arg == "map_location":
+                    loaded |= {(n.lineno, n.col_offset) for n in ast.walk(kw.value) if isinstance(n, ast.Constant)}
     for use in facts.ordinals:
-        if use.kind not in ("cuda-string", "int", "tf-device", "list"):
+        if use.kind not in ("cuda-string", "int", "tf-device"):
+            continue
+        if (use.pos.line, use.pos.col) in loaded:
             continue
         scope = mg.scope_of(use.pos.line)
-        values = [i for i, _ in use.value] if use.kind == "list" else [use.value]
-        for v in values:
-            if isinstance(v, int):
-                scope.physical.setdefault(v, use.pos.line)
+        if isinstance(use.value, int):
+            scope.physical.setdefault(use.value, use.pos.line)
     text_has_cuda = any(u.kind == "cuda-string" for u in facts.ordinals) or facts.gpu_imports
     if text_has_cuda:
         for node in ast.walk(tree):

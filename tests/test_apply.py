@@ -6,7 +6,8 @@ import stat
 
 from conftest import git, init_git_repo, run_gpufix, snapshot
 
-POLICY = '[tool.gpufix]\nvisible-devices = "1"\n'
+# the plain header form; the CPU-run-keeping default form is tested in test_precision.py
+POLICY = '[tool.gpufix]\nvisible-devices = "1"\ncpu-runs = "override"\n'
 BAD = "import torch\n\ntorch.cuda.set_device(1)\n"
 FIXED = (
     'import os\n\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n\n'

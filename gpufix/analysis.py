@@ -82,6 +82,7 @@ class Facts:
     # module body: (line, col) of the docstring/`from __future__` prefix end, for the header
     first_stmt_line: Optional[int] = None
     multigpu: object = None  # gpufix.multigpu.MultiGpuFacts, when the file holds ordinals
+    gpu_options: list = dataclasses.field(default_factory=list)  # gpufix.options.GpuOption
 
     @property
     def is_gpu_module(self) -> bool:

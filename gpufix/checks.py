@@ -477,6 +477,35 @@ def multi_gpu_code(ctx: RuleContext):
             mask=_mask_text(ctx.policy_mask), need=need, gated=gated))
 
 
+@rule("GPU108")
+def app_gpu_choice(ctx: RuleContext):
+    """A mask computed at run time, or an argparse option that picks a GPU: the app's choice
+    conflicts with the policy; say which wins after the fix."""
+    if not ctx.policy.has_policy:
+        return
+    want = ctx.policy.visible_devices
+    count = len(ctx.policy_mask or ())
+    header = bool(ctx.header_mask_writes) or ctx.in_header_scope
+    for w in ctx.mask_writes:
+        if w.value_kind != "dynamic" or w.method == "magic":
+            continue
+        if w.header:
+            winner = (f"this line replaces the policy's mask, so the run-time value wins and the policy "
+                      f"(\"{want}\") is not enforced")
+        else:
+            winner = (f"the header sets \"{want}\" first; this line replaces it when it runs before CUDA starts "
+                      f"(then the app's value wins), and is ignored after")
+        yield _finding(ctx, "GPU108", w.value_pos or w.pos, ctx.message(
+            "GPU108", "mask", var=w.var, expr=w.value_src or "?", winner=winner, want=want))
+    for opt in getattr(ctx.facts, "gpu_options", None) or ():
+        if opt.reaches == "mask":
+            continue  # reported at the mask write above
+        pos = Pos(opt.line, opt.col, opt.line, opt.col)
+        yield _finding(ctx, "GPU108", pos, ctx.message(
+            "GPU108", "option", flag=opt.flag, want=want, count=count,
+            visible=_visible(count), pinned="the header pins" if header else "the policy's header pins"))
+
+
 def run_rules(ctx: RuleContext, enabled) -> list:
     findings = []
     for code, fn in RULES.items():

@@ -24,6 +24,7 @@ from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.prefilter import HEADER, SKIP, classify, is_entrypoint_name
 from gpufix.multigpu import analyze_multigpu
+from gpufix.options import gpu_options
 from gpufix.project import refine_gpu_imports
 from gpufix.source import ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
@@ -227,6 +228,8 @@ def lint_source(
         else:
             facts = analyze(tree, lines, catalog, text=src.text if focused else None)
         facts = refine_gpu_imports(facts, tree, src.text)
+        if policy.has_policy and "add_argument" in src.text:
+            facts.gpu_options = gpu_options(tree, facts)
         if policy.has_policy and (facts.ordinals or (facts.gpu_imports and "cuda:" in src.text)):
             facts.multigpu = analyze_multigpu(tree, facts)
     except SyntaxError as exc:

@@ -42,7 +42,7 @@ def _findings(src, policy, code):
 
 def test_every_rule_has_examples():
     docs = load_rule_docs()
-    assert sorted(docs) == ["GPU001", "GPU002", "GPU003", "GPU004", "GPU101", "GPU102", "GPU103", "GPU104", "GPU105", "GPU106", "GPU107"]
+    assert sorted(docs) == ["GPU001", "GPU002", "GPU003", "GPU004", "GPU101", "GPU102", "GPU103", "GPU104", "GPU105", "GPU106", "GPU107", "GPU108"]
     for code, doc in docs.items():
         assert doc.valid and doc.invalid, code
         assert {"remap", "hidden", "unknown", "no-policy"} <= set(load_rule_docs()["GPU001"].messages)

@@ -253,7 +253,7 @@ def test_rules_and_explain(tmp_path):
     proc = run_gpufix("rules", cwd=tmp_path)
     assert proc.returncode == 0
     assert [line.split()[0] for line in proc.stdout.splitlines()] == [
-        "GPU001", "GPU002", "GPU003", "GPU004", "GPU101", "GPU102", "GPU103", "GPU104", "GPU105", "GPU106", "GPU107"]
+        "GPU001", "GPU002", "GPU003", "GPU004", "GPU101", "GPU102", "GPU103", "GPU104", "GPU105", "GPU106", "GPU107", "GPU108"]
     doc = run_gpufix("explain", "gpu105", cwd=tmp_path)
     assert doc.returncode == 0
     for section in ("# GPU105 mask-set-too-late", "## What it does", "## Why is this bad?", "## Example", "## Fix safety"):

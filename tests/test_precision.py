@@ -1,0 +1,270 @@
+"""Issue 11: a header only where a process starts, no remap inside multi-GPU code, no silent
+conflicts with the app's own GPU choice, explicit CPU runs kept, GPU105 precise about lazy init."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import run_gpufix
+
+POLICY = '[tool.gpufix]\nvisible-devices = "1"\n'
+
+
+def write(root: Path, rel: str, text: str) -> Path:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return p
+
+
+def scan(root: Path, *args):
+    proc = run_gpufix("scan", "--format", "json", "--no-cache", *args, cwd=root)
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads(proc.stdout)
+
+
+def found(report):
+    return sorted((f["path"], f["rule"]) for f in report["findings"])
+
+
+def test_header_only_where_a_process_starts(tmp_path):
+    write(tmp_path, "pyproject.toml", POLICY + '\n[project]\nname = "mylib"\n[project.scripts]\nmy-cli = "mylib.cli:main"\n')
+    write(tmp_path, "mylib/__init__.py", "from .model import build\n")
+    write(tmp_path, "mylib/model.py", "import torch\n\ndef build():\n    return torch.zeros(1)\n")
+    write(tmp_path, "mylib/lazy.py", "def load():\n    import torch  # lazy: still reaches the GPU\n    return torch\n")
+    write(tmp_path, "mylib/typing_only.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch\n")
+    write(tmp_path, "mylib/annotations.py", "import torch\n\ndef f(x: torch.Tensor) -> torch.Tensor:\n    return x\n")
+    write(tmp_path, "mylib/cli.py", "def main():\n    from mylib.model import build\n    build()\n")
+    write(tmp_path, "mylib/text.py", "WORDS = ['a']\n")
+    write(tmp_path, "scripts/train.py", "import mylib\n\nif __name__ == '__main__':\n    mylib.build()\n")
+    write(tmp_path, "scripts/notes.py", "print('no GPU here')\n")
+    write(tmp_path, "tests/conftest.py", "import pytest\n")
+    write(tmp_path, "tests/unit/conftest.py", "import pytest\n")
+    write(tmp_path, "tests/unit/test_model.py", "import torch\n\ndef test_a():\n    assert torch.zeros(1).sum() == 0\n")
+    write(tmp_path, "docs/conf.py", "import mylib\nproject = 'mylib'\n")
+    report = scan(tmp_path)
+    assert found(report) == [
+        ("mylib/__init__.py", "GPU101"), ("mylib/__init__.py", "GPU102"),
+        ("mylib/cli.py", "GPU101"), ("mylib/cli.py", "GPU102"),
+        ("scripts/train.py", "GPU101"), ("scripts/train.py", "GPU102"),
+        ("tests/conftest.py", "GPU101"), ("tests/conftest.py", "GPU102"),
+    ]
+    msgs = {f["path"]: f["message"] for f in report["findings"] if f["rule"] == "GPU101"}
+    assert "top `__init__.py` of the package `mylib`" in msgs["mylib/__init__.py"]
+    assert "console-script target" in msgs["mylib/cli.py"]
+    assert "`__main__` guard" in msgs["scripts/train.py"]
+    assert "rootmost `conftest.py`" in msgs["tests/conftest.py"]
+    # gpu-modules (seed-004 style) and all stay
+    gm = found(scan(tmp_path, "--config", str(write(tmp_path, "gm.toml", 'visible-devices = "1"\nheader-scope = "gpu-modules"\n'))))
+    assert ("mylib/model.py", "GPU101") in gm and ("tests/unit/test_model.py", "GPU101") in gm
+    assert ("mylib/typing_only.py", "GPU101") not in gm and ("mylib/annotations.py", "GPU101") not in gm
+
+
+def test_first_party_package_is_never_a_framework(tmp_path):
+    # scanning TTS itself: `from TTS.api import TTS` is the project's own code
+    write(tmp_path, "pyproject.toml", POLICY + 'header-scope = "gpu-modules"\n')
+    write(tmp_path, "TTS/__init__.py", "")
+    write(tmp_path, "TTS/api.py", "class TTS:\n    pass\n")
+    write(tmp_path, "TTS/bin/synth.py", "from TTS.api import TTS\n")
+    assert found(scan(tmp_path)) == []
+    # ... unless the policy says it is one
+    write(tmp_path, "pyproject.toml", POLICY + 'header-scope = "gpu-modules"\nknown-gpu-frameworks = ["TTS"]\n')
+    assert ("TTS/bin/synth.py", "GPU101") in found(scan(tmp_path))
+    # and a name can be declared first-party the other way round
+    write(tmp_path, "pyproject.toml", POLICY + 'header-scope = "gpu-modules"\nknown-first-party = ["whisper"]\n')
+    write(tmp_path, "app/run.py", "import whisper\n")
+    assert ("app/run.py", "GPU101") not in found(scan(tmp_path))
+
+
+def test_conftest_header_is_in_force_when_tests_import_the_framework(tmp_path):
+    """A real pytest run: the stub framework records os.environ when it is imported."""
+    write(tmp_path, "pyproject.toml", POLICY)
+    write(tmp_path, "stubs/fakegpu.py", """
+        import json, os
+        with open(os.environ["RECORD"], "a") as fh:
+            fh.write(json.dumps({k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")}) + "\\n")
+    """)
+    write(tmp_path, "tests/conftest.py", "import pytest\n")
+    write(tmp_path, "tests/test_a.py", "import fakegpu\n\ndef test_a():\n    assert fakegpu\n")
+    write(tmp_path, "tests/sub/test_b.py", "import fakegpu\n\ndef test_b():\n    assert fakegpu\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qm", "i", "--allow-empty"], cwd=tmp_path, check=True)
+    cfg = write(tmp_path, "gpufix.toml", 'visible-devices = "1"\nknown-gpu-frameworks = ["fakegpu"]\n')
+    proc = run_gpufix("apply", "--no-tag", "--no-backup", "--allow-dirty", "--config", str(cfg), "tests", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CUDA_VISIBLE_DEVICES" in (tmp_path / "tests/conftest.py").read_text()
+    assert "CUDA_VISIBLE_DEVICES" not in (tmp_path / "tests/test_a.py").read_text()
+
+    def run_pytest(extra_env):
+        record = tmp_path / "record.jsonl"
+        record.unlink(missing_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CUDA_")}
+        env.update(extra_env, RECORD=str(record), PYTHONPATH=str(tmp_path / "stubs"))
+        p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+        return [json.loads(line) for line in record.read_text().splitlines()]
+
+    assert run_pytest({}) == [{"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}]
+    # an explicit CPU run by the caller stays a CPU run (cpu-runs = "keep", the default)
+    assert run_pytest({"CUDA_VISIBLE_DEVICES": ""}) == [{"CUDA_VISIBLE_DEVICES": "", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}]
+    assert run_pytest({"CUDA_VISIBLE_DEVICES": "-1"})[0]["CUDA_VISIBLE_DEVICES"] == "-1"
+    # any other caller mask is replaced by the policy's
+    assert run_pytest({"CUDA_VISIBLE_DEVICES": "0"})[0]["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_cpu_runs_override_inserts_the_plain_header(tmp_path):
+    write(tmp_path, "gpufix.toml", 'visible-devices = "1"\ncpu-runs = "override"\n')
+    write(tmp_path, "run.py", "import torch\n")
+    proc = run_gpufix("apply", "--no-tag", "--no-backup", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "run.py").read_text() == (
+        'import os\n\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n\nimport torch\n')
+
+
+def test_mask_in_a_branch_is_not_the_header(tmp_path):
+    write(tmp_path, "gpufix.toml", 'visible-devices = "1"\n')
+    write(tmp_path, "app.py", """
+        import os
+        import sys
+        if "--gpu" in sys.argv:
+            os.environ["CUDA_VISIBLE_DEVICES"] = "1"
+        import torch
+    """)
+    assert found(scan(tmp_path)) == [("app.py", "GPU101"), ("app.py", "GPU102")]
+    proc = run_gpufix("apply", "--no-tag", "--no-backup", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "app.py").read_text() == textwrap.dedent("""\
+        import os
+
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        if os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1"):  # keep an explicit CPU run
+            os.environ["CUDA_VISIBLE_DEVICES"] = "1"
+
+        import sys
+        if "--gpu" in sys.argv:
+            os.environ["CUDA_VISIBLE_DEVICES"] = "1"
+        import torch
+    """)
+
+
+def test_order_in_a_function_is_not_the_header(tmp_path):
+    write(tmp_path, "gpufix.toml", 'visible-devices = "1"\ncpu-runs = "override"\n')
+    write(tmp_path, "app.py", """
+        import os
+        os.environ["CUDA_VISIBLE_DEVICES"] = "1"
+        import torch
+
+
+        def setup():
+            os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    """)
+    # GPU105 too: the order is set after `import torch` (a warning: torch initialises CUDA lazily)
+    assert found(scan(tmp_path)) == [("app.py", "GPU102"), ("app.py", "GPU105")]
+    run_gpufix("apply", "--no-tag", "--no-backup", cwd=tmp_path)
+    text = (tmp_path / "app.py").read_text()
+    assert text.startswith('import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n')
+
+
+MULTI = """
+    import pytest
+    import torch
+    from tests.helpers import RunIf
+
+
+    @RunIf(min_cuda_gpus=2)
+    def test_two_gpus():
+        x = torch.zeros(1, device="cuda:0")
+        assert x.to("cuda:1").device.index == 1
+
+
+    @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="two GPUs")
+    def test_move_to_second():
+        torch.zeros(1).to("cuda:1")
+
+
+    def devices(n):
+        return [f"cuda:{i}" for i in range(n)]
+
+
+    @pytest.mark.parametrize("device", ["cuda:1"])
+    def test_param(device):
+        assert device
+
+
+    def test_mock(mocker):
+        mocker.patch("torch.cuda.current_device", return_value=1)
+        assert torch.zeros(1).device == torch.device("cuda:1")
+
+
+    def run():
+        torch.cuda.set_device(1)
+"""
+
+
+def test_multi_gpu_code_gated_tests_and_plain_data(tmp_path):
+    write(tmp_path, "gpufix.toml", 'visible-devices = "1"\nheader-scope = "all"\ncpu-runs = "override"\n')
+    write(tmp_path, "test_multi.py", MULTI)
+    report = scan(tmp_path, "--select", "GPU0")
+    rows = [(f["rule"], f["line"], (f["fix"] or {}).get("applicability")) for f in report["findings"]]
+    assert rows == [
+        ("GPU004", 7, None),  # test_two_gpus: GPUs 0 and 1, gated: reported once, nothing remapped
+        ("GPU001", 14, None),  # gated by skipif(device_count() < 2): no fix
+        ("GPU004", 17, None),  # builds a device list
+        ("GPU001", 21, "unsafe"),  # a parametrize table
+        ("GPU001", 28, "unsafe"),  # an expected value in an assert
+        ("GPU001", 32, "safe"),  # a plain device choice: remapped
+    ]
+    gpu004 = report["findings"][0]["message"]
+    assert "addresses GPUs 0 (line 8), 1 (line 9)" in gpu004 and "@RunIf(min_cuda_gpus=2)" in gpu004
+    proc = run_gpufix("apply", "--no-tag", "--no-backup", cwd=tmp_path)
+    text = (tmp_path / "test_multi.py").read_text()
+    assert 'x.to("cuda:1")' in text and '["cuda:1"]' in text and "set_device(0)" in text, proc.stderr
+    # a policy with two GPUs: no multi-GPU finding
+    assert not [f for f in scan(tmp_path, "--visible-devices", "0,1")["findings"] if f["rule"] == "GPU004"]
+
+
+def test_runtime_mask_and_gpu_options_are_conflicts(tmp_path):
+    write(tmp_path, "gpufix.toml", 'visible-devices = "1"\n')
+    write(tmp_path, "server.py", """
+        import os
+        import argparse
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--gpu-device-id", type=int, default=None)
+        parser.add_argument("--device_index", type=int, default=0)
+        parser.add_argument("--cpu", action="store_true")
+        args = parser.parse_args()
+
+
+        def main():
+            if args.gpu_device_id is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu_device_id)
+            import torch
+
+
+        if __name__ == "__main__":
+            main()
+    """)
+    report = scan(tmp_path)
+    by_rule = {}
+    for f in report["findings"]:
+        by_rule.setdefault(f["rule"], []).append(f)
+    assert sorted(by_rule) == ["GPU101", "GPU102", "GPU108"]
+    lines = sorted(f["line"] for f in by_rule["GPU108"])
+    assert lines == [5, 12]  # --device_index (line 5) and the run-time mask (line 12); --cpu is a switch
+    mask = next(f for f in by_rule["GPU108"] if f["line"] == 12)["message"]
+    assert "str(args.gpu_device_id)" in mask and "the header sets \"1\" first" in mask
+    opt = next(f for f in by_rule["GPU108"] if f["line"] == 5)["message"]
+    assert "--device_index" in opt and "cuda:0" in opt
+
+
+def test_gpu105_lazy_torch_import_is_a_warning_a_call_is_an_error(tmp_path):
+    write(tmp_path, "gpufix.toml", 'visible-devices = "1"\n')
+    write(tmp_path, "lazy.py", 'import torch\nimport os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n')
+    write(tmp_path, "late.py", 'import torch\nimport os\ntorch.cuda.init()\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n')
+    sev = {(f["path"], f["line"]): (f["severity"], f["message"]) for f in scan(tmp_path)["findings"] if f["rule"] == "GPU105"}
+    assert sev[("lazy.py", 4)][0] == "warning" and "lazily" in sev[("lazy.py", 4)][1]
+    assert sev[("late.py", 5)][0] == "error" and "torch.cuda.init" in sev[("late.py", 5)][1]

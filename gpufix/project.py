@@ -112,17 +112,41 @@ def _console_targets(root: Path) -> list:
     return out
 
 
-def _package_dir(path: Path) -> bool:
-    return (path / "__init__.py").is_file()
+_SETUP_SCRIPT_RE = re.compile(r"""['"]\s*[\w.-]+\s*=\s*([\w.]+)\s*:\s*\w+""")
 
 
-def module_name(abs_path: Path) -> tuple:
+def _setup_console_targets(root: Path) -> list:
+    """Console-script targets of a setup.py / setup.cfg (`'tts=TTS.bin.synthesize:main'`); a text
+    search in the `console_scripts` part: setup.py is code, never run here."""
+    out = []
+    for name in ("setup.py", "setup.cfg"):
+        try:
+            text = (root / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        at = text.find("console_scripts")
+        if at < 0:
+            continue
+        chunk = text[at: at + 2000]
+        if name == "setup.cfg":
+            out += re.findall(r"^\s*[\w.-]+\s*=\s*([\w.]+)\s*:\s*\w+", chunk, re.M)
+        else:
+            out += _SETUP_SCRIPT_RE.findall(chunk)
+    return out
+
+
+def _package_dir(path: Path, root: Optional[Path] = None) -> bool:
+    # The project root itself is never a package (a stray `__init__.py` next to setup.py).
+    return (root is None or path != root) and (path / "__init__.py").is_file()
+
+
+def module_name(abs_path: Path, root: Optional[Path] = None) -> tuple:
     """(dotted module name, top package dir or None) of a file: its package chain is the run of
-    parent directories that hold an `__init__.py`."""
+    parent directories that hold an `__init__.py`, below the project root."""
     parts = [] if abs_path.name == "__init__.py" else [abs_path.stem]
     directory = abs_path.parent
     top = None
-    while _package_dir(directory):
+    while _package_dir(directory, root):
         parts.insert(0, directory.name)
         top = directory
         if directory.parent == directory:
@@ -152,7 +176,7 @@ def first_party_names(root: Path, files: Iterable[str], known_first_party=(), kn
         p = Path(f)
         if p.suffix != ".py":
             continue
-        _, top = module_name(p)
+        _, top = module_name(p, root)
         if top is not None and top.name.isidentifier():
             names.add(top.name)
     names -= {m.split(".")[0] for m in known_frameworks}
@@ -314,7 +338,7 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     def is_framework(name: str) -> bool:
         return fp_catalog.framework_of_module(name) is not None
 
-    console = set(_console_targets(root))
+    console = set(_console_targets(root)) | set(_setup_console_targets(root))
     parsed: dict = {}
     by_module: dict = {}
     for a in abs_files:
@@ -327,7 +351,7 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         if notebook:
             module, top = p.stem, None
         else:
-            module, top = module_name(p)
+            module, top = module_name(p, root)
         is_init = p.name == "__init__.py"
         imports = runtime_imports(tree, module, is_init, is_framework)
         script = None
@@ -397,7 +421,7 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             gpu_tops.setdefault(f.top, a)
     for a, f in parsed.items():
         p = f.path
-        if f.is_init and f.top == p.parent and p.parent in gpu_tops and (p.parent.parent / "__init__.py").exists() is False:
+        if f.is_init and f.top == p.parent and p.parent in gpu_tops:
             entries[a] = f"the top `__init__.py` of the package `{f.module}` (Python runs it before any of its modules)"
     for c in rootmost:
         tree_reaches = any(c.parent in Path(a).parents or Path(a).parent == c.parent for a in reaches)

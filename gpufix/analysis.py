@@ -564,7 +564,7 @@ def _imports_module(facts: Facts, module: str) -> bool:
 
 def is_cpu_guard(stmt, qualname) -> bool:
     """`if os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1"):`, the header form that keeps a
-    caller's explicit CPU run (see gpufix.checks.header_lines)."""
+    caller's explicit CPU run (see gpufix.rules._shared.header_lines)."""
     if not isinstance(stmt, ast.If) or not isinstance(stmt.test, ast.Compare):
         return False
     test = stmt.test

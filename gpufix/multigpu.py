@@ -229,3 +229,26 @@ def multi_gpu_scopes(mg: MultiGpuFacts, visible: int) -> list:
         elif s.device_list_line is not None and visible < 2:
             out.append(s)
     return out
+
+
+def in_multi_gpu_code(ctx, use) -> bool:
+    """Whether ordinal `use` is inside multi-GPU code under the policy (GPU004 reports it once)."""
+    mg = ctx.facts.multigpu
+    if mg is None or ctx.policy_mask is None:
+        return False
+    return mg.scope_of(use.pos.line) in multi_gpu_scopes(mg, len(ctx.policy_mask))
+
+
+def unsafe_context(ctx, use):
+    """(applicability or None, note) for an ordinal in a gated test (no fix) or in plain data
+    (an unsafe fix); None for an ordinal whose remap is safe."""
+    mg = ctx.facts.multigpu
+    if mg is None:
+        return None
+    gate = mg.gated(use.pos.line)
+    if gate:
+        return None, f"; not remapped: the test is gated to machines with several GPUs ({gate}) and is skipped under the policy"
+    why = mg.data_lines.get((use.pos.line, use.pos.col))
+    if why:
+        return "unsafe", f"; it is plain data ({why}): remapping it alone can break the test, so the fix is unsafe"
+    return None

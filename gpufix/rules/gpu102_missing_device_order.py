@@ -1,0 +1,51 @@
+"""GPU102 missing-device-order: a mask set (or required) without CUDA_DEVICE_ORDER."""
+
+from __future__ import annotations
+
+from gpufix.analysis import ORDER_VAR, Pos
+from gpufix.config import is_index_mask, parse_mask
+from gpufix.model import Edit, Fix
+from gpufix.rules import Rule, RuleContext
+from gpufix.rules._shared import header_lines
+
+
+class MissingDeviceOrder(Rule):
+    code = "GPU102"
+    messages = {"default": ("order",), "magic": ("order",)}
+
+    def check(self, ctx: RuleContext):
+        if ctx.header_order_writes:
+            return
+        if ctx.order_writes and not ctx.in_header_scope:
+            return  # set where the file's own mask is set; only a header file must set it at the top
+        mask_writes = ctx.mask_writes
+        index_form = any(
+            w.value_kind in ("str", "int") and w.value is not None and is_index_mask(parse_mask(w.value)) for w in mask_writes
+        )
+        if not ctx.in_header_scope and not index_form:
+            return
+        order = ctx.policy.device_order
+        code_writes = [w for w in mask_writes if w.method != "magic"]
+        first = min(code_writes, key=lambda w: w.order) if code_writes else None
+        if first is not None and ctx.in_header_scope and not (first.module_body and not ctx.order_writes):
+            # The first mask write is inside a function or a branch (or the order is set only
+            # there): the order goes into a complete header at the top, never into that block.
+            with_mask = not ctx.header_mask_writes
+            fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
+                      (Edit("insert-header", lines=header_lines(ctx, with_mask=with_mask)),))
+            yield self.finding(ctx, first.pos, "default", fix, order=order)
+            return
+        if code_writes:
+            stmt = f'{first.environ_src}["{ORDER_VAR}"] = "{order}"'
+            fix = Fix("safe", f"set CUDA_DEVICE_ORDER={order} before the mask",
+                      (Edit("insert-before", first.stmt.line, first.stmt.col, stmt),))
+            pos = first.pos
+        elif mask_writes:  # only a notebook `%env` magic: gpufix does not rewrite magics
+            line = mask_writes[0].pos.line
+            yield self.finding(ctx, Pos(line, 0, line, 0), "magic", order=order)
+            return
+        else:
+            fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
+                      (Edit("insert-header", lines=header_lines(ctx, with_mask=False)),))
+            pos = ctx.header_anchor()
+        yield self.finding(ctx, pos, "default", fix, order=order)

@@ -1,0 +1,47 @@
+"""GPU105 mask-set-too-late: the mask or order set after a GPU import or CUDA call."""
+
+from __future__ import annotations
+
+from gpufix.model import Edit, Fix
+from gpufix.rules import Rule, RuleContext
+
+
+# Frameworks that initialise CUDA on the first CUDA call, not on import: a mask set after their
+# import but before any CUDA call still takes effect (torch's lazy init; the libraries built on
+# torch, and cupy, initialise on first use too).
+LAZY_INIT = ("torch", "torchvision", "torchaudio", "lightning", "pytorch_lightning", "transformers",
+             "diffusers", "accelerate", "cupy")
+
+
+def _lazy(trigger) -> bool:
+    what = trigger.what
+    return what.startswith("import of ") and what[len("import of "):].split(".")[0] in LAZY_INIT
+
+
+class MaskSetTooLate(Rule):
+    code = "GPU105"
+    messages = {"default": ("var", "trigger", "line"), "lazy": ("var", "trigger", "line")}
+
+    def check(self, ctx: RuleContext):
+        triggers = ctx.facts.gpu_imports + ctx.facts.gpu_calls
+        for w in ctx.facts.env_writes:
+            if w.method == "magic":
+                continue
+            earlier = [
+                t for t in triggers
+                if (t.ctx is None and (w.ctx is not None or t.order < w.order))
+                or (t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
+            ]
+            if not earlier:
+                continue
+            first = min(earlier, key=lambda t: (t.pos.line, t.pos.col))
+            movable = w.module_body and w.simple_stmt and w.method == "setitem" and w.value_kind in ("str", "int")
+            fix = Fix("safe", f"move the {w.var} assignment above the first GPU import",
+                      (Edit("move-to-header", w.stmt.line, w.stmt.col),)) if movable else None
+            if all(_lazy(t) for t in earlier):
+                # Only imports of lazily-initialising frameworks come first: CUDA has not started
+                # unless something else started it. Fragile, not certainly too late: a warning.
+                yield self.finding(ctx, w.pos, "lazy", fix, _severity="warning", var=w.var, trigger=first.what, line=first.pos.line)
+            else:
+                certain = min((t for t in earlier if not _lazy(t)), key=lambda t: (t.pos.line, t.pos.col))
+                yield self.finding(ctx, w.pos, "default", fix, var=w.var, trigger=certain.what, line=certain.pos.line)

@@ -141,18 +141,41 @@ def _package_dir(path: Path, root: Optional[Path] = None) -> bool:
 
 
 def module_name(abs_path: Path, root: Optional[Path] = None) -> tuple:
-    """(dotted module name, top package dir or None) of a file: its package chain is the run of
-    parent directories that hold an `__init__.py`, below the project root."""
-    parts = [] if abs_path.name == "__init__.py" else [abs_path.stem]
-    directory = abs_path.parent
+    """(dotted module name, top package dir or None) of a file. The top package is the outermost
+    folder below the project root that holds an `__init__.py`; folders without one in between are
+    namespace portions (`TTS/vc/configs` under `TTS/`: importing it runs `TTS/__init__.py` first)."""
     top = None
-    while _package_dir(directory, root):
-        parts.insert(0, directory.name)
-        top = directory
-        if directory.parent == directory:
-            break
+    directory = abs_path.parent
+    while directory != directory.parent and (root is None or (directory != root and root in directory.parents)):
+        if _package_dir(directory, root):
+            top = directory
         directory = directory.parent
+    if root is None:  # no project root: the run of package folders only
+        top = None
+        directory = abs_path.parent
+        while _package_dir(directory):
+            top = directory
+            directory = directory.parent
+    if top is None:
+        return abs_path.stem, None
+    rel = abs_path.relative_to(top.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
     return ".".join(parts), top
+
+
+def _import_names(abs_path: Path, root: Path) -> list:
+    """The dotted names a file may be imported by: every tail of its path below the root
+    (`modules/LoRA.py` is `modules.LoRA` from the root, `LoRA` from its own folder)."""
+    try:
+        rel = abs_path.relative_to(root).with_suffix("")
+    except ValueError:
+        return [abs_path.stem]
+    parts = list(rel.parts)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return [".".join(parts[i:]) for i in range(len(parts)) if all(x.isidentifier() for x in parts[i:])]
 
 
 def first_party_names(root: Path, files: Iterable[str], known_first_party=(), known_frameworks=()) -> tuple:
@@ -276,6 +299,21 @@ def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framewor
             for a in node.names:
                 if a.name != "*":
                     found.append((f"{target}.{a.name}", {a.asname or a.name}))
+    # importlib.import_module("pkg.mod") / import_module(f"extensions.{name}.script"): a dynamic
+    # import of a constant name, or of every module whose name fits the pattern ("*" per field).
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and id(node) not in skip:
+            func = node.func
+            last = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+            if last not in ("import_module", "__import__"):
+                continue
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found.append((arg.value, set()))
+            elif isinstance(arg, ast.JoinedStr):
+                pattern = "".join(v.value if isinstance(v, ast.Constant) else "*" for v in arg.values)
+                if pattern.replace("*", "").strip("."):
+                    found.append(("pattern:" + pattern, set()))
     gpu_bound = set()
     for name, bound in found:
         if is_framework(name):
@@ -359,29 +397,40 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             script = "a notebook"
         elif p.name == "__main__.py":
             script = "a `__main__.py`"
+        elif module in console or any(n in console for n in _import_names(p, root)):
+            script = "a console-script target"
         elif text.startswith("#!"):
             script = "a script (shebang)"
         elif _has_main_guard(tree):
             script = "a script (`__main__` guard)"
-        elif module in console:
-            script = "a console-script target in pyproject.toml"
         elif top is None and p.name != "conftest.py":
             script = "a file outside any package"
         parsed[a] = _File(p, module, top, is_init, imports.modules, bool(imports.gpu), script)
-        by_module.setdefault(module, []).append(a)
+        if not notebook:
+            for n, name in enumerate(_import_names(p, root)):
+                by_module.setdefault(name, []).append((a, n == 0))
 
     # Edges: a module -> the first-party files it imports (importing a.b.c runs a and a.b first).
     def targets(importer: _File, name: str) -> list:
+        """The project files an import of `name` runs (importing a.b.c runs a and a.b first).
+        A name held by several files resolves to the one named from the root, else the one next
+        to the importer (its folder is on sys.path when it runs as a script), else all of them."""
         out = []
+        if name.startswith("pattern:"):
+            import fnmatch
+
+            rx = re.compile(fnmatch.translate(name[len("pattern:"):]).replace(".*", "[^.]*"))
+            return [c for n, cands in by_module.items() if rx.match(n) for c, from_root in cands if from_root]
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
             cands = by_module.get(".".join(parts[:i]), [])
-            if len(cands) > 1 and importer.top is None:
-                # Top-level modules of the same name in several folders: a script imports the one
-                # next to it (its folder is on sys.path).
-                near = [c for c in cands if Path(c).parent == importer.path.parent]
-                cands = near or cands
-            out += cands
+            if len(cands) > 1:
+                exact = [c for c, from_root in cands if from_root]
+                near = [c for c, _ in cands if Path(c).parent == importer.path.parent
+                        or (Path(c).name == "__init__.py" and Path(c).parent.parent == importer.path.parent)]
+                out += exact or near or [c for c, _ in cands]
+            else:
+                out += [c for c, _ in cands]
         return out
 
     reverse: dict = {}
@@ -390,6 +439,12 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             for t in targets(f, name):
                 if t != a:
                     reverse.setdefault(t, set()).add(a)
+    # A module another project file imports is a module, even with a `__main__` demo or a shebang
+    # (only console-script targets and `__main__.py` stay scripts); a file outside any package
+    # that nothing imports is run as a script.
+    for a, f in parsed.items():
+        if a in reverse and f.script not in (None, "a notebook", "a `__main__.py`", "a console-script target"):
+            f.script = None
     reaches = {a for a, f in parsed.items() if f.gpu}
     todo = list(reaches)
     while todo:

@@ -1,6 +1,7 @@
 """Issue 11 measurement: files edited by `apply` and findings per rule, before and after.
 
 usage: python scripts/precision_measure.py BEFORE_GPUFIX AFTER_GPUFIX REPOS_DIR WORK_DIR NAME...
+(BEFORE_GPUFIX or AFTER_GPUFIX may be "-" to skip that side)
 Each repository is copied twice into WORK_DIR (git init + commit there), scanned and applied with
 `--visible-devices 1` by each gpufix executable; prints one JSON object per repository.
 """
@@ -48,6 +49,8 @@ def main():
     for name in sys.argv[5:]:
         row = {"repo": name}
         for label, exe in (("before", before), ("after", after)):
+            if exe == "-":
+                continue  # measured in an earlier run
             copy = fresh_copy(Path(repos) / name, work / f"{name}-{label}")
             row[label] = measure(exe, copy, work / f"{name}-{label}.json")
         print(json.dumps(row), flush=True)

@@ -309,8 +309,12 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
         return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
     tier = classify(src.text, display, policy.effective_header_scope, catalog)
     project = policy.project
-    if tier == SKIP and project is not None and project.graph_built and os.path.abspath(abs_path) in project.entry_map:
-        tier = HEADER  # an entry point that reaches the GPU only through the project's modules
+    if tier == SKIP and project is not None and project.graph_built and (
+        os.path.abspath(abs_path) in project.entry_map or os.path.abspath(abs_path) in project.unparsed
+    ):
+        # an entry point that reaches the GPU only through the project's modules, or a file the
+        # index could not read (parsing it here reports why)
+        tier = HEADER
     if tier == SKIP:
         return FileResult(display)
     return lint_source(src, policy, catalog, abs_path=abs_path, header_only=tier == HEADER)

@@ -48,6 +48,7 @@ class ProjectIndex:
     # abs path of a GPU module outside `entries` -> what covers it
     covered: tuple = ()  # tuple of (abs_path, covered-by text)
     graph_built: bool = False
+    unparsed: frozenset = frozenset()  # files the index could not read: linted anyway, to report why
 
     @property
     def entry_map(self) -> dict:
@@ -66,7 +67,7 @@ class ProjectIndex:
         return d
 
     def fingerprint(self) -> str:
-        blob = repr((self.first_party, self.entries, self.covered, self.graph_built)).encode()
+        blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed))).encode()
         return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
@@ -354,7 +355,11 @@ def _read_for_graph(path: Path):
     """(text, tree) of a .py or .ipynb file, or None when unreadable or unparsable."""
     from gpufix.source import ReadError, read_source
 
+    import stat
+
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None  # a FIFO named *.py would block a read forever
         raw = path.read_bytes()
         src = read_source(str(path), raw)
         with warnings.catch_warnings():
@@ -379,10 +384,12 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     console = set(_console_targets(root)) | set(_setup_console_targets(root))
     parsed: dict = {}
     by_module: dict = {}
+    unparsed: set = set()
     for a in abs_files:
         p = Path(a)
         got = _read_for_graph(p)
         if got is None:
+            unparsed.add(a)
             continue
         text, tree = got
         notebook = p.suffix == ".ipynb"
@@ -514,7 +521,8 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             covered[a] = f"the header of `{_rel(str(conftest_above(p)), root)}`"
         else:
             covered[a] = "the header of the scripts that import it"
-    return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True)
+    return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True,
+                        frozenset(unparsed))
 
 
 def _rel(path: str, root: Path) -> str:

@@ -16,7 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 GOOD = b"import torch\ntorch.cuda.set_device(1)\n"
-HEADER = b'import os\n\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n\n'
+HEADER = (b'import os\n\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n'
+          b'if os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1"):  # keep an explicit CPU run\n'
+          b'    os.environ["CUDA_VISIBLE_DEVICES"] = "1"\n\n')
 GOOD_FIXED = HEADER + b"import torch\ntorch.cuda.set_device(0)\n"
 
 CRLF = b"import torch\r\ntorch.cuda.set_device(1)\r\n"
@@ -379,8 +381,9 @@ def test_regression_notebook_bom_and_crlf_layout_kept(tmp_path):
     (tmp_path / "crlf.ipynb").write_bytes(text.replace("\n", "\r\n").encode())
     proc = gpufix("apply", ".", "--visible-devices", "1", "--no-cache", "--no-tag", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    expected = _nb(["import os\n", "\n", 'os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n', 'os.environ["CUDA_VISIBLE_DEVICES"] = "1"\n',
-                    "\n", "import torch\n", "x = 'cuda:0'\n"])
+    expected = _nb(["import os\n", "\n", 'os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n',
+                    'if os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1"):  # keep an explicit CPU run\n',
+                    '    os.environ["CUDA_VISIBLE_DEVICES"] = "1"\n', "\n", "import torch\n", "x = 'cuda:0'\n"])
     out = json.dumps(expected, indent=1, ensure_ascii=False) + "\n"
     assert (tmp_path / "bom.ipynb").read_bytes() == b"\xef\xbb\xbf" + out.encode()
     assert (tmp_path / "crlf.ipynb").read_bytes() == out.replace("\n", "\r\n").encode()

@@ -34,7 +34,7 @@ FIXED = (
     b"\n"
     b"torch.cuda.set_device(0)\n"
 )
-POLICY = '[tool.gpufix]\nvisible-devices = "1"\n'
+POLICY = '[tool.gpufix]\nvisible-devices = "1"\ncpu-runs = "override"\n'
 
 
 def test_hooks_file_declares_both_hooks():

@@ -49,7 +49,9 @@ def test_installed_gpufix_works_from_any_directory(installed, tmp_path):
     exe = env_dir / "bin" / "gpufix"
     rules = subprocess.run([str(exe), "rules"], cwd=tmp_path, capture_output=True, text=True)
     assert rules.returncode == 0, rules.stderr
-    assert len(rules.stdout.splitlines()) == 10
+    from gpufix.catalog import load_rule_docs
+
+    assert len(rules.stdout.splitlines()) == len(load_rule_docs()) == 12
     sample = tmp_path / "superwhisper"
     shutil.copytree(FIXTURES / "superwhisper", sample)
     scan = subprocess.run([str(exe), "scan", ".", "--format", "json", "--no-cache"], cwd=sample, capture_output=True, text=True)

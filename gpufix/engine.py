@@ -24,7 +24,7 @@ from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
 from gpufix.prefilter import HEADER, SKIP, classify, is_entrypoint_name
 from gpufix.multigpu import analyze_multigpu
-from gpufix.options import gpu_options
+from gpufix.options import OPTION_TEXT_RE, gpu_options
 from gpufix.project import refine_gpu_imports
 from gpufix.source import ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
@@ -309,6 +309,8 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
         return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
     tier = classify(src.text, display, policy.effective_header_scope, catalog)
     project = policy.project
+    if tier == SKIP and policy.has_policy and "add_argument" in src.text and OPTION_TEXT_RE.search(src.text):
+        tier = HEADER  # the app's own GPU option (GPU108) may sit in a file that imports no framework
     if tier == SKIP and project is not None and project.graph_built and (
         os.path.abspath(abs_path) in project.entry_map or os.path.abspath(abs_path) in project.unparsed
     ):

@@ -13,8 +13,16 @@ from typing import Optional
 
 from gpufix.analysis import MASK_VAR
 
-# Option names that choose a GPU (`--gpu-device-id`, `--device_index`, `--gpu-split`, `--gpus`).
-_GPU_OPTION_RE = re.compile(r"^--?(?:[\w-]*gpu[\w-]*|[\w-]*cuda[\w-]*|device[-_]?(?:id|ids|index|indices|num))$", re.I)
+# Option names that choose a GPU by index (`--gpu-device-id`, `--device_index`, `--gpu-split`,
+# `--gpu-memory` (one value per GPU), `--gpus`), not a switch (`--use_cuda`, `--disable_cuda`) or a
+# setting for whatever GPU is used (`--gpu-layers`, `--gpu-compute-type`). Matched on the name with
+# dashes as underscores.
+_GPU_OPTION_RE = re.compile(
+    r"^(?:gpus?|devices|device_ids?|cuda_devices?|[a-z_]*(?:gpu|cuda)_devices?"
+    r"|[a-z_]*(?:gpu|cuda|device)_?(?:id|ids|index|indices|idx|split|memory))$"
+)
+# Text that may hold such an option: files without a GPU import are linted for it too.
+OPTION_TEXT_RE = re.compile(r"add_argument\(\s*['\"]-[^'\"]*(?:gpu|cuda|device)", re.I)
 
 
 @dataclasses.dataclass
@@ -49,12 +57,20 @@ def gpu_options(tree: ast.Module, facts) -> list:
         if got is None:
             continue
         flags, dest = got
-        gpu_flags = [f for f in flags if _GPU_OPTION_RE.match(f)]
+        gpu_flags = [f for f in flags if _GPU_OPTION_RE.match(f.lstrip("-").lower().replace("-", "_"))]
         if not gpu_flags:
             continue
         if any(isinstance(kw.value, ast.Constant) and kw.value.value in ("store_true", "store_false")
                for kw in node.keywords if kw.arg == "action"):
             continue  # an on/off switch (`--cpu`, `--no-gpu`): picks no GPU
+        if any(kw.arg == "type" and isinstance(kw.value, ast.Name) and kw.value.id == "bool" for kw in node.keywords):
+            continue
+        if not re.search(r"gpu|cuda", gpu_flags[0], re.I):
+            # `--device-index` may be an audio device: only when its help says it is a GPU
+            help_text = " ".join(kw.value.value for kw in node.keywords
+                                 if kw.arg == "help" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str))
+            if not re.search(r"gpu|cuda", help_text, re.I):
+                continue
         reaches = "mask" if re.search(rf"\.{re.escape(dest)}\b", mask_sources) else ""
         out.append(GpuOption(gpu_flags[0], dest, node.lineno, node.col_offset, reaches))
     return out

@@ -234,7 +234,7 @@ def test_runtime_mask_and_gpu_options_are_conflicts(tmp_path):
         import argparse
         parser = argparse.ArgumentParser()
         parser.add_argument("--gpu-device-id", type=int, default=None)
-        parser.add_argument("--device_index", type=int, default=0)
+        parser.add_argument("--device_index", type=int, default=0, help="CUDA device")
         parser.add_argument("--cpu", action="store_true")
         args = parser.parse_args()
 

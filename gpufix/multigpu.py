@@ -201,11 +201,12 @@ def analyze_multigpu(tree: ast.Module, facts, col_of=None) -> MultiGpuFacts:
             for kw in node.keywords:
                 if kw.arg == "map_location":
                     loaded |= {(n.lineno, n.col_offset) for n in ast.walk(kw.value) if isinstance(n, ast.Constant)}
+    mg.data_lines = _data_positions(tree)
     for use in facts.ordinals:
         if use.kind not in ("cuda-string", "int", "tf-device"):
             continue
-        if (use.pos.line, use.pos.col) in loaded:
-            continue
+        if (use.pos.line, use.pos.col) in loaded or (use.pos.line, use.pos.col) in mg.data_lines:
+            continue  # plain data (a parametrize table, a mock, an expected value) addresses no GPU
         scope = mg.scope_of(use.pos.line)
         if isinstance(use.value, int):
             scope.physical.setdefault(use.value, use.pos.line)
@@ -216,7 +217,6 @@ def analyze_multigpu(tree: ast.Module, facts, col_of=None) -> MultiGpuFacts:
                 scope = mg.scope_of(node.lineno)
                 if scope.device_list_line is None:
                     scope.device_list_line = node.lineno
-    mg.data_lines = _data_positions(tree)
     return mg
 
 

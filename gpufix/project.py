@@ -397,6 +397,11 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             module, top = p.stem, None
         else:
             module, top = module_name(p, root)
+            if top is None:
+                # a namespace portion (a folder without `__init__.py`): relative imports resolve
+                # against its path from the root (`from . import gligen` in ldm_patched/modules/)
+                names = _import_names(p, root)
+                module = names[0] if names else module
         is_init = p.name == "__init__.py"
         imports = runtime_imports(tree, module, is_init, is_framework)
         script = None
@@ -446,6 +451,17 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             for t in targets(f, name):
                 if t != a:
                     reverse.setdefault(t, set()).add(a)
+    # Folders outside any package whose files other files import by a dotted path from the root
+    # (`import ldm_patched.contrib.external_freeu`): namespace packages; their other files are
+    # modules of that package, not scripts.
+    namespace_dirs = set()
+    for f in parsed.values():
+        for name in f.imports:
+            if "." in name and not name.startswith("pattern:"):
+                for c, from_root in by_module.get(name, ()):
+                    if from_root and parsed.get(c) is not None and parsed[c].top is None:
+                        namespace_dirs.add(Path(c).parent)
+    namespace_dirs.discard(root)
     # A module another project file imports is a module, even with a `__main__` demo or a shebang
     # (only console-script targets and `__main__.py` stay scripts); a file outside any package
     # that nothing imports is run as a script.
@@ -502,6 +518,8 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         if f.script == "a file outside any package":
             if conftest_above(p) is not None and (_TEST_FILE_RE.match(p.name) or p.name == "conftest.py"):
                 continue  # a test module: pytest imports the conftest.py above it first
+            if p.parent in namespace_dirs:
+                continue  # a module of a namespace package other files import from
             if not f.gpu and all(
                 parsed[t].top is not None and str(parsed[t].top / "__init__.py") in entries
                 for name in f.imports for t in targets(f, name) if t in reaches

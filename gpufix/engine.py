@@ -22,7 +22,7 @@ from gpufix.discover import PathFilter, discover
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
-from gpufix.prefilter import HEADER, SKIP, classify, is_entrypoint_name
+from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, is_entrypoint_name
 from gpufix.multigpu import analyze_multigpu
 from gpufix.options import OPTION_TEXT_RE, gpu_options
 from gpufix.project import refine_gpu_imports
@@ -312,10 +312,11 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
     if tier == SKIP and policy.has_policy and "add_argument" in src.text and OPTION_TEXT_RE.search(src.text):
         tier = HEADER  # the app's own GPU option (GPU108) may sit in a file that imports no framework
     if tier == SKIP and project is not None and project.graph_built and (
-        os.path.abspath(abs_path) in project.entry_map or os.path.abspath(abs_path) in project.unparsed
+        os.path.abspath(abs_path) in project.entry_map
+        or (os.path.abspath(abs_path) in project.unparsed and imports_framework(src.text, catalog))
     ):
-        # an entry point that reaches the GPU only through the project's modules, or a file the
-        # index could not read (parsing it here reports why)
+        # an entry point that reaches the GPU only through the project's modules, or a GPU file
+        # the index could not read (parsing it here reports why, as under gpu-modules)
         tier = HEADER
     if tier == SKIP:
         return FileResult(display)

@@ -161,10 +161,21 @@ def _data_positions(tree: ast.Module) -> dict:
             if any(isinstance(t, ast.Attribute) and t.attr in ("return_value", "side_effect") for t in node.targets):
                 mark(node.value, "a mock's return value")
         elif isinstance(node, ast.Assert):
-            test = node.test
-            if isinstance(test, ast.Compare):
-                for comp in test.comparators:
-                    mark(comp, "an expected value in an assert")
+            for cmp in ast.walk(node.test):
+                if isinstance(cmp, ast.Compare):
+                    for comp in cmp.comparators:
+                        mark(comp, "an expected value in an assert")
+    # A test whose GPU calls are mocked (`@mock.patch(...)`, `Mock()`, `mocker.patch`) runs on the
+    # CPU: its ordinals are data that the mocks check, not devices.
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            patched = any(_last_name(d) in ("patch", "object", "multiple") for d in node.decorator_list)
+            if not patched:
+                patched = any(isinstance(n, ast.Call) and _last_name(n.func) in ("Mock", "MagicMock", "PropertyMock", "patch")
+                              for n in ast.walk(node))
+            if patched:
+                for stmt in node.body:
+                    mark(stmt, "a mocked test")
     return out
 
 

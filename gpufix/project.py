@@ -525,6 +525,11 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
                 for name in f.imports for t in targets(f, name) if t in reaches
             ):
                 continue  # not a script; it reaches the GPU only through packages whose header covers it
+        if _TEST_FILE_RE.match(p.name) and f.script != "a console-script target" and (
+            (conftest_above(p) is not None and str(conftest_above(p)) in entries)
+            or (f.top is not None and str(f.top / "__init__.py") in entries)
+        ):
+            continue  # a test module: the test runner imports the conftest.py / package above it first
         entries[a] = f.script
     covered: dict = {}
     for a in reaches:

@@ -243,7 +243,8 @@ def evaluate(policy: Policy, inventory: Any, cuda: Any, notes: Optional[list] = 
     partial = [g for g in inventory.gpus if g.accessible and g.errors]
     extra = ""
     if lost:
-        extra += "; inaccessible: " + ", ".join(f"GPU {g.nvml_index} ({'; '.join(g.errors.values())})" for g in lost)
+        extra += "; inaccessible: " + ", ".join(f"GPU {g.nvml_index} ({'; '.join(dict.fromkeys(g.errors.values()))})"
+                                                for g in lost)
     if partial:
         extra += "; n/a: " + ", ".join(f"GPU {g.nvml_index} {', '.join(sorted(g.errors))}" for g in partial)
     checks.append(Check("nvml", "pass", f"driver {drv}, {len(inventory.gpus)} GPU(s){extra}"))
@@ -419,14 +420,14 @@ def _gpu_json(g, vis: dict, known: bool) -> dict:
 def _driver_hint(inventory: Inventory, rep: CudaReport) -> str:
     """What to do when CUDA would not start: a driver older than the torch build is the usual cause."""
     drv, built = inventory.cuda_driver_version, rep.torch_cuda
-    try:
-        older = drv is not None and built is not None and \
-            tuple(int(x) for x in drv.split(".")[:2]) < tuple(int(x) for x in built.split(".")[:2])
+    try:  # CUDA minor version compatibility: an X.y build runs on any X.0+ driver; an older major does not
+        older = drv is not None and built is not None and int(drv.split(".")[0]) < int(built.split(".")[0])
     except ValueError:
         older = False
     if older:
-        return (f"; the driver ({inventory.driver_version}) supports CUDA {drv}, older than the CUDA {built} this "
-                f"torch was built for: update the NVIDIA driver, or install a torch build for CUDA {drv} or older")
+        return (f"; the driver ({inventory.driver_version}) supports CUDA {drv}, an older major version than the "
+                f"CUDA {built} this torch was built for: update the NVIDIA driver, or install a torch build for "
+                f"CUDA {drv.split('.')[0]}.x")
     return ""
 
 
@@ -437,7 +438,9 @@ def _device_count(rep: CudaReport, runtime_expected: int, torch_expected: Option
     if before is None:  # a child that could not ask torch before init
         text = f"torch.cuda.device_count() = {after} after torch.cuda.init() (the CUDA runtime)"
     elif rep.init_error:
-        text = f"torch.cuda.device_count() = {before} before CUDA starts (torch's own parse of the mask); CUDA did not start"
+        text = f"torch.cuda.device_count() = {before} before CUDA starts (torch's own parse of the mask)"
+        if torch_expected is None:  # torch asked the runtime, which failed as init did
+            before = None
     else:
         text = (f"torch.cuda.device_count() = {before} before CUDA starts (torch's own parse of the mask) and "
                 f"{after} after torch.cuda.init() (the CUDA runtime)")
@@ -448,6 +451,9 @@ def _device_count(rep: CudaReport, runtime_expected: int, torch_expected: Option
         problems.append(f"torch's parse should give {before_expected} ({torch_why})")
     if problems:
         return Check("device-count", "fail", text + ", but " + " and ".join(problems))
+    if rep.init_error:
+        return Check("device-count", "pass", text + ", as the mask gives; the runtime's count is unknown: CUDA "
+                                                    "did not start")
     if before is not None and before != after and rep.init_error is None:
         notes.append(f"torch.cuda.device_count() changes from {before} to {after} when CUDA starts ({torch_why}): "
                      "a program that sizes its workers before CUDA starts sees the first number")

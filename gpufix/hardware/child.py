@@ -154,7 +154,7 @@ def main(argv=None) -> int:
         params = json.loads(argv[0]) if argv else {}
         probe(params, result)
     except BaseException as exc:  # never a traceback: the parent reads the error from the JSON
-        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["error"] = f"{type(exc).__name__}: {exc}".rstrip(": ")
     sys.stdout.write(MARKER + json.dumps(result, default=str) + "\n")
     sys.stdout.flush()
     return 0

@@ -78,7 +78,8 @@ def render_text(report: Report, quiet: bool = False, ascii_only: bool = False) -
                 table.add_column(col)
             for g in report.gpus:
                 if g["state"] != "ok":
-                    table.add_row(str(g["nvml_index"]), "inaccessible", "; ".join(g["errors"].values()) or "n/a",
+                    table.add_row(str(g["nvml_index"]), "inaccessible",
+                                  "; ".join(dict.fromkeys(g["errors"].values())) or "n/a",
                                   "n/a", "n/a", "n/a", "n/a", "n/a", "no", "-")
                     continue
                 ecc = g["ecc"] if isinstance(g["ecc"], str) else g["ecc"].get("mode", "?")

@@ -433,3 +433,42 @@ def test_inventory_of_a_gpu_with_every_call_failing_is_still_an_inventory():
     rep = check(Policy(visible_devices="1"), m)
     assert rep.check("nvml").status == "pass"
     assert "n/a: GPU 2 compute_capability, memory, name, pci_bus_id, uuid" in rep.check("nvml").detail
+
+
+def test_the_double_plugs_in_at_the_probe_seam_only():
+    from gpufix.hardware.probe import Probe
+
+    probe = RealStackProbe(user_machine())
+    assert isinstance(probe, Probe)
+    assert {n for n in dir(probe) if not n.startswith("_")} >= {"nvml_inventory", "cuda_probe"}
+
+
+def test_init_on_a_gpu_without_an_nvml_memory_size_writes_no_min_memory(tmp_path, monkeypatch):
+    import realstack
+
+    monkeypatch.setattr(realstack, "CURRENT", dgx_spark(), raising=False)
+    monkeypatch.setenv("GPUFIX_PROBE", "test_check_realstack:current_probe")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(init_command, ["--gpu", "GB10"])
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "pyproject.toml").read_text() == (
+        '[tool.gpufix]\nvisible-devices = "0"\ndevice-order = "PCI_BUS_ID"\nexpect-name = "NVIDIA GB10"\n'
+        'expect-uuid = "GPU-9b10a0b1-0000-4000-8000-0000000000b1"\n')
+    assert "NVML reports no memory size for this GPU (n/a): no min-memory-gib written" in res.stderr
+
+
+def test_init_lists_an_inaccessible_gpu_and_pins_by_cudas_index(tmp_path, monkeypatch):
+    import realstack
+
+    m = user_machine()
+    m.gpus[0].nvml_errors = {"nvmlDeviceGetHandleByIndex": NO_PERMISSION}
+    monkeypatch.setattr(realstack, "CURRENT", m, raising=False)
+    monkeypatch.setenv("GPUFIX_PROBE", "test_check_realstack:current_probe")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(init_command, ["--gpu", "3090"])
+    assert res.exit_code == 0, res.stderr
+    # CUDA cannot open GPU 0, so the 3090 is CUDA's index 0
+    assert 'visible-devices = "0"\n' in (tmp_path / "pyproject.toml").read_text()
+    assert "GPU 0: inaccessible (Insufficient Permissions (NVML_ERROR_NO_PERMISSION)); CUDA cannot use it" in res.stdout
+    res = CliRunner().invoke(check_command, ["--format", "json"])
+    assert res.exit_code == 0, res.stdout

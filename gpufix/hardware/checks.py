@@ -489,8 +489,8 @@ def _smoke_checks(rep: CudaReport) -> list:
         detail = (f"fp32 {mm['n']}x{mm['n']} matmul on cuda:0, {mode}, vs CPU float64: relative "
                   f"error {mm['rel_error']:.2e} {cmp} tolerance {mm['tolerance']:.0e}{tf}")
         if not mm["ok"] and not tf32 and mm["rel_error"] >= _TF32_SIZED:
-            detail += ("; the error is the size TF32 gives although torch reports TF32 off: something below "
-                       "torch forces reduced precision (a cuBLAS/driver setting such as NVIDIA_TF32_OVERRIDE)")
+            detail += ("; the error is the size TF32 gives although torch reports TF32 off: the GPU, or a library "
+                       "below torch, computed with reduced precision")
         out.append(Check("smoke-matmul", "pass" if mm["ok"] else "fail", detail))
     mem = smoke.get("memory") or {}
     if "error" in mem or "mismatches" not in mem:

@@ -472,3 +472,18 @@ def test_init_lists_an_inaccessible_gpu_and_pins_by_cudas_index(tmp_path, monkey
     assert "GPU 0: inaccessible (Insufficient Permissions (NVML_ERROR_NO_PERMISSION)); CUDA cannot use it" in res.stdout
     res = CliRunner().invoke(check_command, ["--format", "json"])
     assert res.exit_code == 0, res.stdout
+
+
+@pytest.mark.parametrize("mask", ["1,1", f"{UUID_3090},{UUID_3090}"])
+def test_the_same_entry_twice_is_a_config_error_because_torch_reads_no_gpu(mask, tmp_path, monkeypatch):
+    import realstack
+
+    m = user_machine()
+    # the real stack: torch's parse gives the empty set, so device_count() is 0 before CUDA starts
+    assert RealStackProbe(m).cuda_probe(child_env(mask, "PCI_BUS_ID"), 30).device_count_before_init == 0
+    monkeypatch.setattr(realstack, "CURRENT", m, raising=False)
+    monkeypatch.setenv("GPUFIX_PROBE", "test_check_realstack:current_probe")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(check_command, ["--visible-devices", mask])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert "names the same GPU twice" in res.stderr

@@ -486,6 +486,20 @@ def header_facts(tree: ast.Module, lines: list, catalog: ApiCatalog, text: str) 
     return facts
 
 
+def source_facts(src, tree: ast.Module, lines: list, catalog: ApiCatalog, header_only: bool = False, focused: bool = True) -> Facts:
+    """The facts of a read source file (gpufix.source.SourceFile): the walk's, plus the notebook's
+    `%env` magics, which set the environment without being Python."""
+    if header_only:
+        facts = header_facts(tree, lines, catalog, src.text)
+    else:
+        facts = analyze(tree, lines, catalog, text=src.text if focused else None)
+    for name, value, line in src.env_magics:
+        if name in ENV_VARS:
+            p = Pos(line, 0, line, 0)
+            facts.env_writes.append(EnvWrite(name, "magic", "str", value, None, p, p, None, True, False, "os.environ", 0))
+    return facts
+
+
 def iter_statements(body):
     """Every statement of `body` and of the blocks nested in it, in source order; expressions are
     not entered (imports are statements, so this finds them all, fast)."""

@@ -19,7 +19,7 @@ from gpufix import checks
 from gpufix.analysis import MASK_VAR, EnvWrite, Pos, analyze, header_facts
 from gpufix.catalog import ApiCatalog, load_api_catalog, load_rule_docs
 from gpufix.config import Policy
-from gpufix.discover import PathFilter, discover
+from gpufix.discover import PathFilter, discover_files
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.prefilter import HEADER, SKIP, classify, is_entrypoint_name
@@ -367,7 +367,10 @@ def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None, policy: Optio
     return out
 
 
-def scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None) -> ScanResult:
+def scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None, resolver=None,
+         force_exclude: bool = False) -> ScanResult:
+    """Lint `paths`. With a `resolver` (gpufix.config.PolicyResolver) each file gets the policy of
+    its nearest config; without one, `policy` is used for every file."""
     # Syntax trees are acyclic and freed by reference counting; the cyclic collector only rescans
     # the millions of nodes a big scan allocates (measured: ast.parse 5x slower with it on).
     import gc
@@ -375,16 +378,40 @@ def scan(paths, policy: Policy, options: Optional[Options] = None, progress_fact
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _scan(paths, policy, options, progress_factory)
+        return _scan(paths, policy, options, progress_factory, resolver, force_exclude)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None) -> ScanResult:
+class _OnePolicy:
+    def __init__(self, policy):
+        self.policy = policy
+
+    def for_dir(self, directory):
+        return self.policy
+
+    def for_path(self, path):
+        return self.policy
+
+
+def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None, resolver=None,
+          force_exclude: bool = False) -> ScanResult:
     options = options or Options()
     warns: list = []
-    files = discover(paths or ["."], policy.exclude, policy.root, warn=warns.append)
+    resolver = resolver or _OnePolicy(policy)
+    files = discover_files(paths or ["."], resolver, warn=warns.append, force_exclude=force_exclude)
+    groups: dict = {}
+    for abs_path, display, pol in files:
+        groups.setdefault(pol, []).append((abs_path, display))
+    pairs = []
+    for pol, members in groups.items():
+        pairs.extend((pol, r) for r in _scan_group(members, pol, options, progress_factory))
+    return gather_pairs(policy, pairs, warnings=warns, resolver=resolver, paths=paths or ["."])
+
+
+def _scan_group(files, policy: Policy, options: Options, progress_factory) -> list:
+    """FileResults of `files`, which share `policy` (through the result cache, in parallel)."""
     cache = None
     if options.use_cache:
         from gpufix.cache import ResultCache
@@ -422,19 +449,58 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
             progress.close()
     if cache:
         cache.save()
-    return gather(policy, results.values(), warnings=warns)
+    return list(results.values())
 
 
 def gather(policy: Policy, results, extra_errors=(), warnings=()) -> ScanResult:
     """Per-file results -> one ScanResult: sorted, plus the cross-file findings (GPU103 without a
     policy). Shared by scan and apply."""
-    ordered = sorted(results, key=lambda r: r.path)
+    return gather_pairs(policy, [(policy, r) for r in results], extra_errors, warnings)
+
+
+def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=None, paths=None) -> ScanResult:
+    """[(Policy, FileResult)] -> one ScanResult. GPU103 without a policy is judged per project
+    (files sharing a policy) over all of that project's files, not only the ones this run named,
+    so that pre-commit's subsets and a full scan agree."""
+    ordered = sorted((r for _, r in pairs), key=lambda r: r.path)
     findings = [f for r in ordered for f in r.findings]
-    if not policy.has_policy and make_rule_filter(policy.select, policy.ignore)("GPU103"):
-        findings.extend(_majority_findings(ordered))
+    by_policy: dict = {}
+    for pol, r in pairs:
+        by_policy.setdefault(pol, []).append(r)
+    for pol, members in by_policy.items():
+        if not pol.has_policy and make_rule_filter(pol.select, pol.ignore)("GPU103"):
+            universe = members
+            if resolver is not None and paths is not None:
+                universe = members + _project_mask_results(pol, members, resolver, paths)
+            named = {r.path for r in members}
+            findings.extend(f for f in _majority_findings(universe) if f.path in named)
     findings.sort(key=Finding.sort_key)
     errors = [e for r in ordered for e in r.errors] + list(extra_errors)
     return ScanResult(policy, ordered, findings, errors, list(warnings))
+
+
+def _project_mask_results(policy: Policy, members: list, resolver, paths) -> list:
+    """FileResults (mask values only) of the project's other files that set CUDA_VISIBLE_DEVICES.
+    Nothing to do when the run already covers the project's root folder."""
+    if not policy.root:
+        return []
+    root = os.path.realpath(policy.root)
+    if any(os.path.realpath(p) == root or root.startswith(os.path.realpath(p).rstrip(os.sep) + os.sep)
+           for p in paths if p != "-" and os.path.isdir(p)):
+        return []
+    have = {r.path for r in members}
+    catalog = load_api_catalog().with_extra(policy.extra_apis)
+    out = []
+    for abs_path, display, pol in discover_files([root], resolver):
+        if pol != policy or display in have:
+            continue
+        got, _ = _read_file(str(abs_path))
+        if got is None or MASK_VAR.encode() not in got[1]:
+            continue
+        res = lint_bytes(got[1], os.path.abspath(abs_path), display, policy, True, catalog)
+        if res.mask_values:
+            out.append(FileResult(display, mask_values=res.mask_values, parsed=True))
+    return out
 
 
 def _majority_findings(results: list) -> list:

@@ -299,7 +299,8 @@ def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) ->
 def _load_toml(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read()
+        return tomllib.loads(raw.decode("utf-8-sig"))  # a BOM is not TOML, but editors write one
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except OSError as exc:

@@ -232,7 +232,8 @@ def _dirty_files(repo, abs_paths) -> list:
 def git_error_line(exc) -> str:
     """One line for a git failure, with what to do when the cause is a common one."""
     text = str(getattr(exc, "stderr", "") or exc)
-    if "Please tell me who you are" in text or "user.email" in text or "empty ident" in text:
+    if any(k in text for k in ("Please tell me who you are", "user.email", "empty ident", "no email was given",
+                                "unable to auto-detect email")):
         return ("git has no user identity; set one with `git config --global user.name \"Your Name\"` and "
                 "`git config --global user.email you@example.com`")
     if "dubious ownership" in text:

@@ -96,8 +96,8 @@ def test_force_replaces_values_and_keeps_every_other_key_table_and_comment(init,
     res = init("--visible-devices", "1", "--expect-name", "3090", "--force")
     assert res.exit_code == 0, res.stderr
     assert (tmp_path / "pyproject.toml").read_bytes() == head + (
-        b'[tool.gpufix]   # old policy\nvisible-devices = "1"\nselect = [\n  "GPU",\n]\n# a note\n'
-        b'device-order = "PCI_BUS_ID"\nexpect-name = "3090"\n\n'
+        b'[tool.gpufix]   # old policy\nvisible-devices = "1"\nselect = [\n  "GPU",\n]\n'
+        b'device-order = "PCI_BUS_ID"\nexpect-name = "3090"\n# a note\n\n'
         b'[[tool.gpufix.api]]\nname = "utils.gpu.pick"\n') + tail
     assert "set visible-devices, device-order, expect-name in [tool.gpufix] of pyproject.toml" in res.stderr
     assert "other keys kept" in res.stderr

@@ -88,7 +88,7 @@ def edit_pyproject(raw: bytes, values: dict, force: bool, where: str) -> tuple:
                         f"{'that value' if len(conflicts) == 1 else 'those values'} (other keys are kept), nothing written")
     for k in KEY_ORDER:
         if values.get(k) is not None:
-            table[k] = _plain(values[k])
+            _set_key(table, k, _plain(values[k]))
     new = tomlkit.dumps(doc)
     if crlf:
         new = new.replace("\r\n", "\n").replace("\n", "\r\n")
@@ -107,6 +107,27 @@ def edit_pyproject(raw: bytes, values: dict, force: bool, where: str) -> tuple:
         raise InitError(f"{where}: could not set the policy without touching the rest of the file; "
                         "edit it by hand, nothing written")
     return bom + new.encode("utf-8"), exists
+
+
+def _set_key(table, key, value) -> None:
+    """Set `key`; a new key goes right after the table's last key (not after the blank lines and
+    comments that lead into the next table)."""
+    import tomlkit
+
+    if key in table:
+        table[key] = value
+        return
+    container = getattr(table, "value", table)
+    body = getattr(container, "body", None)
+    try:
+        plain = [i for i, (k, v) in enumerate(body) if k is not None
+                 and not isinstance(v, (tomlkit.items.Table, tomlkit.items.AoT))]
+        if plain and plain[-1] + 1 < len(body):
+            container._insert_at(plain[-1] + 1, key, value)
+            return
+    except Exception:  # an older tomlkit without these internals: append, still correct TOML
+        pass
+    table[key] = value
 
 
 def _plain(value):

@@ -456,3 +456,13 @@ def test_readme_install_lines_name_no_package_index_and_no_missing_tag():
     # the check's extra is installed from the clone, with a CPU or CUDA torch named explicitly
     assert 'pip install -e ".[check]"' in text
     assert "download.pytorch.org/whl/cpu" in text
+    assert re.search(r"rev: \$\(git -C .* rev-parse HEAD\)", text)  # a commit: there is no tag
+
+
+def test_contract_copy_is_the_shared_contract_plus_what_gpufix_adds():
+    ours = (ROOT / "docs" / "CONTRACT.md").read_text()
+    assert ours.startswith("# gpufix — the user-facing contract")
+    assert "## What gpufix adds to this contract" in ours
+    for option in ("--extend-select", "--statistics", "--show-fixes", "--show-settings", "--show-files",
+                   "--force-exclude", "--stdin-filename", "gitlab", "junit", "json-lines", "gpufix backups"):
+        assert option in ours, option

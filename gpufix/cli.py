@@ -103,12 +103,6 @@ def resolve(resolver, path):
         fail(str(exc))
 
 
-def load_policy_from_flags(paths, config_file, select, ignore, visible_devices, header_scope):
-    """The policy of the first path (kept for callers that need a single one)."""
-    resolver = make_resolver(config_file, select, (), ignore, visible_devices, header_scope)
-    return resolve(resolver, (paths or ["."])[0])
-
-
 @contextlib.contextmanager
 def report_stream(output):
     if output:

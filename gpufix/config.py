@@ -459,6 +459,11 @@ def project_root_without_config(directory: Path) -> Path:
     for d in (directory, *directory.parents):
         if any((d / m).exists() for m in PROJECT_MARKERS):
             return d
+    return _fallback_root(directory)
+
+
+def _fallback_root(directory: Path) -> Path:
+    """No marker above: the current folder when `directory` is inside it, else `directory`."""
     cwd = Path.cwd().resolve()
     return cwd if (directory == cwd or cwd in directory.parents) else directory
 
@@ -472,6 +477,7 @@ class PolicyResolver:
         self._cli_layer = _cli_layer(self.overrides)  # validates the codes now: a usage error up front
         self._by_dir: dict = {}
         self._memo: dict = {}
+        self._roots: dict = {}
         self._by_source: dict = {}
         self.fixed: Optional[Policy] = None
         if config_file:
@@ -511,12 +517,32 @@ class PolicyResolver:
                 self._by_source[src] = self._finish(read_config_file(found))
             policy = self._by_source[src]
         else:
-            root = str(project_root_without_config(Path(key)))
+            root = str(self._project_root(Path(key)))
             if root not in self._by_source:
                 self._by_source[root] = self._finish(Policy(root=root))
             policy = self._by_source[root]
         self._by_dir[key] = policy
         return policy
+
+    def _project_root(self, directory: Path) -> Path:
+        """project_root_without_config, with the marker search memoised per folder, so that a walk
+        over a big tree looks at each folder's markers once."""
+        directory = directory.resolve()
+        found = self._marker_root(directory)
+        if found is not None:
+            return found
+        return _fallback_root(directory)
+
+    def _marker_root(self, directory: Path) -> Optional[Path]:
+        key = str(directory)
+        if key not in self._roots:
+            if any((directory / m).exists() for m in PROJECT_MARKERS):
+                self._roots[key] = directory
+            elif directory.parent == directory:
+                self._roots[key] = None
+            else:
+                self._roots[key] = self._marker_root(directory.parent)
+        return self._roots[key]
 
     def for_path(self, path) -> Policy:
         p = Path(path)

@@ -217,7 +217,7 @@ def cli():
 
 
 def _stdin_scan(resolver, name, options, force_exclude):
-    from gpufix.catalog import load_api_catalog
+    from gpufix.catalog import catalog_for
     from gpufix.engine import gather_pairs, lint_bytes
 
     policy = resolve(resolver, name if name != "-" else ".")
@@ -228,7 +228,7 @@ def _stdin_scan(resolver, name, options, force_exclude):
         if _force_excluded(Path(name), policy):
             return None
     raw = sys.stdin.buffer.read()
-    catalog = load_api_catalog().with_extra(policy.extra_apis)
+    catalog = catalog_for(policy)
     res = lint_bytes(raw, os.path.abspath(name), name, policy, options.use_prefilter, catalog)
     return gather_pairs(policy, [(policy, res)])
 

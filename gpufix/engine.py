@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
-from gpufix.analysis import source_facts
+from gpufix.analysis import MASK_VAR, source_facts
 from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
 from gpufix.config import Policy
 from gpufix.discover import PathFilter, discover_files
@@ -491,7 +491,7 @@ def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
            for p in paths if p != "-" and os.path.isdir(p)):
         return []
     have = {r.path for r in members}
-    catalog = load_api_catalog().with_extra(policy.extra_apis)
+    catalog = catalog_for(policy)
     out = []
     for abs_path, display, pol in discover_files([root], resolver):
         if pol != policy or display in have:

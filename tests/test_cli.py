@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, git, init_git_repo, run_gpufix, snapshot
+from conftest import ROOT, git, init_git_repo, run_gpufix
 
 POLICY = '[tool.gpufix]\nvisible-devices = "1"\n'
 HEADER = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'

@@ -9,8 +9,6 @@ from __future__ import annotations
 import codecs
 import json
 import math
-import os
-import re
 import sys
 from pathlib import Path
 from typing import Optional

@@ -277,7 +277,8 @@ def scan(paths, config_file, select, extend_select, ignore, visible_devices, hea
 
             render_statistics(result, stream, fmt)
         else:
-            render(result, fmt, stream, color=color_for(stream), show_fixes=show_fixes)
+            # code read from stdin is not on disk: no source lines under its findings
+            render(result, fmt, stream, color=color_for(stream), show_fixes=show_fixes, show_source=not is_stdin)
     if exit_zero:
         sys.exit(0)
     sys.exit(1 if (result.findings or result.errors) else 0)

@@ -4,6 +4,7 @@ Explicitly named files are always scanned."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -45,6 +46,12 @@ class PathFilter:
         if self.spec.match_file(rel):
             return True
         return is_dir and self.spec.match_file(rel + "/")
+
+
+@functools.lru_cache(maxsize=64)
+def path_filter(patterns: tuple, root) -> PathFilter:
+    """One compiled PathFilter per (globs, root): a walk asks for it once per folder."""
+    return PathFilter(patterns, root)
 
 
 def _git_ignored(directory: Path) -> set:
@@ -98,7 +105,7 @@ def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None) ->
 def _force_excluded(p: Path, policy) -> bool:
     """A file named on the command line that the config excludes (ruff's --force-exclude): by an
     `exclude` glob, or inside a folder gpufix always skips (.venv, build, ...)."""
-    filt = PathFilter(policy.exclude, policy.root)
+    filt = path_filter(tuple(policy.exclude), policy.root)
     rel = filt.relative(p)
     if rel is None:
         return False
@@ -136,7 +143,7 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
         while stack:
             d = stack.pop()
             policy = resolver.for_dir(d)
-            excl = PathFilter(policy.exclude, policy.root) if policy.exclude else None
+            excl = path_filter(tuple(policy.exclude), policy.root) if policy.exclude else None
             try:
                 entries = sorted(os.scandir(d), key=lambda e: e.name, reverse=True)
             except OSError as exc:

@@ -36,7 +36,8 @@ def scan_document(result) -> dict:
     }
 
 
-def render(result, fmt: str, stream, color=False, extra: dict = None, command: str = "scan", show_fixes: bool = False) -> None:
+def render(result, fmt: str, stream, color=False, extra: dict = None, command: str = "scan", show_fixes: bool = False,
+           show_source: bool = True) -> None:
     """`color`: True/False, or None to let rich decide (a terminal, NO_COLOR, FORCE_COLOR)."""
     if fmt in ("concise", "pylint", "json-lines", "junit", "gitlab"):
         from gpufix.report import formats
@@ -57,4 +58,5 @@ def render(result, fmt: str, stream, color=False, extra: dict = None, command: s
     else:
         from gpufix.report.text import render_text
 
-        render_text(result, stream, color=color, extra=extra, command=command, show_fixes=show_fixes)
+        render_text(result, stream, color=color, extra=extra, command=command, show_fixes=show_fixes,
+                    show_source=show_source)

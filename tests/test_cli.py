@@ -466,3 +466,16 @@ def test_contract_copy_is_the_shared_contract_plus_what_gpufix_adds():
     for option in ("--extend-select", "--statistics", "--show-fixes", "--show-settings", "--show-files",
                    "--force-exclude", "--stdin-filename", "gitlab", "junit", "json-lines", "gpufix backups"):
         assert option in ours, option
+
+
+def test_files_outside_the_current_folder_are_absolute_in_text_and_sarif(tmp_path):
+    other = tmp_path / "other"
+    write(other, "pyproject.toml", POLICY)
+    write(other, "m.py", HEADER + BAD)
+    here = tmp_path / "here"
+    here.mkdir()
+    text = run_gpufix("scan", "--format", "concise", str(other), cwd=here).stdout
+    assert text.startswith(f"{(other / 'm.py').as_posix()}:5:23: GPU001")
+    sarif = json.loads(run_gpufix("scan", "--format", "sarif", str(other), cwd=here).stdout)
+    location = sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert location == {"uri": (other / "m.py").as_uri()}

@@ -35,6 +35,8 @@ def _level(severity: str) -> str:
 
 
 def _artifact(path: str) -> dict:
+    if os.path.isabs(path):  # outside the current folder: an absolute file URI, not under %SRCROOT%
+        return {"uri": Path(path).as_uri()}
     return {"uri": quote(path.replace(os.sep, "/"), safe="/"), "uriBaseId": SRCROOT}
 
 

@@ -40,9 +40,10 @@ POLICY = '[tool.gpufix]\nvisible-devices = "1"\n'
 def test_hooks_file_declares_both_hooks():
     hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
     assert set(hooks) == {"gpufix", "gpufix-fix"}
-    assert hooks["gpufix"]["entry"] == "gpufix scan"
+    assert hooks["gpufix"]["entry"] == "gpufix scan --force-exclude"
     assert hooks["gpufix-fix"]["entry"].split() == [
-        "gpufix", "apply", "--no-backup", "--no-tag", "--allow-dirty", "--exit-non-zero-on-fix"]
+        "gpufix", "apply", "--force-exclude", "--no-backup", "--no-tag", "--allow-dirty", "--exit-non-zero-on-fix"]
+    assert hooks["gpufix-fix"]["require_serial"] is True
     for hook in hooks.values():
         assert hook["language"] == "python"
         assert hook["types_or"] == ["python", "jupyter"]
@@ -122,6 +123,26 @@ def test_precommit_lints_fixes_then_passes(precommit):
     assert clean.returncode == 0, out
     assert out.count("Passed") == 2, out
     assert bad.read_bytes() == FIXED
+
+
+def test_fix_hook_leaves_excluded_files_and_reports_once(precommit):
+    """pre-commit names every staged file, excluded ones too: --force-exclude keeps the config's
+    `exclude` in force; require_serial makes one process, so one "Fixed ..." line for all files."""
+    run, project = precommit
+    (project / "pyproject.toml").write_text(POLICY + 'exclude = ["vendored/"]\n')
+    (project / "vendored").mkdir()
+    (project / "vendored" / "lib.py").write_bytes(BAD)
+    for n in range(4):
+        (project / f"job{n}.py").write_bytes(BAD)
+    git(project, "add", "-A")
+    fix = run("run", "gpufix-fix", "--all-files")
+    out = fix.stdout + fix.stderr
+    assert fix.returncode == 1, out
+    assert (project / "vendored" / "lib.py").read_bytes() == BAD
+    assert all((project / f"job{n}.py").read_bytes() == FIXED for n in range(4))
+    assert out.count("Fixed ") == 1 and "Fixed 12 finding(s) in 4 file(s)." in out, out
+    lint = run("run", "gpufix", "--all-files")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def test_fix_hook_command_exit_codes(tmp_path):

@@ -21,6 +21,7 @@ from gpufix.config import Policy
 from gpufix.discover import discover
 from gpufix.engine import FileResult, ScanResult, gather, lint_path, lint_source, make_rule_filter
 from gpufix.fixer import FixError, apply_edits
+from gpufix.formats import TEXT_KINDS
 from gpufix.model import FileError
 from gpufix.source import (
     ReadError,
@@ -113,6 +114,10 @@ def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: 
     """(new raw bytes, sorted rule codes fixed). Raises FixError when a fix cannot be applied safely."""
     catalog = load_api_catalog().with_extra(policy.extra_apis)
     enabled = make_rule_filter(policy.select, policy.ignore)
+    if src.kind in TEXT_KINDS:
+        from gpufix.formats.fix import fix_text
+
+        return fix_text(src, lambda s: lint_source(s, policy, catalog, enabled, abs_path=abs_path), unsafe)
     fixed: list = []
     raw = src.raw
     for _ in range(MAX_PASSES):
@@ -258,7 +263,7 @@ def _plan_all(jobs: list, workers: int):
 
 
 def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda m: None, progress_factory=None) -> ApplyOutcome:
-    files = discover(paths or ["."], policy.exclude, policy.root, warn=warn)
+    files = discover(paths or ["."], policy.exclude, policy.root, warn=warn, kinds=policy.file_kinds)
     results: dict = {}
     fixes: list = []
     fix_errors: dict = {}

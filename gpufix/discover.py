@@ -1,4 +1,4 @@
-"""Which files to scan: `.py` and `.ipynb` under the given paths, minus what users expect skipped
+"""Which files to scan: `.py`, `.ipynb` and the other kinds gpufix.formats reads under the given paths, minus what users expect skipped
 (VCS and virtualenv folders, caches, build output, `exclude` globs, .gitignore'd files).
 Explicitly named files are always scanned."""
 
@@ -14,7 +14,6 @@ SKIP_DIRS = {
     "site-packages", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".gpufix",
     ".eggs", ".ipynb_checkpoints", ".direnv", "__pypackages__",
 }
-EXTENSIONS = (".py", ".ipynb")
 
 
 def glob_to_regex(pattern: str) -> re.Pattern:
@@ -101,8 +100,12 @@ def display_path(path) -> str:
         return Path(os.path.abspath(path)).as_posix()
 
 
-def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None) -> list:
-    """[(absolute Path, display path)] in a stable order, without duplicates."""
+def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None, kinds=None) -> list:
+    """[(absolute Path, display path)] in a stable order, without duplicates. `kinds`: the file
+    kinds a folder scan picks up (gpufix.formats; default: all)."""
+    from gpufix.formats import ALL_KINDS, kind_of
+
+    kinds = frozenset(ALL_KINDS if kinds is None else kinds)
     excl = PathFilter(exclude, root)
     seen = set()
     out = []
@@ -149,7 +152,7 @@ def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None) ->
                         continue
                     stack.append(ep)
                     continue
-                if not entry.name.endswith(EXTENSIONS):
+                if kind_of(entry.name) not in kinds:
                     continue
                 if is_link:
                     target = os.path.realpath(ep)

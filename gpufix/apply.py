@@ -263,7 +263,7 @@ def _plan_all(jobs: list, workers: int):
 
 
 def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda m: None, progress_factory=None) -> ApplyOutcome:
-    files = discover(paths or ["."], policy.exclude, policy.root, warn=warn, kinds=policy.file_kinds)
+    files = discover(paths or ["."], policy.exclude, policy.root, warn=warn, kinds=policy.file_kinds, skip=policy.source)
     results: dict = {}
     fixes: list = []
     fix_errors: dict = {}

@@ -100,12 +100,14 @@ def display_path(path) -> str:
         return Path(os.path.abspath(path)).as_posix()
 
 
-def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None, kinds=None) -> list:
+def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None, kinds=None, skip=None) -> list:
     """[(absolute Path, display path)] in a stable order, without duplicates. `kinds`: the file
-    kinds a folder scan picks up (gpufix.formats; default: all)."""
+    kinds a folder scan picks up (gpufix.formats; default: all); `skip`: a file a folder scan
+    leaves out (the policy's own config file: gpufix's settings, not the project's)."""
     from gpufix.formats import ALL_KINDS, kind_of
 
     kinds = frozenset(ALL_KINDS if kinds is None else kinds)
+    skip_key = os.path.realpath(skip) if skip else None
     excl = PathFilter(exclude, root)
     seen = set()
     out = []
@@ -153,6 +155,8 @@ def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None, ki
                     stack.append(ep)
                     continue
                 if kind_of(entry.name) not in kinds:
+                    continue
+                if skip_key is not None and os.path.realpath(ep) == skip_key:
                     continue
                 if is_link:
                     target = os.path.realpath(ep)

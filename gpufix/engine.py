@@ -408,7 +408,7 @@ def scan(paths, policy: Policy, options: Optional[Options] = None, progress_fact
 def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None) -> ScanResult:
     options = options or Options()
     warns: list = []
-    files = discover(paths or ["."], policy.exclude, policy.root, warn=warns.append, kinds=policy.file_kinds)
+    files = discover(paths or ["."], policy.exclude, policy.root, warn=warns.append, kinds=policy.file_kinds, skip=policy.source)
     cache = None
     if options.use_cache:
         from gpufix.cache import ResultCache

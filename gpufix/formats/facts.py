@@ -31,6 +31,8 @@ ORDER_VAR = "CUDA_DEVICE_ORDER"
 CONTAINER_VAR = "NVIDIA_VISIBLE_DEVICES"
 ENV_VARS = (MASK_VAR, ORDER_VAR, CONTAINER_VAR)
 UNKNOWN = "unknown"
+FILE_MASK = "file"
+NO_MASK = "no-mask"
 # Values that hide every GPU on purpose (a CPU-only run), not a choice of GPU.
 _NO_GPU_VALUES = ("", "-1", "none", "void", "nodevfiles")
 
@@ -56,6 +58,10 @@ class Ordinal:
     start: int  # span of the replaceable text
     end: int
     template: str  # the replacement with "{}" for the new index ("cuda:{}", "{}", "\"{}\"")
+    # The CUDA_VISIBLE_DEVICES value in force where it is used, when the reader knows it (a shell
+    # command's own prefix or the last export before it): a string, None (not literal) or NO_MASK;
+    # FILE_MASK: judge against the file's single literal mask, as in Python.
+    mask: object = "file"
 
 
 @dataclasses.dataclass
@@ -142,12 +148,21 @@ class _Judge:
         return physical, None, True
 
     # -- rules ---------------------------------------------------------------------------------
+    def mask_of(self, o: Ordinal, file_mask):
+        if o.mask == FILE_MASK:
+            return file_mask
+        if o.mask == NO_MASK:
+            return None
+        if o.mask is None:
+            return UNKNOWN
+        return None if hides_all(o.mask) else parse_mask(o.mask)
+
     def gpu001(self):
-        file_mask = self.file_mask()
         policy_mask = self.policy.mask
         for o in self.facts.ordinals:
             if o.value == 0:
                 continue
+            file_mask = self.mask_of(o, self.file_mask())
             if policy_mask is None:
                 if file_mask is None or file_mask == UNKNOWN or o.value < len(file_mask):
                     continue

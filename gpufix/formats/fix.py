@@ -9,7 +9,9 @@ from gpufix.formats.text import EditConflict, apply_span_edits, encode_text
 from gpufix.formats.tree import ParseError
 from gpufix.source import read_source
 
-MAX_PASSES = 4
+# One pass: every edit of a file is computed on the original text (they never overlap), and the
+# ordinal remaps must be judged against the mask the file had before any fix, not after.
+MAX_PASSES = 1
 
 
 def fix_text(src, lint, unsafe: bool) -> tuple:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from gpufix.formats.facts import ENV_VARS, MASK_VAR, ORDER_VAR, EnvSet, FileFacts, Ordinal
+from gpufix.formats.facts import ENV_VARS, MASK_VAR, NO_MASK, ORDER_VAR, EnvSet, FileFacts, Ordinal
 
 _SEP_CHARS = ";&|()\n"
 _KEYWORDS = {"if", "then", "else", "elif", "do", "while", "until", "time", "!", "{", "}", "fi", "done", "sudo", "nohup", "exec"}
@@ -179,12 +179,19 @@ def scan(text: str, start: int = 0, end: int = None, facts: FileFacts = None, fo
     mode = None  # "declare" | "env" after export/declare/env words
     pending_e = None  # the offset of a `-e`/`--env` flag awaiting its NAME=VALUE word
     has_cmd = False
+    exported_mask = NO_MASK  # the mask a command inherits: the last export / plain assignment
+    ordinals: list = []  # this command's cuda:N words
 
     def close():
-        nonlocal sets, cmd_pos, mode, pending_e, has_cmd
+        nonlocal sets, cmd_pos, mode, pending_e, has_cmd, exported_mask, ordinals
+        own = [e for e, _, prefix in sets if e.var == MASK_VAR and not prefix]
+        if own and not has_cmd:
+            exported_mask = own[-1].value
+        for o in ordinals:
+            o.mask = own[-1].value if (own and has_cmd) else exported_mask
         if sets:
             commands.append((sets, has_cmd))
-        sets, cmd_pos, mode, pending_e, has_cmd = [], True, None, None, False
+        sets, cmd_pos, mode, pending_e, has_cmd, ordinals = [], True, None, None, False, []
 
     for tok in tokens(text, start, end):
         if tok == "sep":
@@ -198,7 +205,9 @@ def scan(text: str, start: int = 0, end: int = None, facts: FileFacts = None, fo
                 k = raw.find("cuda:" + m.group(1))
                 if k >= 0:
                     s = w.start + k
-                    facts.ordinals.append(Ordinal("cuda:" + m.group(1), int(m.group(1)), s, s + 5 + len(m.group(1)), "cuda:{}"))
+                    o = Ordinal("cuda:" + m.group(1), int(m.group(1)), s, s + 5 + len(m.group(1)), "cuda:{}")
+                    facts.ordinals.append(o)
+                    ordinals.append(o)
         if pending_e is not None:
             got = _assignment(text, w)
             if got:

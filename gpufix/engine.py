@@ -243,8 +243,8 @@ def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Option
     from gpufix.formats import lint_text
 
     ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
-    findings, errors, values = lint_text(src.path, src.text, src.kind, policy, enabled, ignored_here)
-    return FileResult(src.path, findings, errors, values, parsed=True)
+    findings, errors, candidates = lint_text(src.path, src.text, src.kind, policy, enabled, ignored_here)
+    return FileResult(src.path, findings, errors, candidates, parsed=True)
 
 
 def _to_cell(src: SourceFile, f: Finding) -> Finding:

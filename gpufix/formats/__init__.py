@@ -92,8 +92,8 @@ def scan_facts(text: str, kind: str):
 
 
 def lint_text(path: str, text: str, kind: str, policy, enabled: Callable[[str], bool], ignored_codes=()) -> tuple:
-    """(findings, errors, mask values) of one decoded file."""
-    from gpufix.formats.facts import judge, mask_values
+    """(findings, errors, GPU103 candidates) of one decoded file."""
+    from gpufix.formats.facts import judge, majority_candidates
     from gpufix.formats.text import hash_comment_suppressions
     from gpufix.formats.tree import ParseError
     from gpufix.suppress import is_suppressed
@@ -116,10 +116,11 @@ def lint_text(path: str, text: str, kind: str, policy, enabled: Callable[[str], 
         if is_suppressed(f.rule, (f.line, f.end_line), by_line, file_codes):
             continue
         findings.append(f)
-    values = []
+    candidates = []
     if not policy.has_policy and enabled("GPU103") and not any("GPU103".startswith(c) for c in ignored_codes):
-        values = [v for v in mask_values(text, facts) if not is_suppressed("GPU103", (v["pos"][0],), by_line, file_codes)]
-    return findings, [], values
+        candidates = [c for c in majority_candidates(path, text, facts)
+                      if not is_suppressed("GPU103", (c["finding"]["line"],), by_line, file_codes)]
+    return findings, [], candidates
 
 
 def decode(path: str, raw: bytes, kind: str) -> tuple:

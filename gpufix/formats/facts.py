@@ -284,14 +284,17 @@ def judge(path: str, text: str, policy: Policy, facts: FileFacts, enabled: Calla
     return out
 
 
-def mask_values(text: str, facts: FileFacts) -> list:
-    """Literal CUDA_VISIBLE_DEVICES values, for GPU103 across files when there is no policy."""
+def majority_candidates(path: str, text: str, facts: FileFacts) -> list:
+    """Literal CUDA_VISIBLE_DEVICES values as GPU103 candidates (the engine's cached shape), judged
+    across all files, Python and others, when there is no policy."""
     lines = Lines(text)
+    doc = load_rule_docs()["GPU103"]
     out = []
     for e in facts.env:
         if e.var != MASK_VAR or e.value is None or hides_all(e.value):
             continue
         line, col = lines.pos(e.start)
         end_line, end_col = lines.pos(e.end)
-        out.append({"value": e.value, "pos": [line, col, end_line, end_col], "cell": None})
+        f = Finding("GPU103", path, line, col + 1, end_line, end_col + 1, "", doc.severity)
+        out.append({"finding": f.to_json(), "value": e.value})
     return out

@@ -122,6 +122,9 @@ def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None, ki
     for raw in paths:
         p = Path(raw)
         if p.is_file() or (p.is_symlink() and not p.is_dir()):
+            named_kind = kind_of(p.name)
+            if named_kind is not None and named_kind not in kinds:
+                continue  # a kind the policy leaves out (pre-commit passes every YAML/JSON file)
             add(p)  # explicitly named: always scanned (a broken link becomes a read error)
             continue
         if not p.is_dir():

@@ -45,7 +45,7 @@ def test_hooks_file_declares_both_hooks():
         "gpufix", "apply", "--no-backup", "--no-tag", "--allow-dirty", "--exit-non-zero-on-fix"]
     for hook in hooks.values():
         assert hook["language"] == "python"
-        assert hook["types_or"] == ["python", "jupyter"]
+        assert hook["types_or"] == ["python", "jupyter", "shell", "dockerfile", "dotenv", "yaml", "json", "toml"]
         assert hook.get("pass_filenames", True) is True
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from gpufix.formats import shell
-from gpufix.formats.facts import ORDER_VAR, MASK_VAR, EnvSet, FileFacts, Ordinal
+from gpufix.formats.facts import MASK_VAR, NO_MASK, ORDER_VAR, EnvSet, FileFacts, Ordinal
 from gpufix.formats.text import newline_of
 
 _INSTR_RE = re.compile(r"^[ \t]*([A-Za-z]+)[ \t]*", re.M)
@@ -44,7 +44,10 @@ def _instructions(text: str):
 def scan(text: str) -> FileFacts:
     facts = FileFacts()
     nl = newline_of(text)
+    env_mask = NO_MASK  # the mask the last `ENV CUDA_VISIBLE_DEVICES` put in force (a stage's later commands)
     for keyword, line_start, args, end in _instructions(text):
+        if keyword == "FROM":
+            env_mask = NO_MASK
         if keyword == "ENV":
             words = [t for t in shell.tokens(text, args, end) if t != "sep"]
             if not words:
@@ -57,6 +60,8 @@ def scan(text: str) -> FileFacts:
                         e.form = "ENV"
                         e.order_insert = (w.start, ORDER_VAR + "={order} ")
                         facts.env.append(e)
+                        if e.var == MASK_VAR:
+                            env_mask = e.value
             else:
                 name = words[0].value
                 if name not in (MASK_VAR, ORDER_VAR, "NVIDIA_VISIBLE_DEVICES") or len(words) < 2:
@@ -70,13 +75,15 @@ def scan(text: str) -> FileFacts:
                 indent = text[line_start:args][: len(text[line_start:args]) - len(text[line_start:args].lstrip())]
                 facts.env.append(EnvSet(name, value, vstart, vend, style, editable, form="ENV",
                                         order_insert=(line_start, indent + "ENV " + ORDER_VAR + "={order}" + nl)))
+                if name == MASK_VAR:
+                    env_mask = value
         elif keyword in ("RUN", "CMD", "ENTRYPOINT"):
             body = text[args:end].lstrip()
             if body.startswith("["):
                 for m in _EXEC_CUDA_RE.finditer(text, args, end):
-                    facts.ordinals.append(Ordinal(m.group(1), int(m.group(2)), m.start(1), m.end(1), "cuda:{}"))
+                    facts.ordinals.append(Ordinal(m.group(1), int(m.group(2)), m.start(1), m.end(1), "cuda:{}", mask=env_mask))
             else:
-                shell.scan(text, args, end, facts, form=keyword)
+                shell.scan(text, args, end, facts, form=keyword, inherited_mask=env_mask)
     if any(e.var == ORDER_VAR and e.form == "ENV" for e in facts.env):
         for e in facts.env:
             e.order_in_force = True

@@ -171,7 +171,10 @@ def _assignment(text: str, w: Word):
     return name, EnvSet(name, value, vstart, w.end, style, editable and value is not None)
 
 
-def scan(text: str, start: int = 0, end: int = None, facts: FileFacts = None, form: str = "shell") -> FileFacts:
+def scan(text: str, start: int = 0, end: int = None, facts: FileFacts = None, form: str = "shell",
+         inherited_mask=NO_MASK) -> FileFacts:
+    """Facts of shell code in text[start:end]; `inherited_mask`: the CUDA_VISIBLE_DEVICES value the
+    code starts with (a Dockerfile's ENV), NO_MASK for none."""
     facts = facts if facts is not None else FileFacts()
     commands = []  # [(sets: [(EnvSet, insert_at, prefix)], has_command_word)]
     sets: list = []
@@ -179,7 +182,7 @@ def scan(text: str, start: int = 0, end: int = None, facts: FileFacts = None, fo
     mode = None  # "declare" | "env" after export/declare/env words
     pending_e = None  # the offset of a `-e`/`--env` flag awaiting its NAME=VALUE word
     has_cmd = False
-    exported_mask = NO_MASK  # the mask a command inherits: the last export / plain assignment
+    exported_mask = inherited_mask  # the mask a command inherits: the last export / plain assignment
     ordinals: list = []  # this command's cuda:N words
 
     def close():

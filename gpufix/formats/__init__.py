@@ -63,19 +63,16 @@ def detect_kind(path: str, raw: bytes = b"") -> str:
 # can hold no finding. Env-style files need a variable name or a `cuda:N`; configs may also hold a
 # device key (compared in lower case, as the walker does).
 _ENV_TOKENS = (b"VISIBLE_DEVICES", b"DEVICE_ORDER", b"cuda:")
-_CONFIG_TOKENS = _ENV_TOKENS + (
-    b"gpu_id", b"gpu-id", b"gpu_ind", b"gpu-ind", b"gpu_idx", b"gpu-idx", b"device_id", b"device-id",
-    b"device_ind", b"device-ind", b"cuda_device", b"cuda-device", b"gpus", b"devices",
-)
+# A device key as a key: followed by `:` (YAML, JSON) or `=` (TOML), after an optional quote. A
+# tokenizer's vocab.json holds "devices" as a word, not as a key.
+_CONFIG_KEY_RE = re.compile(
+    rb"(?i)(?:gpu[_-]?(?:ids?|index|idx)|device[_-]?(?:ids?|index)|cuda[_-]device(?:[_-]id)?|gpus|devices)[\"']?[ \t]*[:=]")
 
 
 def may_have_findings(raw: bytes, kind: str) -> bool:
-    if kind in ("yaml", "json", "toml"):
-        if any(t in raw for t in _ENV_TOKENS):
-            return True
-        low = raw.lower()
-        return any(t in low for t in _CONFIG_TOKENS)
-    return any(t in raw for t in _ENV_TOKENS)
+    if any(t in raw for t in _ENV_TOKENS):
+        return True
+    return kind in CONFIG_KINDS and _CONFIG_KEY_RE.search(raw) is not None
 
 
 def scan_facts(text: str, kind: str):

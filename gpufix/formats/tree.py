@@ -317,9 +317,35 @@ def _blank_jsonc(text: str) -> str:
     return _JSONC_RE.sub(blank, text)
 
 
+def _json_may_matter(obj) -> bool:
+    """Whether a loaded JSON value can give the walker anything (the C parser's result, read before
+    the slower parse with positions; a tokenizer's vocabulary is a big dict that never does)."""
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            for k, v in o.items():
+                nk = _norm(k)
+                if k in ENV_VARS or nk in ORDINAL_KEYS or nk in INDEX_LIST_KEYS or (nk == "name" and v in ENV_VARS):
+                    return True
+                if nk in COUNT_OR_LIST_KEYS and not isinstance(v, (int, float)):
+                    return True
+                if isinstance(v, (dict, list)):
+                    stack.append(v)
+                elif isinstance(v, str) and (_CUDA_RE.match(v) or _ENV_ITEM_RE.match(v)):
+                    return True
+        elif isinstance(o, list):
+            for v in o:
+                if isinstance(v, (dict, list)):
+                    stack.append(v)
+                elif isinstance(v, str) and (_CUDA_RE.match(v) or _ENV_ITEM_RE.match(v)):
+                    return True
+    return False
+
+
 def parse_json(text: str) -> list:
     try:
-        json.loads(text)
+        loaded = json.loads(text)
     except json.JSONDecodeError as exc:
         if "//" in text or "/*" in text or "," in text:
             relaxed = _blank_jsonc(text)
@@ -328,10 +354,13 @@ def parse_json(text: str) -> list:
             except (json.JSONDecodeError, RecursionError):
                 raise ParseError(f"invalid JSON: {exc.msg}", exc.lineno) from None
             text = relaxed
+            loaded = json.loads(relaxed)
         else:
             raise ParseError(f"invalid JSON: {exc.msg}", exc.lineno) from None
     except RecursionError:
         raise ParseError("JSON nested too deeply to read") from None
+    if not _json_may_matter(loaded):
+        return []
     pos = 0
 
     def token():

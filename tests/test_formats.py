@@ -106,12 +106,15 @@ CASES = {
                                "      CUDA_DEVICE_ORDER: PCI_BUS_ID\n"
                                "      NVIDIA_VISIBLE_DEVICES: \"0,1\"\n"
                                "      CUDA_VISIBLE_DEVICES: \"2\"\n"},
-        [("docker-compose.yml", 5, 30, "GPU103", True), ("docker-compose.yml", 6, 39, "GPU001", True),
+        # the worker's CUDA_DEVICE_ORDER is not in force for the app service: GPU102 there
+        [("docker-compose.yml", 5, 30, "GPU102", True), ("docker-compose.yml", 5, 30, "GPU103", True),
+         ("docker-compose.yml", 6, 39, "GPU001", True),
          ("docker-compose.yml", 12, 27, "GPU103", False), ("docker-compose.yml", 18, 29, "GPU103", True)],
         {"docker-compose.yml": "services:\n"
                                "  app:\n"
                                "    image: nvidia/cuda:12.1.1-runtime  # not an ordinal\n"
                                "    environment:\n"
+                               "      - CUDA_DEVICE_ORDER=PCI_BUS_ID\n"
                                "      - CUDA_VISIBLE_DEVICES=1\n"
                                "    command: python serve.py --device cuda:0\n"
                                "    deploy:\n"

@@ -49,6 +49,9 @@ class EnvSet:
     order_insert: Optional[tuple] = None  # (offset, text) that would set CUDA_DEVICE_ORDER before it
     non_string: bool = False  # a typed non-string value where a string is required (GPU106)
     form: str = ""  # where it was found, for messages ("ENV", "export", ...)
+    # YAML/JSON/TOML: the key path of what the setting applies to (the compose service, the CI job
+    # or step, the Kubernetes container); None elsewhere
+    scope: Optional[tuple] = None
 
 
 @dataclasses.dataclass

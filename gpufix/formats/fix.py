@@ -9,9 +9,11 @@ from gpufix.formats.text import EditConflict, apply_span_edits, encode_text
 from gpufix.formats.tree import ParseError
 from gpufix.source import read_source
 
-# One pass: every edit of a file is computed on the original text (they never overlap), and the
-# ordinal remaps must be judged against the mask the file had before any fix, not after.
-MAX_PASSES = 1
+# Every edit of a pass is computed on the same text and they never overlap, so one pass applies
+# them all; a second pass only judges again what the new mask changed (an ordinal that named a GPU
+# the policy hides is then addressed under the policy's mask), as the Python fixer does, so that a
+# second `apply` finds nothing left to fix.
+MAX_PASSES = 4
 
 
 def fix_text(src, lint, unsafe: bool) -> tuple:

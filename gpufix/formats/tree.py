@@ -117,7 +117,7 @@ class Walker:
     def _line_prefix(self, offset: int) -> str:
         return self.text[self.lines.line_start(offset):offset]
 
-    def env_value(self, var: str, node: Node, key_start: Optional[int], k8s: bool = False) -> None:
+    def env_value(self, var: str, node: Node, key_start: Optional[int], scope: tuple, k8s: bool = False) -> None:
         v = node.value
         value = None if (isinstance(v, str) and "$" in v) else (str(v).lower() if isinstance(v, bool) else (None if v is None else str(v)))
         style = node.style if node.style in ("'", '"') else ""
@@ -125,7 +125,7 @@ class Walker:
             style = '"'  # JSON/TOML: a number becomes a string value
         start, end = node.start, node.end
         e = EnvSet(var, value, start, end, style, self._editable(node) and value is not None,
-                   non_string=k8s and node.kind == "scalar" and not isinstance(v, str), form="config")
+                   non_string=k8s and node.kind == "scalar" and not isinstance(v, str), form="config", scope=_scope(scope))
         if key_start is not None:
             prefix = self._line_prefix(key_start)
             if self.yaml and prefix.strip() == "":
@@ -136,7 +136,7 @@ class Walker:
                 e.order_insert = (key_start - len(prefix), prefix + ORDER_VAR + ' = "{order}"' + self.nl)
         self.facts.env.append(e)
 
-    def env_item(self, node: Node) -> bool:
+    def env_item(self, node: Node, scope: tuple) -> bool:
         """A `NAME=VALUE` string in a list (compose `environment:` list form)."""
         if node.kind != "scalar" or not isinstance(node.value, str):
             return False
@@ -149,7 +149,8 @@ class Walker:
         start = node.start + q + len(var) + 1
         end = node.end - q
         editable = self._editable(node) and self.text[start - 1] == "="
-        e = EnvSet(var, None if "$" in value else value, start, end, "", editable and "$" not in value, form="config")
+        e = EnvSet(var, None if "$" in value else value, start, end, "", editable and "$" not in value, form="config",
+                   scope=_scope(scope))
         prefix = self._line_prefix(node.start)
         if self.yaml and re.match(r"^\s*-\s+$", prefix):
             quote = raw[0] if q else ""
@@ -157,14 +158,17 @@ class Walker:
         self.facts.env.append(e)
         return True
 
-    def scalar(self, node: Node, shell_key: bool) -> None:
+    def scalar(self, node: Node, shell_key: bool, path: tuple = ()) -> None:
         if id(node) in self.seen:
             return
         self.seen.add(id(node))
         if not isinstance(node.value, str):
             return
         if shell_key and self.yaml and node.style in ("", "|", ">"):
+            before = len(self.facts.env)
             shell.scan(self.text, node.start, node.end, self.facts, form="config")
+            for e in self.facts.env[before:]:
+                e.scope = _scope(path)
             return
         m = _CUDA_RE.match(node.value)
         if m and (node.style or self.text[node.start:node.end] == node.value):
@@ -173,28 +177,30 @@ class Walker:
 
     def walk(self, node: Node, path: tuple = (), shell_key: bool = False) -> None:
         if node.kind == "scalar":
-            self.scalar(node, shell_key)
+            self.scalar(node, shell_key, path)
             return
         if id(node) in self.seen:
             return  # a YAML alias: read once
         self.seen.add(id(node))
         if node.kind == "seq":
-            for item in node.items:
-                if not self.env_item(item):
-                    self.walk(item, path, shell_key)
+            for i, item in enumerate(node.items):
+                # Under a shell key (`script: [CUDA_VISIBLE_DEVICES=0 pytest]`) an item is a
+                # command line, not compose's NAME=VALUE list form.
+                if shell_key or not self.env_item(item, path):
+                    self.walk(item, path + (i,), shell_key)
             return
         keys = {_norm(k): n for k, _, n in node.items}
         name = keys.get("name")
         if name is not None and name.kind == "scalar" and name.value in ENV_VARS and "value" in keys:
             self.seen.add(id(keys["value"]))
-            self.env_value(name.value, keys["value"], None, k8s=True)
+            self.env_value(name.value, keys["value"], None, path, k8s=True)
         container = "capabilities" in keys or "driver" in keys
         for key, key_start, child in node.items:
             k = _norm(key)
-            where = ".".join(str(p) for p in (path + (key,))[-2:])
+            where = ".".join([str(p) for p in path + (key,) if isinstance(p, str)][-2:])
             if str(key) in ENV_VARS and child.kind == "scalar":
                 self.seen.add(id(child))
-                self.env_value(str(key), child, key_start)
+                self.env_value(str(key), child, key_start, path)
                 continue
             if k == "device_ids" and container:
                 entries = []
@@ -223,9 +229,26 @@ class Walker:
             self.walk(child, path + (key,), shell_key or (k in SHELL_KEYS))
 
 
+def _scope(path: tuple) -> tuple:
+    """What a setting at `path` applies to: the path without its trailing list indices and the key
+    of the environment block (`services.app.environment` -> `services.app`; a Kubernetes env item
+    `...containers.0.env.1` -> `...containers.0`)."""
+    p = list(path)
+    while p and isinstance(p[-1], int):
+        p.pop()
+    return tuple(p[:-1])
+
+
+def _related(a: tuple, b: tuple) -> bool:
+    """One scope holds the other (a workflow's env and a job's, a job's and its step's)."""
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
+
+
 def finish(facts: FileFacts) -> FileFacts:
-    """Container pins from NVIDIA_VISIBLE_DEVICES settings; CUDA_DEVICE_ORDER in force file-wide
-    when a config key sets it."""
+    """Container pins from NVIDIA_VISIBLE_DEVICES settings; a config's CUDA_DEVICE_ORDER is in force
+    for the masks of the same service, job, step or container, and of the scopes around or within
+    it (not for a sibling service's)."""
     from gpufix.config import parse_mask
 
     for e in facts.env:
@@ -233,8 +256,9 @@ def finish(facts: FileFacts) -> FileFacts:
             entries = parse_mask(e.value)
             if entries and len(entries) == len(e.value.split(",")):
                 facts.pins.append(ContainerPin(CONTAINER_VAR, entries, e.start, e.end))
-    if any(e.var == ORDER_VAR and e.form in ("config", "ENV", ".env") for e in facts.env):
-        for e in facts.env:
+    orders = [e.scope for e in facts.env if e.var == ORDER_VAR and e.scope is not None]
+    for e in facts.env:
+        if e.scope is not None and any(_related(o, e.scope) for o in orders):
             e.order_in_force = True
     return facts
 

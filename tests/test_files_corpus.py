@@ -40,3 +40,11 @@ def test_apply_on_the_corpus(tmp_path):
     again = run_gpufix("apply", ".", "--no-backup", "--no-tag", "--no-cache", cwd=root)
     assert again.returncode == 1  # the report-only findings remain
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_prefilter_keeps_every_finding():
+    """The byte test that skips YAML/JSON/TOML/shell files before decoding loses nothing."""
+    args = ("scan", ".", "--no-cache", "--format", "json", "--config", "gpufix.toml")
+    fast = json.loads(run_gpufix(*args, cwd=FIXTURES / "files_corpus").stdout)
+    slow = json.loads(run_gpufix(*args, "--no-prefilter", cwd=FIXTURES / "files_corpus").stdout)
+    assert fast["findings"] == slow["findings"] and fast["findings"]

@@ -349,3 +349,72 @@ def test_shebang_script_without_extension_is_read_as_shell_when_named(tmp_path):
     root = project(tmp_path, {"bin/train": "#!/usr/bin/env bash\nCUDA_VISIBLE_DEVICES=0 python t.py\n"})
     proc = run_gpufix("scan", "bin/train", "--no-cache", "--format", "json", "--select", "GPU103", cwd=root)
     assert [(f["path"], f["line"], f["rule"]) for f in json.loads(proc.stdout)["findings"]] == [("bin/train", 2, "GPU103")]
+
+
+# -- properties ------------------------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from gpufix.config import Policy  # noqa: E402
+from gpufix.engine import lint_source  # noqa: E402
+from gpufix.formats.fix import fix_text  # noqa: E402
+from gpufix.source import ReadError, read_source  # noqa: E402
+
+PROP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_VALUES = st.sampled_from(["0", "1", "2,3", "'0'", '"2"', '""', "$GPU", "${GPU:-0}", "$(nvidia-smi -L)", "0\\ 1", "FASTEST_FIRST", "PCI_BUS_ID", "all", "GPU-1234"])
+_VARS = st.sampled_from(["CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_VISIBLE_DEVICES", "OTHER"])
+_SHELL_BITS = st.one_of(
+    st.builds(lambda v, x: f"{v}={x}", _VARS, _VALUES),
+    st.builds(lambda v, x: f"export {v}={x}", _VARS, _VALUES),
+    st.sampled_from(["python train.py", "--device cuda:1", "--device=cuda:2", "cuda:0", "echo", "env", "-e", "docker run",
+                     ";", "&&", "|", "\\\n", "\n", "\r\n", "# gpufix: ignore", "'", '"', "(", ")", "<<EOF\nCUDA_VISIBLE_DEVICES=1\nEOF\n", "`", "{", "}"]),
+    st.text(max_size=8),
+)
+shell_scripts = st.lists(_SHELL_BITS, max_size=25).map(" ".join)
+_YAML_LINES = st.one_of(
+    st.builds(lambda i, v, x: f"{'  ' * i}{v}: {x}", st.integers(0, 3), _VARS, _VALUES),
+    st.builds(lambda i, v, x: f"{'  ' * i}- {v}={x}", st.integers(0, 3), _VARS, _VALUES),
+    st.builds(lambda i, k, x: f"{'  ' * i}{k}: {x}", st.integers(0, 3),
+              st.sampled_from(["devices", "gpus", "gpu_id", "gpu_ids", "device_ids", "device", "run", "environment", "env", "name", "value"]),
+              st.sampled_from(["[1]", "'1,'", "1", "cuda:1", "'cuda:2'", "[0, 1]", "", "|", "CUDA_VISIBLE_DEVICES", "{a: 1}", "&a x", "*a"])),
+    st.sampled_from(["---", "- driver: nvidia", "  capabilities: [gpu]", "    CUDA_VISIBLE_DEVICES=0 python x --device cuda:1", "# noqa"]),
+)
+yaml_files = st.lists(_YAML_LINES, max_size=20).map("\n".join)
+POLICIES = [Policy(), Policy(visible_devices="1"), Policy(visible_devices="0,2")]
+
+
+def _fix_is_stable(path: str, text: str) -> None:
+    try:
+        read_source(path, text.encode())
+    except ReadError:
+        return  # NUL bytes: a `binary-file` error entry (tests/test_bad_inputs.py)
+    for policy in POLICIES:
+        src = read_source(path, text.encode())
+        result = lint_source(src, policy)  # never raises; bad input is an error entry
+        if result.errors:
+            continue
+        new_raw, _ = fix_text(src, lambda s, p=policy: lint_source(s, p), unsafe=False)
+        again, _ = fix_text(read_source(path, new_raw), lambda s, p=policy: lint_source(s, p), unsafe=False)
+        assert again == new_raw  # idempotent
+        left = lint_source(read_source(path, new_raw), policy)
+        assert not left.errors  # the fixed file still parses
+        assert not [f for f in left.findings if f.fix and f.fix.applicability == "safe"]
+
+
+@PROP
+@given(shell_scripts)
+def test_shell_reader_never_fails_and_fixes_are_stable(text):
+    _fix_is_stable("run.sh", text)
+
+
+@PROP
+@given(yaml_files)
+def test_yaml_reader_never_fails_and_fixes_are_stable(text):
+    _fix_is_stable("conf.yaml", text)
+
+
+@PROP
+@given(shell_scripts)
+def test_dockerfile_and_dotenv_readers_never_fail(text):
+    _fix_is_stable("Dockerfile", "FROM x\nENV " + text)
+    _fix_is_stable("x.env", text)

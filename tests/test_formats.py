@@ -418,3 +418,20 @@ def test_yaml_reader_never_fails_and_fixes_are_stable(text):
 def test_dockerfile_and_dotenv_readers_never_fail(text):
     _fix_is_stable("Dockerfile", "FROM x\nENV " + text)
     _fix_is_stable("x.env", text)
+
+
+@PROP
+@given(yaml_files, st.sampled_from(["conf.yaml", "conf.toml", "conf.json", "run.sh", "Dockerfile", "x.env"]))
+def test_prefilter_never_skips_a_finding(text, path):
+    """A file the byte test skips has no finding when read in full (any policy)."""
+    from gpufix.formats import detect_kind, may_have_findings
+
+    raw = text.encode()
+    if may_have_findings(raw, detect_kind(path, raw)):
+        return
+    try:
+        src = read_source(path, raw)
+    except ReadError:
+        return
+    for policy in POLICIES:
+        assert lint_source(src, policy).findings == []

@@ -233,7 +233,10 @@ class _Judge:
                 fix = None
                 if e.editable:
                     fix = Fix("safe", f'set CUDA_VISIBLE_DEVICES="{want}"', (replace_edit(self.lines, e.start, e.end, quoted(e.style, want)),))
-                yield self.finding("GPU103", e.start, e.end, "policy", fix, value=e.value, want=want)
+                if e.form == "accelerate":
+                    yield self.finding("GPU103", e.start, e.end, "launcher", value=e.value, want=want)
+                else:
+                    yield self.finding("GPU103", e.start, e.end, "policy", fix, value=e.value, want=want)
         mask = self.policy.mask
         if mask is None or not is_index_mask(mask):
             return

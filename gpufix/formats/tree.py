@@ -11,6 +11,8 @@ What the walker reads (keys compared in lower case, `-` taken as `_`):
   `capabilities` or `driver`): the host GPUs a container gets;
 * device ids: `gpu_id`, `gpu_index`, `gpu_idx`, `device_id`, `device_index`, `cuda_device`,
   `cuda_device_id` with an int (or a string of digits);
+* accelerate configs (a mapping with `distributed_type` or `compute_environment`): `gpu_ids` is
+  the CUDA_VISIBLE_DEVICES `accelerate launch` exports, judged as a mask (report only);
 * device-index lists: `gpu_ids` / `device_ids` (a list, an int or a "0,1" string), and
   `gpus` / `devices` only as a list or a string with a comma (Lightning's `devices: [1]` and
   `devices: "1,"`; an int there is a count, not an index);
@@ -31,8 +33,8 @@ import sys
 from typing import Optional
 
 from gpufix.formats import shell
-from gpufix.formats.facts import (CONTAINER_VAR, ENV_VARS, ORDER_VAR, ContainerPin, EnvSet, FileFacts, IndexList,
-                                  Ordinal)
+from gpufix.formats.facts import (CONTAINER_VAR, ENV_VARS, MASK_VAR, ORDER_VAR, ContainerPin, EnvSet, FileFacts,
+                                  IndexList, Ordinal)
 from gpufix.formats.text import Lines, newline_of
 
 if sys.version_info >= (3, 11):
@@ -195,6 +197,9 @@ class Walker:
             self.seen.add(id(keys["value"]))
             self.env_value(name.value, keys["value"], None, path, k8s=True)
         container = "capabilities" in keys or "driver" in keys
+        # An accelerate config: `accelerate launch` exports its `gpu_ids` as CUDA_VISIBLE_DEVICES,
+        # so they are physical GPUs (a mask), not indices under one.
+        accelerate = "distributed_type" in keys or "compute_environment" in keys
         for key, key_start, child in node.items:
             k = _norm(key)
             where = ".".join([str(p) for p in path + (key,) if isinstance(p, str)][-2:])
@@ -209,6 +214,13 @@ class Walker:
                     entries.append(i if i is not None else str(n.value))
                 self.facts.pins.append(ContainerPin("device_ids", entries, child.start, child.end))
                 self.seen.add(id(child))
+                continue
+            if k == "gpu_ids" and accelerate and child.kind == "scalar":
+                self.seen.add(id(child))
+                v = child.value
+                if isinstance(v, (int, str)) and not isinstance(v, bool) and str(v).strip().lower() != "all":
+                    self.facts.env.append(EnvSet(MASK_VAR, str(v), child.start, child.end, editable=False,
+                                                 order_in_force=True, form="accelerate", scope=_scope(path + (key,))))
                 continue
             if k in ORDINAL_KEYS and child.kind == "scalar":
                 i = _int_of(child)

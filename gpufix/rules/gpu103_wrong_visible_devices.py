@@ -18,6 +18,7 @@ class WrongVisibleDevices(ProjectRule):
         "majority": ("value", "want", "files", "total"),
         # a container pin (NVIDIA_VISIBLE_DEVICES, compose device_ids), judged in gpufix.formats
         "container": ("what", "pinned", "inside", "want", "need"),
+        "launcher": ("value", "want"),  # an accelerate config's gpu_ids (gpufix.formats)
     }
 
     def check(self, ctx: RuleContext):

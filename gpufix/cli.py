@@ -22,6 +22,12 @@ def _split_codes(value):
     return tuple(c.strip() for c in value.split(",") if c.strip())
 
 
+def _remember_file_kinds(ctx, param, value):
+    if value is not None:
+        ctx.meta["gpufix.file_kinds"] = value
+    return value
+
+
 def shared_options(fn):
     """--config/--select/--ignore/--visible-devices/--format/--output/--exit-zero/-q."""
     decorators = [
@@ -38,6 +44,10 @@ def shared_options(fn):
         click.option("--no-cache", is_flag=True, help="Do not read or write the result cache."),
         click.option("--no-prefilter", is_flag=True, help="Parse every file (slower; same findings)."),
         click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None, help="Worker processes (default: all cores)."),
+        # Kept out of the commands' signatures: the callback hands it to load_policy_from_flags.
+        click.option("--file-kinds", default=None, expose_value=False, callback=_remember_file_kinds,
+                     help="Comma list of the kinds of files to read (overrides the policy's file-kinds): "
+                          "python, notebook, shell, dockerfile, dotenv, yaml, json, toml."),
     ]
     for dec in reversed(decorators):
         fn = dec(fn)
@@ -52,11 +62,13 @@ def fail(message: str, code: int = 2):
 def load_policy_from_flags(paths, config_file, select, ignore, visible_devices, header_scope):
     from gpufix.config import ConfigError, load_policy
 
+    ctx = click.get_current_context(silent=True)
     overrides = {
         "visible_devices": visible_devices,
         "select": _split_codes(select),
         "ignore": _split_codes(ignore),
         "header_scope": header_scope,
+        "file_kinds": ctx.meta.get("gpufix.file_kinds") if ctx is not None else None,
     }
     try:
         return load_policy(paths or ["."], config_file=config_file, overrides=overrides)

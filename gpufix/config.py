@@ -393,6 +393,8 @@ def load_policy(
                 value = validate_mask(value, "--visible-devices", "--visible-devices")
             elif key in ("select", "ignore"):
                 value = _codes(list(value), f"--{key}", key)
+            elif key == "file_kinds":
+                value = file_kinds(value, "--file-kinds", "--file-kinds")
             changes[key] = value
         policy = dataclasses.replace(policy, **changes)
     return policy

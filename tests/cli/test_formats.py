@@ -333,6 +333,15 @@ def test_file_kinds_policy_key(tmp_path):
     assert "`file-kinds` has 'markdown'; allowed: python, notebook, shell, dockerfile, dotenv, yaml, json, toml" in bad.stderr
 
 
+def test_file_kinds_flag_overrides_the_policy(tmp_path):
+    root = project(tmp_path, {"run.sh": "CUDA_VISIBLE_DEVICES=0 python x.py\n", "c.yaml": "gpu_id: 3\n", "a.py": "x = 1\n"})
+    report = scan(root, "--file-kinds", "shell")
+    assert sorted({f[0] for f in found(report)}) == ["run.sh"]
+    assert report["summary"]["files_scanned"] == 1
+    bad = run_gpufix("scan", ".", "--no-cache", "--file-kinds", "shell,markdown", cwd=root)
+    assert bad.returncode == 2 and "--file-kinds" in bad.stderr and "'markdown'" in bad.stderr
+
+
 def test_policy_file_and_unrelated_configs_are_quiet(tmp_path):
     root = project(tmp_path, {
         "gpufix.toml": 'visible-devices = "1"\n',

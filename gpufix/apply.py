@@ -21,6 +21,7 @@ from gpufix.config import Policy
 from gpufix.discover import discover_files
 from gpufix.engine import FileResult, ScanResult, _OnePolicy, gather_pairs, lint_path, lint_source, make_rule_filter
 from gpufix.fixer import FixError, apply_edits
+from gpufix.formats import TEXT_KINDS
 from gpufix.model import FileError
 from gpufix.source import (
     ReadError,
@@ -118,6 +119,10 @@ def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: 
     """(new raw bytes, sorted rule codes fixed). Raises FixError when a fix cannot be applied safely."""
     catalog = catalog_for(policy)
     enabled = make_rule_filter(policy.select, policy.ignore)
+    if src.kind in TEXT_KINDS:
+        from gpufix.formats.fix import fix_text
+
+        return fix_text(src, lambda s: lint_source(s, policy, catalog, enabled, abs_path=abs_path), unsafe)
     fixed: list = []
     raw = src.raw
     for _ in range(MAX_PASSES):

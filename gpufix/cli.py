@@ -28,6 +28,12 @@ def _split_codes(values) -> tuple:
     return tuple(c.strip() for v in values for c in v.split(",") if c.strip())
 
 
+def _remember_file_kinds(ctx, param, value):
+    if value is not None:
+        ctx.meta["gpufix.file_kinds"] = value
+    return value
+
+
 def shared_options(fn):
     """The options scan and apply share (ruff's names, with gpufix's older ones as aliases)."""
     decorators = [
@@ -61,6 +67,10 @@ def shared_options(fn):
         click.option("--no-cache", is_flag=True, help="Do not read or write the result cache."),
         click.option("--no-prefilter", is_flag=True, help="Parse every file (slower; same findings)."),
         click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None, help="Worker processes (default: all cores)."),
+        # Kept out of the commands' signatures: the callback hands it to load_policy_from_flags.
+        click.option("--file-kinds", default=None, expose_value=False, callback=_remember_file_kinds,
+                     help="Comma list of the kinds of files to read (overrides the policy's file-kinds): "
+                          "python, notebook, shell, dockerfile, dotenv, yaml, json, toml."),
     ]
     for dec in reversed(decorators):
         fn = dec(fn)
@@ -81,12 +91,14 @@ def make_resolver(config_file, select, extend_select, ignore, visible_devices, h
     code is a usage error (exit 2)."""
     from gpufix.config import ConfigError, PolicyResolver
 
+    ctx = click.get_current_context(silent=True)
     overrides = {
         "visible_devices": visible_devices,
         "select": _split_codes(select) or None,
         "extend_select": _split_codes(extend_select),
         "ignore": _split_codes(ignore),
         "header_scope": header_scope,
+        "file_kinds": ctx.meta.get("gpufix.file_kinds") if ctx is not None else None,
     }
     try:
         return PolicyResolver(config_file, overrides)

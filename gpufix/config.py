@@ -22,6 +22,9 @@ else:  # pragma: no cover - exercised on old Pythons only
     import tomli as tomllib
 
 HEADER_SCOPES = ("gpu-modules", "entrypoints", "all")
+# Kept in step with gpufix.formats.ALL_KINDS (a test checks); listed here so that reading the
+# policy does not import the readers.
+FILE_KINDS = ("python", "notebook", "shell", "dockerfile", "dotenv", "yaml", "json", "toml")
 DEVICE_ORDERS = ("PCI_BUS_ID", "FASTEST_FIRST")
 RULE_CODE_RE = re.compile(r"^GPU\d{0,3}$")
 
@@ -70,6 +73,7 @@ class Policy:
     exclude: tuple = ()
     per_file_ignores: tuple = ()  # tuple of (glob, tuple(codes))
     extra_apis: tuple = ()  # tuple of ApiSpec from the user's config
+    file_kinds: tuple = FILE_KINDS  # which kinds of files a folder scan reads (gpufix.formats)
     source: Optional[str] = None  # the file the policy came from
     root: Optional[str] = None  # directory of that file: where relative globs start
     # the config file's own selection, as written (select or None, extend-select, ignore); the
@@ -165,6 +169,7 @@ _KNOWN_KEYS = {
     "per-file-ignores",
     "api",
     "extend-select",
+    "file-kinds",
 }
 
 
@@ -232,6 +237,17 @@ ARG_VALUE_KINDS = (
 )
 
 
+def file_kinds(value: Any, where: str, key: str = "file-kinds") -> tuple:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: `{key}` must be a non-empty list such as [\"python\", \"notebook\", \"shell\"]")
+    bad = [v for v in value if v not in FILE_KINDS]
+    if bad:
+        raise ConfigError(f"{where}: `{key}` has {', '.join(repr(v) for v in bad)}; allowed: {', '.join(FILE_KINDS)}")
+    return tuple(k for k in FILE_KINDS if k in value)
+
+
 def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) -> Policy:
     """Validate one `[tool.gpufix]` table into a Policy."""
     if not isinstance(table, Mapping):
@@ -293,6 +309,8 @@ def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) ->
         )
     if "api" in table:
         kw["extra_apis"] = parse_api_specs(table["api"], where)
+    if "file-kinds" in table:
+        kw["file_kinds"] = file_kinds(table["file-kinds"], where)
     return Policy(**kw)
 
 
@@ -491,12 +509,14 @@ class PolicyResolver:
 
     def _finish(self, policy: Policy) -> Policy:
         changes: dict = {}
-        for key in ("visible_devices", "header_scope"):
+        for key in ("visible_devices", "header_scope", "file_kinds"):
             value = self.overrides.get(key)
             if value is None or value == ():
                 continue
             if key == "visible_devices":
                 value = validate_mask(value, "--visible-devices", "--visible-devices")
+            elif key == "file_kinds":
+                value = file_kinds(value, "--file-kinds", "--file-kinds")
             changes[key] = value
         layers = tuple(policy.selection) + ((self._cli_layer,) if self._cli_layer else ())
         if self._cli_layer or not policy.selection:

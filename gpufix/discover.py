@@ -1,4 +1,4 @@
-"""Which files to scan: `.py` and `.ipynb` under the given paths, minus what users expect skipped
+"""Which files to scan: `.py`, `.ipynb` and the other kinds gpufix.formats reads under the given paths, minus what users expect skipped
 (VCS and virtualenv folders, caches, build output, `exclude` globs, .gitignore'd files).
 Explicitly named files are always scanned."""
 
@@ -13,7 +13,6 @@ SKIP_DIRS = {
     "site-packages", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".gpufix",
     ".eggs", ".ipynb_checkpoints", ".direnv", "__pypackages__",
 }
-EXTENSIONS = (".py", ".ipynb")
 
 
 class PathFilter:
@@ -85,10 +84,17 @@ def display_path(path) -> str:
 
 
 class _Fixed:
-    def __init__(self, exclude, root):
+    """One policy for every path (what `discover` takes): its excludes, kinds and config file."""
+
+    def __init__(self, exclude, root, kinds=None, skip=None):
         from gpufix.config import Policy
 
-        self.policy = Policy(exclude=tuple(exclude), root=root)
+        policy = Policy(exclude=tuple(exclude), root=root, source=skip)
+        if kinds is not None:
+            import dataclasses
+
+            policy = dataclasses.replace(policy, file_kinds=tuple(kinds))
+        self.policy = policy
 
     def for_dir(self, directory):
         return self.policy
@@ -97,9 +103,12 @@ class _Fixed:
         return self.policy
 
 
-def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None) -> list:
-    """[(absolute Path, display path)] in a stable order, without duplicates, one exclude list."""
-    return [(p, d) for p, d, _ in discover_files(paths, _Fixed(exclude, root), respect_gitignore, warn)]
+def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None, kinds=None, skip=None) -> list:
+    """[(absolute Path, display path)] in a stable order, without duplicates, one exclude list.
+    `kinds`: the file kinds a folder scan picks up (gpufix.formats; default: all); `skip`: a file a
+    folder scan leaves out (the policy's own config file: gpufix's settings, not the project's)."""
+    resolver = _Fixed(exclude, root, kinds, skip)
+    return [(p, d) for p, d, _ in discover_files(paths, resolver, respect_gitignore, warn)]
 
 
 def _force_excluded(p: Path, policy) -> bool:
@@ -116,7 +125,18 @@ def _force_excluded(p: Path, policy) -> bool:
 
 def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exclude=False) -> list:
     """[(absolute Path, display path, Policy)]: each file with the policy of its nearest config,
-    whose `exclude` also decides which folders are walked (ruff's hierarchical lookup)."""
+    whose `exclude` also decides which folders are walked (ruff's hierarchical lookup), whose
+    `file-kinds` which files a folder scan reads, and whose own config file is not scanned."""
+    from gpufix.formats import ALL_KINDS, kind_of
+
+    def kinds_of(policy) -> frozenset:
+        kinds = getattr(policy, "file_kinds", None)
+        return frozenset(ALL_KINDS if kinds is None else kinds)
+
+    def is_config_file(path, policy) -> bool:
+        source = getattr(policy, "source", None)
+        return bool(source) and os.path.realpath(path) == os.path.realpath(source)
+
     seen = set()
     out = []
 
@@ -131,9 +151,13 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
         p = Path(raw)
         if p.is_file() or (p.is_symlink() and not p.is_dir()) or not p.is_dir():
             # explicitly named: always scanned (a broken link or a missing path becomes a read
-            # error, like ruff), unless --force-exclude and the config excludes it
+            # error, like ruff), unless --force-exclude and the config excludes it, or it is of a
+            # kind the policy leaves out (pre-commit passes every YAML/JSON file)
             policy = resolver.for_path(p)
             if force_exclude and _force_excluded(p, policy):
+                continue
+            named_kind = kind_of(p.name)
+            if named_kind is not None and named_kind not in kinds_of(policy):
                 continue
             add(p, policy)
             continue
@@ -144,6 +168,7 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
             d = stack.pop()
             policy = resolver.for_dir(d)
             excl = path_filter(tuple(policy.exclude), policy.root) if policy.exclude else None
+            kinds = kinds_of(policy)
             try:
                 entries = sorted(os.scandir(d), key=lambda e: e.name, reverse=True)
             except OSError as exc:
@@ -166,7 +191,9 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                         continue
                     stack.append(ep)
                     continue
-                if not entry.name.endswith(EXTENSIONS):
+                if kind_of(entry.name) not in kinds:
+                    continue
+                if is_config_file(ep, policy):
                     continue
                 if is_link:
                     target = os.path.realpath(ep)

@@ -19,6 +19,8 @@ from gpufix.analysis import MASK_VAR, source_facts
 from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
 from gpufix.config import Policy
 from gpufix.discover import PathFilter, discover_files
+from gpufix.formats import CONFIG_KINDS, TEXT_KINDS, detect_kind, may_have_findings
+from gpufix.formats import MAX_BYTES as MAX_TEXT_BYTES
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
@@ -184,8 +186,10 @@ def lint_source(
 
     `header_only`: the prefilter's HEADER tier (only imports and the `__main__` guard are looked at);
     `focused`: big files are analysed by the statements that mention a device token."""
-    catalog = catalog or catalog_for(policy)
     enabled = enabled or make_rule_filter(policy.select, policy.ignore)
+    if src.kind in TEXT_KINDS:
+        return _lint_text_source(src, policy, enabled, abs_path)
+    catalog = catalog or catalog_for(policy)
     result = FileResult(path=src.path, parsed=True)
     # Tokenizing for comments is slow: do it up front only when a file-level ignore may be there,
     # else only when a line that holds a finding mentions `gpufix`/`noqa` (see _Suppressions).
@@ -227,6 +231,15 @@ def lint_source(
     return result
 
 
+def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Optional[str]) -> FileResult:
+    """Shell scripts, Dockerfiles, .env files and YAML/JSON/TOML configs (gpufix.formats)."""
+    from gpufix.formats import lint_text
+
+    ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
+    findings, errors, candidates = lint_text(src.path, src.text, src.kind, policy, enabled, ignored_here)
+    return FileResult(src.path, findings, errors, candidates, parsed=True)
+
+
 def _to_cell(src: SourceFile, f: Finding) -> Finding:
     if not src.is_notebook:
         return f
@@ -262,10 +275,21 @@ def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool =
 
 
 def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_prefilter: bool, catalog: ApiCatalog) -> FileResult:
+    kind = detect_kind(display, raw)
+    # Non-Python files: the cheap byte test before any decoding or parsing. Data files (YAML/JSON/
+    # TOML) are tested even over the size limit, so a big dataset file without a device setting is
+    # skipped, not an error.
+    if kind in TEXT_KINDS and (use_prefilter or (kind in CONFIG_KINDS and len(raw) > MAX_TEXT_BYTES)):
+        if kind in CONFIG_KINDS and not may_have_findings(raw, kind):
+            return FileResult(display)
     try:
         src = read_source(display, raw)
     except ReadError as exc:
         return FileResult(display, errors=[exc.error])
+    if kind in TEXT_KINDS:
+        if use_prefilter and not may_have_findings(raw, kind):
+            return FileResult(display)
+        return lint_source(src, policy, catalog, abs_path=abs_path)
     if not use_prefilter:
         return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
     tier = classify(src.text, display, policy.effective_header_scope, catalog)

@@ -16,6 +16,9 @@ class WrongVisibleDevices(ProjectRule):
         "policy": ("value", "want"),
         "magic": ("value", "want"),
         "majority": ("value", "want", "files", "total"),
+        # a container pin (NVIDIA_VISIBLE_DEVICES, compose device_ids), judged in gpufix.formats
+        "container": ("what", "pinned", "inside", "want", "need"),
+        "launcher": ("value", "want"),  # an accelerate config's gpu_ids (gpufix.formats)
     }
 
     def check(self, ctx: RuleContext):

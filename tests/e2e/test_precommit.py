@@ -46,7 +46,7 @@ def test_hooks_file_declares_both_hooks():
     assert hooks["gpufix-fix"]["require_serial"] is True
     for hook in hooks.values():
         assert hook["language"] == "python"
-        assert hook["types_or"] == ["python", "jupyter"]
+        assert hook["types_or"] == ["python", "jupyter", "shell", "dockerfile", "dotenv", "yaml", "json", "toml"]
         assert hook.get("pass_filenames", True) is True
 
 
@@ -188,3 +188,18 @@ def test_hook_commands_stay_light(tmp_path):
     assert "HEAVY []" in proc.stderr, proc.stderr
     assert '"files_scanned": 1,' in proc.stdout, proc.stdout
     assert "other/" not in proc.stdout
+
+
+def test_precommit_reads_shell_scripts(precommit):
+    """The hooks' file types include shell scripts: pre-commit passes run.sh, gpufix lints and fixes it."""
+    run, project = precommit
+    script = project / "run.sh"
+    script.write_bytes(b"export CUDA_DEVICE_ORDER=PCI_BUS_ID\nexport CUDA_VISIBLE_DEVICES=0\n")
+    git(project, "add", "-A")
+    lint = run("run", "gpufix", "--files", "run.sh")
+    out = lint.stdout + lint.stderr
+    assert lint.returncode == 1, out
+    assert "run.sh:2:29: GPU103" in out, out
+    fix = run("run", "gpufix-fix", "--files", "run.sh")
+    assert fix.returncode == 1, fix.stdout + fix.stderr
+    assert script.read_bytes() == b"export CUDA_DEVICE_ORDER=PCI_BUS_ID\nexport CUDA_VISIBLE_DEVICES=1\n"

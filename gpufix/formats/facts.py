@@ -25,6 +25,7 @@ from gpufix.catalog import load_rule_docs
 from gpufix.config import Policy, is_index_mask, parse_mask
 from gpufix.model import Finding, Fix
 from gpufix.formats.text import Lines, insert_edit, replace_edit
+from gpufix.rules._shared import mask_fix_applicability
 
 MASK_VAR = "CUDA_VISIBLE_DEVICES"
 ORDER_VAR = "CUDA_DEVICE_ORDER"
@@ -232,7 +233,8 @@ class _Judge:
                     continue
                 fix = None
                 if e.editable:
-                    fix = Fix("safe", f'set CUDA_VISIBLE_DEVICES="{want}"', (replace_edit(self.lines, e.start, e.end, quoted(e.style, want)),))
+                    how = mask_fix_applicability(e.value, self.policy.mask)
+                    fix = Fix(how, f'set CUDA_VISIBLE_DEVICES="{want}"', (replace_edit(self.lines, e.start, e.end, quoted(e.style, want)),))
                 if e.form == "accelerate":
                     yield self.finding("GPU103", e.start, e.end, "launcher", value=e.value, want=want)
                 else:

@@ -25,7 +25,7 @@ from gpufix.catalog import load_rule_docs
 from gpufix.config import Policy, is_index_mask, parse_mask
 from gpufix.model import Finding, Fix
 from gpufix.formats.text import Lines, insert_edit, replace_edit
-from gpufix.rules._shared import mask_fix_applicability
+from gpufix.rules._shared import mask_fix_applicability, remap_applicability
 
 MASK_VAR = "CUDA_VISIBLE_DEVICES"
 ORDER_VAR = "CUDA_DEVICE_ORDER"
@@ -186,7 +186,7 @@ class _Judge:
                 yield self.finding("GPU001", o.start, o.end, "hidden", what=o.what, physical=physical, mask=mask)
             elif new != o.value:
                 code = o.template.format(new)
-                fix = Fix("safe", f"use {code}", (replace_edit(self.lines, o.start, o.end, code),))
+                fix = Fix(remap_applicability(file_mask, policy_mask), f"use {code}", (replace_edit(self.lines, o.start, o.end, code),))
                 yield self.finding("GPU001", o.start, o.end, "remap", fix, what=o.what, physical=physical, mask=mask,
                                    new_index=new, new=code)
 

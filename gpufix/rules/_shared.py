@@ -84,6 +84,15 @@ def mask_fix_applicability(old_value: str, policy_mask) -> str:
     return "unsafe" if policy_mask is not None and before > len(policy_mask) else "safe"
 
 
+def remap_applicability(file_mask, policy_mask) -> str:
+    """A remap is computed for the mask the file will have after the fix (the policy's). When the
+    GPU103 fix of the file's own mask is unsafe (it shrinks the mask), the remap must be applied
+    with it or not at all: it is unsafe too."""
+    if isinstance(file_mask, list) and policy_mask is not None and len(file_mask) > len(policy_mask):
+        return "unsafe"
+    return "safe"
+
+
 def header_lines(ctx: RuleContext, with_mask: bool) -> tuple:
     """The (variable, value) pairs a header inserted into this file must set."""
     lines = []

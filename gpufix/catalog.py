@@ -183,13 +183,15 @@ class ApiCatalog:
 
 
 def catalog_for(policy) -> ApiCatalog:
-    """The API catalogue as the policy sees it: its own `[[api]]` entries, first-party names removed."""
+    """The one place the catalogue a policy scans with is built: the bundled APIs plus the user's
+    own `[[tool.gpufix.api]]` entries, the project's first-party names removed from the frameworks
+    and `known-gpu-frameworks` added (cached per combination)."""
     project = getattr(policy, "project", None)
     first_party = tuple(policy.known_first_party) + (tuple(project.first_party) if project is not None else ())
     return _catalog_for(tuple(policy.extra_apis), first_party, tuple(policy.known_gpu_frameworks))
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _catalog_for(extra: tuple, first_party: tuple, known_frameworks: tuple) -> ApiCatalog:
     return load_api_catalog().with_extra(extra).for_project(first_party, known_frameworks)
 

@@ -17,6 +17,8 @@ class Edit:
       insert-before  insert statement `code` just before the statement starting at (line, col)
       move-to-header move the statement starting at (line, col) to the header position
       replace-stmt   replace the simple statement starting at (line, col) with statement `code`
+      replace-span   (non-Python files) replace the text from (line, col) to (end_line, end_col)
+      insert-text    (non-Python files) insert `code` at (line, col)
     """
 
     kind: str
@@ -24,6 +26,8 @@ class Edit:
     col: int = 0
     code: str = ""
     lines: tuple = ()
+    end_line: int = 0
+    end_col: int = 0
 
     def to_json(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in ("", (), 0) or k == "kind"}
@@ -82,7 +86,7 @@ class Finding:
 @dataclasses.dataclass(frozen=True)
 class FileError:
     path: str
-    kind: str  # read-error | decode-error | syntax-error | notebook-error | too-large | fix-error
+    kind: str  # read-error | decode-error | binary-file | syntax-error | notebook-error | too-large | fix-error
     message: str
     line: Optional[int] = None
     cell: Optional[int] = None

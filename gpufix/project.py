@@ -387,6 +387,8 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     unparsed: set = set()
     for a in abs_files:
         p = Path(a)
+        if p.suffix not in (".py", ".ipynb"):
+            continue  # shell scripts, configs, ...: no Python imports
         got = _read_for_graph(p)
         if got is None:
             unparsed.add(a)

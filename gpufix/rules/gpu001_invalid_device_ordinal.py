@@ -8,7 +8,7 @@ from gpufix.analysis import OrdinalUse
 from gpufix.model import Edit, Fix
 from gpufix.rules import UNKNOWN, Rule, RuleContext
 from gpufix.multigpu import in_multi_gpu_code, unsafe_context
-from gpufix.rules._shared import describe_ordinal, mask_text, quote_like, remap, visible_range
+from gpufix.rules._shared import remap_applicability, describe_ordinal, mask_text, quote_like, remap, visible_range
 
 
 def _replacement(use: OrdinalUse, new: int) -> str:
@@ -61,7 +61,8 @@ class InvalidDeviceOrdinal(Rule):
                 yield self.finding(ctx, use.pos, "hidden", what=what, physical=r.physical, mask=mask)
             elif r.new_index != use.value:
                 new = _replacement(use, r.new_index)
-                fix = Fix("safe", f"use {new}", (Edit("replace-expr", use.pos.line, use.pos.col, new),))
+                fix = Fix(remap_applicability(file_mask, policy_mask), f"use {new}",
+                          (Edit("replace-expr", use.pos.line, use.pos.col, new),))
                 note = ""
                 special = unsafe_context(ctx, use)
                 if special is not None:

@@ -264,7 +264,7 @@ def test_statistics_show_fixes_show_settings(tmp_path):
     settings = run_gpufix("scan", "--show-settings", "--ignore", "GPU1", cwd=tmp_path)
     assert settings.returncode == 0
     assert "Config file: pyproject.toml" in settings.stdout
-    assert 'enabled rules = ["GPU001", "GPU002", "GPU003"]' in settings.stdout
+    assert 'enabled rules = ["GPU001", "GPU002", "GPU003", "GPU004"]' in settings.stdout
 
 
 @pytest.mark.parametrize("fmt", ["concise", "json-lines", "junit", "gitlab", "pylint"])

@@ -18,6 +18,15 @@ MASK_VAR = "CUDA_VISIBLE_DEVICES"
 ORDER_VAR = "CUDA_DEVICE_ORDER"
 ENV_VARS = (MASK_VAR, ORDER_VAR)
 CUDA_STRING_RE = re.compile(r"^cuda:(\d+)$")
+INDEX_STRING_RE = re.compile(r"^\s*\d+\s*(?:,\s*\d+\s*)*,\s*$|^\s*\d+\s*(?:,\s*\d+\s*)+$")  # Lightning "1," / "0,2"
+# Calls that start a child process with an `env=` mapping (os.exec*e / os.spawn*e take it last).
+CHILD_ENV_CALLS = frozenset(
+    [f"subprocess.{n}" for n in ("run", "Popen", "call", "check_call", "check_output")]
+    + ["asyncio.create_subprocess_exec", "asyncio.create_subprocess_shell"]
+    + [f"os.{n}" for n in ("execle", "execlpe", "execve", "execvpe", "spawnle", "spawnlpe", "spawnve", "spawnvpe")]
+)
+# Format strings that make a device string from one value: f"cuda:{x}", "cuda:{}".format(x), "cuda:%d" % x.
+FLOW_STRING_PREFIX_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)$", re.I)
 CUDA_ORDINAL_CALLS = ("torch.cuda.current_device", "cupy.cuda.runtime.getDevice", "numba.cuda.get_current_device")
 TF_DEVICE_RE = re.compile(r"^(?P<prefix>.*?/?(?:device:)?)(?P<kind>GPU):(?P<index>\d+)$", re.I)
 
@@ -45,6 +54,7 @@ class EnvWrite:
     environ_src: str  # source of the environ expression ("os.environ", "environ")
     order: int  # source order
     value_src: Optional[str] = None  # the value's source text
+    child: bool = False  # the environment of a child process (subprocess env=...), not this one's
 
 
 @dataclasses.dataclass
@@ -64,6 +74,8 @@ class OrdinalUse:
     value: object  # int, or for lists/dicts a tuple of (int, Pos)
     api: str  # what was called ("torch.cuda.set_device", "'cuda:N' string")
     text: str = ""  # the literal as written (strings)
+    via: str = ""  # value flow: the names the literal went through to its use (gpufix.valueflow)
+    fix_blocked: Optional[str] = None  # value flow: why the literal must not be rewritten
 
 
 @dataclasses.dataclass
@@ -129,6 +141,9 @@ class Analyzer(ast.NodeVisitor):
         self.onnx_keys: dict = {}
         self.focus: set = set()
         self._imports_collected = False
+        self.flow_sinks: list = []  # device arguments that are names (gpufix.valueflow)
+        self.env_copies: set = set()  # names bound to a copy of os.environ (a child's environment)
+        self.child_envs: set = set()  # ids of the mappings already read as a child's environment
 
     # -- helpers -------------------------------------------------------------------------------
     def pos(self, node) -> Pos:
@@ -184,6 +199,8 @@ class Analyzer(ast.NodeVisitor):
         else:
             self.focus = focus_lines
             self._visit_focused(body)
+        if self.flow_sinks:
+            self._resolve_flow()
         seen = set()
         unique = []
         for use in self.facts.ordinals:
@@ -193,6 +210,27 @@ class Analyzer(ast.NodeVisitor):
                 unique.append(use)
         self.facts.ordinals = unique
         return self.facts
+
+    def _resolve_flow(self):
+        from gpufix.valueflow import Flow
+
+        for sink, reached in Flow(self.tree).reach(self.flow_sinks, self.src):
+            start = len(self.facts.ordinals)
+            self._record_ordinal(sink.kind, reached.literal, sink.called, sink.called, flow=True)
+            for use in self.facts.ordinals[start:]:
+                use.via, use.fix_blocked = reached.via, reached.blocked
+
+    def _flow_sink(self, kind, node, called):
+        from gpufix.valueflow import Sink
+
+        self.flow_sinks.append(Sink(kind, node, called, node.lineno))
+
+    def _device_value(self, kind, node, called):
+        """A value a device string is formatted from (f"cuda:{x}"): a literal, or a name to follow."""
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            self._flow_sink(kind, node, called)
+        else:
+            self._record_ordinal(kind, node, called, called)
 
     def _touches_focus(self, node) -> bool:
         end = getattr(node, "end_lineno", None) or node.lineno
@@ -343,7 +381,7 @@ class Analyzer(ast.NodeVisitor):
     def _is_environ(self, node) -> bool:
         return self.qualname(node) == "os.environ"
 
-    def _env_write(self, var, method, value_node, node, value_str=None):
+    def _env_write(self, var, method, value_node, node, value_str=None, child=False):
         stmt = self.stmt_stack[-1] if self.stmt_stack else node
         if value_node is None:
             kind, value, vpos = "str", value_str, None
@@ -387,6 +425,7 @@ class Analyzer(ast.NodeVisitor):
                 environ_src=environ_src,
                 order=self.order,
                 value_src=self.src(value_node) if value_node is not None else None,
+                child=child,
             )
         )
 
@@ -396,6 +435,40 @@ class Analyzer(ast.NodeVisitor):
                 key = _const_str(target.slice)
                 if key in ENV_VARS:
                     self._env_write(key, "setitem", value, target)
+            elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in self.env_copies:
+                key = _const_str(target.slice)
+                if key in ENV_VARS:
+                    self._env_write(key, "child", value, target, child=True)
+            elif isinstance(target, ast.Name) and self._is_environ_copy(value):
+                self.env_copies.add(target.id)
+
+    def _is_environ_copy(self, node) -> bool:
+        """`os.environ.copy()`, `dict(os.environ)`, `{**os.environ}`, `copy.copy(os.environ)`."""
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Attribute) and node.func.attr == "copy" and self._is_environ(node.func.value):
+                return True
+            q = self.qualname(node.func) if not isinstance(node.func, ast.Name) else node.func.id
+            return q in ("dict", "copy.copy", "copy.deepcopy") and bool(node.args) and self._is_environ(node.args[0])
+        if isinstance(node, ast.Dict):
+            return any(k is None and self._is_environ(v) for k, v in zip(node.keys, node.values))
+        return False
+
+    def _child_env(self, node):
+        """Mask writes in a mapping handed to a child process (never this process's own header)."""
+        if id(node) in self.child_envs:
+            return
+        self.child_envs.add(id(node))
+        if isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values):
+                key = _const_str(k) if k is not None else None
+                if key in ENV_VARS:
+                    self._env_write(key, "child", v, node, child=True)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+            for kw in node.keywords:
+                if kw.arg in ENV_VARS:
+                    self._env_write(kw.arg, "child", kw.value, node, child=True)
+            if node.args and isinstance(node.args[0], ast.Dict):
+                self._child_env(node.args[0])
 
     def visit_Assign(self, node):
         self._assign_targets(node.targets, node.value)
@@ -414,6 +487,22 @@ class Analyzer(ast.NodeVisitor):
         # Environment writes through calls.
         if isinstance(func, ast.Attribute) and func.attr in ("update", "setdefault") and self._is_environ(func.value):
             self._env_call(node, func.attr)
+        elif isinstance(func, ast.Attribute) and func.attr == "update" and isinstance(func.value, ast.Name) and func.value.id in self.env_copies:
+            for arg in node.args[:1]:
+                self._child_env(arg)
+            self._child_env(ast.Call(func=ast.Name("dict"), args=[], keywords=node.keywords))
+        elif qual in CHILD_ENV_CALLS:
+            env = next((kw.value for kw in node.keywords if kw.arg == "env"), None)
+            if env is None and qual.startswith("os.") and node.args and not any(isinstance(a, ast.Starred) for a in node.args):
+                env = node.args[-1]
+            if env is not None and not (isinstance(env, ast.Call) and self._is_environ_copy(env) and not env.keywords):
+                self._child_env(env)
+        elif isinstance(func, ast.Name) and func.id == "dict" and node.args and self._is_environ(node.args[0]):
+            self._child_env(node)  # dict(os.environ, CUDA_VISIBLE_DEVICES="0"): a child's environment
+        if isinstance(func, ast.Attribute) and func.attr == "format" and len(node.args) == 1 and not node.keywords:
+            fmt = _const_str(func.value)
+            if fmt is not None and re.match(r"^(?:cuda:|/?(?:device:)?GPU:)\{0?\}$", fmt, re.I):
+                self._device_value("ordinal", node.args[0], f"'{fmt}'.format() string")
         elif qual == "os.putenv" and node.args:
             key = _const_str(node.args[0])
             if key in ENV_VARS:
@@ -475,7 +564,10 @@ class Analyzer(ast.NodeVisitor):
                         continue
                 self._record_ordinal(spec.value, arg, api.name if api.name != "*" else name, shown)
 
-    def _record_ordinal(self, value_kind, arg, api_name, called):
+    def _record_ordinal(self, value_kind, arg, api_name, called, flow=False):
+        if not flow and isinstance(arg, (ast.Name, ast.Attribute)):
+            self._flow_sink(value_kind, arg, called)  # followed to its literal after the walk
+            return
         if value_kind == "nvml-index" and isinstance(arg, ast.Call) and self.qualname(arg.func) in CUDA_ORDINAL_CALLS:
             # nvmlDeviceGetHandleByIndex(torch.cuda.current_device()): a CUDA ordinal fed to NVML.
             self.facts.ordinals.append(OrdinalUse("nvml-cuda-ordinal", self.pos(arg), None, called, text=self.src(arg)))
@@ -491,6 +583,32 @@ class Analyzer(ast.NodeVisitor):
         elif value_kind == "ordinal-list":
             if isinstance(arg, (ast.List, ast.Tuple)):
                 self._record_list(arg, called)
+        elif value_kind == "count-or-indices":
+            # Lightning's `devices`/`gpus`: an int is a count; a list or a "1," / "0,2" string lists indices.
+            s = _const_str(arg)
+            if isinstance(arg, (ast.List, ast.Tuple)):
+                if len(arg.elts) == 1:
+                    self._record_ordinal("ordinal", arg.elts[0], api_name, called, flow)
+                else:
+                    self._record_list(arg, called)
+            elif s is not None and INDEX_STRING_RE.match(s):
+                indices = [int(p) for p in s.split(",") if p.strip()]
+                if len(indices) == 1:
+                    self.facts.ordinals.append(OrdinalUse("index-string", self.pos(arg), indices[0], called, text=self.src(arg)))
+                else:
+                    self.facts.ordinals.append(OrdinalUse("list", self.pos(arg), tuple((i, self.pos(arg)) for i in indices), called))
+        elif value_kind == "device-element":
+            # tf.config.set_visible_devices(gpus[1]): an element of the visible-device list, by index.
+            elts = arg.elts if isinstance(arg, (ast.List, ast.Tuple)) else [arg]
+            subs = [e for e in elts if isinstance(e, ast.Subscript) and not isinstance(e.slice, ast.Slice)]
+            if len(subs) != len(elts):
+                return
+            if len(subs) == 1:
+                self._record_ordinal("ordinal", subs[0].slice, api_name, called, flow)
+            else:
+                items = tuple((_literal_int(e.slice), self.pos(e.slice)) for e in subs if _literal_int(e.slice) is not None)
+                if len(items) == len(subs):
+                    self.facts.ordinals.append(OrdinalUse("list", self.pos(arg), items, called))
         elif value_kind == "ordinal-dict-values":
             i = _literal_int(arg)
             if i is not None:
@@ -521,6 +639,8 @@ class Analyzer(ast.NodeVisitor):
 
     # -- literals ------------------------------------------------------------------------------
     def visit_Dict(self, node):
+        if self._is_environ_copy(node):
+            self._child_env(node)  # {**os.environ, "CUDA_VISIBLE_DEVICES": "0"}: a child's environment
         if id(node) in self.map_location_dicts:
             for k in node.keys:
                 if k is not None:
@@ -536,8 +656,27 @@ class Analyzer(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_JoinedStr(self, node):
-        # f-string parts are not string literals of their own.
-        return
+        # f-string parts are not string literals of their own; f"cuda:{gpu}" makes a device of `gpu`.
+        values = node.values
+        if len(values) == 2 and isinstance(values[1], ast.FormattedValue) and values[1].format_spec is None:
+            head = _const_str(values[0])
+            if head is not None and FLOW_STRING_PREFIX_RE.match(head):
+                self._device_value("ordinal", values[1].value, f"f'{head}{{...}}' string")
+
+    def visit_BinOp(self, node):
+        # "cuda:%d" % gpu, "cuda:" + str(gpu)
+        head = _const_str(node.left)
+        if head is not None:
+            value = None
+            if isinstance(node.op, ast.Mod) and re.match(r"^(?:cuda:|/?(?:device:)?GPU:)%[dis]$", head, re.I):
+                value = node.right.elts[0] if isinstance(node.right, ast.Tuple) and len(node.right.elts) == 1 else node.right
+            elif isinstance(node.op, ast.Add) and FLOW_STRING_PREFIX_RE.match(head):
+                r = node.right
+                if isinstance(r, ast.Call) and isinstance(r.func, ast.Name) and r.func.id == "str" and len(r.args) == 1:
+                    value = r.args[0]
+            if value is not None:
+                self._device_value("ordinal", value, f"'{head}...' string")
+        self.generic_visit(node)
 
     def visit_Constant(self, node):
         if isinstance(node.value, str) and id(node) not in self.skip_strings:

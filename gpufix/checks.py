@@ -7,6 +7,7 @@ holds only what the rule decides. Adding a rule: a catalogue file plus one `@rul
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Callable, Optional
 
 from gpufix.analysis import MASK_VAR, ORDER_VAR, EnvWrite, Facts, OrdinalUse, Pos
@@ -30,11 +31,12 @@ class RuleContext:
 
     @property
     def mask_writes(self) -> list:
-        return [w for w in self.facts.env_writes if w.var == MASK_VAR]
+        """This process's own mask writes (a child process's `env=` is not the file's header)."""
+        return [w for w in self.facts.env_writes if w.var == MASK_VAR and not w.child]
 
     @property
     def order_writes(self) -> list:
-        return [w for w in self.facts.env_writes if w.var == ORDER_VAR]
+        return [w for w in self.facts.env_writes if w.var == ORDER_VAR and not w.child]
 
     def file_mask(self):
         """The file's own mask before any fix: None (sets none), UNKNOWN, or the parsed entries."""
@@ -133,14 +135,21 @@ def _mask_text(entries) -> str:
 
 
 def _describe_ordinal(use: OrdinalUse) -> str:
+    if use.via:  # value flow: the literal is far from its use
+        shown = use.text if use.kind in ("tf-device", "index-string") else f"device index {use.value}"
+        return f"{shown} ({use.via})"
     if use.kind in ("cuda-string", "tf-device"):
         return use.text
+    if use.kind == "index-string":
+        return f"device indices {use.text} in {use.api}()"
     return f"device index {use.value} in {use.api}()"
 
 
 def _replacement(use: OrdinalUse, new: int) -> str:
     if use.kind == "cuda-string":
         return quote_like(use.text, f"cuda:{new}")
+    if use.kind == "index-string":  # Lightning "1,": the index inside the string
+        return re.sub(r"\d+", str(new), use.text, count=1)
     if use.kind == "tf-device":
         literal = use.text
         head = literal.rstrip("'\"")
@@ -155,7 +164,7 @@ def invalid_ordinal(ctx: RuleContext):
     file_mask = ctx.file_mask()
     policy_mask = ctx.policy_mask
     for use in ctx.facts.ordinals:
-        if use.kind not in ("cuda-string", "int", "tf-device") or use.value == 0:
+        if use.kind not in ("cuda-string", "int", "tf-device", "index-string") or use.value == 0:
             continue
         what = _describe_ordinal(use)
         if policy_mask is None:
@@ -176,6 +185,11 @@ def invalid_ordinal(ctx: RuleContext):
         elif r.new_index is None:
             yield _finding(ctx, "GPU001", use.pos, ctx.message(
                 "GPU001", "hidden", what=what, physical=r.physical, mask=mask))
+        elif r.new_index != use.value and use.fix_blocked:
+            new = _replacement(use, r.new_index)
+            yield _finding(ctx, "GPU001", use.pos, ctx.message(
+                "GPU001", "remap-by-hand", what=what, physical=r.physical, mask=mask, new_index=r.new_index, new=new,
+                reason=use.fix_blocked))
         elif r.new_index != use.value:
             new = _replacement(use, r.new_index)
             fix = Fix("safe", f"use {new}", (Edit("replace-expr", use.pos.line, use.pos.col, new),))
@@ -228,7 +242,8 @@ def nvml_index_as_cuda_ordinal(ctx: RuleContext):
         i = use.value
         if i < len(mask) and mask[i] != i:
             yield _finding(ctx, "GPU003", use.pos, ctx.message(
-                "GPU003", "default", index=i, mask=_mask_text(mask), physical=mask[i], api=use.api))
+                "GPU003", "flow" if use.via else "default", index=i, mask=_mask_text(mask), physical=mask[i], api=use.api,
+                via=use.via))
 
 
 # -- the mask header -------------------------------------------------------------------------------
@@ -298,20 +313,22 @@ def wrong_visible_devices(ctx: RuleContext):
     if not ctx.policy.has_policy:
         return  # judged across files by the engine (the value most files use)
     want = ctx.policy.visible_devices
-    for w in ctx.mask_writes:
-        if w.value_kind not in ("str", "int") or w.value is None:
+    for w in ctx.facts.env_writes:
+        if w.var != MASK_VAR or w.value_kind not in ("str", "int") or w.value is None:
             continue
         if _normalized(w.value) == _normalized(want):
             continue
         fix = value_fix(w, want, f'set CUDA_VISIBLE_DEVICES="{want}"')
-        variant = "magic" if w.method == "magic" else "policy"
+        variant = "magic" if w.method == "magic" else "child" if w.child else "policy"
         yield _finding(ctx, "GPU103", w.value_pos or w.pos, ctx.message("GPU103", variant, value=w.value, want=want), fix)
 
 
 @rule("GPU104")
 def wrong_device_order(ctx: RuleContext):
     want = ctx.policy.device_order
-    for w in ctx.order_writes:
+    for w in ctx.facts.env_writes:
+        if w.var != ORDER_VAR:
+            continue
         if w.value_kind not in ("str", "int") or w.value is None or w.value.strip() == want:
             continue
         fix = value_fix(w, want, f'set CUDA_DEVICE_ORDER="{want}"')
@@ -322,8 +339,8 @@ def wrong_device_order(ctx: RuleContext):
 def mask_set_too_late(ctx: RuleContext):
     triggers = ctx.facts.gpu_imports + ctx.facts.gpu_calls
     for w in ctx.facts.env_writes:
-        if w.method == "magic":
-            continue
+        if w.method == "magic" or w.child:
+            continue  # a child process's env= is read when the child starts, not too late
         earlier = [
             t for t in triggers
             if (t.ctx is None and (w.ctx is not None or t.order < w.order)) or (t.ctx is not None and t.ctx == w.ctx and t.order < w.order)

@@ -42,14 +42,26 @@ _VALUE_START = {
     "ordinal-list": r"[\[(]",
     "ordinal-dict-values": rf"(?:{_NONZERO}|\{{)",
     "ordinal-dict-keys": r"\{",
+    "count-or-indices": r"[\[('\"]",  # an int is a count: only a list or a "1," string holds indices
+    "device-element": r"[\[(A-Za-z_]",  # gpus[1], [gpus[1]], tf.config.list_physical_devices("GPU")[1]
 }
+# Value flow (gpufix.valueflow): a device argument that is a name matters only when some literal
+# is bound with `=` somewhere in the file (an assignment, a default, argparse's `default=`).
+_NAME_START = r"[A-Za-z_]"
+_FLOW_SOURCE_RX = re.compile(
+    r"=" + r"(?:\s|\\|\(|#[^\n]*)*" + r"(?:\d|\[(?:\s|\(|#[^\n]*)*\d|[rRuU]?['\"](?:\s*\d|[^'\"\n]*[Pp][Uu]:\d))"
+)
+# Device strings formatted from a value: f"cuda:{x}", "cuda:{}".format(x), "cuda:%d" % x, "cuda:" + str(x).
+_FORMAT_TOKENS = ("cuda:{", "cuda:%", "cuda:'", 'cuda:"', "PU:{", "pu:{", "PU:%", "pu:%", "PU:'", 'PU:"', "pu:'", 'pu:"')
 # Environment variables whose writes the rules judge (a substring of each name, so that
 # `"CUDA_" "VISIBLE_DEVICES"` still counts).
 _ENV_TOKENS = ("VISIBLE_DEVICES", "DEVICE_ORDER")
 
 
-def _value(kind: str) -> str:
+def _value(kind: str, named: bool = False) -> str:
     # `(` is in _GAP, so "(" + value covers tuples: `(` then an int.
+    if named:
+        return _GAP + _NAME_START
     return _GAP + (_VALUE_START.get(kind) or r"[\[({\d]")
 
 
@@ -96,6 +108,9 @@ class _Tests:
 @functools.lru_cache(maxsize=16)
 def _compiled(catalog: ApiCatalog):
     ordinal = _Tests()
+    named = _Tests()
+    for token in _FORMAT_TOKENS:
+        ordinal.add(token, None)
     # 'cuda:N' strings anywhere (GPU001), TF device strings ('/GPU:1', '/device:gpu:2').
     ordinal.add("cuda:", rf"cuda:{_NONZERO}")
     ordinal.add("PU:", rf"PU:{_NONZERO}")  # TF device strings: '/GPU:1', '/device:GPU:2'
@@ -107,21 +122,22 @@ def _compiled(catalog: ApiCatalog):
     for api in catalog.apis:
         name = api.last_name
         for spec in api.args:
-            if spec.value == "tf-device":
-                continue  # a string literal: the 'GPU:N' shape above
-            value = _value(spec.value)
-            if spec.keyword:
-                ordinal.add(spec.keyword, rf"{re.escape(spec.keyword)}\s*={value}")
-            if spec.position is not None and name != "*":
-                # `from m import name as alias` calls it by another name: parse the file.
-                ordinal.add(name, rf"{re.escape(name)}\s+as\b")
-                if spec.position == 0:
-                    ordinal.add(name, rf"{re.escape(name)}{call}{value}")
-                elif spec.when_position is not None:
-                    # torch.device('cuda', 1): the ordinal follows a string literal (no parentheses).
-                    ordinal.add(name, rf"{re.escape(name)}{call}[^()]*,{value}")
-                else:
-                    ordinal.add(name, rf"{re.escape(name)}{call}")  # after arbitrary arguments: any call
+            for tests, is_named in ((ordinal, False), (named, True)):
+                if spec.value == "tf-device" and not is_named:
+                    continue  # a string literal: the 'GPU:N' shape above
+                value = _value(spec.value, is_named)
+                if spec.keyword:
+                    tests.add(spec.keyword, rf"{re.escape(spec.keyword)}\s*={value}")
+                if spec.position is not None and name != "*":
+                    # `from m import name as alias` calls it by another name: parse the file.
+                    ordinal.add(name, rf"{re.escape(name)}\s+as\b")
+                    if spec.position == 0:
+                        tests.add(name, rf"{re.escape(name)}{call}{value}")
+                    elif spec.when_position is not None:
+                        # torch.device('cuda', 1): the ordinal follows a string literal (no parentheses).
+                        tests.add(name, rf"{re.escape(name)}{call}[^()]*,{value}")
+                    else:
+                        tests.add(name, rf"{re.escape(name)}{call}")  # after arbitrary arguments: any call
     for key in catalog.dict_keys:
         ordinal.add(key, rf"{re.escape(key)}['\"]{_GAP}:{_GAP}{_NONZERO}")
     for token in _ENV_TOKENS:
@@ -138,7 +154,7 @@ def _compiled(catalog: ApiCatalog):
         if "." not in api.name or catalog.framework_of_module(root) is None:
             risky.add(api.last_name)
     risky_tests = ((None, tuple((w, re.compile(rf"{re.escape(w)}(?<!\w{re.escape(w)})\b")) for w in sorted(risky))),)
-    return ordinal.compile(), framework_rx, risky_tests
+    return ordinal.compile(), framework_rx, risky_tests, named.compile()
 
 
 def _any(groups, text: str) -> bool:
@@ -185,9 +201,11 @@ def is_entrypoint_name(path: str) -> bool:
 
 
 def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
-    ordinal, _, risky = _compiled(catalog)
+    ordinal, _, risky, named = _compiled(catalog)
     if _any(ordinal, text):
         return FULL
+    if _FLOW_SOURCE_RX.search(text) and _any(named, text):
+        return FULL  # a name at a device argument, and a literal it may hold
     if scope == "all":
         return HEADER
     if not imports_framework(text, catalog) and not _any(risky, text):

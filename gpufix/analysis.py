@@ -214,7 +214,7 @@ class Analyzer(ast.NodeVisitor):
     def _resolve_flow(self):
         from gpufix.valueflow import Flow
 
-        for sink, reached in Flow(self.tree).reach(self.flow_sinks, self.src):
+        for sink, reached in Flow(self.tree, "\n".join(self.lines)).reach(self.flow_sinks, self.src):
             start = len(self.facts.ordinals)
             self._record_ordinal(sink.kind, reached.literal, sink.called, sink.called, flow=True)
             for use in self.facts.ordinals[start:]:

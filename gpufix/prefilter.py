@@ -43,11 +43,12 @@ _VALUE_START = {
     "ordinal-dict-values": rf"(?:{_NONZERO}|\{{)",
     "ordinal-dict-keys": r"\{",
     "count-or-indices": r"[\[('\"]",  # an int is a count: only a list or a "1," string holds indices
-    "device-element": r"[\[(A-Za-z_]",  # gpus[1], [gpus[1]], tf.config.list_physical_devices("GPU")[1]
+    # gpus[1], [gpus[1]], tf.config.list_physical_devices("GPU")[1]: a subscript (or a list of them)
+    "device-element": r"(?:[\[(]|[A-Za-z_][\w.]*\s*(?:\[|\([^()]*\)\s*\[))",
 }
 # Value flow (gpufix.valueflow): a device argument that is a name matters only when some literal
 # is bound with `=` somewhere in the file (an assignment, a default, argparse's `default=`).
-_NAME_START = r"[A-Za-z_]"
+_NAME_START = r"([A-Za-z_][\w.]*)"  # captured: the name the flow gate looks up
 _FLOW_SOURCE_RX = re.compile(
     r"=" + r"(?:\s|\\|\(|#[^\n]*)*" + r"(?:\d|\[(?:\s|\(|#[^\n]*)*\d|[rRuU]?['\"](?:\s*\d|[^'\"\n]*[Pp][Uu]:\d))"
 )
@@ -204,7 +205,7 @@ def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
     ordinal, _, risky, named = _compiled(catalog)
     if _any(ordinal, text):
         return FULL
-    if _FLOW_SOURCE_RX.search(text) and _any(named, text):
+    if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, text):
         return FULL  # a name at a device argument, and a literal it may hold
     if scope == "all":
         return HEADER
@@ -215,6 +216,36 @@ def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
     if is_entrypoint_name(path) or text.startswith("#!") or "__main__" in text:
         return HEADER
     return SKIP
+
+
+def _named_sink_may_resolve(groups, text: str) -> bool:
+    """Whether a name at a device argument may be bound to a literal (gpufix.valueflow's own text
+    gate, on the names the catalogue's patterns capture)."""
+    from gpufix.valueflow import _TextGate, name_node
+
+    names = set()
+    for gate, tests in groups:
+        if gate is not None and gate not in text:
+            continue
+        for literal, rx in tests:
+            if literal not in text or rx is None:
+                continue
+            found = rx.findall(text)
+            if not found:
+                continue
+            if rx.groups == 0:
+                return True  # an argument after others (any call): no name to look up
+            for groups in found:
+                if isinstance(groups, str):
+                    groups = (groups,)
+                captured = [g for g in groups if g]
+                if not captured:
+                    return True  # matched an alternative without a name (any call)
+                names.update(captured)
+    if not names:
+        return False
+    flow_gate = _TextGate(text)
+    return any(flow_gate.may_resolve(name_node(n)) for n in names)
 
 
 def may_call_device_api(text: str, catalog: ApiCatalog) -> bool:

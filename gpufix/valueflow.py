@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from typing import Optional
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
@@ -80,9 +81,13 @@ class _Index:
         self.positional_class_calls: set = set()  # classes constructed with positional arguments
         self.field_classes: dict = {}  # field name -> class name
         self.globals_in_functions: set = set()
-        for node in ast.walk(tree):
+        parent = self.parent
+        stack = [tree]
+        while stack:
+            node = stack.pop()
             for child in ast.iter_child_nodes(node):
-                self.parent[id(child)] = node
+                parent[id(child)] = node
+                stack.append(child)
         self._bind(tree)
 
     # -- scopes --------------------------------------------------------------------------------
@@ -253,9 +258,81 @@ class _Index:
         return None
 
 
+# What a definition that _Index can follow looks like in the text: `name = <literal or name>`
+# (assignments, defaults), `name: T = ...` (fields), an argparse option named after the attribute.
+_LITERAL_START = r"""(?:\(\s*)*(?:\d|\[\s*\d|[rRuU]?['"](?:\s*\d|[^'"\n]*[Pp][Uu]:\d))"""
+# `= <literal>` or `= <dotted name>` (a link to follow) after the name, on the same line.
+_BINDING_TAIL = (
+    rf"[ \t]*(?::[^=,(\n]*)?=(?!=)[ \t]*(?:(?P<lit>{_LITERAL_START})"
+    r"|(?P<link>(?!(?:None|True|False)\b)[A-Za-z_][\w.]*)[ \t]*(?:$|[;#,)\]]))"
+)
+
+
+class _TextGate:
+    """A cheap text test (a superset of what _Index resolves) that spares building the index in the
+    many files whose device arguments are names bound only to calls (`device = torch.device(...)`)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.memo: dict = {}
+        self.bindings: dict = {}
+
+    def _bindings(self, name: str) -> tuple:
+        """(bound to a literal somewhere, the dotted names it is bound to)."""
+        if name not in self.bindings:
+            lit, links = False, set()
+            if name in self.text:
+                for m in re.finditer(rf"{re.escape(name)}(?<![\w.]{re.escape(name)}){_BINDING_TAIL}", self.text, re.M):
+                    if m.group("lit") is not None:
+                        lit = True
+                        break
+                    links.add(m.group("link"))
+            self.bindings[name] = (lit, links)
+        return self.bindings[name]
+
+    def may_resolve(self, node, depth: int = 0) -> bool:
+        if isinstance(node, ast.Name):
+            key = ("name", node.id)
+        elif isinstance(node, ast.Attribute):
+            key = ("attr", node.attr)
+        else:
+            return False
+        if "dtype" in key[1]:
+            return False  # `.to(dtype)`, `.to(x.dtype)`: a dtype, never a device
+        if key not in self.memo:
+            self.memo[key] = False  # a cycle of links resolves to nothing
+            self.memo[key] = self._check(*key, depth)
+        return self.memo[key]
+
+    def _check(self, kind, name, depth) -> bool:
+        if depth >= _MAX_LINKS or name in ("None", "True", "False"):
+            return False
+        lit, links = self._bindings(name)
+        if lit:
+            return True  # `N = 1`, `def f(N=1)`, `N: int = 1` (also a field with a literal default)
+        for link in links:
+            if self.may_resolve(name_node(link), depth + 1):
+                return True
+        if kind == "attr":
+            text = self.text
+            if "field(" in text and re.search(rf"(?<![\w.]){re.escape(name)}\s*:[^=\n]*=\s*[\w.]*field\(", text):
+                return True
+            if "add_argument" in text and (self._bindings("default")[0] or self._bindings("default")[1]):
+                dashed = "[-_]".join(re.escape(p) for p in name.split("_"))
+                return re.search(rf"""['"]-{{0,2}}{dashed}['"]|dest\s*=\s*['"]{re.escape(name)}['"]""", text) is not None
+        return False
+
+
+def name_node(dotted: str):
+    """`a.b.c` -> an ast Attribute (c of a.b), `a` -> an ast Name: what _TextGate looks up."""
+    head, _, last = dotted.rpartition(".")
+    return ast.Attribute(ast.Name(head), last) if head else ast.Name(last)
+
+
 class Flow:
-    def __init__(self, tree: ast.Module):
+    def __init__(self, tree: ast.Module, text: str = ""):
         self.tree = tree
+        self.text = text
         self._index: Optional[_Index] = None
 
     @property
@@ -266,10 +343,14 @@ class Flow:
 
     def reach(self, sinks: list, src) -> list:
         """[(sink, Reached)] for every literal that can reach a sink; `src(node)` gives source text."""
+        gate = _TextGate(self.text)
+        live = [s for s in sinks if gate.may_resolve(s.node)]
+        if not live:
+            return []
         index = self.index
         device_ids = {id(s.node) for s in sinks}
         out = []
-        for sink in sinks:
+        for sink in live:
             for literal, chain, blocked in self._follow(sink.node, index, device_ids, src, 0, frozenset()):
                 # chain: (label of the definition, text of the read), outermost (the literal's) first
                 label, read = chain[0]

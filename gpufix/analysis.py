@@ -226,11 +226,10 @@ class Analyzer(ast.NodeVisitor):
         self.flow_sinks.append(Sink(kind, node, called, node.lineno))
 
     def _device_value(self, kind, node, called):
-        """A value a device string is formatted from (f"cuda:{x}"): a literal, or a name to follow."""
+        """A value a device string is formatted from (f"cuda:{gpu}"): a name, followed to its literal
+        (a literal formatted in place, f"cuda:{1}", is left alone: nobody writes it by accident)."""
         if isinstance(node, (ast.Name, ast.Attribute)):
             self._flow_sink(kind, node, called)
-        else:
-            self._record_ordinal(kind, node, called, called)
 
     def _touches_focus(self, node) -> bool:
         end = getattr(node, "end_lineno", None) or node.lineno

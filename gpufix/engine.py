@@ -15,13 +15,13 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
-from gpufix import checks
-from gpufix.analysis import MASK_VAR, EnvWrite, Pos, analyze, header_facts
-from gpufix.catalog import ApiCatalog, load_api_catalog, load_rule_docs
+from gpufix.analysis import source_facts
+from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
 from gpufix.config import Policy
 from gpufix.discover import PathFilter, discover
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
+from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
 from gpufix.prefilter import HEADER, SKIP, classify, is_entrypoint_name
 from gpufix.source import ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
@@ -39,8 +39,8 @@ class FileResult:
     path: str
     findings: list = dataclasses.field(default_factory=list)
     errors: list = dataclasses.field(default_factory=list)
-    # literal CUDA_VISIBLE_DEVICES values (for GPU103 without a policy, judged across files)
-    mask_values: list = dataclasses.field(default_factory=list)
+    # project rules' per-file candidates ({"finding": ..., "value": ...}), judged across files in gather()
+    candidates: list = dataclasses.field(default_factory=list)
     parsed: bool = False
 
     def to_json(self) -> dict:
@@ -48,7 +48,7 @@ class FileResult:
             "path": self.path,
             "findings": [_finding_to_cache(f) for f in self.findings],
             "errors": [dataclasses.asdict(e) for e in self.errors],
-            "mask_values": self.mask_values,
+            "candidates": self.candidates,
             "parsed": self.parsed,
         }
 
@@ -58,7 +58,7 @@ class FileResult:
             path=path,
             findings=[_finding_from_cache(f, path) for f in data["findings"]],
             errors=[FileError(**{**e, "path": path}) for e in data["errors"]],
-            mask_values=data["mask_values"],
+            candidates=data["candidates"],
             parsed=data["parsed"],
         )
 
@@ -184,7 +184,7 @@ def lint_source(
 
     `header_only`: the prefilter's HEADER tier (only imports and the `__main__` guard are looked at);
     `focused`: big files are analysed by the statements that mention a device token."""
-    catalog = catalog or load_api_catalog().with_extra(policy.extra_apis)
+    catalog = catalog or catalog_for(policy)
     enabled = enabled or make_rule_filter(policy.select, policy.ignore)
     result = FileResult(path=src.path, parsed=True)
     # Tokenizing for comments is slow: do it up front only when a file-level ignore may be there,
@@ -197,10 +197,7 @@ def lint_source(
             warnings.simplefilter("ignore")
             tree = ast.parse(src.text, filename=src.path)
         lines = split_lines(src.text)
-        if header_only:
-            facts = header_facts(tree, lines, catalog, src.text)
-        else:
-            facts = analyze(tree, lines, catalog, text=src.text if focused else None)
+        facts = source_facts(src, tree, lines, catalog, header_only=header_only, focused=focused)
     except SyntaxError as exc:
         result.errors.append(_syntax_error(src, exc))
         return result
@@ -210,27 +207,23 @@ def lint_source(
     except ValueError as exc:  # e.g. NUL bytes that survived decoding
         result.errors.append(FileError(src.path, "syntax-error", f"cannot parse: {exc}"))
         return result
-    for name, value, line in src.env_magics:
-        if name == MASK_VAR or name == "CUDA_DEVICE_ORDER":
-            p = Pos(line, 0, line, 0)
-            facts.env_writes.append(EnvWrite(name, "magic", "str", value, None, p, p, None, True, False, "os.environ", 0))
-    ctx = checks.RuleContext(src.path, policy, facts, header_scope_member(policy.effective_header_scope, facts, src))
+    ctx = RuleContext(src.path, policy, facts, header_scope_member(policy.effective_header_scope, facts, src))
     ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
-    for finding in checks.run_rules(ctx, enabled):
+
+    def reported(finding: Finding) -> bool:
         if any(finding.rule.startswith(c) for c in ignored_here):
+            return False
+        return not sup.suppressed(finding.rule, (finding.line, finding.end_line), lines)
+
+    for finding in run_rules(ctx, enabled):
+        if reported(finding):
+            result.findings.append(_to_cell(src, finding))
+    for code, project_rule in project_rules().items():
+        if not enabled(code):
             continue
-        if sup.suppressed(finding.rule, (finding.line, finding.end_line), lines):
-            continue
-        result.findings.append(_to_cell(src, finding))
-    if not policy.has_policy and enabled("GPU103") and not any("GPU103".startswith(c) for c in ignored_here):
-        for w in ctx.mask_writes:
-            if w.value_kind in ("str", "int") and w.value is not None:
-                p = w.value_pos or w.pos
-                if sup.suppressed("GPU103", (p.line,), lines):
-                    continue
-                cell, line = (src.cell_of(p.line) if src.is_notebook else (None, p.line))
-                end = line + (p.end_line - p.line)
-                result.mask_values.append({"value": w.value, "pos": [line, p.col, end, p.end_col], "cell": cell})
+        for cand in project_rule.collect(ctx):
+            if reported(cand.finding):
+                result.candidates.append({"finding": _finding_to_cache(_to_cell(src, cand.finding)), "value": cand.value})
     return result
 
 
@@ -261,7 +254,7 @@ def _read_file(abs_path: str):
 
 
 def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool = True, catalog: Optional[ApiCatalog] = None) -> FileResult:
-    catalog = catalog or load_api_catalog().with_extra(policy.extra_apis)
+    catalog = catalog or catalog_for(policy)
     got, problem = _read_file(abs_path)
     if got is None:
         return FileResult(display, errors=[FileError(display, "read-error", problem)])
@@ -292,7 +285,7 @@ def _job_init(policy: Policy, use_prefilter: bool) -> None:
     gc.disable()  # see scan(): a worker lives for one scan
     _JOB_STATE["policy"] = policy
     _JOB_STATE["use_prefilter"] = use_prefilter
-    _JOB_STATE["catalog"] = load_api_catalog().with_extra(policy.extra_apis)
+    _JOB_STATE["catalog"] = catalog_for(policy)
 
 
 def _lint_job(args) -> dict:
@@ -426,23 +419,19 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
 
 
 def gather(policy: Policy, results, extra_errors=(), warnings=()) -> ScanResult:
-    """Per-file results -> one ScanResult: sorted, plus the cross-file findings (GPU103 without a
-    policy). Shared by scan and apply."""
+    """Per-file results -> one ScanResult: sorted, plus the project rules' cross-file findings
+    (GPU103 without a policy). Shared by scan and apply."""
     ordered = sorted(results, key=lambda r: r.path)
     findings = [f for r in ordered for f in r.findings]
-    if not policy.has_policy and make_rule_filter(policy.select, policy.ignore)("GPU103"):
-        findings.extend(_majority_findings(ordered))
+    enabled = make_rule_filter(policy.select, policy.ignore)
+    for code, project_rule in project_rules().items():
+        if not enabled(code):
+            continue
+        candidates = [
+            Candidate(_finding_from_cache(c["finding"], r.path), c["value"])
+            for r in ordered for c in r.candidates if c["finding"]["rule"] == code
+        ]
+        findings.extend(project_rule.finish(policy, candidates))
     findings.sort(key=Finding.sort_key)
     errors = [e for r in ordered for e in r.errors] + list(extra_errors)
     return ScanResult(policy, ordered, findings, errors, list(warnings))
-
-
-def _majority_findings(results: list) -> list:
-    found = checks.majority_mask_findings(results)
-    by_path = {r.path: r for r in results}
-    out = []
-    for f in found:
-        res = by_path[f.path]
-        cell = next((mv.get("cell") for mv in res.mask_values if mv["pos"][0] == f.line and mv["pos"][1] + 1 == f.column), None)
-        out.append(dataclasses.replace(f, cell=cell))
-    return out

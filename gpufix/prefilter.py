@@ -11,11 +11,13 @@ can find:
           statements are looked at.
 * FULL:   everything else: parse and run the whole analysis.
 
-Every pattern is derived from the catalogue (rules/apis/*.toml plus the policy's own APIs): for an
-API that takes an ordinal, a call of its last name with a literal at the ordinal's position (or a
-mention of the name when the position is not the first, or when the name is re-bound with `as`),
-and for a keyword, `keyword=` followed by a literal. Tests are a plain substring search first (fast
-in C), then a regex only when the substring is there.
+The FULL tier's tests are the fact collectors' own declarations (gpufix/collectors/: each says
+which text its facts need), so the prefilter cannot drift from the analysis; the device-API ones are
+derived from the catalogue (rules/apis/*.toml plus the policy's own APIs): for an API that takes an
+ordinal, a call of its last name with a literal at the ordinal's position (or a mention of the name
+when the position is not the first, or when the name is re-bound with `as`), and for a keyword,
+`keyword=` followed by a literal. Tests are a plain substring search first (fast in C), then a
+regex only when the substring is there.
 """
 
 from __future__ import annotations
@@ -29,42 +31,6 @@ from gpufix.catalog import ApiCatalog
 SKIP, HEADER, FULL = 0, 1, 2
 
 TEST_NAME_RE = re.compile(r"^(test_.*\.py|.*_test\.py|conftest\.py)$")
-
-# What may stand between `(` / `=` / `,` / `:` and a literal: blanks, newlines, line continuations,
-# comments and opening parentheses (`set_device((1))`).
-_GAP = r"(?:\s|\\|\(|#[^\n]*)*"
-_NONZERO = r"(?:0*[1-9]|0[xXbBoO_])"  # an int literal that is not 0 (0x1, 0_1, 01 too)
-_ANYINT = r"\d"
-# Where a literal value of each kind starts (after _GAP).
-_VALUE_START = {
-    "ordinal": rf"(?:{_NONZERO}|[\[(])",  # an int, or a list/tuple of them
-    "nvml-index": _ANYINT,  # NVML index 0 can be wrong too (GPU003)
-    "ordinal-list": r"[\[(]",
-    "ordinal-dict-values": rf"(?:{_NONZERO}|\{{)",
-    "ordinal-dict-keys": r"\{",
-    "count-or-indices": r"[\[('\"]",  # an int is a count: only a list or a "1," string holds indices
-    # gpus[1], [gpus[1]], tf.config.list_physical_devices("GPU")[1]: a subscript (or a list of them)
-    "device-element": r"(?:[\[(]|[A-Za-z_][\w.]*\s*(?:\[|\([^()]*\)\s*\[))",
-}
-# Value flow (gpufix.valueflow): a device argument that is a name matters only when some literal
-# is bound with `=` somewhere in the file (an assignment, a default, argparse's `default=`).
-_NAME_START = r"([A-Za-z_][\w.]*)"  # captured: the name the flow gate looks up
-_FLOW_SOURCE_RX = re.compile(
-    r"=" + r"(?:\s|\\|\(|#[^\n]*)*" + r"(?:\d|\[(?:\s|\(|#[^\n]*)*\d|[rRuU]?['\"](?:\s*\d|[^'\"\n]*[Pp][Uu]:\d))"
-)
-# Device strings formatted from a value: f"cuda:{x}", "cuda:{}".format(x), "cuda:%d" % x, "cuda:" + str(x).
-_FORMAT_TOKENS = ("cuda:{", "cuda:%", "cuda:'", 'cuda:"', "PU:{", "pu:{", "PU:%", "pu:%", "PU:'", 'PU:"', "pu:'", 'pu:"')
-# Environment variables whose writes the rules judge (a substring of each name, so that
-# `"CUDA_" "VISIBLE_DEVICES"` still counts).
-_ENV_TOKENS = ("VISIBLE_DEVICES", "DEVICE_ORDER")
-
-
-def _value(kind: str, named: bool = False) -> str:
-    # `(` is in _GAP, so "(" + value covers tuples: `(` then an int.
-    if named:
-        return _GAP + _NAME_START
-    return _GAP + (_VALUE_START.get(kind) or r"[\[({\d]")
-
 
 # Substrings that gate groups of tests: a test whose substring contains a gate runs only when the
 # gate occurs (one search instead of one per test in the many files that have none of them).
@@ -108,41 +74,11 @@ class _Tests:
 
 @functools.lru_cache(maxsize=16)
 def _compiled(catalog: ApiCatalog):
+    from gpufix.collectors import prefilter_tests
+
     ordinal = _Tests()
-    named = _Tests()
-    for token in _FORMAT_TOKENS:
-        ordinal.add(token, None)
-    # 'cuda:N' strings anywhere (GPU001), TF device strings ('/GPU:1', '/device:gpu:2').
-    ordinal.add("cuda:", rf"cuda:{_NONZERO}")
-    ordinal.add("PU:", rf"PU:{_NONZERO}")  # TF device strings: '/GPU:1', '/device:GPU:2'
-    ordinal.add("pu:", rf"pu:{_NONZERO}")  # ... in any case ('/gpu:1')
-    ordinal.add("Pu:", rf"Pu:{_NONZERO}")
-    ordinal.add("pU:", rf"pU:{_NONZERO}")
-    # A call of `name`: `name(`, `name (`, `name\\\n(`, `(name)(`.
-    call = r"[\s\\)]*\("
-    for api in catalog.apis:
-        name = api.last_name
-        for spec in api.args:
-            for tests, is_named in ((ordinal, False), (named, True)):
-                if spec.value == "tf-device" and not is_named:
-                    continue  # a string literal: the 'GPU:N' shape above
-                value = _value(spec.value, is_named)
-                if spec.keyword:
-                    tests.add(spec.keyword, rf"{re.escape(spec.keyword)}\s*={value}")
-                if spec.position is not None and name != "*":
-                    # `from m import name as alias` calls it by another name: parse the file.
-                    ordinal.add(name, rf"{re.escape(name)}\s+as\b")
-                    if spec.position == 0:
-                        tests.add(name, rf"{re.escape(name)}{call}{value}")
-                    elif spec.when_position is not None:
-                        # torch.device('cuda', 1): the ordinal follows a string literal (no parentheses).
-                        tests.add(name, rf"{re.escape(name)}{call}[^()]*,{value}")
-                    else:
-                        tests.add(name, rf"{re.escape(name)}{call}")  # after arbitrary arguments: any call
-    for key in catalog.dict_keys:
-        ordinal.add(key, rf"{re.escape(key)}['\"]{_GAP}:{_GAP}{_NONZERO}")
-    for token in _ENV_TOKENS:
-        ordinal.add(token, None)
+    for literal, pattern in prefilter_tests(catalog):
+        ordinal.add(literal, pattern)
     roots = sorted({m.split(".")[0] for m in catalog.framework_modules})
     framework_rx = re.compile(r"\b(?:" + "|".join(map(re.escape, roots)) + r")\b")
     # APIs whose call makes a file a GPU module without a GPU framework import (a bare name, or a
@@ -155,6 +91,9 @@ def _compiled(catalog: ApiCatalog):
         if "." not in api.name or catalog.framework_of_module(root) is None:
             risky.add(api.last_name)
     risky_tests = ((None, tuple((w, re.compile(rf"{re.escape(w)}(?<!\w{re.escape(w)})\b")) for w in sorted(risky))),)
+    named = _Tests()
+    for literal, pattern in named_sink_tests(catalog):
+        named.add(literal, pattern)
     return ordinal.compile(), framework_rx, risky_tests, named.compile()
 
 
@@ -206,7 +145,7 @@ def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
     if _any(ordinal, text):
         return FULL
     if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, text):
-        return FULL  # a name at a device argument, and a literal it may hold
+        return FULL  # a name at a device argument, and a literal it may hold (gpufix.valueflow)
     if scope == "all":
         return HEADER
     if not imports_framework(text, catalog) and not _any(risky, text):
@@ -216,6 +155,32 @@ def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
     if is_entrypoint_name(path) or text.startswith("#!") or "__main__" in text:
         return HEADER
     return SKIP
+
+
+# Value flow (gpufix.valueflow): a device argument that is a name matters only when some literal
+# is bound with `=` somewhere in the file (an assignment, a default, argparse's `default=`) ...
+_FLOW_SOURCE_RX = re.compile(
+    r"=" + r"(?:\s|\\|\(|#[^\n]*)*" + r"(?:\d|\[(?:\s|\(|#[^\n]*)*\d|[rRuU]?['\"](?:\s*\d|[^'\"\n]*[Pp][Uu]:\d))"
+)
+_CALL = r"[\s\\)]*\("
+_NAMED_VALUE = r"(?:\s|\\|\(|#[^\n]*)*([A-Za-z_][\w.]*)"  # captured: the name the flow gate looks up
+
+
+def named_sink_tests(catalog):
+    """... and a catalogued device argument that is a name: the same shapes as the device-apis
+    collector's literal tests, with a captured name where they expect a literal."""
+    for api in catalog.apis:
+        name = api.last_name
+        for spec in api.args:
+            if spec.keyword:
+                yield spec.keyword, rf"{re.escape(spec.keyword)}\s*={_NAMED_VALUE}"
+            if spec.position is not None and name != "*":
+                if spec.position == 0:
+                    yield name, rf"{re.escape(name)}{_CALL}{_NAMED_VALUE}"
+                elif spec.when_position is not None:
+                    yield name, rf"{re.escape(name)}{_CALL}[^()]*,{_NAMED_VALUE}"
+                else:
+                    yield name, rf"{re.escape(name)}{_CALL}"  # after arbitrary arguments: any call
 
 
 def _named_sink_may_resolve(groups, text: str) -> bool:
@@ -235,10 +200,8 @@ def _named_sink_may_resolve(groups, text: str) -> bool:
                 continue
             if rx.groups == 0:
                 return True  # an argument after others (any call): no name to look up
-            for groups in found:
-                if isinstance(groups, str):
-                    groups = (groups,)
-                captured = [g for g in groups if g]
+            for groups_ in found:
+                captured = [g for g in ((groups_,) if isinstance(groups_, str) else groups_) if g]
                 if not captured:
                     return True  # matched an alternative without a name (any call)
                 names.update(captured)

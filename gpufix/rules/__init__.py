@@ -1,0 +1,189 @@
+"""Rules: one module per rule code, each holding one `Rule` subclass bound to its code.
+
+A rule's metadata, docs, message templates and VALID/INVALID examples live in the catalogue
+(`rules/<CODE>.toml`); its module holds only what it decides. Adding a rule means adding its
+catalogue file and one module here: `load_rules()` finds every module of this package, and checks
+when it loads that every catalogue entry has a rule, every rule an entry, and that the message
+variants and placeholders each rule declares are exactly those of its templates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import pkgutil
+import string
+from typing import Callable, ClassVar, Iterable, Optional
+
+from gpufix.analysis import MASK_VAR, ORDER_VAR, Facts, Pos
+from gpufix.catalog import RuleDoc, load_rule_docs
+from gpufix.config import Policy, parse_mask
+from gpufix.model import Finding, Fix
+
+UNKNOWN = "unknown"  # a mask we cannot read statically (dynamic value, several values)
+
+
+@dataclasses.dataclass
+class RuleContext:
+    """What a rule sees of one file: its path, the policy, the facts analysis found, and whether the
+    header scope covers it."""
+
+    path: str
+    policy: Policy
+    facts: Facts
+    in_header_scope: bool
+
+    @property
+    def policy_mask(self) -> Optional[list]:
+        return self.policy.mask
+
+    @property
+    def mask_writes(self) -> list:
+        """This process's own mask writes (a child process's `env=` is not the file's header)."""
+        return [w for w in self.facts.env_writes if w.var == MASK_VAR and not w.child]
+
+    @property
+    def order_writes(self) -> list:
+        return [w for w in self.facts.env_writes if w.var == ORDER_VAR and not w.child]
+
+    @property
+    def child_writes(self) -> list:
+        """Mask/order writes in the environment handed to a child process (subprocess `env=`)."""
+        return [w for w in self.facts.env_writes if w.child]
+
+    def file_mask(self):
+        """The file's own mask before any fix: None (sets none), UNKNOWN, or the parsed entries."""
+        writes = self.mask_writes
+        if not writes:
+            return None
+        values = set()
+        for w in writes:
+            if w.value_kind in ("str", "int") and w.value is not None:
+                values.add(w.value.strip())
+            else:
+                return UNKNOWN
+        if len(values) != 1:
+            return UNKNOWN
+        return parse_mask(values.pop())
+
+    def header_anchor(self) -> Pos:
+        """Where file-level findings point: the first GPU import, else the top of the file."""
+        imports = sorted(self.facts.gpu_imports, key=lambda t: (t.pos.line, t.pos.col))
+        if imports:
+            return imports[0].pos
+        return Pos(1, 0, 1, 0)
+
+
+class Rule:
+    """One rule. Subclasses set `code` and `messages` (each message variant of the catalogue entry
+    with the placeholders its template uses) and implement `check`."""
+
+    code: ClassVar[str] = ""
+    messages: ClassVar[dict] = {}
+
+    @property
+    def doc(self) -> RuleDoc:
+        return load_rule_docs()[self.code]
+
+    def check(self, ctx: RuleContext) -> Iterable[Finding]:
+        raise NotImplementedError
+
+    def finding(self, ctx: RuleContext, pos: Pos, variant: str, fix: Optional[Fix] = None, **values) -> Finding:
+        """A finding of this rule at `pos`, its message rendered from the catalogue's template."""
+        return Finding(
+            rule=self.code,
+            path=ctx.path,
+            line=pos.line,
+            column=pos.col + 1,
+            end_line=pos.end_line,
+            end_column=pos.end_col + 1,
+            message=self.doc.messages[variant].format(**values),
+            severity=self.doc.severity,
+            fix=fix,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A project rule's per-file observation: a finding it may report once every file is known,
+    and the value it judges by (JSON-serialisable, it goes through the result cache)."""
+
+    finding: Finding
+    value: object
+
+
+class ProjectRule(Rule):
+    """A rule judged across files: `collect` runs per file (its candidates are suppressed, mapped to
+    notebook cells and cached like findings), `finish` decides on all files' candidates at once."""
+
+    def collect(self, ctx: RuleContext) -> Iterable[Candidate]:
+        return ()
+
+    def finish(self, policy: Policy, candidates: list) -> Iterable[Finding]:
+        return ()
+
+
+def _placeholders(template: str) -> frozenset:
+    return frozenset(field.split(".")[0].split("[")[0] for _, field, _, _ in string.Formatter().parse(template) if field)
+
+
+def verify(rules: dict, docs: dict) -> None:
+    """Raise RuntimeError when the rules and the catalogue disagree (a missing rule or entry, a
+    message variant or placeholder one side has and the other lacks)."""
+    problems = []
+    for code in sorted(set(docs) - set(rules)):
+        problems.append(f"{code}: catalogue entry rules/{code}.toml has no rule module")
+    for code in sorted(set(rules) - set(docs)):
+        problems.append(f"{code}: rule {type(rules[code]).__name__} has no catalogue entry rules/{code}.toml")
+    for code in sorted(set(rules) & set(docs)):
+        declared = {k: frozenset(v) for k, v in rules[code].messages.items()}
+        templates = {k: _placeholders(v) for k, v in docs[code].messages.items()}
+        for variant in sorted(set(declared) | set(templates)):
+            if variant not in templates:
+                problems.append(f"{code}: the rule uses message '{variant}', which rules/{code}.toml lacks")
+            elif variant not in declared:
+                problems.append(f"{code}: rules/{code}.toml has message '{variant}', which the rule never uses")
+            elif declared[variant] != templates[variant]:
+                problems.append(
+                    f"{code}: message '{variant}' has placeholders {sorted(templates[variant])} in rules/{code}.toml, "
+                    f"but the rule fills {sorted(declared[variant])}"
+                )
+    if problems:
+        raise RuntimeError("the rules do not match the catalogue:\n  " + "\n  ".join(problems))
+
+
+def discover_rules(package=None) -> dict:
+    """code -> Rule instance for every Rule subclass defined in the modules of `package`."""
+    package = package or importlib.import_module(__name__)
+    found = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, Rule) and obj.__module__ == module.__name__ and obj.code:
+                if obj.code in found:
+                    raise RuntimeError(f"two rules claim {obj.code}: {type(found[obj.code]).__name__} and {obj.__name__}")
+                found[obj.code] = obj()
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def load_rules() -> dict:
+    """code -> Rule, in code order, verified against the catalogue."""
+    rules = discover_rules()
+    verify(rules, load_rule_docs())
+    return {code: rules[code] for code in sorted(rules)}
+
+
+def project_rules() -> dict:
+    return {code: r for code, r in load_rules().items() if isinstance(r, ProjectRule)}
+
+
+def run_rules(ctx: RuleContext, enabled: Callable[[str], bool]) -> list:
+    findings = []
+    for code, r in load_rules().items():
+        if enabled(code):
+            findings.extend(r.check(ctx))
+    return findings

@@ -1,0 +1,68 @@
+"""GPU001 invalid-device-ordinal: a CUDA ordinal that is invalid (or another GPU) under the mask."""
+
+from __future__ import annotations
+
+import re
+
+from gpufix.analysis import OrdinalUse
+from gpufix.model import Edit, Fix
+from gpufix.rules import UNKNOWN, Rule, RuleContext
+from gpufix.rules._shared import describe_ordinal, mask_text, quote_like, remap, visible_range
+
+
+def _replacement(use: OrdinalUse, new: int) -> str:
+    if use.kind == "cuda-string":
+        return quote_like(use.text, f"cuda:{new}")
+    if use.kind == "index-string":  # Lightning's "1,": the index inside the string
+        return re.sub(r"\d+", str(new), use.text, count=1)
+    if use.kind == "tf-device":
+        literal = use.text
+        head = literal.rstrip("'\"")
+        tail = literal[len(head):]
+        digits = len(str(use.value))
+        return head[:-digits] + str(new) + tail
+    return str(new)
+
+
+class InvalidDeviceOrdinal(Rule):
+    code = "GPU001"
+    messages = {
+        "remap": ("what", "physical", "mask", "new_index", "new"),
+        "remap-by-hand": ("what", "physical", "mask", "new_index", "new", "reason"),
+        "hidden": ("what", "physical", "mask"),
+        "unknown": ("what", "mask", "count", "reason"),
+        "no-policy": ("what", "mask", "count", "visible"),
+    }
+
+    def check(self, ctx: RuleContext):
+        file_mask = ctx.file_mask()
+        policy_mask = ctx.policy_mask
+        for use in ctx.facts.ordinals:
+            if use.kind not in ("cuda-string", "int", "tf-device", "index-string") or use.value == 0:
+                continue
+            what = describe_ordinal(use)
+            if policy_mask is None:
+                if file_mask is None or file_mask == UNKNOWN or use.value < len(file_mask):
+                    continue
+                yield self.finding(ctx, use.pos, "no-policy", what=what, mask=mask_text(file_mask),
+                                   count=len(file_mask), visible=visible_range(len(file_mask)))
+                continue
+            r = remap(use.value, file_mask, policy_mask)
+            mask = mask_text(policy_mask)
+            if not r.known:
+                if use.value < len(policy_mask):
+                    continue
+                reason = ("the file's own mask is not a single literal" if file_mask == UNKNOWN
+                          else "an index cannot be matched with the GPU UUIDs the policy names")
+                yield self.finding(ctx, use.pos, "unknown", what=what, mask=mask, count=len(policy_mask), reason=reason)
+            elif r.new_index is None:
+                yield self.finding(ctx, use.pos, "hidden", what=what, physical=r.physical, mask=mask)
+            elif r.new_index != use.value and use.fix_blocked:
+                # value flow that is not unambiguous: say what to write, rewrite nothing
+                yield self.finding(ctx, use.pos, "remap-by-hand", what=what, physical=r.physical, mask=mask,
+                                   new_index=r.new_index, new=_replacement(use, r.new_index), reason=use.fix_blocked)
+            elif r.new_index != use.value:
+                new = _replacement(use, r.new_index)
+                fix = Fix("safe", f"use {new}", (Edit("replace-expr", use.pos.line, use.pos.col, new),))
+                yield self.finding(ctx, use.pos, "remap", fix, what=what, physical=r.physical, mask=mask,
+                                   new_index=r.new_index, new=new)

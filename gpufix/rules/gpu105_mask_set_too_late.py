@@ -1,0 +1,29 @@
+"""GPU105 mask-set-too-late: the mask or order set after a GPU import or CUDA call."""
+
+from __future__ import annotations
+
+from gpufix.model import Edit, Fix
+from gpufix.rules import Rule, RuleContext
+
+
+class MaskSetTooLate(Rule):
+    code = "GPU105"
+    messages = {"default": ("var", "trigger", "line")}
+
+    def check(self, ctx: RuleContext):
+        triggers = ctx.facts.gpu_imports + ctx.facts.gpu_calls
+        for w in ctx.facts.env_writes:
+            if w.method == "magic" or w.child:
+                continue  # a child's env= is read when the child starts: never too late
+            earlier = [
+                t for t in triggers
+                if (t.ctx is None and (w.ctx is not None or t.order < w.order))
+                or (t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
+            ]
+            if not earlier:
+                continue
+            first = min(earlier, key=lambda t: (t.pos.line, t.pos.col))
+            movable = w.module_body and w.simple_stmt and w.method == "setitem" and w.value_kind in ("str", "int")
+            fix = Fix("safe", f"move the {w.var} assignment above the first GPU import",
+                      (Edit("move-to-header", w.stmt.line, w.stmt.col),)) if movable else None
+            yield self.finding(ctx, w.pos, "default", fix, var=w.var, trigger=first.what, line=first.pos.line)

@@ -240,7 +240,7 @@ class _Index:
         return None
 
     def blocked(self, expr, defs, reads, device_ids) -> Optional[str]:
-        name = defs[0].label.split(" ")[0] if defs else "?"
+        name = expr.id if isinstance(expr, ast.Name) else expr.attr
         if len(defs) != 1:
             return f"{name} is assigned more than once"
         if isinstance(expr, ast.Name) and expr.id in self.globals_in_functions:

@@ -425,3 +425,19 @@ def test_an_api_entry_of_the_users_config_may_use_the_new_value_kinds():
         mylib.launch(gpus=3)
     """)
     assert _shape(_lint(text, policy)) == [("GPU001", 3, 20, True)]
+
+
+def test_recall_corpus_is_fully_reported_and_nothing_else():
+    """fixtures/recall/: every `# expect:` line reported with its codes, nothing unexpected (the
+    forms of not_followed.py included), as scripts/recall.py measures it."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("recall_script", root / "scripts" / "recall.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    expected, _reported, misses, unexpected, rows = module.measure(root / "fixtures" / "recall")
+    assert len(expected) == 42 and {name for name, *_ in rows} == {
+        "catalogue_forms.py", "child_masks.py", "value_flow.py", "not_followed.py"}
+    assert (misses, unexpected) == ([], [])

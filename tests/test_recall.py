@@ -441,3 +441,46 @@ def test_recall_corpus_is_fully_reported_and_nothing_else():
     assert len(expected) == 42 and {name for name, *_ in rows} == {
         "catalogue_forms.py", "child_masks.py", "value_flow.py", "not_followed.py"}
     assert (misses, unexpected) == ([], [])
+
+
+ODD_FLOWS = {
+    "cycle": "import torch\na = b\nb = a\ntorch.cuda.set_device(a)\n",
+    "self-reference": "import torch\nGPU = GPU\ntorch.cuda.set_device(GPU)\n",
+    "augmented": "import torch\nGPU = 1\nGPU += 1\ntorch.cuda.set_device(GPU)\n",
+    "walrus-and-del": "import torch\nif (GPU := 1):\n    pass\ndel GPU\ntorch.cuda.set_device(GPU)\n",
+    "global-nonlocal": (
+        "import torch\nGPU = 1\ndef f():\n    global GPU\n    GPU = 2\n    def g():\n        nonlocal_x = 1\n"
+        "        torch.cuda.set_device(GPU)\n    return g\n"
+    ),
+    "lambda-default": "import torch\npick = lambda i=1: torch.cuda.set_device(i)\n",
+    "starred-and-kwargs": "import torch\ndef f(*a, **k):\n    torch.cuda.set_device(a)\n    torch.cuda.set_device(k)\n",
+    "class-body-name": "import torch\nclass A:\n    GPU = 1\n    torch.cuda.set_device(GPU)\n",
+    "comprehension": "import torch\nx = [torch.zeros(1).cuda(i) for i in range(2)]\n",
+    "argparse-odd": (
+        "import argparse, torch\np = argparse.ArgumentParser()\np.add_argument(default=1)\np.add_argument(*flags, default=2)\n"
+        "p.add_argument('--gpu', dest=name, default=1)\nargs = p.parse_args()\ntorch.cuda.set_device(args.gpu)\n"
+    ),
+    "field-odd": (
+        "import torch\nfrom dataclasses import dataclass, field\n@dataclass\nclass C:\n    gpu: int = field(default_factory=int)\n"
+        "    [a, b] = 1, 2\ntorch.cuda.set_device(C().gpu)\n"
+    ),
+    "match": "import torch\nGPU = 1\nmatch GPU:\n    case 1:\n        torch.cuda.set_device(GPU)\n",
+    "deep-chain": "import torch\n" + "".join(f"n{i} = n{i + 1}\n" for i in range(30)) + "n30 = 1\ntorch.cuda.set_device(n0)\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_FLOWS))
+def test_odd_flows_never_raise_and_fix_consistently(name):
+    """Bad or odd input: findings or none, never a traceback; a fix, when there is one, converges."""
+    text = ODD_FLOWS[name]
+    found = _lint(text)
+    fixed = _fix(text)
+    assert _fix(fixed) == fixed
+    if name in ("cycle", "self-reference", "starred-and-kwargs", "comprehension", "deep-chain", "field-odd"):
+        assert not [f for f in found if f.rule == "GPU001"], [f.message for f in found]
+    if name == "augmented":  # two definitions: reported, not rewritten
+        assert [(f.rule, f.line, f.fix) for f in found if f.rule == "GPU001"] == [("GPU001", 2, None)]
+    if name == "lambda-default":
+        assert fixed.endswith("import torch\npick = lambda i=0: torch.cuda.set_device(i)\n")
+    if name == "global-nonlocal":  # assigned through `global`: both literals reported, neither rewritten
+        assert [(f.line, f.fix) for f in found if f.rule == "GPU001"] == [(2, None), (5, None)]

@@ -97,3 +97,11 @@ def test_the_doc_describes_every_field_and_check():
             assert f"`{key}`" in DOC, (section, key)
     for name in SCHEMA["$defs"]["check"]["properties"]["name"]["enum"]:
         assert re.search(rf"^\| `{re.escape(name)}` \|", DOC, re.M), name
+
+
+@pytest.mark.parametrize("mask,code", [("1", 0), ("0", 1), ("5", 3)])  # "0": 15.93 GiB < the default 20
+def test_the_first_doubles_reports_validate(mask, code, tmp_path):
+    res = run_gpufix("check", "--visible-devices", mask, "--format", "json", "-q", cwd=tmp_path,
+                     env={"GPUFIX_PROBE": "gpufix.hardware.testing:user_machine"})
+    assert res.returncode == code, res.stderr
+    assert not list(VALIDATOR.iter_errors(json.loads(res.stdout)))

@@ -433,7 +433,7 @@ def test_recall_corpus_is_fully_reported_and_nothing_else():
     import importlib.util
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location("recall_script", root / "scripts" / "recall.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -81,14 +81,7 @@ class _Index:
         self.positional_class_calls: set = set()  # classes constructed with positional arguments
         self.field_classes: dict = {}  # field name -> class name
         self.globals_in_functions: set = set()
-        parent = self.parent
-        stack = [tree]
-        while stack:
-            node = stack.pop()
-            for child in ast.iter_child_nodes(node):
-                parent[id(child)] = node
-                stack.append(child)
-        self._bind(tree)
+        self._walk(tree)
 
     # -- scopes --------------------------------------------------------------------------------
     def scopes(self, node) -> list:
@@ -110,16 +103,18 @@ class _Index:
     def _add(self, scope, name, value, label=None):
         self._names_of(scope).setdefault(name, []).append(Definition(value, label or name, ("name", id(scope) if scope else None, name)))
 
-    def _bind(self, tree):
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Global, ast.Nonlocal)):
-                self.globals_in_functions.update(node.names)
-        for node in ast.walk(tree):
+    def _walk(self, tree):
+        """One pass: parents, bindings per scope (a function's defaults, decorators and annotations
+        belong to the enclosing scope, its body to its own; class bodies bind class attributes)."""
+        parent = self.parent
+        stack = [(tree, None, False)]
+        while stack:
+            node, scope, in_class = stack.pop()
             cls = type(node)
-            if cls in (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda):
+            if cls is ast.FunctionDef or cls is ast.AsyncFunctionDef or cls is ast.Lambda:
                 a = node.args
-                if cls is not ast.Lambda:
-                    self._add(self._scope_of_binding(node), node.name, None)
+                if cls is not ast.Lambda and not in_class:
+                    self._add(scope, node.name, None)
                 positional = a.posonlyargs + a.args
                 defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
                 fname = getattr(node, "name", "lambda")
@@ -127,54 +122,65 @@ class _Index:
                     self._add(node, arg.arg, default, f"{fname}()'s default for {arg.arg}")
                 for arg in (a.vararg, a.kwarg):
                     if arg is not None:
-                        self._add(node, arg.arg, None)
-            elif cls is ast.ClassDef:
-                self._add(self._scope_of_binding(node), node.name, None)
+                        self._add(node, arg.arg, None, f"*{arg.arg}")
+                body = node.body if isinstance(node.body, list) else [node.body]
+                for child in ast.iter_child_nodes(node):
+                    parent[id(child)] = node
+                    if any(child is b for b in body):
+                        stack.append((child, node, False))
+                    else:
+                        stack.append((child, scope, in_class))
+                continue
+            if cls is ast.ClassDef:
+                if not in_class:
+                    self._add(scope, node.name, None)
                 self._class_fields(node)
-            elif cls is ast.Name:
-                if isinstance(node.ctx, (ast.Store, ast.Del)):
+                for child in ast.iter_child_nodes(node):
+                    parent[id(child)] = node
+                    stack.append((child, scope, any(child is b for b in node.body)))
+                continue
+            if cls is ast.Name:
+                if type(node.ctx) is ast.Load:
+                    self.name_reads.setdefault(node.id, []).append(node)
+                elif not in_class:  # a class body binds class attributes (fields: _class_fields)
                     value = None
-                    par = self.parent.get(id(node))
+                    par = parent.get(id(node))
                     if isinstance(par, ast.Assign) and len(par.targets) == 1 and par.targets[0] is node:
                         value = par.value
                     elif isinstance(par, ast.AnnAssign) and par.target is node:
                         value = par.value
                         if value is None:
                             continue  # `x: int` binds nothing
-                    scope = self._scope_of_binding(node)
-                    if scope is not None and node.id in self.globals_in_functions:
-                        self._add(None, node.id, value)
-                        continue
-                    if scope is None and self._in_class_body(node):
-                        continue  # a class attribute (fields are handled with their class)
                     self._add(scope, node.id, value)
-                else:
-                    self.name_reads.setdefault(node.id, []).append(node)
-            elif cls is ast.Attribute:
-                if isinstance(node.ctx, ast.Load):
+                continue
+            if cls is ast.Attribute:
+                if type(node.ctx) is ast.Load:
                     self.attr_reads.setdefault(node.attr, []).append(node)
                 else:
                     self.attr_stores[node.attr] = self.attr_stores.get(node.attr, 0) + 1
-            elif cls in (ast.Import, ast.ImportFrom):
+            elif cls is ast.Import or cls is ast.ImportFrom:
                 for alias in node.names:
                     if alias.name != "*":
-                        self._add(self._scope_of_binding(node), (alias.asname or alias.name).split(".")[0], None)
+                        self._add(scope, (alias.asname or alias.name).split(".")[0], None)
             elif cls is ast.ExceptHandler and node.name:
-                self._add(self._scope_of_binding(node), node.name, None)
+                self._add(scope, node.name, None)
             elif cls is ast.Call:
                 self._call(node)
-
-    def _scope_of_binding(self, node):
-        s = self.scopes(node)
-        return s[0] if s else None
-
-    def _in_class_body(self, node) -> bool:
-        cur = self.parent.get(id(node))
-        while cur is not None and not isinstance(cur, (_FUNCS, ast.Module)):
-            if isinstance(cur, ast.ClassDef):
-                return True
-            cur = self.parent.get(id(cur))
-        return False
+            elif cls is ast.Global or cls is ast.Nonlocal:
+                self.globals_in_functions.update(node.names)
+            for child in ast.iter_child_nodes(node):
+                parent[id(child)] = node
+                stack.append((child, scope, in_class))
+        # `global X` in a function: its assignments bind the module's X.
+        for names in self.scope_names.values():
+            for name in self.globals_in_functions & set(names):
+                stores = [d for d in names[name] if d.label == name]
+                if stores:
+                    names[name] = [d for d in names[name] if d.label != name]
+                    self.module_names.setdefault(name, []).extend(
+                        Definition(d.value, d.label, ("name", None, name)) for d in stores)
+                    if not names[name]:
+                        del names[name]
 
     def _class_fields(self, node: ast.ClassDef):
         def name_of(e):
@@ -252,7 +258,7 @@ class _Index:
             cls = self.field_classes.get(attr)
             if cls and cls in self.positional_class_calls:
                 return f"{cls} is also constructed with positional arguments"
-        others = [r for r in reads if id(r) not in device_ids]
+        others = sorted((r for r in reads if id(r) not in device_ids), key=lambda r: (r.lineno, r.col_offset))
         if others:
             return f"{name} is also used on line {others[0].lineno} as something other than a device"
         return None

@@ -313,19 +313,22 @@ class _TextGate:
     def _check(self, kind, name, depth) -> bool:
         if depth >= _MAX_LINKS or name in ("None", "True", "False"):
             return False
-        lit, links = self._bindings(name)
-        if lit:
-            return True  # `N = 1`, `def f(N=1)`, `N: int = 1` (also a field with a literal default)
-        for link in links:
-            if self.may_resolve(name_node(link), depth + 1):
-                return True
-        if kind == "attr":
-            text = self.text
-            if "field(" in text and re.search(rf"(?<![\w.]){re.escape(name)}\s*:[^=\n]*=\s*[\w.]*field\(", text):
-                return True
-            if "add_argument" in text and (self._bindings("default")[0] or self._bindings("default")[1]):
-                dashed = "[-_]".join(re.escape(p) for p in name.split("_"))
-                return re.search(rf"""['"]-{{0,2}}{dashed}['"]|dest\s*=\s*['"]{re.escape(name)}['"]""", text) is not None
+        if kind == "name":
+            lit, links = self._bindings(name)  # `N = 1`, `def f(N=1)`, `N = other.name`
+            return lit or any(self.may_resolve(name_node(link), depth + 1) for link in links)
+        # An attribute is followed only to a dataclass / NamedTuple field (always annotated) or to
+        # an argparse option named after it.
+        text = self.text
+        if ":" in text and name in text:
+            rx = rf"{re.escape(name)}(?<![\w.]{re.escape(name)})[ \t]*:[^=\n]*=(?!=)[ \t]*(?:(?P<lit>{_LITERAL_START})|[\w.]*field\(|(?P<link>(?!(?:None|True|False)\b)[A-Za-z_][\w.]*)[ \t]*(?:$|[;#]))"
+            for m in re.finditer(rx, text, re.M):
+                if m.group("link") is None or self.may_resolve(name_node(m.group("link")), depth + 1):
+                    return True
+        if "add_argument" in text:
+            dashed = "[-_]".join(re.escape(p) for p in name.split("_"))
+            if re.search(rf"""['"]-{{0,2}}{dashed}['"]|dest\s*=\s*['"]{re.escape(name)}['"]""", text):
+                lit, links = self._bindings("default")
+                return lit or any(self.may_resolve(name_node(link), depth + 1) for link in links)
         return False
 
 

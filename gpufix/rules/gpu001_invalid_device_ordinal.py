@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from gpufix.analysis import OrdinalUse
 from gpufix.model import Edit, Fix
 from gpufix.rules import UNKNOWN, Rule, RuleContext
@@ -11,6 +13,8 @@ from gpufix.rules._shared import remap_applicability, describe_ordinal, mask_tex
 def _replacement(use: OrdinalUse, new: int) -> str:
     if use.kind == "cuda-string":
         return quote_like(use.text, f"cuda:{new}")
+    if use.kind == "index-string":  # Lightning's "1,": the index inside the string
+        return re.sub(r"\d+", str(new), use.text, count=1)
     if use.kind == "tf-device":
         literal = use.text
         head = literal.rstrip("'\"")
@@ -24,6 +28,7 @@ class InvalidDeviceOrdinal(Rule):
     code = "GPU001"
     messages = {
         "remap": ("what", "physical", "mask", "new_index", "new"),
+        "remap-by-hand": ("what", "physical", "mask", "new_index", "new", "reason"),
         "hidden": ("what", "physical", "mask"),
         "unknown": ("what", "mask", "count", "reason"),
         "no-policy": ("what", "mask", "count", "visible"),
@@ -33,7 +38,7 @@ class InvalidDeviceOrdinal(Rule):
         file_mask = ctx.file_mask()
         policy_mask = ctx.policy_mask
         for use in ctx.facts.ordinals:
-            if use.kind not in ("cuda-string", "int", "tf-device") or use.value == 0:
+            if use.kind not in ("cuda-string", "int", "tf-device", "index-string") or use.value == 0:
                 continue
             what = describe_ordinal(use)
             if policy_mask is None:
@@ -52,6 +57,10 @@ class InvalidDeviceOrdinal(Rule):
                 yield self.finding(ctx, use.pos, "unknown", what=what, mask=mask, count=len(policy_mask), reason=reason)
             elif r.new_index is None:
                 yield self.finding(ctx, use.pos, "hidden", what=what, physical=r.physical, mask=mask)
+            elif r.new_index != use.value and use.fix_blocked:
+                # value flow that is not unambiguous: say what to write, rewrite nothing
+                yield self.finding(ctx, use.pos, "remap-by-hand", what=what, physical=r.physical, mask=mask,
+                                   new_index=r.new_index, new=_replacement(use, r.new_index), reason=use.fix_blocked)
             elif r.new_index != use.value:
                 new = _replacement(use, r.new_index)
                 fix = Fix(remap_applicability(file_mask, policy_mask), f"use {new}",

@@ -320,7 +320,7 @@ CASES = {
         import subprocess
         import torch
         subprocess.run(["python", "w.py"], env={**os.environ, "CUDA_VISIBLE_DEVICES": "0"})
-        subprocess.check_call(["python", "w.py"], env=dict(os.environ, CUDA_VISIBLE_DEVICES="0,1"))
+        subprocess.check_call(["python", "w.py"], env=dict(os.environ, CUDA_VISIBLE_DEVICES="3"))
         env = os.environ.copy()
         env["CUDA_VISIBLE_DEVICES"] = "0"
         subprocess.Popen(["python", "w.py"], env=env)
@@ -370,6 +370,16 @@ def test_recall_case(name):
     assert not [f for f in _lint(fixed) if f.rule in codes and f.fix is not None]
     assert not [f for f in _lint(fixed) if f.rule in codes and (f.line - 3, f.column) in {(l, c) for _r, l, c, fx in expected if fx}]
     assert _fix(fixed) == fixed
+
+
+def test_a_child_mask_of_more_gpus_than_the_policy_gets_only_an_unsafe_fix():
+    text = _src("""
+        import subprocess
+        subprocess.check_call(["python", "w.py"], env=dict(os.environ, CUDA_VISIBLE_DEVICES="0,1"))
+    """)
+    [f] = [f for f in _lint(text) if f.rule == "GPU103"]
+    assert f.fix.applicability == "unsafe"
+    assert _fix(text) == text
 
 
 def test_messages_name_the_use():

@@ -49,6 +49,7 @@ class EnvWrite:
     # the write runs unconditionally at import time (a module-body statement, or the header form
     # that keeps an explicit CPU run: `if os.environ.get(MASK) not in ("", "-1"): ...`)
     header: bool = False
+    child: bool = False  # the environment of a child process (subprocess env=...), not this one's
 
 
 @dataclasses.dataclass
@@ -68,6 +69,8 @@ class OrdinalUse:
     value: object  # int, or for lists/dicts a tuple of (int, Pos)
     api: str  # what was called ("torch.cuda.set_device", "'cuda:N' string")
     text: str = ""  # the literal as written (strings)
+    via: str = ""  # value flow: the names the literal went through to its use (gpufix.valueflow)
+    fix_blocked: Optional[str] = None  # value flow: why the literal must not be rewritten
 
 
 @dataclasses.dataclass
@@ -147,6 +150,7 @@ class Analyzer:
         self.focus: set = set()
         self.call_qual: Optional[str] = None  # the Call being dispatched: its qualified name
         self.call_last: Optional[str] = None  # ... and the last name of its callee
+        self.flow_sinks: list = []  # device arguments that are names, followed after the walk (collectors/value_flow.py)
         self._imports_collected = False
         self._collectors = load_collectors()
         self._table = dispatch_table()
@@ -197,7 +201,7 @@ class Analyzer:
         self.order += 1
         self.facts.gpu_imports.append(GpuTrigger(f"import of {module}", self.pos(node), self.ctx, self.order))
 
-    def env_write(self, var, method, value_node, node, value_str=None) -> None:
+    def env_write(self, var, method, value_node, node, value_str=None, child=False) -> None:
         stmt = self.stmt_stack[-1] if self.stmt_stack else node
         if value_node is None:
             kind, value, vpos = "str", value_str, None
@@ -246,6 +250,7 @@ class Analyzer:
                 order=self.order,
                 value_src=self.src(value_node) if value_node is not None else None,
                 header=header,
+                child=child,
             )
         )
 

@@ -245,6 +245,8 @@ ARG_VALUE_KINDS = (
     "ordinal-dict-keys",
     "tf-device",
     "nvml-index",
+    "count-or-indices",
+    "device-element",
 )
 
 

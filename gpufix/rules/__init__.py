@@ -41,11 +41,17 @@ class RuleContext:
 
     @property
     def mask_writes(self) -> list:
-        return [w for w in self.facts.env_writes if w.var == MASK_VAR]
+        """This process's own mask writes (a child process's `env=` is not the file's header)."""
+        return [w for w in self.facts.env_writes if w.var == MASK_VAR and not w.child]
 
     @property
     def order_writes(self) -> list:
-        return [w for w in self.facts.env_writes if w.var == ORDER_VAR]
+        return [w for w in self.facts.env_writes if w.var == ORDER_VAR and not w.child]
+
+    @property
+    def child_writes(self) -> list:
+        """Mask/order writes in the environment handed to a child process (subprocess `env=`)."""
+        return [w for w in self.facts.env_writes if w.child]
 
     @property
     def header_mask_writes(self) -> list:

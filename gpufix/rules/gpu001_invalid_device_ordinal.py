@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from gpufix.analysis import OrdinalUse
 from gpufix.model import Edit, Fix
@@ -14,6 +15,8 @@ from gpufix.rules._shared import remap_applicability, describe_ordinal, mask_tex
 def _replacement(use: OrdinalUse, new: int) -> str:
     if use.kind == "cuda-string":
         return quote_like(use.text, f"cuda:{new}")
+    if use.kind == "index-string":  # Lightning's "1,": the index inside the string
+        return re.sub(r"\d+", str(new), use.text, count=1)
     if use.kind == "tf-device":
         literal = use.text
         head = literal.rstrip("'\"")
@@ -27,6 +30,7 @@ class InvalidDeviceOrdinal(Rule):
     code = "GPU001"
     messages = {
         "remap": ("what", "physical", "mask", "new_index", "new"),
+        "remap-by-hand": ("what", "physical", "mask", "new_index", "new", "reason"),
         "hidden": ("what", "physical", "mask"),
         "unknown": ("what", "mask", "count", "reason"),
         "no-policy": ("what", "mask", "count", "visible"),
@@ -36,7 +40,7 @@ class InvalidDeviceOrdinal(Rule):
         file_mask = ctx.file_mask()
         policy_mask = ctx.policy_mask
         for use in ctx.facts.ordinals:
-            if use.kind not in ("cuda-string", "int", "tf-device") or use.value == 0:
+            if use.kind not in ("cuda-string", "int", "tf-device", "index-string") or use.value == 0:
                 continue
             if in_multi_gpu_code(ctx, use):
                 continue  # GPU004 reports the function once; nothing inside is remapped
@@ -59,6 +63,10 @@ class InvalidDeviceOrdinal(Rule):
                 if unsafe_context(ctx, use) is not None:
                     continue  # plain data or a gated test naming a hidden GPU: nothing its owner would change
                 yield self.finding(ctx, use.pos, "hidden", what=what, physical=r.physical, mask=mask)
+            elif r.new_index != use.value and use.fix_blocked:
+                # value flow that is not unambiguous: say what to write, rewrite nothing
+                yield self.finding(ctx, use.pos, "remap-by-hand", what=what, physical=r.physical, mask=mask,
+                                   new_index=r.new_index, new=_replacement(use, r.new_index), reason=use.fix_blocked)
             elif r.new_index != use.value:
                 new = _replacement(use, r.new_index)
                 fix = Fix(remap_applicability(file_mask, policy_mask), f"use {new}",

@@ -25,8 +25,8 @@ class MaskSetTooLate(Rule):
     def check(self, ctx: RuleContext):
         triggers = ctx.facts.gpu_imports + ctx.facts.gpu_calls
         for w in ctx.facts.env_writes:
-            if w.method == "magic":
-                continue
+            if w.method == "magic" or w.child:
+                continue  # a child's env= is read when the child starts: never too late
             earlier = [
                 t for t in triggers
                 if (t.ctx is None and (w.ctx is not None or t.order < w.order))

@@ -218,7 +218,13 @@ def analyze_multigpu(tree: ast.Module, facts, col_of=None) -> MultiGpuFacts:
             continue
         if (use.pos.line, use.pos.col) in loaded or (use.pos.line, use.pos.col) in mg.data_lines:
             continue  # plain data (a parametrize table, a mock, an expected value) addresses no GPU
+        if getattr(use, "via", ""):
+            continue  # reached through value flow: the literal stands elsewhere, its use is not here
         scope = mg.scope_of(use.pos.line)
+        if scope.node is tree:
+            # The module body of a script runs top to bottom once: two ordinals there are two
+            # separate choices, not one function juggling GPUs (a device list still counts).
+            continue
         if isinstance(use.value, int):
             scope.physical.setdefault(use.value, use.pos.line)
     text_has_cuda = any(u.kind == "cuda-string" for u in facts.ordinals) or facts.gpu_imports

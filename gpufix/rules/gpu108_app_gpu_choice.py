@@ -26,8 +26,11 @@ class AppGpuChoice(Rule):
                           "(then the app's value wins), and is ignored after")
             yield self.finding(ctx, w.value_pos or w.pos, "mask", var=w.var, expr=w.value_src or "?", winner=winner)
         pinned = "the header pins" if (ctx.header_mask_writes or ctx.in_header_scope) else "the policy's header pins"
+        flows = " ".join(getattr(u, "via", "") or "" for u in ctx.facts.ordinals)
         for opt in ctx.facts.gpu_options:
             if opt.reaches == "mask":
                 continue  # reported at the mask write
+            if opt.flag in flows or f"args.{opt.dest}" in flows:
+                continue  # GPU001 follows the option's value to the device it picks
             yield self.finding(ctx, Pos(opt.line, opt.col, opt.line, opt.col), "option", flag=opt.flag, pinned=pinned,
                                want=want, count=count, visible=visible_range(count))

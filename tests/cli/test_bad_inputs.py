@@ -640,5 +640,5 @@ def test_value_flow_through_deep_nesting_and_long_chains(tmp_path):
     # GPU is also read outside a device use (inside the nested lists): reported, not rewritten
     report = json.loads(proc.stdout)
     flows = [f for f in report["remaining"] if f["rule"] == "GPU001"]
-    # (line 2 before the header gpufix inserts above it)
-    assert [(f["line"], f["fix"]) for f in flows] == [(7, None)] and b"n200 = 2\n" in data
+    # (line 2 before the 6-line header gpufix inserts above it: the CPU-run-keeping form)
+    assert [(f["line"], f["fix"]) for f in flows] == [(8, None)] and b"n200 = 2\n" in data

@@ -78,6 +78,8 @@ def project_root(paths: Iterable[str]) -> Path:
     first = Path(next(iter(paths), ".") or ".").resolve()
     start = first if first.is_dir() else first.parent
     for directory in (start, *start.parents):
+        if (directory / "__init__.py").is_file():
+            continue  # a package folder is never a project root (lightning's trainer/setup.py)
         if any((directory / m).exists() for m in _PROJECT_MARKERS):
             return directory
     return start

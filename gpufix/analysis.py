@@ -64,6 +64,7 @@ class OrdinalUse:
     value: object  # int, or for lists/dicts a tuple of (int, Pos)
     api: str  # what was called ("torch.cuda.set_device", "'cuda:N' string")
     text: str = ""  # the literal as written (strings)
+    string: str = ""  # the string's value (strings; `"cuda:" "1"` is "cuda:1")
 
 
 @dataclasses.dataclass
@@ -103,6 +104,8 @@ class _Columns:
 
 
 def _literal_int(node) -> Optional[int]:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+        node = node.operand  # set_device(+1)
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return node.value
     return None
@@ -111,6 +114,8 @@ def _literal_int(node) -> Optional[int]:
 def _const_str(node) -> Optional[str]:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
+    if isinstance(node, ast.JoinedStr) and all(isinstance(v, ast.Constant) and isinstance(v.value, str) for v in node.values):
+        return "".join(v.value for v in node.values)  # an f-string without placeholders
     return None
 
 
@@ -273,6 +278,28 @@ class Analyzer(ast.NodeVisitor):
                         self.facts.star_modules.append(node.module)
                     else:
                         self.facts.imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        # A function or class of the file's own with an imported name shadows the import: calls
+        # of that name are the user's code, not the framework's.
+        for node in _module_level(body):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.facts.imports.pop(node.name, None)
+        # A dict that reaches `map_location` through a name: its keys name where a checkpoint was
+        # saved, like the keys of a dict written in the call.
+        if any("map_location" in line for line in self.lines):
+            names = set()
+            for node in ast.walk(self.tree):
+                if isinstance(node, ast.Call):
+                    for kw in node.keywords:
+                        if kw.arg == "map_location" and isinstance(kw.value, ast.Name):
+                            names.add(kw.value.id)
+                    if len(node.args) > 1 and isinstance(node.args[1], ast.Name) and self.qualname(node.func) in ("torch.load", "torch.serialization.load"):
+                        names.add(node.args[1].id)
+            if names:
+                for node in ast.walk(self.tree):
+                    if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and any(
+                        isinstance(t, ast.Name) and t.id in names for t in node.targets
+                    ):
+                        self.map_location_dicts.add(id(node.value))
 
     def run_header(self) -> Facts:
         """Only what the header rules need: GPU framework imports and the `__main__` guard (for a
@@ -367,7 +394,12 @@ class Analyzer(ast.NodeVisitor):
         if isinstance(stmt, ast.Assign) and len(stmt.targets) != 1:
             simple = False
         environ_src = "os.environ"
-        if method in ("setitem",):
+        if method == "putenv":
+            # `os.putenv(...)` -> `os.environ`; a bare `putenv` (from os import putenv) binds no
+            # name through which os.environ can be written.
+            func = node.func if isinstance(node, ast.Call) else None
+            environ_src = self.src(func.value) + ".environ" if isinstance(func, ast.Attribute) else ""
+        elif method in ("setitem",):
             environ_src = self.src(node.value) if isinstance(node, ast.Subscript) else environ_src
         elif method in ("update", "setdefault") and isinstance(node, ast.Call):
             environ_src = self.src(node.func.value)
@@ -469,8 +501,12 @@ class Analyzer(ast.NodeVisitor):
                         arg = node.args[spec.position]
                 if arg is None:
                     continue
-                if spec.when_position is not None:
-                    guard = node.args[spec.when_position] if spec.when_position < len(node.args) else None
+                if spec.when_position is not None or spec.when_keyword is not None:
+                    guard = None
+                    if spec.when_position is not None and spec.when_position < len(node.args):
+                        guard = node.args[spec.when_position]
+                    if guard is None and spec.when_keyword is not None:
+                        guard = next((kw.value for kw in node.keywords if kw.arg == spec.when_keyword), None)
                     if guard is None or _const_str(guard) != spec.when_equals:
                         continue
                 self._record_ordinal(spec.value, arg, api.name if api.name != "*" else name, shown)
@@ -511,7 +547,7 @@ class Analyzer(ast.NodeVisitor):
                 m = TF_DEVICE_RE.match(s)
                 if m:
                     self.facts.ordinals.append(
-                        OrdinalUse("tf-device", self.pos(arg), int(m.group("index")), called, text=self.src(arg))
+                        OrdinalUse("tf-device", self.pos(arg), int(m.group("index")), called, text=self.src(arg), string=s)
                     )
 
     def _record_list(self, arg, called):
@@ -536,16 +572,35 @@ class Analyzer(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_JoinedStr(self, node):
-        # f-string parts are not string literals of their own.
-        return
+        # f-string parts are not string literals of their own; an f-string without placeholders
+        # (`f"cuda:1"`) is one.
+        value = _const_str(node)
+        if value is not None and id(node) not in self.skip_strings:
+            self._cuda_string(node, value)
 
     def visit_Constant(self, node):
         if isinstance(node.value, str) and id(node) not in self.skip_strings:
-            m = CUDA_STRING_RE.match(node.value)
-            if m:
-                self.facts.ordinals.append(
-                    OrdinalUse("cuda-string", self.pos(node), int(m.group(1)), "'cuda:N' string", text=self.src(node))
-                )
+            self._cuda_string(node, node.value)
+
+    def _cuda_string(self, node, value):
+        m = CUDA_STRING_RE.match(value)
+        if m:
+            self.facts.ordinals.append(
+                OrdinalUse("cuda-string", self.pos(node), int(m.group(1)), "'cuda:N' string", text=self.src(node), string=value)
+            )
+
+
+def _module_level(body):
+    """Statements that run in the module's scope: the body and its branches, loops, `with` and
+    `try` blocks, not function or class bodies."""
+    for stmt in body:
+        yield stmt
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for field in _STMT_LIST_FIELDS:
+            yield from _module_level(getattr(stmt, field, None) or ())
+        for handler in getattr(stmt, "handlers", None) or ():
+            yield from _module_level(handler.body)
 
 
 def _imports_module(facts: Facts, module: str) -> bool:

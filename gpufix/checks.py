@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional
 
-from gpufix.analysis import MASK_VAR, ORDER_VAR, EnvWrite, Facts, OrdinalUse, Pos
+from gpufix.analysis import MASK_VAR, ORDER_VAR, TF_DEVICE_RE, EnvWrite, Facts, OrdinalUse, Pos
 from gpufix.catalog import load_rule_docs
 from gpufix.config import Policy, is_index_mask, parse_mask
 from gpufix.model import Edit, Finding, Fix
@@ -23,6 +23,8 @@ class RuleContext:
     policy: Policy
     facts: Facts
     in_header_scope: bool
+    # "12" -> how a message names that line ("12", or "3 of cell 2" in a notebook)
+    line_label: Callable = str
 
     @property
     def policy_mask(self) -> Optional[list]:
@@ -50,6 +52,83 @@ class RuleContext:
         if len(values) != 1:
             return UNKNOWN
         return parse_mask(values.pop())
+
+    def mask_change_breaks(self):
+        """None when putting the policy's mask in place of the file's own (a GPU103 value fix, the
+        GPU101 header) keeps the meaning of every literal ordinal no fix rewrites; else
+        (ordinal, physical GPU before, after) of the first one whose meaning it would change.
+
+        Such an ordinal (hidden, unknown, or in a GPU002 list) is read through the file's mask
+        before the fix and through the policy's after: `cuda:1` under "1,0" is GPU 0, under "1"
+        it would name GPU 1 and its finding would change or vanish."""
+        policy = self.policy_mask
+        if policy is None:
+            return None
+        file_mask = self.file_mask()
+        remaps = not self.remaps_blocked()
+        for use in self.facts.ordinals:
+            if use.kind in ("cuda-string", "int", "tf-device"):
+                indices, rewritten = [use.value], remaps
+            elif use.kind in ("list", "dict-keys"):
+                indices, rewritten = [i for i, _ in use.value], False  # GPU002 has no fix
+            else:
+                continue
+            for i in indices:
+                if i == 0:
+                    continue
+                before = remap(i, file_mask, policy)
+                if rewritten and before.known and before.new_index is not None:
+                    continue  # its own fix rewrites it against the same masks
+                after = remap(i, policy, policy)
+                if before.physical is None or before.physical != after.physical:
+                    return (i, before.physical, after.physical)
+        return None
+
+    def late_writes(self) -> list:
+        """(write, first earlier trigger, movable) for every env write that runs after a GPU
+        framework import or call (GPU105)."""
+        triggers = self.facts.gpu_imports + self.facts.gpu_calls
+        out = []
+        for w in self.facts.env_writes:
+            if w.method == "magic":
+                continue
+            earlier = [
+                t for t in triggers
+                if (t.ctx is None and (w.ctx is not None or t.order < w.order)) or (t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
+            ]
+            if not earlier:
+                continue
+            first = min(earlier, key=lambda t: (t.pos.line, t.pos.col))
+            # The moved line writes `os.environ` under the header's `import os`: only when no
+            # other import binds the name `os`.
+            movable = (w.module_body and w.simple_stmt and w.method == "setitem" and w.value_kind in ("str", "int")
+                       and self.facts.imports.get("os", "os") == "os")
+            out.append((w, first, movable))
+        return out
+
+    def remaps_blocked(self) -> bool:
+        """Whether which mask an ordinal is read through cannot be known from the text: the
+        file's mask is not one literal, is a `%env` magic gpufix does not rewrite, or is set
+        after a framework import where the fix cannot move it (in a function, a branch)."""
+        file_mask = self.file_mask()
+        if file_mask == UNKNOWN:
+            return True
+        if any(w.method == "magic" or w.value_pos is None for w in self.mask_writes):
+            return True
+        return any(w.var == MASK_VAR and not movable for w, _, movable in self.late_writes())
+
+    def policy_mask_after_fix(self) -> bool:
+        """Whether, after `gpufix apply`, ordinals in this file are read through the policy's mask
+        (the contract's reading of a file that sets none and gets no header); the ordinal fixes
+        are remaps into that mask and are offered only then."""
+        if self.remaps_blocked():
+            return False
+        file_mask = self.file_mask()
+        if file_mask is None:
+            return not (self.in_header_scope and self.mask_change_breaks())
+        if file_mask == self.policy_mask:
+            return True
+        return self.mask_change_breaks() is None
 
     def header_anchor(self) -> Pos:
         """Where file-level findings point: the first GPU import, else the top of the file."""
@@ -139,21 +218,25 @@ def _describe_ordinal(use: OrdinalUse) -> str:
 
 
 def _replacement(use: OrdinalUse, new: int) -> str:
+    # Strings are rewritten from their value, as one literal: `"cuda:" "1"` and `f"cuda:1"` become
+    # "cuda:0" (splicing digits into the source would make `"cuda:0" "1"`).
     if use.kind == "cuda-string":
         return quote_like(use.text, f"cuda:{new}")
     if use.kind == "tf-device":
-        literal = use.text
-        head = literal.rstrip("'\"")
-        tail = literal[len(head):]
-        digits = len(str(use.value))
-        return head[:-digits] + str(new) + tail
+        m = TF_DEVICE_RE.match(use.string)
+        return quote_like(use.text, f"{m.group('prefix')}{m.group('kind')}:{new}")
     return str(new)
+
+
+def replace_edit(pos: Pos, code: str) -> Edit:
+    return Edit("replace-expr", pos.line, pos.col, code, end_line=pos.end_line, end_col=pos.end_col)
 
 
 @rule("GPU001")
 def invalid_ordinal(ctx: RuleContext):
     file_mask = ctx.file_mask()
     policy_mask = ctx.policy_mask
+    fixable = None
     for use in ctx.facts.ordinals:
         if use.kind not in ("cuda-string", "int", "tf-device") or use.value == 0:
             continue
@@ -178,7 +261,15 @@ def invalid_ordinal(ctx: RuleContext):
                 "GPU001", "hidden", what=what, physical=r.physical, mask=mask))
         elif r.new_index != use.value:
             new = _replacement(use, r.new_index)
-            fix = Fix("safe", f"use {new}", (Edit("replace-expr", use.pos.line, use.pos.col, new),))
+            if fixable is None:
+                fixable = ctx.policy_mask_after_fix()
+            if not fixable:
+                # The remap is into the policy's mask, which this file will not set (its own mask
+                # stays): rewriting would name another GPU.
+                yield _finding(ctx, "GPU001", use.pos, ctx.message(
+                    "GPU001", "remap-withheld", what=what, physical=r.physical, mask=mask, new_index=r.new_index, new=new))
+                continue
+            fix = Fix("safe", f"use {new}", (replace_edit(use.pos, new),))
             yield _finding(ctx, "GPU001", use.pos, ctx.message(
                 "GPU001", "remap", what=what, physical=r.physical, mask=mask, new_index=r.new_index, new=new), fix)
 
@@ -247,6 +338,12 @@ def missing_visible_devices(ctx: RuleContext):
         return
     anchor = ctx.header_anchor()
     if ctx.policy.has_policy:
+        breaks = ctx.mask_change_breaks()
+        if breaks:
+            i, before, after = breaks
+            yield _finding(ctx, "GPU101", anchor, ctx.message(
+                "GPU101", "policy-withheld", value=ctx.policy.visible_devices, index=i, before=before, after=after))
+            return
         fix = Fix("safe", "insert the CUDA_VISIBLE_DEVICES header",
                   (Edit("insert-header", lines=_header_lines(ctx, with_mask=True)),))
         yield _finding(ctx, "GPU101", anchor, ctx.message("GPU101", "policy", value=ctx.policy.visible_devices), fix)
@@ -266,7 +363,15 @@ def missing_device_order(ctx: RuleContext):
         return
     order = ctx.policy.device_order
     code_writes = [w for w in mask_writes if w.method != "magic"]
-    if code_writes:
+    late = {id(w) for w, _, _ in ctx.late_writes()}
+    first_write = min(code_writes, key=lambda w: w.order) if code_writes else None
+    if first_write is not None and (not first_write.environ_src or id(first_write) in late):
+        # The first mask write is a bare `putenv(...)` (from os import putenv: no name here
+        # writes os.environ), or runs too late (GPU105): the order goes into the header, which
+        # imports os and runs before any framework import.
+        fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header", (Edit("insert-header", lines=_header_lines(ctx, with_mask=False)),))
+        pos = min(code_writes, key=lambda w: w.order).pos
+    elif code_writes:
         first = min(code_writes, key=lambda w: w.order)
         stmt = f'{first.environ_src}["{ORDER_VAR}"] = "{order}"'
         fix = Fix("safe", f"set CUDA_DEVICE_ORDER={order} before the mask",
@@ -290,7 +395,7 @@ def value_fix(w: EnvWrite, new_value: str, title: str) -> Optional[Fix]:
     if w.method == "magic" or w.value_pos is None:
         return None
     original = w.value_src if w.value_kind == "str" and w.value_src else '"'
-    return Fix("safe", title, (Edit("replace-expr", w.value_pos.line, w.value_pos.col, quote_like(original, new_value)),))
+    return Fix("safe", title, (replace_edit(w.value_pos, quote_like(original, new_value)),))
 
 
 @rule("GPU103")
@@ -298,6 +403,7 @@ def wrong_visible_devices(ctx: RuleContext):
     if not ctx.policy.has_policy:
         return  # judged across files by the engine (the value most files use)
     want = ctx.policy.visible_devices
+    breaks = None
     for w in ctx.mask_writes:
         if w.value_kind not in ("str", "int") or w.value is None:
             continue
@@ -305,7 +411,13 @@ def wrong_visible_devices(ctx: RuleContext):
             continue
         fix = value_fix(w, want, f'set CUDA_VISIBLE_DEVICES="{want}"')
         variant = "magic" if w.method == "magic" else "policy"
-        yield _finding(ctx, "GPU103", w.value_pos or w.pos, ctx.message("GPU103", variant, value=w.value, want=want), fix)
+        if fix is not None:
+            breaks = breaks or ctx.mask_change_breaks()
+            if breaks:
+                fix, variant = None, "policy-withheld"
+        i, before, after = breaks or (None, None, None)
+        yield _finding(ctx, "GPU103", w.value_pos or w.pos, ctx.message(
+            "GPU103", variant, value=w.value, want=want, index=i, before=before, after=after), fix)
 
 
 @rule("GPU104")
@@ -320,21 +432,10 @@ def wrong_device_order(ctx: RuleContext):
 
 @rule("GPU105")
 def mask_set_too_late(ctx: RuleContext):
-    triggers = ctx.facts.gpu_imports + ctx.facts.gpu_calls
-    for w in ctx.facts.env_writes:
-        if w.method == "magic":
-            continue
-        earlier = [
-            t for t in triggers
-            if (t.ctx is None and (w.ctx is not None or t.order < w.order)) or (t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
-        ]
-        if not earlier:
-            continue
-        first = min(earlier, key=lambda t: (t.pos.line, t.pos.col))
-        movable = w.module_body and w.simple_stmt and w.method == "setitem" and w.value_kind in ("str", "int")
+    for w, first, movable in ctx.late_writes():
         fix = Fix("safe", f"move the {w.var} assignment above the first GPU import",
                   (Edit("move-to-header", w.stmt.line, w.stmt.col),)) if movable else None
-        yield _finding(ctx, "GPU105", w.pos, ctx.message("GPU105", "default", var=w.var, trigger=first.what, line=first.pos.line), fix)
+        yield _finding(ctx, "GPU105", w.pos, ctx.message("GPU105", "default", var=w.var, trigger=first.what, line=ctx.line_label(first.pos.line)), fix)
 
 
 @rule("GPU106")
@@ -344,7 +445,7 @@ def non_string_mask_value(ctx: RuleContext):
             continue
         fix = None
         if w.value_kind == "int" and w.value_pos is not None:
-            fix = Fix("safe", f'quote it: "{w.value}"', (Edit("replace-expr", w.value_pos.line, w.value_pos.col, f'"{w.value}"'),))
+            fix = Fix("safe", f'quote it: "{w.value}"', (replace_edit(w.value_pos, f'"{w.value}"'),))
         yield _finding(ctx, "GPU106", w.value_pos or w.pos, ctx.message("GPU106", "default", var=w.var, value=w.value), fix)
 
 
@@ -354,7 +455,7 @@ def mask_not_enforced(ctx: RuleContext):
         if w.method not in ("setdefault", "putenv"):
             continue
         fix = None
-        environ = w.environ_src if w.method == "setdefault" else ("os.environ" if ctx.facts.imports.get("os") == "os" else None)
+        environ = w.environ_src or None
         if w.simple_stmt and environ and w.value_pos is not None and w.value_src:
             stmt = f'{environ}["{w.var}"] = {w.value_src}'
             fix = Fix("unsafe", f"assign {environ}[\"{w.var}\"] instead", (Edit("replace-stmt", w.stmt.line, w.stmt.col, stmt),))

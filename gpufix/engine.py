@@ -215,6 +215,8 @@ def lint_source(
             p = Pos(line, 0, line, 0)
             facts.env_writes.append(EnvWrite(name, "magic", "str", value, None, p, p, None, True, False, "os.environ", 0))
     ctx = checks.RuleContext(src.path, policy, facts, header_scope_member(policy.effective_header_scope, facts, src))
+    if src.is_notebook:
+        ctx.line_label = lambda line: "{1} of cell {0}".format(*src.cell_of(line))
     ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
     for finding in checks.run_rules(ctx, enabled):
         if any(finding.rule.startswith(c) for c in ignored_here):

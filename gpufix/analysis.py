@@ -134,6 +134,7 @@ class Analyzer(ast.NodeVisitor):
         self.onnx_keys: dict = {}
         self.focus: set = set()
         self._imports_collected = False
+        self.shadowed: dict = {}  # imported name -> line of the file's own def/class of that name
 
     # -- helpers -------------------------------------------------------------------------------
     def pos(self, node) -> Pos:
@@ -163,6 +164,9 @@ class Analyzer(ast.NodeVisitor):
             node = node.value
         if not isinstance(node, ast.Name):
             return None
+        shadow = self.shadowed.get(node.id)
+        if shadow is not None and (self.ctx is not None or node.lineno >= shadow):
+            return None  # the file's own function or class of that name
         base = self.facts.imports.get(node.id)
         if base is None:
             for module in self.facts.star_modules:
@@ -280,9 +284,10 @@ class Analyzer(ast.NodeVisitor):
                         self.facts.imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
         # A function or class of the file's own with an imported name shadows the import: calls
         # of that name are the user's code, not the framework's.
+        # Module-level code before the `def` still calls the import.
         for node in _module_level(body):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                self.facts.imports.pop(node.name, None)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in self.facts.imports:
+                self.shadowed[node.name] = min(node.lineno, self.shadowed.get(node.name, node.lineno))
         # A dict that reaches `map_location` through a name: its keys name where a checkpoint was
         # saved, like the keys of a dict written in the call.
         if any("map_location" in line for line in self.lines):

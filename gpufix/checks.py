@@ -91,6 +91,11 @@ class RuleContext:
         out = []
         for w in self.facts.env_writes:
             if w.method == "magic":
+                # A notebook `%env` line after a cell that imported a framework: too late as well
+                # (reported without a fix: gpufix does not rewrite magics).
+                earlier = [t for t in triggers if t.ctx is None and t.pos.line < w.pos.line]
+                if earlier:
+                    out.append((w, min(earlier, key=lambda t: (t.pos.line, t.pos.col)), False))
                 continue
             earlier = [
                 t for t in triggers
@@ -113,8 +118,8 @@ class RuleContext:
         file_mask = self.file_mask()
         if file_mask == UNKNOWN:
             return True
-        if any(w.method == "magic" or w.value_pos is None for w in self.mask_writes):
-            return True
+        if file_mask != self.policy_mask and any(w.method == "magic" or w.value_pos is None for w in self.mask_writes):
+            return True  # a `%env` magic that apply will not rewrite sets another mask
         return any(w.var == MASK_VAR and not movable for w, _, movable in self.late_writes())
 
     def policy_mask_after_fix(self) -> bool:

@@ -104,8 +104,35 @@ def _is_default(dev: dict) -> bool:
     return dev["kind"] != "nvml" and not dev["index"]
 
 
-def compare_runs(a: dict, b: dict, policy: Policy, findings_after: list, where_after: dict) -> list:
+def _literal_values(code: str, where: dict, findings: list) -> dict:
+    """{(cell, line, column): value} of the string literals the findings point at."""
+    import ast
+
+    lines = code.split("\n")
+    back = {v: k for k, v in where.items()}
+    out = {}
+    for f in findings:
+        n = back.get((f.cell, f.line)) if f.cell is not None else f.line
+        m = back.get((f.cell, f.end_line)) if f.cell is not None else f.end_line
+        if not n or not m or m > len(lines):
+            continue
+        chunk = "\n".join(lines[n - 1 : m])
+        end = len(chunk) - len(lines[m - 1]) + f.end_column - 1
+        try:
+            value = ast.literal_eval(chunk[f.column - 1 : end].strip())
+        except (ValueError, SyntaxError):
+            value = chunk[f.column - 1 : end].strip()
+            try:
+                value = ast.literal_eval(value[1:]) if value.startswith("f") else value  # f"cuda:1"
+            except (ValueError, SyntaxError):
+                pass
+        out[(f.cell, f.line, f.column)] = value
+    return out
+
+
+def compare_runs(a: dict, b: dict, policy: Policy, findings_after: list, where_after: dict, code_after: str = "") -> list:
     """Problems in the fixed run `b` compared with the original run `a`."""
+    literals = _literal_values(code_after, where_after, findings_after) if code_after else {}
     problems = []
     if b["exception"] and b["exception"] != a["exception"]:
         problems.append(("exception", f"fixed program raises {b['exception']} (original: {a['exception']})"))
@@ -139,11 +166,13 @@ def compare_runs(a: dict, b: dict, policy: Policy, findings_after: list, where_a
             if p1 == p2:
                 continue
             cell, line = where_after.get(y["line"], (None, y["line"]))
+            if d1["raw"] == d2["raw"] and (a["frozen_env"] or [None])[0] == (b["frozen_env"] or [None])[0]:
+                continue  # the same literal under the same mask: whatever it names, it still does
             # Its finding: on the call's line, or (a string that reached the call through a name)
-            # one that quotes the literal.
+            # one on a literal with the same value.
             remains = any(
                 f.rule in ORDINAL_RULES and ((f.cell == cell and f.line <= line <= f.end_line)
-                                             or (isinstance(d2["raw"], str) and d2["raw"] in f.message))
+                                             or (isinstance(d2["raw"], str) and literals.get((f.cell, f.line, f.column)) == d2["raw"]))
                 for f in findings_after
             )
             if d1["raw"] == d2["raw"] and remains:
@@ -164,7 +193,7 @@ def judge(raw: bytes, path: str, policy: Policy) -> tuple:
     code_b, where_b = program_of(fixed, path)
     run_a = run_program(code_a)
     run_b = run_program(code_b)
-    problems += compare_runs(run_a, run_b, policy, after, where_b)
+    problems += compare_runs(run_a, run_b, policy, after, where_b, code_b)
     again = fix(fixed, path, policy)
     if again != fixed:
         problems.append(("idempotence", "fixing the fixed file changes it again"))

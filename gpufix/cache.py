@@ -10,19 +10,31 @@ read for linting, so a file edited during a scan is never cached under its new s
 
 Writes are atomic (temporary file + rename) and merge entries written meanwhile by a concurrent
 run, so concurrent runs at worst redo work; a broken or foreign cache file is ignored.
+
+What may change a finding is in the file name: the policy's fingerprint, the prefilter switch, and
+a hash of the rule catalogue and of gpufix's own code (so a new rule or API entry, or an edited
+rule, never reads stale results). A cache file is trusted only when it carries a valid HMAC made
+with a per-user key kept outside every project (in the user cache folder): an entry planted in
+`.gpufix/cache` (forced into git, shipped in an archive, left on a shared CI runner) does not verify
+and is ignored. A cache file that git tracks is never read either.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import json
 import os
-import sys
+import secrets
+import subprocess
 from pathlib import Path
+from typing import Optional
 
 from gpufix import __version__
 
-FORMAT = 2
+FORMAT = 3
+_KEY_FILE = "cache-key"
 
 
 def content_hash(raw: bytes) -> str:
@@ -30,21 +42,94 @@ def content_hash(raw: bytes) -> str:
 
 
 def user_cache_dir() -> Path:
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "gpufix" / "cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "gpufix"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpufix"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("gpufix", appauthor=False))
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint() -> str:
+    """A hash of what decides findings besides the policy: gpufix's code and its rule catalogue."""
+    from gpufix.catalog import catalog_dir
+
+    package = Path(__file__).resolve().parent
+    h = hashlib.blake2b(digest_size=12)
+    h.update(__version__.encode())
+    files = sorted(package.rglob("*.py")) + sorted(catalog_dir().rglob("*.toml"))
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        h.update(str(path.relative_to(path.anchor)).encode("utf-8", "surrogateescape"))
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _user_key() -> Optional[bytes]:
+    """This user's secret for signing cache files, created on first use (0600, in the user cache
+    folder, never inside a project). None when it cannot be read or written: then no cache."""
+    path = user_cache_dir() / _KEY_FILE
+    try:
+        key = path.read_bytes()
+        if len(key) >= 32:
+            return key
+    except OSError:
+        pass
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(32)
+        tmp = str(path) + f".{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+        os.replace(tmp, path)
+        return path.read_bytes()  # a concurrent first run may have won the rename: use its key
+    except OSError:
+        return None
+
+
+def _mac(key: bytes, cache_path: Path, body: bytes) -> str:
+    # The cache file's own location is signed too: a file copied from another project or cache
+    # folder does not verify.
+    msg = str(cache_path.resolve()).encode("utf-8", "surrogateescape") + b"\0" + body
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def _tracked_by_git(path: Path) -> bool:
+    """Whether git tracks `path` (a cache file committed to a repository is someone else's)."""
+    try:
+        proc = subprocess.run(
+            ["git", "ls-files", "--error-unmatch", "--", path.name], cwd=path.parent,
+            capture_output=True, timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0
 
 
 def _load(path: Path):
-    """(entries, mtime_ns) of a cache file; ({}, None) when missing, broken or foreign."""
+    """(entries, mtime_ns) of a cache file; ({}, None) when missing, broken, foreign, forged or
+    tracked by git."""
+    key = _user_key()
+    if key is None:
+        return {}, None
     try:
         with open(path, "rb") as fh:
             mtime = os.fstat(fh.fileno()).st_mtime_ns
-            data = json.loads(fh.read())
-    except (OSError, ValueError, RecursionError):
+            raw = fh.read()
+    except OSError:
+        return {}, None
+    mac, sep, body = raw.partition(b"\n")
+    if not sep or not hmac.compare_digest(mac.decode("ascii", "replace"), _mac(key, path, body)):
+        return {}, None
+    if _tracked_by_git(path):
+        return {}, None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
         return {}, None
     if not isinstance(data, dict) or data.get("version") != __version__ or data.get("format") != FORMAT:
         return {}, None
@@ -70,18 +155,24 @@ class ResultCache:
         self.dirty = False
 
     @classmethod
-    def open(cls, policy, options) -> "ResultCache":
-        name = f"scan-{__version__}-{policy.fingerprint()}-{int(options.use_prefilter)}.json"
+    def open(cls, policy, options) -> Optional["ResultCache"]:
+        """The cache for this policy, or None when there is no per-user key to sign it with."""
+        if _user_key() is None:
+            return None
+        name = f"scan-{policy.fingerprint()}-{code_fingerprint()}-{int(options.use_prefilter)}.json"
         env = os.environ.get("GPUFIX_CACHE_DIR")
-        project = Path(policy.root or ".").resolve()
+        # Without a config file there is no project root: the folder gpufix was started in is not one.
+        project = Path(policy.root).resolve() if (policy.root and policy.source) else None
         fallback = None
         if env:
             root = Path(env)
+        elif project is None:
+            root = user_cache_dir() / "scans"
         else:
             root = project / ".gpufix" / "cache"
             # The user cache dir holds the caches of many projects: one file per project root.
             key = hashlib.blake2b(str(project).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
-            fallback = user_cache_dir() / f"{key}-{name}"
+            fallback = user_cache_dir() / "scans" / f"{key}-{name}"
         path = root / name
         entries, mtime = _load(path)
         if not entries and fallback is not None and not os.access(project, os.W_OK):
@@ -148,8 +239,12 @@ class ResultCache:
                     entries = {**theirs, **entries}
             from gpufix.fsutil import atomic_write
 
+            key = _user_key()
+            if key is None:
+                return False
             doc = {"version": __version__, "format": FORMAT, "files": entries}
-            atomic_write(path, json.dumps(doc, separators=(",", ":")).encode("utf-8"), mode=0o644, durable=False)
+            body = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+            atomic_write(path, _mac(key, path, body).encode("ascii") + b"\n" + body, mode=0o644, durable=False)
             return True
         except OSError:
             return False  # a read-only tree: try the next place, or run without a cache

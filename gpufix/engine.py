@@ -15,13 +15,13 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
-from gpufix import checks
 from gpufix.analysis import MASK_VAR, EnvWrite, Pos, analyze, header_facts
 from gpufix.catalog import ApiCatalog, load_api_catalog, load_rule_docs
 from gpufix.config import Policy
 from gpufix.discover import PathFilter, discover
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
+from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
 from gpufix.prefilter import HEADER, SKIP, classify, is_entrypoint_name
 from gpufix.source import ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
@@ -39,8 +39,8 @@ class FileResult:
     path: str
     findings: list = dataclasses.field(default_factory=list)
     errors: list = dataclasses.field(default_factory=list)
-    # literal CUDA_VISIBLE_DEVICES values (for GPU103 without a policy, judged across files)
-    mask_values: list = dataclasses.field(default_factory=list)
+    # project rules' per-file candidates ({"finding": ..., "value": ...}), judged across files in gather()
+    candidates: list = dataclasses.field(default_factory=list)
     parsed: bool = False
 
     def to_json(self) -> dict:
@@ -48,7 +48,7 @@ class FileResult:
             "path": self.path,
             "findings": [_finding_to_cache(f) for f in self.findings],
             "errors": [dataclasses.asdict(e) for e in self.errors],
-            "mask_values": self.mask_values,
+            "candidates": self.candidates,
             "parsed": self.parsed,
         }
 
@@ -58,7 +58,7 @@ class FileResult:
             path=path,
             findings=[_finding_from_cache(f, path) for f in data["findings"]],
             errors=[FileError(**{**e, "path": path}) for e in data["errors"]],
-            mask_values=data["mask_values"],
+            candidates=data["candidates"],
             parsed=data["parsed"],
         )
 
@@ -214,25 +214,25 @@ def lint_source(
         if name == MASK_VAR or name == "CUDA_DEVICE_ORDER":
             p = Pos(line, 0, line, 0)
             facts.env_writes.append(EnvWrite(name, "magic", "str", value, None, p, p, None, True, False, "os.environ", 0))
-    ctx = checks.RuleContext(src.path, policy, facts, header_scope_member(policy.effective_header_scope, facts, src))
+    ctx = RuleContext(src.path, policy, facts, header_scope_member(policy.effective_header_scope, facts, src))
     if src.is_notebook:
         ctx.line_label = lambda line: "{1} of cell {0}".format(*src.cell_of(line))
     ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
-    for finding in checks.run_rules(ctx, enabled):
+
+    def reported(finding: Finding) -> bool:
         if any(finding.rule.startswith(c) for c in ignored_here):
+            return False
+        return not sup.suppressed(finding.rule, (finding.line, finding.end_line), lines)
+
+    for finding in run_rules(ctx, enabled):
+        if reported(finding):
+            result.findings.append(_to_cell(src, finding))
+    for code, project_rule in project_rules().items():
+        if not enabled(code):
             continue
-        if sup.suppressed(finding.rule, (finding.line, finding.end_line), lines):
-            continue
-        result.findings.append(_to_cell(src, finding))
-    if not policy.has_policy and enabled("GPU103") and not any("GPU103".startswith(c) for c in ignored_here):
-        for w in ctx.mask_writes:
-            if w.value_kind in ("str", "int") and w.value is not None:
-                p = w.value_pos or w.pos
-                if sup.suppressed("GPU103", (p.line,), lines):
-                    continue
-                cell, line = (src.cell_of(p.line) if src.is_notebook else (None, p.line))
-                end = line + (p.end_line - p.line)
-                result.mask_values.append({"value": w.value, "pos": [line, p.col, end, p.end_col], "cell": cell})
+        for cand in project_rule.collect(ctx):
+            if reported(cand.finding):
+                result.candidates.append({"finding": _finding_to_cache(_to_cell(src, cand.finding)), "value": cand.value})
     return result
 
 
@@ -428,23 +428,19 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
 
 
 def gather(policy: Policy, results, extra_errors=(), warnings=()) -> ScanResult:
-    """Per-file results -> one ScanResult: sorted, plus the cross-file findings (GPU103 without a
-    policy). Shared by scan and apply."""
+    """Per-file results -> one ScanResult: sorted, plus the project rules' cross-file findings
+    (GPU103 without a policy). Shared by scan and apply."""
     ordered = sorted(results, key=lambda r: r.path)
     findings = [f for r in ordered for f in r.findings]
-    if not policy.has_policy and make_rule_filter(policy.select, policy.ignore)("GPU103"):
-        findings.extend(_majority_findings(ordered))
+    enabled = make_rule_filter(policy.select, policy.ignore)
+    for code, project_rule in project_rules().items():
+        if not enabled(code):
+            continue
+        candidates = [
+            Candidate(_finding_from_cache(c["finding"], r.path), c["value"])
+            for r in ordered for c in r.candidates if c["finding"]["rule"] == code
+        ]
+        findings.extend(project_rule.finish(policy, candidates))
     findings.sort(key=Finding.sort_key)
     errors = [e for r in ordered for e in r.errors] + list(extra_errors)
     return ScanResult(policy, ordered, findings, errors, list(warnings))
-
-
-def _majority_findings(results: list) -> list:
-    found = checks.majority_mask_findings(results)
-    by_path = {r.path: r for r in results}
-    out = []
-    for f in found:
-        res = by_path[f.path]
-        cell = next((mv.get("cell") for mv in res.mask_values if mv["pos"][0] == f.line and mv["pos"][1] + 1 == f.column), None)
-        out.append(dataclasses.replace(f, cell=cell))
-    return out

@@ -67,3 +67,16 @@ def snapshot(root: Path) -> dict:
         if p.is_file() and not rel.startswith((".git/", ".gpufix/")):
             out[rel] = p.read_bytes()
     return out
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_user_cache(tmp_path_factory):
+    """gpufix keeps its cache-signing key and no-project caches in the user cache folder: give the
+    test session its own (inherited by every subprocess) instead of the real ~/.cache."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old

@@ -36,6 +36,13 @@ def run_scan(root: Path, *args, env_extra=None) -> dict:
     return json.loads(proc.stdout)
 
 
+def cache_body(path: Path) -> dict:
+    """A cache file's JSON document (its first line is the HMAC that signs the rest)."""
+    mac, body = path.read_bytes().split(b"\n", 1)
+    assert len(mac) == 64
+    return json.loads(body)
+
+
 def cache_files(root: Path) -> list:
     d = root / ".gpufix" / "cache"
     return sorted(d.glob("scan-*.json")) if d.is_dir() else []
@@ -138,7 +145,7 @@ def test_concurrent_scans_do_not_corrupt_the_cache(project):
             assert p.returncode == 0, err
             assert json.loads(out) == expected
         for f in cache_files(project):
-            data = json.loads(f.read_text(encoding="utf-8"))  # a complete, valid file
+            data = cache_body(f)  # a complete, valid file
             assert len(data["files"]) == 60
         assert not list((project / ".gpufix" / "cache").glob("*.tmp"))
     assert run_scan(project) == expected
@@ -163,3 +170,133 @@ def test_cache_dir_from_environment(project, tmp_path_factory):
     assert run_scan(project, env_extra={"GPUFIX_CACHE_DIR": str(where)}) == expected
     assert list(where.glob("scan-*.json")) and not (project / ".gpufix").exists()
     assert run_scan(project, env_extra={"GPUFIX_CACHE_DIR": str(where)}) == expected
+
+
+# -- what the cache key covers, and forged caches ------------------------------------------------
+def _one_file_project(root: Path) -> Path:
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[tool.gpufix]\nvisible-devices = "1"\nheader-scope = "all"\n', encoding="utf-8")
+    (root / "app.py").write_text(
+        'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'
+        "import torch\nmy_pin_gpu(1)\n", encoding="utf-8")
+    return root
+
+
+def test_a_changed_catalogue_is_never_answered_from_the_cache(tmp_path):
+    """A copy of gpufix whose catalogue gains an API: the warm scan must see the new finding."""
+    import shutil
+
+    from conftest import ROOT
+
+    install = tmp_path / "install"
+    shutil.copytree(ROOT / "gpufix", install / "gpufix", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "rules", install / "rules")
+    project = _one_file_project(tmp_path / "project")
+    env = {"PYTHONPATH": str(install)}
+    assert run_scan(project, env_extra=env)["findings"] == []
+    with open(install / "rules" / "apis" / "torch.toml", "a", encoding="utf-8") as fh:
+        fh.write('\n[[api]]\nname = "my_pin_gpu"\nargs = [{position = 0}]\n')
+    found = run_scan(project, env_extra=env)["findings"]
+    assert [(f["rule"], f["line"]) for f in found] == [("GPU001", 5)]
+
+
+def test_a_changed_rule_module_is_never_answered_from_the_cache(tmp_path):
+    import shutil
+
+    from conftest import ROOT
+
+    install = tmp_path / "install"
+    shutil.copytree(ROOT / "gpufix", install / "gpufix", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "rules", install / "rules")
+    project = _one_file_project(tmp_path / "project")
+    (project / "app.py").write_text((project / "app.py").read_text() + 'x = "cuda:1"\n', encoding="utf-8")
+    env = {"PYTHONPATH": str(install)}
+    assert [f["rule"] for f in run_scan(project, env_extra=env)["findings"]] == ["GPU001"]
+    rule = next((install / "gpufix" / "rules").glob("gpu001_*.py"))
+    rule.write_text(rule.read_text().replace("def check(self, ctx: RuleContext):",
+                                             "def check(self, ctx: RuleContext):\n        return\n        yield"))
+    assert run_scan(project, env_extra=env)["findings"] == []
+
+
+def _plant_forged_entry(project: Path) -> None:
+    """Replace every cached result with 'no findings', keeping the (valid) stamps: what an attacker
+    who cannot sign writes into .gpufix/cache."""
+    for f in cache_files(project):
+        mac, body = f.read_bytes().split(b"\n", 1)
+        data = json.loads(body)
+        for entry in data["files"].values():
+            entry[3]["findings"] = []
+        f.write_bytes(b"0" * 64 + b"\n" + json.dumps(data).encode())
+
+
+def test_a_forged_cache_entry_is_ignored(project):
+    expected = run_scan(project, "--no-cache")
+    assert expected["findings"]
+    run_scan(project)
+    _plant_forged_entry(project)
+    assert run_scan(project) == expected
+
+
+def test_a_cache_made_with_another_users_key_is_ignored(project, tmp_path_factory):
+    """The cache planted in a fresh clone (forced into git, same absolute path as on a CI runner),
+    signed with its author's key: another user's scan does not trust it."""
+    expected = run_scan(project, "--no-cache")
+    attacker_home = tmp_path_factory.mktemp("attacker-cache")
+    run_scan(project, env_extra={"XDG_CACHE_HOME": str(attacker_home)})
+    _plant_forged_entry(project)
+    # re-sign with the attacker's key: valid for the attacker, not for us
+    import hashlib
+    import hmac
+
+    key = (attacker_home / "gpufix" / "cache-key").read_bytes()
+    for f in cache_files(project):
+        body = f.read_bytes().split(b"\n", 1)[1]
+        mac = hmac.new(key, str(f.resolve()).encode() + b"\0" + body, hashlib.sha256).hexdigest()
+        f.write_bytes(mac.encode() + b"\n" + body)
+    assert run_scan(project, env_extra={"XDG_CACHE_HOME": str(attacker_home)})["findings"] == []  # the attacker's own view
+    assert run_scan(project) == expected  # ours: the planted cache is not trusted
+
+
+def test_a_cache_file_tracked_by_git_is_never_read(project):
+    from conftest import git, init_git_repo
+
+    expected = run_scan(project, "--no-cache")
+    init_git_repo(project)
+    run_scan(project)
+    # Sign a forged cache with OUR key (as if we had committed our own cache once), then track it.
+    import hashlib
+    import hmac
+
+    key = (Path(os.environ["XDG_CACHE_HOME"]) / "gpufix" / "cache-key").read_bytes()
+    for f in cache_files(project):
+        data = cache_body(f)
+        for entry in data["files"].values():
+            entry[3]["findings"] = []
+        body = json.dumps(data).encode()
+        f.write_bytes(hmac.new(key, str(f.resolve()).encode() + b"\0" + body, hashlib.sha256).hexdigest().encode() + b"\n" + body)
+    assert run_scan(project)["findings"] == []  # signed by us and untracked: trusted
+    for f in cache_files(project):
+        f.write_bytes(f.read_bytes())
+    git(project, "add", "-f", ".gpufix/cache")
+    git(project, "commit", "-qm", "cache")
+    assert run_scan(project) == expected
+
+
+def test_the_signing_key_is_private_and_outside_the_project(project):
+    run_scan(project)
+    key = Path(os.environ["XDG_CACHE_HOME"]) / "gpufix" / "cache-key"
+    assert key.is_file() and (key.stat().st_mode & 0o777) == 0o600 and len(key.read_bytes()) == 32
+    assert not any(p.name == "cache-key" for p in project.rglob("*"))
+
+
+def test_a_scan_without_a_config_writes_nothing_into_the_current_folder(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "app.py").write_text("import torch\nx = 'cuda:1'\n", encoding="utf-8")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFIX_")}
+    proc = subprocess.run([sys.executable, "-m", "gpufix", "scan", str(target), "--exit-zero", "-q"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert list(cwd.iterdir()) == [] and not (target / ".gpufix").exists()

@@ -26,6 +26,15 @@ def test_rules_doc_is_up_to_date():
     assert DOC.read_text(encoding="utf-8") == expected, "docs/rules.md is out of date: run python scripts/gen_rules_doc.py"
 
 
+def test_readme_rule_table_is_generated_from_the_catalogue():
+    gen = _generator()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme == gen.update_readme(readme, load_rule_docs()), "README rule table is out of date: run python scripts/gen_rules_doc.py"
+    table = readme.split(gen.TABLE_START, 1)[1].split(gen.TABLE_END, 1)[0]
+    listed = [line.split("[", 1)[1].split("]", 1)[0] for line in table.splitlines() if line.startswith("| [")]
+    assert listed == list(load_rule_docs())
+
+
 def test_generator_check_mode(tmp_path):
     ok = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr

@@ -1,0 +1,270 @@
+"""Rules: one module per rule code, each holding one `Rule` subclass bound to its code.
+
+A rule's metadata, docs, message templates and VALID/INVALID examples live in the catalogue
+(`rules/<CODE>.toml`); its module holds only what it decides. Adding a rule means adding its
+catalogue file and one module here: `load_rules()` finds every module of this package, and checks
+when it loads that every catalogue entry has a rule, every rule an entry, and that the message
+variants and placeholders each rule declares are exactly those of its templates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import pkgutil
+import string
+from typing import Callable, ClassVar, Iterable, Optional
+
+from gpufix.analysis import MASK_VAR, ORDER_VAR, Facts, Pos
+from gpufix.catalog import RuleDoc, load_rule_docs
+from gpufix.config import Policy, parse_mask
+from gpufix.model import Finding, Fix
+
+UNKNOWN = "unknown"  # a mask we cannot read statically (dynamic value, several values)
+
+
+@dataclasses.dataclass
+class RuleContext:
+    """What a rule sees of one file: its path, the policy, the facts analysis found, and whether the
+    header scope covers it."""
+
+    path: str
+    policy: Policy
+    facts: Facts
+    in_header_scope: bool
+    # 12 -> how a message names that line ("12", or "3 of cell 2" in a notebook)
+    line_label: Callable = str
+
+    @property
+    def policy_mask(self) -> Optional[list]:
+        return self.policy.mask
+
+    @property
+    def mask_writes(self) -> list:
+        return [w for w in self.facts.env_writes if w.var == MASK_VAR]
+
+    @property
+    def order_writes(self) -> list:
+        return [w for w in self.facts.env_writes if w.var == ORDER_VAR]
+
+    def file_mask(self):
+        """The file's own mask before any fix: None (sets none), UNKNOWN, or the parsed entries."""
+        writes = self.mask_writes
+        if not writes:
+            return None
+        values = set()
+        for w in writes:
+            if w.value_kind in ("str", "int") and w.value is not None:
+                values.add(w.value.strip())
+            else:
+                return UNKNOWN
+        if len(values) != 1:
+            return UNKNOWN
+        return parse_mask(values.pop())
+
+    def late_writes(self) -> list:
+        """(write, first earlier trigger, movable) for every env write that runs after a GPU
+        framework import or call (GPU105)."""
+        triggers = self.facts.gpu_imports + self.facts.gpu_calls
+        out = []
+        for w in self.facts.env_writes:
+            if w.method == "magic":
+                # A notebook `%env` line after a cell that imported a framework: too late as well
+                # (reported without a fix: gpufix does not rewrite magics).
+                earlier = [t for t in triggers if t.ctx is None and t.pos.line < w.pos.line]
+                if earlier:
+                    out.append((w, min(earlier, key=lambda t: (t.pos.line, t.pos.col)), False))
+                continue
+            earlier = [
+                t for t in triggers
+                if (t.ctx is None and (w.ctx is not None or t.order < w.order))
+                or (t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
+            ]
+            if not earlier:
+                continue
+            first = min(earlier, key=lambda t: (t.pos.line, t.pos.col))
+            # The moved line writes `os.environ` under the header's `import os`: only when no
+            # other import binds the name `os`.
+            movable = (w.module_body and w.simple_stmt and w.method == "setitem" and w.value_kind in ("str", "int")
+                       and self.facts.imports.get("os", "os") == "os")
+            out.append((w, first, movable))
+        return out
+
+    def remaps_blocked(self) -> bool:
+        """Whether which mask an ordinal is read through cannot be known from the text: the
+        file's mask is not one literal, is a `%env` magic gpufix does not rewrite, or is set
+        after a framework import where the fix cannot move it (in a function, a branch)."""
+        file_mask = self.file_mask()
+        if file_mask == UNKNOWN:
+            return True
+        if file_mask != self.policy_mask and any(w.method == "magic" or w.value_pos is None for w in self.mask_writes):
+            return True  # a `%env` magic that apply will not rewrite sets another mask
+        return any(w.var == MASK_VAR and not movable for w, _, movable in self.late_writes())
+
+    def mask_change_breaks(self):
+        """None when putting the policy's mask in place of the file's own (a GPU103 value fix, the
+        GPU101 header) keeps the meaning of every literal ordinal no fix rewrites; else
+        (ordinal, physical GPU before, after) of the first one whose meaning it would change.
+
+        Such an ordinal (hidden, unknown, or in a GPU002 list) is read through the file's mask
+        before the fix and through the policy's after: `cuda:1` under "1,0" is GPU 0, under "1"
+        it would name GPU 1 and its finding would change or vanish."""
+        from gpufix.rules._shared import remap
+
+        policy = self.policy_mask
+        if policy is None:
+            return None
+        file_mask = self.file_mask()
+        remaps = not self.remaps_blocked()
+        for use in self.facts.ordinals:
+            if use.kind in ("cuda-string", "int", "tf-device"):
+                indices, rewritten = [use.value], remaps
+            elif use.kind in ("list", "dict-keys"):
+                indices, rewritten = [i for i, _ in use.value], False  # GPU002 has no fix
+            else:
+                continue
+            for i in indices:
+                if i == 0:
+                    continue
+                before = remap(i, file_mask, policy)
+                if rewritten and before.known and before.new_index is not None:
+                    continue  # its own fix rewrites it against the same masks
+                after = remap(i, policy, policy)
+                if before.physical is None or before.physical != after.physical:
+                    return (i, before.physical, after.physical)
+        return None
+
+    def policy_mask_after_fix(self) -> bool:
+        """Whether, after `gpufix apply`, ordinals in this file are read through the policy's mask
+        (the contract's reading of a file that sets none and gets no header); the ordinal fixes
+        are remaps into that mask and are offered only then."""
+        if self.remaps_blocked():
+            return False
+        file_mask = self.file_mask()
+        if file_mask is None:
+            return not (self.in_header_scope and self.mask_change_breaks())
+        if file_mask == self.policy_mask:
+            return True
+        return self.mask_change_breaks() is None
+
+    def header_anchor(self) -> Pos:
+        """Where file-level findings point: the first GPU import, else the top of the file."""
+        imports = sorted(self.facts.gpu_imports, key=lambda t: (t.pos.line, t.pos.col))
+        if imports:
+            return imports[0].pos
+        return Pos(1, 0, 1, 0)
+
+
+class Rule:
+    """One rule. Subclasses set `code` and `messages` (each message variant of the catalogue entry
+    with the placeholders its template uses) and implement `check`."""
+
+    code: ClassVar[str] = ""
+    messages: ClassVar[dict] = {}
+
+    @property
+    def doc(self) -> RuleDoc:
+        return load_rule_docs()[self.code]
+
+    def check(self, ctx: RuleContext) -> Iterable[Finding]:
+        raise NotImplementedError
+
+    def finding(self, ctx: RuleContext, pos: Pos, variant: str, fix: Optional[Fix] = None, **values) -> Finding:
+        """A finding of this rule at `pos`, its message rendered from the catalogue's template."""
+        return Finding(
+            rule=self.code,
+            path=ctx.path,
+            line=pos.line,
+            column=pos.col + 1,
+            end_line=pos.end_line,
+            end_column=pos.end_col + 1,
+            message=self.doc.messages[variant].format(**values),
+            severity=self.doc.severity,
+            fix=fix,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A project rule's per-file observation: a finding it may report once every file is known,
+    and the value it judges by (JSON-serialisable, it goes through the result cache)."""
+
+    finding: Finding
+    value: object
+
+
+class ProjectRule(Rule):
+    """A rule judged across files: `collect` runs per file (its candidates are suppressed, mapped to
+    notebook cells and cached like findings), `finish` decides on all files' candidates at once."""
+
+    def collect(self, ctx: RuleContext) -> Iterable[Candidate]:
+        return ()
+
+    def finish(self, policy: Policy, candidates: list) -> Iterable[Finding]:
+        return ()
+
+
+def _placeholders(template: str) -> frozenset:
+    return frozenset(field.split(".")[0].split("[")[0] for _, field, _, _ in string.Formatter().parse(template) if field)
+
+
+def verify(rules: dict, docs: dict) -> None:
+    """Raise RuntimeError when the rules and the catalogue disagree (a missing rule or entry, a
+    message variant or placeholder one side has and the other lacks)."""
+    problems = []
+    for code in sorted(set(docs) - set(rules)):
+        problems.append(f"{code}: catalogue entry rules/{code}.toml has no rule module")
+    for code in sorted(set(rules) - set(docs)):
+        problems.append(f"{code}: rule {type(rules[code]).__name__} has no catalogue entry rules/{code}.toml")
+    for code in sorted(set(rules) & set(docs)):
+        declared = {k: frozenset(v) for k, v in rules[code].messages.items()}
+        templates = {k: _placeholders(v) for k, v in docs[code].messages.items()}
+        for variant in sorted(set(declared) | set(templates)):
+            if variant not in templates:
+                problems.append(f"{code}: the rule uses message '{variant}', which rules/{code}.toml lacks")
+            elif variant not in declared:
+                problems.append(f"{code}: rules/{code}.toml has message '{variant}', which the rule never uses")
+            elif declared[variant] != templates[variant]:
+                problems.append(
+                    f"{code}: message '{variant}' has placeholders {sorted(templates[variant])} in rules/{code}.toml, "
+                    f"but the rule fills {sorted(declared[variant])}"
+                )
+    if problems:
+        raise RuntimeError("the rules do not match the catalogue:\n  " + "\n  ".join(problems))
+
+
+def discover_rules(package=None) -> dict:
+    """code -> Rule instance for every Rule subclass defined in the modules of `package`."""
+    package = package or importlib.import_module(__name__)
+    found = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, Rule) and obj.__module__ == module.__name__ and obj.code:
+                if obj.code in found:
+                    raise RuntimeError(f"two rules claim {obj.code}: {type(found[obj.code]).__name__} and {obj.__name__}")
+                found[obj.code] = obj()
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def load_rules() -> dict:
+    """code -> Rule, in code order, verified against the catalogue."""
+    rules = discover_rules()
+    verify(rules, load_rule_docs())
+    return {code: rules[code] for code in sorted(rules)}
+
+
+def project_rules() -> dict:
+    return {code: r for code, r in load_rules().items() if isinstance(r, ProjectRule)}
+
+
+def run_rules(ctx: RuleContext, enabled: Callable[[str], bool]) -> list:
+    findings = []
+    for code, r in load_rules().items():
+        if enabled(code):
+            findings.extend(r.check(ctx))
+    return findings

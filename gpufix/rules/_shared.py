@@ -1,0 +1,88 @@
+"""Helpers several rules share: reading ordinals through masks, quoting, value fixes, the header."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from gpufix.analysis import MASK_VAR, ORDER_VAR, EnvWrite, OrdinalUse, Pos
+from gpufix.config import is_index_mask
+from gpufix.model import Edit, Fix
+from gpufix.rules import UNKNOWN, RuleContext
+
+
+def quote_like(original: str, value: str) -> str:
+    """`value` as a string literal, quoted the way `original` (a literal's source) was."""
+    quote = "'" if original[-1:] == "'" and '"' not in value else '"'
+    prefix = ""
+    i = 0
+    while i < len(original) and original[i] in "rRuU":
+        prefix += original[i]
+        i += 1
+    if "r" in prefix.lower():
+        prefix = ""
+    return f"{prefix}{quote}{value}{quote}"
+
+
+@dataclasses.dataclass
+class Remap:
+    physical: object  # int or uuid string or None (unknown)
+    new_index: Optional[int]  # position under the policy; None: hidden or unknown
+    known: bool
+
+
+def remap(i: int, file_mask, policy_mask: list) -> Remap:
+    """Where ordinal `i`, read under the file's own mask, lands under the policy's mask."""
+    if file_mask == UNKNOWN:
+        return Remap(None, None, False)
+    if file_mask is None:
+        physical = i
+    else:
+        physical = file_mask[i] if i < len(file_mask) else i
+    if isinstance(physical, int) != is_index_mask(policy_mask):
+        return Remap(physical, None, False)
+    if physical in policy_mask:
+        return Remap(physical, policy_mask.index(physical), True)
+    return Remap(physical, None, True)
+
+
+def visible_range(count: int) -> str:
+    return "cuda:0" if count == 1 else f"cuda:0..cuda:{count - 1}"
+
+
+def mask_text(entries) -> str:
+    return ",".join(str(e) for e in entries)
+
+
+def describe_ordinal(use: OrdinalUse) -> str:
+    if use.kind in ("cuda-string", "tf-device"):
+        return use.text
+    return f"device index {use.value} in {use.api}()"
+
+
+def normalized_mask(value: str) -> str:
+    return ",".join(part.strip() for part in value.strip().split(","))
+
+
+def value_fix(w: EnvWrite, new_value: str, title: str) -> Optional[Fix]:
+    """Replace the literal value of an environment write; None where it is no literal (or a magic)."""
+    if w.method == "magic" or w.value_pos is None:
+        return None
+    original = w.value_src if w.value_kind == "str" and w.value_src else '"'
+    return Fix("safe", title, (replace_edit(w.value_pos, quote_like(original, new_value)),))
+
+
+def replace_edit(pos: Pos, code: str) -> Edit:
+    """Replace the expression at exactly `pos` (start and end: `"cuda:" "1"` is one expression,
+    its first part `"cuda:"` another with the same start)."""
+    return Edit("replace-expr", pos.line, pos.col, code, end_line=pos.end_line, end_col=pos.end_col)
+
+
+def header_lines(ctx: RuleContext, with_mask: bool) -> tuple:
+    """The (variable, value) pairs a header inserted into this file must set."""
+    lines = []
+    if not ctx.order_writes:
+        lines.append((ORDER_VAR, ctx.policy.device_order))
+    if with_mask and ctx.policy.has_policy:
+        lines.append((MASK_VAR, ctx.policy.visible_devices))
+    return tuple(lines)

@@ -1,0 +1,68 @@
+"""GPU001 invalid-device-ordinal: a CUDA ordinal that is invalid (or another GPU) under the mask."""
+
+from __future__ import annotations
+
+from gpufix.analysis import TF_DEVICE_RE, OrdinalUse
+from gpufix.model import Fix
+from gpufix.rules import UNKNOWN, Rule, RuleContext
+from gpufix.rules._shared import describe_ordinal, mask_text, quote_like, remap, replace_edit, visible_range
+
+
+def _replacement(use: OrdinalUse, new: int) -> str:
+    # Strings are rewritten from their value, as one literal: `"cuda:" "1"` and `f"cuda:1"` become
+    # "cuda:0" (splicing digits into the source would make `"cuda:0" "1"`).
+    if use.kind == "cuda-string":
+        return quote_like(use.text, f"cuda:{new}")
+    if use.kind == "tf-device":
+        m = TF_DEVICE_RE.match(use.string)
+        return quote_like(use.text, f"{m.group('prefix')}{m.group('kind')}:{new}")
+    return str(new)
+
+
+class InvalidDeviceOrdinal(Rule):
+    code = "GPU001"
+    messages = {
+        "remap": ("what", "physical", "mask", "new_index", "new"),
+        "remap-withheld": ("what", "physical", "mask", "new_index", "new"),
+        "hidden": ("what", "physical", "mask"),
+        "unknown": ("what", "mask", "count", "reason"),
+        "no-policy": ("what", "mask", "count", "visible"),
+    }
+
+    def check(self, ctx: RuleContext):
+        file_mask = ctx.file_mask()
+        policy_mask = ctx.policy_mask
+        fixable = None
+        for use in ctx.facts.ordinals:
+            if use.kind not in ("cuda-string", "int", "tf-device") or use.value == 0:
+                continue
+            what = describe_ordinal(use)
+            if policy_mask is None:
+                if file_mask is None or file_mask == UNKNOWN or use.value < len(file_mask):
+                    continue
+                yield self.finding(ctx, use.pos, "no-policy", what=what, mask=mask_text(file_mask),
+                                   count=len(file_mask), visible=visible_range(len(file_mask)))
+                continue
+            r = remap(use.value, file_mask, policy_mask)
+            mask = mask_text(policy_mask)
+            if not r.known:
+                if use.value < len(policy_mask):
+                    continue
+                reason = ("the file's own mask is not a single literal" if file_mask == UNKNOWN
+                          else "an index cannot be matched with the GPU UUIDs the policy names")
+                yield self.finding(ctx, use.pos, "unknown", what=what, mask=mask, count=len(policy_mask), reason=reason)
+            elif r.new_index is None:
+                yield self.finding(ctx, use.pos, "hidden", what=what, physical=r.physical, mask=mask)
+            elif r.new_index != use.value:
+                new = _replacement(use, r.new_index)
+                if fixable is None:
+                    fixable = ctx.policy_mask_after_fix()
+                if not fixable:
+                    # The remap is into the policy's mask, which this file will not set (its own
+                    # mask stays): rewriting would name another GPU.
+                    yield self.finding(ctx, use.pos, "remap-withheld", what=what, physical=r.physical, mask=mask,
+                                       new_index=r.new_index, new=new)
+                    continue
+                fix = Fix("safe", f"use {new}", (replace_edit(use.pos, new),))
+                yield self.finding(ctx, use.pos, "remap", fix, what=what, physical=r.physical, mask=mask,
+                                   new_index=r.new_index, new=new)

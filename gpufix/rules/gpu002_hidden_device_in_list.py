@@ -1,0 +1,41 @@
+"""GPU002 hidden-device-in-list: a multi-GPU list naming devices the mask hides."""
+
+from __future__ import annotations
+
+from gpufix.rules import UNKNOWN, Rule, RuleContext
+from gpufix.rules._shared import mask_text, remap, visible_range
+
+
+class HiddenDeviceInList(Rule):
+    code = "GPU002"
+    messages = {
+        "policy": ("api", "indices", "bad", "mask", "count", "visible"),
+        "no-policy": ("api", "indices", "bad", "mask", "count"),
+    }
+
+    def check(self, ctx: RuleContext):
+        file_mask = ctx.file_mask()
+        policy_mask = ctx.policy_mask
+        for use in ctx.facts.ordinals:
+            if use.kind not in ("list", "dict-keys"):
+                continue
+            indices = [i for i, _ in use.value]
+            if policy_mask is None:
+                if file_mask is None or file_mask == UNKNOWN:
+                    continue
+                bad = [i for i in indices if i >= len(file_mask)]
+                if bad:
+                    yield self.finding(ctx, use.pos, "no-policy", api=use.api, indices=indices, bad=bad,
+                                       mask=mask_text(file_mask), count=len(file_mask))
+                continue
+            bad = []
+            for i in indices:
+                if i == 0:
+                    continue  # like GPU001: index 0 is the first visible GPU, whatever the mask
+                r = remap(i, file_mask, policy_mask)
+                if (not r.known and i >= len(policy_mask)) or (r.known and r.new_index != i):
+                    bad.append(i)
+            if bad:
+                yield self.finding(ctx, use.pos, "policy", api=use.api, indices=indices, bad=bad,
+                                   mask=mask_text(policy_mask), count=len(policy_mask),
+                                   visible=visible_range(len(policy_mask)))

@@ -1,0 +1,50 @@
+"""GPU102 missing-device-order: a mask set (or required) without CUDA_DEVICE_ORDER."""
+
+from __future__ import annotations
+
+from gpufix.analysis import ORDER_VAR, Pos
+from gpufix.config import is_index_mask, parse_mask
+from gpufix.model import Edit, Fix
+from gpufix.rules import Rule, RuleContext
+from gpufix.rules._shared import header_lines
+
+
+class MissingDeviceOrder(Rule):
+    code = "GPU102"
+    messages = {"default": ("order",), "magic": ("order",)}
+
+    def check(self, ctx: RuleContext):
+        if ctx.order_writes:
+            return
+        mask_writes = ctx.mask_writes
+        index_form = any(
+            w.value_kind in ("str", "int") and w.value is not None and is_index_mask(parse_mask(w.value)) for w in mask_writes
+        )
+        if not ctx.in_header_scope and not index_form:
+            return
+        order = ctx.policy.device_order
+        code_writes = [w for w in mask_writes if w.method != "magic"]
+        late = {id(w) for w, _, _ in ctx.late_writes()}
+        first_write = min(code_writes, key=lambda w: w.order) if code_writes else None
+        if first_write is not None and (not first_write.environ_src or id(first_write) in late):
+            # The first mask write is a bare `putenv(...)` (from os import putenv: no name here
+            # writes os.environ), or runs too late (GPU105): the order goes into the header,
+            # which imports os and runs before any framework import.
+            fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
+                      (Edit("insert-header", lines=header_lines(ctx, with_mask=False)),))
+            pos = first_write.pos
+        elif code_writes:
+            first = min(code_writes, key=lambda w: w.order)
+            stmt = f'{first.environ_src}["{ORDER_VAR}"] = "{order}"'
+            fix = Fix("safe", f"set CUDA_DEVICE_ORDER={order} before the mask",
+                      (Edit("insert-before", first.stmt.line, first.stmt.col, stmt),))
+            pos = first.pos
+        elif mask_writes:  # only a notebook `%env` magic: gpufix does not rewrite magics
+            line = mask_writes[0].pos.line
+            yield self.finding(ctx, Pos(line, 0, line, 0), "magic", order=order)
+            return
+        else:
+            fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
+                      (Edit("insert-header", lines=header_lines(ctx, with_mask=False)),))
+            pos = ctx.header_anchor()
+        yield self.finding(ctx, pos, "default", fix, order=order)

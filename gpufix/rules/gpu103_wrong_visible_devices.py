@@ -1,0 +1,71 @@
+"""GPU103 wrong-visible-devices: a mask other than the policy's (or, without a policy, other than
+the value most of the project's files use)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+from gpufix.rules import Candidate, ProjectRule, RuleContext
+from gpufix.rules._shared import normalized_mask, value_fix
+
+
+class WrongVisibleDevices(ProjectRule):
+    code = "GPU103"
+    messages = {
+        "policy": ("value", "want"),
+        "policy-withheld": ("value", "want", "index", "before", "after"),
+        "magic": ("value", "want"),
+        "majority": ("value", "want", "files", "total"),
+    }
+
+    def check(self, ctx: RuleContext):
+        if not ctx.policy.has_policy:
+            return  # judged across files: collect() / finish()
+        want = ctx.policy.visible_devices
+        breaks = None
+        for w in ctx.mask_writes:
+            if w.value_kind not in ("str", "int") or w.value is None:
+                continue
+            if normalized_mask(w.value) == normalized_mask(want):
+                continue
+            fix = value_fix(w, want, f'set CUDA_VISIBLE_DEVICES="{want}"')
+            variant = "magic" if w.method == "magic" else "policy"
+            if fix is not None:
+                # Not when a literal ordinal no fix rewrites would name another GPU under the
+                # policy's mask than under this one.
+                breaks = breaks or ctx.mask_change_breaks()
+                if breaks:
+                    i, before, after = breaks
+                    yield self.finding(ctx, w.value_pos or w.pos, "policy-withheld", value=w.value, want=want,
+                                       index=i, before=before, after=after)
+                    continue
+            yield self.finding(ctx, w.value_pos or w.pos, variant, fix, value=w.value, want=want)
+
+    def collect(self, ctx: RuleContext):
+        """Without a policy: every literal mask of the file, a candidate until the majority is known."""
+        if ctx.policy.has_policy:
+            return
+        for w in ctx.mask_writes:
+            if w.value_kind in ("str", "int") and w.value is not None:
+                # The message is rendered in finish(), once the majority is known.
+                yield Candidate(self.finding(ctx, w.value_pos or w.pos, "majority", value=w.value, want="", files=0, total=0),
+                                w.value)
+
+    def finish(self, policy, candidates: list):
+        per_file: dict = {}
+        for c in candidates:
+            per_file.setdefault(c.finding.path, set()).add(normalized_mask(c.value))
+        counts = Counter(v for values in per_file.values() for v in values)
+        if not counts:
+            return
+        ranked = counts.most_common()
+        if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+            return  # no value most files agree on
+        majority = ranked[0][0]
+        template = self.doc.messages["majority"]
+        for c in candidates:
+            if normalized_mask(c.value) == majority:
+                continue
+            message = template.format(value=c.value, want=majority, files=counts[majority], total=len(per_file))
+            yield dataclasses.replace(c.finding, message=message)

@@ -1,0 +1,21 @@
+"""GPU106 non-string-mask-value: `os.environ[...] = 1` raises TypeError."""
+
+from __future__ import annotations
+
+from gpufix.model import Fix
+from gpufix.rules import Rule, RuleContext
+from gpufix.rules._shared import replace_edit
+
+
+class NonStringMaskValue(Rule):
+    code = "GPU106"
+    messages = {"default": ("var", "value")}
+
+    def check(self, ctx: RuleContext):
+        for w in ctx.facts.env_writes:
+            if w.value_kind not in ("int", "other-literal"):
+                continue
+            fix = None
+            if w.value_kind == "int" and w.value_pos is not None:
+                fix = Fix("safe", f'quote it: "{w.value}"', (replace_edit(w.value_pos, f'"{w.value}"'),))
+            yield self.finding(ctx, w.value_pos or w.pos, "default", fix, var=w.var, value=w.value)

@@ -94,7 +94,7 @@ FIRST_PASS_ONLY = ("GPU001", "GPU002", "GPU003")
 
 def _choose_edits(findings, unsafe: bool, first_pass: bool = True) -> tuple:
     """This pass's edits: every expression/statement replacement, and one kind of structural edit
-    (moves first, then the header, then insertions), so that edits never fight over positions."""
+    (moves and the header first, then insertions), so that edits never fight over positions."""
     usable = [f for f in findings if f.fix and (f.fix.applicability == "safe" or unsafe)
               and (first_pass or f.rule not in FIRST_PASS_ONLY)]
     edits, rules = [], []
@@ -102,8 +102,11 @@ def _choose_edits(findings, unsafe: bool, first_pass: bool = True) -> tuple:
         if all(e.kind in ("replace-expr", "replace-stmt") for e in f.fix.edits):
             edits.extend(f.fix.edits)
             rules.append(f.rule)
-    for kind in ("move-to-header", "insert-header", "insert-before"):
-        group = [f for f in usable if any(e.kind == kind for e in f.fix.edits)]
+    # Moves and the header are one transformation (both build the header block); they go in the
+    # same pass as the ordinal remaps, which are only right once the policy's mask is in force
+    # (a later pass would see remapped ordinals without that mask and refuse the header).
+    for kinds in (("move-to-header", "insert-header"), ("insert-before",)):
+        group = [f for f in usable if any(e.kind in kinds for e in f.fix.edits)]
         if group:
             for f in group:
                 edits.extend(f.fix.edits)

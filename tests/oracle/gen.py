@@ -37,6 +37,8 @@ OS_BINDINGS = (
     ("from os import environ, putenv", "environ", "putenv"),
     ("import os.path", "os.environ", "os.putenv"),
     ("import os  # for the GPU mask", "os.environ", "os.putenv"),
+    ("import os as _os", "_os.environ", "_os.putenv"),
+    ("from os import environ as ENV, putenv as put", "ENV", "put"),
 )
 
 
@@ -89,6 +91,9 @@ FRAMEWORKS = {
     "pynvml": (("import pynvml", {"nvml": "pynvml.nvmlDeviceGetHandleByIndex"}),
                ("from pynvml import *", {"nvml": "nvmlDeviceGetHandleByIndex"})),
     "onnxruntime": (("import onnxruntime as ort", {"ort": "ort"}),),
+    "transformers": (("from transformers import pipeline, AutoModel", {"hf": "pipeline", "automodel": "AutoModel"}),
+                     ("import transformers", {"hf": "transformers.pipeline", "automodel": "transformers.AutoModel"})),
+    "sentence_transformers": (("from sentence_transformers import SentenceTransformer", {"st": "SentenceTransformer"}),),
 }
 
 
@@ -110,6 +115,9 @@ def device_calls(choose, names: dict, k: int) -> list:
             [f'loc{k} = {{{s}: "cuda:0"}}', f'm{k} = {t}.load("m.pt", map_location=loc{k})'],
             [f"net{k} = {t}.nn.DataParallel({t}.nn.Linear(1, 1), device_ids=[0, {n}])"],
             [f"DEVICE{k} = {s}", f"x{k} = {t}.zeros(1).to(DEVICE{k})"],
+            [f"p{k} = {t}.cuda.get_device_properties({n})"], [f"free{k} = {t}.cuda.mem_get_info(device={n})"],
+            [f"st{k} = {t}.cuda.Stream(device={n})"],
+            [f"ddp{k} = {t}.nn.parallel.DistributedDataParallel({t}.nn.Linear(1, 1), device_ids=[{n}], output_device={n})"],
         ]
     if "tcuda" in names:
         out += [[f"{names['tcuda']}.set_device({n})"], [f"{names['tcuda']}.get_device_name({n})"]]
@@ -136,6 +144,12 @@ def device_calls(choose, names: dict, k: int) -> list:
         out += [[f"h{k} = {names['nvml']}({n})"]]
     if "ort" in names:
         out += [[f'sess{k} = {names["ort"]}.InferenceSession("m.onnx", providers=[("CUDAExecutionProvider", {{"device_id": {n}}})])']]
+    if "hf" in names:
+        out += [[f'pipe{k} = {names["hf"]}("asr", model="m", device={n})'], [f'pipe{k} = {names["hf"]}("asr", device={s})'],
+                [f'model{k} = {names["automodel"]}.from_pretrained("m", device_map={{"": {n}}})'],
+                [f'model{k} = {names["automodel"]}.from_pretrained("m", device_map="auto", max_memory={{0: "10GiB", {n}: "10GiB"}})']]
+    if "st" in names:
+        out += [[f'enc{k} = {names["st"]}("all-MiniLM-L6-v2", device={s})']]
     out += [[f'print("step {k}")'], [f"value{k} = {k} * 2  # plain code"]]
     return out
 

@@ -65,6 +65,8 @@ class OrdinalUse:
     api: str  # what was called ("torch.cuda.set_device", "'cuda:N' string")
     text: str = ""  # the literal as written (strings)
     string: str = ""  # the string's value (strings; `"cuda:" "1"` is "cuda:1")
+    # the callee's name is both imported and defined in this file, and this call may run either
+    shadowed: str = ""
 
 
 @dataclasses.dataclass
@@ -135,6 +137,7 @@ class Analyzer(ast.NodeVisitor):
         self.focus: set = set()
         self._imports_collected = False
         self.shadowed: dict = {}  # imported name -> line of the file's own def/class of that name
+        self.ambiguous_name = ""  # set by qualname() for a call that may run the import or the def
 
     # -- helpers -------------------------------------------------------------------------------
     def pos(self, node) -> Pos:
@@ -165,8 +168,12 @@ class Analyzer(ast.NodeVisitor):
         if not isinstance(node, ast.Name):
             return None
         shadow = self.shadowed.get(node.id)
-        if shadow is not None and (self.ctx is not None or node.lineno >= shadow):
-            return None  # the file's own function or class of that name
+        if shadow is not None and node.lineno >= shadow and self.ctx is None:
+            return None  # the file's own function or class of that name, defined above
+        if shadow is not None and self.ctx is not None:
+            # In a function (run whenever it is called) the name may be either: resolved, but
+            # its ordinals are reported without a fix.
+            self.ambiguous_name = node.id
         base = self.facts.imports.get(node.id)
         if base is None:
             for module in self.facts.star_modules:
@@ -446,7 +453,9 @@ class Analyzer(ast.NodeVisitor):
     # -- calls -----------------------------------------------------------------------------------
     def visit_Call(self, node):
         func = node.func
+        self.ambiguous_name = ""
         qual = self.qualname(func)
+        shadowed = self.ambiguous_name
         last = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
         # Environment writes through calls.
         if isinstance(func, ast.Attribute) and func.attr in ("update", "setdefault") and self._is_environ(func.value):
@@ -464,7 +473,11 @@ class Analyzer(ast.NodeVisitor):
         # Catalogued device APIs.
         matches = self.catalog.lookup(qual, last, isinstance(func, ast.Attribute))
         if matches:
+            before = len(self.facts.ordinals)
             self._device_call(node, qual, last, matches)
+            if shadowed:
+                for use in self.facts.ordinals[before:]:
+                    use.shadowed = shadowed
         if qual:
             root = qual.split(".")[0]
             if self.catalog.framework_of_module(qual.rsplit(".", 1)[0]) or self.catalog.framework_of_module(root):

@@ -67,6 +67,7 @@ class _Rule(Rule):
     code = "GPU001"
     messages = {"remap": ("what", "physical", "mask", "new_index", "new"),
                 "remap-withheld": ("what", "physical", "mask", "new_index", "new"),
+                "shadowed": ("what", "name"),
                 "hidden": ("what", "physical", "mask"),
                 "unknown": ("what", "mask", "count", "reason"),
                 "no-policy": ("what", "mask", "count", "visible")}

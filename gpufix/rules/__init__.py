@@ -85,9 +85,12 @@ class RuleContext:
                 continue
             first = min(earlier, key=lambda t: (t.pos.line, t.pos.col))
             # The moved line writes `os.environ` under the header's `import os`: only when no
-            # other import binds the name `os`.
+            # other import binds the name `os`, and no other write of the variable runs before it
+            # (moving it above that one would swap which value wins).
             movable = (w.module_body and w.simple_stmt and w.method == "setitem" and w.value_kind in ("str", "int")
-                       and self.facts.imports.get("os", "os") == "os")
+                       and self.facts.imports.get("os", "os") == "os"
+                       and not any(o is not w and o.var == w.var and (o.pos.line, o.pos.col) < (w.pos.line, w.pos.col)
+                                   for o in self.facts.env_writes))
             out.append((w, first, movable))
         return out
 
@@ -119,7 +122,7 @@ class RuleContext:
         remaps = not self.remaps_blocked()
         for use in self.facts.ordinals:
             if use.kind in ("cuda-string", "int", "tf-device"):
-                indices, rewritten = [use.value], remaps
+                indices, rewritten = [use.value], remaps and not use.shadowed
             elif use.kind in ("list", "dict-keys"):
                 indices, rewritten = [i for i, _ in use.value], False  # GPU002 has no fix
             else:

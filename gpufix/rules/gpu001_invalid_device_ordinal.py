@@ -24,6 +24,7 @@ class InvalidDeviceOrdinal(Rule):
     messages = {
         "remap": ("what", "physical", "mask", "new_index", "new"),
         "remap-withheld": ("what", "physical", "mask", "new_index", "new"),
+        "shadowed": ("what", "name"),
         "hidden": ("what", "physical", "mask"),
         "unknown": ("what", "mask", "count", "reason"),
         "no-policy": ("what", "mask", "count", "visible"),
@@ -45,6 +46,10 @@ class InvalidDeviceOrdinal(Rule):
                 continue
             r = remap(use.value, file_mask, policy_mask)
             mask = mask_text(policy_mask)
+            if use.shadowed:
+                if not (r.known and r.new_index == use.value):
+                    yield self.finding(ctx, use.pos, "shadowed", what=what, name=use.shadowed)
+                continue
             if not r.known:
                 if use.value < len(policy_mask):
                     continue

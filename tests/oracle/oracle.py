@@ -118,15 +118,15 @@ def _literal_values(code: str, where: dict, findings: list) -> dict:
             continue
         chunk = "\n".join(lines[n - 1 : m])
         end = len(chunk) - len(lines[m - 1]) + f.end_column - 1
+        text = chunk[f.column - 1 : end].strip()
         try:
-            value = ast.literal_eval(chunk[f.column - 1 : end].strip())
-        except (ValueError, SyntaxError):
-            value = chunk[f.column - 1 : end].strip()
-            try:
-                value = ast.literal_eval(value[1:]) if value.startswith("f") else value  # f"cuda:1"
-            except (ValueError, SyntaxError):
-                pass
-        out[(f.cell, f.line, f.column)] = value
+            node = ast.parse(text, mode="eval").body
+        except SyntaxError:
+            continue
+        if isinstance(node, ast.Constant):
+            out[(f.cell, f.line, f.column)] = node.value
+        elif isinstance(node, ast.JoinedStr) and all(isinstance(v, ast.Constant) for v in node.values):
+            out[(f.cell, f.line, f.column)] = "".join(v.value for v in node.values)  # "cu" f"da:1"
     return out
 
 

@@ -125,7 +125,7 @@ def test_oracle_records_putenv_and_the_mask_at_the_first_framework_call():
 
 # -- generated programs ------------------------------------------------------------------------------
 _SETTINGS = settings(
-    max_examples=int(LONG) if LONG else 120,
+    max_examples=int(LONG) if LONG else 80,
     derandomize=not LONG,
     deadline=None,
     database=None,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from gpufix.backup import atomic_write, new_backup_id, sha256, write_backup
-from gpufix.catalog import load_api_catalog
+from gpufix.catalog import catalog_for
 from gpufix.config import Policy
 from gpufix.discover import discover
 from gpufix.engine import FileResult, ScanResult, gather, lint_path, lint_source, make_rule_filter
@@ -121,7 +121,7 @@ def _reread(src: SourceFile, raw: bytes) -> SourceFile:
 
 def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: Optional[str] = None) -> tuple:
     """(new raw bytes, sorted rule codes fixed). Raises FixError when a fix cannot be applied safely."""
-    catalog = load_api_catalog().with_extra(policy.extra_apis)
+    catalog = catalog_for(policy)
     enabled = make_rule_filter(policy.select, policy.ignore)
     fixed: list = []
     raw = src.raw

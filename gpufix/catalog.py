@@ -168,6 +168,17 @@ class ApiCatalog:
         return ApiCatalog(self.frameworks, self.apis + tuple(extra))
 
 
+def catalog_for(policy) -> ApiCatalog:
+    """The one place the catalogue a policy scans with is built: the bundled APIs plus the user's
+    own `[[tool.gpufix.api]]` entries (cached per set of extra APIs)."""
+    return _catalog_with(tuple(policy.extra_apis))
+
+
+@functools.lru_cache(maxsize=16)
+def _catalog_with(extra: tuple) -> ApiCatalog:
+    return load_api_catalog().with_extra(extra)
+
+
 def _read_toml(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:

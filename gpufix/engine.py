@@ -15,8 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
-from gpufix.analysis import MASK_VAR, EnvWrite, Pos, analyze, header_facts
-from gpufix.catalog import ApiCatalog, load_api_catalog, load_rule_docs
+from gpufix.analysis import source_facts
+from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
 from gpufix.config import Policy
 from gpufix.discover import PathFilter, discover
 from gpufix.model import Edit, FileError, Finding, Fix
@@ -184,7 +184,7 @@ def lint_source(
 
     `header_only`: the prefilter's HEADER tier (only imports and the `__main__` guard are looked at);
     `focused`: big files are analysed by the statements that mention a device token."""
-    catalog = catalog or load_api_catalog().with_extra(policy.extra_apis)
+    catalog = catalog or catalog_for(policy)
     enabled = enabled or make_rule_filter(policy.select, policy.ignore)
     result = FileResult(path=src.path, parsed=True)
     # Tokenizing for comments is slow: do it up front only when a file-level ignore may be there,
@@ -197,10 +197,7 @@ def lint_source(
             warnings.simplefilter("ignore")
             tree = ast.parse(src.text, filename=src.path)
         lines = split_lines(src.text)
-        if header_only:
-            facts = header_facts(tree, lines, catalog, src.text)
-        else:
-            facts = analyze(tree, lines, catalog, text=src.text if focused else None)
+        facts = source_facts(src, tree, lines, catalog, header_only=header_only, focused=focused)
     except SyntaxError as exc:
         result.errors.append(_syntax_error(src, exc))
         return result
@@ -210,10 +207,6 @@ def lint_source(
     except ValueError as exc:  # e.g. NUL bytes that survived decoding
         result.errors.append(FileError(src.path, "syntax-error", f"cannot parse: {exc}"))
         return result
-    for name, value, line in src.env_magics:
-        if name == MASK_VAR or name == "CUDA_DEVICE_ORDER":
-            p = Pos(line, 0, line, 0)
-            facts.env_writes.append(EnvWrite(name, "magic", "str", value, None, p, p, None, True, False, "os.environ", 0))
     ctx = RuleContext(src.path, policy, facts, header_scope_member(policy.effective_header_scope, facts, src))
     if src.is_notebook:
         ctx.line_label = lambda line: "{1} of cell {0}".format(*src.cell_of(line))
@@ -263,7 +256,7 @@ def _read_file(abs_path: str):
 
 
 def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool = True, catalog: Optional[ApiCatalog] = None) -> FileResult:
-    catalog = catalog or load_api_catalog().with_extra(policy.extra_apis)
+    catalog = catalog or catalog_for(policy)
     got, problem = _read_file(abs_path)
     if got is None:
         return FileResult(display, errors=[FileError(display, "read-error", problem)])
@@ -294,7 +287,7 @@ def _job_init(policy: Policy, use_prefilter: bool) -> None:
     gc.disable()  # see scan(): a worker lives for one scan
     _JOB_STATE["policy"] = policy
     _JOB_STATE["use_prefilter"] = use_prefilter
-    _JOB_STATE["catalog"] = load_api_catalog().with_extra(policy.extra_apis)
+    _JOB_STATE["catalog"] = catalog_for(policy)
 
 
 def _lint_job(args) -> dict:

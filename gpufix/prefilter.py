@@ -11,11 +11,13 @@ can find:
           statements are looked at.
 * FULL:   everything else: parse and run the whole analysis.
 
-Every pattern is derived from the catalogue (rules/apis/*.toml plus the policy's own APIs): for an
-API that takes an ordinal, a call of its last name with a literal at the ordinal's position (or a
-mention of the name when the position is not the first, or when the name is re-bound with `as`),
-and for a keyword, `keyword=` followed by a literal. Tests are a plain substring search first (fast
-in C), then a regex only when the substring is there.
+The FULL tier's tests are the fact collectors' own declarations (gpufix/collectors/: each says
+which text its facts need), so the prefilter cannot drift from the analysis; the device-API ones are
+derived from the catalogue (rules/apis/*.toml plus the policy's own APIs): for an API that takes an
+ordinal, a call of its last name with a literal at the ordinal's position (or a mention of the name
+when the position is not the first, or when the name is re-bound with `as`), and for a keyword,
+`keyword=` followed by a literal. Tests are a plain substring search first (fast in C), then a
+regex only when the substring is there.
 """
 
 from __future__ import annotations
@@ -29,29 +31,6 @@ from gpufix.catalog import ApiCatalog
 SKIP, HEADER, FULL = 0, 1, 2
 
 TEST_NAME_RE = re.compile(r"^(test_.*\.py|.*_test\.py|conftest\.py)$")
-
-# What may stand between `(` / `=` / `,` / `:` and a literal: blanks, newlines, line continuations,
-# comments and opening parentheses (`set_device((1))`).
-_GAP = r"(?:\s|\\|\(|#[^\n]*)*"
-_NONZERO = r"(?:0*[1-9]|0[xXbBoO_])"  # an int literal that is not 0 (0x1, 0_1, 01 too)
-_ANYINT = r"\d"
-# Where a literal value of each kind starts (after _GAP).
-_VALUE_START = {
-    "ordinal": rf"(?:{_NONZERO}|[\[(])",  # an int, or a list/tuple of them
-    "nvml-index": _ANYINT,  # NVML index 0 can be wrong too (GPU003)
-    "ordinal-list": r"[\[(]",
-    "ordinal-dict-values": rf"(?:{_NONZERO}|\{{)",
-    "ordinal-dict-keys": r"\{",
-}
-# Environment variables whose writes the rules judge (a substring of each name, so that
-# `"CUDA_" "VISIBLE_DEVICES"` still counts).
-_ENV_TOKENS = ("VISIBLE_DEVICES", "DEVICE_ORDER")
-
-
-def _value(kind: str) -> str:
-    # `(` is in _GAP, so "(" + value covers tuples: `(` then an int.
-    return _GAP + (_VALUE_START.get(kind) or r"[\[({\d]")
-
 
 # Substrings that gate groups of tests: a test whose substring contains a gate runs only when the
 # gate occurs (one search instead of one per test in the many files that have none of them).
@@ -95,37 +74,11 @@ class _Tests:
 
 @functools.lru_cache(maxsize=16)
 def _compiled(catalog: ApiCatalog):
+    from gpufix.collectors import prefilter_tests
+
     ordinal = _Tests()
-    # 'cuda:N' strings anywhere (GPU001), TF device strings ('/GPU:1', '/device:gpu:2').
-    ordinal.add("cuda:", rf"cuda:{_NONZERO}")
-    ordinal.add("PU:", rf"PU:{_NONZERO}")  # TF device strings: '/GPU:1', '/device:GPU:2'
-    ordinal.add("pu:", rf"pu:{_NONZERO}")  # ... in any case ('/gpu:1')
-    ordinal.add("Pu:", rf"Pu:{_NONZERO}")
-    ordinal.add("pU:", rf"pU:{_NONZERO}")
-    # A call of `name`: `name(`, `name (`, `name\\\n(`, `(name)(`.
-    call = r"[\s\\)]*\("
-    for api in catalog.apis:
-        name = api.last_name
-        for spec in api.args:
-            if spec.value == "tf-device":
-                continue  # a string literal: the 'GPU:N' shape above
-            value = _value(spec.value)
-            if spec.keyword:
-                ordinal.add(spec.keyword, rf"{re.escape(spec.keyword)}\s*={value}")
-            if spec.position is not None and name != "*":
-                # `from m import name as alias` calls it by another name: parse the file.
-                ordinal.add(name, rf"{re.escape(name)}\s+as\b")
-                if spec.position == 0:
-                    ordinal.add(name, rf"{re.escape(name)}{call}{value}")
-                elif spec.when_position is not None:
-                    # torch.device('cuda', 1): the ordinal follows a string literal (no parentheses).
-                    ordinal.add(name, rf"{re.escape(name)}{call}[^()]*,{value}")
-                else:
-                    ordinal.add(name, rf"{re.escape(name)}{call}")  # after arbitrary arguments: any call
-    for key in catalog.dict_keys:
-        ordinal.add(key, rf"{re.escape(key)}['\"]{_GAP}:{_GAP}{_NONZERO}")
-    for token in _ENV_TOKENS:
-        ordinal.add(token, None)
+    for literal, pattern in prefilter_tests(catalog):
+        ordinal.add(literal, pattern)
     roots = sorted({m.split(".")[0] for m in catalog.framework_modules})
     framework_rx = re.compile(r"\b(?:" + "|".join(map(re.escape, roots)) + r")\b")
     # APIs whose call makes a file a GPU module without a GPU framework import (a bare name, or a

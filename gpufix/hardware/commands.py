@@ -75,6 +75,12 @@ def run_check(policy: Policy, fmt: str = "text", output: Optional[str] = None, q
     if fmt not in ("text", "json"):
         _err(f"gpufix check: error: --format {fmt!r}: allowed: text, json")
         return 2
+    from gpufix.hardware.mask import mask_form_error
+
+    problem = mask_form_error(policy.visible_devices)
+    if problem:  # torch and CUDA would disagree about this mask: no check can pass it honestly
+        _err(f"gpufix check: config error: {problem}")
+        return 2
     try:
         if probe is None:
             probe = get_probe()
@@ -122,13 +128,23 @@ def run_init(path: str = "pyproject.toml", visible_devices: Optional[str] = None
              expect_uuid: Optional[str] = None, device_order: Optional[str] = None, gpu: Optional[str] = None,
              force: bool = False, quiet: bool = False, probe: Any = None) -> int:
     """Write [tool.gpufix] into `path`; the exit code (0 written, 2 refused or error)."""
-    from gpufix.hardware.initcfg import InitError, edit_pyproject, gpu_lines, select_gpu, values_for_gpu, write_atomic
+    from gpufix.hardware.initcfg import (
+        InitError,
+        edit_pyproject,
+        gpu_lines,
+        memory_comment,
+        select_gpu,
+        values_for_gpu,
+        write_atomic,
+    )
+    from gpufix.hardware.mask import mask_form_error
     from gpufix.hardware.model import Inventory, ProbeError, ProbeUnavailable
 
     flags = {"visible-devices": visible_devices, "device-order": device_order, "min-memory-gib": min_memory_gib,
              "expect-name": expect_name, "expect-uuid": expect_uuid}
     given = {k: v for k, v in flags.items() if v is not None}
     values: dict = {}
+    comments: dict = {}
     how_flags = ("pass --visible-devices VALUE (an index such as \"1\" under PCI_BUS_ID order, or \"GPU-<uuid>\"), "
                  "optionally --min-memory-gib N, --expect-name NAME, --expect-uuid UUID, --device-order PCI_BUS_ID")
     try:
@@ -143,17 +159,24 @@ def run_init(path: str = "pyproject.toml", visible_devices: Optional[str] = None
             assert isinstance(inventory, Inventory)
             if not inventory.gpus:
                 raise InitError("NVML sees no NVIDIA GPU: " + how_flags)
+            if not inventory.accessible:
+                raise InitError("NVML cannot open any GPU:\n" + "\n".join(gpu_lines(inventory)) + "\n" + how_flags)
             if gpu is None and len(inventory.gpus) > 1:
                 raise InitError(f"NVML sees {len(inventory.gpus)} GPUs; choose the policy GPU with "
                                 "--gpu NAME-SUBSTRING|UUID|PCI-BUS-ID:\n" + "\n".join(gpu_lines(inventory)))
             chosen = select_gpu(inventory, gpu) if gpu is not None else inventory.gpus[0]
             values = values_for_gpu(inventory, chosen, device_order or "PCI_BUS_ID")
+            if "min-memory-gib" in values and min_memory_gib is None:
+                comments["min-memory-gib"] = memory_comment(chosen)
             if not quiet:
                 click.echo("GPUs (NVML):")
                 click.echo("\n".join(gpu_lines(inventory, mark=chosen.nvml_index)))
-                if min_memory_gib is None:
-                    _err(f"gpufix init: min-memory-gib {values['min-memory-gib']}: the GPU's memory in whole GiB "
-                         "less 1 GiB (pass --min-memory-gib to change)")
+                if min_memory_gib is None and "min-memory-gib" in values:
+                    _err(f"gpufix init: min-memory-gib {values['min-memory-gib']}: NVML's total memory of the GPU in "
+                         "whole GiB less 1 GiB, the figure gpufix check compares (pass --min-memory-gib to change)")
+                elif min_memory_gib is None:
+                    _err("gpufix init: NVML reports no memory size for this GPU (n/a): no min-memory-gib written "
+                         "(pass --min-memory-gib to set one)")
                 if (device_order or "PCI_BUS_ID") != "PCI_BUS_ID":
                     _err("gpufix init: under FASTEST_FIRST an index does not name a fixed GPU; "
                          "writing the GPU's UUID as visible-devices")
@@ -164,6 +187,9 @@ def run_init(path: str = "pyproject.toml", visible_devices: Optional[str] = None
             policy_from_table(values, "the flags")
         except ConfigError as exc:
             raise InitError(str(exc)) from None
+        problem = mask_form_error(values.get("visible-devices"))
+        if problem:
+            raise InitError(problem)
         if "visible-devices" not in values and not quiet:
             _err("gpufix init: warning: no --visible-devices: the table pins no GPU")
         if target.is_dir():
@@ -172,7 +198,7 @@ def run_init(path: str = "pyproject.toml", visible_devices: Optional[str] = None
             raw = target.read_bytes() if target.exists() else b""
         except OSError as exc:
             raise InitError(f"{target}: cannot read: {exc.strerror or exc}") from None
-        new, replaced = edit_pyproject(raw, values, force, str(target))
+        new, replaced = edit_pyproject(raw, values, force, str(target), comments)
         try:
             write_atomic(target, new)
         except OSError as exc:
@@ -187,7 +213,7 @@ def run_init(path: str = "pyproject.toml", visible_devices: Optional[str] = None
         from gpufix.hardware.initcfg import render_table
 
         _err(f"gpufix init: {'replaced' if replaced else 'wrote'} [tool.gpufix] in {target}")
-        click.echo(render_table(values), nl=False)
+        click.echo(render_table(values, comments=comments), nl=False)
     return 0
 
 

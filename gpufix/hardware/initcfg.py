@@ -39,8 +39,11 @@ def toml_value(value) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-def render_table(values: dict, newline: str = "\n") -> str:
-    lines = ["[tool.gpufix]"] + [f"{k} = {toml_value(values[k])}" for k in KEY_ORDER if values.get(k) is not None]
+def render_table(values: dict, newline: str = "\n", comments: Optional[dict] = None) -> str:
+    """The table's text; `comments` puts a `# ...` after a key's value (why init chose it)."""
+    comments = comments or {}
+    lines = ["[tool.gpufix]"] + [f"{k} = {toml_value(values[k])}" + (f"  # {comments[k]}" if comments.get(k) else "")
+                                 for k in KEY_ORDER if values.get(k) is not None]
     return newline.join(lines) + newline
 
 
@@ -87,7 +90,7 @@ def _without_ours(data: dict) -> dict:
     return data
 
 
-def edit_pyproject(raw: bytes, values: dict, force: bool, where: str) -> tuple:
+def edit_pyproject(raw: bytes, values: dict, force: bool, where: str, comments: Optional[dict] = None) -> tuple:
     """(new bytes, replaced?) for a file whose bytes are `raw` (b"" for a new file)."""
     bom = codecs.BOM_UTF8 if raw.startswith(codecs.BOM_UTF8) else b""
     try:
@@ -104,7 +107,7 @@ def edit_pyproject(raw: bytes, values: dict, force: bool, where: str) -> tuple:
         newline = "\n"
     tool = data.get("tool")
     exists = isinstance(tool, dict) and "gpufix" in tool
-    table = render_table(values, newline)
+    table = render_table(values, newline, comments)
     if exists:
         region = find_table(text)
         if not force:
@@ -144,10 +147,14 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def gpu_lines(inventory: Inventory, mark: Optional[int] = None) -> list:
     out = []
-    for pos, g in enumerate(pci_order(inventory)):
+    for pos, g in enumerate(pci_order(inventory, accessible_only=True)):
         flag = "  <- pinned" if mark is not None and g.nvml_index == mark else ""
-        out.append(f"  GPU {g.nvml_index} (PCI order {pos}): {g.name}  {g.uuid}  {g.pci_bus_id}  "
-                   f"{gib(g.memory_total_bytes)}{flag}")
+        mem = gib(g.memory_total_bytes) if g.memory_total_bytes is not None else "memory n/a"
+        out.append(f"  GPU {g.nvml_index} (PCI order {pos}): {g.name or 'name n/a'}  {g.uuid or 'uuid n/a'}  "
+                   f"{g.pci_bus_id or 'bus n/a'}  {mem}{flag}")
+    for g in inventory.gpus:
+        if not g.accessible:
+            out.append(f"  GPU {g.nvml_index}: inaccessible ({'; '.join(g.errors.values())}); CUDA cannot use it")
     return out
 
 
@@ -155,14 +162,14 @@ def select_gpu(inventory: Inventory, selector: str):
     """The one GPU `selector` names: a UUID (or unique prefix), a PCI bus id, or a name substring."""
     sel = selector.strip()
     bus = normalize_bus_id(sel)
-    gpus = inventory.gpus
+    gpus = inventory.accessible  # a GPU NVML cannot open cannot be pinned (nor used by CUDA)
     if sel.upper().startswith("GPU-"):
-        how, matches = "UUID", [g for g in gpus if uuid_has_prefix(g.uuid, sel)]
+        how, matches = "UUID", [g for g in gpus if g.uuid and uuid_has_prefix(g.uuid, sel)]
     elif bus is not None:
-        how, matches = "PCI bus id", [g for g in gpus if normalize_bus_id(g.pci_bus_id) == bus]
+        how, matches = "PCI bus id", [g for g in gpus if g.pci_bus_id and normalize_bus_id(g.pci_bus_id) == bus]
     else:
         how = "name"
-        matches = [g for g in gpus if sel.lower() in g.name.lower()]
+        matches = [g for g in gpus if g.name and sel.lower() in g.name.lower()]
         exact = [g for g in matches if g.name.lower() == sel.lower()]
         if len(matches) > 1 and len(exact) == 1:
             matches = exact
@@ -175,15 +182,33 @@ def select_gpu(inventory: Inventory, selector: str):
     return matches[0]
 
 
+# The memory figure: `gpufix check` compares min-memory-gib with NVML's total memory of the device
+# (the same number nvidia-smi prints; torch's total_memory is smaller by what the driver reserves,
+# 767 MiB on an A100-80GB), so init writes from that same figure. The margin: whole GiB rounded
+# down, less 1 GiB, so a board of the same model that reports a little less (another memory
+# vendor, a driver that reserves more) still passes.
+MEMORY_MARGIN_GIB = 1
+
+
 def values_for_gpu(inventory: Inventory, gpu, device_order: str = "PCI_BUS_ID") -> dict:
-    """visible-devices (its PCI-order index, or its UUID under FASTEST_FIRST), expect-uuid, expect-name,
-    and min-memory-gib (its memory rounded down to whole GiB, less 1 GiB for what the driver keeps)."""
-    position = [g.nvml_index for g in pci_order(inventory)].index(gpu.nvml_index)
+    """visible-devices (its PCI-order index among the GPUs CUDA can open, or its UUID under
+    FASTEST_FIRST), expect-uuid, expect-name, and min-memory-gib (NVML's total rounded down to whole
+    GiB, less MEMORY_MARGIN_GIB; left out when NVML reports no memory size)."""
+    position = [g.nvml_index for g in pci_order(inventory, accessible_only=True)].index(gpu.nvml_index)
     visible = str(position) if device_order == "PCI_BUS_ID" else gpu.uuid
-    return {
+    values = {
         "visible-devices": visible,
         "device-order": device_order,
-        "min-memory-gib": max(0, math.floor(gpu.memory_total_bytes / 2**30) - 1),
+        "min-memory-gib": None,
         "expect-name": gpu.name,
         "expect-uuid": gpu.uuid,
     }
+    if gpu.memory_total_bytes is not None:
+        values["min-memory-gib"] = max(0, math.floor(gpu.memory_total_bytes / 2**30) - MEMORY_MARGIN_GIB)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def memory_comment(gpu) -> str:
+    """The policy comment that says where min-memory-gib came from and what the check compares."""
+    return (f"NVML total of the {gpu.name} ({gib(gpu.memory_total_bytes)}) in whole GiB less a "
+            f"{MEMORY_MARGIN_GIB} GiB margin; gpufix check compares NVML's total too")

@@ -44,18 +44,34 @@ class MigInfo:
 
 @dataclasses.dataclass
 class GpuInfo:
+    """One GPU as NVML reads it. A field NVML could not read is None (reported as "n/a") and the NVML
+    error is kept in `errors`; a GPU whose handle NVML cannot open at all (NO_PERMISSION, GPU_IS_LOST)
+    has `state` "inaccessible" and only its index is known."""
+
     nvml_index: int
-    name: str
-    uuid: str  # "GPU-..."
-    pci_bus_id: str  # "00000000:01:00.0"
-    memory_total_bytes: int
-    memory_free_bytes: int
+    name: Optional[str]
+    uuid: Optional[str]  # "GPU-..."
+    pci_bus_id: Optional[str]  # "00000000:01:00.0"
+    memory_total_bytes: Optional[int]  # None: NVML says NOT_SUPPORTED (integrated / unified-memory GPUs)
+    memory_free_bytes: Optional[int]
     compute_capability: Optional[str]  # "8.6"
     ecc: Any = NA  # {"mode": "enabled"|"disabled", "volatile_corrected", "volatile_uncorrected"} or "n/a"
     retired_pages: Any = NA  # {"single_bit", "double_bit", "pending"} or "n/a"
     remapped_rows: Any = NA  # {"correctable", "uncorrectable", "pending", "failure"} or "n/a"
     mig_mode: Optional[bool] = None  # None: not supported
     mig_devices: tuple = ()  # tuple of MigInfo
+    state: str = "ok"  # "ok" | "inaccessible"
+    errors: dict = dataclasses.field(default_factory=dict)  # field -> NVML error text
+
+    @property
+    def accessible(self) -> bool:
+        return self.state == "ok"
+
+    @property
+    def label(self) -> str:
+        if not self.accessible:
+            return f"GPU {self.nvml_index} (inaccessible)"
+        return f"GPU {self.nvml_index} {self.name or '?'} ({self.pci_bus_id or 'bus n/a'})"
 
 
 @dataclasses.dataclass
@@ -64,14 +80,19 @@ class Inventory:
     gpus: list
     cuda_driver_version: Optional[str] = None
 
+    @property
+    def accessible(self) -> list:
+        return [g for g in self.gpus if g.accessible]
+
 
 @dataclasses.dataclass
 class CudaDevice:
     index: int
     name: str
-    uuid: str
+    uuid: str  # "" when this torch does not report UUIDs (older torch has no `uuid` property)
     total_memory: int
     capability: tuple  # (major, minor)
+    integrated: Optional[bool] = None  # cudaDeviceProp.integrated: shares memory with the host
 
 
 @dataclasses.dataclass
@@ -81,12 +102,19 @@ class CudaReport:
     torch_version: Optional[str] = None
     torch_cuda: Optional[str] = None
     arch_list: list = dataclasses.field(default_factory=list)
-    device_count: int = 0
+    # torch.cuda.device_count() before CUDA initialises: torch's own NVML-based parse of the mask
+    # (torch.cuda._device_count_nvml), or the runtime's count when that parse gives up
+    device_count_before_init: Optional[int] = None
+    init_error: Optional[str] = None  # torch.cuda.init() raised this (driver too old, no device, ...)
+    device_count: int = 0  # the CUDA runtime's count after torch.cuda.init() (cudaGetDeviceCount)
     devices: list = dataclasses.field(default_factory=list)  # of CudaDevice
+    device_errors: list = dataclasses.field(default_factory=list)  # "cuda:N: error" for devices not read
+    precision: Optional[dict] = None  # the fp32 matmul precision in force during the smoke kernel
     smoke: Optional[dict] = None
     smoke_error: Optional[str] = None
     unavailable: Optional[str] = None  # message, when the child could not use CUDA
     unavailable_kind: Optional[str] = None  # torch-missing | torch-cpu-only | no-gpu | torch-broken
+    error: Optional[str] = None  # the child broke part-way; everything above it was kept
     env: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -107,6 +135,7 @@ class CudaReport:
                 uuid=str(d["uuid"]),
                 total_memory=int(d["total_memory"]),
                 capability=tuple(d["capability"]),
+                integrated=d.get("integrated"),
             )
             for d in data.get("devices") or []
         ]

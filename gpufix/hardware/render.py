@@ -24,8 +24,9 @@ def report_json(report: Report) -> dict:
     cuda = None
     if report.cuda is not None:
         c = report.cuda.to_json()
-        cuda = {k: c[k] for k in ("torch_version", "torch_cuda", "arch_list", "device_count", "devices", "smoke",
-                                  "smoke_error", "unavailable", "env")}
+        cuda = {k: c[k] for k in ("torch_version", "torch_cuda", "arch_list", "device_count_before_init",
+                                  "init_error", "device_count", "devices", "device_errors", "precision", "smoke",
+                                  "smoke_error", "unavailable", "unavailable_kind", "error", "env")}
     return {
         "tool": "gpufix",
         "version": __version__,
@@ -76,11 +77,20 @@ def render_text(report: Report, quiet: bool = False, ascii_only: bool = False) -
             for col in ("nvml", "name", "uuid", "pci bus id", "memory", "free", "cc", "ecc", "visible", "cuda"):
                 table.add_column(col)
             for g in report.gpus:
+                if g["state"] != "ok":
+                    table.add_row(str(g["nvml_index"]), "inaccessible",
+                                  "; ".join(dict.fromkeys(g["errors"].values())) or "n/a",
+                                  "n/a", "n/a", "n/a", "n/a", "n/a", "no", "-")
+                    continue
                 ecc = g["ecc"] if isinstance(g["ecc"], str) else g["ecc"].get("mode", "?")
                 vis = "?" if g["visible"] is None else ("yes" if g["visible"] else "no")
-                table.add_row(str(g["nvml_index"]), g["name"], g["uuid"], g["pci_bus_id"],
-                              gib(g["memory_total_bytes"]), gib(g["memory_free_bytes"]),
-                              g["compute_capability"] or "?", ecc, vis,
+
+                def na(v, fmt=str):
+                    return "n/a" if v is None else fmt(v)
+
+                table.add_row(str(g["nvml_index"]), na(g["name"]), na(g["uuid"]), na(g["pci_bus_id"]),
+                              na(g["memory_total_bytes"], gib), na(g["memory_free_bytes"], gib),
+                              na(g["compute_capability"]), ecc, vis,
                               "-" if g["cuda_index"] is None else f"cuda:{g['cuda_index']}")
             console.print(table)
     width = max(len(c.name) for c in report.checks) if report.checks else 0

@@ -23,12 +23,15 @@ def run_smoke(
     buffer_bytes: int = 256 * 2**20,
     repeats: int = 3,
     matmul: Optional[Callable] = None,
+    torch: Any = None,
 ) -> dict:
     """Run the fp32 matmul and the memory write/read-back pattern on `device`; return the numbers.
 
-    `matmul` replaces `torch.matmul` (tests use it to show that a reduced-precision result fails).
+    `matmul` replaces `torch.matmul` (tests use it to show that a reduced-precision result fails);
+    `torch` replaces the torch module (the tests' model of a CUDA torch runs this code on CPU torch).
     """
-    import torch
+    if torch is None:
+        import torch
 
     device = torch.device(device)
     matmul = matmul or torch.matmul
@@ -37,14 +40,36 @@ def run_smoke(
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
     try:
+        precision = precision_in_force(torch)
         return {
             "device": str(device),
-            "matmul": _guard(_matmul_check, torch, device, matmul_n, repeats, matmul),
+            "precision": precision,
+            "matmul": _guard(_matmul_check, torch, device, matmul_n, repeats, matmul, precision),
             "memory": _guard(_memory_check, torch, device, buffer_bytes, repeats),
         }
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old_tf32
         torch.set_float32_matmul_precision(old_precision)
+
+
+def precision_in_force(torch: Any) -> dict:
+    """The fp32 matmul precision torch reports after the smoke kernel asked for full fp32: read back,
+    not assumed (TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 makes some torch versions keep TF32 on)."""
+    out = {"allow_tf32": None, "float32_matmul_precision": None, "fp32_precision": None}
+    try:
+        out["allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    except Exception:
+        pass
+    try:
+        out["float32_matmul_precision"] = str(torch.get_float32_matmul_precision())
+    except Exception:
+        pass
+    try:  # the newer API (torch 2.9+): "ieee" is full fp32, "tf32" is TF32
+        out["fp32_precision"] = str(torch.backends.cuda.matmul.fp32_precision)
+    except Exception:
+        pass
+    out["tf32"] = bool(out["allow_tf32"]) or out["fp32_precision"] == "tf32"
+    return out
 
 
 def _guard(fn: Callable, *args: Any) -> dict:
@@ -56,7 +81,7 @@ def _guard(fn: Callable, *args: Any) -> dict:
         return {"ok": False, "error": f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]}
 
 
-def _matmul_check(torch: Any, device: Any, n: int, repeats: int, matmul: Callable) -> dict:
+def _matmul_check(torch: Any, device: Any, n: int, repeats: int, matmul: Callable, precision: dict) -> dict:
     gen = torch.Generator().manual_seed(1234)
     a = torch.rand((n, n), generator=gen, dtype=torch.float64).mul_(2).sub_(1).to(torch.float32)
     b = torch.rand((n, n), generator=gen, dtype=torch.float64).mul_(2).sub_(1).to(torch.float32)
@@ -78,7 +103,7 @@ def _matmul_check(torch: Any, device: Any, n: int, repeats: int, matmul: Callabl
     return {
         "n": n,
         "dtype": "float32",
-        "tf32": False,
+        "tf32": precision["tf32"],  # what torch reports in force, not what was asked for
         "reference": "cpu float64",
         "metric": "relative Frobenius error",
         "rel_error": rel,

@@ -48,9 +48,11 @@ def cuda_device(index: int, gpu: GpuInfo, total_memory: Optional[int] = None) ->
 
 
 def cuda_report(devices: Sequence[CudaDevice], arch_list=None, smoke: Any = "pass", env=None) -> CudaReport:
+    # this double's assumption: torch's own count before CUDA starts equals the runtime's (what
+    # tests/realstack.py checks it against)
     return CudaReport(torch_version="2.7.1+cu128", torch_cuda="12.8",
                       arch_list=list(ARCHS_CU128 if arch_list is None else arch_list),
-                      device_count=len(devices), devices=list(devices),
+                      device_count_before_init=len(devices), device_count=len(devices), devices=list(devices),
                       smoke=passing_smoke() if smoke == "pass" else smoke, env=dict(env or {}))
 
 

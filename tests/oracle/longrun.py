@@ -1,5 +1,5 @@
 """The oracle's long run: `python -m oracle.longrun N [SEED] [OUTDIR]` from tests/ (or
-`GPUFIX_ORACLE_EXAMPLES=N pytest tests/test_oracle.py`, which stops at the first counterexample).
+`GPUFIX_ORACLE_EXAMPLES=N pytest tests/unit/test_oracle.py`, which stops at the first counterexample).
 
 Generates N programs, runs scan -> apply -> oracle on each, prints counterexamples by family and
 writes the first few of each family to OUTDIR (to become regression cases in tests/oracle/cases/).

@@ -24,7 +24,7 @@ from oracle.gen import hypothesis_program
 from oracle.oracle import compare_runs, judge, lint
 from oracle.runner import run_program
 
-CASES = Path(__file__).parent / "oracle" / "cases"
+CASES = Path(__file__).resolve().parent.parent / "oracle" / "cases"
 LONG = os.environ.get("GPUFIX_ORACLE_EXAMPLES")
 
 

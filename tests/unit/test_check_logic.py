@@ -90,7 +90,8 @@ def test_wrong_gpu_expect_name_mismatch():
 def test_gpu_too_small():
     rep = run(Policy(visible_devices="0", min_memory_gib=20))
     assert status(rep, "min-memory") == "fail"
-    assert "has 15.64 GiB (torch total_memory) < min-memory-gib = 20 GiB" in rep.check("min-memory").detail
+    # NVML's total, the figure `gpufix init` writes from (torch's total_memory would be 15.64 GiB)
+    assert "has 15.93 GiB (NVML total) < min-memory-gib = 20 GiB" in rep.check("min-memory").detail
 
 
 def test_missing_gpu_index_5_is_unavailable_and_the_child_is_not_run():
@@ -160,7 +161,8 @@ def test_unsupported_compute_capability_and_failed_smoke():
 
 
 def test_arch_supported_rules():
-    assert arch_supported((8, 6), ["sm_80"]) == (True, "sm_80 cubin (binary compatible within compute capability 8.x)")
+    assert arch_supported((8, 6), ["sm_80"]) == (
+        True, "sm_80 cubin (binary compatible: torch's table lets 8.0 code run on 8.6)")
     assert arch_supported((8, 6), ["sm_86"]) == (True, "sm_86 cubin")
     assert arch_supported((12, 0), ["sm_80", "sm_90", "compute_90"])[0] is True  # PTX JIT
     assert arch_supported((12, 0), ["sm_80", "sm_90"]) == (False, "")
@@ -187,4 +189,8 @@ def test_device_count_mismatch_fails():
     rep = run(Policy(visible_devices="1"),
               FakeProbe(inv, cuda_report([cuda_device(0, inv.gpus[1]), cuda_device(1, inv.gpus[0])])))
     assert status(rep, "device-count") == "fail"
-    assert "device_count() = 2, but the mask" in rep.check("device-count").detail
+    assert rep.check("device-count").detail == (
+        "torch.cuda.device_count() = 2 before CUDA starts (torch's own parse of the mask) and 2 after "
+        "torch.cuda.init() (the CUDA runtime), but the mask (CUDA_VISIBLE_DEVICES='1', CUDA_DEVICE_ORDER=PCI_BUS_ID) "
+        "should give 1 CUDA device(s) and torch's parse should give 1 (torch counted the indices against NVML's "
+        "GPU count)")

@@ -16,7 +16,8 @@ TABLE_3090 = (
     '[tool.gpufix]\n'
     'visible-devices = "1"\n'
     'device-order = "PCI_BUS_ID"\n'
-    'min-memory-gib = 23\n'
+    'min-memory-gib = 23  # NVML total of the NVIDIA GeForce RTX 3090 (24.00 GiB) in whole GiB less a 1 GiB margin; '
+    'gpufix check compares NVML\'s total too\n'
     'expect-name = "NVIDIA GeForce RTX 3090"\n'
     f'expect-uuid = "{UUID_3090}"\n'
 )

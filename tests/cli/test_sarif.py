@@ -1,6 +1,6 @@
 """`--format sarif`: real `gpufix scan` output validated against the official SARIF 2.1.0 schema.
 
-tests/data/sarif-schema-2.1.0.json is the OASIS SARIF 2.1.0 (errata01, OS) JSON schema, copied
+fixtures/schemas/sarif-schema-2.1.0.json is the OASIS SARIF 2.1.0 (errata01, OS) JSON schema, copied
 unchanged from github.com/oasis-tcs/sarif-spec, file sarif-2.1/schema/sarif-schema-2.1.0.json
 (commit e0583813964ec43cea53b6b531b402866095ed1f).
 """
@@ -15,7 +15,7 @@ import pytest
 from conftest import FIXTURES, ROOT, run_gpufix
 from gpufix.catalog import load_rule_docs
 
-SCHEMA_PATH = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "fixtures" / "schemas" / "sarif-schema-2.1.0.json"
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,8 @@ def test_real_child_with_cpu_only_torch_reports_unavailable():
     assert rep.unavailable_kind == "torch-cpu-only"
     assert rep.unavailable.startswith(f"torch {torch.__version__} is a CPU-only build")
     # the mask was in the child's environment when it started
-    assert rep.env == {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    assert rep.env == {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+                       "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "0", "PYTORCH_NVML_BASED_CUDA_CHECK": None}
 
 
 def test_real_child_timeout_raises_probe_timeout():
@@ -63,9 +64,14 @@ def _stub_torch(count, warn=None):
             warnings.warn(warn)
         return count > 0
 
+    def init():
+        if count == 0:
+            raise RuntimeError("No CUDA GPUs are available")
+
     props = [types.SimpleNamespace(name="NVIDIA GeForce RTX 3090", uuid="3b9e2d4f-8a6c-4d2f-8e11-222222222222",
                                    total_memory=25_438_715_904, major=8, minor=6)]
-    cuda = types.SimpleNamespace(is_available=is_available, device_count=lambda: count,
+    cuda = types.SimpleNamespace(is_available=is_available, init=init,
+                                 device_count=lambda: (is_available(), count)[1],
                                  get_arch_list=lambda: ["sm_80", "sm_86"],
                                  get_device_properties=lambda i: props[i])
     return types.SimpleNamespace(__version__="2.7.1+cu128", version=types.SimpleNamespace(cuda="12.8"), cuda=cuda,
@@ -83,9 +89,11 @@ def test_child_reports_devices_and_smoke_with_a_cuda_torch(monkeypatch):
     out = child.probe({"matmul_n": 64, "buffer_bytes": 4096, "repeats": 1})
     assert out["devices"] == [{"index": 0, "name": "NVIDIA GeForce RTX 3090",
                                "uuid": "3b9e2d4f-8a6c-4d2f-8e11-222222222222", "total_memory": 25_438_715_904,
-                               "capability": [8, 6]}]
+                               "capability": [8, 6], "integrated": None}]
     assert out["arch_list"] == ["sm_80", "sm_86"] and out["device_count"] == 1
-    assert out["smoke"] == {"device": ("device", ("cuda", 0)), "matmul_n": 64, "buffer_bytes": 4096, "repeats": 1}
+    smoke_args = dict(out["smoke"])
+    assert smoke_args.pop("torch") is sys.modules["torch"]  # the smoke kernel uses the torch the child imported
+    assert smoke_args == {"device": ("device", ("cuda", 0)), "matmul_n": 64, "buffer_bytes": 4096, "repeats": 1}
     assert out["env"]["CUDA_VISIBLE_DEVICES"] == "1"
 
 
@@ -100,8 +108,9 @@ def test_child_with_no_device_names_the_mask_and_torchs_reason(monkeypatch):
     out = child.probe({})
     assert out["unavailable_kind"] == "no-gpu"
     assert out["unavailable"] == ("no GPU visible under the mask (CUDA_VISIBLE_DEVICES='5', "
-                                  "CUDA_DEVICE_ORDER='PCI_BUS_ID'): torch.cuda.device_count() = 0 "
-                                  "(CUDA initialization: CUDA driver is too old)")
+                                  "CUDA_DEVICE_ORDER='PCI_BUS_ID'): torch.cuda.init() says RuntimeError: No CUDA "
+                                  "GPUs are available (CUDA initialization: CUDA driver is too old)")
+    assert out["torch_version"] == "2.7.1+cu128" and out["device_count_before_init"] == 0
 
 
 def test_child_without_torch(monkeypatch):

@@ -89,7 +89,7 @@ def test_quiet_text_shows_only_problems(cli, tmp_path):
     res = cli("-q")
     assert res.exit_code == 1
     assert res.stdout.splitlines() == [
-        "FAIL        min-memory          cuda:0 (NVIDIA GeForce RTX 5060 Ti) has 15.64 GiB (torch total_memory) "
+        "FAIL        min-memory          cuda:0 (NVIDIA GeForce RTX 5060 Ti) has 15.93 GiB (NVML total) "
         "< min-memory-gib = 20 GiB",
         "status: fail (8 pass, 1 fail, 3 skip)",
     ]

@@ -13,7 +13,7 @@ import pytest
 from gpufix.config import load_policy
 from gpufix.engine import Options, _finding_to_cache, scan
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures"
 SCOPES = ("gpu-modules", "entrypoints", "all")
 POLICIES = {"no-policy": None, "policy-1": "1", "policy-uuid": "GPU-aaaaaaaa-0000-0000-0000-000000000000,0"}

@@ -1,0 +1,155 @@
+"""Device ordinals handed to the catalogued APIs (rules/apis/*.toml and the policy's own): ints,
+lists, dict values and keys, TF device strings, NVML indices; and `{'device_id': 1}`-style dicts."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from gpufix.analysis import CUDA_ORDINAL_CALLS, TF_DEVICE_RE, OrdinalUse, const_str, imports_module, literal_int
+from gpufix.collectors import Collector
+from gpufix.collectors._patterns import ANYINT, GAP, NONZERO
+
+# Where a literal value of each kind starts (after GAP).
+_VALUE_START = {
+    "ordinal": rf"(?:\+?{NONZERO}|[\[(])",  # an int (`+1` too), or a list/tuple of them
+    "nvml-index": ANYINT,  # NVML index 0 can be wrong too (GPU003)
+    "ordinal-list": r"[\[(]",
+    "ordinal-dict-values": rf"(?:{NONZERO}|\{{)",
+    "ordinal-dict-keys": r"\{",
+}
+# A call of `name`: `name(`, `name (`, `name\\\n(`, `(name)(`.
+_CALL = r"[\s\\)]*\("
+
+
+def _value(kind: str) -> str:
+    # `(` is in GAP, so "(" + value covers tuples: `(` then an int.
+    return GAP + (_VALUE_START.get(kind) or r"[\[({\d]")
+
+
+class DeviceApis(Collector):
+    name = "device-apis"
+    priority = 40
+
+    def prefilter_tests(self, catalog):
+        # TF device strings: '/GPU:1', '/device:GPU:2', in any case.
+        for literal in ("PU:", "pu:", "Pu:", "pU:"):
+            yield literal, rf"{literal}{NONZERO}"
+            yield literal, rf"{literal}[\'\"]"  # "/GPU:" "1"
+        for api in catalog.apis:
+            name = api.last_name
+            for spec in api.args:
+                if spec.value == "tf-device":
+                    continue  # a string literal: the 'GPU:N' shape above
+                value = _value(spec.value)
+                if spec.keyword:
+                    yield spec.keyword, rf"{re.escape(spec.keyword)}\s*={value}"
+                if spec.position is not None and name != "*":
+                    # `from m import name as alias` calls it by another name: parse the file.
+                    yield name, rf"{re.escape(name)}\s+as\b"
+                    if spec.position == 0:
+                        yield name, rf"{re.escape(name)}{_CALL}{value}"
+                    elif spec.when_position is not None:
+                        # torch.device('cuda', 1): the ordinal follows a string literal (no parentheses).
+                        yield name, rf"{re.escape(name)}{_CALL}[^()]*,{value}"
+                    else:
+                        yield name, rf"{re.escape(name)}{_CALL}"  # after arbitrary arguments: any call
+        for key in catalog.dict_keys:
+            yield key, rf"{re.escape(key)}['\"]{GAP}:{GAP}{NONZERO}"
+
+    def focus_words(self, catalog, imports):
+        words = ["CUDA", "GPU", "gpu", "device", "Device", "DEVICE", "nvml", *catalog.focus_words]
+        for local, target in imports.items():
+            # `from torch.cuda import set_device as pick`: calls of `pick` hold no catalogued name.
+            if any(api.name != "*" for api in catalog.lookup(target, target.rsplit(".", 1)[-1], False)):
+                words.append(local)
+        return words
+
+    def focus_patterns(self, catalog):
+        return (catalog.method_call_re,)
+
+    # -- calls -----------------------------------------------------------------------------------
+    def visit_Call(self, node, walk) -> None:
+        func = node.func
+        qual, last = walk.call_qual, walk.call_last
+        matches = walk.catalog.lookup(qual, last, isinstance(func, ast.Attribute))
+        if not matches:
+            return
+        name = qual or (last or "?")
+        for api in matches:
+            shown = f".{last}" if api.kind == "method" else name  # `x.cuda(1)` reads as .cuda()
+            if api.name != "*" and api.kind != "method" and api.framework != "nvml":
+                walk.facts.uses_device_api = True
+            for spec in api.args:
+                arg = None
+                if spec.keyword is not None:
+                    for kw in node.keywords:
+                        if kw.arg == spec.keyword:
+                            arg = kw.value
+                if arg is None and spec.position is not None and spec.position < len(node.args):
+                    if not any(isinstance(a, ast.Starred) for a in node.args[: spec.position + 1]):
+                        arg = node.args[spec.position]
+                if arg is None:
+                    continue
+                if spec.when_position is not None or spec.when_keyword is not None:
+                    guard = None
+                    if spec.when_position is not None and spec.when_position < len(node.args):
+                        guard = node.args[spec.when_position]
+                    if guard is None and spec.when_keyword is not None:
+                        guard = next((kw.value for kw in node.keywords if kw.arg == spec.when_keyword), None)
+                    if guard is None or const_str(guard) != spec.when_equals:
+                        continue
+                self._record(spec.value, arg, api.name if api.name != "*" else name, shown, walk)
+
+    def _record(self, value_kind, arg, api_name, called, walk) -> None:
+        ordinals = walk.facts.ordinals
+        if value_kind == "nvml-index" and isinstance(arg, ast.Call) and walk.qualname(arg.func) in CUDA_ORDINAL_CALLS:
+            # nvmlDeviceGetHandleByIndex(torch.cuda.current_device()): a CUDA ordinal fed to NVML.
+            ordinals.append(OrdinalUse("nvml-cuda-ordinal", walk.pos(arg), None, called, text=walk.src(arg)))
+            return
+        if value_kind in ("ordinal", "nvml-index"):
+            i = literal_int(arg)
+            if i is not None:
+                ordinals.append(OrdinalUse("int" if value_kind == "ordinal" else "nvml-index", walk.pos(arg), i, called))
+            elif isinstance(arg, (ast.List, ast.Tuple)) and value_kind == "ordinal":
+                self._record_list(arg, called, walk)
+        elif value_kind == "ordinal-list":
+            if isinstance(arg, (ast.List, ast.Tuple)):
+                self._record_list(arg, called, walk)
+        elif value_kind == "ordinal-dict-values":
+            i = literal_int(arg)
+            if i is not None:
+                ordinals.append(OrdinalUse("int", walk.pos(arg), i, called))
+            elif isinstance(arg, ast.Dict):
+                for v in arg.values:
+                    j = literal_int(v)
+                    if j is not None:
+                        ordinals.append(OrdinalUse("int", walk.pos(v), j, called))
+        elif value_kind == "ordinal-dict-keys":
+            if isinstance(arg, ast.Dict):
+                items = tuple((literal_int(k), walk.pos(k)) for k in arg.keys if k is not None and literal_int(k) is not None)
+                if items:
+                    ordinals.append(OrdinalUse("dict-keys", walk.pos(arg), items, called))
+        elif value_kind == "tf-device":
+            s = const_str(arg)
+            if s is not None:
+                m = TF_DEVICE_RE.match(s)
+                if m:
+                    ordinals.append(OrdinalUse("tf-device", walk.pos(arg), int(m.group("index")), called, text=walk.src(arg), string=s))
+
+    def _record_list(self, arg, called, walk) -> None:
+        items = tuple((literal_int(e), walk.pos(e)) for e in arg.elts if literal_int(e) is not None)
+        if items and len(items) == len(arg.elts):
+            walk.facts.ordinals.append(OrdinalUse("list", walk.pos(arg), items, called))
+
+    # -- dicts with device keys ({'device_id': 1} for onnxruntime) --------------------------------
+    def visit_Dict(self, node, walk) -> None:
+        catalog = walk.catalog
+        for k, v in zip(node.keys, node.values):
+            key = const_str(k) if k is not None else None
+            if key and key in catalog.dict_keys:
+                modules = catalog.dict_keys[key]
+                if any(catalog.framework_of_module(m) and imports_module(walk.facts, m) for m in modules):
+                    i = literal_int(v)
+                    if i is not None:
+                        walk.facts.ordinals.append(OrdinalUse("int", walk.pos(v), i, f"{{'{key}': ...}}"))

@@ -1,0 +1,96 @@
+"""Facts come from collectors (gpufix/collectors/): one walk dispatches each node to the collectors
+that look at its type; the prefilter's FULL-tier tests and the focused walk's words are the
+collectors' own declarations."""
+
+import ast
+import sys
+import textwrap
+
+import pytest
+
+from gpufix import collectors
+from gpufix.analysis import Analyzer
+from gpufix.catalog import load_api_catalog
+from gpufix.prefilter import FULL, SKIP, classify
+
+
+def test_the_bundled_collectors_in_dispatch_order():
+    names = [c.name for c in collectors.load_collectors()]
+    assert names == ["imports", "env-writes", "map-location", "device-apis", "gpu-calls", "cuda-strings"]
+    table = collectors.dispatch_table()
+    # map_location marks its dict before the literal collectors read the dict's keys
+    assert [m.__self__.name for m in table["Dict"]] == ["map-location", "device-apis"]
+    assert [m.__self__.name for m in table["Call"]] == ["env-writes", "map-location", "device-apis", "gpu-calls"]
+
+
+def test_prefilter_tests_are_the_collectors_declarations():
+    catalog = load_api_catalog()
+    declared = collectors.prefilter_tests(catalog)
+    assert ("cuda:", r"cuda:(?:0*[1-9]|0[xXbBoO_])") in declared
+    assert ("VISIBLE_DEVICES", None) in declared and ("DEVICE_ORDER", None) in declared
+    assert any(lit == "set_device" for lit, _ in declared)
+
+
+def _fake_collector_package(tmp_path, text):
+    pkg = tmp_path / "fakecollectors"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sleeps.py").write_text(textwrap.dedent(text))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import importlib
+
+        return importlib.import_module("fakecollectors")
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+NEW_COLLECTOR = """
+    from gpufix.collectors import Collector
+
+    class Sleeps(Collector):
+        name = "sleeps"
+        priority = 70
+        def prefilter_tests(self, catalog):
+            return (("time.sleep", r"time\\.sleep\\(\\s*[1-9]"),)
+        def focus_words(self, catalog, imports):
+            return ("sleep",)
+        def visit_Call(self, node, walk):
+            if walk.call_qual == "time.sleep":
+                walk.facts.extra.setdefault("sleeps", []).append(walk.pos(node).line)
+"""
+
+
+def test_a_new_collector_module_is_dispatched_and_feeds_the_prefilter(tmp_path, monkeypatch):
+    """Adding a fact = adding one module: the walk calls it and the prefilter lets its files through."""
+    pkg = _fake_collector_package(tmp_path, NEW_COLLECTOR)
+    found = collectors.discover_collectors(pkg)
+    assert [c.name for c in found] == ["sleeps"]
+    combined = collectors.load_collectors() + found
+    monkeypatch.setattr(collectors, "load_collectors", lambda: combined)
+    collectors.dispatch_table.cache_clear()
+    from gpufix import prefilter
+
+    prefilter._compiled.cache_clear()
+    try:
+        catalog = load_api_catalog()
+        text = "import time\nimport os\ntime.sleep(5)\n"
+        assert classify(text, "x.py", "gpu-modules", catalog) == FULL
+        assert classify("import time\nimport os\ntime.sleep(0)\n", "x.py", "gpu-modules", catalog) == SKIP
+        tree = ast.parse(text)
+        facts = Analyzer(tree, text.splitlines(), catalog).run()
+        assert facts.extra == {"sleeps": [3]}
+    finally:
+        monkeypatch.undo()
+        collectors.dispatch_table.cache_clear()
+        prefilter._compiled.cache_clear()
+        sys.modules.pop("fakecollectors", None)
+        sys.modules.pop("fakecollectors.sleeps", None)
+
+
+def test_two_collectors_with_one_name_are_refused(tmp_path):
+    pkg = _fake_collector_package(tmp_path, NEW_COLLECTOR + NEW_COLLECTOR.replace("class Sleeps", "class Again"))
+    with pytest.raises(RuntimeError, match="two collectors are named sleeps"):
+        collectors.discover_collectors(pkg)
+    sys.modules.pop("fakecollectors", None)
+    sys.modules.pop("fakecollectors.sleeps", None)

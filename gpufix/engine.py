@@ -211,6 +211,10 @@ def lint_source(
     if src.is_notebook:
         ctx.line_label = lambda line: "{1} of cell {0}".format(*src.cell_of(line))
     ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
+    # A finding the user silenced is never fixed: a rule that changes the mask must know that the
+    # ordinal it would otherwise have rewritten stays as written.
+    ctx.suppressed = lambda code, pos: any(code.startswith(c) for c in ignored_here) or sup.suppressed(
+        code, (pos.line, pos.end_line), lines)
 
     def reported(finding: Finding) -> bool:
         if any(finding.rule.startswith(c) for c in ignored_here):

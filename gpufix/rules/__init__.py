@@ -35,6 +35,9 @@ class RuleContext:
     in_header_scope: bool
     # 12 -> how a message names that line ("12", or "3 of cell 2" in a notebook)
     line_label: Callable = str
+    # (code, Pos) -> whether a finding of that code there is silenced (suppression comment,
+    # per-file-ignores): it will not be fixed
+    suppressed: Callable = lambda code, pos: False
 
     @property
     def policy_mask(self) -> Optional[list]:
@@ -121,8 +124,9 @@ class RuleContext:
         file_mask = self.file_mask()
         remaps = not self.remaps_blocked()
         for use in self.facts.ordinals:
+            silenced = self.suppressed("GPU001" if use.kind in ("cuda-string", "int", "tf-device") else "GPU002", use.pos)
             if use.kind in ("cuda-string", "int", "tf-device"):
-                indices, rewritten = [use.value], remaps and not use.shadowed
+                indices, rewritten = [use.value], remaps and not use.shadowed and not silenced
             elif use.kind in ("list", "dict-keys"):
                 indices, rewritten = [i for i, _ in use.value], False  # GPU002 has no fix
             else:
@@ -131,11 +135,16 @@ class RuleContext:
                 if i == 0:
                     continue
                 before = remap(i, file_mask, policy)
-                if rewritten and before.known and before.new_index is not None:
+                allowed = before.known and before.new_index is not None  # names a policy GPU
+                if rewritten and allowed:
                     continue  # its own fix rewrites it against the same masks
-                after = remap(i, policy, policy)
-                if before.physical is None or before.physical != after.physical:
-                    return (i, before.physical, after.physical)
+                after = remap(i, policy, policy).physical
+                if (silenced or allowed) and i >= len(policy):
+                    # It names a GPU the policy allows (or its finding is silenced), and the new
+                    # mask would make it an invalid ordinal.
+                    after = "none (an invalid ordinal)"
+                if before.physical is None or before.physical != after:
+                    return (i, before.physical, after)
         return None
 
     def policy_mask_after_fix(self) -> bool:

@@ -182,9 +182,10 @@ def program(choose) -> tuple:
         if binding is None or not choose((True, True, False)):
             continue
         value = choose(MASKS) if var == "CUDA_VISIBLE_DEVICES" else choose(("PCI_BUS_ID", "PCI_BUS_ID", "FASTEST_FIRST"))
-        writes.append((env_write(choose, binding, var, value), choose(("early", "early", "late", "late", "func", "main", "branch"))))
+        writes.append((env_write(choose, binding, var, value),
+                       choose(("early", "early", "late", "late", "func", "main", "branch", "try", "else"))))
 
-    body: list = []  # units: list of lines
+    body: list = [["value0 = 0"]]  # units: list of lines
     k = 0
     if binding is not None and binding[0]:
         body.append([binding[0]])
@@ -197,12 +198,19 @@ def program(choose) -> tuple:
             body.append([line])
         elif where == "branch":
             body.append(["if True:", "    " + line])
+        elif where == "try":
+            body.append(["try:", "    " + line, "except KeyError:", "    pass"])
+        elif where == "else":
+            body.append(["if not value0:", "    pass", "else:", "    " + line])
         elif where == "func":
             k += 1
             body.append([f"def setup{k}():", "    " + line, f"setup{k}()"])
     for _ in range(choose((1, 2, 3, 4))):
         k += 1
         unit = choose(device_calls(choose, names, k))
+        if len(unit) == 1 and not unit[0].endswith(":") and "#" not in unit[0]:
+            # What a user silenced is never rewritten, and must not change meaning under a new mask.
+            unit = [unit[0] + choose(("", "", "", "", "  # gpufix: ignore[GPU001]", "  # noqa: GPU001", "  # gpufix: ignore"))]
         shape = choose(("plain", "plain", "plain", "func", "branch"))
         if shape == "func" and not unit[0].startswith("def "):
             unit = [f"def run{k}():"] + indent(unit) + [f"run{k}()"]

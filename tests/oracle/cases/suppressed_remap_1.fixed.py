@@ -1,0 +1,8 @@
+# gpufix-oracle: policy=1
+import os
+
+os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+
+import torch
+torch.cuda.set_device(1)  # gpufix: ignore[GPU001]
+x = torch.zeros(1).to("cuda:1")  # noqa: GPU001

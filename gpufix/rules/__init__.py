@@ -125,7 +125,8 @@ class RuleContext:
         remaps = not self.remaps_blocked()
         for use in self.facts.ordinals:
             silenced = self.suppressed("GPU001" if use.kind in ("cuda-string", "int", "tf-device") else "GPU002", use.pos)
-            if use.kind in ("cuda-string", "int", "tf-device"):
+            single = use.kind in ("cuda-string", "int", "tf-device")
+            if single:
                 indices, rewritten = [use.value], remaps and not use.shadowed and not silenced
             elif use.kind in ("list", "dict-keys"):
                 indices, rewritten = [i for i, _ in use.value], False  # GPU002 has no fix
@@ -135,13 +136,14 @@ class RuleContext:
                 if i == 0:
                     continue
                 before = remap(i, file_mask, policy)
-                allowed = before.known and before.new_index is not None  # names a policy GPU
+                allowed = single and before.known and before.new_index is not None  # names a policy GPU
                 if rewritten and allowed:
                     continue  # its own fix rewrites it against the same masks
                 after = remap(i, policy, policy).physical
                 if (silenced or allowed) and i >= len(policy):
                     # It names a GPU the policy allows (or its finding is silenced), and the new
-                    # mask would make it an invalid ordinal.
+                    # mask would make it an invalid ordinal. (A GPU002 list keeps its finding,
+                    # which already says the index does not exist under the policy.)
                     after = "none (an invalid ordinal)"
                 if before.physical is None or before.physical != after:
                     return (i, before.physical, after)

@@ -18,9 +18,10 @@ from typing import Callable, Optional
 from gpufix.backup import atomic_write, new_backup_id, sha256, write_backup
 from gpufix.catalog import catalog_for
 from gpufix.config import Policy
-from gpufix.discover import discover
-from gpufix.engine import FileResult, ScanResult, gather, lint_path, lint_source, make_rule_filter
+from gpufix.discover import discover_files
+from gpufix.engine import FileResult, ScanResult, _OnePolicy, gather_pairs, lint_path, lint_source, make_rule_filter
 from gpufix.fixer import FixError, apply_edits
+from gpufix.formats import TEXT_KINDS
 from gpufix.model import FileError
 from gpufix.source import (
     ReadError,
@@ -49,6 +50,7 @@ class ApplyOptions:
     use_prefilter: bool = True
     jobs: Optional[int] = None
     quiet: bool = False
+    force_exclude: bool = False
 
 
 @dataclasses.dataclass
@@ -70,6 +72,8 @@ class ApplyOutcome:
     backup_dir: Optional[str] = None
     git_tag: Optional[str] = None
     diff_text: str = ""
+    diffs: list = dataclasses.field(default_factory=list)  # [(path, unified diff)] with --diff
+    diff_mode: bool = False
 
     def extra(self) -> dict:
         return {
@@ -81,8 +85,10 @@ class ApplyOutcome:
 
     @property
     def exit_code(self) -> int:
-        if self.diff_text:
-            return 1
+        if self.diff_mode:
+            # as ruff's --diff: 1 when there is something to change (or a file could not be
+            # read), 0 when nothing would change, whatever unfixable findings remain
+            return 1 if (self.diffs or self.remaining.errors) else 0
         return 1 if (self.remaining.findings or self.remaining.errors) else 0
 
 
@@ -123,6 +129,10 @@ def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: 
     """(new raw bytes, sorted rule codes fixed). Raises FixError when a fix cannot be applied safely."""
     catalog = catalog_for(policy)
     enabled = make_rule_filter(policy.select, policy.ignore)
+    if src.kind in TEXT_KINDS:
+        from gpufix.formats.fix import fix_text
+
+        return fix_text(src, lambda s: lint_source(s, policy, catalog, enabled, abs_path=abs_path), unsafe)
     fixed: list = []
     raw = src.raw
     for n in range(MAX_PASSES):
@@ -202,14 +212,51 @@ def _git_repo(paths):
 
 
 def _dirty_files(repo, abs_paths) -> list:
+    """Files among `abs_paths` with uncommitted changes, except changes gpufix itself made: a file
+    whose bytes are what a backup's manifest recorded after an apply (`sha256_after`) holds
+    apply's own edits, not the user's work, so `apply --unsafe-fixes` may follow a plain `apply`."""
+    import git
+
+    from gpufix.backup import BACKUP_DIR, list_backups
+
     top = Path(repo.working_tree_dir).resolve()
     rels = [Path(p).resolve().relative_to(top).as_posix() for p in abs_paths]
-    out = repo.git.status("--porcelain", "-z", "--untracked-files=all", "--", *rels)
-    dirty = []
-    for item in out.split("\0"):
-        if len(item) > 3:
-            dirty.append(item[3:])
-    return dirty
+    try:
+        out = repo.git.status("--porcelain", "-z", "--untracked-files=all", "--", *rels)
+    except git.GitCommandError as exc:
+        raise ApplyRefused(f"refusing to apply: `git status` failed: {git_error_line(exc)}; nothing was written") from None
+    dirty = [item[3:] for item in out.split("\0") if len(item) > 3]
+    if not dirty:
+        return dirty
+    ours: dict = {}
+    if (top / BACKUP_DIR).is_dir():
+        for manifest in list_backups(top):
+            for entry in manifest["files"]:
+                ours.setdefault(entry["path"], set()).add(entry["sha256_after"])
+    mine = []
+    for rel in dirty:
+        if rel in ours:
+            try:
+                if sha256((top / rel).read_bytes()) in ours[rel]:
+                    continue
+            except OSError:
+                pass
+        mine.append(rel)
+    return mine
+
+
+def git_error_line(exc) -> str:
+    """One line for a git failure, with what to do when the cause is a common one."""
+    text = str(getattr(exc, "stderr", "") or exc)
+    if any(k in text for k in ("Please tell me who you are", "user.email", "empty ident", "no email was given",
+                                "unable to auto-detect email")):
+        return ("git has no user identity; set one with `git config --global user.name \"Your Name\"` and "
+                "`git config --global user.email you@example.com`")
+    if "dubious ownership" in text:
+        return "git refuses this repository (dubious ownership); run `git config --global --add safe.directory <repo>`"
+    lines = [ln.strip() for ln in text.replace("stderr:", "").splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if ln.lower().startswith(("fatal:", "error:"))), lines[-1] if lines else "")
+    return detail.strip("'\" ")
 
 
 def _with_progress(items, progress_factory, total: int):
@@ -268,12 +315,24 @@ def _plan_all(jobs: list, workers: int):
         yield _plan_file(job)
 
 
-def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda m: None, progress_factory=None) -> ApplyOutcome:
-    files = discover(paths or ["."], policy.exclude, policy.root, warn=warn)
+def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda m: None, progress_factory=None,
+              resolver=None) -> ApplyOutcome:
+    """With a `resolver` (gpufix.config.PolicyResolver) each file is fixed under the policy of its
+    nearest config; without one, under `policy`."""
+    resolver = resolver or _OnePolicy(policy)
+    files = discover_files(paths or ["."], resolver, warn=warn, force_exclude=opts.force_exclude)
     results: dict = {}
+    policies: dict = {}
     fixes: list = []
     fix_errors: dict = {}
-    jobs = [(os.path.abspath(abs_path), display, policy, opts.use_prefilter, opts.unsafe_fixes) for abs_path, display in files]
+    jobs = [(os.path.abspath(abs_path), display, pol, opts.use_prefilter, opts.unsafe_fixes) for abs_path, display, pol in files]
+    for job in jobs:
+        policies[job[0]] = job[2]
+
+    def remaining_result():
+        pairs = [(policies[k], r) for k, r in results.items()]
+        return gather_pairs(policy, pairs, fix_errors.values(), resolver=resolver, paths=paths or ["."])
+
     workers = opts.jobs if opts.jobs is not None else (os.cpu_count() or 1)
     for (key, display, *_), (res_json, outcome) in _with_progress(zip(jobs, _plan_all(jobs, workers)), progress_factory, len(jobs)):
         res = FileResult.from_json(res_json, display)
@@ -292,9 +351,9 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
             fixes.append(FileFix(key, display, raw, new_raw, rules, before_count=len(res.findings)))
 
     if opts.diff:
-        diff = "".join(_unified_diff(f) for f in fixes)
-        remaining = gather(policy, results.values(), fix_errors.values())
-        return ApplyOutcome([], remaining, diff_text=diff)
+        diffs = [(f.path, _unified_diff(f)) for f in fixes]
+        diffs = [(p, d) for p, d in diffs if d]
+        return ApplyOutcome([], remaining_result(), diff_text="".join(d for _, d in diffs), diffs=diffs, diff_mode=True)
 
     backup_id = backup_dir = tag_name = None
     if fixes:
@@ -331,9 +390,9 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
                 fix_errors[f.abs_path] = FileError(f.path, "fix-error", f"cannot write: {exc.strerror or exc}; not changed")
         fixes = [f for f in fixes if f.abs_path not in fix_errors]
         for f in fixes:
-            results[f.abs_path] = lint_path(f.abs_path, f.path, policy, opts.use_prefilter)
+            results[f.abs_path] = lint_path(f.abs_path, f.path, policies[f.abs_path], opts.use_prefilter)
             f.fixed = max(0, f.before_count - len(results[f.abs_path].findings))
-    remaining = gather(policy, results.values(), fix_errors.values())
+    remaining = remaining_result()
     return ApplyOutcome(fixes, remaining, backup_id if opts.backup else None, backup_dir, tag_name)
 
 
@@ -347,7 +406,7 @@ def _tag(repo, backup_id: str, warn) -> Optional[str]:
     try:
         repo.create_tag(name, ref=repo.head.commit, message=f"gpufix apply: state before backup {backup_id}")
     except Exception as exc:  # GitCommandError and friends: a tag is a convenience, the backup is the safety
-        warn(f"could not create git tag {name}: {exc}")
+        warn(f"could not create git tag {name}: {git_error_line(exc)} (or pass --no-tag)")
         return None
     return name
 

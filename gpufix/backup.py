@@ -187,3 +187,59 @@ def restore_backup(root, backup_id=None, force: bool = False) -> list:
         lines.append(f"{what}: {rel}")
     lines.append(f"backup {manifest['id']}: {sum(1 for p in plan if p[1] is not None)} file(s) restored")
     return lines
+
+
+TAG_PREFIX = "gpufix/before-"
+
+
+def _repo(root: Path):
+    try:
+        import git
+
+        repo = git.Repo(root, search_parent_directories=True)
+        return None if repo.bare else repo
+    except Exception:
+        return None
+
+
+def inventory(root) -> list:
+    """Every backup and every gpufix/before-* tag, oldest first: [{id, created, files, backup, tag}]."""
+    start = Path(root).resolve()
+    try:
+        base = find_backups_root(start)
+    except RestoreError:
+        base = start
+    by_id: dict = {}
+    for m in list_backups(base):
+        by_id[m["id"]] = {"id": m["id"], "created": m.get("created"), "files": len(m["files"]),
+                          "backup": os.path.relpath(base / BACKUP_DIR / m["id"]).replace(os.sep, "/"), "tag": None}
+    repo = _repo(start)
+    if repo is not None:
+        for tag in repo.tags:
+            if tag.name.startswith(TAG_PREFIX):
+                ident = tag.name[len(TAG_PREFIX):]
+                item = by_id.setdefault(ident, {"id": ident, "created": None, "files": 0, "backup": None, "tag": None})
+                item["tag"] = tag.name
+    return sorted(by_id.values(), key=lambda it: it["id"])  # IDs start with their UTC time
+
+
+def prune(root, keep: int, dry_run: bool = False) -> list:
+    """Remove all but the newest `keep` backups (folders) and their git tags; lines saying what."""
+    import shutil
+
+    items = inventory(root)
+    doomed = items[:max(0, len(items) - keep)]
+    repo = _repo(Path(root).resolve())
+    lines = []
+    for it in doomed:
+        verb = "would remove" if dry_run else "removed"
+        if it["backup"]:
+            if not dry_run:
+                shutil.rmtree(it["backup"])
+            lines.append(f"{verb} backup {it['backup']}")
+        if it["tag"] and repo is not None:
+            if not dry_run:
+                repo.delete_tag(it["tag"])
+            lines.append(f"{verb} tag {it['tag']}")
+    lines.append(f"kept {len(items) - len(doomed)} of {len(items)}")
+    return lines

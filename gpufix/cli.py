@@ -1,6 +1,8 @@
 """The command line: maps options onto the policy and calls the pipeline. Nothing else lives here.
 
-Imports are lazy so that `gpufix scan` on a few files (the pre-commit case) loads only what it uses.
+Options follow ruff's where ruff has one (`--select/--extend-select/--ignore`, `--output-format`,
+`--statistics`, `--show-settings`, `--force-exclude`, `--stdin-filename`, ...). Imports are lazy so
+that `gpufix scan` on a few files (the pre-commit case) loads only what it uses.
 """
 
 from __future__ import annotations
@@ -13,31 +15,62 @@ import click
 
 from gpufix import __version__
 
-FORMATS = ("text", "json", "sarif", "github")
+FORMATS = ("text", "full", "concise", "json", "json-lines", "junit", "github", "gitlab", "pylint", "sarif")
+DOCUMENT_FORMATS = ("json", "json-lines", "junit", "gitlab", "sarif")
 
 
-def _split_codes(value):
-    if not value:
+def _split_codes(values) -> tuple:
+    """Repeatable options, each a comma list: `--select GPU1 --select GPU001,GPU002`."""
+    if not values:
         return ()
-    return tuple(c.strip() for c in value.split(",") if c.strip())
+    if isinstance(values, str):
+        values = (values,)
+    return tuple(c.strip() for v in values for c in v.split(",") if c.strip())
+
+
+def _remember_file_kinds(ctx, param, value):
+    if value is not None:
+        ctx.meta["gpufix.file_kinds"] = value
+    return value
 
 
 def shared_options(fn):
-    """--config/--select/--ignore/--visible-devices/--format/--output/--exit-zero/-q."""
+    """The options scan and apply share (ruff's names, with gpufix's older ones as aliases)."""
     decorators = [
-        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Policy file (pyproject.toml or gpufix.toml)."),
-        click.option("--select", default=None, help="Comma list of rule codes or prefixes to enable (e.g. GPU1)."),
-        click.option("--ignore", default=None, help="Comma list of rule codes or prefixes to disable."),
-        click.option("--visible-devices", default=None, help="CUDA_VISIBLE_DEVICES value to enforce (overrides the policy)."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="Policy file (pyproject.toml or gpufix.toml) for every file; default: the nearest config above each file."),
+        click.option("--select", multiple=True, metavar="CODES",
+                     help="Rules to enable, replacing the config's selection: codes, prefixes (GPU1) or ALL. Repeatable, comma lists."),
+        click.option("--extend-select", multiple=True, metavar="CODES",
+                     help="Rules to enable in addition to the config's selection. Repeatable, comma lists."),
+        click.option("--ignore", multiple=True, metavar="CODES",
+                     help="Rules to disable, in addition to the config's ignore. Repeatable, comma lists."),
+        click.option("--visible-devices", default=None, metavar="VALUE",
+                     help="CUDA_VISIBLE_DEVICES value to enforce (overrides the policy)."),
         click.option("--header-scope", type=click.Choice(["gpu-modules", "entrypoints", "all"]), default=None,
                      help="Which files must set the mask (overrides the policy)."),
-        click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Report format."),
-        click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the report to FILE."),
+        click.option("--format", "--output-format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+                     help="Report format (text = full)."),
+        click.option("-o", "--output", "--output-file", "output", type=click.Path(dir_okay=False, writable=True),
+                     default=None, metavar="FILE", help="Write the report to FILE."),
         click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings."),
         click.option("-q", "--quiet", is_flag=True, help="Print only the report (no progress or notes)."),
+        click.option("--statistics", is_flag=True, help="Print a count per rule instead of the findings."),
+        click.option("--show-fixes/--no-show-fixes", default=False,
+                     help="Show each finding's fix (scan) or the fixes applied (apply)."),
+        click.option("--show-settings", is_flag=True, help="Print the settings the first path is checked with, and exit."),
+        click.option("--show-files", is_flag=True, help="Print the files that would be checked, and exit."),
+        click.option("--force-exclude/--no-force-exclude", default=False,
+                     help="Apply `exclude` also to files named on the command line (what the pre-commit hooks use)."),
+        click.option("--stdin-filename", default=None, metavar="PATH",
+                     help="Read the code from stdin (also `-` as the path); PATH names it for the config and reports."),
         click.option("--no-cache", is_flag=True, help="Do not read or write the result cache."),
         click.option("--no-prefilter", is_flag=True, help="Parse every file (slower; same findings)."),
         click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None, help="Worker processes (default: all cores)."),
+        # Kept out of the commands' signatures: the callback hands it to load_policy_from_flags.
+        click.option("--file-kinds", default=None, expose_value=False, callback=_remember_file_kinds,
+                     help="Comma list of the kinds of files to read (overrides the policy's file-kinds): "
+                          "python, notebook, shell, dockerfile, dotenv, yaml, json, toml."),
     ]
     for dec in reversed(decorators):
         fn = dec(fn)
@@ -49,17 +82,35 @@ def fail(message: str, code: int = 2):
     sys.exit(code)
 
 
-def load_policy_from_flags(paths, config_file, select, ignore, visible_devices, header_scope):
-    from gpufix.config import ConfigError, load_policy
+def warn(message: str) -> None:
+    click.echo(f"gpufix: warning: {message}", err=True)
 
+
+def make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope):
+    """A PolicyResolver (nearest config per file, flags on top); a bad config or an unknown rule
+    code is a usage error (exit 2)."""
+    from gpufix.config import ConfigError, PolicyResolver
+
+    ctx = click.get_current_context(silent=True)
     overrides = {
         "visible_devices": visible_devices,
-        "select": _split_codes(select),
+        "select": _split_codes(select) or None,
+        "extend_select": _split_codes(extend_select),
         "ignore": _split_codes(ignore),
         "header_scope": header_scope,
+        "file_kinds": ctx.meta.get("gpufix.file_kinds") if ctx is not None else None,
     }
     try:
-        return load_policy(paths or ["."], config_file=config_file, overrides=overrides)
+        return PolicyResolver(config_file, overrides)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def resolve(resolver, path):
+    from gpufix.config import ConfigError
+
+    try:
+        return resolver.for_path(path)
     except ConfigError as exc:
         fail(str(exc))
 
@@ -77,23 +128,80 @@ def report_stream(output):
         yield sys.stdout
 
 
+def color_for(stream):
+    """None (rich decides from the terminal, NO_COLOR and FORCE_COLOR) for stdout; never for a file."""
+    return None if stream is sys.stdout else False
+
+
 def progress_factory(quiet: bool):
     """A rich progress bar on stderr, only for a terminal and a long enough run."""
     if quiet or not sys.stderr.isatty():
         return None
 
-    def make(total: int):
+    def factory(total: int):
         if total < 200:
             return None
         from gpufix.report.progress import Progress
 
         return Progress(total)
 
-    def factory(total):
-        bar = make(total)
-        return bar
-
     return factory
+
+
+def no_policy_notice(resolver, quiet: bool) -> None:
+    """One line on stderr when some files are judged without a policy (no visible-devices)."""
+    if quiet:
+        return
+    from gpufix.discover import display_path
+
+    missing = [p for p in resolver.policies() if not p.has_policy]
+    if missing:
+        where = display_path(missing[0].root) if missing[0].root else "."
+        click.echo(f"gpufix: note: no policy (visible-devices) found for {where}: checking without one; "
+                   "set one with `gpufix init --visible-devices N`", err=True)
+
+
+def print_settings(resolver, paths) -> None:
+    """`--show-settings`: the effective settings of the first path, as TOML-like lines."""
+    import json
+
+    from gpufix.config import enabled_codes
+    from gpufix.discover import display_path
+
+    path = (paths or ["."])[0]
+    policy = resolve(resolver, path)
+    lines = [
+        f"Settings for: {display_path(path)}",
+        f"Config file: {display_path(policy.source) if policy.source else '(none)'}",
+        f"Project root: {display_path(policy.root) if policy.root else '.'}",
+        f"visible-devices = {json.dumps(policy.visible_devices)}" + ("" if policy.has_policy else "   # no policy"),
+        f"device-order = {json.dumps(policy.device_order)}",
+        f"header-scope = {json.dumps(policy.effective_header_scope)}",
+        f"min-memory-gib = {policy.min_memory_gib:g}",
+        f"expect-name = {json.dumps(policy.expect_name)}",
+        f"expect-uuid = {json.dumps(policy.expect_uuid)}",
+        f"enabled rules = {json.dumps(enabled_codes(policy))}",
+        f"exclude = {json.dumps(list(policy.exclude))}",
+        f"per-file-ignores = {json.dumps({g: list(c) for g, c in policy.per_file_ignores})}",
+        f"api = {json.dumps([a.name for a in policy.extra_apis])}",
+    ]
+    click.echo("\n".join(lines))
+
+
+def print_files(resolver, paths, force_exclude) -> None:
+    from gpufix.discover import discover_files
+
+    for _, display, _ in discover_files(list(paths) or ["."], resolver, warn=warn, force_exclude=force_exclude):
+        click.echo(display)
+
+
+def read_stdin_target(paths, stdin_filename):
+    """(is_stdin, display name) for `scan -` / `--stdin-filename`."""
+    if list(paths) == ["-"] or (stdin_filename and not paths):
+        return True, stdin_filename or "-"
+    if "-" in paths:
+        fail("`-` (stdin) cannot be combined with other paths")
+    return False, None
 
 
 class LazyGroup(click.Group):
@@ -120,27 +228,105 @@ def cli():
     addressed as cuda:0."""
 
 
+def _stdin_scan(resolver, name, options, force_exclude):
+    from gpufix.catalog import catalog_for
+    from gpufix.engine import gather_pairs, lint_bytes
+
+    policy = resolve(resolver, name if name != "-" else ".")
+    if force_exclude and name != "-":
+        from gpufix.discover import _force_excluded
+        from pathlib import Path
+
+        if _force_excluded(Path(name), policy):
+            return None
+    raw = sys.stdin.buffer.read()
+    catalog = catalog_for(policy)
+    res = lint_bytes(raw, os.path.abspath(name), name, policy, options.use_prefilter, catalog)
+    return gather_pairs(policy, [(policy, res)])
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @shared_options
-def scan(paths, config_file, select, ignore, visible_devices, header_scope, fmt, output, exit_zero, quiet, no_cache, no_prefilter, jobs):
-    """Lint .py and .ipynb files under PATHS (default: .) and report findings."""
+def scan(paths, config_file, select, extend_select, ignore, visible_devices, header_scope, fmt, output, exit_zero, quiet,
+         statistics, show_fixes, show_settings: bool, show_files: bool, force_exclude, stdin_filename, no_cache, no_prefilter, jobs):
+    """Lint .py and .ipynb files under PATHS (default: .) and report findings; `-` reads stdin."""
     from gpufix.engine import Options, scan as run_scan
     from gpufix.report import render
 
-    policy = load_policy_from_flags(paths, config_file, select, ignore, visible_devices, header_scope)
+    resolver = make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope)
+    if show_settings:
+        print_settings(resolver, list(paths))
+        sys.exit(0)
+    if show_files:
+        print_files(resolver, paths, force_exclude)
+        sys.exit(0)
     options = Options(use_prefilter=not no_prefilter, use_cache=not no_cache, jobs=jobs)
-    pf = progress_factory(quiet)
-    result = run_scan(list(paths) or ["."], policy, options, progress_factory=(lambda n: pf(n)) if pf else None)
+    is_stdin, name = read_stdin_target(paths, stdin_filename)
+    if is_stdin:
+        result = _stdin_scan(resolver, name, options, force_exclude)
+        if result is None:
+            sys.exit(0)  # excluded by the config (--force-exclude)
+    else:
+        primary = resolve(resolver, (list(paths) or ["."])[0])
+        pf = progress_factory(quiet)
+        try:
+            result = run_scan(list(paths) or ["."], primary, options, progress_factory=pf, resolver=resolver,
+                              force_exclude=force_exclude)
+        except Exception as exc:
+            from gpufix.config import ConfigError
+
+            if isinstance(exc, ConfigError):
+                fail(str(exc))
+            raise
+    no_policy_notice(resolver, quiet)
     if not quiet:
         for w in result.warnings:
-            click.echo(f"gpufix: warning: {w}", err=True)
+            warn(w)
     with report_stream(output) as stream:
-        color = stream is sys.stdout and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-        render(result, fmt, stream, color=color)
+        if statistics:
+            from gpufix.report.formats import render_statistics
+
+            render_statistics(result, stream, fmt)
+        else:
+            # code read from stdin is not on disk: no source lines under its findings
+            render(result, fmt, stream, color=color_for(stream), show_fixes=show_fixes, show_source=not is_stdin)
     if exit_zero:
         sys.exit(0)
     sys.exit(1 if (result.findings or result.errors) else 0)
+
+
+def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
+    """`apply -`: the fixed code on stdout (or its diff), as `ruff check --fix -` does."""
+    import difflib
+    from pathlib import Path
+
+    from gpufix.apply import fix_source
+    from gpufix.fixer import FixError
+    from gpufix.source import ReadError, read_source
+
+    raw = sys.stdin.buffer.read()
+    policy = resolve(resolver, name if name != "-" else ".")
+    if force_exclude and name != "-":
+        from gpufix.discover import _force_excluded
+
+        if _force_excluded(Path(name), policy):
+            sys.stdout.buffer.write(b"" if diff else raw)
+            sys.exit(0)
+    try:
+        src = read_source(name, raw)
+        new_raw, _ = fix_source(src, policy, unsafe, abs_path=os.path.abspath(name))
+    except ReadError as exc:
+        fail(f"{name}: {exc.error.message}", 1)
+    except FixError as exc:
+        fail(f"{name}: {exc}", 1)
+    if diff:
+        before = raw.decode("utf-8", "replace").splitlines(keepends=True)
+        after = new_raw.decode("utf-8", "replace").splitlines(keepends=True)
+        sys.stdout.write("".join(difflib.unified_diff(before, after, fromfile=f"a/{name}", tofile=f"b/{name}")))
+        sys.exit(1 if new_raw != raw else 0)
+    sys.stdout.buffer.write(new_raw)
+    sys.exit(0)
 
 
 @cli.command()
@@ -148,45 +334,100 @@ def scan(paths, config_file, select, ignore, visible_devices, header_scope, fmt,
 @shared_options
 @click.option("--backup/--no-backup", default=True, show_default=True, help="Copy originals to .gpufix/backups/<ID>/ first.")
 @click.option("--tag/--no-tag", default=True, show_default=True, help="Tag HEAD as gpufix/before-<ID> first (git only).")
-@click.option("--diff", is_flag=True, help="Print a unified diff of the fixes and write nothing.")
+@click.option("--diff", is_flag=True, help="Print a unified diff of the fixes and write nothing (exit 1 when there is one).")
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes marked unsafe.")
 @click.option("--allow-dirty", is_flag=True, help="Fix files that have uncommitted changes.")
 @click.option("--check", "run_check_after", is_flag=True, help="Run `gpufix check` after writing.")
 @click.option("--exit-non-zero-on-fix", is_flag=True, help="Exit 1 when any file was changed, even if nothing is left to fix.")
-def apply(paths, config_file, select, ignore, visible_devices, header_scope, fmt, output, exit_zero, quiet, no_cache,
+def apply(paths, config_file, select, extend_select, ignore, visible_devices, header_scope, fmt, output, exit_zero, quiet,
+          statistics, show_fixes, show_settings: bool, show_files: bool, force_exclude, stdin_filename, no_cache,
           no_prefilter, jobs, backup, tag, diff, unsafe_fixes, allow_dirty, run_check_after, exit_non_zero_on_fix):
-    """Rewrite files under PATHS to satisfy the policy (libcst), with backups and a git tag."""
+    """Rewrite files under PATHS to satisfy the policy (libcst), with backups and a git tag; `-`
+    fixes stdin to stdout."""
     from gpufix.apply import ApplyOptions, ApplyRefused, run_apply
 
-    policy = load_policy_from_flags(paths, config_file, select, ignore, visible_devices, header_scope)
+    resolver = make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope)
+    if show_settings:
+        print_settings(resolver, list(paths))
+        sys.exit(0)
+    if show_files:
+        print_files(resolver, paths, force_exclude)
+        sys.exit(0)
+    is_stdin, name = read_stdin_target(paths, stdin_filename)
+    if is_stdin:
+        _stdin_apply(resolver, name, unsafe_fixes, diff, force_exclude)
+    primary = resolve(resolver, (list(paths) or ["."])[0])
     opts = ApplyOptions(
         backup=backup, tag=tag, diff=diff, unsafe_fixes=unsafe_fixes, allow_dirty=allow_dirty,
-        use_prefilter=not no_prefilter, jobs=jobs, quiet=quiet,
+        use_prefilter=not no_prefilter, jobs=jobs, quiet=quiet, force_exclude=force_exclude,
     )
     try:
-        outcome = run_apply(list(paths) or ["."], policy, opts, warn=lambda m: quiet or click.echo(f"gpufix: warning: {m}", err=True),
-                            progress_factory=progress_factory(quiet))
+        outcome = run_apply(list(paths) or ["."], primary, opts, warn=lambda m: quiet or warn(m),
+                            progress_factory=progress_factory(quiet), resolver=resolver)
     except ApplyRefused as exc:
         fail(str(exc))
+    no_policy_notice(resolver, quiet)
+    code = outcome.exit_code
+    check_doc = check_text = None
+    if run_check_after and not diff:
+        check_code, check_doc, check_text = _run_check(primary, fmt, quiet)
+        code = code or check_code
     with report_stream(output) as stream:
-        if diff:
+        if statistics:
+            from gpufix.report.formats import render_statistics
+
+            render_statistics(outcome.remaining, stream, fmt)
+        elif diff and fmt == "json":
+            _json_document(stream, outcome.remaining, {"diffs": [{"path": p, "diff": d} for p, d in outcome.diffs]})
+        elif diff:
             stream.write(outcome.diff_text)
+        elif fmt == "json":
+            extra = outcome.extra()
+            if check_doc is not None:
+                extra["check"] = check_doc
+            _json_document(stream, outcome.remaining, extra)
         else:
             from gpufix.report import render
 
-            color = stream is sys.stdout and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-            render(outcome.remaining, fmt, stream, color=color, extra=outcome.extra(), command="apply")
-    code = outcome.exit_code
-    if run_check_after and not diff:
-        from gpufix.hardware.commands import run_check
-
-        check_code = run_check(policy, fmt="text", output=None, quiet=quiet)
-        code = code or check_code
+            render(outcome.remaining, fmt, stream, color=color_for(stream), extra=outcome.extra(), command="apply",
+                   show_fixes=show_fixes)
+    if check_text:
+        # the check's table follows the apply report on stdout in text formats, and goes to stderr
+        # where stdout holds one document (sarif, junit, ...)
+        click.echo(check_text, nl=False, err=fmt in DOCUMENT_FORMATS)
     if exit_zero and code == 1:
         code = 0
     if exit_non_zero_on_fix and outcome.fixes:
         code = code or 1  # files changed: fail, as formatters do (also with --exit-zero, as in ruff)
     sys.exit(code)
+
+
+def _json_document(stream, result, extra) -> None:
+    import json
+
+    from gpufix.report import scan_document
+
+    doc = scan_document(result)
+    doc.update(extra)
+    json.dump(doc, stream, indent=2, ensure_ascii=False)
+    stream.write("\n")
+
+
+def _run_check(policy, fmt, quiet):
+    """(exit code, JSON document or None, text or None) of `gpufix check` for `apply --check`."""
+    import json
+
+    from gpufix.hardware.commands import run_check
+
+    captured: list = []
+    code = run_check(policy, fmt="json" if fmt == "json" else "text", output=None, quiet=quiet, sink=captured.append)
+    text = "".join(captured)
+    if fmt == "json":
+        try:
+            return code, json.loads(text), None
+        except ValueError:
+            return code, None, None
+    return code, None, text
 
 
 @cli.command()
@@ -202,6 +443,48 @@ def restore(backup_id, force, root):
     except RestoreError as exc:
         fail(str(exc), 1 if exc.partial else 2)
     for line in report:
+        click.echo(line)
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--root", type=click.Path(file_okay=False), default=".", show_default=True, help="Folder in the project that holds .gpufix/.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+def backups(ctx, root, fmt):
+    """List apply's backups and gpufix/before-* git tags (`backups prune` removes old ones)."""
+    ctx.ensure_object(dict)
+    ctx.obj["root"] = root
+    if ctx.invoked_subcommand is None:
+        from gpufix.backup import inventory
+
+        items = inventory(root)
+        if fmt == "json":
+            import json
+
+            click.echo(json.dumps(items, indent=2))
+            return
+        if not items:
+            click.echo("no backups and no gpufix tags")
+            return
+        for it in items:
+            files = f"{it['files']} file(s)" if it["backup"] else "no backup"
+            tag = it["tag"] or "no tag"
+            click.echo(f"{it['id']}  {it['created'] or '':<25}  {files:<12}  {tag}")
+
+
+@backups.command("prune")
+@click.option("--keep", type=click.IntRange(0), default=5, show_default=True, help="How many of the newest to keep.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.pass_context
+def backups_prune(ctx, keep, dry_run):
+    """Remove all but the newest KEEP backups and their git tags."""
+    from gpufix.backup import RestoreError, prune
+
+    try:
+        lines = prune(ctx.obj["root"], keep, dry_run=dry_run)
+    except RestoreError as exc:
+        fail(str(exc))
+    for line in lines:
         click.echo(line)
 
 
@@ -226,15 +509,21 @@ def rules(fmt):
 
 
 @cli.command()
-@click.argument("code")
-def explain(code):
-    """Print one rule's documentation."""
+@click.argument("rule")
+def explain(rule):
+    """Print one rule's documentation; RULE is a code (GPU001) or a name."""
     from gpufix.catalog import load_rule_docs
+    from gpufix.config import suggest
 
     docs = load_rule_docs()
-    doc = docs.get(code.upper())
+    key = rule.strip()
+    doc = docs.get(key.upper())
     if doc is None:
-        fail(f"unknown rule {code!r}; known: {', '.join(docs)}")
+        by_name = {d.name: d for d in docs.values()}
+        doc = by_name.get(key.lower().replace("_", "-"))
+    if doc is None:
+        hint = suggest(key.upper(), docs) or suggest(key.lower().replace("_", "-"), [d.name for d in docs.values()])
+        fail(f"unknown rule {rule!r}{hint}; `gpufix rules` lists them")
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.markdown import Markdown
@@ -246,7 +535,20 @@ def explain(code):
 
 def main():
     try:
-        cli.main(prog_name="gpufix", standalone_mode=True)
+        code = cli.main(prog_name="gpufix", standalone_mode=False)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # click >= 8.2: a bare `gpufix` prints its help
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        click.echo(f"gpufix: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"gpufix: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("gpufix: interrupted", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
         click.echo("gpufix: interrupted", err=True)
         sys.exit(130)
@@ -255,3 +557,4 @@ def main():
             raise
         click.echo(f"gpufix: internal error: {type(exc).__name__}: {exc} (set GPUFIX_DEBUG=1 for details)", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

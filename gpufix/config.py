@@ -7,8 +7,10 @@ Every error names the file, the key and what is allowed, and is raised as `Confi
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -20,6 +22,9 @@ else:  # pragma: no cover - exercised on old Pythons only
     import tomli as tomllib
 
 HEADER_SCOPES = ("gpu-modules", "entrypoints", "all")
+# Kept in step with gpufix.formats.ALL_KINDS (a test checks); listed here so that reading the
+# policy does not import the readers.
+FILE_KINDS = ("python", "notebook", "shell", "dockerfile", "dotenv", "yaml", "json", "toml")
 DEVICE_ORDERS = ("PCI_BUS_ID", "FASTEST_FIRST")
 RULE_CODE_RE = re.compile(r"^GPU\d{0,3}$")
 
@@ -71,8 +76,12 @@ class Policy:
     exclude: tuple = ()
     per_file_ignores: tuple = ()  # tuple of (glob, tuple(codes))
     extra_apis: tuple = ()  # tuple of ApiSpec from the user's config
+    file_kinds: tuple = FILE_KINDS  # which kinds of files a folder scan reads (gpufix.formats)
     source: Optional[str] = None  # the file the policy came from
     root: Optional[str] = None  # directory of that file: where relative globs start
+    # the config file's own selection, as written (select or None, extend-select, ignore); the
+    # effective `select`/`ignore` above are resolved from it and the command line (resolve_selection)
+    selection: tuple = ()
 
     @property
     def has_policy(self) -> bool:
@@ -93,6 +102,7 @@ class Policy:
         data = dataclasses.asdict(self)
         data.pop("source", None)
         data.pop("root", None)
+        data.pop("selection", None)
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
@@ -162,23 +172,8 @@ _KNOWN_KEYS = {
     "per-file-ignores",
     "api",
     "extend-select",
+    "file-kinds",
 }
-
-
-def _codes(value: Any, where: str, key: str) -> tuple:
-    if isinstance(value, str):
-        value = [v for v in value.split(",") if v.strip()]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: `{key}` must be a list of rule codes or prefixes such as [\"GPU1\"]")
-    out = []
-    for code in value:
-        code = code.strip().upper()
-        if not RULE_CODE_RE.match(code):
-            raise ConfigError(
-                f"{where}: `{key}` has {code!r}, which is not a rule code or prefix (GPU, GPU1, GPU001, ...)"
-            )
-        out.append(code)
-    return tuple(out)
 
 
 def parse_api_specs(items: Any, where: str, framework: str = "") -> tuple:
@@ -246,15 +241,32 @@ ARG_VALUE_KINDS = (
 )
 
 
+def file_kinds(value: Any, where: str, key: str = "file-kinds") -> tuple:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: `{key}` must be a non-empty list such as [\"python\", \"notebook\", \"shell\"]")
+    bad = [v for v in value if v not in FILE_KINDS]
+    if bad:
+        raise ConfigError(f"{where}: `{key}` has {', '.join(repr(v) for v in bad)}; allowed: {', '.join(FILE_KINDS)}")
+    return tuple(k for k in FILE_KINDS if k in value)
+
+
 def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) -> Policy:
     """Validate one `[tool.gpufix]` table into a Policy."""
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where}: [tool.gpufix] must be a table")
     unknown = sorted(set(table) - _KNOWN_KEYS)
     if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k).replace("_", "-").lower(), sorted(_KNOWN_KEYS), n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{k!r}: did you mean {close[0]!r}?")
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)} in [tool.gpufix]; "
-            f"allowed: {', '.join(sorted(_KNOWN_KEYS))}"
+            f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)} in [tool.gpufix]"
+            + (f" ({'; '.join(hints)})" if hints else "")
+            + f"; allowed: {', '.join(sorted(_KNOWN_KEYS))}"
         )
     kw: dict = {"source": where, "root": root}
     if "visible-devices" in table:
@@ -280,12 +292,11 @@ def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) ->
         if v not in HEADER_SCOPES:
             raise ConfigError(f"{where}: `header-scope` = {v!r}; allowed: {', '.join(HEADER_SCOPES)}")
         kw["header_scope"] = v
-    if "select" in table:
-        kw["select"] = _codes(table["select"], where, "select")
-    if "extend-select" in table:
-        kw["select"] = tuple(kw.get("select", ())) + _codes(table["extend-select"], where, "extend-select")
-    if "ignore" in table:
-        kw["ignore"] = _codes(table["ignore"], where, "ignore")
+    layer_select = _selectors(table["select"], where, "select") if "select" in table else None
+    layer_extend = _selectors(table["extend-select"], where, "extend-select") if "extend-select" in table else ()
+    layer_ignore = _selectors(table["ignore"], where, "ignore") if "ignore" in table else ()
+    kw["selection"] = ((layer_select, layer_extend, layer_ignore),)
+    kw["select"], kw["ignore"] = resolve_selection(kw["selection"])
     if "exclude" in table:
         v = table["exclude"]
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
@@ -302,13 +313,16 @@ def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) ->
         )
     if "api" in table:
         kw["extra_apis"] = parse_api_specs(table["api"], where)
+    if "file-kinds" in table:
+        kw["file_kinds"] = file_kinds(table["file-kinds"], where)
     return Policy(**kw)
 
 
 def _load_toml(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read()
+        return tomllib.loads(raw.decode("utf-8-sig"))  # a BOM is not TOML, but editors write one
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except OSError as exc:
@@ -323,6 +337,9 @@ def read_config_file(path: Path) -> Optional[Policy]:
     Returns None for a pyproject.toml without a [tool.gpufix] table.
     """
     data = _load_toml(path)
+    if path.name != "pyproject.toml" and set(data) == {"tool"} and isinstance(data["tool"], dict) and "gpufix" in data["tool"]:
+        # a gpufix.toml written like a pyproject ([tool.gpufix] header) means the same thing
+        return policy_from_table(data["tool"]["gpufix"], str(path), root=str(path.parent))
     if path.name == "pyproject.toml":
         table = data.get("tool", {}).get("gpufix") if isinstance(data.get("tool"), dict) else None
         if table is None:
@@ -331,22 +348,248 @@ def read_config_file(path: Path) -> Optional[Policy]:
     return policy_from_table(data, str(path), root=str(path.parent))
 
 
-def find_config(start: Path) -> Optional[Path]:
+def _config_in_dir(directory: Path) -> Optional[Path]:
+    candidate = directory / "gpufix.toml"
+    if candidate.is_file():
+        return candidate
+    candidate = directory / "pyproject.toml"
+    if candidate.is_file():
+        # A broken pyproject.toml that might hold our table is an error (raised), not "no config".
+        data = _load_toml(candidate)
+        tool = data.get("tool")
+        if isinstance(tool, dict) and "gpufix" in tool:
+            return candidate
+    return None
+
+
+def find_config(start: Path, memo: Optional[dict] = None) -> Optional[Path]:
     """The nearest gpufix.toml or pyproject.toml with [tool.gpufix] at or above `start`."""
     start = start.resolve()
     here = start if start.is_dir() else start.parent
     for directory in (here, *here.parents):
-        candidate = directory / "gpufix.toml"
-        if candidate.is_file():
-            return candidate
-        candidate = directory / "pyproject.toml"
-        if candidate.is_file():
-            # A broken pyproject.toml that might hold our table is an error (raised), not "no config".
-            data = _load_toml(candidate)
-            tool = data.get("tool")
-            if isinstance(tool, dict) and "gpufix" in tool:
-                return candidate
+        if memo is not None and directory in memo:
+            found = memo[directory]
+        else:
+            found = _config_in_dir(directory)
+            if memo is not None:
+                memo[directory] = found
+        if found is not None:
+            return found
     return None
+
+
+# -- rule selection (ruff's semantics) --------------------------------------------------------------
+def _rule_docs() -> dict:
+    from gpufix.catalog import load_rule_docs
+
+    return load_rule_docs()
+
+
+def suggest(word: str, candidates) -> str:
+    """' (did you mean X?)' for the closest candidate, or ''."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _selectors(value: Any, where: str, key: str) -> tuple:
+    """Validated rule selectors: `ALL`, a code or a prefix that names at least one known rule.
+    An unknown one is an error with a did-you-mean, as in ruff (a typo would silently select nothing)."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: `{key}` must be a list of rule codes or prefixes such as [\"GPU1\"]")
+    docs = _rule_docs()
+    out = []
+    for raw in value:
+        code = raw.strip().upper()
+        if code == "ALL":
+            out.append("ALL")
+            continue
+        if not RULE_CODE_RE.match(code) or not any(c.startswith(code) for c in docs):
+            names = {d.name: c for c, d in docs.items()}
+            if raw.strip().lower().replace("_", "-") in names:
+                hint = f" (did you mean {names[raw.strip().lower().replace('_', '-')]!r}? selectors are codes)"
+            else:
+                prefixes = {c[:n] for c in docs for n in range(3, len(c) + 1)}
+                hint = suggest(code, sorted((prefixes - {"GPU"}) | {"ALL"}))
+            raise ConfigError(f"{where}: unknown rule selector {raw.strip()!r} in `{key}`{hint}; "
+                              f"known: ALL, GPU, {', '.join(docs)}")
+        out.append(code)
+    return tuple(out)
+
+
+def _codes(value: Any, where: str, key: str) -> tuple:
+    """per-file-ignores' codes: validated prefixes (ALL = every rule)."""
+    return tuple("GPU" if c == "ALL" else c for c in _selectors(value, where, key))
+
+
+def _specificity(selector: str) -> int:
+    return 0 if selector == "ALL" else len(selector)
+
+
+def _expand(selector: str, docs) -> set:
+    return set(docs) if selector == "ALL" else {c for c in docs if c.startswith(selector)}
+
+
+def resolve_selection(layers) -> tuple:
+    """(select, ignore) for make_rule_filter from selection layers (config file, then command line),
+    as ruff resolves them: a layer with `select` starts from it, one without carries the previous
+    result over; within a layer, selectors apply from least to most specific, and on a tie
+    ignore wins; `extend-select` adds to whichever set the layer starts from.
+
+    The result is the exact enabled codes; ("GPU",) as ignore when nothing is enabled."""
+    docs = _rule_docs()
+    enabled = {c for c, d in docs.items() if d.default_enabled}
+    for select, extend, ignore in layers:
+        base = set() if select is not None else set(enabled)
+        steps = [(_specificity(s), 0, s) for s in (tuple(select or ()) + tuple(extend))]
+        steps += [(_specificity(s), 1, s) for s in ignore]
+        for _, kind, sel in sorted(steps):
+            if kind == 0:
+                base |= _expand(sel, docs)
+            else:
+                base -= _expand(sel, docs)
+        enabled = base
+    if not enabled:
+        return (), ("GPU",)
+    return tuple(c for c in docs if c in enabled), ()
+
+
+def enabled_codes(policy: "Policy") -> list:
+    docs = _rule_docs()
+    sel, ign = policy.select, policy.ignore
+
+    def on(code):
+        best_sel = max((len(s) for s in sel if code.startswith(s)), default=-1)
+        best_ign = max((len(s) for s in ign if code.startswith(s)), default=-1)
+        if not sel:
+            best_sel = 0 if docs[code].default_enabled else -1
+        return best_sel >= 0 and best_sel > best_ign
+
+    return [c for c in docs if on(c)]
+
+
+# -- finding the policy: the nearest config to each file (ruff's hierarchical lookup) ---------------
+PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg")
+
+
+def project_root_without_config(directory: Path) -> Path:
+    """Where a folder's project starts when no config is found: the nearest folder above it that
+    has a .git or a pyproject.toml/setup.py, else the folder itself. Cross-file judgements (GPU103
+    without a policy) are made over this folder, whatever subset of it a run names."""
+    directory = directory.resolve()
+    for d in (directory, *directory.parents):
+        if any((d / m).exists() for m in PROJECT_MARKERS):
+            return d
+    return _fallback_root(directory)
+
+
+def _fallback_root(directory: Path) -> Path:
+    """No marker above: the current folder when `directory` is inside it, else `directory`."""
+    cwd = Path.cwd().resolve()
+    return cwd if (directory == cwd or cwd in directory.parents) else directory
+
+
+class PolicyResolver:
+    """The policy for each file: `--config FILE` for all of them, else the nearest gpufix.toml or
+    pyproject.toml with [tool.gpufix] above the file; command-line flags apply on top of each."""
+
+    def __init__(self, config_file: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None):
+        self.overrides = dict(overrides or {})
+        self._cli_layer = _cli_layer(self.overrides)  # validates the codes now: a usage error up front
+        self._by_dir: dict = {}
+        self._memo: dict = {}
+        self._roots: dict = {}
+        self._by_source: dict = {}
+        self.fixed: Optional[Policy] = None
+        if config_file:
+            cfg = Path(config_file)
+            if not cfg.is_file():
+                raise ConfigError(f"{config_file}: config file not found")
+            policy = read_config_file(cfg)
+            if policy is None:
+                raise ConfigError(f"{config_file}: has no [tool.gpufix] table")
+            self.fixed = self._finish(policy)
+
+    def _finish(self, policy: Policy) -> Policy:
+        changes: dict = {}
+        for key in ("visible_devices", "header_scope", "file_kinds"):
+            value = self.overrides.get(key)
+            if value is None or value == ():
+                continue
+            if key == "visible_devices":
+                value = validate_mask(value, "--visible-devices", "--visible-devices")
+            elif key == "file_kinds":
+                value = file_kinds(value, "--file-kinds", "--file-kinds")
+            changes[key] = value
+        layers = tuple(policy.selection) + ((self._cli_layer,) if self._cli_layer else ())
+        if self._cli_layer or not policy.selection:
+            changes["select"], changes["ignore"] = resolve_selection(layers)
+        return dataclasses.replace(policy, **changes)
+
+    def for_dir(self, directory) -> Policy:
+        if self.fixed is not None:
+            return self.fixed
+        key = os.path.abspath(directory)
+        hit = self._by_dir.get(key)
+        if hit is not None:
+            return hit
+        found = find_config(Path(key), self._memo)
+        if found is not None:
+            src = str(found)
+            if src not in self._by_source:
+                self._by_source[src] = self._finish(read_config_file(found))
+            policy = self._by_source[src]
+        else:
+            root = str(self._project_root(Path(key)))
+            if root not in self._by_source:
+                self._by_source[root] = self._finish(Policy(root=root))
+            policy = self._by_source[root]
+        self._by_dir[key] = policy
+        return policy
+
+    def _project_root(self, directory: Path) -> Path:
+        """project_root_without_config, with the marker search memoised per folder, so that a walk
+        over a big tree looks at each folder's markers once."""
+        directory = directory.resolve()
+        found = self._marker_root(directory)
+        if found is not None:
+            return found
+        return _fallback_root(directory)
+
+    def _marker_root(self, directory: Path) -> Optional[Path]:
+        key = str(directory)
+        if key not in self._roots:
+            if any((directory / m).exists() for m in PROJECT_MARKERS):
+                self._roots[key] = directory
+            elif directory.parent == directory:
+                self._roots[key] = None
+            else:
+                self._roots[key] = self._marker_root(directory.parent)
+        return self._roots[key]
+
+    def for_path(self, path) -> Policy:
+        p = Path(path)
+        if str(path) == "-" or not p.exists():
+            return self.for_dir(Path.cwd() if not p.parent.is_dir() else p.parent)
+        return self.for_dir(p if p.is_dir() else p.parent)
+
+    def policies(self) -> list:
+        """Every policy handed out so far."""
+        return [self.fixed] if self.fixed is not None else list(self._by_source.values())
+
+
+def _cli_layer(overrides: Mapping[str, Any]):
+    def sel(key):
+        value = overrides.get(key)
+        if not value:
+            return None
+        return _selectors(list(value), f"--{key.replace('_', '-')}", f"--{key.replace('_', '-')}")
+
+    select, extend, ignore = sel("select"), sel("extend_select"), sel("ignore")
+    if select is None and not extend and not ignore:
+        return None
+    return (select, extend or (), ignore or ())
 
 
 def load_policy(
@@ -354,31 +597,7 @@ def load_policy(
     config_file: Optional[str] = None,
     overrides: Optional[Mapping[str, Any]] = None,
 ) -> Policy:
-    """The effective policy: `--config FILE` or the nearest config above the first path, then flags."""
-    policy: Optional[Policy] = None
-    if config_file:
-        cfg = Path(config_file)
-        if not cfg.is_file():
-            raise ConfigError(f"{config_file}: config file not found")
-        policy = read_config_file(cfg)
-        if policy is None:
-            raise ConfigError(f"{config_file}: has no [tool.gpufix] table")
-    else:
-        first = Path(paths[0]) if paths else Path(".")
-        found = find_config(first if first.exists() else Path("."))
-        if found is not None:
-            policy = read_config_file(found)
-    if policy is None:
-        policy = Policy(root=str(Path(".").resolve()))
-    if overrides:
-        changes = {}
-        for key, value in overrides.items():
-            if value is None or value == ():
-                continue
-            if key == "visible_devices":
-                value = validate_mask(value, "--visible-devices", "--visible-devices")
-            elif key in ("select", "ignore"):
-                value = _codes(list(value), f"--{key}", key)
-            changes[key] = value
-        policy = dataclasses.replace(policy, **changes)
-    return policy
+    """The effective policy for the first path: `--config FILE` or the nearest config, then flags."""
+    resolver = PolicyResolver(config_file, overrides)
+    first = paths[0] if paths else "."
+    return resolver.for_path(first if Path(first).exists() else ".")

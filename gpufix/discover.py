@@ -1,12 +1,11 @@
-"""Which files to scan: `.py` and `.ipynb` under the given paths, minus what users expect skipped
+"""Which files to scan: `.py`, `.ipynb` and the other kinds gpufix.formats reads under the given paths, minus what users expect skipped
 (VCS and virtualenv folders, caches, build output, `exclude` globs, .gitignore'd files).
 Explicitly named files are always scanned."""
 
 from __future__ import annotations
 
+import functools
 import os
-import re
-import subprocess
 from pathlib import Path
 
 SKIP_DIRS = {
@@ -14,79 +13,58 @@ SKIP_DIRS = {
     "site-packages", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".gpufix",
     ".eggs", ".ipynb_checkpoints", ".direnv", "__pypackages__",
 }
-EXTENSIONS = (".py", ".ipynb")
-
-
-def glob_to_regex(pattern: str) -> re.Pattern:
-    """gitignore-like globs: `**` crosses folders, `*` does not; a pattern without `/` matches a
-    name at any depth; a trailing `/` matches a folder and everything below it."""
-    directory = pattern.endswith("/")
-    pat = pattern.strip("/") if directory else pattern.lstrip("/")
-    anchored = "/" in pat
-    out = []
-    i = 0
-    while i < len(pat):
-        c = pat[i]
-        if pat.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        if pat.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        else:
-            out.append(re.escape(c))
-        i += 1
-    body = "".join(out)
-    prefix = "^" if anchored else r"^(?:.*/)?"
-    # Matching a folder matches everything below it.
-    return re.compile(prefix + body + r"(?:/.*)?$")
 
 
 class PathFilter:
+    """gitignore-style globs (pathspec): `**` crosses folders, `*` does not, `[ab]` is a class; a
+    pattern without `/` matches a name at any depth; a trailing `/` matches a folder and
+    everything below it. Paths are matched relative to `root` (the config's folder)."""
+
     def __init__(self, patterns, root: str):
+        import pathspec
+
         self.root = Path(root).resolve() if root else Path.cwd().resolve()
-        self.rules = [glob_to_regex(p) for p in patterns]
+        self.patterns = tuple(patterns)
+        self.spec = pathspec.GitIgnoreSpec.from_lines(self.patterns) if self.patterns else None
 
-    def relative(self, path: Path) -> str:
+    def relative(self, path: Path):
         try:
-            return path.resolve().relative_to(self.root).as_posix()
+            return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
         except ValueError:
-            return path.as_posix()
+            try:
+                return path.resolve().relative_to(self.root).as_posix()
+            except ValueError:
+                return None
 
-    def matches(self, path: Path) -> bool:
-        if not self.rules:
+    def matches(self, path: Path, is_dir: bool = False) -> bool:
+        if self.spec is None:
             return False
         rel = self.relative(path)
-        return any(rx.match(rel) for rx in self.rules)
+        if rel is None or rel == ".":
+            return False
+        if self.spec.match_file(rel):
+            return True
+        return is_dir and self.spec.match_file(rel + "/")
+
+
+@functools.lru_cache(maxsize=64)
+def path_filter(patterns: tuple, root) -> PathFilter:
+    """One compiled PathFilter per (globs, root): a walk asks for it once per folder."""
+    return PathFilter(patterns, root)
 
 
 def _git_ignored(directory: Path) -> set:
     """Absolute paths git ignores under `directory` (folders end with '/'); empty outside git."""
     try:
-        top = subprocess.run(
-            ["git", "-C", str(directory), "rev-parse", "--show-toplevel"],
-            capture_output=True, text=True, timeout=20,
-        )
-        if top.returncode != 0:
-            return set()
+        import git
 
-        out = subprocess.run(
-            ["git", "-C", str(directory), "ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z", "."],
-            capture_output=True, timeout=60,
-        )
-        if out.returncode != 0:
-            return set()
-    except (OSError, subprocess.SubprocessError):
+        out = git.Git(str(directory)).ls_files(
+            "--others", "--ignored", "--exclude-standard", "--directory", "-z", ".", stdout_as_string=False)
+    except Exception:  # not a work tree, no git, or git failed: nothing is ignored
         return set()
     ignored = set()
     base = directory.resolve()
-    for item in out.stdout.decode("utf-8", "surrogateescape").split("\0"):
+    for item in out.decode("utf-8", "surrogateescape").split("\0"):
         if item:
             p = (base / item).as_posix()
             ignored.add(p + "/" if item.endswith("/") else p)
@@ -94,39 +72,103 @@ def _git_ignored(directory: Path) -> set:
 
 
 def display_path(path) -> str:
-    """The path relative to the current directory, with '/' separators."""
-    try:
-        return os.path.relpath(os.path.abspath(path), os.getcwd()).replace(os.sep, "/")
-    except ValueError:  # another drive on Windows
-        return Path(os.path.abspath(path)).as_posix()
+    """The path relative to the current directory, with '/' separators; a path outside the
+    current directory (`/dev/null`, `../other`) stays absolute, as ruff shows it."""
+    if str(path) == "-":
+        return "-"
+    absolute = os.path.abspath(path)
+    cwd = os.getcwd()
+    if absolute == cwd or absolute.startswith(cwd.rstrip(os.sep) + os.sep):
+        return os.path.relpath(absolute, cwd).replace(os.sep, "/")
+    return Path(absolute).as_posix()
 
 
-def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None) -> list:
-    """[(absolute Path, display path)] in a stable order, without duplicates."""
-    excl = PathFilter(exclude, root)
+class _Fixed:
+    """One policy for every path (what `discover` takes): its excludes, kinds and config file."""
+
+    def __init__(self, exclude, root, kinds=None, skip=None):
+        from gpufix.config import Policy
+
+        policy = Policy(exclude=tuple(exclude), root=root, source=skip)
+        if kinds is not None:
+            import dataclasses
+
+            policy = dataclasses.replace(policy, file_kinds=tuple(kinds))
+        self.policy = policy
+
+    def for_dir(self, directory):
+        return self.policy
+
+    def for_path(self, path):
+        return self.policy
+
+
+def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None, kinds=None, skip=None) -> list:
+    """[(absolute Path, display path)] in a stable order, without duplicates, one exclude list.
+    `kinds`: the file kinds a folder scan picks up (gpufix.formats; default: all); `skip`: a file a
+    folder scan leaves out (the policy's own config file: gpufix's settings, not the project's)."""
+    resolver = _Fixed(exclude, root, kinds, skip)
+    return [(p, d) for p, d, _ in discover_files(paths, resolver, respect_gitignore, warn)]
+
+
+def _force_excluded(p: Path, policy) -> bool:
+    """A file named on the command line that the config excludes (ruff's --force-exclude): by an
+    `exclude` glob, or inside a folder gpufix always skips (.venv, build, ...)."""
+    filt = path_filter(tuple(policy.exclude), policy.root)
+    rel = filt.relative(p)
+    if rel is None:
+        return False
+    if any(part in SKIP_DIRS or part.endswith(".egg-info") for part in Path(rel).parts[:-1]):
+        return True
+    return filt.matches(p)
+
+
+def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exclude=False) -> list:
+    """[(absolute Path, display path, Policy)]: each file with the policy of its nearest config,
+    whose `exclude` also decides which folders are walked (ruff's hierarchical lookup), whose
+    `file-kinds` which files a folder scan reads, and whose own config file is not scanned."""
+    from gpufix.formats import ALL_KINDS, kind_of
+
+    def kinds_of(policy) -> frozenset:
+        kinds = getattr(policy, "file_kinds", None)
+        return frozenset(ALL_KINDS if kinds is None else kinds)
+
+    def is_config_file(path, policy) -> bool:
+        source = getattr(policy, "source", None)
+        return bool(source) and os.path.realpath(path) == os.path.realpath(source)
+
     seen = set()
     out = []
 
-    def add(p: Path):
+    def add(p: Path, policy):
         key = os.path.realpath(p)
         if key in seen:
             return
         seen.add(key)
-        out.append((p, display_path(p)))
+        out.append((p, display_path(p), policy))
 
     for raw in paths:
         p = Path(raw)
-        if p.is_file() or (p.is_symlink() and not p.is_dir()):
-            add(p)  # explicitly named: always scanned (a broken link becomes a read error)
-            continue
-        if not p.is_dir():
-            add(p)  # a named path that does not exist: reported as a read error (exit 1), like ruff
+        if p.is_file() or (p.is_symlink() and not p.is_dir()) or not p.is_dir():
+            # explicitly named: always scanned (a broken link or a missing path becomes a read
+            # error, like ruff), unless --force-exclude and the config excludes it, or it is of a
+            # kind the policy leaves out (pre-commit passes every YAML/JSON file)
+            policy = resolver.for_path(p)
+            if force_exclude and _force_excluded(p, policy):
+                continue
+            named_kind = kind_of(p.name)
+            if named_kind is not None and named_kind not in kinds_of(policy):
+                continue
+            add(p, policy)
             continue
         ignored = _git_ignored(p) if respect_gitignore else set()
         scan_root = os.path.realpath(p)
         stack = [p]
         while stack:
             d = stack.pop()
+            policy = resolver.for_dir(d)
+            excl = path_filter(tuple(policy.exclude), policy.root) if policy.exclude else None
+            kinds = kinds_of(policy)
             try:
                 entries = sorted(os.scandir(d), key=lambda e: e.name, reverse=True)
             except OSError as exc:
@@ -145,11 +187,13 @@ def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None) ->
                         continue
                     if ignored and (ep.resolve().as_posix() + "/") in ignored:
                         continue
-                    if excl.matches(ep):
+                    if excl is not None and excl.matches(ep, is_dir=True):
                         continue
                     stack.append(ep)
                     continue
-                if not entry.name.endswith(EXTENSIONS):
+                if kind_of(entry.name) not in kinds:
+                    continue
+                if is_config_file(ep, policy):
                     continue
                 if is_link:
                     target = os.path.realpath(ep)
@@ -161,8 +205,8 @@ def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None) ->
                         continue  # a link out of the tree is not part of this codebase
                 if ignored and ep.resolve().as_posix() in ignored:
                     continue
-                if excl.matches(ep):
+                if excl is not None and excl.matches(ep):
                     continue
-                add(ep)
+                add(ep, policy)
     out.sort(key=lambda item: item[1])
     return out

@@ -15,10 +15,12 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
-from gpufix.analysis import source_facts
+from gpufix.analysis import MASK_VAR, source_facts
 from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
 from gpufix.config import Policy
-from gpufix.discover import PathFilter, discover
+from gpufix.discover import PathFilter, discover_files
+from gpufix.formats import CONFIG_KINDS, TEXT_KINDS, detect_kind, may_have_findings
+from gpufix.formats import MAX_BYTES as MAX_TEXT_BYTES
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
@@ -184,8 +186,10 @@ def lint_source(
 
     `header_only`: the prefilter's HEADER tier (only imports and the `__main__` guard are looked at);
     `focused`: big files are analysed by the statements that mention a device token."""
-    catalog = catalog or catalog_for(policy)
     enabled = enabled or make_rule_filter(policy.select, policy.ignore)
+    if src.kind in TEXT_KINDS:
+        return _lint_text_source(src, policy, enabled, abs_path)
+    catalog = catalog or catalog_for(policy)
     result = FileResult(path=src.path, parsed=True)
     # Tokenizing for comments is slow: do it up front only when a file-level ignore may be there,
     # else only when a line that holds a finding mentions `gpufix`/`noqa` (see _Suppressions).
@@ -233,6 +237,15 @@ def lint_source(
     return result
 
 
+def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Optional[str]) -> FileResult:
+    """Shell scripts, Dockerfiles, .env files and YAML/JSON/TOML configs (gpufix.formats)."""
+    from gpufix.formats import lint_text
+
+    ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
+    findings, errors, candidates = lint_text(src.path, src.text, src.kind, policy, enabled, ignored_here)
+    return FileResult(src.path, findings, errors, candidates, parsed=True)
+
+
 def _to_cell(src: SourceFile, f: Finding) -> Finding:
     if not src.is_notebook:
         return f
@@ -268,10 +281,21 @@ def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool =
 
 
 def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_prefilter: bool, catalog: ApiCatalog) -> FileResult:
+    kind = detect_kind(display, raw)
+    # Non-Python files: the cheap byte test before any decoding or parsing. Data files (YAML/JSON/
+    # TOML) are tested even over the size limit, so a big dataset file without a device setting is
+    # skipped, not an error.
+    if kind in TEXT_KINDS and (use_prefilter or (kind in CONFIG_KINDS and len(raw) > MAX_TEXT_BYTES)):
+        if kind in CONFIG_KINDS and not may_have_findings(raw, kind):
+            return FileResult(display)
     try:
         src = read_source(display, raw)
     except ReadError as exc:
         return FileResult(display, errors=[exc.error])
+    if kind in TEXT_KINDS:
+        if use_prefilter and not may_have_findings(raw, kind):
+            return FileResult(display)
+        return lint_source(src, policy, catalog, abs_path=abs_path)
     if not use_prefilter:
         return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
     tier = classify(src.text, display, policy.effective_header_scope, catalog)
@@ -366,7 +390,10 @@ def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None, policy: Optio
     return out
 
 
-def scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None) -> ScanResult:
+def scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None, resolver=None,
+         force_exclude: bool = False) -> ScanResult:
+    """Lint `paths`. With a `resolver` (gpufix.config.PolicyResolver) each file gets the policy of
+    its nearest config; without one, `policy` is used for every file."""
     # Syntax trees are acyclic and freed by reference counting; the cyclic collector only rescans
     # the millions of nodes a big scan allocates (measured: ast.parse 5x slower with it on).
     import gc
@@ -374,16 +401,40 @@ def scan(paths, policy: Policy, options: Optional[Options] = None, progress_fact
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _scan(paths, policy, options, progress_factory)
+        return _scan(paths, policy, options, progress_factory, resolver, force_exclude)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None) -> ScanResult:
+class _OnePolicy:
+    def __init__(self, policy):
+        self.policy = policy
+
+    def for_dir(self, directory):
+        return self.policy
+
+    def for_path(self, path):
+        return self.policy
+
+
+def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None, resolver=None,
+          force_exclude: bool = False) -> ScanResult:
     options = options or Options()
     warns: list = []
-    files = discover(paths or ["."], policy.exclude, policy.root, warn=warns.append)
+    resolver = resolver or _OnePolicy(policy)
+    files = discover_files(paths or ["."], resolver, warn=warns.append, force_exclude=force_exclude)
+    groups: dict = {}
+    for abs_path, display, pol in files:
+        groups.setdefault(pol, []).append((abs_path, display))
+    pairs = []
+    for pol, members in groups.items():
+        pairs.extend((pol, r) for r in _scan_group(members, pol, options, progress_factory))
+    return gather_pairs(policy, pairs, warnings=warns, resolver=resolver, paths=paths or ["."])
+
+
+def _scan_group(files, policy: Policy, options: Options, progress_factory) -> list:
+    """FileResults of `files`, which share `policy` (through the result cache, in parallel)."""
     cache = None
     if options.use_cache:
         from gpufix.cache import ResultCache
@@ -421,23 +472,64 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
             progress.close()
     if cache:
         cache.save()
-    return gather(policy, results.values(), warnings=warns)
+    return list(results.values())
 
 
 def gather(policy: Policy, results, extra_errors=(), warnings=()) -> ScanResult:
     """Per-file results -> one ScanResult: sorted, plus the project rules' cross-file findings
     (GPU103 without a policy). Shared by scan and apply."""
-    ordered = sorted(results, key=lambda r: r.path)
+    return gather_pairs(policy, [(policy, r) for r in results], extra_errors, warnings)
+
+
+def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=None, paths=None) -> ScanResult:
+    """[(Policy, FileResult)] -> one ScanResult. Project rules (GPU103 without a policy) judge each
+    project (the files sharing a policy) over all of that project's files, not only the ones this
+    run named, so that pre-commit's subsets and a full scan agree."""
+    ordered = sorted((r for _, r in pairs), key=lambda r: r.path)
     findings = [f for r in ordered for f in r.findings]
-    enabled = make_rule_filter(policy.select, policy.ignore)
-    for code, project_rule in project_rules().items():
-        if not enabled(code):
+    by_policy: dict = {}
+    for pol, r in pairs:
+        by_policy.setdefault(pol, []).append(r)
+    for pol, members in by_policy.items():
+        enabled = make_rule_filter(pol.select, pol.ignore)
+        wanted = {code: rule for code, rule in project_rules().items() if enabled(code)}
+        if not wanted:
             continue
-        candidates = [
-            Candidate(_finding_from_cache(c["finding"], r.path), c["value"])
-            for r in ordered for c in r.candidates if c["finding"]["rule"] == code
-        ]
-        findings.extend(project_rule.finish(policy, candidates))
+        universe = members
+        if resolver is not None and paths is not None and any(r.candidates for r in members):
+            universe = members + _project_candidates(pol, members, resolver, paths)
+        named = {r.path for r in members}
+        for code, project_rule in wanted.items():
+            candidates = [
+                Candidate(_finding_from_cache(c["finding"], r.path), c["value"])
+                for r in universe for c in r.candidates if c["finding"]["rule"] == code
+            ]
+            findings.extend(f for f in project_rule.finish(pol, candidates) if f.path in named)
     findings.sort(key=Finding.sort_key)
     errors = [e for r in ordered for e in r.errors] + list(extra_errors)
     return ScanResult(policy, ordered, findings, errors, list(warnings))
+
+
+def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
+    """FileResults (candidates only) of the project's other files, for the project rules. Nothing
+    to do when the run already covers the project's folder. Only files that mention
+    CUDA_VISIBLE_DEVICES are read further: GPU103, the one project rule, judges mask values."""
+    if not policy.root:
+        return []
+    root = os.path.realpath(policy.root)
+    if any(os.path.realpath(p) == root or root.startswith(os.path.realpath(p).rstrip(os.sep) + os.sep)
+           for p in paths if p != "-" and os.path.isdir(p)):
+        return []
+    have = {r.path for r in members}
+    catalog = catalog_for(policy)
+    out = []
+    for abs_path, display, pol in discover_files([root], resolver):
+        if pol != policy or display in have:
+            continue
+        got, _ = _read_file(str(abs_path))
+        if got is None or MASK_VAR.encode() not in got[1]:
+            continue
+        res = lint_bytes(got[1], os.path.abspath(abs_path), display, policy, True, catalog)
+        if res.candidates:
+            out.append(FileResult(display, candidates=res.candidates, parsed=True))
+    return out

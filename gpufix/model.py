@@ -18,6 +18,8 @@ class Edit:
       insert-before  insert statement `code` just before the statement starting at (line, col)
       move-to-header move the statement starting at (line, col) to the header position
       replace-stmt   replace the simple statement starting at (line, col) with statement `code`
+      replace-span   (non-Python files) replace the text from (line, col) to (end_line, end_col)
+      insert-text    (non-Python files) insert `code` at (line, col)
     """
 
     kind: str
@@ -85,7 +87,7 @@ class Finding:
 @dataclasses.dataclass(frozen=True)
 class FileError:
     path: str
-    kind: str  # read-error | decode-error | syntax-error | notebook-error | too-large | fix-error
+    kind: str  # read-error | decode-error | binary-file | syntax-error | notebook-error | too-large | fix-error
     message: str
     line: Optional[int] = None
     cell: Optional[int] = None

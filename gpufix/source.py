@@ -51,6 +51,7 @@ class SourceFile:
     notebook: Optional[dict] = None
     cells: tuple = ()
     env_magics: tuple = ()  # (name, value, line) from `%env` in notebooks
+    kind: str = "python"  # see gpufix.formats: python, notebook, shell, dockerfile, dotenv, yaml, json, toml
 
     @property
     def is_notebook(self) -> bool:
@@ -232,6 +233,12 @@ def read_source(path: str, raw: bytes) -> SourceFile:
         raise ReadError(FileError(path, "too-large", f"file is {len(raw) / 2**20:.1f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit; skipped"))
     if path.endswith(".ipynb"):
         return read_notebook(path, raw)
+    from gpufix.formats import TEXT_KINDS, decode, detect_kind
+
+    kind = detect_kind(path, raw)
+    if kind in TEXT_KINDS:
+        text, bom = decode(path, raw, kind)
+        return SourceFile(path=path, raw=raw, text=text, bom=bom, newline=detect_newline(text), kind=kind)
     text, encoding, bom = decode_python(path, raw)
     return SourceFile(path=path, raw=raw, text=text, encoding=encoding, bom=bom, newline=detect_newline(text))
 

@@ -6,6 +6,7 @@ The probe is `RealProbe()` unless the environment variable GPUFIX_PROBE names a 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
@@ -66,14 +67,14 @@ def _stdout_can_draw() -> bool:
 
 
 def run_check(policy: Policy, fmt: str = "text", output: Optional[str] = None, quiet: bool = False,
-              timeout: float = 120.0, probe: Any = None) -> int:
+              timeout: float = 120.0, probe: Any = None, sink=None) -> int:
     """Run the hardware check for `policy`, print the report; the exit code (0 pass, 1 fail,
     2 error, 3 unavailable). Never raises for hardware trouble."""
     from gpufix.hardware.checks import collect
     from gpufix.hardware.render import render_json, render_text
 
     if fmt not in ("text", "json"):
-        _err(f"gpufix check: error: --format {fmt!r}: allowed: text, json")
+        _err(f"gpufix: error: --format {fmt!r}: allowed: text, json")
         return 2
     from gpufix.hardware.mask import mask_form_error
 
@@ -91,12 +92,25 @@ def run_check(policy: Policy, fmt: str = "text", output: Optional[str] = None, q
         else:
             text = render_text(report, quiet=quiet, ascii_only=not output and not _stdout_can_draw())
     except ProbeLoadError as exc:
-        _err(f"gpufix check: error: {exc}")
+        _err(f"gpufix: error: {exc}")
         return 2
     except Exception as exc:  # an internal error is exit 2 with a message, never a traceback
-        _err(f"gpufix check: internal error: {type(exc).__name__}: {exc}")
+        _err(f"gpufix: internal error: {type(exc).__name__}: {exc}")
         return 2
-    if not _emit(text, output):
+    spec = os.environ.get(PROBE_ENV, "").strip()
+    if spec.startswith("gpufix.hardware.testing:"):
+        # the shipped simulated workstation stands in for the GPUs: say so, in the report itself
+        if fmt == "json":
+            import json
+
+            doc = json.loads(text)
+            doc["simulated"] = spec
+            text = json.dumps(doc, indent=2, default=str) + "\n"
+        else:
+            text = f"SIMULATED: the GPUs below come from {PROBE_ENV}={spec}, not from this machine\n" + text
+    if sink is not None:
+        sink(text)
+    elif not _emit(text, output):
         return 2
     if report.status == "unavailable" and fmt == "json" and not quiet:
         _err(f"gpufix check: unavailable: {report.cause}")
@@ -108,22 +122,28 @@ def run_check(policy: Policy, fmt: str = "text", output: Optional[str] = None, q
                              "2 usage/config error, 3 unavailable (no driver, no torch, no GPU).")
 @click.option("--config", "config_file", metavar="FILE", help="Read the policy from FILE.")
 @click.option("--visible-devices", metavar="VALUE", help="Override the policy's visible-devices.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--min-memory-gib", type=click.FloatRange(min=0), default=None, help="Override the policy's min-memory-gib.")
+@click.option("--expect-name", metavar="NAME", default=None, help="Override the policy's expect-name (a substring of the GPU's name).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Report format.")
 @click.option("--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress; only failed checks and the status line.")
 @click.option("--timeout", type=click.FloatRange(min=1.0), default=120.0, show_default=True, metavar="SECONDS",
               help="Time limit for the CUDA child process.")
 @click.pass_context
-def check_command(ctx: click.Context, config_file, visible_devices, fmt, output, quiet, timeout) -> None:
+def check_command(ctx: click.Context, config_file, visible_devices, min_memory_gib, expect_name, fmt, output, quiet, timeout) -> None:
     try:
         policy = load_policy(["."], config_file=config_file, overrides={"visible_devices": visible_devices})
+        if min_memory_gib is not None:
+            policy = dataclasses.replace(policy, min_memory_gib=float(min_memory_gib))
+        if expect_name is not None:
+            policy = dataclasses.replace(policy, expect_name=expect_name)
     except ConfigError as exc:
-        _err(f"gpufix check: config error: {exc}")
+        _err(f"gpufix: error: {exc}")
         ctx.exit(2)
     ctx.exit(run_check(policy, fmt=fmt, output=output, quiet=quiet, timeout=timeout))
 
 
-def run_init(path: str = "pyproject.toml", visible_devices: Optional[str] = None,
+def run_init(path: Optional[str] = None, visible_devices: Optional[str] = None,
              min_memory_gib: Optional[float] = None, expect_name: Optional[str] = None,
              expect_uuid: Optional[str] = None, device_order: Optional[str] = None, gpu: Optional[str] = None,
              force: bool = False, quiet: bool = False, probe: Any = None) -> int:
@@ -182,7 +202,12 @@ def run_init(path: str = "pyproject.toml", visible_devices: Optional[str] = None
                          "writing the GPU's UUID as visible-devices")
         values.update(given)
         values.setdefault("device-order", "PCI_BUS_ID")
-        target = Path(path)
+        from gpufix.hardware.initcfg import policy_file_for
+
+        try:
+            target = Path(path) if path else policy_file_for(Path.cwd())
+        except ConfigError as exc:
+            raise InitError(str(exc)) from None
         try:
             policy_from_table(values, "the flags")
         except ConfigError as exc:
@@ -204,31 +229,38 @@ def run_init(path: str = "pyproject.toml", visible_devices: Optional[str] = None
         except OSError as exc:
             raise InitError(f"{target}: cannot write: {exc.strerror or exc}") from None
     except InitError as exc:
-        _err(f"gpufix init: error: {exc}")
+        _err(f"gpufix: error: {exc}")
         return 2
     except ProbeLoadError as exc:
-        _err(f"gpufix init: error: {exc}")
+        _err(f"gpufix: error: {exc}")
         return 2
     if not quiet:
         from gpufix.hardware.initcfg import render_table
 
-        _err(f"gpufix init: {'replaced' if replaced else 'wrote'} [tool.gpufix] in {target}")
+        from gpufix.discover import display_path
+
+        keys = ", ".join(k for k in ("visible-devices", "device-order", "min-memory-gib", "expect-name", "expect-uuid") if k in values)
+        where = "" if (path or target.name != "pyproject.toml") else " (the policy file for this folder)"
+        _err(f"gpufix init: set {keys} in {'[tool.gpufix] of ' if target.name == 'pyproject.toml' else ''}"
+             f"{display_path(target)}{where}{'; other keys kept' if replaced else ''}")
         click.echo(render_table(values, comments=comments), nl=False)
     return 0
 
 
 @click.command("init", help="Write a [tool.gpufix] policy into pyproject.toml, from flags or from the GPUs NVML "
                             "sees (--gpu picks one by name substring, UUID or PCI bus id).")
-@click.option("--path", "path", default="pyproject.toml", show_default=True, metavar="FILE",
-              help="The file to write the table into (created if absent).")
+@click.option("--path", "path", default=None, metavar="FILE",
+              help="The file to write the policy into (created if absent). Default: the file this folder's "
+                   "policy is read from, else the project's pyproject.toml.")
 @click.option("--gpu", metavar="NAME-SUBSTRING|UUID|PCI-BUS-ID", help="Pin this GPU (from the NVML inventory).")
-@click.option("--visible-devices", metavar="VALUE")
-@click.option("--min-memory-gib", type=click.FloatRange(min=0))
-@click.option("--expect-name", metavar="NAME")
-@click.option("--expect-uuid", metavar="UUID")
-@click.option("--device-order", type=click.Choice(["PCI_BUS_ID", "FASTEST_FIRST"]))
-@click.option("--force", is_flag=True, help="Replace an existing [tool.gpufix] table.")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("--visible-devices", metavar="VALUE", help="CUDA_VISIBLE_DEVICES to enforce: an index such as \"1\" "
+              "(PCI bus order) or \"GPU-<uuid>\".")
+@click.option("--min-memory-gib", type=click.FloatRange(min=0), help="gpufix check: least memory the policy GPU must have.")
+@click.option("--expect-name", metavar="NAME", help="gpufix check: a substring of the policy GPU's name.")
+@click.option("--expect-uuid", metavar="UUID", help="gpufix check: the policy GPU's UUID.")
+@click.option("--device-order", type=click.Choice(["PCI_BUS_ID", "FASTEST_FIRST"]), help="CUDA_DEVICE_ORDER (default PCI_BUS_ID).")
+@click.option("--force", is_flag=True, help="Replace values the policy already sets (other keys are always kept).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.pass_context
 def init_command(ctx: click.Context, path, gpu, visible_devices, min_memory_gib, expect_name, expect_uuid,
                  device_order, force, quiet) -> None:

@@ -1,8 +1,7 @@
-"""`gpufix init`: choose the policy GPU and write `[tool.gpufix]` by text edit.
+"""`gpufix init`: choose the policy GPU and set its keys in `[tool.gpufix]` (tomlkit).
 
-The rest of the file is kept byte for byte (line endings, BOM, comments, order): the table is
-appended, or with --force the old table's lines (header to its last key line, sub-tables
-included) are replaced. The result is parsed back to prove nothing else changed.
+Only the keys init sets change; every other key, table, comment, the BOM and the line endings are
+kept. The result is parsed back to prove nothing else changed.
 """
 
 from __future__ import annotations
@@ -10,8 +9,6 @@ from __future__ import annotations
 import codecs
 import json
 import math
-import os
-import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -47,51 +44,15 @@ def render_table(values: dict, newline: str = "\n", comments: Optional[dict] = N
     return newline.join(lines) + newline
 
 
-_HEADER = re.compile(r"^[ \t]*\[\[?(?P<key>[^\[\]#=]+)\]\]?[ \t]*(#.*)?$")
-
-
-def _key_path(key: str) -> tuple:
-    return tuple(part.strip().strip("\"'").strip() for part in key.split("."))
-
-
-def find_table(text: str) -> Optional[tuple]:
-    """(start, end) character offsets of the [tool.gpufix] table with its sub-tables: from its header
-    line to the end of its last non-blank, non-comment line. None when there is no such header."""
-    start = end = None
-    inside = False
-    offset = 0
-    for line in text.splitlines(keepends=True):
-        bare = line.rstrip("\r\n")
-        m = _HEADER.match(bare)
-        if m:
-            path = _key_path(m.group("key"))
-            if path[:2] == ("tool", "gpufix"):
-                if start is None:
-                    start, inside = offset, True
-                if inside:  # the table's header, or a sub-table right after it
-                    end = offset + len(line)
-            else:
-                inside = False
-        elif inside and bare.strip() and not bare.strip().startswith("#"):
-            end = offset + len(line)
-        offset += len(line)
-    return (start, end) if start is not None else None
-
-
-def _without_ours(data: dict) -> dict:
-    data = dict(data)
-    tool = dict(data.get("tool", {})) if isinstance(data.get("tool"), dict) else None
-    if tool is not None:
-        tool.pop("gpufix", None)
-        if tool:
-            data["tool"] = tool
-        else:
-            data.pop("tool")
-    return data
-
-
 def edit_pyproject(raw: bytes, values: dict, force: bool, where: str, comments: Optional[dict] = None) -> tuple:
-    """(new bytes, replaced?) for a file whose bytes are `raw` (b"" for a new file)."""
+    """(new bytes, existed?) for a file whose bytes are `raw` (b"" for a new file).
+
+    A style-preserving edit (tomlkit): only the keys in `values` are set; every other key, table,
+    comment and the file's BOM and line endings stay. A key that already holds another value is
+    changed only with `force`. In a gpufix.toml the keys live at the top level (or under its own
+    [tool.gpufix] header when it has one)."""
+    import tomlkit
+
     bom = codecs.BOM_UTF8 if raw.startswith(codecs.BOM_UTF8) else b""
     try:
         text = raw[len(bom):].decode("utf-8")
@@ -99,44 +60,102 @@ def edit_pyproject(raw: bytes, values: dict, force: bool, where: str, comments: 
         raise InitError(f"{where}: not UTF-8 ({exc}); nothing written") from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        doc = tomlkit.parse(text)
+    except (tomllib.TOMLDecodeError, tomlkit.exceptions.TOMLKitError) as exc:
         raise InitError(f"{where}: not valid TOML ({exc}); fix it first, nothing written") from None
-    first_eol = re.search(r"\r?\n", text)
-    newline = first_eol.group(0) if first_eol else ("\r\n" if os.name == "nt" and not text else "\n")
-    if not text:
-        newline = "\n"
-    tool = data.get("tool")
-    exists = isinstance(tool, dict) and "gpufix" in tool
-    table = render_table(values, newline, comments)
-    if exists:
-        region = find_table(text)
-        if not force:
-            line = text.count("\n", 0, region[0]) + 1 if region else None
-            raise InitError(f"{where}: already has a [tool.gpufix] table" + (f" (line {line})" if line else "")
-                            + "; pass --force to replace it, nothing written")
-        if region is None:
-            raise InitError(f"{where}: tool.gpufix is defined with dotted keys or an inline table, which "
-                            "gpufix init does not edit; change it by hand, nothing written")
-        start, end = region
-        tail = text[end:]
-        new = text[:start] + table + tail
+    crlf = "\r\n" in text and "\n" not in text.replace("\r\n", "")
+    if text and not text.endswith("\n"):
+        text += "\r\n" if crlf else "\n"
+        doc = tomlkit.parse(text)
+    top_level = Path(where).name != "pyproject.toml" and not (isinstance(data.get("tool"), dict) and "gpufix" in data["tool"])
+    if top_level:
+        current, table = data, doc
+        exists = bool(data)
     else:
-        if not text:
-            new = table
-        else:
-            sep = "" if text.endswith("\n") else newline
-            blank = "" if (text + sep).endswith(newline * 2) else newline
-            new = text + sep + blank + table
-    # proof: the new table is exactly ours and nothing else changed
+        tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
+        exists = "gpufix" in tool
+        current = tool.get("gpufix", {})
+        if not isinstance(current, dict):
+            raise InitError(f"{where}: tool.gpufix is not a table; change it by hand, nothing written")
+        if "tool" not in doc:
+            doc.add("tool", tomlkit.table(is_super_table=True))
+        if "gpufix" not in doc["tool"]:
+            doc["tool"].add("gpufix", tomlkit.table())
+        table = doc["tool"]["gpufix"]
+    conflicts = [k for k in KEY_ORDER if k in values and k in current and current[k] != _plain(values[k])]
+    if conflicts and not force:
+        shown = ", ".join(f"{k} = {current[k]!r}" for k in conflicts)
+        raise InitError(f"{where}: the policy already sets {shown}; pass --force to replace "
+                        f"{'that value' if len(conflicts) == 1 else 'those values'} (other keys are kept), nothing written")
+    for k in KEY_ORDER:
+        if values.get(k) is not None:
+            _set_key(table, k, _plain(values[k]))
+            if comments and comments.get(k):
+                table[k].comment(comments[k])
+                table[k].trivia.comment_ws = "  "  # as render_table writes it
+    new = tomlkit.dumps(doc)
+    if crlf:
+        new = new.replace("\r\n", "\n").replace("\n", "\r\n")
+    # proof: our keys hold our values and nothing else changed
     try:
         got = tomllib.loads(new)
     except tomllib.TOMLDecodeError as exc:
-        raise InitError(f"{where}: could not insert the table safely ({exc}); nothing written") from None
-    want = tomllib.loads(render_table(values))["tool"]["gpufix"]
-    if got.get("tool", {}).get("gpufix") != want or _without_ours(got) != _without_ours(data):
-        raise InitError(f"{where}: could not replace the [tool.gpufix] table without touching the rest of the "
-                        "file (is it split in several places?); edit it by hand, nothing written")
+        raise InitError(f"{where}: could not edit the policy safely ({exc}); nothing written") from None
+    want = dict(data)
+    target = want if top_level else want.setdefault("tool", {}).setdefault("gpufix", {})
+    if not top_level:
+        want["tool"] = dict(want["tool"])
+        want["tool"]["gpufix"] = target = dict(target)
+    target.update({k: _plain(v) for k, v in values.items() if v is not None and k in KEY_ORDER})
+    if got != want:
+        raise InitError(f"{where}: could not set the policy without touching the rest of the file; "
+                        "edit it by hand, nothing written")
     return bom + new.encode("utf-8"), exists
+
+
+def _set_key(table, key, value) -> None:
+    """Set `key`; a new key goes right after the table's last key (not after the blank lines and
+    comments that lead into the next table)."""
+    import tomlkit
+
+    if key in table:
+        table[key] = value
+        return
+    container = getattr(table, "value", table)
+    body = getattr(container, "body", None)
+    try:
+        plain = [i for i, (k, v) in enumerate(body) if k is not None
+                 and not isinstance(v, (tomlkit.items.Table, tomlkit.items.AoT))]
+        if plain and plain[-1] + 1 < len(body):
+            container._insert_at(plain[-1] + 1, key, value)
+            return
+    except Exception:  # an older tomlkit without these internals: append, still correct TOML
+        pass
+    table[key] = value
+
+
+def _plain(value):
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def policy_file_for(directory: Path) -> Path:
+    """Where `gpufix init` writes: the file the policy for `directory` is read from (the nearest
+    gpufix.toml or pyproject.toml with [tool.gpufix]), else the project's pyproject.toml (the
+    nearest one up to the git work tree's top), else `directory`/pyproject.toml."""
+    from gpufix.config import find_config
+
+    found = find_config(directory)
+    if found is not None:
+        return found
+    here = directory.resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file():
+            return d / "pyproject.toml"
+        if (d / ".git").exists():
+            break
+    return here / "pyproject.toml"
 
 
 def write_atomic(path: Path, data: bytes) -> None:

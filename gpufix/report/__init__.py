@@ -6,7 +6,9 @@ import collections
 
 from gpufix import __version__
 
-FORMATS = ("text", "json", "sarif", "github")
+FORMATS = ("text", "full", "concise", "json", "json-lines", "junit", "github", "gitlab", "pylint", "sarif")
+# formats whose stdout is one machine-readable document (nothing else may be printed there)
+DOCUMENT_FORMATS = ("json", "json-lines", "junit", "gitlab", "sarif")
 
 
 def summary(result) -> dict:
@@ -34,8 +36,14 @@ def scan_document(result) -> dict:
     }
 
 
-def render(result, fmt: str, stream, color: bool = False, extra: dict = None, command: str = "scan") -> None:
-    if fmt == "json":
+def render(result, fmt: str, stream, color=False, extra: dict = None, command: str = "scan", show_fixes: bool = False,
+           show_source: bool = True) -> None:
+    """`color`: True/False, or None to let rich decide (a terminal, NO_COLOR, FORCE_COLOR)."""
+    if fmt in ("concise", "pylint", "json-lines", "junit", "gitlab"):
+        from gpufix.report import formats
+
+        getattr(formats, "render_" + fmt.replace("-", "_"))(result, stream)
+    elif fmt == "json":
         from gpufix.report.json_report import render_json
 
         render_json(result, stream, extra)
@@ -50,4 +58,5 @@ def render(result, fmt: str, stream, color: bool = False, extra: dict = None, co
     else:
         from gpufix.report.text import render_text
 
-        render_text(result, stream, color=color, extra=extra, command=command)
+        render_text(result, stream, color=color, extra=extra, command=command, show_fixes=show_fixes,
+                    show_source=show_source)

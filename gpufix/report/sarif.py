@@ -35,6 +35,8 @@ def _level(severity: str) -> str:
 
 
 def _artifact(path: str) -> dict:
+    if os.path.isabs(path):  # outside the current folder: an absolute file URI, not under %SRCROOT%
+        return {"uri": Path(path).as_uri()}
     return {"uri": quote(path.replace(os.sep, "/"), safe="/"), "uriBaseId": SRCROOT}
 
 
@@ -78,9 +80,14 @@ def _replacement(finding, texts: _FixTexts) -> Optional[dict]:
     if text is None:
         return None
     try:
-        from gpufix.fixer import apply_edits
+        if all(e.kind in ("replace-span", "insert-text") for e in finding.fix.edits):
+            from gpufix.formats.text import apply_span_edits  # a non-Python file's exact text edits
 
-        new_text, applied = apply_edits(text, list(finding.fix.edits))
+            new_text, applied = apply_span_edits(text, finding.fix.edits), True
+        else:
+            from gpufix.fixer import apply_edits
+
+            new_text, applied = apply_edits(text, list(finding.fix.edits))
     except Exception:
         return None
     if not applied or new_text == text:

@@ -32,8 +32,13 @@ def _frame(lines_cache: dict, f):
     return lines[f.line - 1]
 
 
-def render_text(result, stream, color: bool = False, extra: dict = None, command: str = "scan", show_source: bool = True) -> None:
-    console = Console(file=stream, force_terminal=color, no_color=not color, highlight=False, soft_wrap=True)
+def render_text(result, stream, color=False, extra: dict = None, command: str = "scan", show_source: bool = True,
+                show_fixes: bool = False) -> None:
+    # color None: rich decides, honouring NO_COLOR (set and non-empty) and FORCE_COLOR itself
+    if color is None:
+        console = Console(file=stream, highlight=False, soft_wrap=True)
+    else:
+        console = Console(file=stream, force_terminal=color, no_color=not color, highlight=False, soft_wrap=True)
     cache: dict = {}
     for f in result.findings:
         fixable = " [cyan]\\[*][/cyan]" if f.fix and f.fix.applicability == "safe" else (" [cyan]\\[unsafe fix][/cyan]" if f.fix else "")
@@ -48,6 +53,9 @@ def render_text(result, stream, color: bool = False, extra: dict = None, command
                 else:
                     caret = " " * (f.column - 1) + "^"
                 console.print(f"[dim]{'':>{width}} |[/dim] [red]{caret}[/red]")
+        if show_fixes and f.fix is not None:
+            kind = "" if f.fix.applicability == "safe" else " (unsafe: --unsafe-fixes)"
+            console.print(f"  [cyan]help[/cyan]: {escape(f.fix.title)}{kind}")
     for e in result.errors:
         where = f"{e.path}:{e.line}" if e.line else e.path
         console.print(f"[bold]{escape(where)}[/bold]: [magenta]error[/magenta] ({e.kind}) {escape(e.message)}")
@@ -55,6 +63,9 @@ def render_text(result, stream, color: bool = False, extra: dict = None, command
     if extra and command == "apply":
         changed = extra.get("changed_files", [])
         console.print(f"Fixed {sum(c.get('fixed', 0) for c in changed)} finding(s) in {len(changed)} file(s).")
+        if show_fixes:
+            for c in changed:
+                console.print(f"- {escape(c['path'])}: {', '.join(c.get('rules', []))}")
         if extra.get("backup"):
             console.print(f"Backup: {escape(extra['backup']['dir'])} (undo with `gpufix restore {extra['backup']['id']}`)")
         if extra.get("git_tag"):

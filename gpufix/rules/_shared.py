@@ -78,6 +78,27 @@ def replace_edit(pos: Pos, code: str) -> Edit:
     return Edit("replace-expr", pos.line, pos.col, code, end_line=pos.end_line, end_col=pos.end_col)
 
 
+def mask_fix_applicability(old_value: str, policy_mask) -> str:
+    """"safe", or "unsafe" when the new mask shows fewer GPUs than the old one: code written for
+    `"0,1"` (two processes, a device list, `cuda:1`) may then fail or share one GPU."""
+    from gpufix.config import parse_mask
+
+    try:
+        before = len(parse_mask(old_value))
+    except Exception:  # a value CUDA reads in its own way: not ours to judge
+        return "unsafe"
+    return "unsafe" if policy_mask is not None and before > len(policy_mask) else "safe"
+
+
+def remap_applicability(file_mask, policy_mask) -> str:
+    """A remap is computed for the mask the file will have after the fix (the policy's). When the
+    GPU103 fix of the file's own mask is unsafe (it shrinks the mask), the remap must be applied
+    with it or not at all: it is unsafe too."""
+    if isinstance(file_mask, list) and policy_mask is not None and len(file_mask) > len(policy_mask):
+        return "unsafe"
+    return "safe"
+
+
 def header_lines(ctx: RuleContext, with_mask: bool) -> tuple:
     """The (variable, value) pairs a header inserted into this file must set."""
     lines = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gpufix.analysis import TF_DEVICE_RE, OrdinalUse
 from gpufix.model import Fix
 from gpufix.rules import UNKNOWN, Rule, RuleContext
-from gpufix.rules._shared import describe_ordinal, mask_text, quote_like, remap, replace_edit, visible_range
+from gpufix.rules._shared import describe_ordinal, mask_text, quote_like, remap, remap_applicability, replace_edit, visible_range
 
 
 def _replacement(use: OrdinalUse, new: int) -> str:
@@ -68,6 +68,6 @@ class InvalidDeviceOrdinal(Rule):
                     yield self.finding(ctx, use.pos, "remap-withheld", what=what, physical=r.physical, mask=mask,
                                        new_index=r.new_index, new=new)
                     continue
-                fix = Fix("safe", f"use {new}", (replace_edit(use.pos, new),))
+                fix = Fix(remap_applicability(file_mask, policy_mask), f"use {new}", (replace_edit(use.pos, new),))
                 yield self.finding(ctx, use.pos, "remap", fix, what=what, physical=r.physical, mask=mask,
                                    new_index=r.new_index, new=new)

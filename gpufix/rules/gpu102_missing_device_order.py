@@ -11,7 +11,8 @@ from gpufix.rules._shared import header_lines
 
 class MissingDeviceOrder(Rule):
     code = "GPU102"
-    messages = {"default": ("order",), "magic": ("order",)}
+    # "file": the same rule on shell scripts, Dockerfiles, .env and config files (gpufix.formats).
+    messages = {"default": ("order",), "magic": ("order",), "file": ("order",)}
 
     def check(self, ctx: RuleContext):
         if ctx.order_writes:

@@ -7,7 +7,7 @@ import dataclasses
 from collections import Counter
 
 from gpufix.rules import Candidate, ProjectRule, RuleContext
-from gpufix.rules._shared import normalized_mask, value_fix
+from gpufix.rules._shared import mask_fix_applicability, normalized_mask, value_fix
 
 
 class WrongVisibleDevices(ProjectRule):
@@ -17,6 +17,9 @@ class WrongVisibleDevices(ProjectRule):
         "policy-withheld": ("value", "want", "index", "before", "after"),
         "magic": ("value", "want"),
         "majority": ("value", "want", "files", "total"),
+        # a container pin (NVIDIA_VISIBLE_DEVICES, compose device_ids), judged in gpufix.formats
+        "container": ("what", "pinned", "inside", "want", "need"),
+        "launcher": ("value", "want"),  # an accelerate config's gpu_ids (gpufix.formats)
     }
 
     def check(self, ctx: RuleContext):
@@ -30,6 +33,9 @@ class WrongVisibleDevices(ProjectRule):
             if normalized_mask(w.value) == normalized_mask(want):
                 continue
             fix = value_fix(w, want, f'set CUDA_VISIBLE_DEVICES="{want}"')
+            if fix is not None and mask_fix_applicability(w.value, ctx.policy_mask) == "unsafe":
+                fix = dataclasses.replace(fix, applicability="unsafe",
+                                          title=f'set CUDA_VISIBLE_DEVICES="{want}" (fewer GPUs than the code was written for)')
             variant = "magic" if w.method == "magic" else "policy"
             if fix is not None:
                 # Not when a literal ordinal no fix rewrites would name another GPU under the

@@ -9,7 +9,8 @@ from gpufix.rules._shared import replace_edit
 
 class NonStringMaskValue(Rule):
     code = "GPU106"
-    messages = {"default": ("var", "value")}
+    # "typed": a Kubernetes-style `value: 1` in a YAML/JSON config (gpufix.formats)
+    messages = {"default": ("var", "value"), "typed": ("var", "value")}
 
     def check(self, ctx: RuleContext):
         for w in ctx.facts.env_writes:

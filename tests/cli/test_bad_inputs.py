@@ -52,6 +52,14 @@ BAD_FILES = {
     "truncated.ipynb": (b'{"cells": [{"cell_type": "code", "source": ["import torch\\n"', "notebook-error", 1, ["not valid JSON"]),
     "not_a_notebook.ipynb": (b'{"metadata": {}}\n', "notebook-error", None, ["cells"]),
     "bad_cell.ipynb": (b'{"cells": [{"cell_type": "code", "source": 42}], "nbformat": 4}\n', "notebook-error", None, ["cell 1"]),
+    # non-Python files (gpufix.formats)
+    "broken.yaml": (b"env:\n  CUDA_VISIBLE_DEVICES: '1'\n  bad: [unclosed\nnext: 1\n", "syntax-error", 4, ["invalid YAML"]),
+    "tabs.yml": (b"jobs:\n\tgpus: [1]\n", "syntax-error", 2, ["invalid YAML"]),
+    "invalid.json": (b'{\n  "device": "cuda:1",\n  "gpu_id": 1,,\n}\n', "syntax-error", 3, ["invalid JSON"]),
+    "deep.json": (b'{"gpu_id": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "syntax-error", None, ["nested too deeply"]),
+    "bad.toml": (b"[trainer]\ndevices = [1\ngpu_id = 2\n", "syntax-error", 3, ["invalid TOML"]),
+    "bin/Dockerfile": (b"FROM x\nENV CUDA_VISIBLE_DEVICES=1\n\x00\x01\x02\xff", "binary-file", 3, ["NUL"]),
+    "latin1.sh": (b"# caf\xe9\nCUDA_VISIBLE_DEVICES=0 python x.py\n", "decode-error", 1, ["UTF-8"]),
 }
 
 GOOD_FILES = {
@@ -65,8 +73,20 @@ GOOD_FILES = {
     "magics.ipynb": (json.dumps(MAGIC_NB, indent=1) + "\n").encode(),
     "deep_lists.py": b"import torch\ntorch.cuda.set_device(1)\nx = " + b"[" * 180 + b"1" + b"]" * 180 + b"\n",
     "pkg.py/inner.py": GOOD,  # a directory named like a Python file
+    # non-Python files: a CRLF + BOM shell script, a Helm template (not YAML until rendered), a YAML
+    # alias bomb, a binary-looking YAML without any device word (skipped by the byte test), an
+    # empty Dockerfile
+    "crlf_bom.sh": b"\xef\xbb\xbf#!/bin/sh\r\nexport CUDA_VISIBLE_DEVICES=0\r\npython t.py --device cuda:1\r\n",
+    "chart/templates/job.yaml": b"env:\n  - name: CUDA_VISIBLE_DEVICES\n    value: {{ .Values.gpu | quote }}\n",
+    "bomb.yaml": b"a: &a [devices, devices, devices, devices, devices, devices, devices, devices, devices]\n"
+                 + b"".join(b"%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n" % ((ord("b") + i,) * 2 + (ord("a") + i,) * 9) for i in range(8)),
+    "data.yaml": b"\x00\x01 binary, but no device word\xff\n",
+    "empty/Dockerfile": b"",
 }
-FIXED = {"good.py": GOOD_FIXED, "crlf.py": CRLF_FIXED, "bom.py": BOM_FIXED, "latin1.py": LATIN1_FIXED, "pkg.py/inner.py": GOOD_FIXED}
+CRLF_BOM_SH_FIXED = (b"\xef\xbb\xbf#!/bin/sh\r\nexport CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=1\r\n"
+                     b"python t.py --device cuda:0\r\n")
+FIXED = {"good.py": GOOD_FIXED, "crlf.py": CRLF_FIXED, "bom.py": BOM_FIXED, "latin1.py": LATIN1_FIXED, "pkg.py/inner.py": GOOD_FIXED,
+         "crlf_bom.sh": CRLF_BOM_SH_FIXED}
 
 
 def gpufix(*args, cwd, timeout=120):
@@ -148,7 +168,8 @@ def test_scan_still_scans_the_good_files(scan_json):
     # the magics notebook: the `%env` lines set the mask, so only the ordinal is reported, in cell 2
     nb = [f for f in data["findings"] if f["path"] == "magics.ipynb"]
     assert [(f["rule"], f["cell"], f["line"]) for f in nb] == [("GPU001", 2, 6)]
-    for quiet in ("empty.py", "nocode.ipynb"):
+    assert by_path["crlf_bom.sh"] == {("GPU102", 2), ("GPU103", 2), ("GPU001", 3)}
+    for quiet in ("empty.py", "nocode.ipynb", "chart/templates/job.yaml", "bomb.yaml", "data.yaml", "empty/Dockerfile"):
         assert quiet not in by_path
         assert not [e for e in data["errors"] if e["path"] == quiet]
     # only the good files and the bad ones were scanned: no link out of the tree, no loop
@@ -254,6 +275,21 @@ def test_huge_file_is_skipped_with_a_message(tmp_path):
     assert_no_traceback(proc)
     assert (tmp_path / "huge.py").read_bytes() == big
     assert (tmp_path / "good.py").read_bytes() == GOOD_FIXED
+
+
+def test_huge_config_files(tmp_path):
+    """A big data file (YAML/JSON/TOML) without any device word is skipped silently, even over the
+    size limit (the byte test runs first); one that has a device word is reported as too large."""
+    (tmp_path / "run.sh").write_bytes(b"CUDA_VISIBLE_DEVICES=0 python t.py\n")
+    row = b'{"text": "padding padding padding padding padding", "label": 3},\n'
+    (tmp_path / "dataset.json").write_bytes(b"[\n" + row * (20_000_000 // len(row)) + b"{}]\n")
+    (tmp_path / "big_config.json").write_bytes(b'{"device": "cuda:1", "pad": "' + b"x" * 20_000_000 + b'"}')
+    proc = gpufix("scan", ".", "--visible-devices", "1", "--no-cache", "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert_no_traceback(proc)
+    data = json.loads(proc.stdout)
+    assert [(e["path"], e["kind"]) for e in data["errors"]] == [("big_config.json", "too-large")]
+    assert {f["path"] for f in data["findings"]} == {"run.sh"}
 
 
 # -- apply -----------------------------------------------------------------------------------------

@@ -40,12 +40,13 @@ POLICY = '[tool.gpufix]\nvisible-devices = "1"\n'
 def test_hooks_file_declares_both_hooks():
     hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
     assert set(hooks) == {"gpufix", "gpufix-fix"}
-    assert hooks["gpufix"]["entry"] == "gpufix scan"
+    assert hooks["gpufix"]["entry"] == "gpufix scan --force-exclude"
     assert hooks["gpufix-fix"]["entry"].split() == [
-        "gpufix", "apply", "--no-backup", "--no-tag", "--allow-dirty", "--exit-non-zero-on-fix"]
+        "gpufix", "apply", "--force-exclude", "--no-backup", "--no-tag", "--allow-dirty", "--exit-non-zero-on-fix"]
+    assert hooks["gpufix-fix"]["require_serial"] is True
     for hook in hooks.values():
         assert hook["language"] == "python"
-        assert hook["types_or"] == ["python", "jupyter"]
+        assert hook["types_or"] == ["python", "jupyter", "shell", "dockerfile", "dotenv", "yaml", "json", "toml"]
         assert hook.get("pass_filenames", True) is True
 
 
@@ -124,6 +125,26 @@ def test_precommit_lints_fixes_then_passes(precommit):
     assert bad.read_bytes() == FIXED
 
 
+def test_fix_hook_leaves_excluded_files_and_reports_once(precommit):
+    """pre-commit names every staged file, excluded ones too: --force-exclude keeps the config's
+    `exclude` in force; require_serial makes one process, so one "Fixed ..." line for all files."""
+    run, project = precommit
+    (project / "pyproject.toml").write_text(POLICY + 'exclude = ["vendored/"]\n')
+    (project / "vendored").mkdir()
+    (project / "vendored" / "lib.py").write_bytes(BAD)
+    for n in range(4):
+        (project / f"job{n}.py").write_bytes(BAD)
+    git(project, "add", "-A")
+    fix = run("run", "gpufix-fix", "--all-files")
+    out = fix.stdout + fix.stderr
+    assert fix.returncode == 1, out
+    assert (project / "vendored" / "lib.py").read_bytes() == BAD
+    assert all((project / f"job{n}.py").read_bytes() == FIXED for n in range(4))
+    assert out.count("Fixed ") == 1 and "Fixed 12 finding(s) in 4 file(s)." in out, out
+    lint = run("run", "gpufix", "--all-files")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
 def test_fix_hook_command_exit_codes(tmp_path):
     """`apply --exit-non-zero-on-fix` exits 1 when it changed a file (even though nothing is left)
     and 0 once the file is clean; without the flag a complete fix exits 0."""
@@ -167,3 +188,18 @@ def test_hook_commands_stay_light(tmp_path):
     assert "HEAVY []" in proc.stderr, proc.stderr
     assert '"files_scanned": 1,' in proc.stdout, proc.stdout
     assert "other/" not in proc.stdout
+
+
+def test_precommit_reads_shell_scripts(precommit):
+    """The hooks' file types include shell scripts: pre-commit passes run.sh, gpufix lints and fixes it."""
+    run, project = precommit
+    script = project / "run.sh"
+    script.write_bytes(b"export CUDA_DEVICE_ORDER=PCI_BUS_ID\nexport CUDA_VISIBLE_DEVICES=0\n")
+    git(project, "add", "-A")
+    lint = run("run", "gpufix", "--files", "run.sh")
+    out = lint.stdout + lint.stderr
+    assert lint.returncode == 1, out
+    assert "run.sh:2:29: GPU103" in out, out
+    fix = run("run", "gpufix-fix", "--files", "run.sh")
+    assert fix.returncode == 1, fix.stdout + fix.stderr
+    assert script.read_bytes() == b"export CUDA_DEVICE_ORDER=PCI_BUS_ID\nexport CUDA_VISIBLE_DEVICES=1\n"

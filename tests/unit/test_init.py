@@ -1,4 +1,4 @@
-"""`gpufix init`: the table is written by text edit, the rest of the file kept byte for byte."""
+"""`gpufix init`: only the keys init sets change; the rest of the file is kept byte for byte."""
 
 import codecs
 
@@ -73,8 +73,10 @@ def test_bom_is_kept(init, tmp_path):
 def test_new_file_is_created(init, tmp_path):
     res = init("--path", "sub.toml", "--visible-devices", "1", "--min-memory-gib", "12.5")
     assert res.exit_code == 0
+    # a file other than pyproject.toml is a gpufix.toml: keys at the top level, as --config reads it
     assert (tmp_path / "sub.toml").read_bytes() == (
-        b'[tool.gpufix]\nvisible-devices = "1"\ndevice-order = "PCI_BUS_ID"\nmin-memory-gib = 12.5\n')
+        b'visible-devices = "1"\ndevice-order = "PCI_BUS_ID"\nmin-memory-gib = 12.5\n')
+    assert load_policy(["."], config_file="sub.toml").min_memory_gib == 12.5
 
 
 def test_refuses_when_the_table_exists(init, tmp_path):
@@ -82,11 +84,11 @@ def test_refuses_when_the_table_exists(init, tmp_path):
     (tmp_path / "pyproject.toml").write_bytes(before)
     res = init("--visible-devices", "1")
     assert res.exit_code == 2
-    assert "already has a [tool.gpufix] table (line 4); pass --force" in res.stderr
+    assert "the policy already sets visible-devices = '0'; pass --force to replace that value" in res.stderr
     assert (tmp_path / "pyproject.toml").read_bytes() == before
 
 
-def test_force_replaces_just_that_table(init, tmp_path):
+def test_force_replaces_values_and_keeps_every_other_key_table_and_comment(init, tmp_path):
     head = b'# top comment\n[project]\nname = "demo"\n\n'
     old = (b'[tool.gpufix]   # old policy\nvisible-devices = "0"\nselect = [\n  "GPU",\n]\n# a note\n\n'
            b'[[tool.gpufix.api]]\nname = "utils.gpu.pick"\n')
@@ -95,16 +97,19 @@ def test_force_replaces_just_that_table(init, tmp_path):
     res = init("--visible-devices", "1", "--expect-name", "3090", "--force")
     assert res.exit_code == 0, res.stderr
     assert (tmp_path / "pyproject.toml").read_bytes() == head + (
-        b'[tool.gpufix]\nvisible-devices = "1"\ndevice-order = "PCI_BUS_ID"\nexpect-name = "3090"\n') + tail
-    assert "replaced [tool.gpufix] in pyproject.toml" in res.stderr
+        b'[tool.gpufix]   # old policy\nvisible-devices = "1"\nselect = [\n  "GPU",\n]\n'
+        b'device-order = "PCI_BUS_ID"\nexpect-name = "3090"\n# a note\n\n'
+        b'[[tool.gpufix.api]]\nname = "utils.gpu.pick"\n') + tail
+    assert "set visible-devices, device-order, expect-name in [tool.gpufix] of pyproject.toml" in res.stderr
+    assert "other keys kept" in res.stderr
 
 
-def test_force_refuses_a_dotted_key_policy(init, tmp_path):
-    before = b'[tool]\ngpufix.visible-devices = "0"\n'
-    (tmp_path / "pyproject.toml").write_bytes(before)
+def test_force_edits_a_dotted_key_policy_in_place(init, tmp_path):
+    (tmp_path / "pyproject.toml").write_bytes(b'[tool]\ngpufix.visible-devices = "0"\n')
     res = init("--visible-devices", "1", "--force")
-    assert res.exit_code == 2 and "dotted keys" in res.stderr
-    assert (tmp_path / "pyproject.toml").read_bytes() == before
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "pyproject.toml").read_bytes() == (
+        b'[tool]\ngpufix.visible-devices = "1"\ngpufix.device-order = "PCI_BUS_ID"\n')
 
 
 def test_bad_flag_value_writes_nothing(init, tmp_path):

@@ -98,3 +98,23 @@ def test_verify_names_placeholder_and_variant_drift():
             "rules/GPU001.toml, but the rule fills ['mask', 'new', 'physical', 'what']") in text
     assert "GPU001: the rule uses message 'extra', which rules/GPU001.toml lacks" in text
     assert "GPU001: rules/GPU001.toml has message 'hidden', which the rule never uses" in text
+
+
+def test_gpu103_fix_that_shrinks_the_mask_is_unsafe():
+    """"0,1" -> "1" leaves code written for two GPUs on one: only --unsafe-fixes rewrites it."""
+    from gpufix.apply import fix_source
+    from gpufix.config import policy_from_table
+    from gpufix.engine import lint_source
+    from gpufix.source import read_source
+
+    text = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "0,1"\nimport torch\n'
+    policy = policy_from_table({"visible-devices": "1"}, "<test>", root="/nonexistent-root")
+    src = read_source("app.py", text.encode())
+    (finding,) = [f for f in lint_source(src, policy).findings if f.rule == "GPU103"]
+    assert finding.fix.applicability == "unsafe"
+    assert fix_source(src, policy, unsafe=False)[0] == text.encode()
+    fixed = fix_source(src, policy, unsafe=True)[0].decode()
+    assert fixed == text.replace('"0,1"', '"1"')
+    one = read_source("app.py", text.replace('"0,1"', '"0"').encode())
+    (same_count,) = [f for f in lint_source(one, policy).findings if f.rule == "GPU103"]
+    assert same_count.fix.applicability == "safe"

@@ -1,7 +1,7 @@
 # gpufix-oracle: policy=1
 """Train the model on one GPU."""
 import os as o
-o.environ.setdefault("CUDA_VISIBLE_DEVICES", "1"); from torch.cuda import set_device
+o.environ.setdefault("CUDA_VISIBLE_DEVICES", "0,1"); from torch.cuda import set_device
 o.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
 def run1():
     set_device(3)

@@ -46,6 +46,7 @@ class EnvWrite:
     environ_src: str  # source of the environ expression ("os.environ", "environ")
     order: int  # source order
     value_src: Optional[str] = None  # the value's source text
+    child: bool = False  # the environment of a child process (subprocess env=...), not this one's
 
 
 @dataclasses.dataclass
@@ -68,6 +69,8 @@ class OrdinalUse:
     string: str = ""  # the string's value (strings; `"cuda:" "1"` is "cuda:1")
     # the callee's name is both imported and defined in this file, and this call may run either
     shadowed: str = ""
+    via: str = ""  # value flow: the names the literal went through to its use (gpufix.valueflow)
+    fix_blocked: Optional[str] = None  # value flow: why the literal must not be rewritten
 
 
 @dataclasses.dataclass
@@ -151,6 +154,7 @@ class Analyzer:
         self.call_last: Optional[str] = None  # ... and the last name of its callee
         self.shadowed: dict = {}  # imported name -> line of the file's own def/class of that name
         self.ambiguous_name = ""  # set by qualname() for a call that may run the import or the def
+        self.flow_sinks: list = []  # device arguments that are names, followed after the walk (collectors/value_flow.py)
         self._imports_collected = False
         self._collectors = load_collectors()
         self._table = dispatch_table()
@@ -208,7 +212,7 @@ class Analyzer:
         self.order += 1
         self.facts.gpu_imports.append(GpuTrigger(f"import of {module}", self.pos(node), self.ctx, self.order))
 
-    def env_write(self, var, method, value_node, node, value_str=None) -> None:
+    def env_write(self, var, method, value_node, node, value_str=None, child=False) -> None:
         stmt = self.stmt_stack[-1] if self.stmt_stack else node
         if value_node is None:
             kind, value, vpos = "str", value_str, None
@@ -257,6 +261,7 @@ class Analyzer:
                 environ_src=environ_src,
                 order=self.order,
                 value_src=self.src(value_node) if value_node is not None else None,
+                child=child,
             )
         )
 

@@ -238,6 +238,8 @@ ARG_VALUE_KINDS = (
     "ordinal-dict-keys",
     "tf-device",
     "nvml-index",
+    "count-or-indices",
+    "device-element",
 )
 
 

@@ -91,7 +91,10 @@ def _compiled(catalog: ApiCatalog):
         if "." not in api.name or catalog.framework_of_module(root) is None:
             risky.add(api.last_name)
     risky_tests = ((None, tuple((w, re.compile(rf"{re.escape(w)}(?<!\w{re.escape(w)})\b")) for w in sorted(risky))),)
-    return ordinal.compile(), framework_rx, risky_tests
+    named = _Tests()
+    for literal, pattern in named_sink_tests(catalog):
+        named.add(literal, pattern)
+    return ordinal.compile(), framework_rx, risky_tests, named.compile()
 
 
 def _any(groups, text: str) -> bool:
@@ -138,9 +141,11 @@ def is_entrypoint_name(path: str) -> bool:
 
 
 def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
-    ordinal, _, risky = _compiled(catalog)
+    ordinal, _, risky, named = _compiled(catalog)
     if _any(ordinal, text):
         return FULL
+    if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, text):
+        return FULL  # a name at a device argument, and a literal it may hold (gpufix.valueflow)
     if scope == "all":
         return HEADER
     if not imports_framework(text, catalog) and not _any(risky, text):
@@ -150,6 +155,60 @@ def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
     if is_entrypoint_name(path) or text.startswith("#!") or "__main__" in text:
         return HEADER
     return SKIP
+
+
+# Value flow (gpufix.valueflow): a device argument that is a name matters only when some literal
+# is bound with `=` somewhere in the file (an assignment, a default, argparse's `default=`) ...
+_FLOW_SOURCE_RX = re.compile(
+    r"=" + r"(?:\s|\\|\(|#[^\n]*)*" + r"(?:\d|\[(?:\s|\(|#[^\n]*)*\d|[rRuU]?['\"](?:\s*\d|[^'\"\n]*[Pp][Uu]:\d))"
+)
+_CALL = r"[\s\\)]*\("
+_NAMED_VALUE = r"(?:\s|\\|\(|#[^\n]*)*([A-Za-z_][\w.]*)"  # captured: the name the flow gate looks up
+
+
+def named_sink_tests(catalog):
+    """... and a catalogued device argument that is a name: the same shapes as the device-apis
+    collector's literal tests, with a captured name where they expect a literal."""
+    for api in catalog.apis:
+        name = api.last_name
+        for spec in api.args:
+            if spec.keyword:
+                yield spec.keyword, rf"{re.escape(spec.keyword)}\s*={_NAMED_VALUE}"
+            if spec.position is not None and name != "*":
+                if spec.position == 0:
+                    yield name, rf"{re.escape(name)}{_CALL}{_NAMED_VALUE}"
+                elif spec.when_position is not None:
+                    yield name, rf"{re.escape(name)}{_CALL}[^()]*,{_NAMED_VALUE}"
+                else:
+                    yield name, rf"{re.escape(name)}{_CALL}"  # after arbitrary arguments: any call
+
+
+def _named_sink_may_resolve(groups, text: str) -> bool:
+    """Whether a name at a device argument may be bound to a literal (gpufix.valueflow's own text
+    gate, on the names the catalogue's patterns capture)."""
+    from gpufix.valueflow import _TextGate, name_node
+
+    names = set()
+    for gate, tests in groups:
+        if gate is not None and gate not in text:
+            continue
+        for literal, rx in tests:
+            if literal not in text or rx is None:
+                continue
+            found = rx.findall(text)
+            if not found:
+                continue
+            if rx.groups == 0:
+                return True  # an argument after others (any call): no name to look up
+            for groups_ in found:
+                captured = [g for g in ((groups_,) if isinstance(groups_, str) else groups_) if g]
+                if not captured:
+                    return True  # matched an alternative without a name (any call)
+                names.update(captured)
+    if not names:
+        return False
+    flow_gate = _TextGate(text)
+    return any(flow_gate.may_resolve(name_node(n)) for n in names)
 
 
 def may_call_device_api(text: str, catalog: ApiCatalog) -> bool:

@@ -7,6 +7,10 @@ import ast
 import re
 
 from gpufix.analysis import CUDA_ORDINAL_CALLS, TF_DEVICE_RE, OrdinalUse, const_str, imports_module, literal_int
+from gpufix.valueflow import Sink
+
+# Lightning's devices="1," / "0,2": a string that lists indices (a digit string alone is a count).
+INDEX_STRING_RE = re.compile(r"^\s*\d+\s*(?:,\s*\d+\s*)*,\s*$|^\s*\d+\s*(?:,\s*\d+\s*)+$")
 from gpufix.collectors import Collector
 from gpufix.collectors._patterns import ANYINT, GAP, NONZERO
 
@@ -17,6 +21,9 @@ _VALUE_START = {
     "ordinal-list": r"[\[(]",
     "ordinal-dict-values": rf"(?:{NONZERO}|\{{)",
     "ordinal-dict-keys": r"\{",
+    "count-or-indices": r"[\[('\"]",  # an int is a count: only a list or a "1," string holds indices
+    # gpus[1], [gpus[1]], tf.config.list_physical_devices("GPU")[1]: a subscript (or a list of them)
+    "device-element": r"(?:[\[(]|[A-Za-z_][\w.]*\s*(?:\[|\([^()]*\)\s*\[))",
 }
 # A call of `name`: `name(`, `name (`, `name\\\n(`, `(name)(`.
 _CALL = r"[\s\\)]*\("
@@ -101,8 +108,12 @@ class DeviceApis(Collector):
                         continue
                 self._record(spec.value, arg, api.name if api.name != "*" else name, shown, walk)
 
-    def _record(self, value_kind, arg, api_name, called, walk) -> None:
+    def _record(self, value_kind, arg, api_name, called, walk, flow=False) -> None:
         ordinals = walk.facts.ordinals
+        if not flow and isinstance(arg, (ast.Name, ast.Attribute)):
+            # a name: followed to the literal it holds after the walk (collectors/value_flow.py)
+            walk.flow_sinks.append(Sink(value_kind, arg, called, arg.lineno))
+            return
         if value_kind == "nvml-index" and isinstance(arg, ast.Call) and walk.qualname(arg.func) in CUDA_ORDINAL_CALLS:
             # nvmlDeviceGetHandleByIndex(torch.cuda.current_device()): a CUDA ordinal fed to NVML.
             ordinals.append(OrdinalUse("nvml-cuda-ordinal", walk.pos(arg), None, called, text=walk.src(arg)))
@@ -116,6 +127,32 @@ class DeviceApis(Collector):
         elif value_kind == "ordinal-list":
             if isinstance(arg, (ast.List, ast.Tuple)):
                 self._record_list(arg, called, walk)
+        elif value_kind == "count-or-indices":
+            # Lightning's `devices`/`gpus`: an int is a count; a list or a "1," / "0,2" string lists indices.
+            s = const_str(arg)
+            if isinstance(arg, (ast.List, ast.Tuple)):
+                if len(arg.elts) == 1:
+                    self._record("ordinal", arg.elts[0], api_name, called, walk, flow)
+                else:
+                    self._record_list(arg, called, walk)
+            elif s is not None and INDEX_STRING_RE.match(s):
+                indices = [int(p) for p in s.split(",") if p.strip()]
+                if len(indices) == 1:
+                    ordinals.append(OrdinalUse("index-string", walk.pos(arg), indices[0], called, text=walk.src(arg)))
+                else:
+                    ordinals.append(OrdinalUse("list", walk.pos(arg), tuple((i, walk.pos(arg)) for i in indices), called))
+        elif value_kind == "device-element":
+            # tf.config.set_visible_devices(gpus[1]): an element of the visible-device list, by index.
+            elts = arg.elts if isinstance(arg, (ast.List, ast.Tuple)) else [arg]
+            subs = [e for e in elts if isinstance(e, ast.Subscript) and not isinstance(e.slice, ast.Slice)]
+            if not subs or len(subs) != len(elts):
+                return
+            if len(subs) == 1:
+                self._record("ordinal", subs[0].slice, api_name, called, walk, flow)
+            else:
+                items = tuple((literal_int(e.slice), walk.pos(e.slice)) for e in subs if literal_int(e.slice) is not None)
+                if len(items) == len(subs):
+                    ordinals.append(OrdinalUse("list", walk.pos(arg), items, called))
         elif value_kind == "ordinal-dict-values":
             i = literal_int(arg)
             if i is not None:

@@ -45,11 +45,17 @@ class RuleContext:
 
     @property
     def mask_writes(self) -> list:
-        return [w for w in self.facts.env_writes if w.var == MASK_VAR]
+        """This process's own mask writes (a child process's `env=` is not the file's header)."""
+        return [w for w in self.facts.env_writes if w.var == MASK_VAR and not w.child]
 
     @property
     def order_writes(self) -> list:
-        return [w for w in self.facts.env_writes if w.var == ORDER_VAR]
+        return [w for w in self.facts.env_writes if w.var == ORDER_VAR and not w.child]
+
+    @property
+    def child_writes(self) -> list:
+        """Mask/order writes in the environment handed to a child process (subprocess `env=`)."""
+        return [w for w in self.facts.env_writes if w.child]
 
     def file_mask(self):
         """The file's own mask before any fix: None (sets none), UNKNOWN, or the parsed entries."""
@@ -72,6 +78,8 @@ class RuleContext:
         triggers = self.facts.gpu_imports + self.facts.gpu_calls
         out = []
         for w in self.facts.env_writes:
+            if w.child:
+                continue  # a child's env= is read when the child starts: never too late
             if w.method == "magic":
                 # A notebook `%env` line after a cell that imported a framework: too late as well
                 # (reported without a fix: gpufix does not rewrite magics).
@@ -92,8 +100,8 @@ class RuleContext:
             # (moving it above that one would swap which value wins).
             movable = (w.module_body and w.simple_stmt and w.method == "setitem" and w.value_kind in ("str", "int")
                        and self.facts.imports.get("os", "os") == "os"
-                       and not any(o is not w and o.var == w.var and (o.pos.line, o.pos.col) < (w.pos.line, w.pos.col)
-                                   for o in self.facts.env_writes))
+                       and not any(o is not w and not o.child and o.var == w.var
+                                   and (o.pos.line, o.pos.col) < (w.pos.line, w.pos.col) for o in self.facts.env_writes))
             out.append((w, first, movable))
         return out
 
@@ -124,10 +132,10 @@ class RuleContext:
         file_mask = self.file_mask()
         remaps = not self.remaps_blocked()
         for use in self.facts.ordinals:
-            silenced = self.suppressed("GPU001" if use.kind in ("cuda-string", "int", "tf-device") else "GPU002", use.pos)
-            single = use.kind in ("cuda-string", "int", "tf-device")
+            silenced = self.suppressed("GPU001" if use.kind in ("cuda-string", "int", "tf-device", "index-string") else "GPU002", use.pos)
+            single = use.kind in ("cuda-string", "int", "tf-device", "index-string")
             if single:
-                indices, rewritten = [use.value], remaps and not use.shadowed and not silenced
+                indices, rewritten = [use.value], remaps and not use.shadowed and not silenced and not use.fix_blocked
             elif use.kind in ("list", "dict-keys"):
                 indices, rewritten = [i for i, _ in use.value], False  # GPU002 has no fix
             else:

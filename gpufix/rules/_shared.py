@@ -55,8 +55,13 @@ def mask_text(entries) -> str:
 
 
 def describe_ordinal(use: OrdinalUse) -> str:
+    if use.via:  # value flow: the literal is far from its use, so say where it goes
+        shown = use.text if use.kind in ("tf-device", "index-string") else f"device index {use.value}"
+        return f"{shown} ({use.via})"
     if use.kind in ("cuda-string", "tf-device"):
         return use.text
+    if use.kind == "index-string":
+        return f"device indices {use.text} in {use.api}()"
     return f"device index {use.value} in {use.api}()"
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from gpufix.analysis import TF_DEVICE_RE, OrdinalUse
-from gpufix.model import Fix
+from gpufix.model import Edit, Fix
 from gpufix.rules import UNKNOWN, Rule, RuleContext
 from gpufix.rules._shared import describe_ordinal, mask_text, quote_like, remap, remap_applicability, replace_edit, visible_range
 
@@ -13,6 +15,8 @@ def _replacement(use: OrdinalUse, new: int) -> str:
     # "cuda:0" (splicing digits into the source would make `"cuda:0" "1"`).
     if use.kind == "cuda-string":
         return quote_like(use.text, f"cuda:{new}")
+    if use.kind == "index-string":  # Lightning's "1,": the index inside the string
+        return re.sub(r"\d+", str(new), use.text, count=1)
     if use.kind == "tf-device":
         m = TF_DEVICE_RE.match(use.string)
         return quote_like(use.text, f"{m.group('prefix')}{m.group('kind')}:{new}")
@@ -25,6 +29,7 @@ class InvalidDeviceOrdinal(Rule):
         "remap": ("what", "physical", "mask", "new_index", "new"),
         "remap-withheld": ("what", "physical", "mask", "new_index", "new"),
         "shadowed": ("what", "name"),
+        "remap-by-hand": ("what", "physical", "mask", "new_index", "new", "reason"),
         "hidden": ("what", "physical", "mask"),
         "unknown": ("what", "mask", "count", "reason"),
         "no-policy": ("what", "mask", "count", "visible"),
@@ -35,7 +40,7 @@ class InvalidDeviceOrdinal(Rule):
         policy_mask = ctx.policy_mask
         fixable = None
         for use in ctx.facts.ordinals:
-            if use.kind not in ("cuda-string", "int", "tf-device") or use.value == 0:
+            if use.kind not in ("cuda-string", "int", "tf-device", "index-string") or use.value == 0:
                 continue
             what = describe_ordinal(use)
             if policy_mask is None:
@@ -58,6 +63,10 @@ class InvalidDeviceOrdinal(Rule):
                 yield self.finding(ctx, use.pos, "unknown", what=what, mask=mask, count=len(policy_mask), reason=reason)
             elif r.new_index is None:
                 yield self.finding(ctx, use.pos, "hidden", what=what, physical=r.physical, mask=mask)
+            elif r.new_index != use.value and use.fix_blocked:
+                # value flow that is not unambiguous: say what to write, rewrite nothing
+                yield self.finding(ctx, use.pos, "remap-by-hand", what=what, physical=r.physical, mask=mask,
+                                   new_index=r.new_index, new=_replacement(use, r.new_index), reason=use.fix_blocked)
             elif r.new_index != use.value:
                 new = _replacement(use, r.new_index)
                 if fixable is None:

@@ -11,6 +11,7 @@ class NvmlIndexAsCudaOrdinal(Rule):
     code = "GPU003"
     messages = {
         "default": ("index", "mask", "physical"),
+        "flow": ("index", "via", "mask", "physical"),
         "cuda-ordinal": ("expr", "mask"),
     }
 
@@ -27,4 +28,7 @@ class NvmlIndexAsCudaOrdinal(Rule):
                 continue
             i = use.value
             if i < len(mask) and mask[i] != i:
-                yield self.finding(ctx, use.pos, "default", index=i, mask=mask_text(mask), physical=mask[i])
+                if use.via:  # value flow: the index is a literal far from the NVML call
+                    yield self.finding(ctx, use.pos, "flow", index=i, via=use.via, mask=mask_text(mask), physical=mask[i])
+                else:
+                    yield self.finding(ctx, use.pos, "default", index=i, mask=mask_text(mask), physical=mask[i])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
+from gpufix.analysis import MASK_VAR
 from gpufix.rules import Candidate, ProjectRule, RuleContext
 from gpufix.rules._shared import mask_fix_applicability, normalized_mask, value_fix
 
@@ -16,6 +17,7 @@ class WrongVisibleDevices(ProjectRule):
         "policy": ("value", "want"),
         "policy-withheld": ("value", "want", "index", "before", "after"),
         "magic": ("value", "want"),
+        "child": ("value", "want"),
         "majority": ("value", "want", "files", "total"),
         # a container pin (NVIDIA_VISIBLE_DEVICES, compose device_ids), judged in gpufix.formats
         "container": ("what", "pinned", "inside", "want", "need"),
@@ -27,7 +29,7 @@ class WrongVisibleDevices(ProjectRule):
             return  # judged across files: collect() / finish()
         want = ctx.policy.visible_devices
         breaks = None
-        for w in ctx.mask_writes:
+        for w in ctx.mask_writes + [w for w in ctx.child_writes if w.var == MASK_VAR]:
             if w.value_kind not in ("str", "int") or w.value is None:
                 continue
             if normalized_mask(w.value) == normalized_mask(want):
@@ -36,8 +38,8 @@ class WrongVisibleDevices(ProjectRule):
             if fix is not None and mask_fix_applicability(w.value, ctx.policy_mask) == "unsafe":
                 fix = dataclasses.replace(fix, applicability="unsafe",
                                           title=f'set CUDA_VISIBLE_DEVICES="{want}" (fewer GPUs than the code was written for)')
-            variant = "magic" if w.method == "magic" else "policy"
-            if fix is not None:
+            variant = "magic" if w.method == "magic" else "child" if w.child else "policy"
+            if fix is not None and not w.child:
                 # Not when a literal ordinal no fix rewrites would name another GPU under the
                 # policy's mask than under this one.
                 breaks = breaks or ctx.mask_change_breaks()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gpufix.analysis import ORDER_VAR
 from gpufix.rules import Rule, RuleContext
 from gpufix.rules._shared import value_fix
 
@@ -12,7 +13,7 @@ class WrongDeviceOrder(Rule):
 
     def check(self, ctx: RuleContext):
         want = ctx.policy.device_order
-        for w in ctx.order_writes:
+        for w in ctx.order_writes + [w for w in ctx.child_writes if w.var == ORDER_VAR]:
             if w.value_kind not in ("str", "int") or w.value is None or w.value.strip() == want:
                 continue
             fix = value_fix(w, want, f'set CUDA_DEVICE_ORDER="{want}"')

@@ -617,3 +617,25 @@ def test_stress_script_smoke(tmp_path):
     assert "| repo | 4 | " in text and "| 1 | 0 | 3 | 0 | 0 | 0 | 0 |" in text, text
     assert "py2.py" in text
     assert snapshot(repo) == before
+
+
+def test_value_flow_through_deep_nesting_and_long_chains(tmp_path):
+    """Value flow on odd input: 150 nested lists and 60 nested functions around the use, and a
+    chain of 200 names (longer than gpufix follows): the literal is fixed, nothing crashes."""
+    nested_defs = "".join("    " * i + f"def f{i}(x=None):\n" for i in range(60))
+    deep = (
+        b"import torch\nGPU = 1\n"
+        + b"x = " + b"[" * 150 + b"GPU" + b"]" * 150 + b"\n"
+        + nested_defs.encode() + b"    " * 60 + b"torch.cuda.set_device(GPU)\n"
+        + b"".join(f"n{i} = n{i + 1}\n".encode() for i in range(200)) + b"n200 = 2\ntorch.cuda.set_device(n0)\n"
+    )
+    (tmp_path / "deep_flow.py").write_bytes(deep)
+    proc = gpufix("apply", ".", "--visible-devices", "1", "--no-cache", "--no-tag", "--format", "json", cwd=tmp_path)
+    assert "Traceback" not in proc.stderr and proc.returncode in (0, 1), proc.stderr
+    data = (tmp_path / "deep_flow.py").read_bytes()
+    compile(data, "deep_flow.py", "exec")
+    # GPU is also read outside a device use (inside the nested lists): reported, not rewritten
+    report = json.loads(proc.stdout)
+    flows = [f for f in report["remaining"] if f["rule"] == "GPU001"]
+    # (line 2 before the header gpufix inserts above it)
+    assert [(f["line"], f["fix"]) for f in flows] == [(7, None)] and b"n200 = 2\n" in data

@@ -52,12 +52,16 @@ def test_rule_case(case: Path):
     found = lint_source(src, policy).findings
     assert code in {f.rule for f in found}
     out = case.with_name(case.stem + ".out.py")
-    fixed, rules = fix_source(src, policy, unsafe=(code == "GPU107"))
+    # A case whose fix is unsafe has its `--unsafe-fixes` result as .out.py (and is unchanged without).
+    unsafe = any(f.fix is not None and f.fix.applicability == "unsafe" for f in found if f.rule == code)
+    if unsafe:
+        assert fix_source(src, policy, unsafe=False)[0] == case.read_bytes()
+    fixed, rules = fix_source(src, policy, unsafe=unsafe)
     if out.exists():
         assert fixed == out.read_bytes()
         again = read_source(out.name, fixed)
         assert not [f for f in lint_source(again, policy).findings if f.rule == code]
-        assert fix_source(again, policy, unsafe=(code == "GPU107"))[0] == fixed
+        assert fix_source(again, policy, unsafe=unsafe)[0] == fixed
     else:
         assert fixed == case.read_bytes(), "a report-only case must not change"
 

@@ -16,11 +16,11 @@ from gpufix.prefilter import FULL, SKIP, classify
 
 def test_the_bundled_collectors_in_dispatch_order():
     names = [c.name for c in collectors.load_collectors()]
-    assert names == ["imports", "env-writes", "map-location", "device-apis", "gpu-calls", "cuda-strings"]
+    assert names == ["imports", "env-writes", "child-env", "map-location", "device-apis", "gpu-calls", "cuda-strings", "value-flow"]
     table = collectors.dispatch_table()
     # map_location marks its dict before the literal collectors read the dict's keys
-    assert [m.__self__.name for m in table["Dict"]] == ["map-location", "device-apis"]
-    assert [m.__self__.name for m in table["Call"]] == ["env-writes", "map-location", "device-apis", "gpu-calls"]
+    assert [m.__self__.name for m in table["Dict"]] == ["child-env", "map-location", "device-apis"]
+    assert [m.__self__.name for m in table["Call"]] == ["env-writes", "child-env", "map-location", "device-apis", "gpu-calls", "value-flow"]
 
 
 def test_prefilter_tests_are_the_collectors_declarations():

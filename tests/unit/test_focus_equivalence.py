@@ -69,6 +69,26 @@ CASES = {
         """,
 }
 
+CASES["value-flow-and-child-masks"] = """
+        import argparse
+        import subprocess
+        import lightning as L
+        import pynvml
+        import tensorflow as tf
+        GPU = 1
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--device-index", type=int, default=0)
+        args = parser.parse_args()
+        idx = args.device_index
+        {pad}
+        def train(rank=1):
+            t = L.Trainer(devices=[rank])
+            pynvml.nvmlDeviceGetHandleByIndex(idx)
+            tf.config.set_visible_devices(tf.config.list_physical_devices("GPU")[GPU], "GPU")
+            subprocess.run(["x"], env={{"CUDA_VISIBLE_DEVICES": "0"}})
+            return f"cuda:{{GPU}}"
+        """
+
 POLICIES = [
     {},
     {"visible-devices": "1"},

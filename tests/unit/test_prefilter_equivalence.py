@@ -61,6 +61,11 @@ IMPORTS = [
     "if True: import torch",
     "import os; import torch",
     "from torch \\\n    import nn",
+    "import lightning as L", "from pytorch_lightning import Trainer", "from lightning.fabric import Fabric",
+    "from diffusers import DiffusionPipeline", "from accelerate import cpu_offload", "import subprocess",
+    "import argparse\nparser = argparse.ArgumentParser()\nparser.add_argument('--gpu-id', type=int, default={n})\nargs = parser.parse_args()",
+    "from dataclasses import dataclass\n@dataclass\nclass Cfg:\n    gpu_id: int = {n}",
+    "GPU = {n}", "WHICH = {n}\nchosen = WHICH", "DEVICES = [{n}]", "IDX = '{n},'",
 ]
 STATEMENTS = [
     "x = torch.zeros(3).cuda({n})", "x = T.ones(1).to({n})", "x = th.ones(1).to('cuda:{n}')", "torch.cuda.set_device({n})",
@@ -87,6 +92,17 @@ STATEMENTS = [
     "print(os.environ['CUDA_VISIBLE_DEVICES'])", "cmd = 'CUDA_VISIBLE_DEVICES={n} python train.py'",
     "x = torch.zeros(3).cuda({n})  # noqa: GPU001", "x = torch.zeros(3).cuda({n})  # gpufix: ignore",
     "y = compute(device_ids)", "z = f(index=3)", "note = 'set_device(1) is what we used to call'",
+    "t = L.Trainer(devices=[{n}])", "t = Trainer(devices='{n},')", "t = Trainer(gpus={n})", "t = Trainer(devices=[0, {n}])",
+    "f = Fabric(devices=DEVICES)", "t = Trainer(devices=IDX)", "pipe.enable_model_cpu_offload(gpu_id={n})",
+    "pipe.enable_sequential_cpu_offload({n})", "cpu_offload(model, execution_device={n})",
+    "tf.config.set_visible_devices(gpus[{n}], 'GPU')", "tf.config.set_visible_devices([gpus[0], gpus[{n}]], 'GPU')",
+    "tf.config.experimental.set_memory_growth(tf.config.list_physical_devices('GPU')[{n}], True)",
+    "torch.cuda.set_device(GPU)", "x = y.to(f'cuda:{{GPU}}')", "x = y.to('cuda:{{}}'.format(chosen))", "x = y.cuda(args.gpu_id)",
+    "x = y.to('cuda:%d' % cfg.gpu_id)", "h = pynvml.nvmlDeviceGetHandleByIndex(chosen)", "with tf.device(f'/GPU:{{WHICH}}'):\n    pass",
+    "def run(rank={n}):\n    return torch.zeros(1).cuda(rank)", "def run(rank={n}):\n    print(rank)\n    return torch.device('cuda', rank)",
+    "GPU = {n} + 1", "subprocess.run(['x'], env={{**os.environ, 'CUDA_VISIBLE_DEVICES': '{n}'}})",
+    "subprocess.run(['x'], env=dict(os.environ, CUDA_VISIBLE_DEVICES={n}))",
+    "env = os.environ.copy()\nenv['CUDA_VISIBLE_DEVICES'] = '{n}'",
 ]
 DECOYS = [
     '"""Example:\n\n    import torch\n    torch.cuda.set_device(1)\n    x.to("cuda:1")\n"""',
@@ -98,6 +114,8 @@ DECOYS = [
     "torchvision_like = 1",
     "class Device:\n    pass",
     "value = thing.pipeline",
+    "x = y.to(dtype)", "device = torch.device('cuda')\nz = w.to(device)", "t = Trainer(devices=4)",
+    "s = 'up to (H, W) pixels'",
 ]
 TAILS = ["", "if __name__ == '__main__':\n    main()", "# gpufix: ignore-file", "# gpufix: ignore-file[GPU101]"]
 
@@ -154,6 +172,9 @@ def corpus(tmp_path_factory):
         path = sub / pattern.format(i)
         path.write_text(_notebook(rng) if path.suffix == ".ipynb" else _module(rng), encoding="utf-8")
     (root / "conftest.py").write_text("import torch\n", encoding="utf-8")
+    # an NVML index through a name (GPU003 by value flow), whatever the random draw holds
+    (root / "pkg").mkdir(exist_ok=True)
+    (root / "pkg" / "nvml_flow.py").write_text("import pynvml\nINDEX = 0\nh = pynvml.nvmlDeviceGetHandleByIndex(INDEX)\n", encoding="utf-8")
     return root
 
 
@@ -168,6 +189,8 @@ def test_generated_corpus_has_findings_of_every_kind(corpus, monkeypatch):
     monkeypatch.chdir(corpus)
     rules = {json.loads(f)["rule"] for f in findings([corpus], "1", "gpu-modules", True)}
     assert {"GPU001", "GPU002", "GPU003", "GPU101", "GPU102", "GPU103", "GPU105", "GPU106", "GPU107"} <= rules
+    flows = [json.loads(f)["message"] for f in findings([corpus], "1", "gpu-modules", True)]
+    assert any("passed to" in m or "string on line" in m for m in flows)  # value flow really exercised
 
 
 def test_prefilter_skips_most_of_the_corpus_text_only_files(tmp_path, monkeypatch):

@@ -68,6 +68,7 @@ class _Rule(Rule):
     messages = {"remap": ("what", "physical", "mask", "new_index", "new"),
                 "remap-withheld": ("what", "physical", "mask", "new_index", "new"),
                 "shadowed": ("what", "name"),
+                "remap-by-hand": ("what", "physical", "mask", "new_index", "new", "reason"),
                 "hidden": ("what", "physical", "mask"),
                 "unknown": ("what", "mask", "count", "reason"),
                 "no-policy": ("what", "mask", "count", "visible")}

@@ -1,0 +1,77 @@
+"""Values that reach a device argument through a name (gpufix.valueflow does the following): the
+device-apis collector records each device argument that is a name as a sink; this collector adds
+the device strings formatted from a name (f"cuda:{gpu}", "cuda:{}".format(gpu), "cuda:%d" % gpu,
+"cuda:" + str(gpu), and the TF "/GPU:{gpu}" forms), and after the walk turns every literal that can
+reach a sink into an ordinal at the literal, with the use it reaches named."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from gpufix.analysis import const_str
+from gpufix.collectors import Collector, collector
+from gpufix.valueflow import Flow, Sink
+
+# The part of a format string before the one value: "cuda:", "/GPU:", "/device:GPU:".
+_PREFIX_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)$", re.I)
+_FORMAT_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)\{0?\}$", re.I)
+_PERCENT_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)%[dis]$", re.I)
+# Substrings one of which each formatted form holds (the prefilter's FULL test for them).
+FORMAT_TOKENS = ("cuda:{", "cuda:%", "cuda:'", 'cuda:"', "PU:{", "pu:{", "PU:%", "pu:%", "PU:'", 'PU:"', "pu:'", 'pu:"')
+
+
+class ValueFlow(Collector):
+    name = "value-flow"
+    priority = 70  # after device-apis (40), whose sinks it resolves
+
+    def prefilter_tests(self, catalog):
+        # Names at catalogued device arguments are tested by gpufix.prefilter itself (they need a
+        # literal the name may hold, which is no substring test).
+        return tuple((token, None) for token in FORMAT_TOKENS)
+
+    def focus_words(self, catalog, imports):
+        return ("cuda", "GPU", "gpu")
+
+    def _sink(self, walk, node, called) -> None:
+        # A literal formatted in place (f"cuda:{1}") is left alone: only names are followed.
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            walk.flow_sinks.append(Sink("ordinal", node, called, node.lineno))
+
+    def visit_JoinedStr(self, node, walk) -> None:
+        values = node.values
+        if len(values) == 2 and isinstance(values[1], ast.FormattedValue) and values[1].format_spec is None:
+            head = const_str(values[0])
+            if head is not None and _PREFIX_RE.match(head):
+                self._sink(walk, values[1].value, f"f'{head}{{...}}' string")
+
+    def visit_BinOp(self, node, walk) -> None:
+        head = const_str(node.left)
+        if head is None:
+            return
+        if isinstance(node.op, ast.Mod) and _PERCENT_RE.match(head):
+            right = node.right
+            if isinstance(right, ast.Tuple) and len(right.elts) == 1:
+                right = right.elts[0]
+            self._sink(walk, right, f"'{head}' % ... string")
+        elif isinstance(node.op, ast.Add) and _PREFIX_RE.match(head):
+            r = node.right
+            if isinstance(r, ast.Call) and isinstance(r.func, ast.Name) and r.func.id == "str" and len(r.args) == 1:
+                self._sink(walk, r.args[0], f"'{head}' + str(...) string")
+
+    def visit_Call(self, node, walk) -> None:
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr == "format" and len(node.args) == 1 and not node.keywords:
+            fmt = const_str(func.value)
+            if fmt is not None and _FORMAT_RE.match(fmt):
+                self._sink(walk, node.args[0], f"'{fmt}'.format() string")
+
+    def after(self, walk) -> None:
+        if not walk.flow_sinks:
+            return
+        devices = collector("device-apis")
+        for sink, reached in Flow(walk.tree, "\n".join(walk.lines)).reach(walk.flow_sinks, walk.src):
+            start = len(walk.facts.ordinals)
+            devices._record(sink.kind, reached.literal, sink.called, sink.called, walk, flow=True)
+            for use in walk.facts.ordinals[start:]:
+                use.via, use.fix_blocked = reached.via, reached.blocked

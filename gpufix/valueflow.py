@@ -1,0 +1,394 @@
+"""Value flow inside one file: the literal behind a name that reaches a device argument.
+
+The analysis (gpufix.analysis) records every device argument that is a name rather than a literal
+(a *sink*: `set_device(GPU)`, `nvmlDeviceGetHandleByIndex(args.device_index)`, `f"cuda:{gpu}"`,
+`Trainer(devices=DEVICES)`, `gpus[idx]`). This module finds the literals that can reach it:
+
+* a name bound by a simple assignment in the module or in an enclosing function (`GPU = 1`),
+* a parameter's default (`def run(gpu=1)`),
+* an attribute named after an argparse option (`add_argument("--gpu", default=1)` read as
+  `args.gpu`) or after a dataclass / NamedTuple field with a default (`gpu_id: int = 1` read as
+  `cfg.gpu_id`),
+
+following names through names up to a few links (`idx = args.device_index`). Each literal becomes
+an OrdinalUse at the literal, with `via` naming the use. The literal is rewritable only when the
+flow is unambiguous: every link has one definition, is never assigned again, and every read of it
+is a device use (else `fix_blocked` says why, and the finding is reported without a fix).
+
+Deliberately not followed (reported by nothing): values through function returns, containers
+(`GPUS[0]`, `cfg["gpu"]`), other modules (`from config import GPU`), `self.gpu = 1` attributes,
+arithmetic (`GPU + 1`), call arguments passed explicitly (`run(gpu=2)`), `os.environ` reads, and
+configuration files read at run time.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from typing import Optional
+
+_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_MAX_LINKS = 4
+
+
+@dataclasses.dataclass
+class Sink:
+    kind: str  # the catalogue's value kind the argument holds ("ordinal", "nvml-index", ...)
+    node: ast.AST  # the name/attribute expression at the device argument
+    called: str  # what was called, as messages show it ("torch.cuda.set_device", ".cuda")
+    line: int
+
+
+@dataclasses.dataclass
+class Definition:
+    """One binding of a name: `value` is the bound expression (None: bound some other way)."""
+
+    value: Optional[ast.AST]
+    label: str  # how messages name it: "GPU", "args.gpu", "cfg.gpu_id", "gpu (default of run())"
+    key: tuple  # which reads belong to it
+
+
+@dataclasses.dataclass
+class Reached:
+    literal: ast.AST
+    via: str
+    blocked: Optional[str]
+
+
+def literal_value(node):
+    """An int (not bool), str, or list/tuple of ints written as a literal; else None."""
+    if isinstance(node, ast.Constant) and (type(node.value) is int or isinstance(node.value, str)):
+        return node.value
+    if isinstance(node, (ast.List, ast.Tuple)) and node.elts and all(
+        isinstance(e, ast.Constant) and type(e.value) is int for e in node.elts
+    ):
+        return [e.value for e in node.elts]
+    return None
+
+
+class _Index:
+    """Bindings and reads of the whole module, built once per file (only when a sink needs it)."""
+
+    def __init__(self, tree: ast.Module):
+        self.parent: dict = {}
+        self.scope_names: dict = {}  # id(function) -> {name: [Definition]}
+        self.module_names: dict = {}  # name -> [Definition]
+        self.attr_defs: dict = {}  # attribute name -> [Definition] (argparse dests, fields)
+        self.attr_stores: dict = {}  # attribute name -> count of `x.attr = ...` / `attr=` keywords
+        self.name_reads: dict = {}  # (scope id or None, name) -> [node]
+        self.attr_reads: dict = {}  # attribute name -> [node]
+        self.positional_class_calls: set = set()  # classes constructed with positional arguments
+        self.field_classes: dict = {}  # field name -> class name
+        self.globals_in_functions: set = set()
+        self._walk(tree)
+
+    # -- scopes --------------------------------------------------------------------------------
+    def scopes(self, node) -> list:
+        """The functions whose scope a read at `node` looks in, innermost first (class bodies and
+        a function's own defaults/decorators are not its scope)."""
+        out = []
+        prev, cur = node, self.parent.get(id(node))
+        while cur is not None:
+            if isinstance(cur, _FUNCS):
+                body = cur.body if isinstance(cur.body, list) else [cur.body]
+                if any(prev is s for s in body):
+                    out.append(cur)
+            prev, cur = cur, self.parent.get(id(cur))
+        return out
+
+    def _names_of(self, scope) -> dict:
+        return self.module_names if scope is None else self.scope_names.setdefault(id(scope), {})
+
+    def _add(self, scope, name, value, label=None):
+        self._names_of(scope).setdefault(name, []).append(Definition(value, label or name, ("name", id(scope) if scope else None, name)))
+
+    def _walk(self, tree):
+        """One pass: parents, bindings per scope (a function's defaults, decorators and annotations
+        belong to the enclosing scope, its body to its own; class bodies bind class attributes)."""
+        parent = self.parent
+        stack = [(tree, None, False)]
+        while stack:
+            node, scope, in_class = stack.pop()
+            cls = type(node)
+            if cls is ast.FunctionDef or cls is ast.AsyncFunctionDef or cls is ast.Lambda:
+                a = node.args
+                if cls is not ast.Lambda and not in_class:
+                    self._add(scope, node.name, None)
+                positional = a.posonlyargs + a.args
+                defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+                fname = getattr(node, "name", "lambda")
+                for arg, default in list(zip(positional, defaults)) + list(zip(a.kwonlyargs, a.kw_defaults)):
+                    self._add(node, arg.arg, default, f"{fname}()'s default for {arg.arg}")
+                for arg in (a.vararg, a.kwarg):
+                    if arg is not None:
+                        self._add(node, arg.arg, None, f"*{arg.arg}")
+                body = node.body if isinstance(node.body, list) else [node.body]
+                for child in ast.iter_child_nodes(node):
+                    parent[id(child)] = node
+                    if any(child is b for b in body):
+                        stack.append((child, node, False))
+                    else:
+                        stack.append((child, scope, in_class))
+                continue
+            if cls is ast.ClassDef:
+                if not in_class:
+                    self._add(scope, node.name, None)
+                self._class_fields(node)
+                for child in ast.iter_child_nodes(node):
+                    parent[id(child)] = node
+                    stack.append((child, scope, any(child is b for b in node.body)))
+                continue
+            if cls is ast.Name:
+                if type(node.ctx) is ast.Load:
+                    self.name_reads.setdefault(node.id, []).append(node)
+                elif not in_class:  # a class body binds class attributes (fields: _class_fields)
+                    value = None
+                    par = parent.get(id(node))
+                    if isinstance(par, ast.Assign) and len(par.targets) == 1 and par.targets[0] is node:
+                        value = par.value
+                    elif isinstance(par, ast.AnnAssign) and par.target is node:
+                        value = par.value
+                        if value is None:
+                            continue  # `x: int` binds nothing
+                    self._add(scope, node.id, value)
+                continue
+            if cls is ast.Attribute:
+                if type(node.ctx) is ast.Load:
+                    self.attr_reads.setdefault(node.attr, []).append(node)
+                else:
+                    self.attr_stores[node.attr] = self.attr_stores.get(node.attr, 0) + 1
+            elif cls is ast.Import or cls is ast.ImportFrom:
+                for alias in node.names:
+                    if alias.name != "*":
+                        self._add(scope, (alias.asname or alias.name).split(".")[0], None)
+            elif cls is ast.ExceptHandler and node.name:
+                self._add(scope, node.name, None)
+            elif cls is ast.Call:
+                self._call(node)
+            elif cls is ast.Global or cls is ast.Nonlocal:
+                self.globals_in_functions.update(node.names)
+            for child in ast.iter_child_nodes(node):
+                parent[id(child)] = node
+                stack.append((child, scope, in_class))
+        # `global X` in a function: its assignments bind the module's X.
+        for names in self.scope_names.values():
+            for name in self.globals_in_functions & set(names):
+                stores = [d for d in names[name] if d.label == name]
+                if stores:
+                    names[name] = [d for d in names[name] if d.label != name]
+                    self.module_names.setdefault(name, []).extend(
+                        Definition(d.value, d.label, ("name", None, name)) for d in stores)
+                    if not names[name]:
+                        del names[name]
+
+    def _class_fields(self, node: ast.ClassDef):
+        def name_of(e):
+            return e.attr if isinstance(e, ast.Attribute) else e.id if isinstance(e, ast.Name) else None
+
+        decorated = any(name_of(d.func if isinstance(d, ast.Call) else d) == "dataclass" for d in node.decorator_list)
+        named_tuple = any(name_of(b) == "NamedTuple" for b in node.bases)
+        if not (decorated or named_tuple):
+            return
+        for stmt in node.body:
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+                value = stmt.value
+                if isinstance(value, ast.Call) and name_of(value.func) == "field":
+                    value = next((k.value for k in value.keywords if k.arg == "default"), None)
+                    if value is None:
+                        continue
+                name = stmt.target.id
+                self.attr_defs.setdefault(name, []).append(Definition(value, f"{node.name}.{name}", ("attr", name)))
+                self.field_classes[name] = node.name
+
+    def _call(self, node: ast.Call):
+        func = node.func
+        last = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+        if last == "add_argument":
+            flags = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            dest = next((k.value.value for k in node.keywords if k.arg == "dest" and isinstance(k.value, ast.Constant)), None)
+            if dest is None and flags:
+                longs = [f for f in flags if f.startswith("--")]
+                dest = (longs[0] if longs else flags[0]).lstrip("-").replace("-", "_")
+            default = next((k.value for k in node.keywords if k.arg == "default"), None)
+            if isinstance(dest, str) and default is not None:
+                option = next((f for f in flags if f.startswith("--")), flags[0] if flags else dest)
+                self.attr_defs.setdefault(dest, []).append(Definition(default, f"option {option}", ("attr", dest)))
+            return
+        for k in node.keywords:
+            if k.arg:
+                # `Config(gpu_id=2)`, `parser.set_defaults(gpu=2)`: another value for a field/option.
+                self.attr_stores[k.arg] = self.attr_stores.get(k.arg, 0) + 1
+        if last and node.args:
+            self.positional_class_calls.add(last)
+
+    # -- resolution ----------------------------------------------------------------------------
+    def definitions(self, expr) -> tuple:
+        """(definitions, label, reads of the same binding) for a name or attribute read."""
+        if isinstance(expr, ast.Name):
+            for scope in self.scopes(expr):
+                names = self.scope_names.get(id(scope), {})
+                if expr.id in names:
+                    return names[expr.id], [n for n in self.name_reads.get(expr.id, ()) if self._binding_scope(n) is scope]
+            defs = self.module_names.get(expr.id)
+            if defs:
+                return defs, [n for n in self.name_reads.get(expr.id, ()) if self._binding_scope(n) is None]
+            return [], []
+        if isinstance(expr, ast.Attribute):
+            defs = self.attr_defs.get(expr.attr, [])
+            return defs, list(self.attr_reads.get(expr.attr, ()))
+        return [], []
+
+    def _binding_scope(self, read):
+        for scope in self.scopes(read):
+            if read.id in self.scope_names.get(id(scope), {}):
+                return scope
+        return None
+
+    def blocked(self, expr, defs, reads, device_ids) -> Optional[str]:
+        name = expr.id if isinstance(expr, ast.Name) else expr.attr
+        if len(defs) != 1:
+            return f"{name} is assigned more than once"
+        if isinstance(expr, ast.Name) and expr.id in self.globals_in_functions:
+            return f"{name} is assigned through a `global` statement"
+        if isinstance(expr, ast.Attribute):
+            attr = expr.attr
+            if self.attr_stores.get(attr):
+                return f"{attr} is also set elsewhere in the file"
+            cls = self.field_classes.get(attr)
+            if cls and cls in self.positional_class_calls:
+                return f"{cls} is also constructed with positional arguments"
+        others = sorted((r for r in reads if id(r) not in device_ids), key=lambda r: (r.lineno, r.col_offset))
+        if others:
+            return f"{name} is also used on line {others[0].lineno} as something other than a device"
+        return None
+
+
+# What a definition that _Index can follow looks like in the text: `name = <literal or name>`
+# (assignments, defaults), `name: T = ...` (fields), an argparse option named after the attribute.
+_LITERAL_START = r"""(?:\(\s*)*(?:\d|\[\s*\d|[rRuU]?['"](?:\s*\d|[^'"\n]*[Pp][Uu]:\d))"""
+# `= <literal>` or `= <dotted name>` (a link to follow) after the name, on the same line.
+_BINDING_TAIL = (
+    rf"[ \t]*(?::[^=,(\n]*)?=(?!=)[ \t]*(?:(?P<lit>{_LITERAL_START})"
+    r"|(?P<link>(?!(?:None|True|False)\b)[A-Za-z_][\w.]*)[ \t]*(?:$|[;#,)\]]))"
+)
+
+
+class _TextGate:
+    """A cheap text test (a superset of what _Index resolves) that spares building the index in the
+    many files whose device arguments are names bound only to calls (`device = torch.device(...)`)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.memo: dict = {}
+        self.bindings: dict = {}
+
+    def _bindings(self, name: str) -> tuple:
+        """(bound to a literal somewhere, the dotted names it is bound to)."""
+        if name not in self.bindings:
+            lit, links = False, set()
+            if name in self.text:
+                for m in re.finditer(rf"{re.escape(name)}(?<![\w.]{re.escape(name)}){_BINDING_TAIL}", self.text, re.M):
+                    if m.group("lit") is not None:
+                        lit = True
+                        break
+                    links.add(m.group("link"))
+            self.bindings[name] = (lit, links)
+        return self.bindings[name]
+
+    def may_resolve(self, node, depth: int = 0) -> bool:
+        if isinstance(node, ast.Name):
+            key = ("name", node.id)
+        elif isinstance(node, ast.Attribute):
+            key = ("attr", node.attr)
+        else:
+            return False
+        if "dtype" in key[1]:
+            return False  # `.to(dtype)`, `.to(x.dtype)`: a dtype, never a device
+        if key not in self.memo:
+            self.memo[key] = False  # a cycle of links resolves to nothing
+            self.memo[key] = self._check(*key, depth)
+        return self.memo[key]
+
+    def _check(self, kind, name, depth) -> bool:
+        if depth >= _MAX_LINKS or name in ("None", "True", "False"):
+            return False
+        if kind == "name":
+            lit, links = self._bindings(name)  # `N = 1`, `def f(N=1)`, `N = other.name`
+            return lit or any(self.may_resolve(name_node(link), depth + 1) for link in links)
+        # An attribute is followed only to a dataclass / NamedTuple field (always annotated) or to
+        # an argparse option named after it.
+        text = self.text
+        if ":" in text and name in text:
+            rx = rf"{re.escape(name)}(?<![\w.]{re.escape(name)})[ \t]*:[^=\n]*=(?!=)[ \t]*(?:(?P<lit>{_LITERAL_START})|[\w.]*field\(|(?P<link>(?!(?:None|True|False)\b)[A-Za-z_][\w.]*)[ \t]*(?:$|[;#]))"
+            for m in re.finditer(rx, text, re.M):
+                if m.group("link") is None or self.may_resolve(name_node(m.group("link")), depth + 1):
+                    return True
+        if "add_argument" in text:
+            dashed = "[-_]".join(re.escape(p) for p in name.split("_"))
+            if re.search(rf"""['"]-{{0,2}}{dashed}['"]|dest\s*=\s*['"]{re.escape(name)}['"]""", text):
+                lit, links = self._bindings("default")
+                return lit or any(self.may_resolve(name_node(link), depth + 1) for link in links)
+        return False
+
+
+def name_node(dotted: str):
+    """`a.b.c` -> an ast Attribute (c of a.b), `a` -> an ast Name: what _TextGate looks up."""
+    head, _, last = dotted.rpartition(".")
+    return ast.Attribute(ast.Name(head), last) if head else ast.Name(last)
+
+
+class Flow:
+    def __init__(self, tree: ast.Module, text: str = ""):
+        self.tree = tree
+        self.text = text
+        self._index: Optional[_Index] = None
+
+    @property
+    def index(self) -> _Index:
+        if self._index is None:
+            self._index = _Index(self.tree)
+        return self._index
+
+    def reach(self, sinks: list, src) -> list:
+        """[(sink, Reached)] for every literal that can reach a sink; `src(node)` gives source text."""
+        gate = _TextGate(self.text)
+        live = [s for s in sinks if gate.may_resolve(s.node)]
+        if not live:
+            return []
+        index = self.index
+        device_ids = {id(s.node) for s in sinks}
+        out = []
+        for sink in live:
+            for literal, chain, blocked in self._follow(sink.node, index, device_ids, src, 0, frozenset()):
+                # chain: (label of the definition, text of the read), outermost (the literal's) first
+                label, read = chain[0]
+                via = label if read in (label, label.rsplit(" ", 1)[-1]) else f"{label} read as {read}"
+                if len(chain) > 1:
+                    via += " through " + ", ".join(r for _, r in chain[1:])
+                if sink.called.startswith(("f'", "'")):
+                    via += f", in a {sink.called} on line {sink.line}"
+                else:
+                    via += f", passed to {sink.called}() on line {sink.line}"
+                out.append((sink, Reached(literal, via, blocked)))
+        return out
+
+    def _follow(self, expr, index, device_ids, src, depth, seen):
+        if depth >= _MAX_LINKS or id(expr) in seen:
+            return
+        seen = seen | {id(expr)}
+        defs, reads = index.definitions(expr)
+        if not defs:
+            return
+        why = index.blocked(expr, defs, reads, device_ids)
+        shown = src(expr) or "?"
+        for d in defs:
+            if d.value is None:
+                continue
+            if literal_value(d.value) is not None:
+                yield d.value, [(d.label, shown)], why
+            elif isinstance(d.value, (ast.Name, ast.Attribute)):
+                # One more link: the defining expression is itself a device use of the next name.
+                inner_ids = device_ids | {id(d.value)}
+                for literal, chain, blocked in self._follow(d.value, index, inner_ids, src, depth + 1, seen):
+                    yield literal, chain + [(d.label, shown)], blocked or why

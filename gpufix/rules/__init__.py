@@ -132,10 +132,12 @@ class RuleContext:
         file_mask = self.file_mask()
         remaps = not self.remaps_blocked()
         for use in self.facts.ordinals:
-            silenced = self.suppressed("GPU001" if use.kind in ("cuda-string", "int", "tf-device", "index-string") else "GPU002", use.pos)
-            single = use.kind in ("cuda-string", "int", "tf-device", "index-string")
-            if single:
-                indices, rewritten = [use.value], remaps and not use.shadowed and not silenced and not use.fix_blocked
+            if self.suppressed("GPU001" if use.kind in ("cuda-string", "int", "tf-device", "index-string") else "GPU002", use.pos):
+                continue  # silenced by its owner (often not a device at all): theirs to judge
+            if use.kind in ("cuda-string", "int", "tf-device", "index-string"):
+                # A remap the file cannot take keeps a finding that says so (withheld, shadowed,
+                # by hand): it stays reported whatever the mask.
+                indices, rewritten = [use.value], remaps and not use.shadowed and not use.fix_blocked
             elif use.kind in ("list", "dict-keys"):
                 indices, rewritten = [i for i, _ in use.value], False  # GPU002 has no fix
             else:
@@ -144,15 +146,10 @@ class RuleContext:
                 if i == 0:
                     continue
                 before = remap(i, file_mask, policy)
-                allowed = single and before.known and before.new_index is not None  # names a policy GPU
-                if rewritten and allowed:
-                    continue  # its own fix rewrites it against the same masks
+                if before.known and before.new_index is not None:
+                    if rewritten or i >= len(policy) or policy[i] == before.physical:
+                        continue  # rewritten with the mask, or its finding stays and says what to write
                 after = remap(i, policy, policy).physical
-                if (silenced or allowed) and i >= len(policy):
-                    # It names a GPU the policy allows (or its finding is silenced), and the new
-                    # mask would make it an invalid ordinal. (A GPU002 list keeps its finding,
-                    # which already says the index does not exist under the policy.)
-                    after = "none (an invalid ordinal)"
                 if before.physical is None or before.physical != after:
                     return (i, before.physical, after)
         return None

@@ -130,6 +130,12 @@ def _literal_values(code: str, where: dict, findings: list) -> dict:
     return out
 
 
+def _silenced(code: str, line: int) -> bool:
+    lines = code.split("\n")
+    text = lines[line - 1].lower() if 0 < line <= len(lines) else ""
+    return "gpufix: ignore" in text or "noqa" in text
+
+
 def compare_runs(a: dict, b: dict, policy: Policy, findings_after: list, where_after: dict, code_after: str = "") -> list:
     """Problems in the fixed run `b` compared with the original run `a`."""
     literals = _literal_values(code_after, where_after, findings_after) if code_after else {}
@@ -177,6 +183,8 @@ def compare_runs(a: dict, b: dict, policy: Policy, findings_after: list, where_a
             )
             if d1["raw"] == d2["raw"] and remains:
                 continue  # left alone, and its finding is still reported
+            if d1["raw"] == d2["raw"] and _silenced(code_after, y["line"]):
+                continue  # left alone on a line whose owner silenced gpufix
             problems.append(("device", f"{x['name']} (line {x['line']}): {d1['raw']!r} = {p1} under mask "
                              f"{(a['frozen_env'] or [None])[0]!r} became {d2['raw']!r} = {p2} under mask "
                              f"{(b['frozen_env'] or [None])[0]!r}" + ("" if remains else ", with no finding left")))

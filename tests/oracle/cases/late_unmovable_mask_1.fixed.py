@@ -4,5 +4,5 @@ os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
 from numba import cuda
 cuda.select_device(1)
 if __name__ == "__main__":
-    os.environ["CUDA_VISIBLE_DEVICES"] = "2"
+    os.environ["CUDA_VISIBLE_DEVICES"] = "1"
     cuda.select_device(1)

@@ -295,24 +295,11 @@ def _plan_file(args) -> tuple:
 
 
 def _plan_all(jobs: list, workers: int):
-    """Yield _plan_file results in order; in worker processes when there is enough work (libcst
-    is ~50 ms a file: a second core halves a big apply)."""
-    if workers > 1 and len(jobs) >= 32:
-        import multiprocessing
-        import sys
-        from concurrent.futures import ProcessPoolExecutor
+    """Yield _plan_file results in order, in the pool scan uses too (libcst is ~50 ms a file: a
+    second core halves a big apply)."""
+    from gpufix.workers import run_in_workers
 
-        ctx = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
-        try:
-            pool = ProcessPoolExecutor(max_workers=min(workers, 32), mp_context=ctx)
-        except (OSError, PermissionError, NotImplementedError):
-            pool = None
-        if pool is not None:
-            with pool:
-                yield from pool.map(_plan_file, jobs, chunksize=4)
-            return
-    for job in jobs:
-        yield _plan_file(job)
+    yield from run_in_workers(_plan_file, jobs, workers, per_worker=16)
 
 
 def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda m: None, progress_factory=None,

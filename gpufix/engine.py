@@ -10,7 +10,6 @@ import ast
 import dataclasses
 import functools
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Callable, Optional
@@ -351,40 +350,13 @@ class ScanResult:
 
 
 def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None, policy: Optional[Policy] = None, use_prefilter: bool = True) -> list:
-    """Lint (abs_path, display) pairs; results in the same order. Worker processes (forked, so
-    they start in milliseconds and inherit the loaded catalogue) when there is enough work."""
-    n = len(jobs_args)
-    _job_init(policy, use_prefilter)
-    workers = jobs if jobs is not None else (os.cpu_count() or 1)
-    workers = min(workers, 32, n // 24)  # a process is worth it from a couple of dozen files on
-    if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    """Lint (abs_path, display) pairs; results in the same order (gpufix.workers' shared pool)."""
+    from gpufix.workers import run_in_workers
 
-        method = "fork" if sys.platform.startswith("linux") else None
-        ctx = multiprocessing.get_context(method) if method else None
-        # Small chunks balance the load (file sizes vary a lot); big enough to keep IPC cheap.
-        chunk = max(4, min(64, n // (workers * 12)))
-        try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_job_init,
-                                     initargs=(policy, use_prefilter)) as pool:
-                # The caller puts the biggest files first: hand those out one by one (they are
-                # worth the IPC), the many small ones in chunks. Both maps are submitted at once.
-                head = max(workers, n // 10)
-                parts = [pool.map(_lint_job, jobs_args[:head], chunksize=1),
-                         pool.map(_lint_job, jobs_args[head:], chunksize=chunk)]
-                out = []
-                for part in parts:
-                    for data in part:
-                        out.append(data)
-                        if progress:
-                            progress(1)
-                return out
-        except (OSError, PermissionError):
-            pass  # no process pool here (sandbox): fall back to one process
     out = []
-    for a in jobs_args:
-        out.append(_lint_job(a))
+    for data in run_in_workers(_lint_job, jobs_args, jobs, per_worker=24, initializer=_job_init,
+                               initargs=(policy, use_prefilter)):
+        out.append(data)
         if progress:
             progress(1)
     return out

@@ -69,6 +69,9 @@ class OrdinalUse:
     value: object  # int, or for lists/dicts a tuple of (int, Pos)
     api: str  # what was called ("torch.cuda.set_device", "'cuda:N' string")
     text: str = ""  # the literal as written (strings)
+    string: str = ""  # the string's value (strings; `"cuda:" "1"` is "cuda:1")
+    # the callee's name is both imported and defined in this file, and this call may run either
+    shadowed: str = ""
     via: str = ""  # value flow: the names the literal went through to its use (gpufix.valueflow)
     fix_blocked: Optional[str] = None  # value flow: why the literal must not be rewritten
 
@@ -114,6 +117,8 @@ class _Columns:
 
 
 def literal_int(node) -> Optional[int]:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+        node = node.operand  # set_device(+1)
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return node.value
     return None
@@ -122,6 +127,8 @@ def literal_int(node) -> Optional[int]:
 def const_str(node) -> Optional[str]:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
+    if isinstance(node, ast.JoinedStr) and all(isinstance(v, ast.Constant) and isinstance(v.value, str) for v in node.values):
+        return "".join(v.value for v in node.values)  # an f-string without placeholders
     return None
 
 
@@ -150,6 +157,8 @@ class Analyzer:
         self.focus: set = set()
         self.call_qual: Optional[str] = None  # the Call being dispatched: its qualified name
         self.call_last: Optional[str] = None  # ... and the last name of its callee
+        self.shadowed: dict = {}  # imported name -> line of the file's own def/class of that name
+        self.ambiguous_name = ""  # set by qualname() for a call that may run the import or the def
         self.flow_sinks: list = []  # device arguments that are names, followed after the walk (collectors/value_flow.py)
         self._imports_collected = False
         self._collectors = load_collectors()
@@ -183,6 +192,13 @@ class Analyzer:
             node = node.value
         if not isinstance(node, ast.Name):
             return None
+        shadow = self.shadowed.get(node.id)
+        if shadow is not None and node.lineno >= shadow and self.ctx is None:
+            return None  # the file's own function or class of that name, defined above
+        if shadow is not None and self.ctx is not None:
+            # In a function (run whenever it is called) the name may be either: resolved, but
+            # its ordinals are reported without a fix.
+            self.ambiguous_name = node.id
         base = self.facts.imports.get(node.id)
         if base is None:
             for module in self.facts.star_modules:
@@ -229,7 +245,12 @@ class Analyzer:
         if isinstance(stmt, ast.Assign) and len(stmt.targets) != 1:
             simple = False
         environ_src = "os.environ"
-        if method in ("setitem",):
+        if method == "putenv":
+            # `os.putenv(...)` -> `os.environ`; a bare `putenv` (from os import putenv) binds no
+            # name through which os.environ can be written.
+            func = node.func if isinstance(node, ast.Call) else None
+            environ_src = self.src(func.value) + ".environ" if isinstance(func, ast.Attribute) else ""
+        elif method in ("setitem",):
             environ_src = self.src(node.value) if isinstance(node, ast.Subscript) else environ_src
         elif method in ("update", "setdefault") and isinstance(node, ast.Call):
             environ_src = self.src(node.func.value)
@@ -275,6 +296,12 @@ class Analyzer:
                         self.facts.star_modules.append(node.module)
                     else:
                         self.facts.imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        # A function or class of the file's own with an imported name shadows the import: calls
+        # of that name are the user's code, not the framework's (module-level code before the
+        # `def` still calls the import).
+        for node in _module_level(self.tree.body):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in self.facts.imports:
+                self.shadowed[node.name] = min(node.lineno, self.shadowed.get(node.name, node.lineno))
 
     # -- the walk --------------------------------------------------------------------------------
     def run(self, focus_lines: Optional[set] = None) -> Facts:
@@ -330,10 +357,15 @@ class Analyzer:
         cls = type(node)
         if cls is ast.Call:
             func = node.func
+            self.ambiguous_name = ""
             self.call_qual = self.qualname(func)
             self.call_last = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+            shadowed, before = self.ambiguous_name, len(self.facts.ordinals)
         for fn in self._table.get(cls.__name__, ()):
             fn(node, self)
+        if cls is ast.Call and shadowed:
+            for use in self.facts.ordinals[before:]:
+                use.shadowed = shadowed
         if cls is ast.FunctionDef or cls is ast.AsyncFunctionDef:
             self._visit_function(node)
         elif cls is ast.Lambda:
@@ -532,6 +564,19 @@ def source_facts(src, tree: ast.Module, lines: list, catalog: ApiCatalog, header
             p = Pos(line, 0, line, 0)
             facts.env_writes.append(EnvWrite(name, "magic", "str", value, None, p, p, None, True, False, "os.environ", 0, header=True))
     return facts
+
+
+def _module_level(body):
+    """Statements that run in the module's scope: the body and its branches, loops, `with` and
+    `try` blocks, not function or class bodies."""
+    for stmt in body:
+        yield stmt
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for field in _STMT_LIST_FIELDS:
+            yield from _module_level(getattr(stmt, field, None) or ())
+        for handler in getattr(stmt, "handlers", None) or ():
+            yield from _module_level(handler.body)
 
 
 def iter_statements(body):

@@ -92,17 +92,27 @@ class ApplyOutcome:
         return 1 if (self.remaining.findings or self.remaining.errors) else 0
 
 
-def _choose_edits(findings, unsafe: bool) -> tuple:
+# Ordinal remaps are computed against the file's mask *before* the fix; a later pass would read
+# them through the mask this apply has just rewritten (`cuda:1` under "1,0" is GPU 0; once the
+# mask is "1", a second pass would call it GPU 1 and "remap" it to cuda:0).
+FIRST_PASS_ONLY = ("GPU001", "GPU002", "GPU003")
+
+
+def _choose_edits(findings, unsafe: bool, first_pass: bool = True) -> tuple:
     """This pass's edits: every expression/statement replacement, and one kind of structural edit
-    (moves first, then the header, then insertions), so that edits never fight over positions."""
-    usable = [f for f in findings if f.fix and (f.fix.applicability == "safe" or unsafe)]
+    (moves and the header first, then insertions), so that edits never fight over positions."""
+    usable = [f for f in findings if f.fix and (f.fix.applicability == "safe" or unsafe)
+              and (first_pass or f.rule not in FIRST_PASS_ONLY)]
     edits, rules = [], []
     for f in usable:
         if all(e.kind in ("replace-expr", "replace-stmt") for e in f.fix.edits):
             edits.extend(f.fix.edits)
             rules.append(f.rule)
-    for kind in ("move-to-header", "insert-header", "insert-before"):
-        group = [f for f in usable if any(e.kind == kind for e in f.fix.edits)]
+    # Moves and the header are one transformation (both build the header block); they go in the
+    # same pass as the ordinal remaps, which are only right once the policy's mask is in force
+    # (a later pass would see remapped ordinals without that mask and refuse the header).
+    for kinds in (("move-to-header", "insert-header"), ("insert-before",)):
+        group = [f for f in usable if any(e.kind in kinds for e in f.fix.edits)]
         if group:
             for f in group:
                 edits.extend(f.fix.edits)
@@ -125,16 +135,17 @@ def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: 
         return fix_text(src, lambda s: lint_source(s, policy, catalog, enabled, abs_path=abs_path), unsafe)
     fixed: list = []
     raw = src.raw
-    for _ in range(MAX_PASSES):
+    for n in range(MAX_PASSES):
         result = lint_source(src, policy, catalog, enabled, abs_path=abs_path)
         if result.errors:
             break
-        edits, rules = _choose_edits(result.findings, unsafe)
+        edits, rules = _choose_edits(result.findings, unsafe, first_pass=n == 0)
         if not edits:
             break
         if src.is_notebook:
             line_map = marker_line_map(src)
-            edits = [dataclasses.replace(e, line=line_map.get(e.line, e.line)) if e.line else e for e in edits]
+            edits = [dataclasses.replace(e, line=line_map.get(e.line, e.line), end_line=line_map.get(e.end_line, e.end_line) if e.end_line else 0)
+                     if e.line else e for e in edits]
             marked = joined_with_markers(src)
             new_marked, applied = apply_edits(marked, edits)
             if not applied or new_marked == marked:

@@ -55,9 +55,12 @@ class ArgSpec:
     # (device_map={'': 1}), "ordinal-dict-keys" (max_memory={1: ...}), "tf-device" ('/GPU:1'),
     # "nvml-index" (GPU003)
     value: str = "ordinal"
-    # only when positional argument `when_position` is the string `when_equals` (torch.device('cuda', 1))
+    # only when positional argument `when_position` (or, when not given positionally, keyword
+    # argument `when_keyword`) is the string `when_equals` (torch.device('cuda', 1),
+    # torch.device(type='cuda', index=1); not torch.device(type='cpu', index=1))
     when_position: Optional[int] = None
     when_equals: Optional[str] = None
+    when_keyword: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,10 +212,10 @@ def parse_api_specs(items: Any, where: str, framework: str = "") -> tuple:
         for a in args:
             if not isinstance(a, dict):
                 raise ConfigError(f"{w}: each of `args` must be a table like {{position = 0}}")
-            bad = set(a) - {"position", "keyword", "value", "when_position", "when_equals"}
+            bad = set(a) - {"position", "keyword", "value", "when_position", "when_equals", "when_keyword"}
             if bad:
                 raise ConfigError(
-                    f"{w}: unknown arg key(s) {sorted(bad)}; allowed: position, keyword, value, when_position, when_equals"
+                    f"{w}: unknown arg key(s) {sorted(bad)}; allowed: position, keyword, value, when_position, when_equals, when_keyword"
                 )
             pos = a.get("position")
             kw = a.get("keyword")
@@ -232,6 +235,7 @@ def parse_api_specs(items: Any, where: str, framework: str = "") -> tuple:
                     value=value,
                     when_position=a.get("when_position"),
                     when_equals=a.get("when_equals"),
+                    when_keyword=a.get("when_keyword"),
                 )
             )
         specs.append(ApiSpec(name=name, args=tuple(arg_specs), kind=kind, framework=framework))

@@ -243,7 +243,13 @@ def lint_source(
         return result
     in_scope, scope_reason = header_scope_member(policy.effective_header_scope, facts, src, policy, abs_path)
     ctx = RuleContext(src.path, policy, facts, in_scope, scope_reason)
+    if src.is_notebook:
+        ctx.line_label = lambda line: "{1} of cell {0}".format(*src.cell_of(line))
     ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
+    # A finding the user silenced is never fixed: a rule that changes the mask must know that the
+    # ordinal it would otherwise have rewritten stays as written.
+    ctx.suppressed = lambda code, pos: any(code.startswith(c) for c in ignored_here) or sup.suppressed(
+        code, (pos.line, pos.end_line), lines)
 
     def reported(finding: Finding) -> bool:
         if any(finding.rule.startswith(c) for c in ignored_here):

@@ -35,15 +35,37 @@ def _is_future(stmt) -> bool:
     )
 
 
+def _dotted(node) -> str:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return f"{_dotted(node.value)}.{node.attr.value}"
+    return ""
+
+
+def _is_framework_module(name: str) -> bool:
+    from gpufix.catalog import load_api_catalog
+
+    return bool(load_api_catalog().framework_of_module(name))
+
+
 def _binds_os(stmt) -> bool:
+    """A line that binds `os` and does nothing else the header must precede: only imports, none
+    of a GPU framework (`import os, torch` / `import os; import torch` import torch before a
+    header placed after them)."""
     if not isinstance(stmt, cst.SimpleStatementLine):
         return False
+    binds = False
     for small in stmt.body:
-        if isinstance(small, cst.Import):
-            for alias in small.names:
-                if isinstance(alias.name, cst.Name) and alias.name.value == "os" and alias.asname is None:
-                    return True
-    return False
+        if not isinstance(small, cst.Import):
+            return False
+        for alias in small.names:
+            name = _dotted(alias.name)
+            if _is_framework_module(name):
+                return False
+            if name == "os" and alias.asname is None:
+                binds = True
+    return binds
 
 
 def _is_plain_import_os(stmt) -> bool:
@@ -105,6 +127,15 @@ def _env_var_of(stmt):
     return None
 
 
+def _via_os(small):
+    """`<x>.environ[...] = v` / `environ[...] = v` as `os.environ[...] = v`."""
+    if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Subscript):
+        target = small.targets[0].target
+        environ = cst.Attribute(value=cst.Name("os"), attr=cst.Name("environ"))
+        return small.with_changes(targets=[small.targets[0].with_changes(target=target.with_changes(value=environ))])
+    return small
+
+
 def _stays_in_place(comment: str) -> bool:
     """A notebook cell marker, or an IPython magic masked as a comment by gpufix.source."""
     from gpufix.source import _is_magic
@@ -143,15 +174,16 @@ class _Transformer(cst.CSTTransformer):
         self.header_lines = []
         for e in edits:
             if e.kind == "replace-expr":
-                self.replace_expr.setdefault((e.line, e.col), e.code)
+                end = (e.end_line, e.end_col) if e.end_line else (None, None)
+                self.replace_expr.setdefault((e.line, e.col, *end), e.code)
             elif e.kind == "replace-stmt":
                 self.replace_stmt.setdefault((e.line, e.col), e.code)
             elif e.kind == "insert-before":
-                codes = self.insert_before.setdefault(e.line, [])
+                codes = self.insert_before.setdefault((e.line, e.col), [])
                 if e.code not in codes:
                     codes.append(e.code)
             elif e.kind == "move-to-header":
-                self.move.add(e.line)
+                self.move.add((e.line, e.col))
             elif e.kind == "insert-header":
                 for line in e.lines:
                     if line[0] not in [known[0] for known in self.header_lines]:
@@ -164,59 +196,88 @@ class _Transformer(cst.CSTTransformer):
         return pos.start.line, pos.start.column
 
     # -- expressions -----------------------------------------------------------------------------
-    def _maybe_replace(self, original, updated):
-        key = self._start(original)
-        code = self.replace_expr.get(key)
-        if code is None:
-            return updated
-        self.applied += 1
-        new = cst.parse_expression(code)
-        return new.with_changes(lpar=updated.lpar, rpar=updated.rpar) if hasattr(updated, "lpar") else new
-
-    def leave_Integer(self, original, updated):
-        return self._maybe_replace(original, updated)
-
-    def leave_SimpleString(self, original, updated):
-        return self._maybe_replace(original, updated)
-
-    def leave_UnaryOperation(self, original, updated):
-        return self._maybe_replace(original, updated)
+    def on_leave(self, original, updated):
+        # Any expression node whose exact range an edit names: a string, an implicit
+        # concatenation, an f-string, an integer, a signed integer. Matching the end too keeps
+        # `"cuda:" "1"` (one value) apart from its first part `"cuda:"` (same start).
+        if self.replace_expr and isinstance(original, cst.BaseExpression):
+            pos = self.get_metadata(PositionProvider, original, None)
+            if pos is not None:
+                code = self.replace_expr.get((pos.start.line, pos.start.column, pos.end.line, pos.end.column))
+                if code is None:
+                    code = self.replace_expr.get((pos.start.line, pos.start.column, None, None))
+                if code is not None and not isinstance(original, (cst.Name, cst.Attribute, cst.Call)):
+                    self.applied += 1
+                    self.replace_expr.pop((pos.start.line, pos.start.column, pos.end.line, pos.end.column), None)
+                    self.replace_expr.pop((pos.start.line, pos.start.column, None, None), None)
+                    new = cst.parse_expression(code)
+                    if hasattr(updated, "lpar") and hasattr(new, "lpar"):
+                        new = new.with_changes(lpar=updated.lpar, rpar=updated.rpar)
+                    return new
+        return super().on_leave(original, updated)
 
     # -- statements ------------------------------------------------------------------------------
     def leave_SimpleStatementLine(self, original, updated):
-        if not self.replace_stmt:
+        if not self.replace_stmt and not self.insert_before:
             return updated
-        body = list(updated.body)
+        body = []
         changed = False
-        for i, small in enumerate(original.body):
-            code = self.replace_stmt.get(self._start(small))
+        for i, (small, new) in enumerate(zip(original.body, updated.body)):
+            start = self._start(small)
+            if i > 0:
+                # An insertion before a statement that is not the first on its line goes on that
+                # line, right before it: `from os import environ; environ[...] = ...` must keep
+                # the import first.
+                for code in self.insert_before.get(start, []):
+                    body.append(cst.parse_statement(code).body[0].with_changes(semicolon=cst.Semicolon(
+                        whitespace_after=cst.SimpleWhitespace(" "))))
+                    changed = True
+                    self.applied += 1
+            code = self.replace_stmt.get(start)
             if code is not None:
-                body[i] = cst.parse_statement(code).body[0]
+                new = cst.parse_statement(code).body[0].with_changes(semicolon=new.semicolon)
                 changed = True
                 self.applied += 1
+            body.append(new)
         return updated.with_changes(body=body) if changed else updated
 
     def _rebuild(self, original_body, updated_body, module_level: bool):
         out = []
         pending = []  # leading lines that must stay where a moved statement was (notebook cell markers)
         for orig, upd in zip(original_body, updated_body):
-            line = self._start(orig)[0]
             if pending:
                 upd = upd.with_changes(leading_lines=pending + list(upd.leading_lines))
                 pending = []
-            for code in self.insert_before.get(line, []):
+            for code in self.insert_before.get(self._start(orig), []):
                 new = cst.parse_statement(code)
                 out.append(new.with_changes(leading_lines=upd.leading_lines))
                 upd = upd.with_changes(leading_lines=[])
                 self.applied += 1
-            if module_level and line in self.move:
-                lines = list(upd.leading_lines)
-                # What stays behind: everything up to the last cell marker or masked notebook magic
-                # (a magic is a statement of its cell, not a comment about the moved line).
-                cut = max((i + 1 for i, ln in enumerate(lines) if ln.comment and _stays_in_place(ln.comment.value)), default=0)
-                pending = lines[:cut]
-                self.moved.append(upd.with_changes(leading_lines=lines[cut:]))
-                self.applied += 1
+            if module_level and isinstance(orig, cst.SimpleStatementLine) and any(
+                self._start(small) in self.move for small in orig.body
+            ):
+                # Only the targeted statements move: `import torch; os.environ[...] = "1"` keeps
+                # `import torch` where it is. A moved write goes through `os.environ` (the header
+                # binds `os`), whatever name (`o`, `environ`) it used where it was.
+                keep = [u for o, u in zip(orig.body, upd.body) if self._start(o) not in self.move]
+                moving = [_via_os(u) for o, u in zip(orig.body, upd.body) if self._start(o) in self.move]
+                self.applied += len(moving)
+                lead = []
+                if keep:
+                    keep[-1] = keep[-1].with_changes(semicolon=cst.MaybeSentinel.DEFAULT)
+                    out.append(upd.with_changes(body=keep))
+                else:
+                    lines = list(upd.leading_lines)
+                    # What stays behind: everything up to the last cell marker or masked notebook
+                    # magic (a magic is a statement of its cell, not a comment about the moved line).
+                    cut = max((i + 1 for i, ln in enumerate(lines) if ln.comment and _stays_in_place(ln.comment.value)), default=0)
+                    pending = lines[:cut]
+                    lead = lines[cut:]
+                for n, small in enumerate(moving):
+                    stmt = cst.SimpleStatementLine(body=[small.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)], leading_lines=lead if n == 0 else [])
+                    if not keep and n == len(moving) - 1:
+                        stmt = stmt.with_changes(trailing_whitespace=upd.trailing_whitespace)
+                    self.moved.append(stmt)
                 continue
             out.append(upd)
         self.footer_extra = pending

@@ -12,7 +12,8 @@ class Edit:
 
     Positions are 1-based lines and 0-based character columns in the analysed source.
     kind:
-      replace-expr   replace the expression starting at (line, col) with `code`
+      replace-expr   replace the expression at (line, col)-(end_line, end_col) with `code` (the whole
+                     range must match: `"cuda:" "1"` is one node, its first part another)
       insert-header  make sure the module sets the env lines in `lines` ((name, value) pairs) at the top
       insert-before  insert statement `code` just before the statement starting at (line, col)
       move-to-header move the statement starting at (line, col) to the header position

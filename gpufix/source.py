@@ -131,6 +131,16 @@ def _is_magic(s: str) -> bool:
     return bool(_AUTOMAGIC_RE.match(s)) and _not_python(s)
 
 
+# Cell magics whose body is Python run in the kernel (IPython's own, and memory_profiler's).
+PYTHON_CELL_MAGICS = ("time", "timeit", "capture", "prun", "memit")
+
+
+def runs_python(first_line: str) -> bool:
+    """Whether a cell starting with this `%%magic` line is Python code under the magic."""
+    words = first_line.strip()[2:].split()
+    return bool(words) and words[0] in PYTHON_CELL_MAGICS
+
+
 def _opens_block(line: str) -> bool:
     """Whether a code line ends with `:` (crudely: text after a `#` is taken as a comment)."""
     return line.split("#", 1)[0].rstrip().endswith(":")
@@ -143,8 +153,12 @@ def _mask_magics(lines: list) -> tuple:
     env = []
     stripped0 = lines[0].lstrip() if lines else ""
     if stripped0.startswith("%%"):
-        # A cell magic makes the whole cell something other than Python.
-        return ["#" + ln for ln in lines], tuple(range(len(lines))), ()
+        if not runs_python(stripped0):
+            # A cell magic makes the whole cell something other than Python.
+            return ["#" + ln for ln in lines], tuple(range(len(lines))), ()
+        # `%%time`, `%%capture`, ...: the magic line is IPython, the rest of the cell is Python.
+        rest, masked, env = _mask_magics(lines[1:])
+        return ["#" + lines[0]] + rest, (0,) + tuple(i + 1 for i in masked), tuple((n, v, i + 1) for n, v, i in env)
     continued = False  # the previous line was a magic ending in a backslash
     python_continued = False  # the previous line was Python code ending in a backslash
     last_code = ""  # the last line of Python code (not blank, not a comment, not a magic)
@@ -284,7 +298,7 @@ def notebook_bytes_from_marked(src: SourceFile, marked_text: str) -> bytes:
                 orig_masked[masked_text[i]] = cell_lines0[i]
         for ln in cell_lines:
             restored.append(orig_masked.get(ln, ln))
-        if info.masked and original_lines and original_lines[0].lstrip().startswith("%%"):
+        if info.masked and original_lines and original_lines[0].lstrip().startswith("%%") and not runs_python(original_lines[0]):
             restored = [ln[1:] if ln.startswith("#") else ln for ln in cell_lines]
         old_source = "".join(cell["source"]) if info.source_was_list else cell["source"]
         nl = detect_newline(old_source)  # a cell written with "\r\n" keeps them

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpufix.analysis import CUDA_STRING_RE, OrdinalUse
+from gpufix.analysis import CUDA_STRING_RE, OrdinalUse, const_str
 from gpufix.collectors import Collector
 from gpufix.collectors._patterns import NONZERO
 
@@ -12,15 +12,25 @@ class CudaStrings(Collector):
     priority = 60
 
     def prefilter_tests(self, catalog):
-        return (("cuda:", rf"cuda:{NONZERO}"),)
+        # `"cuda:" "1"`: the digit is in the next literal.
+        return (("cuda:", rf"cuda:{NONZERO}"), ("cuda:", r"cuda:[\'\"]"))
 
     def focus_words(self, catalog, imports):
         return ("cuda",)
 
     def visit_Constant(self, node, walk) -> None:
         if isinstance(node.value, str) and id(node) not in walk.skip_strings:
-            m = CUDA_STRING_RE.match(node.value)
-            if m:
-                walk.facts.ordinals.append(
-                    OrdinalUse("cuda-string", walk.pos(node), int(m.group(1)), "'cuda:N' string", text=walk.src(node))
-                )
+            self._string(node, node.value, walk)
+
+    def visit_JoinedStr(self, node, walk) -> None:
+        # An f-string without placeholders (`f"cuda:1"`) is a literal like any other.
+        value = const_str(node)
+        if value is not None and id(node) not in walk.skip_strings:
+            self._string(node, value, walk)
+
+    def _string(self, node, value, walk) -> None:
+        m = CUDA_STRING_RE.match(value)
+        if m:
+            walk.facts.ordinals.append(
+                OrdinalUse("cuda-string", walk.pos(node), int(m.group(1)), "'cuda:N' string", text=walk.src(node), string=value)
+            )

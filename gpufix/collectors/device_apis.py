@@ -16,7 +16,7 @@ from gpufix.collectors._patterns import ANYINT, GAP, NONZERO
 
 # Where a literal value of each kind starts (after GAP).
 _VALUE_START = {
-    "ordinal": rf"(?:{NONZERO}|[\[(])",  # an int, or a list/tuple of them
+    "ordinal": rf"(?:\+?{NONZERO}|[\[(])",  # an int (`+1` too), or a list/tuple of them
     "nvml-index": ANYINT,  # NVML index 0 can be wrong too (GPU003)
     "ordinal-list": r"[\[(]",
     "ordinal-dict-values": rf"(?:{NONZERO}|\{{)",
@@ -42,6 +42,7 @@ class DeviceApis(Collector):
         # TF device strings: '/GPU:1', '/device:GPU:2', in any case.
         for literal in ("PU:", "pu:", "Pu:", "pU:"):
             yield literal, rf"{literal}{NONZERO}"
+            yield literal, rf"{literal}[\'\"]"  # "/GPU:" "1"
         for api in catalog.apis:
             name = api.last_name
             for spec in api.args:
@@ -97,8 +98,12 @@ class DeviceApis(Collector):
                         arg = node.args[spec.position]
                 if arg is None:
                     continue
-                if spec.when_position is not None:
-                    guard = node.args[spec.when_position] if spec.when_position < len(node.args) else None
+                if spec.when_position is not None or spec.when_keyword is not None:
+                    guard = None
+                    if spec.when_position is not None and spec.when_position < len(node.args):
+                        guard = node.args[spec.when_position]
+                    if guard is None and spec.when_keyword is not None:
+                        guard = next((kw.value for kw in node.keywords if kw.arg == spec.when_keyword), None)
                     if guard is None or const_str(guard) != spec.when_equals:
                         continue
                 self._record(spec.value, arg, api.name if api.name != "*" else name, shown, walk)
@@ -167,7 +172,7 @@ class DeviceApis(Collector):
             if s is not None:
                 m = TF_DEVICE_RE.match(s)
                 if m:
-                    ordinals.append(OrdinalUse("tf-device", walk.pos(arg), int(m.group("index")), called, text=walk.src(arg)))
+                    ordinals.append(OrdinalUse("tf-device", walk.pos(arg), int(m.group("index")), called, text=walk.src(arg), string=s))
 
     def _record_list(self, arg, called, walk) -> None:
         items = tuple((literal_int(e), walk.pos(e)) for e in arg.elts if literal_int(e) is not None)

@@ -12,6 +12,28 @@ class MapLocation(Collector):
     name = "map-location"
     priority = 30
 
+    def before(self, walk) -> None:
+        # A dict that reaches `map_location` through a name: its keys name where a checkpoint was
+        # saved, like the keys of a dict written in the call.
+        if not any("map_location" in line for line in walk.lines):
+            return
+        names = set()
+        for node in ast.walk(walk.tree):
+            if isinstance(node, ast.Call):
+                for kw in node.keywords:
+                    if kw.arg == "map_location" and isinstance(kw.value, ast.Name):
+                        names.add(kw.value.id)
+                if len(node.args) > 1 and isinstance(node.args[1], ast.Name) and walk.qualname(node.func) in (
+                    "torch.load", "torch.serialization.load"
+                ):
+                    names.add(node.args[1].id)
+        if names:
+            for node in ast.walk(walk.tree):
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and any(
+                    isinstance(t, ast.Name) and t.id in names for t in node.targets
+                ):
+                    walk.map_location_dicts.add(id(node.value))
+
     def visit_Call(self, node, walk) -> None:
         for kw in node.keywords:
             if kw.arg == "map_location" and isinstance(kw.value, ast.Dict):

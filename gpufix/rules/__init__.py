@@ -34,6 +34,11 @@ class RuleContext:
     facts: Facts
     in_header_scope: bool
     scope_reason: str = ""  # why the file must hold the header (entrypoints scope), or what covers it
+    # 12 -> how a message names that line ("12", or "3 of cell 2" in a notebook)
+    line_label: Callable = str
+    # (code, Pos) -> whether a finding of that code there is silenced (suppression comment,
+    # per-file-ignores): it will not be fixed
+    suppressed: Callable = lambda code, pos: False
 
     @property
     def policy_mask(self) -> Optional[list]:
@@ -77,6 +82,101 @@ class RuleContext:
         if len(values) != 1:
             return UNKNOWN
         return parse_mask(values.pop())
+
+    def late_writes(self) -> list:
+        """(write, first earlier trigger, movable) for every env write that runs after a GPU
+        framework import or call (GPU105)."""
+        triggers = self.facts.gpu_imports + self.facts.gpu_calls
+        out = []
+        for w in self.facts.env_writes:
+            if w.child:
+                continue  # a child's env= is read when the child starts: never too late
+            if w.method == "magic":
+                # A notebook `%env` line after a cell that imported a framework: too late as well
+                # (reported without a fix: gpufix does not rewrite magics).
+                earlier = [t for t in triggers if t.ctx is None and t.pos.line < w.pos.line]
+                if earlier:
+                    out.append((w, min(earlier, key=lambda t: (t.pos.line, t.pos.col)), False))
+                continue
+            earlier = [
+                t for t in triggers
+                if (t.ctx is None and (w.ctx is not None or t.order < w.order))
+                or (t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
+            ]
+            if not earlier:
+                continue
+            first = min(earlier, key=lambda t: (t.pos.line, t.pos.col))
+            # The moved line writes `os.environ` under the header's `import os`: only when no
+            # other import binds the name `os`, and no other write of the variable runs before it
+            # (moving it above that one would swap which value wins).
+            movable = (w.module_body and w.simple_stmt and w.method == "setitem" and w.value_kind in ("str", "int")
+                       and self.facts.imports.get("os", "os") == "os"
+                       and not any(o is not w and not o.child and o.var == w.var
+                                   and (o.pos.line, o.pos.col) < (w.pos.line, w.pos.col) for o in self.facts.env_writes))
+            out.append((w, first, movable))
+        return out
+
+    def remaps_blocked(self) -> bool:
+        """Whether which mask an ordinal is read through cannot be known from the text: the
+        file's mask is not one literal, is a `%env` magic gpufix does not rewrite, or is set
+        after a framework import where the fix cannot move it (in a function, a branch)."""
+        file_mask = self.file_mask()
+        if file_mask == UNKNOWN:
+            return True
+        if file_mask != self.policy_mask and any(w.method == "magic" or w.value_pos is None for w in self.mask_writes):
+            return True  # a `%env` magic that apply will not rewrite sets another mask
+        return any(w.var == MASK_VAR and not movable for w, _, movable in self.late_writes())
+
+    def mask_change_breaks(self):
+        """None when putting the policy's mask in place of the file's own (a GPU103 value fix, the
+        GPU101 header) keeps the meaning of every literal ordinal no fix rewrites; else
+        (ordinal, physical GPU before, after) of the first one whose meaning it would change.
+
+        Such an ordinal (hidden, unknown, or in a GPU002 list) is read through the file's mask
+        before the fix and through the policy's after: `cuda:1` under "1,0" is GPU 0, under "1"
+        it would name GPU 1 and its finding would change or vanish."""
+        from gpufix.rules._shared import remap
+
+        policy = self.policy_mask
+        if policy is None:
+            return None
+        file_mask = self.file_mask()
+        remaps = not self.remaps_blocked()
+        for use in self.facts.ordinals:
+            if self.suppressed("GPU001" if use.kind in ("cuda-string", "int", "tf-device", "index-string") else "GPU002", use.pos):
+                continue  # silenced by its owner (often not a device at all): theirs to judge
+            if use.kind in ("cuda-string", "int", "tf-device", "index-string"):
+                # A remap the file cannot take keeps a finding that says so (withheld, shadowed,
+                # by hand): it stays reported whatever the mask.
+                indices, rewritten = [use.value], remaps and not use.shadowed and not use.fix_blocked
+            elif use.kind in ("list", "dict-keys"):
+                indices, rewritten = [i for i, _ in use.value], False  # GPU002 has no fix
+            else:
+                continue
+            for i in indices:
+                if i == 0:
+                    continue
+                before = remap(i, file_mask, policy)
+                if before.known and before.new_index is not None:
+                    if rewritten or i >= len(policy) or policy[i] == before.physical:
+                        continue  # rewritten with the mask, or its finding stays and says what to write
+                after = remap(i, policy, policy).physical
+                if before.physical is None or before.physical != after:
+                    return (i, before.physical, after)
+        return None
+
+    def policy_mask_after_fix(self) -> bool:
+        """Whether, after `gpufix apply`, ordinals in this file are read through the policy's mask
+        (the contract's reading of a file that sets none and gets no header); the ordinal fixes
+        are remaps into that mask and are offered only then."""
+        if self.remaps_blocked():
+            return False
+        file_mask = self.file_mask()
+        if file_mask is None:
+            return not (self.in_header_scope and self.mask_change_breaks())
+        if file_mask == self.policy_mask:
+            return True
+        return self.mask_change_breaks() is None
 
     def header_anchor(self) -> Pos:
         """Where file-level findings point: the first GPU import, else the top of the file."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from gpufix.analysis import MASK_VAR, ORDER_VAR, EnvWrite, OrdinalUse
+from gpufix.analysis import MASK_VAR, ORDER_VAR, EnvWrite, OrdinalUse, Pos
 from gpufix.config import is_index_mask
 from gpufix.model import Edit, Fix
 from gpufix.rules import UNKNOWN, RuleContext
@@ -74,7 +74,13 @@ def value_fix(w: EnvWrite, new_value: str, title: str) -> Optional[Fix]:
     if w.method == "magic" or w.value_pos is None:
         return None
     original = w.value_src if w.value_kind == "str" and w.value_src else '"'
-    return Fix("safe", title, (Edit("replace-expr", w.value_pos.line, w.value_pos.col, quote_like(original, new_value)),))
+    return Fix("safe", title, (replace_edit(w.value_pos, quote_like(original, new_value)),))
+
+
+def replace_edit(pos: Pos, code: str) -> Edit:
+    """Replace the expression at exactly `pos` (start and end: `"cuda:" "1"` is one expression,
+    its first part `"cuda:"` another with the same start)."""
+    return Edit("replace-expr", pos.line, pos.col, code, end_line=pos.end_line, end_col=pos.end_col)
 
 
 def mask_fix_applicability(old_value: str, policy_mask) -> str:

@@ -5,24 +5,23 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from gpufix.analysis import OrdinalUse
+from gpufix.analysis import TF_DEVICE_RE, OrdinalUse
 from gpufix.model import Edit, Fix
 from gpufix.rules import UNKNOWN, Rule, RuleContext
 from gpufix.multigpu import in_multi_gpu_code, unsafe_context
-from gpufix.rules._shared import remap_applicability, describe_ordinal, mask_text, quote_like, remap, visible_range
+from gpufix.rules._shared import describe_ordinal, mask_text, quote_like, remap, remap_applicability, replace_edit, visible_range
 
 
 def _replacement(use: OrdinalUse, new: int) -> str:
+    # Strings are rewritten from their value, as one literal: `"cuda:" "1"` and `f"cuda:1"` become
+    # "cuda:0" (splicing digits into the source would make `"cuda:0" "1"`).
     if use.kind == "cuda-string":
         return quote_like(use.text, f"cuda:{new}")
     if use.kind == "index-string":  # Lightning's "1,": the index inside the string
         return re.sub(r"\d+", str(new), use.text, count=1)
     if use.kind == "tf-device":
-        literal = use.text
-        head = literal.rstrip("'\"")
-        tail = literal[len(head):]
-        digits = len(str(use.value))
-        return head[:-digits] + str(new) + tail
+        m = TF_DEVICE_RE.match(use.string)
+        return quote_like(use.text, f"{m.group('prefix')}{m.group('kind')}:{new}")
     return str(new)
 
 
@@ -30,6 +29,8 @@ class InvalidDeviceOrdinal(Rule):
     code = "GPU001"
     messages = {
         "remap": ("what", "physical", "mask", "new_index", "new"),
+        "remap-withheld": ("what", "physical", "mask", "new_index", "new"),
+        "shadowed": ("what", "name"),
         "remap-by-hand": ("what", "physical", "mask", "new_index", "new", "reason"),
         "hidden": ("what", "physical", "mask"),
         "unknown": ("what", "mask", "count", "reason"),
@@ -39,6 +40,7 @@ class InvalidDeviceOrdinal(Rule):
     def check(self, ctx: RuleContext):
         file_mask = ctx.file_mask()
         policy_mask = ctx.policy_mask
+        fixable = None
         for use in ctx.facts.ordinals:
             if use.kind not in ("cuda-string", "int", "tf-device", "index-string") or use.value == 0:
                 continue
@@ -53,6 +55,10 @@ class InvalidDeviceOrdinal(Rule):
                 continue
             r = remap(use.value, file_mask, policy_mask)
             mask = mask_text(policy_mask)
+            if use.shadowed:
+                if not (r.known and r.new_index == use.value):
+                    yield self.finding(ctx, use.pos, "shadowed", what=what, name=use.shadowed)
+                continue
             if not r.known:
                 if use.value < len(policy_mask):
                     continue
@@ -69,8 +75,15 @@ class InvalidDeviceOrdinal(Rule):
                                    new_index=r.new_index, new=_replacement(use, r.new_index), reason=use.fix_blocked)
             elif r.new_index != use.value:
                 new = _replacement(use, r.new_index)
-                fix = Fix(remap_applicability(file_mask, policy_mask), f"use {new}",
-                          (Edit("replace-expr", use.pos.line, use.pos.col, new),))
+                if fixable is None:
+                    fixable = ctx.policy_mask_after_fix()
+                if not fixable:
+                    # The remap is into the policy's mask, which this file will not set (its own
+                    # mask stays): rewriting would name another GPU.
+                    yield self.finding(ctx, use.pos, "remap-withheld", what=what, physical=r.physical, mask=mask,
+                                       new_index=r.new_index, new=new)
+                    continue
+                fix = Fix(remap_applicability(file_mask, policy_mask), f"use {new}", (replace_edit(use.pos, new),))
                 note = ""
                 special = unsafe_context(ctx, use)
                 if special is not None:

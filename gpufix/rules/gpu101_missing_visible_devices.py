@@ -9,7 +9,8 @@ from gpufix.rules._shared import header_lines
 
 class MissingVisibleDevices(Rule):
     code = "GPU101"
-    messages = {"policy": ("value",), "no-policy": (), "policy-entry": ("value", "reason"), "no-policy-entry": ("reason",)}
+    messages = {"policy": ("value",), "policy-withheld": ("value", "index", "before", "after"), "no-policy": (),
+                "policy-entry": ("value", "reason"), "no-policy-entry": ("reason",)}
 
     def check(self, ctx: RuleContext):
         if not ctx.in_header_scope or ctx.header_mask_writes:
@@ -23,6 +24,11 @@ class MissingVisibleDevices(Rule):
             note = f"; the mask set on line {where.pos.line} is inside a function or a branch, which is not a header"
         entry = "-entry" if ctx.scope_reason else ""
         if ctx.policy.has_policy:
+            breaks = ctx.mask_change_breaks()
+            if breaks:
+                i, before, after = breaks
+                yield self.finding(ctx, anchor, "policy-withheld", value=ctx.policy.visible_devices, index=i, before=before, after=after)
+                return
             fix = Fix("safe", "insert the CUDA_VISIBLE_DEVICES header",
                       (Edit("insert-header", lines=header_lines(ctx, with_mask=True)),))
             yield self.finding(ctx, anchor, "policy" + entry, fix, _note=note, value=ctx.policy.visible_devices,

@@ -36,7 +36,17 @@ class MissingDeviceOrder(Rule):
                       (Edit("insert-header", lines=header_lines(ctx, with_mask=with_mask)),))
             yield self.finding(ctx, first.pos, "default", fix, order=order)
             return
-        if code_writes:
+        late = {id(w) for w, _, _ in ctx.late_writes()}
+        first_write = min(code_writes, key=lambda w: w.order) if code_writes else None
+        if first_write is not None and (not first_write.environ_src or id(first_write) in late):
+            # The first mask write is a bare `putenv(...)` (from os import putenv: no name here
+            # writes os.environ), or runs too late (GPU105): the order goes into the header,
+            # which imports os and runs before any framework import.
+            fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
+                      (Edit("insert-header", lines=header_lines(ctx, with_mask=False)),))
+            pos = first_write.pos
+        elif code_writes:
+            first = min(code_writes, key=lambda w: w.order)
             stmt = f'{first.environ_src}["{ORDER_VAR}"] = "{order}"'
             fix = Fix("safe", f"set CUDA_DEVICE_ORDER={order} before the mask",
                       (Edit("insert-before", first.stmt.line, first.stmt.col, stmt),))

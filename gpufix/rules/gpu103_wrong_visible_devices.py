@@ -15,6 +15,7 @@ class WrongVisibleDevices(ProjectRule):
     code = "GPU103"
     messages = {
         "policy": ("value", "want"),
+        "policy-withheld": ("value", "want", "index", "before", "after"),
         "magic": ("value", "want"),
         "child": ("value", "want"),
         "majority": ("value", "want", "files", "total"),
@@ -27,6 +28,7 @@ class WrongVisibleDevices(ProjectRule):
         if not ctx.policy.has_policy:
             return  # judged across files: collect() / finish()
         want = ctx.policy.visible_devices
+        breaks = None
         for w in ctx.mask_writes + [w for w in ctx.child_writes if w.var == MASK_VAR]:
             if w.value_kind not in ("str", "int") or w.value is None:
                 continue
@@ -37,6 +39,15 @@ class WrongVisibleDevices(ProjectRule):
                 fix = dataclasses.replace(fix, applicability="unsafe",
                                           title=f'set CUDA_VISIBLE_DEVICES="{want}" (fewer GPUs than the code was written for)')
             variant = "magic" if w.method == "magic" else "child" if w.child else "policy"
+            if fix is not None and not w.child:
+                # Not when a literal ordinal no fix rewrites would name another GPU under the
+                # policy's mask than under this one.
+                breaks = breaks or ctx.mask_change_breaks()
+                if breaks:
+                    i, before, after = breaks
+                    yield self.finding(ctx, w.value_pos or w.pos, "policy-withheld", value=w.value, want=want,
+                                       index=i, before=before, after=after)
+                    continue
             yield self.finding(ctx, w.value_pos or w.pos, variant, fix, value=w.value, want=want)
 
     def collect(self, ctx: RuleContext):

@@ -18,30 +18,32 @@ def _lazy(trigger) -> bool:
     return what.startswith("import of ") and what[len("import of "):].split(".")[0] in LAZY_INIT
 
 
+def _earlier(ctx: RuleContext, w) -> list:
+    """The GPU triggers that run before write `w` (the same test as RuleContext.late_writes)."""
+    triggers = ctx.facts.gpu_imports + ctx.facts.gpu_calls
+    if w.method == "magic":
+        return [t for t in triggers if t.ctx is None and t.pos.line < w.pos.line]
+    return [
+        t for t in triggers
+        if (t.ctx is None and (w.ctx is not None or t.order < w.order))
+        or (t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
+    ]
+
+
 class MaskSetTooLate(Rule):
     code = "GPU105"
     messages = {"default": ("var", "trigger", "line"), "lazy": ("var", "trigger", "line")}
 
     def check(self, ctx: RuleContext):
-        triggers = ctx.facts.gpu_imports + ctx.facts.gpu_calls
-        for w in ctx.facts.env_writes:
-            if w.method == "magic" or w.child:
-                continue  # a child's env= is read when the child starts: never too late
-            earlier = [
-                t for t in triggers
-                if (t.ctx is None and (w.ctx is not None or t.order < w.order))
-                or (t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
-            ]
-            if not earlier:
-                continue
-            first = min(earlier, key=lambda t: (t.pos.line, t.pos.col))
-            movable = w.module_body and w.simple_stmt and w.method == "setitem" and w.value_kind in ("str", "int")
+        for w, first, movable in ctx.late_writes():
             fix = Fix("safe", f"move the {w.var} assignment above the first GPU import",
                       (Edit("move-to-header", w.stmt.line, w.stmt.col),)) if movable else None
+            earlier = _earlier(ctx, w)
             if all(_lazy(t) for t in earlier):
                 # Only imports of lazily-initialising frameworks come first: CUDA has not started
                 # unless something else started it. Fragile, not certainly too late: a warning.
-                yield self.finding(ctx, w.pos, "lazy", fix, _severity="warning", var=w.var, trigger=first.what, line=first.pos.line)
+                yield self.finding(ctx, w.pos, "lazy", fix, _severity="warning", var=w.var, trigger=first.what,
+                                   line=ctx.line_label(first.pos.line))
             else:
-                certain = min((t for t in earlier if not _lazy(t)), key=lambda t: (t.pos.line, t.pos.col))
-                yield self.finding(ctx, w.pos, "default", fix, var=w.var, trigger=certain.what, line=certain.pos.line)
+                certain = min((t for t in earlier if not _lazy(t)), key=lambda t: (t.pos.line, t.pos.col), default=first)
+                yield self.finding(ctx, w.pos, "default", fix, var=w.var, trigger=certain.what, line=ctx.line_label(certain.pos.line))

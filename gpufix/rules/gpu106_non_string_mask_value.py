@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from gpufix.model import Edit, Fix
+from gpufix.model import Fix
 from gpufix.rules import Rule, RuleContext
+from gpufix.rules._shared import replace_edit
 
 
 class NonStringMaskValue(Rule):
@@ -17,5 +18,5 @@ class NonStringMaskValue(Rule):
                 continue
             fix = None
             if w.value_kind == "int" and w.value_pos is not None:
-                fix = Fix("safe", f'quote it: "{w.value}"', (Edit("replace-expr", w.value_pos.line, w.value_pos.col, f'"{w.value}"'),))
+                fix = Fix("safe", f'quote it: "{w.value}"', (replace_edit(w.value_pos, f'"{w.value}"'),))
             yield self.finding(ctx, w.value_pos or w.pos, "default", fix, var=w.var, value=w.value)

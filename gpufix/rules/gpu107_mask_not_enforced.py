@@ -15,7 +15,7 @@ class MaskNotEnforced(Rule):
             if w.method not in ("setdefault", "putenv"):
                 continue
             fix = None
-            environ = w.environ_src if w.method == "setdefault" else ("os.environ" if ctx.facts.imports.get("os") == "os" else None)
+            environ = w.environ_src or None  # a bare `putenv` (from os import putenv) has none
             if w.simple_stmt and environ and w.value_pos is not None and w.value_src:
                 stmt = f'{environ}["{w.var}"] = {w.value_src}'
                 fix = Fix("unsafe", f"assign {environ}[\"{w.var}\"] instead", (Edit("replace-stmt", w.stmt.line, w.stmt.col, stmt),))

@@ -66,6 +66,8 @@ def test_two_rules_with_one_code_are_refused(tmp_path):
 class _Rule(Rule):
     code = "GPU001"
     messages = {"remap": ("what", "physical", "mask", "new_index", "new"),
+                "remap-withheld": ("what", "physical", "mask", "new_index", "new"),
+                "shadowed": ("what", "name"),
                 "remap-by-hand": ("what", "physical", "mask", "new_index", "new", "reason"),
                 "hidden": ("what", "physical", "mask"),
                 "unknown": ("what", "mask", "count", "reason"),

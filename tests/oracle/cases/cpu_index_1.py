@@ -1,0 +1,5 @@
+# gpufix-oracle: policy=1
+import torch
+a = torch.device(type="cpu", index=1)
+b = torch.device("cpu", index=1)
+c = torch.device(type="cuda", index=1)

@@ -1,0 +1,4 @@
+# gpufix-oracle: policy=1
+from os import environ; environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"; environ["CUDA_VISIBLE_DEVICES"] = "1"
+import torch
+torch.cuda.set_device(0)

@@ -1,0 +1,56 @@
+"""The oracle's long run: `python -m oracle.longrun N [SEED] [OUTDIR]` from tests/ (or
+`GPUFIX_ORACLE_EXAMPLES=N pytest tests/unit/test_oracle.py`, which stops at the first counterexample).
+
+Generates N programs, runs scan -> apply -> oracle on each, prints counterexamples by family and
+writes the first few of each family to OUTDIR (to become regression cases in tests/oracle/cases/).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from .gen import random_program
+from .oracle import judge
+
+
+def main(argv) -> int:
+    n = int(argv[0]) if argv else 1000
+    seed = int(argv[1]) if len(argv) > 1 else 0
+    outdir = Path(argv[2]) if len(argv) > 2 else None
+    rng = random.Random(seed)
+    families: Counter = Counter()
+    bad_programs = 0
+    errors = 0
+    saved: Counter = Counter()
+    t0 = time.time()
+    for i in range(n):
+        raw, path, policy = random_program(rng)
+        try:
+            _, problems = judge(raw, path, policy)
+        except Exception as exc:  # the pipeline itself failed: a finding of its own
+            problems = [("internal", f"{type(exc).__name__}: {exc}")]
+            errors += 1
+        if problems:
+            bad_programs += 1
+        for fam in sorted({p[0] for p in problems}):
+            families[fam] += 1
+            if outdir is not None and saved[fam] < 20:
+                saved[fam] += 1
+                outdir.mkdir(parents=True, exist_ok=True)
+                suffix = ".ipynb" if path.endswith(".ipynb") else ".py"
+                (outdir / f"{fam}_{saved[fam]}{suffix}").write_bytes(raw)
+                (outdir / f"{fam}_{saved[fam]}.txt").write_text(
+                    f"policy {policy.visible_devices}\n" + "\n".join(f"{a}: {b}" for a, b in problems) + "\n")
+    dt = time.time() - t0
+    print(f"programs: {n} (seed {seed}) in {dt:.0f} s; with counterexamples: {bad_programs}; internal errors: {errors}")
+    for fam, count in families.most_common():
+        print(f"  {fam}: {count}")
+    return 1 if bad_programs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

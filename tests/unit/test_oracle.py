@@ -32,12 +32,14 @@ def _cases():
     return sorted(p for p in CASES.iterdir() if p.suffix in (".py", ".ipynb") and ".fixed." not in p.name)
 
 
+# The recorded cases show the plain header (cpu-runs = "override"); the CPU-run-keeping form is
+# tested in tests/e2e/test_precision.py.
 def _policy_of(path: Path) -> Policy:
     if path.suffix == ".ipynb":
         value = json.loads(path.read_bytes())["metadata"]["gpufix-oracle"]["policy"]
     else:
         value = re.match(r"# gpufix-oracle: policy=(\S+)", path.read_text()).group(1)
-    return Policy(visible_devices=value)
+    return Policy(cpu_runs="override", visible_devices=value)
 
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda p: p.stem)
@@ -55,8 +57,8 @@ def test_regression_case(case):
 
 # -- what the cases stand for, as a user reads the output ---------------------------------------
 def _fix_and_findings(text: str, policy: str, path: str = "prog.py"):
-    fixed, problems = judge(text.encode(), path, Policy(visible_devices=policy))
-    return fixed.decode(), problems, lint(text.encode(), path, Policy(visible_devices=policy))
+    fixed, problems = judge(text.encode(), path, Policy(cpu_runs="override", visible_devices=policy))
+    return fixed.decode(), problems, lint(text.encode(), path, Policy(cpu_runs="override", visible_devices=policy))
 
 
 def test_hidden_ordinal_under_a_swapped_mask_is_not_remapped_and_the_mask_is_kept():
@@ -79,13 +81,13 @@ def test_header_that_would_change_a_hidden_ordinal_is_withheld():
 
 def test_cpu_index_is_not_a_cuda_ordinal_but_a_cuda_index_keyword_is():
     findings = lint(b'import torch\na = torch.device(type="cpu", index=1)\nb = torch.device(type="cuda", index=1)\n', "p.py",
-                    Policy(visible_devices="1"))
+                    Policy(cpu_runs="override", visible_devices="1"))
     assert [(f.rule, f.line) for f in findings if f.rule == "GPU001"] == [("GPU001", 3)]
 
 
 def test_fstring_without_placeholders_and_unary_plus_are_ordinals():
     findings = lint(b'import torch\nx = torch.zeros(1).to(f"cuda:1")\ntorch.cuda.set_device(+1)\ny = f"cuda:{n}"\n', "p.py",
-                    Policy(visible_devices="1"))
+                    Policy(cpu_runs="override", visible_devices="1"))
     assert [(f.rule, f.line, f.fix.title) for f in findings if f.rule == "GPU001"] == [
         ("GPU001", 2, 'use "cuda:0"'), ("GPU001", 3, "use 0")]
 
@@ -95,7 +97,7 @@ def test_gpu105_message_names_the_cell_line_in_a_notebook():
                     {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
                      "source": ["import os\n", 'os.environ["CUDA_VISIBLE_DEVICES"] = "1"']}],
           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-    findings = lint(json.dumps(nb).encode(), "n.ipynb", Policy(visible_devices="1"))
+    findings = lint(json.dumps(nb).encode(), "n.ipynb", Policy(cpu_runs="override", visible_devices="1"))
     gpu105 = [f for f in findings if f.rule == "GPU105"]
     assert len(gpu105) == 1 and (gpu105[0].cell, gpu105[0].line) == (2, 2)
     assert "on line 2 of cell 1" in gpu105[0].message
@@ -105,7 +107,7 @@ def test_gpu105_message_names_the_cell_line_in_a_notebook():
 def test_oracle_reports_a_changed_physical_gpu():
     before = run_program("import torch\ntorch.cuda.set_device(1)\n")
     after = run_program('import os\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\nimport torch\ntorch.cuda.set_device(1)\n')
-    problems = compare_runs(before, after, Policy(visible_devices="1"), [], {})
+    problems = compare_runs(before, after, Policy(cpu_runs="override", visible_devices="1"), [], {})
     assert [p[0] for p in problems] == ["header", "device"]
     assert "('gpu', 1)" in problems[1][1] and "('invalid', 1)" in problems[1][1]
 
@@ -113,7 +115,7 @@ def test_oracle_reports_a_changed_physical_gpu():
 def test_oracle_reports_a_new_exception_and_lost_calls():
     before = run_program("import os as o\nimport torch\no.environ['CUDA_VISIBLE_DEVICES'] = '1'\ntorch.cuda.set_device(0)\n")
     after = run_program("o.environ['CUDA_VISIBLE_DEVICES'] = '1'\nimport os as o\nimport torch\ntorch.cuda.set_device(0)\n")
-    families = [p[0] for p in compare_runs(before, after, Policy(visible_devices="1"), [], {})]
+    families = [p[0] for p in compare_runs(before, after, Policy(cpu_runs="override", visible_devices="1"), [], {})]
     assert families == ["exception", "calls"]
 
 

@@ -99,25 +99,28 @@ FIRST_PASS_ONLY = ("GPU001", "GPU002", "GPU003")
 
 
 def _choose_edits(findings, unsafe: bool, first_pass: bool = True) -> tuple:
-    """This pass's edits: every expression/statement replacement, and one kind of structural edit
-    (moves and the header first, then insertions), so that edits never fight over positions."""
+    """This pass's edits: every fix whose edits combine with anything, and the fixes of one
+    isolation group (EditKind.isolation, first by pass_order), so that edits never fight over the
+    statements they rebuild. The header group goes in the same pass as the ordinal remaps, which
+    are only right once the policy's mask is in force (a later pass would see remapped ordinals
+    without that mask and refuse the header)."""
+    from gpufix.model import EDIT_KINDS
+
     usable = [f for f in findings if f.fix and (f.fix.applicability == "safe" or unsafe)
               and (first_pass or f.rule not in FIRST_PASS_ONLY)]
     edits, rules = [], []
     for f in usable:
-        if all(e.kind in ("replace-expr", "replace-stmt") for e in f.fix.edits):
+        if not f.fix.isolation:
             edits.extend(f.fix.edits)
             rules.append(f.rule)
-    # Moves and the header are one transformation (both build the header block); they go in the
-    # same pass as the ordinal remaps, which are only right once the policy's mask is in force
-    # (a later pass would see remapped ordinals without that mask and refuse the header).
-    for kinds in (("move-to-header", "insert-header"), ("insert-before",)):
-        group = [f for f in usable if any(e.kind in kinds for e in f.fix.edits)]
-        if group:
-            for f in group:
+    order = {k.isolation: k.pass_order for k in EDIT_KINDS.values() if k.isolation is not None}
+    groups = sorted({g for f in usable for g in f.fix.isolation}, key=lambda g: (order[g], g))
+    if groups:
+        first = groups[0]
+        for f in usable:
+            if first in f.fix.isolation:
                 edits.extend(f.fix.edits)
                 rules.append(f.rule)
-            break
     return edits, rules
 
 

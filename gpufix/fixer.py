@@ -162,6 +162,44 @@ def _blank_first(stmt, blank: bool):
     return stmt.with_changes(leading_lines=lines)
 
 
+def _collect_replace_expr(t, e) -> None:
+    end = (e.end_line, e.end_col) if e.end_line else (None, None)
+    t.replace_expr.setdefault((e.line, e.col, *end), e.code)
+
+
+def _collect_replace_stmt(t, e) -> None:
+    t.replace_stmt.setdefault((e.line, e.col), e.code)
+
+
+def _collect_insert_before(t, e) -> None:
+    codes = t.insert_before.setdefault((e.line, e.col), [])
+    if e.code not in codes:
+        codes.append(e.code)
+
+
+def _collect_move_to_header(t, e) -> None:
+    t.move.add((e.line, e.col))
+
+
+def _collect_insert_header(t, e) -> None:
+    # a line is (var, value) or (var, value, "keep-cpu") (see _header_stmt)
+    for line in e.lines:
+        if line[0] not in [known[0] for known in t.header_lines]:
+            t.header_lines.append(tuple(line))
+
+
+# Edit kind (gpufix.model.EDIT_KINDS) -> how the transformer takes it in; the transformation then
+# applies each collection where its node is left (expressions, statements) or, for the header,
+# once at the end of the module.
+_COLLECT = {
+    "replace-expr": _collect_replace_expr,
+    "replace-stmt": _collect_replace_stmt,
+    "insert-before": _collect_insert_before,
+    "move-to-header": _collect_move_to_header,
+    "insert-header": _collect_insert_header,
+}
+
+
 class _Transformer(cst.CSTTransformer):
     METADATA_DEPENDENCIES = (PositionProvider,)
 
@@ -173,21 +211,10 @@ class _Transformer(cst.CSTTransformer):
         self.move = set()
         self.header_lines = []
         for e in edits:
-            if e.kind == "replace-expr":
-                end = (e.end_line, e.end_col) if e.end_line else (None, None)
-                self.replace_expr.setdefault((e.line, e.col, *end), e.code)
-            elif e.kind == "replace-stmt":
-                self.replace_stmt.setdefault((e.line, e.col), e.code)
-            elif e.kind == "insert-before":
-                codes = self.insert_before.setdefault((e.line, e.col), [])
-                if e.code not in codes:
-                    codes.append(e.code)
-            elif e.kind == "move-to-header":
-                self.move.add((e.line, e.col))
-            elif e.kind == "insert-header":
-                for line in e.lines:
-                    if line[0] not in [known[0] for known in self.header_lines]:
-                        self.header_lines.append(tuple(line))
+            handler = _COLLECT.get(e.kind)
+            if handler is None:
+                raise FixError(f"the Python fixer cannot apply a {e.kind!r} edit")
+            handler(self, e)
         self.moved = []
         self.applied = 0
 

@@ -119,3 +119,31 @@ def test_gpu103_fix_that_shrinks_the_mask_is_unsafe():
     one = read_source("app.py", text.replace('"0,1"', '"0"').encode())
     (same_count,) = [f for f in lint_source(one, policy).findings if f.rule == "GPU103"]
     assert same_count.fix.applicability == "safe"
+
+
+def test_edit_kinds_and_applicability_are_declared_once():
+    """A fix's applicability is the enum (JSON keeps the plain value); an edit names a registered
+    kind, whose isolation group decides which fixes share a pass."""
+    import json
+
+    import pytest as _pytest
+
+    from gpufix.apply import _choose_edits
+    from gpufix.model import EDIT_KINDS, Applicability, Edit, Finding, Fix
+
+    fix = Fix("unsafe", "t", (Edit("replace-expr", 1, 0, "x"),))
+    assert fix.applicability is Applicability.UNSAFE and json.dumps(fix.to_json()) == '{"applicability": "unsafe", "title": "t"}'
+    with _pytest.raises(ValueError, match="unknown edit kind 'rename'"):
+        Edit("rename", 1, 0)
+    assert {k for k, v in EDIT_KINDS.items() if v.isolation == "header"} == {"insert-header", "move-to-header"}
+
+    def finding(rule, *edits):
+        return Finding(rule, "x.py", 1, 1, 1, 1, "m", fix=Fix("safe", "t", edits))
+
+    remap = finding("GPU001", Edit("replace-expr", 5, 0, "0"))
+    header = finding("GPU101", Edit("insert-header", lines=(("CUDA_VISIBLE_DEVICES", "1"),)))
+    before = finding("GPU102", Edit("insert-before", 3, 0, "x = 1"))
+    edits, rules = _choose_edits([before, remap, header], unsafe=False)
+    assert rules == ["GPU001", "GPU101"]  # the header group goes first; insert-before waits a pass
+    edits, rules = _choose_edits([before, remap], unsafe=False)
+    assert rules == ["GPU001", "GPU102"]

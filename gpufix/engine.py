@@ -1,7 +1,9 @@
 """The scan pipeline, as plain functions: discover, read, prefilter, parse, run rules, suppress, report.
 
-`lint_source` is the whole per-file pipeline on text already read; `scan` runs it over paths, in
-parallel and through the result cache.
+Read top-down: `scan` (many files: discover, group by policy, lint each file in the shared worker
+pool through the result cache, then `gather` adds the project rules' cross-file findings), then
+`lint_path` / `lint_bytes` / `lint_source` (one file: read, prefilter, parse, collect facts, run
+the rules, suppress), then the helpers of each.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from gpufix.source import ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
 
 
+# -- the pipeline's entry points: many files ---------------------------------------------------
 @dataclasses.dataclass
 class Options:
     use_prefilter: bool = True
@@ -39,163 +42,111 @@ class Options:
 
 
 @dataclasses.dataclass
-class FileResult:
-    path: str
-    findings: list = dataclasses.field(default_factory=list)
-    errors: list = dataclasses.field(default_factory=list)
-    # project rules' per-file candidates ({"finding": ..., "value": ...}), judged across files in gather()
-    candidates: list = dataclasses.field(default_factory=list)
-    parsed: bool = False
+class ScanResult:
+    policy: Policy
+    results: list  # FileResult, sorted by path
+    findings: list
+    errors: list
+    warnings: list
 
-    def to_json(self) -> dict:
-        return {
-            "path": self.path,
-            "findings": [_finding_to_cache(f) for f in self.findings],
-            "errors": [dataclasses.asdict(e) for e in self.errors],
-            "candidates": self.candidates,
-            "parsed": self.parsed,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict, path: str) -> "FileResult":
-        return cls(
-            path=path,
-            findings=[_finding_from_cache(f, path) for f in data["findings"]],
-            errors=[FileError(**{**e, "path": path}) for e in data["errors"]],
-            candidates=data["candidates"],
-            parsed=data["parsed"],
-        )
+    @property
+    def files_scanned(self) -> int:
+        return len(self.results)
 
 
-def _finding_to_cache(f: Finding) -> dict:
-    d = f.to_json()
-    if f.fix:
-        d["fix"] = {**f.fix.to_json(), "edits": [e.to_json() for e in f.fix.edits]}
-    return d
+def scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None, resolver=None,
+         force_exclude: bool = False) -> ScanResult:
+    """Lint `paths`. With a `resolver` (gpufix.config.PolicyResolver) each file gets the policy of
+    its nearest config; without one, `policy` is used for every file."""
+    # Syntax trees are acyclic and freed by reference counting; the cyclic collector only rescans
+    # the millions of nodes a big scan allocates (measured: ast.parse 5x slower with it on).
+    import gc
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _scan(paths, policy, options, progress_factory, resolver, force_exclude)
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
-def _finding_from_cache(d: dict, path: str) -> Finding:
-    fix = None
-    if d.get("fix"):
-        fx = d["fix"]
-        fix = Fix(fx["applicability"], fx["title"], tuple(Edit.from_json(e) for e in fx.get("edits", ())))
-    return Finding(
-        rule=d["rule"], path=path, line=d["line"], column=d["column"], end_line=d["end_line"],
-        end_column=d["end_column"], message=d["message"], severity=d["severity"], fix=fix, cell=d.get("cell"),
-    )
+def gather(policy: Policy, results, extra_errors=(), warnings=()) -> ScanResult:
+    """Per-file results -> one ScanResult: sorted, plus the project rules' cross-file findings
+    (GPU103 without a policy). Shared by scan and apply."""
+    return gather_pairs(policy, [(policy, r) for r in results], extra_errors, warnings)
 
 
-# -- rule selection --------------------------------------------------------------------------------
-def make_rule_filter(select: tuple, ignore: tuple) -> Callable[[str], bool]:
-    """ruff's resolution: the most specific matching prefix wins; on a tie, ignore wins."""
-    docs = load_rule_docs()
-
-    def enabled(code: str) -> bool:
-        best_sel = max((len(s) for s in select if code.startswith(s)), default=-1)
-        best_ign = max((len(s) for s in ignore if code.startswith(s)), default=-1)
-        if not select:
-            default = docs[code].default_enabled if code in docs else True
-            best_sel = 0 if default else -1
-        if best_sel < 0:
-            return False
-        return best_sel > best_ign
-
-    return enabled
-
-
-def per_file_ignored(policy: Policy, abs_path: str) -> tuple:
-    codes = []
-    for path_filter, rule_codes in _per_file_filters(policy.per_file_ignores, policy.root):
-        if path_filter.matches(Path(abs_path)):
-            codes.extend(rule_codes)
-    return tuple(codes)
-
-
-@functools.lru_cache(maxsize=8)
-def _per_file_filters(per_file_ignores: tuple, root: Optional[str]) -> tuple:
-    # Compiled once per policy, not once per file.
-    return tuple((PathFilter([glob], root), codes) for glob, codes in per_file_ignores)
+def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=None, paths=None) -> ScanResult:
+    """[(Policy, FileResult)] -> one ScanResult. Project rules (GPU103 without a policy) judge each
+    project (the files sharing a policy) over all of that project's files, not only the ones this
+    run named, so that pre-commit's subsets and a full scan agree."""
+    ordered = sorted((r for _, r in pairs), key=lambda r: r.path)
+    findings = [f for r in ordered for f in r.findings]
+    by_policy: dict = {}
+    for pol, r in pairs:
+        by_policy.setdefault(pol, []).append(r)
+    for pol, members in by_policy.items():
+        enabled = make_rule_filter(pol.select, pol.ignore)
+        wanted = {code: rule for code, rule in project_rules().items() if enabled(code)}
+        if not wanted:
+            continue
+        universe = members
+        if resolver is not None and paths is not None and any(r.candidates for r in members):
+            universe = members + _project_candidates(pol, members, resolver, paths)
+        named = {r.path for r in members}
+        for code, project_rule in wanted.items():
+            candidates = [
+                Candidate(_finding_from_cache(c["finding"], r.path), c["value"])
+                for r in universe for c in r.candidates if c["finding"]["rule"] == code
+            ]
+            findings.extend(f for f in project_rule.finish(pol, candidates) if f.path in named)
+    findings.sort(key=Finding.sort_key)
+    errors = [e for r in ordered for e in r.errors] + list(extra_errors)
+    return ScanResult(policy, ordered, findings, errors, list(warnings))
 
 
-# -- one file ----------------------------------------------------------------------------------------
-def _syntax_error(src: SourceFile, exc: SyntaxError) -> FileError:
-    msg = exc.msg if hasattr(exc, "msg") else str(exc)
-    if "Missing parentheses in call to 'print'" in msg or "Missing parentheses in call to 'exec'" in msg or (
-        exc.text and exc.text.lstrip().startswith(("print ", "exec "))
+# -- one file --------------------------------------------------------------------------------------
+def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool = True, catalog: Optional[ApiCatalog] = None) -> FileResult:
+    catalog = catalog or catalog_for(policy)
+    got, problem = _read_file(abs_path)
+    if got is None:
+        return FileResult(display, errors=[FileError(display, "read-error", problem)])
+    return lint_bytes(got[1], abs_path, display, policy, use_prefilter, catalog)
+
+
+def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_prefilter: bool, catalog: ApiCatalog) -> FileResult:
+    kind = detect_kind(display, raw)
+    # Non-Python files: the cheap byte test before any decoding or parsing. Data files (YAML/JSON/
+    # TOML) are tested even over the size limit, so a big dataset file without a device setting is
+    # skipped, not an error.
+    if kind in TEXT_KINDS and (use_prefilter or (kind in CONFIG_KINDS and len(raw) > MAX_TEXT_BYTES)):
+        if kind in CONFIG_KINDS and not may_have_findings(raw, kind):
+            return FileResult(display)
+    try:
+        src = read_source(display, raw)
+    except ReadError as exc:
+        return FileResult(display, errors=[exc.error])
+    if kind in TEXT_KINDS:
+        if use_prefilter and not may_have_findings(raw, kind):
+            return FileResult(display)
+        return lint_source(src, policy, catalog, abs_path=abs_path)
+    if not use_prefilter:
+        return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
+    tier = classify(src.text, display, policy.effective_header_scope, catalog)
+    project = policy.project
+    if tier == SKIP and policy.has_policy and "add_argument" in src.text and OPTION_TEXT_RE.search(src.text):
+        tier = HEADER  # the app's own GPU option (GPU108) may sit in a file that imports no framework
+    if tier == SKIP and project is not None and project.graph_built and (
+        os.path.abspath(abs_path) in project.entry_map
+        or (os.path.abspath(abs_path) in project.unparsed and imports_framework(src.text, catalog))
     ):
-        msg += " (this looks like Python 2 code, which gpufix does not read)"
-    line = exc.lineno
-    cell = None
-    if src.is_notebook and line:
-        cell, line = src.cell_of(line)
-        msg = f"cell {cell}: {msg}"
-    return FileError(src.path, "syntax-error", f"cannot parse: {msg}", line, cell)
-
-
-def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Policy] = None, abs_path: Optional[str] = None) -> tuple:
-    """(whether the file must hold the header, why / what covers it)."""
-    if scope == "all":
-        return True, "every file (header-scope = \"all\")"
-    project = policy.project if policy is not None else None
-    if scope == "entrypoints" and project is not None and project.graph_built and abs_path:
-        key = os.path.abspath(abs_path)
-        reason = project.entry_map.get(key)
-        if reason is not None:
-            return True, reason
-        return False, project.covered_map.get(key, "")
-    if not facts.is_gpu_module:
-        return False, ""
-    if scope == "gpu-modules":
-        return True, ""
-    # A file linted without a project index (a single file given to lint_source): with a policy
-    # it counts as its own entry point; without one, only what looks like one by its name or text.
-    if policy is not None and policy.has_policy:
-        return True, ""
-    return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard, ""
-
-
-def prepare_policy(paths, policy: Policy, files) -> Policy:
-    """The policy with the project's index (first-party names; the import graph for the
-    `entrypoints` scope) that the per-file rules need."""
-    from gpufix.project import build_index
-
-    graph = policy.effective_header_scope == "entrypoints"
-    catalog = catalog_for(policy)
-    index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph)
-    return dataclasses.replace(policy, project=index)
-
-
-class _Suppressions:
-    """parse_suppressions, run only when its answer can matter: a line suppression needs a comment
-    with `gpufix` or `noqa` on the finding's line; a file-level one needs `ignore-file`."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.lower = None
-        self.line_map = None
-        self.file_codes = None
-        if "gpufix" in text or "noqa" in text.lower():
-            self.lower = text.lower()
-            if "ignore-file" in self.lower:
-                self._parse()
-
-    def _parse(self):
-        if self.line_map is None:
-            self.line_map, self.file_codes = parse_suppressions(self.text)
-
-    def suppressed(self, code: str, lines_to_check, lines: list) -> bool:
-        if self.lower is None:
-            return False
-        if self.line_map is None:
-            for n in lines_to_check:
-                if 0 < n <= len(lines):
-                    low = lines[n - 1].lower()
-                    if "gpufix" in low or "noqa" in low:
-                        self._parse()
-                        break
-            else:
-                return False
-        return is_suppressed(code, lines_to_check, self.line_map, self.file_codes)
+        # an entry point that reaches the GPU only through the project's modules, or a GPU file
+        # the index could not read (parsing it here reports why, as under gpu-modules)
+        tier = HEADER
+    if tier == SKIP:
+        return FileResult(display)
+    return lint_source(src, policy, catalog, abs_path=abs_path, header_only=tier == HEADER)
 
 
 def lint_source(
@@ -268,6 +219,148 @@ def lint_source(
     return result
 
 
+@dataclasses.dataclass
+class FileResult:
+    path: str
+    findings: list = dataclasses.field(default_factory=list)
+    errors: list = dataclasses.field(default_factory=list)
+    # project rules' per-file candidates ({"finding": ..., "value": ...}), judged across files in gather()
+    candidates: list = dataclasses.field(default_factory=list)
+    parsed: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "findings": [_finding_to_cache(f) for f in self.findings],
+            "errors": [dataclasses.asdict(e) for e in self.errors],
+            "candidates": self.candidates,
+            "parsed": self.parsed,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, path: str) -> "FileResult":
+        return cls(
+            path=path,
+            findings=[_finding_from_cache(f, path) for f in data["findings"]],
+            errors=[FileError(**{**e, "path": path}) for e in data["errors"]],
+            candidates=data["candidates"],
+            parsed=data["parsed"],
+        )
+
+
+# -- rule selection and suppression ------------------------------------------------------------
+def make_rule_filter(select: tuple, ignore: tuple) -> Callable[[str], bool]:
+    """ruff's resolution: the most specific matching prefix wins; on a tie, ignore wins."""
+    docs = load_rule_docs()
+
+    def enabled(code: str) -> bool:
+        best_sel = max((len(s) for s in select if code.startswith(s)), default=-1)
+        best_ign = max((len(s) for s in ignore if code.startswith(s)), default=-1)
+        if not select:
+            default = docs[code].default_enabled if code in docs else True
+            best_sel = 0 if default else -1
+        if best_sel < 0:
+            return False
+        return best_sel > best_ign
+
+    return enabled
+
+
+def per_file_ignored(policy: Policy, abs_path: str) -> tuple:
+    codes = []
+    for path_filter, rule_codes in _per_file_filters(policy.per_file_ignores, policy.root):
+        if path_filter.matches(Path(abs_path)):
+            codes.extend(rule_codes)
+    return tuple(codes)
+
+
+@functools.lru_cache(maxsize=8)
+def _per_file_filters(per_file_ignores: tuple, root: Optional[str]) -> tuple:
+    # Compiled once per policy, not once per file.
+    return tuple((PathFilter([glob], root), codes) for glob, codes in per_file_ignores)
+
+
+class _Suppressions:
+    """parse_suppressions, run only when its answer can matter: a line suppression needs a comment
+    with `gpufix` or `noqa` on the finding's line; a file-level one needs `ignore-file`."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.lower = None
+        self.line_map = None
+        self.file_codes = None
+        if "gpufix" in text or "noqa" in text.lower():
+            self.lower = text.lower()
+            if "ignore-file" in self.lower:
+                self._parse()
+
+    def _parse(self):
+        if self.line_map is None:
+            self.line_map, self.file_codes = parse_suppressions(self.text)
+
+    def suppressed(self, code: str, lines_to_check, lines: list) -> bool:
+        if self.lower is None:
+            return False
+        if self.line_map is None:
+            for n in lines_to_check:
+                if 0 < n <= len(lines):
+                    low = lines[n - 1].lower()
+                    if "gpufix" in low or "noqa" in low:
+                        self._parse()
+                        break
+            else:
+                return False
+        return is_suppressed(code, lines_to_check, self.line_map, self.file_codes)
+
+
+# -- helpers of the one-file pipeline ----------------------------------------------------------
+def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Policy] = None, abs_path: Optional[str] = None) -> tuple:
+    """(whether the file must hold the header, why / what covers it)."""
+    if scope == "all":
+        return True, "every file (header-scope = \"all\")"
+    project = policy.project if policy is not None else None
+    if scope == "entrypoints" and project is not None and project.graph_built and abs_path:
+        key = os.path.abspath(abs_path)
+        reason = project.entry_map.get(key)
+        if reason is not None:
+            return True, reason
+        return False, project.covered_map.get(key, "")
+    if not facts.is_gpu_module:
+        return False, ""
+    if scope == "gpu-modules":
+        return True, ""
+    # A file linted without a project index (a single file given to lint_source): with a policy
+    # it counts as its own entry point; without one, only what looks like one by its name or text.
+    if policy is not None and policy.has_policy:
+        return True, ""
+    return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard, ""
+
+
+def prepare_policy(paths, policy: Policy, files) -> Policy:
+    """The policy with the project's index (first-party names; the import graph for the
+    `entrypoints` scope) that the per-file rules need."""
+    from gpufix.project import build_index
+
+    graph = policy.effective_header_scope == "entrypoints"
+    catalog = catalog_for(policy)
+    index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph)
+    return dataclasses.replace(policy, project=index)
+
+
+def _syntax_error(src: SourceFile, exc: SyntaxError) -> FileError:
+    msg = exc.msg if hasattr(exc, "msg") else str(exc)
+    if "Missing parentheses in call to 'print'" in msg or "Missing parentheses in call to 'exec'" in msg or (
+        exc.text and exc.text.lstrip().startswith(("print ", "exec "))
+    ):
+        msg += " (this looks like Python 2 code, which gpufix does not read)"
+    line = exc.lineno
+    cell = None
+    if src.is_notebook and line:
+        cell, line = src.cell_of(line)
+        msg = f"cell {cell}: {msg}"
+    return FileError(src.path, "syntax-error", f"cannot parse: {msg}", line, cell)
+
+
 def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Optional[str]) -> FileResult:
     """Shell scripts, Dockerfiles, .env files and YAML/JSON/TOML configs (gpufix.formats)."""
     from gpufix.formats import lint_text
@@ -303,124 +396,25 @@ def _read_file(abs_path: str):
         return None, f"cannot read: {exc.strerror or exc}"
 
 
-def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool = True, catalog: Optional[ApiCatalog] = None) -> FileResult:
-    catalog = catalog or catalog_for(policy)
-    got, problem = _read_file(abs_path)
-    if got is None:
-        return FileResult(display, errors=[FileError(display, "read-error", problem)])
-    return lint_bytes(got[1], abs_path, display, policy, use_prefilter, catalog)
+def _finding_to_cache(f: Finding) -> dict:
+    d = f.to_json()
+    if f.fix:
+        d["fix"] = {**f.fix.to_json(), "edits": [e.to_json() for e in f.fix.edits]}
+    return d
 
 
-def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_prefilter: bool, catalog: ApiCatalog) -> FileResult:
-    kind = detect_kind(display, raw)
-    # Non-Python files: the cheap byte test before any decoding or parsing. Data files (YAML/JSON/
-    # TOML) are tested even over the size limit, so a big dataset file without a device setting is
-    # skipped, not an error.
-    if kind in TEXT_KINDS and (use_prefilter or (kind in CONFIG_KINDS and len(raw) > MAX_TEXT_BYTES)):
-        if kind in CONFIG_KINDS and not may_have_findings(raw, kind):
-            return FileResult(display)
-    try:
-        src = read_source(display, raw)
-    except ReadError as exc:
-        return FileResult(display, errors=[exc.error])
-    if kind in TEXT_KINDS:
-        if use_prefilter and not may_have_findings(raw, kind):
-            return FileResult(display)
-        return lint_source(src, policy, catalog, abs_path=abs_path)
-    if not use_prefilter:
-        return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
-    tier = classify(src.text, display, policy.effective_header_scope, catalog)
-    project = policy.project
-    if tier == SKIP and policy.has_policy and "add_argument" in src.text and OPTION_TEXT_RE.search(src.text):
-        tier = HEADER  # the app's own GPU option (GPU108) may sit in a file that imports no framework
-    if tier == SKIP and project is not None and project.graph_built and (
-        os.path.abspath(abs_path) in project.entry_map
-        or (os.path.abspath(abs_path) in project.unparsed and imports_framework(src.text, catalog))
-    ):
-        # an entry point that reaches the GPU only through the project's modules, or a GPU file
-        # the index could not read (parsing it here reports why, as under gpu-modules)
-        tier = HEADER
-    if tier == SKIP:
-        return FileResult(display)
-    return lint_source(src, policy, catalog, abs_path=abs_path, header_only=tier == HEADER)
+def _finding_from_cache(d: dict, path: str) -> Finding:
+    fix = None
+    if d.get("fix"):
+        fx = d["fix"]
+        fix = Fix(fx["applicability"], fx["title"], tuple(Edit.from_json(e) for e in fx.get("edits", ())))
+    return Finding(
+        rule=d["rule"], path=path, line=d["line"], column=d["column"], end_line=d["end_line"],
+        end_column=d["end_column"], message=d["message"], severity=d["severity"], fix=fix, cell=d.get("cell"),
+    )
 
 
-# Set in the parent before the worker processes fork (or in each worker by the initializer), so
-# that a job is only (abs_path, display) and the policy is not pickled once per file.
-_JOB_STATE: dict = {}
-
-
-def _job_init(policy: Policy, use_prefilter: bool) -> None:
-    import gc
-
-    gc.disable()  # see scan(): a worker lives for one scan
-    _JOB_STATE["policy"] = policy
-    _JOB_STATE["use_prefilter"] = use_prefilter
-    _JOB_STATE["catalog"] = catalog_for(policy)
-
-
-def _lint_job(args) -> dict:
-    """Lint one file; the result carries the file's stat stamp and content hash taken when it was
-    read (for the cache), so an edit during the scan can never be cached under the new stamp."""
-    abs_path, display = args
-    policy = _JOB_STATE["policy"]
-    try:
-        got, problem = _read_file(abs_path)
-        if got is None:
-            return FileResult(display, errors=[FileError(display, "read-error", problem)]).to_json()
-        st, raw = got
-        data = lint_bytes(raw, abs_path, display, policy, _JOB_STATE["use_prefilter"], _JOB_STATE["catalog"]).to_json()
-        data["_stamp"] = [st.st_size, st.st_mtime_ns]
-        data["_hash"] = content_hash(raw)
-        return data
-    except Exception as exc:  # a bug in gpufix must not stop the run; say where it happened
-        return FileResult(display, errors=[FileError(display, "internal-error", f"gpufix failed on this file: {type(exc).__name__}: {exc}")]).to_json()
-
-
-# -- many files ------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class ScanResult:
-    policy: Policy
-    results: list  # FileResult, sorted by path
-    findings: list
-    errors: list
-    warnings: list
-
-    @property
-    def files_scanned(self) -> int:
-        return len(self.results)
-
-
-def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None, policy: Optional[Policy] = None, use_prefilter: bool = True) -> list:
-    """Lint (abs_path, display) pairs; results in the same order (gpufix.workers' shared pool)."""
-    from gpufix.workers import run_in_workers
-
-    out = []
-    for data in run_in_workers(_lint_job, jobs_args, jobs, per_worker=24, initializer=_job_init,
-                               initargs=(policy, use_prefilter)):
-        out.append(data)
-        if progress:
-            progress(1)
-    return out
-
-
-def scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None, resolver=None,
-         force_exclude: bool = False) -> ScanResult:
-    """Lint `paths`. With a `resolver` (gpufix.config.PolicyResolver) each file gets the policy of
-    its nearest config; without one, `policy` is used for every file."""
-    # Syntax trees are acyclic and freed by reference counting; the cyclic collector only rescans
-    # the millions of nodes a big scan allocates (measured: ast.parse 5x slower with it on).
-    import gc
-
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _scan(paths, policy, options, progress_factory, resolver, force_exclude)
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
+# -- helpers of the many-files pipeline: groups, workers, cross-file rules -----------------------
 class _OnePolicy:
     def __init__(self, policy):
         self.policy = policy
@@ -491,41 +485,6 @@ def _scan_group(files, policy: Policy, options: Options, progress_factory) -> li
     return list(results.values())
 
 
-def gather(policy: Policy, results, extra_errors=(), warnings=()) -> ScanResult:
-    """Per-file results -> one ScanResult: sorted, plus the project rules' cross-file findings
-    (GPU103 without a policy). Shared by scan and apply."""
-    return gather_pairs(policy, [(policy, r) for r in results], extra_errors, warnings)
-
-
-def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=None, paths=None) -> ScanResult:
-    """[(Policy, FileResult)] -> one ScanResult. Project rules (GPU103 without a policy) judge each
-    project (the files sharing a policy) over all of that project's files, not only the ones this
-    run named, so that pre-commit's subsets and a full scan agree."""
-    ordered = sorted((r for _, r in pairs), key=lambda r: r.path)
-    findings = [f for r in ordered for f in r.findings]
-    by_policy: dict = {}
-    for pol, r in pairs:
-        by_policy.setdefault(pol, []).append(r)
-    for pol, members in by_policy.items():
-        enabled = make_rule_filter(pol.select, pol.ignore)
-        wanted = {code: rule for code, rule in project_rules().items() if enabled(code)}
-        if not wanted:
-            continue
-        universe = members
-        if resolver is not None and paths is not None and any(r.candidates for r in members):
-            universe = members + _project_candidates(pol, members, resolver, paths)
-        named = {r.path for r in members}
-        for code, project_rule in wanted.items():
-            candidates = [
-                Candidate(_finding_from_cache(c["finding"], r.path), c["value"])
-                for r in universe for c in r.candidates if c["finding"]["rule"] == code
-            ]
-            findings.extend(f for f in project_rule.finish(pol, candidates) if f.path in named)
-    findings.sort(key=Finding.sort_key)
-    errors = [e for r in ordered for e in r.errors] + list(extra_errors)
-    return ScanResult(policy, ordered, findings, errors, list(warnings))
-
-
 def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
     """FileResults (candidates only) of the project's other files, for the project rules. Nothing
     to do when the run already covers the project's folder. Only files that mention
@@ -549,3 +508,48 @@ def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
         if res.candidates:
             out.append(FileResult(display, candidates=res.candidates, parsed=True))
     return out
+
+
+def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None, policy: Optional[Policy] = None, use_prefilter: bool = True) -> list:
+    """Lint (abs_path, display) pairs; results in the same order (gpufix.workers' shared pool)."""
+    from gpufix.workers import run_in_workers
+
+    out = []
+    for data in run_in_workers(_lint_job, jobs_args, jobs, per_worker=24, initializer=_job_init,
+                               initargs=(policy, use_prefilter)):
+        out.append(data)
+        if progress:
+            progress(1)
+    return out
+
+
+# Set in the parent before the worker processes fork (or in each worker by the initializer), so
+# that a job is only (abs_path, display) and the policy is not pickled once per file.
+_JOB_STATE: dict = {}
+
+
+def _job_init(policy: Policy, use_prefilter: bool) -> None:
+    import gc
+
+    gc.disable()  # see scan(): a worker lives for one scan
+    _JOB_STATE["policy"] = policy
+    _JOB_STATE["use_prefilter"] = use_prefilter
+    _JOB_STATE["catalog"] = catalog_for(policy)
+
+
+def _lint_job(args) -> dict:
+    """Lint one file; the result carries the file's stat stamp and content hash taken when it was
+    read (for the cache), so an edit during the scan can never be cached under the new stamp."""
+    abs_path, display = args
+    policy = _JOB_STATE["policy"]
+    try:
+        got, problem = _read_file(abs_path)
+        if got is None:
+            return FileResult(display, errors=[FileError(display, "read-error", problem)]).to_json()
+        st, raw = got
+        data = lint_bytes(raw, abs_path, display, policy, _JOB_STATE["use_prefilter"], _JOB_STATE["catalog"]).to_json()
+        data["_stamp"] = [st.st_size, st.st_mtime_ns]
+        data["_hash"] = content_hash(raw)
+        return data
+    except Exception as exc:  # a bug in gpufix must not stop the run; say where it happened
+        return FileResult(display, errors=[FileError(display, "internal-error", f"gpufix failed on this file: {type(exc).__name__}: {exc}")]).to_json()

@@ -239,23 +239,20 @@ def type_checking_stmt_ids(body) -> set:
     return out
 
 
-def annotation_only_names(tree: ast.Module, names: set) -> set:
-    """Of `names` (bound by imports), those used only inside annotations (and used at least once)."""
+def annotation_only_names(tree: ast.Module, names: set, text: Optional[str] = None) -> set:
+    """Of `names` (bound by imports), those used only inside annotations (and used at least once).
+
+    With the file's `text`, only the statements are walked (annotations hang off `def`s and
+    annotated assignments) and each name's occurrences are found in the text: one outside every
+    annotation, an import and a comment (a docstring mention counts too) keeps the import a run-time
+    one. Without it, the whole tree is walked."""
     if not names:
         return set()
+    if text is not None:
+        return _annotation_only_by_text(tree, names, text)
     in_annotation: set = set()
     for node in ast.walk(tree):
-        annotations = []
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            a = node.args
-            for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
-                if arg is not None and arg.annotation is not None:
-                    annotations.append(arg.annotation)
-            if node.returns is not None:
-                annotations.append(node.returns)
-        elif isinstance(node, ast.AnnAssign):
-            annotations.append(node.annotation)
-        for ann in annotations:
+        for ann in _annotations_of(node):
             for sub in ast.walk(ann):
                 if isinstance(sub, ast.Name):
                     in_annotation.add(id(sub))
@@ -267,19 +264,82 @@ def annotation_only_names(tree: ast.Module, names: set) -> set:
     return used_inside - used_outside
 
 
+def _annotations_of(node) -> list:
+    out = []
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        a = node.args
+        for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
+            if arg is not None and arg.annotation is not None:
+                out.append(arg.annotation)
+        if node.returns is not None:
+            out.append(node.returns)
+    elif isinstance(node, ast.AnnAssign):
+        out.append(node.annotation)
+    return out
+
+
+def _annotation_only_by_text(tree: ast.Module, names: set, text: str) -> set:
+    from gpufix.analysis import iter_statements
+
+    spans = []  # annotation expressions: ((line, byte col), (end line, end byte col))
+    import_lines: set = set()
+    for stmt in iter_statements(tree.body):
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            import_lines.update(range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1))
+        for ann in _annotations_of(stmt):
+            spans.append(((ann.lineno, ann.col_offset), (ann.end_lineno or ann.lineno, ann.end_col_offset or 0)))
+    if not spans:
+        return set()
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    import bisect
+
+    out = set()
+    for name in names:
+        inside = 0
+        for m in re.finditer(rf"(?<![\w.]){re.escape(name)}(?!\w)", text):
+            line_no = bisect.bisect_right(starts, m.start())
+            if line_no in import_lines:
+                continue
+            line = lines[line_no - 1]
+            col = m.start() - starts[line_no - 1]
+            if "#" in line[:col]:
+                continue
+            pos = (line_no, len(line[:col].encode("utf-8")))
+            if any(a <= pos < b for a, b in spans):
+                inside += 1
+            else:
+                break
+        else:
+            if inside:
+                out.add(name)
+    return out
+
+
 @dataclasses.dataclass
 class ModuleImports:
     modules: list  # absolute dotted names imported at run time (lazy ones included)
     gpu: list  # of those, GPU framework modules
 
 
-def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framework) -> ModuleImports:
+def _statements(body):
+    """Every statement, in nested blocks too (function bodies included: a lazy import counts), but
+    expressions are not entered: imports are statements, so this finds them all, fast."""
+    from gpufix.analysis import iter_statements
+
+    return iter_statements(body)
+
+
+def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framework, text: Optional[str] = None) -> ModuleImports:
     """The modules a file imports when it runs (imports inside functions count: calling the
-    function imports them; `if TYPE_CHECKING:` blocks and annotation-only framework imports do not)."""
-    skip = type_checking_stmt_ids(tree.body)
+    function imports them; `if TYPE_CHECKING:` blocks and annotation-only framework imports do not).
+    `text`, when given, lets the cheap cases skip whole-tree walks."""
+    skip = type_checking_stmt_ids(tree.body) if (text is None or "TYPE_CHECKING" in text) else set()
     package = module if is_package else module.rpartition(".")[0]
     found: list = []  # (module, bound names)
-    for node in ast.walk(tree):
+    for node in _statements(tree.body):
         if id(node) in skip:
             continue
         if isinstance(node, ast.Import):
@@ -304,7 +364,8 @@ def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framewor
                     found.append((f"{target}.{a.name}", {a.asname or a.name}))
     # importlib.import_module("pkg.mod") / import_module(f"extensions.{name}.script"): a dynamic
     # import of a constant name, or of every module whose name fits the pattern ("*" per field).
-    for node in ast.walk(tree):
+    dynamic = text is None or "import_module" in text or "__import__" in text
+    for node in (ast.walk(tree) if dynamic else ()):
         if isinstance(node, ast.Call) and node.args and id(node) not in skip:
             func = node.func
             last = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
@@ -321,7 +382,7 @@ def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framewor
     for name, bound in found:
         if is_framework(name):
             gpu_bound |= bound
-    annotation_only = annotation_only_names(tree, gpu_bound)
+    annotation_only = annotation_only_names(tree, gpu_bound, text)
     modules, gpu = [], []
     for name, bound in found:
         modules.append(name)
@@ -371,6 +432,52 @@ def _read_for_graph(path: Path):
         return None
 
 
+# Set before the worker processes fork (and in each by the initializer): what every file's entry needs.
+_INDEX_STATE: dict = {}
+
+
+def _index_init(root, console, fp_catalog) -> None:
+    _INDEX_STATE.update(root=root, console=console, fp_catalog=fp_catalog)
+
+
+def _index_file(a: str):
+    """(_File, the dotted names the file is importable by) of one .py/.ipynb file; None when it
+    cannot be read or parsed. Runs in the shared worker pool."""
+    root, console, fp_catalog = _INDEX_STATE["root"], _INDEX_STATE["console"], _INDEX_STATE["fp_catalog"]
+    p = Path(a)
+    got = _read_for_graph(p)
+    if got is None:
+        return None
+    text, tree = got
+    notebook = p.suffix == ".ipynb"
+    if notebook:
+        module, top = p.stem, None
+    else:
+        module, top = module_name(p, root)
+        if top is None:
+            # a namespace portion (a folder without `__init__.py`): relative imports resolve
+            # against its path from the root (`from . import gligen` in ldm_patched/modules/)
+            names = _import_names(p, root)
+            module = names[0] if names else module
+    is_init = p.name == "__init__.py"
+    imports = runtime_imports(tree, module, is_init, lambda name: fp_catalog.framework_of_module(name) is not None, text)
+    script = None
+    if notebook:
+        script = "a notebook"
+    elif p.name == "__main__.py":
+        script = "a `__main__.py`"
+    elif module in console or any(n in console for n in _import_names(p, root)):
+        script = "a console-script target"
+    elif text.startswith("#!"):
+        script = "a script (shebang)"
+    elif _has_main_guard(tree):
+        script = "a script (`__main__` guard)"
+    elif top is None and p.name != "conftest.py":
+        script = "a file outside any package"
+    import_names = [] if notebook else list(_import_names(p, root))
+    return _File(p, module, top, is_init, imports.modules, bool(imports.gpu), script), import_names
+
+
 def build_index(paths, files, catalog, known_first_party=(), known_frameworks=(), graph: bool = True) -> ProjectIndex:
     """The ProjectIndex of the scanned files (`files`: (abs_path, display) pairs from discover)."""
     root = project_root(paths or ["."])
@@ -380,51 +487,25 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         return ProjectIndex(str(root), first_party)
     fp_catalog = catalog.for_project(first_party, known_frameworks)
 
-    def is_framework(name: str) -> bool:
-        return fp_catalog.framework_of_module(name) is not None
-
     console = set(_console_targets(root)) | set(_setup_console_targets(root))
     parsed: dict = {}
     by_module: dict = {}
     unparsed: set = set()
-    for a in abs_files:
-        p = Path(a)
-        if p.suffix not in (".py", ".ipynb"):
-            continue  # shell scripts, configs, ...: no Python imports
-        got = _read_for_graph(p)
+    from gpufix.workers import run_in_workers
+
+    py_files = [a for a in abs_files if Path(a).suffix in (".py", ".ipynb")]  # shell, configs: no imports
+    # Biggest first, as scan does: the workers then finish together.
+    py_files.sort(key=lambda a: os.path.getsize(a) if os.path.isfile(a) else 0, reverse=True)
+    for a, got in zip(py_files, run_in_workers(_index_file, py_files, initializer=_index_init,
+                                               initargs=(root, console, fp_catalog))):
         if got is None:
             unparsed.add(a)
             continue
-        text, tree = got
-        notebook = p.suffix == ".ipynb"
-        if notebook:
-            module, top = p.stem, None
-        else:
-            module, top = module_name(p, root)
-            if top is None:
-                # a namespace portion (a folder without `__init__.py`): relative imports resolve
-                # against its path from the root (`from . import gligen` in ldm_patched/modules/)
-                names = _import_names(p, root)
-                module = names[0] if names else module
-        is_init = p.name == "__init__.py"
-        imports = runtime_imports(tree, module, is_init, is_framework)
-        script = None
-        if notebook:
-            script = "a notebook"
-        elif p.name == "__main__.py":
-            script = "a `__main__.py`"
-        elif module in console or any(n in console for n in _import_names(p, root)):
-            script = "a console-script target"
-        elif text.startswith("#!"):
-            script = "a script (shebang)"
-        elif _has_main_guard(tree):
-            script = "a script (`__main__` guard)"
-        elif top is None and p.name != "conftest.py":
-            script = "a file outside any package"
-        parsed[a] = _File(p, module, top, is_init, imports.modules, bool(imports.gpu), script)
-        if not notebook:
-            for n, name in enumerate(_import_names(p, root)):
-                by_module.setdefault(name, []).append((a, n == 0))
+        f, import_names = got
+        parsed[a] = f
+        for n, name in enumerate(import_names):
+            by_module.setdefault(name, []).append((a, n == 0))
+    parsed = {a: parsed[a] for a in abs_files if a in parsed}  # discovery order, as before
 
     # Edges: a module -> the first-party files it imports (importing a.b.c runs a and a.b first).
     def targets(importer: _File, name: str) -> list:
@@ -578,7 +659,7 @@ def refine_gpu_imports(facts, tree: ast.Module, text: str):
                 bound_of[id(trigger)] = {a.asname or a.name.split(".")[0] for a in node.names}
             else:
                 bound_of[id(trigger)] = {a.asname or a.name for a in node.names if a.name != "*"}
-    annotation_only = annotation_only_names(tree, set().union(*bound_of.values())) if bound_of else set()
+    annotation_only = annotation_only_names(tree, set().union(*bound_of.values()), text) if bound_of else set()
     kept = []
     for trigger in facts.gpu_imports:
         nodes = by_line.get(trigger.pos.line, ())

@@ -138,7 +138,9 @@ def main(argv=None) -> int:
     ap.add_argument("--libcst-sample", type=int, default=0, help="parse only N random files with libcst and extrapolate (labelled)")
     ap.add_argument("--libcst-runs", type=int, default=0, help="runs of the libcst baseline (default: none)")
     ap.add_argument("--apply-runs", type=int, default=1, help="runs of apply on a fresh git copy (0: skip)")
-    ap.add_argument("--ruff", default=shutil.which("ruff") or "ruff", help="the ruff executable for the baseline")
+    beside = Path(sys.executable).with_name("ruff")  # the venv's own ruff, even when not activated
+    ap.add_argument("--ruff", default=str(beside) if beside.exists() else (shutil.which("ruff") or "ruff"),
+                    help="the ruff executable for the baseline (pip install ruff, or .[bench])")
     ap.add_argument("--python", default=sys.executable, help="interpreter that has gpufix and libcst")
     args = ap.parse_args(argv)
 

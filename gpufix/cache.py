@@ -155,11 +155,15 @@ class ResultCache:
         self.dirty = False
 
     @classmethod
-    def open(cls, policy, options) -> Optional["ResultCache"]:
-        """The cache for this policy, or None when there is no per-user key to sign it with."""
+    def open(cls, policy, options, kind: str = "scan", extra: str = "") -> Optional["ResultCache"]:
+        """The cache for this policy, or None when there is no per-user key to sign it with.
+        `kind`/`extra`: another cache of per-file entries beside the results (the project index)."""
         if _user_key() is None:
             return None
-        name = f"scan-{policy.fingerprint()}-{code_fingerprint()}-{int(options.use_prefilter)}.json"
+        if kind == "scan":
+            name = f"scan-{policy.fingerprint()}-{code_fingerprint()}-{int(options.use_prefilter)}.json"
+        else:
+            name = f"{kind}-{code_fingerprint()}-{extra}.json"
         env = os.environ.get("GPUFIX_CACHE_DIR")
         # Without a config file there is no project root: the folder gpufix was started in is not one.
         project = Path(policy.root).resolve() if (policy.root and policy.source) else None

@@ -336,14 +336,21 @@ def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Pol
     return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard, ""
 
 
-def prepare_policy(paths, policy: Policy, files) -> Policy:
+def prepare_policy(paths, policy: Policy, files, use_cache: bool = True) -> Policy:
     """The policy with the project's index (first-party names; the import graph for the
-    `entrypoints` scope) that the per-file rules need."""
+    `entrypoints` scope) that the per-file rules need; its per-file entries go through the cache."""
     from gpufix.project import build_index
 
     graph = policy.effective_header_scope == "entrypoints"
     catalog = catalog_for(policy)
-    index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph)
+    cache_factory = None
+    if use_cache:
+        from gpufix.cache import ResultCache
+
+        def cache_factory(extra):
+            return ResultCache.open(policy, Options(), kind="index", extra=extra)
+    index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph,
+                        cache_factory=cache_factory)
     return dataclasses.replace(policy, project=index)
 
 
@@ -444,7 +451,7 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
 def _scan_group(files, policy: Policy, options: Options, progress_factory) -> list:
     """FileResults of `files`, which share `policy` (through the result cache, in parallel)."""
     if policy.project is None and files:
-        policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files)
+        policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache)
     cache = None
     if options.use_cache:
         from gpufix.cache import ResultCache

@@ -414,6 +414,9 @@ class _File:
     script: Optional[str]  # why it is a script, or None
 
 
+_READ_STAMP: dict = {}  # path -> (stat stamp, bytes) of the last read, for the index cache
+
+
 def _read_for_graph(path: Path):
     """(text, tree) of a .py or .ipynb file, or None when unreadable or unparsable."""
     from gpufix.source import ReadError, read_source
@@ -423,7 +426,9 @@ def _read_for_graph(path: Path):
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None  # a FIFO named *.py would block a read forever
+        st = os.stat(path)
         raw = path.read_bytes()
+        _READ_STAMP[str(path)] = ([st.st_size, st.st_mtime_ns], raw)
         src = read_source(str(path), raw)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -478,7 +483,41 @@ def _index_file(a: str):
     return _File(p, module, top, is_init, imports.modules, bool(imports.gpu), script), import_names
 
 
-def build_index(paths, files, catalog, known_first_party=(), known_frameworks=(), graph: bool = True) -> ProjectIndex:
+def _index_job(a: str) -> dict:
+    """_index_file as a JSON-able entry, with the stat stamp and content hash of the bytes read
+    (what the index cache keys on); {"none": True} for a file that cannot be read or parsed."""
+    from gpufix.cache import content_hash
+
+    got = _index_file(a)
+    stamp, raw = _READ_STAMP.pop(a, (None, None))
+    if got is None:
+        entry: dict = {"none": True}
+    else:
+        f, import_names = got
+        entry = {"module": f.module, "top": str(f.top) if f.top is not None else None, "is_init": f.is_init,
+                 "imports": f.imports, "gpu": f.gpu, "script": f.script, "names": import_names}
+    if stamp is not None:
+        entry["_stamp"], entry["_hash"] = stamp, content_hash(raw)
+    return entry
+
+
+def _entry_to_file(a: str, entry: dict):
+    if entry.get("none"):
+        return None
+    top = Path(entry["top"]) if entry["top"] is not None else None
+    return _File(Path(a), entry["module"], top, entry["is_init"], list(entry["imports"]), entry["gpu"], entry["script"]), entry["names"]
+
+
+def _index_key(root, first_party, console, known_frameworks) -> str:
+    import hashlib
+    import json
+
+    blob = json.dumps([str(root), sorted(first_party), sorted(console), sorted(known_frameworks)]).encode()
+    return hashlib.blake2b(blob, digest_size=8).hexdigest()
+
+
+def build_index(paths, files, catalog, known_first_party=(), known_frameworks=(), graph: bool = True,
+                cache_factory=None) -> ProjectIndex:
     """The ProjectIndex of the scanned files (`files`: (abs_path, display) pairs from discover)."""
     root = project_root(paths or ["."])
     abs_files = [os.path.abspath(a) for a, _ in files]
@@ -496,8 +535,28 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     py_files = [a for a in abs_files if Path(a).suffix in (".py", ".ipynb")]  # shell, configs: no imports
     # Biggest first, as scan does: the workers then finish together.
     py_files.sort(key=lambda a: os.path.getsize(a) if os.path.isfile(a) else 0, reverse=True)
-    for a, got in zip(py_files, run_in_workers(_index_file, py_files, initializer=_index_init,
-                                               initargs=(root, console, fp_catalog))):
+    # Per-file entries are cached (a warm scan reads none of the unchanged files), keyed on what
+    # they depend on besides the file: the root, the first-party names, the console scripts.
+    cache = cache_factory(_index_key(root, first_party, console, known_frameworks)) if cache_factory else None
+    entries: dict = {}
+    todo = []
+    for a in py_files:
+        hit = cache.get(a) if cache else None
+        if hit is not None:
+            entries[a] = hit
+        else:
+            todo.append(a)
+    for a, entry in zip(todo, run_in_workers(_index_job, todo, initializer=_index_init,
+                                             initargs=(root, console, fp_catalog))):
+        if cache is not None:
+            cache.put(a, entry)
+        entry.pop("_stamp", None)
+        entry.pop("_hash", None)
+        entries[a] = entry
+    if cache is not None:
+        cache.save()
+    for a in py_files:
+        got = _entry_to_file(a, entries[a])
         if got is None:
             unparsed.add(a)
             continue

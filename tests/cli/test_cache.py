@@ -300,3 +300,25 @@ def test_a_scan_without_a_config_writes_nothing_into_the_current_folder(tmp_path
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert list(cwd.iterdir()) == [] and not (target / ".gpufix").exists()
+
+
+def test_the_project_index_is_cached_per_file(tmp_path, monkeypatch):
+    """A warm scan parses no unchanged file for the import graph; an edited file is parsed again."""
+    from gpufix import project
+
+    (tmp_path / "pyproject.toml").write_text('[tool.gpufix]\nvisible-devices = "1"\n', encoding="utf-8")
+    for i in range(6):
+        (tmp_path / f"s{i}.py").write_text(f"import torch\nif __name__ == '__main__':\n    print({i})\n", encoding="utf-8")
+    parsed = []
+    real = project._index_file
+    monkeypatch.setattr(project, "_index_file", lambda a: parsed.append(os.path.basename(a)) or real(a))
+    first = scan_in_process(tmp_path, monkeypatch)
+    assert sorted(parsed) == [f"s{i}.py" for i in range(6)]
+    assert list((tmp_path / ".gpufix" / "cache").glob("index-*.json"))
+    parsed.clear()
+    again = scan_in_process(tmp_path, monkeypatch)
+    assert parsed == [] and [f.rule for f in again.findings] == [f.rule for f in first.findings]
+    (tmp_path / "s3.py").write_text("import os\n", encoding="utf-8")
+    third = scan_in_process(tmp_path, monkeypatch)
+    assert parsed == ["s3.py"]
+    assert not [f for f in third.findings if f.path.endswith("s3.py")]

@@ -245,22 +245,28 @@ def _stdin_scan(resolver, name, options, force_exclude):
     return gather_pairs(policy, [(policy, res)])
 
 
-@cli.command()
-@click.argument("paths", nargs=-1, type=click.Path())
-@shared_options
-def scan(paths, config_file, select, extend_select, ignore, visible_devices, header_scope, fmt, output, exit_zero, quiet,
-         statistics, show_fixes, show_settings: bool, show_files: bool, force_exclude, stdin_filename, no_cache, no_prefilter, jobs):
-    """Lint .py and .ipynb files under PATHS (default: .) and report findings; `-` reads stdin."""
-    from gpufix.engine import Options, scan as run_scan
-    from gpufix.report import render
-
-    resolver = make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope)
+def _show_and_exit(resolver, paths, show_settings: bool, show_files: bool, force_exclude: bool) -> None:
+    """--show-settings / --show-files: print and exit 0 (as ruff)."""
     if show_settings:
         print_settings(resolver, list(paths))
         sys.exit(0)
     if show_files:
         print_files(resolver, paths, force_exclude)
         sys.exit(0)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@shared_options
+def scan(paths, config_file, select, extend_select, ignore, visible_devices, header_scope, fmt, output, exit_zero, quiet,
+         statistics, show_fixes, show_settings: bool, show_files: bool, force_exclude, stdin_filename, no_cache, no_prefilter, jobs):
+    """Lint the Python files, notebooks and GPU settings (shell, Dockerfile, .env, YAML/JSON/TOML)
+    under PATHS (default: .) and report findings; `-` reads stdin."""
+    from gpufix.engine import Options, scan as run_scan
+    from gpufix.report import render
+
+    resolver = make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope)
+    _show_and_exit(resolver, paths, show_settings, show_files, force_exclude)
     options = Options(use_prefilter=not no_prefilter, use_cache=not no_cache, jobs=jobs)
     is_stdin, name = read_stdin_target(paths, stdin_filename)
     if is_stdin:
@@ -347,12 +353,7 @@ def apply(paths, config_file, select, extend_select, ignore, visible_devices, he
     from gpufix.apply import ApplyOptions, ApplyRefused, run_apply
 
     resolver = make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope)
-    if show_settings:
-        print_settings(resolver, list(paths))
-        sys.exit(0)
-    if show_files:
-        print_files(resolver, paths, force_exclude)
-        sys.exit(0)
+    _show_and_exit(resolver, paths, show_settings, show_files, force_exclude)
     is_stdin, name = read_stdin_target(paths, stdin_filename)
     if is_stdin:
         _stdin_apply(resolver, name, unsafe_fixes, diff, force_exclude)

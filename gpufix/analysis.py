@@ -99,6 +99,7 @@ class Facts:
 
 
 _STMT_LIST_FIELDS = ("body", "orelse", "finalbody")
+_BLOCK_FIELDS = frozenset(_STMT_LIST_FIELDS + ("handlers", "cases"))
 
 
 class _Columns:
@@ -378,8 +379,11 @@ class Analyzer:
         else:
             self._children(node)
 
-    def _children(self, node) -> None:
-        for _, value in ast.iter_fields(node):
+    def _children(self, node, skip=()) -> None:
+        """Visit the node's child fields, except the fields named in `skip`."""
+        for field, value in ast.iter_fields(node):
+            if field in skip:
+                continue
             if isinstance(value, list):
                 for item in value:
                     if isinstance(item, ast.AST):
@@ -434,15 +438,8 @@ class Analyzer:
                             self.visit(default)
                     self.ctx = id(stmt)
                 elif touches:
-                    for field, value in ast.iter_fields(stmt):
-                        if field in _STMT_LIST_FIELDS or field in ("handlers", "cases"):
-                            continue
-                        if isinstance(value, list):
-                            for item in value:
-                                if isinstance(item, ast.AST):
-                                    self.visit(item)
-                        elif isinstance(value, ast.AST):
-                            self.visit(value)
+                    # its own expressions; the blocks are walked below, focused
+                    self._children(stmt, skip=_BLOCK_FIELDS)
                 for field in _STMT_LIST_FIELDS:
                     children = getattr(stmt, field, None)
                     if children:

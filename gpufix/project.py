@@ -414,27 +414,28 @@ class _File:
     script: Optional[str]  # why it is a script, or None
 
 
-_READ_STAMP: dict = {}  # path -> (stat stamp, bytes) of the last read, for the index cache
-
-
 def _read_for_graph(path: Path):
-    """(text, tree) of a .py or .ipynb file, or None when unreadable or unparsable."""
+    """(stat stamp, bytes, text, tree) of a .py or .ipynb file; text and tree are None when it does
+    not decode or parse; None when it cannot be read at all."""
     from gpufix.source import ReadError, read_source
 
     import stat
 
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None  # a FIFO named *.py would block a read forever
         st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None  # a FIFO named *.py would block a read forever
         raw = path.read_bytes()
-        _READ_STAMP[str(path)] = ([st.st_size, st.st_mtime_ns], raw)
+    except OSError:
+        return None
+    stamp = [st.st_size, st.st_mtime_ns]
+    try:
         src = read_source(str(path), raw)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return src.text, ast.parse(src.text)
-    except (ReadError, OSError, SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
+            return stamp, raw, src.text, ast.parse(src.text)
+    except (ReadError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return stamp, raw, None, None
 
 
 # Set before the worker processes fork (and in each by the initializer): what every file's entry needs.
@@ -445,16 +446,12 @@ def _index_init(root, console, fp_catalog) -> None:
     _INDEX_STATE.update(root=root, console=console, fp_catalog=fp_catalog)
 
 
-def _index_file(a: str):
-    """(_File, the dotted names the file is importable by) of one .py/.ipynb file; None when it
-    cannot be read or parsed. Runs in the shared worker pool."""
+def _index_file(a: str, text: str, tree: ast.Module):
+    """(_File, the dotted names the file is importable by) of one parsed .py/.ipynb file."""
     root, console, fp_catalog = _INDEX_STATE["root"], _INDEX_STATE["console"], _INDEX_STATE["fp_catalog"]
     p = Path(a)
-    got = _read_for_graph(p)
-    if got is None:
-        return None
-    text, tree = got
     notebook = p.suffix == ".ipynb"
+    import_names = [] if notebook else list(_import_names(p, root))
     if notebook:
         module, top = p.stem, None
     else:
@@ -462,8 +459,7 @@ def _index_file(a: str):
         if top is None:
             # a namespace portion (a folder without `__init__.py`): relative imports resolve
             # against its path from the root (`from . import gligen` in ldm_patched/modules/)
-            names = _import_names(p, root)
-            module = names[0] if names else module
+            module = import_names[0] if import_names else module
     is_init = p.name == "__init__.py"
     imports = runtime_imports(tree, module, is_init, lambda name: fp_catalog.framework_of_module(name) is not None, text)
     script = None
@@ -471,7 +467,7 @@ def _index_file(a: str):
         script = "a notebook"
     elif p.name == "__main__.py":
         script = "a `__main__.py`"
-    elif module in console or any(n in console for n in _import_names(p, root)):
+    elif module in console or any(n in console for n in import_names):
         script = "a console-script target"
     elif text.startswith("#!"):
         script = "a script (shebang)"
@@ -479,7 +475,6 @@ def _index_file(a: str):
         script = "a script (`__main__` guard)"
     elif top is None and p.name != "conftest.py":
         script = "a file outside any package"
-    import_names = [] if notebook else list(_import_names(p, root))
     return _File(p, module, top, is_init, imports.modules, bool(imports.gpu), script), import_names
 
 
@@ -488,16 +483,17 @@ def _index_job(a: str) -> dict:
     (what the index cache keys on); {"none": True} for a file that cannot be read or parsed."""
     from gpufix.cache import content_hash
 
-    got = _index_file(a)
-    stamp, raw = _READ_STAMP.pop(a, (None, None))
-    if got is None:
+    read = _read_for_graph(Path(a))
+    if read is None:
+        return {"none": True}  # unreadable: not cached, read again next time
+    stamp, raw, text, tree = read
+    if tree is None:
         entry: dict = {"none": True}
     else:
-        f, import_names = got
+        f, import_names = _index_file(a, text, tree)
         entry = {"module": f.module, "top": str(f.top) if f.top is not None else None, "is_init": f.is_init,
                  "imports": f.imports, "gpu": f.gpu, "script": f.script, "names": import_names}
-    if stamp is not None:
-        entry["_stamp"], entry["_hash"] = stamp, content_hash(raw)
+    entry["_stamp"], entry["_hash"] = stamp, content_hash(raw)
     return entry
 
 

@@ -310,8 +310,8 @@ def test_the_project_index_is_cached_per_file(tmp_path, monkeypatch):
     for i in range(6):
         (tmp_path / f"s{i}.py").write_text(f"import torch\nif __name__ == '__main__':\n    print({i})\n", encoding="utf-8")
     parsed = []
-    real = project._index_file
-    monkeypatch.setattr(project, "_index_file", lambda a: parsed.append(os.path.basename(a)) or real(a))
+    real = project._read_for_graph
+    monkeypatch.setattr(project, "_read_for_graph", lambda p: parsed.append(p.name) or real(p))
     first = scan_in_process(tmp_path, monkeypatch)
     assert sorted(parsed) == [f"s{i}.py" for i in range(6)]
     assert list((tmp_path / ".gpufix" / "cache").glob("index-*.json"))

@@ -19,7 +19,18 @@ from gpufix.backup import atomic_write, new_backup_id, sha256, write_backup
 from gpufix.catalog import catalog_for
 from gpufix.config import Policy
 from gpufix.discover import discover_files
-from gpufix.engine import FileResult, ScanResult, _OnePolicy, gather_pairs, lint_path, lint_source, make_rule_filter, prepare_policy
+from gpufix.engine import (
+    FileResult,
+    ScanResult,
+    _OnePolicy,
+    _read_file,
+    gather_pairs,
+    lint_bytes,
+    lint_path,
+    lint_source,
+    make_rule_filter,
+    prepare_policy,
+)
 from gpufix.fixer import FixError, apply_edits
 from gpufix.formats import TEXT_KINDS
 from gpufix.model import FileError
@@ -62,6 +73,7 @@ class FileFix:
     rules: list
     before_count: int = 0  # findings before the fix
     fixed: int = 0  # findings the fix removed (known after the re-lint)
+    after_result: Optional[FileResult] = None  # the lint of `after`, when the fixer made one
 
 
 @dataclasses.dataclass
@@ -100,10 +112,11 @@ FIRST_PASS_ONLY = ("GPU001", "GPU002", "GPU003")
 
 def _choose_edits(findings, unsafe: bool, first_pass: bool = True) -> tuple:
     """This pass's edits: every fix whose edits combine with anything, and the fixes of one
-    isolation group (EditKind.isolation, first by pass_order), so that edits never fight over the
-    statements they rebuild. The header group goes in the same pass as the ordinal remaps, which
-    are only right once the policy's mask is in force (a later pass would see remapped ordinals
-    without that mask and refuse the header)."""
+    isolation group (EditKind.isolation), so that edits never fight over the statements they
+    rebuild; the other groups wait for a later pass. The group of the scheduled transformation
+    (the header) goes first: the other edits and the ordinal remaps are computed for the file as
+    analysed, and the remaps are only right once the policy's mask is in force (a later pass would
+    see remapped ordinals without that mask and refuse the header)."""
     from gpufix.model import EDIT_KINDS
 
     usable = [f for f in findings if f.fix and (f.fix.applicability == "safe" or unsafe)
@@ -113,8 +126,8 @@ def _choose_edits(findings, unsafe: bool, first_pass: bool = True) -> tuple:
         if not f.fix.isolation:
             edits.extend(f.fix.edits)
             rules.append(f.rule)
-    order = {k.isolation: k.pass_order for k in EDIT_KINDS.values() if k.isolation is not None}
-    groups = sorted({g for f in usable for g in f.fix.isolation}, key=lambda g: (order[g], g))
+    scheduled = {k.isolation for k in EDIT_KINDS.values() if k.scheduled}
+    groups = sorted({g for f in usable for g in f.fix.isolation}, key=lambda g: (g not in scheduled, g))
     if groups:
         first = groups[0]
         for f in usable:
@@ -128,8 +141,14 @@ def _reread(src: SourceFile, raw: bytes) -> SourceFile:
     return read_source(src.path, raw)
 
 
-def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: Optional[str] = None) -> tuple:
-    """(new raw bytes, sorted rule codes fixed). Raises FixError when a fix cannot be applied safely."""
+def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: Optional[str] = None,
+               first: Optional[FileResult] = None, final: Optional[list] = None) -> tuple:
+    """(new raw bytes, sorted rule codes fixed). Raises FixError when a fix cannot be applied safely.
+
+    `first`: the lint of `src` the caller already has (its findings are this file's as analysed),
+    used for the first pass instead of linting again. `final`: a list that receives the lint of
+    the returned bytes when the last pass made one (the last pass lints what the fixes wrote, to
+    find nothing left to do), so the caller need not lint them again."""
     catalog = catalog_for(policy)
     enabled = make_rule_filter(policy.select, policy.ignore)
     if src.kind in TEXT_KINDS:
@@ -138,8 +157,13 @@ def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: 
         return fix_text(src, lambda s: lint_source(s, policy, catalog, enabled, abs_path=abs_path), unsafe)
     fixed: list = []
     raw = src.raw
+    result = None
     for n in range(MAX_PASSES):
-        result = lint_source(src, policy, catalog, enabled, abs_path=abs_path)
+        if n == 0 and first is not None:
+            result = first
+        else:
+            result = lint_source(src, policy, catalog, enabled, abs_path=abs_path)
+        result_raw = raw
         if result.errors:
             break
         edits, rules = _choose_edits(result.findings, unsafe, first_pass=n == 0)
@@ -166,11 +190,14 @@ def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: 
         raw = new_raw
         src = _reread(src, raw)
         fixed.extend(r for r in rules if r not in fixed)
+    if final is not None and result is not None and result_raw == raw and result is not first:
+        final.append(result)
     return raw, sorted(fixed)
 
 
-def _compile_error(text: str, notebook: bool):
-    """None when `text` compiles (the checks `ast.parse` skips: `from __future__` placement, ...)."""
+def _compiles(text: str, notebook: bool):
+    """True when `text` compiles (the checks `ast.parse` skips: `from __future__` placement, ...),
+    its SyntaxError when it does not, None when it cannot be compiled here (too deep)."""
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT if notebook else 0
     try:
         with warnings.catch_warnings():
@@ -179,18 +206,22 @@ def _compile_error(text: str, notebook: bool):
     except SyntaxError as exc:
         return exc
     except (RecursionError, MemoryError, ValueError):
-        return None  # too deep to compile here: the parse check stands
-    return None
+        return None
+    return True
 
 
 def _must_parse(text: str, path: str, before: Optional[str] = None, notebook: bool = False) -> None:
+    """The fixed text parses, and compiles unless the original did not compile either. Compiling
+    parses first, so a text that compiles is not parsed a second time."""
     try:
+        got = _compiles(text, notebook)
+        if got is True:
+            return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ast.parse(text)
-        exc = _compile_error(text, notebook)
-        if exc is not None and (before is None or _compile_error(before, notebook) is None):
-            raise exc
+        if isinstance(got, SyntaxError) and (before is None or not isinstance(_compiles(before, notebook), SyntaxError)):
+            raise got
     except SyntaxError as exc:
         raise FixError(f"the fixed code would not parse (line {exc.lineno}: {exc.msg}); file left unchanged") from None
     except (RecursionError, MemoryError, ValueError) as exc:
@@ -279,22 +310,27 @@ def _plan_file(args) -> tuple:
     """Lint one file and compute its fixed bytes (no write). Runs in a worker process on big trees.
 
     Returns (FileResult as JSON, outcome): outcome is None (nothing to fix), ("error", kind,
-    message) or ("fix", raw, new_raw, rules)."""
+    message) or ("fix", raw, new_raw, rules, lint of new_raw as JSON or None). The file is read
+    once: the bytes linted are the bytes fixed."""
     key, display, policy, use_prefilter, unsafe = args
-    res = lint_path(key, display, policy, use_prefilter)
+    got, problem = _read_file(key)
+    if got is None:
+        return FileResult(display, errors=[FileError(display, "read-error", problem)]).to_json(), None
+    raw = got[1]
+    res = lint_bytes(raw, key, display, policy, use_prefilter, catalog_for(policy))
     if not any(f.fix and (f.fix.applicability == "safe" or unsafe) for f in res.findings):
         return res.to_json(), None
+    final: list = []
     try:
-        raw = Path(key).read_bytes()
         src = read_source(display, raw)
-        new_raw, rules = fix_source(src, policy, unsafe, abs_path=key)
+        new_raw, rules = fix_source(src, policy, unsafe, abs_path=key, first=res, final=final)
     except (ReadError, OSError) as exc:
         return res.to_json(), ("error", "fix-error", f"cannot fix: {exc}")
     except FixError as exc:
         return res.to_json(), ("error", "fix-error", str(exc))
     except Exception as exc:  # a bug in gpufix must not stop the run: this file stays unchanged
         return res.to_json(), ("error", "internal-error", f"gpufix failed to fix this file (left unchanged): {type(exc).__name__}: {exc}")
-    return res.to_json(), ("fix", raw, new_raw, rules)
+    return res.to_json(), ("fix", raw, new_raw, rules, final[0].to_json() if final else None)
 
 
 def _plan_all(jobs: list, workers: int):
@@ -342,13 +378,14 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
         if outcome[0] == "error":
             fix_errors[key] = FileError(display, outcome[1], outcome[2])
             continue
-        _, raw, new_raw, rules = outcome
+        _, raw, new_raw, rules, after_json = outcome
         if new_raw != raw:
             # The mode bits, not os.access: root may write anything, but a 0444 file says "leave me".
             if not os.stat(key).st_mode & 0o222 or not os.access(key, os.W_OK):
                 fix_errors[key] = FileError(display, "fix-error", "file is read-only; not changed (make it writable to fix it)")
                 continue
-            fixes.append(FileFix(key, display, raw, new_raw, rules, before_count=len(res.findings)))
+            fixes.append(FileFix(key, display, raw, new_raw, rules, before_count=len(res.findings),
+                                 after_result=FileResult.from_json(after_json, display) if after_json else None))
 
     if opts.diff:
         diffs = [(f.path, _unified_diff(f)) for f in fixes]
@@ -390,7 +427,9 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
                 fix_errors[f.abs_path] = FileError(f.path, "fix-error", f"cannot write: {exc.strerror or exc}; not changed")
         fixes = [f for f in fixes if f.abs_path not in fix_errors]
         for f in fixes:
-            results[f.abs_path] = lint_path(f.abs_path, f.path, policies[f.abs_path], opts.use_prefilter)
+            # What is left in a written file: the last fixing pass linted exactly these bytes
+            # (atomic_write put them there), else lint it now.
+            results[f.abs_path] = f.after_result or lint_path(f.abs_path, f.path, policies[f.abs_path], opts.use_prefilter)
             f.fixed = max(0, f.before_count - len(results[f.abs_path].findings))
     remaining = remaining_result()
     return ApplyOutcome(fixes, remaining, backup_id if opts.backup else None, backup_dir, tag_name)

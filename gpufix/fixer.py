@@ -1,18 +1,25 @@
-"""Apply a set of `Edit`s to Python source through libcst (never by splicing text).
+"""Apply a set of `Edit`s to Python source through libcst.
 
-Formatting and comments outside the changed statements are kept: libcst round-trips the rest of
-the module byte for byte.
+Three generic edits (gpufix.model.EDIT_KINDS): `replace` a node at its exact source range (an
+expression or a simple statement), `insert` statements before or after an anchor statement, and
+requests to the header (`ensure-header` lines, `move-to-header` statements), a transformation
+scheduled once at the end of the module, as LibCST's AddImportsVisitor. Formatting and comments
+outside the changed statements are kept: libcst round-trips the rest of the module byte for byte.
+The one exception to libcst: a pass that only adds header lines to a plain module top is placed as
+text (gpufix.header_text), tested to write exactly what the transformation writes.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from gpufix.analysis import MASK_VAR, ORDER_VAR
+from gpufix.header_text import CELL_MARKER_PREFIX, header_code
 
 _ENV_ORDER = {ORDER_VAR: 0, MASK_VAR: 1}
-CELL_MARKER_PREFIX = "\x1fgpufix-cell-boundary"
 
 
 class FixError(Exception):
@@ -80,14 +87,7 @@ def _is_plain_import_os(stmt) -> bool:
 
 def _header_stmt(line: tuple):
     """The statement for one header line: (var, value) or (var, value, "keep-cpu")."""
-    var, value = line[0], line[1]
-    if len(line) > 2 and line[2] == "keep-cpu":
-        # A caller's explicit CPU run (CUDA_VISIBLE_DEVICES="" or "-1") stays on the CPU.
-        return cst.parse_statement(
-            f'if os.environ.get("{var}") not in ("", "-1"):  # keep an explicit CPU run\n'
-            f'    os.environ["{var}"] = "{value}"\n'
-        )
-    return cst.parse_statement(f'os.environ["{var}"] = "{value}"')
+    return cst.parse_statement(header_code(line))
 
 
 def _cpu_guarded(stmt):
@@ -162,59 +162,102 @@ def _blank_first(stmt, blank: bool):
     return stmt.with_changes(leading_lines=lines)
 
 
-def _collect_replace_expr(t, e) -> None:
+# -- the edits of one pass, collected ------------------------------------------------------------
+@dataclasses.dataclass
+class HeaderRequest:
+    """What a pass's edits ask of the header (the scheduled transformation, like LibCST's
+    AddImportsVisitor): env lines that must be set at the top, and statements to move there. Many
+    fixes may ask for the same line; it is placed once, at the end of the pass."""
+
+    lines: list = dataclasses.field(default_factory=list)  # (var, value) or (var, value, "keep-cpu")
+    moves: set = dataclasses.field(default_factory=set)  # (line, col) of statements to move
+
+    def want(self, lines) -> None:
+        for line in lines:
+            if line[0] not in [known[0] for known in self.lines]:
+                self.lines.append(tuple(line))
+
+    def __bool__(self) -> bool:
+        return bool(self.lines or self.moves)
+
+
+@dataclasses.dataclass
+class _Plan:
+    # (line, col, end_line, end_col) -> (code, code is an expression); (line, col, None, None) when
+    # an edit gives no end
+    replace: dict = dataclasses.field(default_factory=dict)
+    insert_before: dict = dataclasses.field(default_factory=dict)  # (line, col) -> [statement code]
+    insert_after: dict = dataclasses.field(default_factory=dict)
+    header: HeaderRequest = dataclasses.field(default_factory=HeaderRequest)
+
+    @property
+    def inserts(self) -> bool:
+        return bool(self.insert_before or self.insert_after)
+
+
+def _is_expression(code: str) -> bool:
+    try:
+        cst.parse_expression(code)
+    except Exception:  # not an expression: a statement (or nothing libcst reads, found when applied)
+        return False
+    return True
+
+
+def _plan_replace(plan: _Plan, e) -> None:
     end = (e.end_line, e.end_col) if e.end_line else (None, None)
-    t.replace_expr.setdefault((e.line, e.col, *end), e.code)
+    plan.replace.setdefault((e.line, e.col, *end), (e.code, _is_expression(e.code)))
 
 
-def _collect_replace_stmt(t, e) -> None:
-    t.replace_stmt.setdefault((e.line, e.col), e.code)
-
-
-def _collect_insert_before(t, e) -> None:
-    codes = t.insert_before.setdefault((e.line, e.col), [])
+def _plan_insert(plan: _Plan, e) -> None:
+    codes = (plan.insert_after if e.after else plan.insert_before).setdefault((e.line, e.col), [])
     if e.code not in codes:
         codes.append(e.code)
 
 
-def _collect_move_to_header(t, e) -> None:
-    t.move.add((e.line, e.col))
+def _plan_header_lines(plan: _Plan, e) -> None:
+    plan.header.want(e.lines)
 
 
-def _collect_insert_header(t, e) -> None:
-    # a line is (var, value) or (var, value, "keep-cpu") (see _header_stmt)
-    for line in e.lines:
-        if line[0] not in [known[0] for known in t.header_lines]:
-            t.header_lines.append(tuple(line))
+def _plan_move(plan: _Plan, e) -> None:
+    plan.header.moves.add((e.line, e.col))
 
 
-# Edit kind (gpufix.model.EDIT_KINDS) -> how the transformer takes it in; the transformation then
-# applies each collection where its node is left (expressions, statements) or, for the header,
-# once at the end of the module.
-_COLLECT = {
-    "replace-expr": _collect_replace_expr,
-    "replace-stmt": _collect_replace_stmt,
-    "insert-before": _collect_insert_before,
-    "move-to-header": _collect_move_to_header,
-    "insert-header": _collect_insert_header,
+# Edit kind (gpufix.model.EDIT_KINDS) -> how it enters the pass's plan. Three generic edits: a node
+# replaced at its source range, statements inserted at an anchor, requests to the header.
+PLANNERS = {
+    "replace": _plan_replace,
+    "insert": _plan_insert,
+    "ensure-header": _plan_header_lines,
+    "move-to-header": _plan_move,
 }
+
+
+def plan_edits(edits) -> _Plan:
+    plan = _Plan()
+    for e in edits:
+        planner = PLANNERS.get(e.kind)
+        if planner is None:
+            raise FixError(f"the Python fixer cannot apply a {e.kind!r} edit")
+        planner(plan, e)
+    return plan
+
+
+# Never replaced by an expression edit: a fix rewrites values, and a name, attribute or call that
+# starts where a value does is not the value.
+_NOT_REPLACED = (cst.Name, cst.Attribute, cst.Call)
 
 
 class _Transformer(cst.CSTTransformer):
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, edits):
+    def __init__(self, plan: _Plan):
         super().__init__()
-        self.replace_expr = {}
-        self.replace_stmt = {}
-        self.insert_before = {}
-        self.move = set()
-        self.header_lines = []
-        for e in edits:
-            handler = _COLLECT.get(e.kind)
-            if handler is None:
-                raise FixError(f"the Python fixer cannot apply a {e.kind!r} edit")
-            handler(self, e)
+        self.plan = plan
+        self.replace = plan.replace
+        self.insert_before = plan.insert_before
+        self.insert_after = plan.insert_after
+        self.move = plan.header.moves
+        self.header_lines = plan.header.lines
         self.moved = []
         self.applied = 0
 
@@ -222,33 +265,44 @@ class _Transformer(cst.CSTTransformer):
         pos = self.get_metadata(PositionProvider, node)
         return pos.start.line, pos.start.column
 
-    # -- expressions -----------------------------------------------------------------------------
+    # -- a node at a range -----------------------------------------------------------------------
     def on_leave(self, original, updated):
-        # Any expression node whose exact range an edit names: a string, an implicit
-        # concatenation, an f-string, an integer, a signed integer. Matching the end too keeps
-        # `"cuda:" "1"` (one value) apart from its first part `"cuda:"` (same start).
-        if self.replace_expr and isinstance(original, cst.BaseExpression):
+        # Any node whose exact range an edit names: an expression (a string, an implicit
+        # concatenation, an f-string, a number) when the new code is an expression, else a simple
+        # statement. Matching the end too keeps `"cuda:" "1"` (one value) apart from its first
+        # part `"cuda:"` (same start).
+        if self.replace and isinstance(original, (cst.BaseExpression, cst.BaseSmallStatement)):
             pos = self.get_metadata(PositionProvider, original, None)
             if pos is not None:
-                code = self.replace_expr.get((pos.start.line, pos.start.column, pos.end.line, pos.end.column))
-                if code is None:
-                    code = self.replace_expr.get((pos.start.line, pos.start.column, None, None))
-                if code is not None and not isinstance(original, (cst.Name, cst.Attribute, cst.Call)):
-                    self.applied += 1
-                    self.replace_expr.pop((pos.start.line, pos.start.column, pos.end.line, pos.end.column), None)
-                    self.replace_expr.pop((pos.start.line, pos.start.column, None, None), None)
-                    new = cst.parse_expression(code)
-                    if hasattr(updated, "lpar") and hasattr(new, "lpar"):
-                        new = new.with_changes(lpar=updated.lpar, rpar=updated.rpar)
-                    return new
+                full = (pos.start.line, pos.start.column, pos.end.line, pos.end.column)
+                short = (pos.start.line, pos.start.column, None, None)
+                entry = self.replace.get(full) or self.replace.get(short)
+                if entry is not None:
+                    code, is_expr = entry
+                    new = None
+                    if is_expr and isinstance(original, cst.BaseExpression) and not isinstance(original, _NOT_REPLACED):
+                        new = cst.parse_expression(code)
+                        if hasattr(updated, "lpar") and hasattr(new, "lpar"):
+                            new = new.with_changes(lpar=updated.lpar, rpar=updated.rpar)
+                    elif not is_expr and isinstance(original, cst.BaseSmallStatement):
+                        new = cst.parse_statement(code).body[0].with_changes(semicolon=updated.semicolon)
+                    if new is not None:
+                        self.applied += 1
+                        self.replace.pop(full, None)
+                        self.replace.pop(short, None)
+                        return new
         return super().on_leave(original, updated)
 
-    # -- statements ------------------------------------------------------------------------------
+    # -- statements at an anchor -----------------------------------------------------------------
+    def _inline(self, code: str):
+        return cst.parse_statement(code).body[0].with_changes(semicolon=cst.Semicolon(whitespace_after=cst.SimpleWhitespace(" ")))
+
     def leave_SimpleStatementLine(self, original, updated):
-        if not self.replace_stmt and not self.insert_before:
+        if not self.plan.inserts:
             return updated
         body = []
         changed = False
+        last = len(original.body) - 1
         for i, (small, new) in enumerate(zip(original.body, updated.body)):
             start = self._start(small)
             if i > 0:
@@ -256,17 +310,24 @@ class _Transformer(cst.CSTTransformer):
                 # line, right before it: `from os import environ; environ[...] = ...` must keep
                 # the import first.
                 for code in self.insert_before.get(start, []):
-                    body.append(cst.parse_statement(code).body[0].with_changes(semicolon=cst.Semicolon(
-                        whitespace_after=cst.SimpleWhitespace(" "))))
+                    body.append(self._inline(code))
                     changed = True
                     self.applied += 1
-            code = self.replace_stmt.get(start)
-            if code is not None:
-                new = cst.parse_statement(code).body[0].with_changes(semicolon=new.semicolon)
-                changed = True
-                self.applied += 1
             body.append(new)
+            if i < last:
+                # after a statement that is not the last on its line: on that line, right after it
+                for code in self.insert_after.get(start, []):
+                    body.append(self._inline(code))
+                    changed = True
+                    self.applied += 1
         return updated.with_changes(body=body) if changed else updated
+
+    def _after_anchor(self, stmt):
+        """The anchor an `after` insertion names for this statement of a body: the last simple
+        statement of its line, or the compound statement itself."""
+        if isinstance(stmt, cst.SimpleStatementLine):
+            return self._start(stmt.body[-1])
+        return self._start(stmt)
 
     def _rebuild(self, original_body, updated_body, module_level: bool):
         out = []
@@ -307,11 +368,14 @@ class _Transformer(cst.CSTTransformer):
                     self.moved.append(stmt)
                 continue
             out.append(upd)
+            for code in self.insert_after.get(self._after_anchor(orig), []):
+                out.append(cst.parse_statement(code))
+                self.applied += 1
         self.footer_extra = pending
         return out
 
     def leave_IndentedBlock(self, original, updated):
-        if not self.insert_before:
+        if not self.plan.inserts:
             return updated
         return updated.with_changes(body=self._rebuild(original.body, updated.body, False))
 
@@ -393,7 +457,19 @@ class _Transformer(cst.CSTTransformer):
 
 
 def apply_edits(text: str, edits) -> tuple:
-    """(new_text, number of edits applied). Raises FixError when libcst cannot parse the source."""
+    """(new_text, number of edits applied). Raises FixError when libcst cannot parse the source.
+
+    A pass whose only edits are header lines (most files `apply` changes) is placed as text at the
+    anchor `ast` gives, when the module's top is plain enough for that to be exactly what the libcst
+    transformation writes (gpufix.header_text); anything else goes through libcst."""
+    edits = list(edits)
+    plan = plan_edits(edits)  # unknown kinds fail here, before any parse
+    if plan.header.lines and not plan.header.moves and not plan.replace and not plan.inserts:
+        from gpufix.header_text import header_by_text
+
+        done = header_by_text(text, plan.header.lines)
+        if done is not None:
+            return done
     try:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
@@ -416,8 +492,15 @@ def apply_edits(text: str, edits) -> tuple:
         raise FixError("expressions nested too deeply for libcst; file left unchanged") from None
 
 
+def apply_edits_cst(text: str, edits) -> tuple:
+    """apply_edits, always through libcst (the reference the text placement of the header is
+    tested against)."""
+    module = cst.parse_module(text)
+    return _transform(module, list(edits))
+
+
 def _transform(module, edits) -> tuple:
-    transformer = _Transformer(edits)
+    transformer = _Transformer(plan_edits(edits))  # a fresh plan: a retry must not see a used one
     new_module = MetadataWrapper(module, unsafe_skip_copy=True).visit(transformer)
     return new_module.code, transformer.applied
 

@@ -20,14 +20,20 @@ class Applicability(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class EditKind:
-    """A kind of edit the fixers know. `isolation`: None when edits of this kind combine with any
-    other edit in one pass; otherwise the name of a group whose edits must not share a pass with
-    another group's (they rebuild the same statements), tried in `pass_order`."""
+    """A kind of edit the fixers know.
+
+    `isolation`: None when edits of this kind combine with any other edit in one pass; otherwise
+    the name of a group: fixes of two different groups never share a pass (they rebuild the same
+    statements), the others wait for the next pass (the file is linted again in between).
+    `scheduled`: the edit is a request to a transformation that runs once, at the end of the pass,
+    over the whole module (the header, like LibCST's AddImportsVisitor), not a change at a place;
+    its group goes first in a pass, because the other edits' positions and the ordinal remaps are
+    computed for the file as analysed, under the mask the header puts in force."""
 
     name: str
     isolation: Optional[str]
-    pass_order: int
     doc: str
+    scheduled: bool = False
 
 
 EDIT_KINDS: dict = {}
@@ -39,16 +45,20 @@ def register_edit_kind(kind: EditKind) -> EditKind:
 
 
 for _kind in (
-    EditKind("replace-expr", None, 0, "replace the expression at (line, col)-(end_line, end_col) with `code` (the "
-             "whole range must match: `\"cuda:\" \"1\"` is one node, its first part another)"),
-    EditKind("replace-stmt", None, 0, "replace the simple statement starting at (line, col) with statement `code`"),
-    # The header is one scheduled transformation (like LibCST's AddImportsVisitor): edits ask for
-    # lines in it or for statements to move into it, and it is built once, at the end of the pass.
-    EditKind("insert-header", "header", 0, "make sure the module sets the env lines in `lines` ((name, value) pairs) at the top"),
-    EditKind("move-to-header", "header", 0, "move the statement starting at (line, col) into the header"),
-    EditKind("insert-before", "insert-before", 1, "insert statement `code` just before the statement starting at (line, col)"),
-    EditKind("replace-span", None, 0, "(non-Python files) replace the text from (line, col) to (end_line, end_col)"),
-    EditKind("insert-text", None, 0, "(non-Python files) insert `code` at (line, col)"),
+    # Python (gpufix.fixer): three generic edits.
+    EditKind("replace", None, "replace the node whose source range is exactly (line, col)-(end_line, end_col) with "
+             "`code`: an expression when `code` is one (never a name, attribute or call), else the simple statement "
+             "(`\"cuda:\" \"1\"` is one node, its first part another with the same start)"),
+    EditKind("insert", "insert", "insert statement `code` before the statement starting at (line, col), or after it "
+             "when `after` is set (on the same line, after a `;`, when that statement shares its line)"),
+    # The header is one scheduled transformation: edits only ask for lines in it or for statements
+    # to move into it; it is built once, at the end of the pass (see gpufix.fixer.HeaderRequest).
+    EditKind("ensure-header", "header", "make sure the module sets the env lines in `lines` ((name, value[, form]) "
+             "tuples) at the top, after the docstring and `from __future__` imports, binding `os`", scheduled=True),
+    EditKind("move-to-header", "header", "move the statement starting at (line, col) into the header", scheduled=True),
+    # Other files (gpufix.formats.fix): exact text spans.
+    EditKind("replace-span", None, "(non-Python files) replace the text from (line, col) to (end_line, end_col)"),
+    EditKind("insert-text", None, "(non-Python files) insert `code` at (line, col)"),
 ):
     register_edit_kind(_kind)
 
@@ -66,6 +76,7 @@ class Edit:
     lines: tuple = ()
     end_line: int = 0
     end_col: int = 0
+    after: bool = False  # `insert`: after the anchor statement instead of before it
 
     def __post_init__(self):
         if self.kind not in EDIT_KINDS:
@@ -76,6 +87,7 @@ class Edit:
         return EDIT_KINDS[self.kind].isolation
 
     def to_json(self) -> dict:
+        # defaults left out (False == 0); from_json restores them
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in ("", (), 0) or k == "kind"}
 
     @classmethod

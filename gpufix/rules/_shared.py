@@ -78,9 +78,9 @@ def value_fix(w: EnvWrite, new_value: str, title: str) -> Optional[Fix]:
 
 
 def replace_edit(pos: Pos, code: str) -> Edit:
-    """Replace the expression at exactly `pos` (start and end: `"cuda:" "1"` is one expression,
+    """Replace the node (an expression, or a statement when `code` is one) at exactly `pos` (start and end: `"cuda:" "1"` is one expression,
     its first part `"cuda:"` another with the same start)."""
-    return Edit("replace-expr", pos.line, pos.col, code, end_line=pos.end_line, end_col=pos.end_col)
+    return Edit("replace", pos.line, pos.col, code, end_line=pos.end_line, end_col=pos.end_col)
 
 
 def mask_fix_applicability(old_value: str, policy_mask) -> str:

@@ -30,7 +30,7 @@ class MissingVisibleDevices(Rule):
                 yield self.finding(ctx, anchor, "policy-withheld", value=ctx.policy.visible_devices, index=i, before=before, after=after)
                 return
             fix = Fix("safe", "insert the CUDA_VISIBLE_DEVICES header",
-                      (Edit("insert-header", lines=header_lines(ctx, with_mask=True)),))
+                      (Edit("ensure-header", lines=header_lines(ctx, with_mask=True)),))
             yield self.finding(ctx, anchor, "policy" + entry, fix, _note=note, value=ctx.policy.visible_devices,
                                **({"reason": ctx.scope_reason} if entry else {}))
         else:

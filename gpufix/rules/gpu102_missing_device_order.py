@@ -33,7 +33,7 @@ class MissingDeviceOrder(Rule):
             # there): the order goes into a complete header at the top, never into that block.
             with_mask = not ctx.header_mask_writes
             fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
-                      (Edit("insert-header", lines=header_lines(ctx, with_mask=with_mask)),))
+                      (Edit("ensure-header", lines=header_lines(ctx, with_mask=with_mask)),))
             yield self.finding(ctx, first.pos, "default", fix, order=order)
             return
         late = {id(w) for w, _, _ in ctx.late_writes()}
@@ -43,13 +43,13 @@ class MissingDeviceOrder(Rule):
             # writes os.environ), or runs too late (GPU105): the order goes into the header,
             # which imports os and runs before any framework import.
             fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
-                      (Edit("insert-header", lines=header_lines(ctx, with_mask=False)),))
+                      (Edit("ensure-header", lines=header_lines(ctx, with_mask=False)),))
             pos = first_write.pos
         elif code_writes:
             first = min(code_writes, key=lambda w: w.order)
             stmt = f'{first.environ_src}["{ORDER_VAR}"] = "{order}"'
             fix = Fix("safe", f"set CUDA_DEVICE_ORDER={order} before the mask",
-                      (Edit("insert-before", first.stmt.line, first.stmt.col, stmt),))
+                      (Edit("insert", first.stmt.line, first.stmt.col, stmt),))
             pos = first.pos
         elif mask_writes:  # only a notebook `%env` magic: gpufix does not rewrite magics
             line = mask_writes[0].pos.line
@@ -57,6 +57,6 @@ class MissingDeviceOrder(Rule):
             return
         else:
             fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
-                      (Edit("insert-header", lines=header_lines(ctx, with_mask=False)),))
+                      (Edit("ensure-header", lines=header_lines(ctx, with_mask=False)),))
             pos = ctx.header_anchor()
         yield self.finding(ctx, pos, "default", fix, order=order)

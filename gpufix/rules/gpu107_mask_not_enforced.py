@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from gpufix.model import Edit, Fix
+from gpufix.model import Fix
 from gpufix.rules import Rule, RuleContext
+from gpufix.rules._shared import replace_edit
 
 
 class MaskNotEnforced(Rule):
@@ -18,6 +19,6 @@ class MaskNotEnforced(Rule):
             environ = w.environ_src or None  # a bare `putenv` (from os import putenv) has none
             if w.simple_stmt and environ and w.value_pos is not None and w.value_src:
                 stmt = f'{environ}["{w.var}"] = {w.value_src}'
-                fix = Fix("unsafe", f"assign {environ}[\"{w.var}\"] instead", (Edit("replace-stmt", w.stmt.line, w.stmt.col, stmt),))
+                fix = Fix("unsafe", f"assign {environ}[\"{w.var}\"] instead", (replace_edit(w.stmt, stmt),))
             how = "os.putenv()" if w.method == "putenv" else "os.environ.setdefault()"
             yield self.finding(ctx, w.pos, w.method, fix, var=w.var, how=how)

@@ -131,19 +131,19 @@ def test_edit_kinds_and_applicability_are_declared_once():
     from gpufix.apply import _choose_edits
     from gpufix.model import EDIT_KINDS, Applicability, Edit, Finding, Fix
 
-    fix = Fix("unsafe", "t", (Edit("replace-expr", 1, 0, "x"),))
+    fix = Fix("unsafe", "t", (Edit("replace", 1, 0, "x"),))
     assert fix.applicability is Applicability.UNSAFE and json.dumps(fix.to_json()) == '{"applicability": "unsafe", "title": "t"}'
     with _pytest.raises(ValueError, match="unknown edit kind 'rename'"):
         Edit("rename", 1, 0)
-    assert {k for k, v in EDIT_KINDS.items() if v.isolation == "header"} == {"insert-header", "move-to-header"}
+    assert {k for k, v in EDIT_KINDS.items() if v.isolation == "header"} == {"ensure-header", "move-to-header"}
 
     def finding(rule, *edits):
         return Finding(rule, "x.py", 1, 1, 1, 1, "m", fix=Fix("safe", "t", edits))
 
-    remap = finding("GPU001", Edit("replace-expr", 5, 0, "0"))
-    header = finding("GPU101", Edit("insert-header", lines=(("CUDA_VISIBLE_DEVICES", "1"),)))
-    before = finding("GPU102", Edit("insert-before", 3, 0, "x = 1"))
+    remap = finding("GPU001", Edit("replace", 5, 0, "0"))
+    header = finding("GPU101", Edit("ensure-header", lines=(("CUDA_VISIBLE_DEVICES", "1"),)))
+    before = finding("GPU102", Edit("insert", 3, 0, "x = 1"))
     edits, rules = _choose_edits([before, remap, header], unsafe=False)
-    assert rules == ["GPU001", "GPU101"]  # the header group goes first; insert-before waits a pass
+    assert rules == ["GPU001", "GPU101"]  # the header (scheduled) group goes first; the insertion waits a pass
     edits, rules = _choose_edits([before, remap], unsafe=False)
     assert rules == ["GPU001", "GPU102"]

@@ -1,0 +1,247 @@
+"""The header placed as text: the common pass of `gpufix apply` (a module that only lacks header
+lines) without a libcst parse, transformation and code generation of the whole file.
+
+The anchor comes from `ast`: the module's top-level statements grouped into lines as libcst groups
+them (`a; b` is one line), each with the blank and comment lines above it. The text written is what
+the libcst header transformation (gpufix.fixer._Transformer._insert_header) writes for the same
+request, in the cases handled here; anything else (a module that already sets a header variable, a
+statement to move, `\\r` or form feeds, a backslash continuation at a statement's end, a line that is
+neither code, blank nor comment where the header goes, notebooks' cell markers) returns None and
+goes through libcst. tests/unit/test_edits.py checks the two agree on every golden file and on a
+corpus of real modules.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+import warnings
+from typing import Optional
+
+from gpufix.analysis import MASK_VAR, ORDER_VAR
+
+ENV_ORDER = {ORDER_VAR: 0, MASK_VAR: 1}
+CELL_MARKER_PREFIX = "\x1fgpufix-cell-boundary"
+DEFAULT_INDENT = "    "
+
+_COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try, ast.FunctionDef,
+             ast.AsyncFunctionDef, ast.ClassDef) + tuple(
+    getattr(ast, n) for n in ("TryStar", "Match") if hasattr(ast, n))
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_,:.\-]*$")
+
+
+def header_code(line: tuple, indent: str = DEFAULT_INDENT) -> str:
+    """The statement for one header line: (var, value) or (var, value, "keep-cpu")."""
+    var, value = line[0], line[1]
+    if len(line) > 2 and line[2] == "keep-cpu":
+        # A caller's explicit CPU run (CUDA_VISIBLE_DEVICES="" or "-1") stays on the CPU.
+        return (f'if os.environ.get("{var}") not in ("", "-1"):  # keep an explicit CPU run\n'
+                f'{indent}os.environ["{var}"] = "{value}"\n')
+    return f'os.environ["{var}"] = "{value}"\n'
+
+
+def _is_framework_module(name: str) -> bool:
+    from gpufix.catalog import load_api_catalog
+
+    return bool(load_api_catalog().framework_of_module(name))
+
+
+class _Bail(Exception):
+    """The module's top is not plain enough: libcst places the header."""
+
+
+def _first_indent(text: str) -> str:
+    """The module's indentation unit as libcst detects it: the first INDENT token's whitespace."""
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.INDENT:
+                return tok.string
+    except (tokenize.TokenError, SyntaxError):
+        raise _Bail from None
+    return DEFAULT_INDENT
+
+
+def _environ_target(node) -> bool:
+    return isinstance(node, ast.Subscript) and (
+        (isinstance(node.value, ast.Attribute) and node.value.attr == "environ")
+        or (isinstance(node.value, ast.Name) and node.value.id == "environ"))
+
+
+def _writes_environ(stmt) -> bool:
+    """A superset of the header lines libcst recognises (`<x>.environ[...] = v`, alone or under the
+    keep-cpu `if`): any such module-level statement sends the file to libcst."""
+    if isinstance(stmt, ast.Assign):
+        return any(_environ_target(t) for t in stmt.targets)
+    if isinstance(stmt, ast.If):
+        return any(_writes_environ(s) for s in stmt.body)
+    return False
+
+
+class _Line:
+    """One module-level line of libcst: ast statements sharing a physical line, or one compound."""
+
+    __slots__ = ("stmts", "start", "end", "compound")
+
+    def __init__(self, stmts):
+        self.stmts = stmts
+        first = stmts[0]
+        decorators = getattr(first, "decorator_list", None) or []
+        self.start = min([first.lineno] + [d.lineno for d in decorators])  # 1-based
+        self.end = stmts[-1].end_lineno  # 1-based, inclusive
+        self.compound = isinstance(first, _COMPOUND)
+
+
+def _lines_of(tree, lines: list) -> list:
+    out: list = []
+    for stmt in tree.body:
+        if out and not out[-1].compound and not isinstance(stmt, _COMPOUND) and stmt.lineno == out[-1].end:
+            out[-1] = _Line(out[-1].stmts + [stmt])
+        else:
+            out.append(_Line([stmt]))
+    for n, ln in enumerate(out):
+        first_text = lines[ln.start - 1]
+        if first_text[:1] in (" ", "\t") or (isinstance(ln.stmts[0], (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                                            and ln.stmts[0].decorator_list and not first_text.startswith("@")):
+            raise _Bail
+        if n + 1 < len(out) and lines[ln.end - 1].rstrip("\n").endswith("\\"):
+            raise _Bail  # a statement that goes on past its last token's line
+    return out
+
+
+def _is_docstring(ln: _Line) -> bool:
+    if len(ln.stmts) != 1 or not isinstance(ln.stmts[0], ast.Expr):
+        return False
+    value = ln.stmts[0].value
+    if isinstance(value, ast.JoinedStr):
+        raise _Bail  # libcst calls `"a" f"b"` a docstring and `f"b"` not
+    return isinstance(value, ast.Constant) and isinstance(value.value, (str, bytes))
+
+
+def _is_future(ln: _Line) -> bool:
+    return all(isinstance(s, ast.ImportFrom) and s.module == "__future__" and s.level == 0 for s in ln.stmts)
+
+
+def _binds_os(ln: _Line) -> bool:
+    """gpufix.fixer._binds_os: only imports, none of a GPU framework, one of them `import os`."""
+    if ln.compound:
+        return False
+    binds = False
+    for s in ln.stmts:
+        if not isinstance(s, ast.Import):
+            return False
+        for alias in s.names:
+            if _is_framework_module(alias.name):
+                return False
+            if alias.name == "os" and alias.asname is None:
+                binds = True
+    return binds
+
+
+def _blank(text: str) -> bool:
+    return text.strip() == ""
+
+
+def _gap(lines: list, after: int, before: int) -> list:
+    """The lines between line `after` and line `before` (1-based, both excluded): a statement's
+    leading lines. Only blank and comment lines can be there."""
+    gap = lines[after:before - 1]
+    if any(not (_blank(g) or g.lstrip().startswith("#")) for g in gap):
+        raise _Bail
+    return gap
+
+
+def header_by_text(text: str, request: list) -> Optional[tuple]:
+    """(new text, lines added), or None when libcst must place the header."""
+    try:
+        return _place(text, request)
+    except _Bail:
+        return None
+
+
+def _place(text: str, request: list) -> tuple:
+    if (not text.endswith("\n") or "\r" in text or "\x0c" in text or CELL_MARKER_PREFIX in text
+            or any(not _SAFE_VALUE.match(str(part)) for line in request for part in line)):
+        raise _Bail
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise _Bail from None
+    if not tree.body or any(_writes_environ(s) for s in tree.body):
+        raise _Bail
+    lines = [line + "\n" for line in text.split("\n")[:-1]]  # ast's lines: `\n` ends one, nothing else
+    body = _lines_of(tree, lines)
+
+    k = 1 if _is_docstring(body[0]) else 0
+    while k < len(body) and _is_future(body[k]):
+        k += 1
+    head_end = body[k - 1].end if k else body[0].start - 1  # lines [0, head_end) stay first
+    rest = body[k:]
+
+    wanted: list = []
+    for line in request:
+        if line[0] not in [w[0] for w in wanted]:
+            wanted.append(tuple(line))
+    wanted.sort(key=lambda item: ENV_ORDER[item[0]])
+    indent = _first_indent(text) if any(len(w) > 2 for w in wanted) else DEFAULT_INDENT
+    block = ["\n"] + [header_code(w, indent) for w in wanted]
+
+    out = lines[:head_end]
+    cut = None  # (first, last) 0-based line indexes removed from the tail: a plain `import os` moved up
+    if rest and _binds_os(rest[0]):
+        os_line = rest[0]
+        _gap(lines, head_end, os_line.start)
+        if lines[os_line.end - 1].rstrip("\n").endswith("\\"):
+            raise _Bail
+        out += lines[head_end:os_line.end]
+        out += block
+        tail_from = os_line.end
+        nxt = rest[1] if len(rest) > 1 else None
+        if nxt is not None:
+            lead = _gap(lines, os_line.end, nxt.start)
+            if not lead or not _blank(lead[0]):
+                out.append("\n")
+            out += lead
+            tail_from = nxt.start - 1
+        out += lines[tail_from:]
+        return "".join(out), len(wanted)
+
+    os_code = ["import os\n"]
+    for n, ln in enumerate(rest):
+        if not _binds_os(ln) or len(ln.stmts) != 1 or len(ln.stmts[0].names) != 1:
+            continue
+        pred = rest[n - 1] if n else None  # never None: rest[0] does not bind os
+        gap = lines[pred.end:ln.start - 1]
+        if pred.compound and gap:
+            raise _Bail  # which of those lines the block above owns is libcst's call
+        gap = _gap(lines, pred.end, ln.start)
+        if any(not _blank(g) for g in gap):
+            continue  # a comment above it: it stays where it is
+        if ln.start != ln.end:
+            raise _Bail
+        stmt = ln.stmts[0]
+        own = lines[ln.start - 1]
+        if "#" in own.encode("utf-8")[stmt.end_col_offset:].decode("utf-8", "replace"):
+            continue  # a comment after it: it stays where it is
+        os_code = [own]
+        cut = (pred.end, ln.end)
+        break
+
+    first = rest[0] if rest else None
+    lead = _gap(lines, head_end, first.start) if first is not None else []
+    if first is not None and any(not _blank(g) for g in lead):
+        # Comments above the first statement lead the file: the header goes after them.
+        out += lead + os_code + block + ["\n"]
+    else:
+        out += (["\n"] if k else []) + os_code + block
+        if first is not None:
+            out += lead if (lead and _blank(lead[0])) else ["\n"] + lead
+    tail_from = first.start - 1 if first is not None else head_end
+    tail = lines[tail_from:]
+    if cut is not None:
+        tail = lines[tail_from:cut[0]] + lines[cut[1]:]
+    out += tail
+    return "".join(out), len(wanted)

@@ -142,27 +142,32 @@ def _reread(src: SourceFile, raw: bytes) -> SourceFile:
 
 
 def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: Optional[str] = None,
-               first: Optional[FileResult] = None, final: Optional[list] = None) -> tuple:
+               first: Optional[FileResult] = None, final: Optional[list] = None, use_prefilter: Optional[bool] = None) -> tuple:
     """(new raw bytes, sorted rule codes fixed). Raises FixError when a fix cannot be applied safely.
 
     `first`: the lint of `src` the caller already has (its findings are this file's as analysed),
     used for the first pass instead of linting again. `final`: a list that receives the lint of
     the returned bytes when the last pass made one (the last pass lints what the fixes wrote, to
-    find nothing left to do), so the caller need not lint them again."""
+    find nothing left to do), so the caller need not lint them again. `use_prefilter` given (with
+    `abs_path`): each pass lints as `gpufix scan` does (engine.lint_bytes, with the prefilter's
+    tiers or without), so that lint is the one a re-lint of the written file would make."""
     catalog = catalog_for(policy)
     enabled = make_rule_filter(policy.select, policy.ignore)
+    if use_prefilter is not None and abs_path is not None and src.kind not in TEXT_KINDS:
+        def lint(s: SourceFile) -> FileResult:
+            return lint_bytes(s.raw, abs_path, s.path, policy, use_prefilter, catalog)
+    else:
+        def lint(s: SourceFile) -> FileResult:
+            return lint_source(s, policy, catalog, enabled, abs_path=abs_path)
     if src.kind in TEXT_KINDS:
         from gpufix.formats.fix import fix_text
 
-        return fix_text(src, lambda s: lint_source(s, policy, catalog, enabled, abs_path=abs_path), unsafe)
+        return fix_text(src, lint, unsafe)
     fixed: list = []
     raw = src.raw
     result = None
     for n in range(MAX_PASSES):
-        if n == 0 and first is not None:
-            result = first
-        else:
-            result = lint_source(src, policy, catalog, enabled, abs_path=abs_path)
+        result = first if (n == 0 and first is not None) else lint(src)
         result_raw = raw
         if result.errors:
             break
@@ -323,7 +328,7 @@ def _plan_file(args) -> tuple:
     final: list = []
     try:
         src = read_source(display, raw)
-        new_raw, rules = fix_source(src, policy, unsafe, abs_path=key, first=res, final=final)
+        new_raw, rules = fix_source(src, policy, unsafe, abs_path=key, first=res, final=final, use_prefilter=use_prefilter)
     except (ReadError, OSError) as exc:
         return res.to_json(), ("error", "fix-error", f"cannot fix: {exc}")
     except FixError as exc:

@@ -149,19 +149,19 @@ def test_edits_cross_processes_as_json():
 def _corpus() -> list:
     files = sorted(ROOT.glob("fixtures/**/*.py")) + sorted((ROOT / "tests" / "oracle" / "cases").glob("*.py"))
     stdlib = Path(os.__file__).parent
-    files += [p for p in sorted(stdlib.glob("*.py")) if p.stat().st_size < 12_000][:80]
+    files += [p for p in sorted(stdlib.glob("*.py")) if p.stat().st_size < 12_000][:60]
     return files
 
 
 def test_header_as_text_is_what_libcst_writes():
     fast = 0
     checked = 0
-    for path in _corpus():
+    for n, path in enumerate(_corpus()):
         try:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue
-        for request in ([ORDER, MASK_KEEP], [MASK, ORDER], [ORDER]):
+        for request in ([ORDER, MASK_KEEP], [MASK, ORDER] if n % 2 else [ORDER]):
             got = header_by_text(text, request)
             if got is None:
                 continue
@@ -169,4 +169,4 @@ def test_header_as_text_is_what_libcst_writes():
             want = apply_edits_cst(text, [Edit("ensure-header", lines=tuple(request))])
             assert got == want, f"{path.name} {request}"
         checked += 1
-    assert checked > 100 and fast > 150  # the text placement does take the common case
+    assert checked > 100 and fast > 100  # the text placement does take the common case

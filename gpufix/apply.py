@@ -346,6 +346,23 @@ def _plan_all(jobs: list, workers: int):
     yield from run_in_workers(_plan_file, jobs, workers, per_worker=16)
 
 
+def _planned(jobs: list, workers: int, progress_factory) -> list:
+    """_plan_file's results in the order of `jobs`, computed largest file first (as scan does: the
+    workers then finish together instead of one chewing on a big file at the end)."""
+
+    def size(i: int) -> int:
+        try:
+            return os.stat(jobs[i][0]).st_size
+        except OSError:
+            return 0
+
+    order = sorted(range(len(jobs)), key=size, reverse=True) if len(jobs) > 1 else list(range(len(jobs)))
+    out: list = [None] * len(jobs)
+    for i, got in zip(order, _with_progress(_plan_all([jobs[i] for i in order], workers), progress_factory, len(jobs))):
+        out[i] = got
+    return out
+
+
 def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda m: None, progress_factory=None,
               resolver=None) -> ApplyOutcome:
     """With a `resolver` (gpufix.config.PolicyResolver) each file is fixed under the policy of its
@@ -375,7 +392,7 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
         return gather_pairs(policy, pairs, fix_errors.values(), resolver=resolver, paths=paths or ["."])
 
     workers = opts.jobs if opts.jobs is not None else (os.cpu_count() or 1)
-    for (key, display, *_), (res_json, outcome) in _with_progress(zip(jobs, _plan_all(jobs, workers)), progress_factory, len(jobs)):
+    for (key, display, *_), (res_json, outcome) in zip(jobs, _planned(jobs, workers, progress_factory)):
         res = FileResult.from_json(res_json, display)
         results[key] = res
         if outcome is None:

@@ -88,10 +88,8 @@ class Facts:
     ordinals: list = dataclasses.field(default_factory=list)
     # module body: (line, col) of the docstring/`from __future__` prefix end, for the header
     first_stmt_line: Optional[int] = None
-    # facts of collectors added later, by collector name (rules read them with facts.extra[name])
+    # facts of the other collectors, by collector name (rules read them with facts.extra[name])
     extra: dict = dataclasses.field(default_factory=dict)
-    multigpu: object = None  # gpufix.multigpu.MultiGpuFacts, when the file holds ordinals
-    gpu_options: list = dataclasses.field(default_factory=list)  # gpufix.options.GpuOption
 
     @property
     def is_gpu_module(self) -> bool:

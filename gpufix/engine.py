@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from gpufix.analysis import MASK_VAR, source_facts
+from gpufix.collectors import finish_facts
 from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
 from gpufix.config import Policy
 from gpufix.discover import PathFilter, discover_files
@@ -26,8 +27,6 @@ from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
 from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, is_entrypoint_name
-from gpufix.multigpu import analyze_multigpu
-from gpufix.options import OPTION_TEXT_RE, gpu_options
 from gpufix.project import refine_gpu_imports
 from gpufix.source import ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
@@ -133,10 +132,8 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
         return lint_source(src, policy, catalog, abs_path=abs_path)
     if not use_prefilter:
         return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
-    tier = classify(src.text, display, policy.effective_header_scope, catalog)
+    tier = classify(src.text, display, policy.effective_header_scope, catalog, has_policy=policy.has_policy)
     project = policy.project
-    if tier == SKIP and policy.has_policy and "add_argument" in src.text and OPTION_TEXT_RE.search(src.text):
-        tier = HEADER  # the app's own GPU option (GPU108) may sit in a file that imports no framework
     if tier == SKIP and project is not None and project.graph_built and (
         os.path.abspath(abs_path) in project.entry_map
         or (os.path.abspath(abs_path) in project.unparsed and imports_framework(src.text, catalog))
@@ -179,10 +176,7 @@ def lint_source(
         lines = split_lines(src.text)
         facts = source_facts(src, tree, lines, catalog, header_only=header_only, focused=focused)
         facts = refine_gpu_imports(facts, tree, src.text)
-        if policy.has_policy and "add_argument" in src.text:
-            facts.gpu_options = gpu_options(tree, facts)
-        if policy.has_policy and (facts.ordinals or (facts.gpu_imports and "cuda:" in src.text)):
-            facts.multigpu = analyze_multigpu(tree, facts)
+        finish_facts(facts, tree, src.text, policy)  # the collectors' whole-tree facts
     except SyntaxError as exc:
         result.errors.append(_syntax_error(src, exc))
         return result

@@ -140,7 +140,16 @@ def is_entrypoint_name(path: str) -> bool:
     return path.endswith(".ipynb") or bool(TEST_NAME_RE.match(os.path.basename(path)))
 
 
-def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
+def classify(text: str, path: str, scope: str, catalog: ApiCatalog, has_policy: bool = False) -> int:
+    """The file's tier. `has_policy`: a policy is set (the collectors that run only under one add
+    their `parse_tests`)."""
+    tier = _classify(text, path, scope, catalog)
+    if tier == SKIP and _parse_anyway(text, catalog, has_policy):
+        return HEADER  # a collector's whole-tree facts (an app's GPU option) need no GPU import
+    return tier
+
+
+def _classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
     ordinal, _, risky, named = _compiled(catalog)
     if _any(ordinal, text):
         return FULL
@@ -155,6 +164,18 @@ def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
     if is_entrypoint_name(path) or text.startswith("#!") or "__main__" in text:
         return HEADER
     return SKIP
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_tests(catalog: ApiCatalog, has_policy: bool) -> tuple:
+    from gpufix.collectors import parse_tests
+
+    return tuple((literal, re.compile(rx) if isinstance(rx, str) else rx) for literal, rx in parse_tests(catalog, has_policy))
+
+
+def _parse_anyway(text: str, catalog: ApiCatalog, has_policy: bool) -> bool:
+    """Whether a collector's `parse_tests` want the file parsed although nothing else does."""
+    return any(literal in text and (rx is None or rx.search(text)) for literal, rx in _parse_tests(catalog, has_policy))
 
 
 # Value flow (gpufix.valueflow): a device argument that is a name matters only when some literal

@@ -8,7 +8,7 @@ import re
 from gpufix.analysis import TF_DEVICE_RE, OrdinalUse
 from gpufix.model import Fix
 from gpufix.rules import UNKNOWN, Rule, RuleContext
-from gpufix.multigpu import in_multi_gpu_code, unsafe_context
+from gpufix.collectors.multi_gpu import in_multi_gpu_code, unsafe_context
 from gpufix.rules._shared import describe_ordinal, mask_text, quote_like, remap, remap_applicability, replace_edit, visible_range
 
 

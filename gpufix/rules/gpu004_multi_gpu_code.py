@@ -1,9 +1,9 @@
-"""GPU004 multi-gpu-code: code that needs more GPUs than the policy makes visible (see gpufix.multigpu)."""
+"""GPU004 multi-gpu-code: code that needs more GPUs than the policy makes visible (facts: gpufix.collectors.multi_gpu)."""
 
 from __future__ import annotations
 
 from gpufix.analysis import Pos
-from gpufix.multigpu import multi_gpu_scopes
+from gpufix.collectors.multi_gpu import multi_gpu_scopes, multigpu_facts
 from gpufix.rules import Rule, RuleContext
 from gpufix.rules._shared import mask_text
 
@@ -13,7 +13,7 @@ class MultiGpuCode(Rule):
     messages = {"default": ("where", "what", "count", "mask", "need", "gated")}
 
     def check(self, ctx: RuleContext):
-        mg = ctx.facts.multigpu
+        mg = multigpu_facts(ctx.facts)
         if mg is None or ctx.policy_mask is None:
             return
         count = len(ctx.policy_mask)

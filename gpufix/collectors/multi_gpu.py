@@ -8,6 +8,10 @@
 * A test gated to multi-GPU machines (rules/multigpu-gates.toml): its ordinals get no fix.
 * Plain data: an ordinal in a `parametrize` table, a mock's return value or the expected side of an
   assert is data, not a device choice; remapping it alone breaks the test (its input stays).
+
+The facts need the whole tree and every ordinal the walk found, so the collector builds them in its
+`finish` hook, only under a policy (GPU004 and the remaps they hold back need one), and keeps them
+in `facts.extra["multi-gpu"]` (see `multigpu_facts`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import dataclasses
 import functools
 import sys
 from typing import Optional
+
+from gpufix.collectors import Collector
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -237,6 +243,23 @@ def analyze_multigpu(tree: ast.Module, facts, col_of=None) -> MultiGpuFacts:
     return mg
 
 
+class MultiGpu(Collector):
+    name = "multi-gpu"
+    priority = 90
+    only_with_policy = True
+
+    def finish(self, facts, tree, text: str) -> None:
+        # Without an ordinal, only a device list can make multi-GPU code, and the lists it knows
+        # are formatted from "cuda:".
+        if facts.ordinals or (facts.gpu_imports and "cuda:" in text):
+            facts.extra[self.name] = analyze_multigpu(tree, facts)
+
+
+def multigpu_facts(facts) -> Optional[MultiGpuFacts]:
+    """The file's multi-GPU facts; None without a policy or when the file holds no ordinal."""
+    return facts.extra.get(MultiGpu.name)
+
+
 def multi_gpu_scopes(mg: MultiGpuFacts, visible: int) -> list:
     """Scopes that need more GPUs than `visible`: two or more distinct GPUs, or a device list."""
     out = []
@@ -250,7 +273,7 @@ def multi_gpu_scopes(mg: MultiGpuFacts, visible: int) -> list:
 
 def in_multi_gpu_code(ctx, use) -> bool:
     """Whether ordinal `use` is inside multi-GPU code under the policy (GPU004 reports it once)."""
-    mg = ctx.facts.multigpu
+    mg = multigpu_facts(ctx.facts)
     if mg is None or ctx.policy_mask is None:
         return False
     return mg.scope_of(use.pos.line) in multi_gpu_scopes(mg, len(ctx.policy_mask))
@@ -259,7 +282,7 @@ def in_multi_gpu_code(ctx, use) -> bool:
 def unsafe_context(ctx, use):
     """(applicability or None, note) for an ordinal in a gated test (no fix) or in plain data
     (an unsafe fix); None for an ordinal whose remap is safe."""
-    mg = ctx.facts.multigpu
+    mg = multigpu_facts(ctx.facts)
     if mg is None:
         return None
     gate = mg.gated(use.pos.line)

@@ -200,6 +200,12 @@ class Rule:
     def check(self, ctx: RuleContext) -> Iterable[Finding]:
         raise NotImplementedError
 
+    def check_text(self, tctx) -> Iterable[Finding]:
+        """The rule on a non-Python file (shell, Dockerfile, .env, YAML/JSON/TOML): `tctx` is a
+        gpufix.rules._text.TextContext holding the facts its reader extracted. Rules that do not
+        judge such files keep this default."""
+        return ()
+
     def finding(self, ctx: RuleContext, pos: Pos, variant: str, fix: Optional[Fix] = None, *, _note: str = "",
                 _severity: Optional[str] = None, **values) -> Finding:
         """A finding of this rule at `pos`, its message rendered from the catalogue's template (plus
@@ -231,6 +237,10 @@ class ProjectRule(Rule):
     notebook cells and cached like findings), `finish` decides on all files' candidates at once."""
 
     def collect(self, ctx: RuleContext) -> Iterable[Candidate]:
+        return ()
+
+    def collect_text(self, tctx) -> Iterable[Candidate]:
+        """`collect` on a non-Python file (see Rule.check_text)."""
         return ()
 
     def finish(self, policy: Policy, candidates: list) -> Iterable[Finding]:

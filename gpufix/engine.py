@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
-from gpufix.analysis import MASK_VAR, source_facts
+from gpufix.analysis import source_facts
 from gpufix.collectors import finish_facts
 from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
 from gpufix.config import Policy
@@ -488,8 +488,8 @@ def _scan_group(files, policy: Policy, options: Options, progress_factory) -> li
 
 def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
     """FileResults (candidates only) of the project's other files, for the project rules. Nothing
-    to do when the run already covers the project's folder. Only files that mention
-    CUDA_VISIBLE_DEVICES are read further: GPU103, the one project rule, judges mask values."""
+    to do when the run already covers the project's folder. Only files that hold one of the
+    project rules' `candidate_bytes` are read further (GPU103 judges mask values)."""
     if not policy.root:
         return []
     root = os.path.realpath(policy.root)
@@ -498,12 +498,14 @@ def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
         return []
     have = {r.path for r in members}
     catalog = catalog_for(policy)
+    needles = [r.candidate_bytes for r in project_rules().values()]
+    needles = None if any(not n for n in needles) else {b for n in needles for b in n}
     out = []
     for abs_path, display, pol in discover_files([root], resolver):
         if pol != policy or display in have:
             continue
         got, _ = _read_file(str(abs_path))
-        if got is None or MASK_VAR.encode() not in got[1]:
+        if got is None or (needles is not None and not any(b in got[1] for b in needles)):
             continue
         res = lint_bytes(got[1], os.path.abspath(abs_path), display, policy, True, catalog)
         if res.candidates:

@@ -28,6 +28,7 @@ class WrongVisibleDevices(ProjectRule):
         "container": ("what", "pinned", "inside", "want", "need"),
         "launcher": ("value", "want"),  # an accelerate config's gpu_ids (gpufix.formats)
     }
+    candidate_bytes = (MASK_VAR.encode(),)  # candidates are literal mask values
 
     def check(self, ctx: RuleContext):
         if not ctx.policy.has_policy:

@@ -166,11 +166,21 @@ def _classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
     return SKIP
 
 
-@functools.lru_cache(maxsize=32)
-def _parse_tests(catalog: ApiCatalog, has_policy: bool) -> tuple:
-    from gpufix.collectors import parse_tests
+_PARSE_TESTS: dict = {}
 
-    return tuple((literal, re.compile(rx) if isinstance(rx, str) else rx) for literal, rx in parse_tests(catalog, has_policy))
+
+def _parse_tests(catalog: ApiCatalog, has_policy: bool) -> tuple:
+    # Keyed on identity: hashing the catalogue (a frozen dataclass of every API) costs more than
+    # the tests themselves, and this runs for every file the other tests would skip.
+    from gpufix.collectors import load_collectors, parse_tests
+
+    registered = load_collectors()
+    key = (id(catalog), id(registered), has_policy)
+    got = _PARSE_TESTS.get(key)
+    if got is None or got[0] is not catalog or got[1] is not registered:
+        tests = tuple((literal, re.compile(rx) if isinstance(rx, str) else rx) for literal, rx in parse_tests(catalog, has_policy))
+        got = _PARSE_TESTS[key] = (catalog, registered, tests)
+    return got[2]
 
 
 def _parse_anyway(text: str, catalog: ApiCatalog, has_policy: bool) -> bool:

@@ -147,9 +147,14 @@ def parse_tests(catalog, has_policy: bool) -> tuple:
 
 def finish_facts(facts, tree, text: str, policy) -> None:
     """Run every collector's per-file `finish` hook (those that run under `policy`)."""
-    for c in load_collectors():
-        if type(c).finish is not Collector.finish and c.runs_under(policy):
+    for c in _finishers(load_collectors()):
+        if c.runs_under(policy):
             c.finish(facts, tree, text)
+
+
+@functools.lru_cache(maxsize=4)
+def _finishers(registered: tuple) -> tuple:
+    return tuple(c for c in registered if type(c).finish is not Collector.finish)
 
 
 def collector(name: str) -> Optional[Collector]:

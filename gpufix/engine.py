@@ -26,7 +26,7 @@ from gpufix.formats import MAX_BYTES as MAX_TEXT_BYTES
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
-from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, is_entrypoint_name
+from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, is_entrypoint_name, parse_anyway
 from gpufix.project import refine_gpu_imports
 from gpufix.source import ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
@@ -132,8 +132,10 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
         return lint_source(src, policy, catalog, abs_path=abs_path)
     if not use_prefilter:
         return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
-    tier = classify(src.text, display, policy.effective_header_scope, catalog, has_policy=policy.has_policy)
+    tier = classify(src.text, display, policy.effective_header_scope, catalog)
     project = policy.project
+    if tier == SKIP and parse_anyway(src.text, catalog, policy.has_policy):
+        tier = HEADER  # a collector's whole-tree facts (an app's GPU option) need no framework import
     if tier == SKIP and project is not None and project.graph_built and (
         os.path.abspath(abs_path) in project.entry_map
         or (os.path.abspath(abs_path) in project.unparsed and imports_framework(src.text, catalog))

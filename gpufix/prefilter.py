@@ -8,7 +8,8 @@ can find:
 * HEADER: the file can hold only the file-level header findings (GPU101/GPU102): it names a GPU
           framework but holds no literal device ordinal in a catalogued form and no mask variable.
           It is parsed with `ast` (so syntax errors are still reported), but only its import
-          statements are looked at.
+          statements are looked at (and the collectors' whole-tree `finish` hooks run). A file
+          `classify` skips is put here by `parse_anyway` when a collector's `parse_tests` ask.
 * FULL:   everything else: parse and run the whole analysis.
 
 The FULL tier's tests are the fact collectors' own declarations (gpufix/collectors/: each says
@@ -140,16 +141,7 @@ def is_entrypoint_name(path: str) -> bool:
     return path.endswith(".ipynb") or bool(TEST_NAME_RE.match(os.path.basename(path)))
 
 
-def classify(text: str, path: str, scope: str, catalog: ApiCatalog, has_policy: bool = False) -> int:
-    """The file's tier. `has_policy`: a policy is set (the collectors that run only under one add
-    their `parse_tests`)."""
-    tier = _classify(text, path, scope, catalog)
-    if tier == SKIP and _parse_anyway(text, catalog, has_policy):
-        return HEADER  # a collector's whole-tree facts (an app's GPU option) need no GPU import
-    return tier
-
-
-def _classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
+def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
     ordinal, _, risky, named = _compiled(catalog)
     if _any(ordinal, text):
         return FULL
@@ -183,8 +175,10 @@ def _parse_tests(catalog: ApiCatalog, has_policy: bool) -> tuple:
     return got[2]
 
 
-def _parse_anyway(text: str, catalog: ApiCatalog, has_policy: bool) -> bool:
-    """Whether a collector's `parse_tests` want the file parsed although nothing else does."""
+def parse_anyway(text: str, catalog: ApiCatalog, has_policy: bool) -> bool:
+    """Whether a collector's `parse_tests` want a file parsed (in the HEADER tier) that `classify`
+    would skip: whole-tree facts (an app's GPU option) may sit in a file that imports no GPU
+    framework. `has_policy`: a policy is set (collectors that run only under one count)."""
     return any(literal in text and (rx is None or rx.search(text)) for literal, rx in _parse_tests(catalog, has_policy))
 
 

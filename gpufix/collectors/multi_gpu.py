@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import re
 import sys
 from typing import Optional
 
@@ -243,10 +244,20 @@ def analyze_multigpu(tree: ast.Module, facts, col_of=None) -> MultiGpuFacts:
     return mg
 
 
+# A device list without a literal index (`[torch.device("cuda", i) for i in range(n)]`): no ordinal
+# test of the prefilter sees it, so a module the header scope does not name would be skipped.
+_DEVICE_CALL_RE = re.compile(r"""device\(\s*['"]cuda['"]\s*,""")
+
+
 class MultiGpu(Collector):
     name = "multi-gpu"
     priority = 90
     only_with_policy = True
+
+    def parse_tests(self, catalog):
+        # The other device lists are formatted from "cuda:" (FULL-tier tests); this one counts
+        # only in a file that holds "cuda:" (see finish).
+        return (("cuda:", _DEVICE_CALL_RE),)
 
     def finish(self, facts, tree, text: str) -> None:
         # Without an ordinal, only a device list can make multi-GPU code, and the lists it knows

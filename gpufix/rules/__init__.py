@@ -192,6 +192,9 @@ class Rule:
 
     code: ClassVar[str] = ""
     messages: ClassVar[dict] = {}
+    # Its fixes are computed against the file's mask before `apply` rewrites it (ordinal remaps):
+    # apply takes them in its first pass only (a later pass would read them through the new mask).
+    fixes_first_pass_only: ClassVar[bool] = False
 
     @property
     def doc(self) -> RuleDoc:

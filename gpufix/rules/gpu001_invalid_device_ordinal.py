@@ -29,6 +29,7 @@ def _replacement(use: OrdinalUse, new: int) -> str:
 
 class InvalidDeviceOrdinal(Rule):
     code = "GPU001"
+    fixes_first_pass_only = True  # remaps read through the mask before the fix
     messages = {
         "remap": ("what", "physical", "mask", "new_index", "new"),
         "remap-withheld": ("what", "physical", "mask", "new_index", "new"),

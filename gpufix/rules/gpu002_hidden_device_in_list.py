@@ -9,6 +9,7 @@ from gpufix.rules._shared import mask_text, remap, visible_range
 
 class HiddenDeviceInList(Rule):
     code = "GPU002"
+    fixes_first_pass_only = True  # remaps read through the mask before the fix
     messages = {
         "policy": ("api", "indices", "bad", "mask", "count", "visible"),
         "no-policy": ("api", "indices", "bad", "mask", "count"),

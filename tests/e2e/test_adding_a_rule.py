@@ -204,13 +204,14 @@ def test_the_new_rule_is_listed_and_explained(checkout):
 
 
 def test_the_pipeline_names_no_rule():
-    """The per-file pipeline is generic: no rule code, and no rule or collector module, in the
-    engine, the prefilter, the walk or the non-Python readers (a rule-specific hook there is what
-    this guards against)."""
+    """The pipeline is generic: no rule code, and no rule or collector module, in the engine, the
+    prefilter, the walk, apply and the fixer, or the non-Python readers (a rule-specific hook
+    there is what this guards against)."""
     import ast
     import re
 
-    pipeline = [ROOT / "gpufix" / n for n in ("engine.py", "prefilter.py", "analysis.py", "project.py", "cache.py")]
+    names = ("engine.py", "prefilter.py", "analysis.py", "project.py", "cache.py", "apply.py", "fixer.py")
+    pipeline = [ROOT / "gpufix" / n for n in names]
     pipeline += sorted((ROOT / "gpufix" / "formats").glob("*.py"))
     for path in pipeline:
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -123,7 +123,9 @@ def test_a_whole_tree_collector_runs_once_per_file_and_only_under_a_policy(tmp_p
 
     pkg = _fake_collector_package(tmp_path, WHOLE_TREE_COLLECTOR)
     found = collectors.discover_collectors(pkg)
-    monkeypatch.setattr(collectors, "load_collectors", lambda: found)
+    combined = collectors.load_collectors() + found
+    monkeypatch.setattr(collectors, "load_collectors", lambda: combined)
+    collectors.dispatch_table.cache_clear()
     try:
         catalog = load_api_catalog()
         text = "import os\n\n# TODO(gpu): choose\n"
@@ -140,5 +142,6 @@ def test_a_whole_tree_collector_runs_once_per_file_and_only_under_a_policy(tmp_p
         assert facts.extra == {}
     finally:
         monkeypatch.undo()
+        collectors.dispatch_table.cache_clear()  # it was built from the patched list
         sys.modules.pop("fakecollectors", None)
         sys.modules.pop("fakecollectors.sleeps", None)

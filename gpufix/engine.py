@@ -135,6 +135,8 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
         return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
     tier = classify(src.text, display, policy.effective_header_scope, catalog)
     project = policy.project
+    if tier == HEADER and project is not None and project.graph_built and os.path.abspath(abs_path) not in project.entry_map:
+        tier = SKIP  # the header findings are only for the entry points the project index names
     if tier == SKIP and policy.has_policy and "add_argument" in src.text and OPTION_TEXT_RE.search(src.text):
         tier = HEADER  # the app's own GPU option (GPU108) may sit in a file that imports no framework
     if tier == SKIP and project is not None and project.graph_built and (

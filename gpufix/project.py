@@ -28,6 +28,8 @@ import warnings
 from pathlib import Path
 from typing import Iterable, Optional
 
+from gpufix.importscan import read_imports
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -299,12 +301,12 @@ def _annotation_only_by_text(tree: ast.Module, names: set, text: str) -> set:
     out = set()
     for name in names:
         inside = 0
-        for m in re.finditer(rf"(?<![\w.]){re.escape(name)}(?!\w)", text):
-            line_no = bisect.bisect_right(starts, m.start())
+        for at in _word_positions(text, name):
+            line_no = bisect.bisect_right(starts, at)
             if line_no in import_lines:
                 continue
             line = lines[line_no - 1]
-            col = m.start() - starts[line_no - 1]
+            col = at - starts[line_no - 1]
             if "#" in line[:col]:
                 continue
             pos = (line_no, len(line[:col].encode("utf-8")))
@@ -316,6 +318,20 @@ def _annotation_only_by_text(tree: ast.Module, names: set, text: str) -> set:
             if inside:
                 out.add(name)
     return out
+
+
+def _word_positions(text: str, name: str):
+    """Offsets of `name` as a whole name, not an attribute (what `(?<![\\w.])name(?!\\w)` finds;
+    a substring search is much faster than a regex that starts with a lookbehind)."""
+    find = text.find
+    size = len(name)
+    at = find(name)
+    while at >= 0:
+        before = text[at - 1] if at else " "
+        after = text[at + size: at + size + 1]
+        if not (before.isalnum() or before in "_." or after.isalnum() or after == "_"):
+            yield at
+        at = find(name, at + size)
 
 
 @dataclasses.dataclass
@@ -391,6 +407,88 @@ def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framewor
     return ModuleImports(modules, gpu)
 
 
+_RUNTIME_BEFORE = re.compile(
+    r"(?:[=(@]|\b(?:return|yield|await|not|in|is|and|or|if|elif|while|assert|raise|del|with|else|print))$"
+)
+_CALL_AFTER = re.compile(r"(?:[ \t]*\.[ \t]*\w+)*[ \t]*\(")
+
+
+def _used_at_run_time(name: str, text: str, import_spans: list) -> Optional[bool]:
+    """Whether an imported `name` is used outside annotations, by its text: True when one use
+    surely is (a call, a default or argument value, a decorator, after `return`/`if`/...), or when
+    it is never used; None when every use may be inside an annotation (then `ast` decides).
+    `import_spans`: sorted (start, end) offsets of the import statements, whose names do not count."""
+    import bisect
+
+    seen = False
+    size = len(name)
+    for pos in _word_positions(text, name):
+        k = bisect.bisect_right(import_spans, (pos, len(text))) - 1
+        if k >= 0 and import_spans[k][0] <= pos < import_spans[k][1]:
+            continue
+        line_start = text.rfind("\n", 0, pos) + 1
+        prefix = text[line_start:pos]
+        if "#" in prefix:
+            continue
+        seen = True
+        if _RUNTIME_BEFORE.search(prefix.rstrip()) or _CALL_AFTER.match(text, pos + size):
+            return True
+    return None if seen else True
+
+
+def runtime_imports_from_text(found_stmts, text: str, module: str, is_package: bool, is_framework) -> Optional[ModuleImports]:
+    """runtime_imports from gpufix.importscan's reading of the text (no `TYPE_CHECKING`, no dynamic
+    import: read_imports leaves those files to ast); None when an annotation-only use is possible
+    (then `ast` decides)."""
+    package = module if is_package else module.rpartition(".")[0]
+    found: list = []  # (module, bound names, statement)
+    for st in found_stmts:
+        if st.level < 0:
+            for name, asname in st.names:
+                found.append((name, {asname or name.split(".")[0]}, st))
+            continue
+        if st.level:
+            base = package.split(".") if package else []
+            if st.level - 1 > len(base):
+                continue
+            base = base[: len(base) - (st.level - 1)]
+            target = ".".join(base + ([st.module] if st.module else []))
+        else:
+            target = st.module
+        if not target:
+            continue
+        found.append((target, {a or n for n, a in st.names if n != "*"}, st))
+        for n, a in st.names:
+            if n != "*":
+                found.append((f"{target}.{n}", {a or n}, st))
+    modules = [name for name, _, _ in found]
+    gpu_found = [(name, bound) for name, bound, _ in found if is_framework(name)]
+    if not gpu_found:
+        return ModuleImports(modules, [])
+    import_spans = sorted((st.start, st.end) for st in found_stmts)
+    verdict: dict = {}
+    gpu = []
+    undecided = False
+    for name, bound in gpu_found:
+        if not bound:
+            gpu.append(name)  # a star import
+            continue
+        runtime = False
+        for b in bound:
+            if b not in verdict:
+                verdict[b] = _used_at_run_time(b, text, import_spans)
+            if verdict[b] is True:
+                runtime = True
+                break
+        if runtime:
+            gpu.append(name)
+        else:
+            undecided = True
+    if undecided and not gpu:
+        return None  # the file is a GPU module only if an annotation-only import is not: ast decides
+    return ModuleImports(modules, gpu)
+
+
 def _has_main_guard(tree: ast.Module) -> bool:
     for stmt in tree.body:
         if isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare):
@@ -415,8 +513,8 @@ class _File:
 
 
 def _read_for_graph(path: Path):
-    """(stat stamp, bytes, text, tree) of a .py or .ipynb file; text and tree are None when it does
-    not decode or parse; None when it cannot be read at all."""
+    """(stat stamp, bytes, text) of a .py or .ipynb file; text is None when it does not decode;
+    None when it cannot be read at all."""
     from gpufix.source import ReadError, read_source
 
     import stat
@@ -430,12 +528,18 @@ def _read_for_graph(path: Path):
         return None
     stamp = [st.st_size, st.st_mtime_ns]
     try:
-        src = read_source(str(path), raw)
+        return stamp, raw, read_source(str(path), raw).text
+    except (ReadError, ValueError):
+        return stamp, raw, None
+
+
+def _parse(text: str):
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return stamp, raw, src.text, ast.parse(src.text)
-    except (ReadError, SyntaxError, ValueError, RecursionError, MemoryError):
-        return stamp, raw, None, None
+            return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
 
 
 # Set before the worker processes fork (and in each by the initializer): what every file's entry needs.
@@ -446,8 +550,10 @@ def _index_init(root, console, fp_catalog) -> None:
     _INDEX_STATE.update(root=root, console=console, fp_catalog=fp_catalog)
 
 
-def _index_file(a: str, text: str, tree: ast.Module):
-    """(_File, the dotted names the file is importable by) of one parsed .py/.ipynb file."""
+def _index_file(a: str, text: str, use_text: bool = True):
+    """(_File, the dotted names the file is importable by) of one .py/.ipynb file; None when it
+    does not parse. Its imports are read from the text (gpufix.importscan) when the text settles
+    them, else from `ast` (`use_text=False`: always from `ast`, what the tests compare with)."""
     root, console, fp_catalog = _INDEX_STATE["root"], _INDEX_STATE["console"], _INDEX_STATE["fp_catalog"]
     p = Path(a)
     notebook = p.suffix == ".ipynb"
@@ -461,7 +567,20 @@ def _index_file(a: str, text: str, tree: ast.Module):
             # against its path from the root (`from . import gligen` in ldm_patched/modules/)
             module = import_names[0] if import_names else module
     is_init = p.name == "__init__.py"
-    imports = runtime_imports(tree, module, is_init, lambda name: fp_catalog.framework_of_module(name) is not None, text)
+    def is_framework(name: str) -> bool:
+        return fp_catalog.framework_of_module(name) is not None
+
+    imports = tree = None
+    read = read_imports(text) if use_text else None
+    if read is not None:
+        imports = runtime_imports_from_text(read.statements, text, module, is_init, is_framework)
+        main_guard = read.has_main_guard
+    if imports is None:
+        tree = _parse(text)
+        if tree is None:
+            return None
+        imports = runtime_imports(tree, module, is_init, is_framework, text)
+        main_guard = _has_main_guard(tree)
     script = None
     if notebook:
         script = "a notebook"
@@ -471,7 +590,7 @@ def _index_file(a: str, text: str, tree: ast.Module):
         script = "a console-script target"
     elif text.startswith("#!"):
         script = "a script (shebang)"
-    elif _has_main_guard(tree):
+    elif main_guard:
         script = "a script (`__main__` guard)"
     elif top is None and p.name != "conftest.py":
         script = "a file outside any package"
@@ -486,11 +605,12 @@ def _index_job(a: str) -> dict:
     read = _read_for_graph(Path(a))
     if read is None:
         return {"none": True}  # unreadable: not cached, read again next time
-    stamp, raw, text, tree = read
-    if tree is None:
+    stamp, raw, text = read
+    got = _index_file(a, text) if text is not None else None
+    if got is None:
         entry: dict = {"none": True}
     else:
-        f, import_names = _index_file(a, text, tree)
+        f, import_names = got
         entry = {"module": f.module, "top": str(f.top) if f.top is not None else None, "is_init": f.is_init,
                  "imports": f.imports, "gpu": f.gpu, "script": f.script, "names": import_names}
     entry["_stamp"], entry["_hash"] = stamp, content_hash(raw)

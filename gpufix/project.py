@@ -68,6 +68,16 @@ class ProjectIndex:
             object.__setattr__(self, "_covered_map", d)
         return d
 
+    def to_json(self) -> dict:
+        return {"root": self.root, "first_party": list(self.first_party), "entries": [list(e) for e in self.entries],
+                "covered": [list(c) for c in self.covered], "graph_built": self.graph_built,
+                "unparsed": sorted(self.unparsed)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ProjectIndex":
+        return cls(data["root"], tuple(data["first_party"]), tuple(tuple(e) for e in data["entries"]),
+                   tuple(tuple(c) for c in data["covered"]), bool(data["graph_built"]), frozenset(data["unparsed"]))
+
     def fingerprint(self) -> str:
         blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed))).encode()
         return hashlib.blake2b(blob, digest_size=12).hexdigest()
@@ -140,9 +150,20 @@ def _setup_console_targets(root: Path) -> list:
     return out
 
 
+# folder -> whether it holds an `__init__.py`: asked for every folder above every file; emptied at
+# the start of each index build (and in each index worker), so it never outlives one run's view.
+_HAS_INIT: dict = {}
+
+
 def _package_dir(path: Path, root: Optional[Path] = None) -> bool:
     # The project root itself is never a package (a stray `__init__.py` next to setup.py).
-    return (root is None or path != root) and (path / "__init__.py").is_file()
+    if root is not None and path == root:
+        return False
+    key = str(path)
+    got = _HAS_INIT.get(key)
+    if got is None:
+        got = _HAS_INIT[key] = os.path.isfile(os.path.join(key, "__init__.py"))
+    return got
 
 
 def module_name(abs_path: Path, root: Optional[Path] = None) -> tuple:
@@ -150,11 +171,15 @@ def module_name(abs_path: Path, root: Optional[Path] = None) -> tuple:
     folder below the project root that holds an `__init__.py`; folders without one in between are
     namespace portions (`TTS/vc/configs` under `TTS/`: importing it runs `TTS/__init__.py` first)."""
     top = None
-    directory = abs_path.parent
-    while directory != directory.parent and (root is None or (directory != root and root in directory.parents)):
-        if _package_dir(directory, root):
-            top = directory
-        directory = directory.parent
+    if root is not None:
+        # Folders strictly below the root, walked as strings (Path.parents is slow over 2,000 files).
+        under = str(root).rstrip(os.sep) + os.sep
+        directory_s = os.path.dirname(str(abs_path))
+        while directory_s.startswith(under) and os.path.dirname(directory_s) != directory_s:
+            if _HAS_INIT.get(directory_s) or (directory_s not in _HAS_INIT and _package_dir(Path(directory_s), root)):
+                top = directory_s
+            directory_s = os.path.dirname(directory_s)
+        top = Path(top) if top is not None else None
     if root is None:  # no project root: the run of package folders only
         top = None
         directory = abs_path.parent
@@ -548,6 +573,7 @@ _INDEX_STATE: dict = {}
 
 def _index_init(root, console, fp_catalog) -> None:
     _INDEX_STATE.update(root=root, console=console, fp_catalog=fp_catalog)
+    _HAS_INIT.clear()
 
 
 def _index_file(a: str, text: str, use_text: bool = True):
@@ -635,6 +661,7 @@ def _index_key(root, first_party, console, known_frameworks) -> str:
 def build_index(paths, files, catalog, known_first_party=(), known_frameworks=(), graph: bool = True,
                 cache_factory=None) -> ProjectIndex:
     """The ProjectIndex of the scanned files (`files`: (abs_path, display) pairs from discover)."""
+    _HAS_INIT.clear()
     root = project_root(paths or ["."])
     abs_files = [os.path.abspath(a) for a, _ in files]
     first_party = first_party_names(root, abs_files, known_first_party, known_frameworks)
@@ -643,9 +670,6 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     fp_catalog = catalog.for_project(first_party, known_frameworks)
 
     console = set(_console_targets(root)) | set(_setup_console_targets(root))
-    parsed: dict = {}
-    by_module: dict = {}
-    unparsed: set = set()
     from gpufix.workers import run_in_workers
 
     py_files = [a for a in abs_files if Path(a).suffix in (".py", ".ipynb")]  # shell, configs: no imports
@@ -669,8 +693,30 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         entry.pop("_stamp", None)
         entry.pop("_hash", None)
         entries[a] = entry
+    digest = None
     if cache is not None:
+        # The index is a function of the per-file entries and the project's names: a warm run whose
+        # entries all hit reuses the index built from them (the graph walk is most of a warm scan).
+        import json
+
+        blob = json.dumps([str(root), list(first_party), sorted(console), abs_files, [entries[a] for a in py_files]],
+                          sort_keys=True)
+        digest = hashlib.blake2b(blob.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        saved = cache.get_value("project-index", digest)
+        if saved is not None:
+            cache.save()
+            return ProjectIndex.from_json(saved)
+    index = _build_graph(root, first_party, abs_files, py_files, entries)
+    if cache is not None:
+        cache.put_value("project-index", digest, index.to_json())
         cache.save()
+    return index
+
+
+def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list, entries: dict) -> ProjectIndex:
+    parsed: dict = {}
+    by_module: dict = {}
+    unparsed: set = set()
     for a in py_files:
         got = _entry_to_file(a, entries[a])
         if got is None:
@@ -683,6 +729,8 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     parsed = {a: parsed[a] for a in abs_files if a in parsed}  # discovery order, as before
 
     # Edges: a module -> the first-party files it imports (importing a.b.c runs a and a.b first).
+    memo: dict = {}
+
     def targets(importer: _File, name: str) -> list:
         """The project files an import of `name` runs (importing a.b.c runs a and a.b first).
         A name held by several files resolves to the one named from the root, else the one next
@@ -693,16 +741,23 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
 
             rx = re.compile(fnmatch.translate(name[len("pattern:"):]).replace(".*", "[^.]*"))
             return [c for n, cands in by_module.items() if rx.match(n) for c, from_root in cands if from_root]
+        here = os.path.dirname(str(importer.path))
+        memo_key = (here, name)
+        got = memo.get(memo_key)
+        if got is not None:
+            return got
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
             cands = by_module.get(".".join(parts[:i]), [])
             if len(cands) > 1:
                 exact = [c for c, from_root in cands if from_root]
-                near = [c for c, _ in cands if Path(c).parent == importer.path.parent
-                        or (Path(c).name == "__init__.py" and Path(c).parent.parent == importer.path.parent)]
-                out += exact or near or [c for c, _ in cands]
+                if not exact:
+                    exact = [c for c, _ in cands if os.path.dirname(c) == here
+                             or (os.path.basename(c) == "__init__.py" and os.path.dirname(os.path.dirname(c)) == here)]
+                out += exact or [c for c, _ in cands]
             else:
                 out += [c for c, _ in cands]
+        memo[memo_key] = out
         return out
 
     reverse: dict = {}

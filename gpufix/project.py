@@ -875,6 +875,8 @@ def refine_gpu_imports(facts, tree: ast.Module, text: str):
     whose names are used only in annotations: such a file is not a GPU module."""
     if not facts.gpu_imports:
         return facts
+    if _all_run_by_text(facts.gpu_imports, text):
+        return facts
     from gpufix.analysis import iter_statements
 
     by_line: dict = {}
@@ -901,3 +903,31 @@ def refine_gpu_imports(facts, tree: ast.Module, text: str):
         kept.append(trigger)
     facts.gpu_imports = kept
     return facts
+
+
+def _all_run_by_text(triggers, text: str) -> bool:
+    """Whether every GPU import of `triggers` surely runs and binds a name used at run time, by the
+    text alone (gpufix.importscan; no walk of the tree): then refine_gpu_imports drops none."""
+    read = read_imports(text)
+    if read is None:
+        return False
+    by_line: dict = {}
+    for st in read.statements:
+        by_line.setdefault(st.line, []).append(st)
+    spans = sorted((st.start, st.end) for st in read.statements)
+    verdict: dict = {}
+    for trigger in triggers:
+        stmts = by_line.get(trigger.pos.line, ())
+        if len(stmts) != 1:
+            return False  # under `if TYPE_CHECKING:`, or several statements on the line
+        names = [a or (n.split(".")[0] if stmts[0].level < 0 else n) for n, a in stmts[0].names if n != "*"]
+        if not names:
+            continue
+        for name in names:
+            if name not in verdict:
+                verdict[name] = _used_at_run_time(name, text, spans)
+            if verdict[name]:
+                break
+        else:
+            return False
+    return True

@@ -87,6 +87,15 @@ class ApiCatalog:
     frameworks: tuple
     apis: tuple  # ApiSpec
 
+    def __hash__(self) -> int:
+        # The catalogue keys the caches of every per-file step (prefilter tests, collectors): hash
+        # its deep tuples once, not on every lookup.
+        got = self.__dict__.get("_hash")
+        if got is None:
+            got = hash((self.frameworks, self.apis))
+            object.__setattr__(self, "_hash", got)
+        return got
+
     @functools.cached_property
     def framework_modules(self) -> frozenset:
         return frozenset(m for f in self.frameworks for m in f.modules)

@@ -164,7 +164,7 @@ def read_imports(text: str) -> Optional[TextImports]:
         if fm is not None:
             cands.append((line_start + fm.start() + (1 if prefix[fm.start()] in ";:" else 0), at, "from", fm))
         # else `import` inside a line: a string, a comment or an expression, never a statement
-    guards = [m.start() for m in _MAIN_GUARD_LINE.finditer(text)] if "__main__" in text else []
+    guards = _main_guard_lines(text)
     checks = [m.start() for m in _TYPE_CHECKING_LINE.finditer(text)] if "TYPE_CHECKING" in text else []
     positions = sorted({c[0] for c in cands} | set(guards) | set(checks))
     outside = dict(zip(positions, _outside_strings(text, positions)))
@@ -260,6 +260,20 @@ def _type_checking_block(text: str, at: int) -> Optional[tuple]:
             body = True
         pos = nxt + 1
     return (end + 1, n) if body else None
+
+
+def _main_guard_lines(text: str) -> list:
+    """Offsets of the lines that start with `if` and mention `__main__` (a search for the word, not
+    a multi-line regex over the whole file)."""
+    out = []
+    at = text.find("__main__")
+    while at >= 0:
+        line_start = text.rfind("\n", 0, at) + 1
+        if text.startswith("if", line_start) and _MAIN_GUARD_LINE.match(text, line_start):
+            out.append(line_start)
+        nxt = text.find("\n", at)
+        at = text.find("__main__", nxt) if nxt >= 0 else -1
+    return out
 
 
 def _is_main_guard(text: str, pos: int) -> bool:

@@ -731,7 +731,9 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
     # Edges: a module -> the first-party files it imports (importing a.b.c runs a and a.b first).
     memo: dict = {}
 
-    def targets(importer: _File, name: str) -> list:
+    dirs = {a: os.path.dirname(a) for a in parsed}
+
+    def targets(importer: str, name: str) -> list:
         """The project files an import of `name` runs (importing a.b.c runs a and a.b first).
         A name held by several files resolves to the one named from the root, else the one next
         to the importer (its folder is on sys.path when it runs as a script), else all of them."""
@@ -741,7 +743,7 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
 
             rx = re.compile(fnmatch.translate(name[len("pattern:"):]).replace(".*", "[^.]*"))
             return [c for n, cands in by_module.items() if rx.match(n) for c, from_root in cands if from_root]
-        here = os.path.dirname(str(importer.path))
+        here = dirs[importer]
         memo_key = (here, name)
         got = memo.get(memo_key)
         if got is not None:
@@ -763,7 +765,7 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
     reverse: dict = {}
     for a, f in parsed.items():
         for name in f.imports:
-            for t in targets(f, name):
+            for t in targets(a, name):
                 if t != a:
                     reverse.setdefault(t, set()).add(a)
     # Folders outside any package whose files other files import by a dotted path from the root
@@ -800,9 +802,13 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
         if not any(r.parent in c.parents for r in rootmost):
             rootmost.append(c)
 
+    rootmost_dirs = [(r, str(r.parent) + os.sep) for r in rootmost]
+
     def conftest_above(p: Path) -> Optional[Path]:
-        for r in rootmost:
-            if r.parent in p.parents or r.parent == p.parent:
+        """The rootmost conftest.py whose folder holds `p` (at any depth)."""
+        where = str(p)
+        for r, prefix in rootmost_dirs:
+            if where.startswith(prefix):
                 return r
         return None
 
@@ -817,7 +823,8 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
         if f.is_init and f.top == p.parent and p.parent in gpu_tops:
             entries[a] = f"the top `__init__.py` of the package `{f.module}` (Python runs it before any of its modules)"
     for c in rootmost:
-        tree_reaches = any(c.parent in Path(a).parents or Path(a).parent == c.parent for a in reaches)
+        prefix = str(c.parent) + os.sep
+        tree_reaches = any(a.startswith(prefix) for a in reaches)
         if tree_reaches:
             entries[str(c)] = "the rootmost `conftest.py` of its test tree (pytest imports it before the test modules)"
     for c in list(rootmost):
@@ -837,7 +844,7 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
                 continue  # a module of a namespace package other files import from
             if not f.gpu and all(
                 parsed[t].top is not None and str(parsed[t].top / "__init__.py") in entries
-                for name in f.imports for t in targets(f, name) if t in reaches
+                for name in f.imports for t in targets(a, name) if t in reaches
             ):
                 continue  # not a script; it reaches the GPU only through packages whose header covers it
         if _TEST_FILE_RE.match(p.name) and f.script != "a console-script target" and (

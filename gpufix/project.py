@@ -13,7 +13,8 @@ packages and modules of the scanned tree) are never GPU frameworks, even when th
 name (scanning TTS itself, `from TTS.api import TTS` is the project's own code). The policy keys
 `known-first-party` and `known-gpu-frameworks` override this both ways.
 
-Only `ast` is used; the pass reads imports, the `__main__` guard and the shebang of each file.
+The pass reads imports, the `__main__` guard and the shebang of each file, from its text
+(gpufix.importscan) where the text settles them, else with `ast`; nothing is imported or run.
 """
 
 from __future__ import annotations

@@ -134,6 +134,8 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
         return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
     tier = classify(src.text, display, policy.effective_header_scope, catalog)
     project = policy.project
+    if tier == HEADER and project is not None and project.graph_built and os.path.abspath(abs_path) not in project.entry_map:
+        tier = SKIP  # the header findings are only for the entry points the project index names
     if tier == SKIP and parse_anyway(src.text, catalog, policy.has_policy):
         tier = HEADER  # a collector's whole-tree facts (an app's GPU option) need no framework import
     if tier == SKIP and project is not None and project.graph_built and (

@@ -574,6 +574,44 @@ def _module_level(body):
             yield from _module_level(handler.body)
 
 
+def nodes_on_lines(tree: ast.Module, lines: set):
+    """Every node of the statements that span one of `lines` (sorted or not): a compound statement's
+    own fields (test, decorators, ...) are walked, its blocks entered statement by statement, so a
+    search for calls on a few lines of a big file does not walk the whole tree."""
+    import bisect
+
+    wanted = sorted(lines)
+    if not wanted:
+        return
+
+    def spans(node) -> bool:
+        first = node.lineno
+        decorators = getattr(node, "decorator_list", None)
+        if decorators:
+            first = min(first, min(d.lineno for d in decorators))
+        k = bisect.bisect_left(wanted, first)
+        return k < len(wanted) and wanted[k] <= (node.end_lineno or node.lineno)
+
+    stack = list(reversed(tree.body))
+    while stack:
+        node = stack.pop()
+        if hasattr(node, "lineno") and not spans(node):
+            continue
+        blocks = []
+        for _name, value in ast.iter_fields(node):
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, (ast.stmt, ast.excepthandler, ast.match_case)):
+                        blocks.append(item)
+                    elif isinstance(item, ast.AST):
+                        yield from ast.walk(item)
+            elif isinstance(value, ast.AST):
+                yield from ast.walk(value)
+        if not isinstance(node, ast.match_case):
+            yield node
+        stack.extend(reversed(blocks))
+
+
 def iter_statements(body):
     """Every statement of `body` and of the blocks nested in it, in source order; expressions are
     not entered (imports are statements, so this finds them all, fast)."""

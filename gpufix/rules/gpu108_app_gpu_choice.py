@@ -13,7 +13,7 @@ import dataclasses
 import re
 from typing import Optional
 
-from gpufix.analysis import MASK_VAR, Pos
+from gpufix.analysis import MASK_VAR, Pos, nodes_on_lines
 from gpufix.collectors import Collector
 from gpufix.rules import Rule, RuleContext
 from gpufix.rules._shared import visible_range
@@ -51,12 +51,13 @@ def _dest(call: ast.Call) -> Optional[tuple]:
     return flags, long.lstrip("-").replace("-", "_")
 
 
-def gpu_options(tree: ast.Module, facts) -> list:
+def gpu_options(tree: ast.Module, facts, lines: Optional[set] = None) -> list:
     """argparse options (add_argument calls) whose name picks a GPU, and whether the file feeds
-    them into the mask or a device index."""
+    them into the mask or a device index. `lines`: the lines that may hold such a call (only their
+    statements are walked)."""
     out = []
     mask_sources = " ".join(w.value_src or "" for w in facts.env_writes if w.var == MASK_VAR and w.value_kind == "dynamic")
-    for node in ast.walk(tree):
+    for node in (ast.walk(tree) if lines is None else nodes_on_lines(tree, lines)):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"):
             continue
         got = _dest(node)
@@ -94,7 +95,23 @@ class GpuOptions(Collector):
 
     def finish(self, facts, tree, text: str) -> None:
         if "add_argument" in text:
-            facts.extra[self.name] = gpu_options(tree, facts)
+            facts.extra[self.name] = gpu_options(tree, facts, _lines_with(text, "add_argument"))
+
+
+def _lines_with(text: str, word: str) -> Optional[set]:
+    """Line numbers (1-based) of the lines that hold `word`; a call split over lines starts on the
+    line of its name (`parser.add_argument(` then the arguments)."""
+    if "\r" in text:
+        return None  # a lone CR ends a line for Python, not for a count of "\n": walk it all
+    out = set()
+    line, last = 1, 0
+    at = text.find(word)
+    while at >= 0:
+        line += text.count("\n", last, at)
+        last = at
+        out.add(line)
+        at = text.find(word, at + len(word))
+    return out
 
 
 class AppGpuChoice(Rule):

@@ -297,6 +297,13 @@ def in_multi_gpu_code(ctx, use) -> bool:
     return mg.scope_of(use.pos.line) in multi_gpu_scopes(mg, len(ctx.policy_mask))
 
 
+def in_gated_test(ctx, use) -> bool:
+    """Whether ordinal `use` is inside a test gated to multi-GPU machines: skipped under the policy,
+    right as written on a machine with the GPUs it needs, so nothing its owner would change."""
+    mg = multigpu_facts(ctx.facts)
+    return mg is not None and mg.gated(use.pos.line) is not None
+
+
 def unsafe_context(ctx, use):
     """(applicability or None, note) for an ordinal in a gated test (no fix) or in plain data
     (an unsafe fix); None for an ordinal whose remap is safe."""

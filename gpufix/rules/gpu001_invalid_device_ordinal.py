@@ -8,7 +8,7 @@ import re
 from gpufix.analysis import TF_DEVICE_RE, OrdinalUse
 from gpufix.model import Fix
 from gpufix.rules import UNKNOWN, Rule, RuleContext
-from gpufix.collectors.multi_gpu import in_multi_gpu_code, unsafe_context
+from gpufix.collectors.multi_gpu import in_gated_test, in_multi_gpu_code, unsafe_context
 from gpufix.formats import text as fmt
 from gpufix.rules._text import TextContext
 from gpufix.rules._shared import describe_ordinal, mask_text, quote_like, remap, remap_applicability, replace_edit, visible_range
@@ -49,6 +49,8 @@ class InvalidDeviceOrdinal(Rule):
                 continue
             if in_multi_gpu_code(ctx, use):
                 continue  # GPU004 reports the function once; nothing inside is remapped
+            if in_gated_test(ctx, use):
+                continue  # a test gated to multi-GPU machines: skipped under the policy
             what = describe_ordinal(use)
             if policy_mask is None:
                 if file_mask is None or file_mask == UNKNOWN or use.value < len(file_mask):
@@ -90,8 +92,7 @@ class InvalidDeviceOrdinal(Rule):
                 note = ""
                 special = unsafe_context(ctx, use)
                 if special is not None:
-                    # a gated test (no fix) or plain data (unsafe fix)
-                    applicability, note = special
+                    applicability, note = special  # plain data: an unsafe fix
                     fix = dataclasses.replace(fix, applicability=applicability) if applicability else None
                 yield self.finding(ctx, use.pos, "remap", fix, _note=note, what=what, physical=r.physical, mask=mask,
                                    new_index=r.new_index, new=new)

@@ -88,10 +88,8 @@ class Facts:
     ordinals: list = dataclasses.field(default_factory=list)
     # module body: (line, col) of the docstring/`from __future__` prefix end, for the header
     first_stmt_line: Optional[int] = None
-    # facts of collectors added later, by collector name (rules read them with facts.extra[name])
+    # facts of the other collectors, by collector name (rules read them with facts.extra[name])
     extra: dict = dataclasses.field(default_factory=dict)
-    multigpu: object = None  # gpufix.multigpu.MultiGpuFacts, when the file holds ordinals
-    gpu_options: list = dataclasses.field(default_factory=list)  # gpufix.options.GpuOption
 
     @property
     def is_gpu_module(self) -> bool:
@@ -574,6 +572,44 @@ def _module_level(body):
             yield from _module_level(getattr(stmt, field, None) or ())
         for handler in getattr(stmt, "handlers", None) or ():
             yield from _module_level(handler.body)
+
+
+def nodes_on_lines(tree: ast.Module, lines: set):
+    """Every node of the statements that span one of `lines` (sorted or not): a compound statement's
+    own fields (test, decorators, ...) are walked, its blocks entered statement by statement, so a
+    search for calls on a few lines of a big file does not walk the whole tree."""
+    import bisect
+
+    wanted = sorted(lines)
+    if not wanted:
+        return
+
+    def spans(node) -> bool:
+        first = node.lineno
+        decorators = getattr(node, "decorator_list", None)
+        if decorators:
+            first = min(first, min(d.lineno for d in decorators))
+        k = bisect.bisect_left(wanted, first)
+        return k < len(wanted) and wanted[k] <= (node.end_lineno or node.lineno)
+
+    stack = list(reversed(tree.body))
+    while stack:
+        node = stack.pop()
+        if hasattr(node, "lineno") and not spans(node):
+            continue
+        blocks = []
+        for _name, value in ast.iter_fields(node):
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, (ast.stmt, ast.excepthandler, ast.match_case)):
+                        blocks.append(item)
+                    elif isinstance(item, ast.AST):
+                        yield from ast.walk(item)
+            elif isinstance(value, ast.AST):
+                yield from ast.walk(value)
+        if not isinstance(node, ast.match_case):
+            yield node
+        stack.extend(reversed(blocks))
 
 
 def iter_statements(body):

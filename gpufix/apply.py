@@ -107,7 +107,11 @@ class ApplyOutcome:
 # Ordinal remaps are computed against the file's mask *before* the fix; a later pass would read
 # them through the mask this apply has just rewritten (`cuda:1` under "1,0" is GPU 0; once the
 # mask is "1", a second pass would call it GPU 1 and "remap" it to cuda:0).
-FIRST_PASS_ONLY = ("GPU001", "GPU002", "GPU003")
+# The rules say so themselves (Rule.fixes_first_pass_only).
+def _first_pass_only() -> frozenset:
+    from gpufix.rules import load_rules
+
+    return frozenset(code for code, rule in load_rules().items() if rule.fixes_first_pass_only)
 
 
 def _choose_edits(findings, unsafe: bool, first_pass: bool = True) -> tuple:
@@ -119,8 +123,8 @@ def _choose_edits(findings, unsafe: bool, first_pass: bool = True) -> tuple:
     see remapped ordinals without that mask and refuse the header)."""
     from gpufix.model import EDIT_KINDS
 
-    usable = [f for f in findings if f.fix and (f.fix.applicability == "safe" or unsafe)
-              and (first_pass or f.rule not in FIRST_PASS_ONLY)]
+    later = () if first_pass else _first_pass_only()
+    usable = [f for f in findings if f.fix and (f.fix.applicability == "safe" or unsafe) and f.rule not in later]
     edits, rules = [], []
     for f in usable:
         if not f.fix.isolation:

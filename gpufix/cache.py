@@ -217,6 +217,17 @@ class ResultCache:
         self.entries[abs_path] = [stamp[0], stamp[1], digest, result]
         self.dirty = True
 
+    def get_value(self, key: str, digest: str):
+        """A value stored under `key` (not a file) for inputs whose digest is `digest`, or None."""
+        entry = self.entries.get(key)
+        if entry is None or not _valid(entry) or entry[2] != digest:
+            return None
+        return entry[3]
+
+    def put_value(self, key: str, digest: str, value: dict) -> None:
+        self.entries[key] = [-1, -1, digest, value]
+        self.dirty = True
+
     def save(self) -> None:
         if not self.dirty:
             return

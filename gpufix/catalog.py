@@ -87,18 +87,46 @@ class ApiCatalog:
     frameworks: tuple
     apis: tuple  # ApiSpec
 
+    def __getstate__(self) -> dict:
+        # Sent to worker processes: without the per-process caches (a str hash differs between
+        # processes that do not share a hash seed).
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_framework_memo")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def __hash__(self) -> int:
+        # The catalogue keys the caches of every per-file step (prefilter tests, collectors): hash
+        # its deep tuples once, not on every lookup.
+        got = self.__dict__.get("_hash")
+        if got is None:
+            got = hash((self.frameworks, self.apis))
+            object.__setattr__(self, "_hash", got)
+        return got
+
     @functools.cached_property
     def framework_modules(self) -> frozenset:
         return frozenset(m for f in self.frameworks for m in f.modules)
 
     def framework_of_module(self, module: str) -> Optional[str]:
         """The catalogued GPU framework a module belongs to (`numba.cuda` -> numba), or None."""
+        memo = self._framework_memo
+        if module in memo:
+            return memo[module]
         mods = self.framework_modules
         parts = module.split(".")
+        found = None
         for i in range(len(parts), 0, -1):
             if ".".join(parts[:i]) in mods:
-                return ".".join(parts[:i])
-        return None
+                found = ".".join(parts[:i])
+                break
+        if len(memo) < 100_000:
+            memo[module] = found
+        return found
+
+    @functools.cached_property
+    def _framework_memo(self) -> dict:
+        return {}
 
     @functools.cached_property
     def dict_keys(self) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Optional
 
 SKIP_DIRS = {
     ".git", ".hg", ".svn", ".venv", "venv", ".env", "__pycache__", "build", "dist", "node_modules",
@@ -55,13 +56,18 @@ def path_filter(patterns: tuple, root) -> PathFilter:
 
 def _git_ignored(directory: Path) -> set:
     """Absolute paths git ignores under `directory` (folders end with '/'); empty outside git."""
-    try:
-        import git
+    import subprocess
 
-        out = git.Git(str(directory)).ls_files(
-            "--others", "--ignored", "--exclude-standard", "--directory", "-z", ".", stdout_as_string=False)
-    except Exception:  # not a work tree, no git, or git failed: nothing is ignored
+    # git itself, not GitPython: importing GitPython costs more than the whole warm scan's walk.
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(directory), "ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z", "."],
+            capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    except (OSError, subprocess.SubprocessError):  # no git, or git hung: nothing is ignored
         return set()
+    if done.returncode != 0:  # not a work tree, or git failed
+        return set()
+    out = done.stdout
     ignored = set()
     base = directory.resolve()
     for item in out.decode("utf-8", "surrogateescape").split("\0"):
@@ -133,15 +139,21 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
         kinds = getattr(policy, "file_kinds", None)
         return frozenset(ALL_KINDS if kinds is None else kinds)
 
-    def is_config_file(path, policy) -> bool:
+    real_sources: dict = {}
+
+    def is_config_file(path, policy, real: Optional[str] = None) -> bool:
         source = getattr(policy, "source", None)
-        return bool(source) and os.path.realpath(path) == os.path.realpath(source)
+        if not source:
+            return False
+        if source not in real_sources:
+            real_sources[source] = os.path.realpath(source)
+        return (real or os.path.realpath(path)) == real_sources[source]
 
     seen = set()
     out = []
 
-    def add(p: Path, policy):
-        key = os.path.realpath(p)
+    def add(p: Path, policy, real: Optional[str] = None):
+        key = real or os.path.realpath(p)
         if key in seen:
             return
         seen.add(key)
@@ -175,6 +187,9 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                 if warn:
                     warn(f"{display_path(Path(d))}: cannot list folder: {exc.strerror}")
                 continue
+            # A file that is no link resolves to its folder's real path plus its name: one
+            # realpath per folder, not one per file.
+            real_d = os.path.realpath(d)
             for entry in entries:
                 ep = Path(entry.path)
                 try:
@@ -193,7 +208,8 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                     continue
                 if kind_of(entry.name) not in kinds:
                     continue
-                if is_config_file(ep, policy):
+                real = None if is_link else os.path.join(real_d, entry.name)
+                if is_config_file(ep, policy, real):
                     continue
                 if is_link:
                     target = os.path.realpath(ep)
@@ -203,10 +219,10 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                         continue
                     if not (target + os.sep).startswith(scan_root + os.sep):
                         continue  # a link out of the tree is not part of this codebase
-                if ignored and ep.resolve().as_posix() in ignored:
+                if ignored and Path(real or ep.resolve()).as_posix() in ignored:
                     continue
                 if excl is not None and excl.matches(ep):
                     continue
-                add(ep, policy)
+                add(ep, policy, real)
     out.sort(key=lambda item: item[1])
     return out

@@ -16,7 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
-from gpufix.analysis import MASK_VAR, source_facts
+from gpufix.analysis import source_facts
+from gpufix.collectors import finish_facts
 from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
 from gpufix.config import Policy
 from gpufix.discover import PathFilter, discover_files
@@ -25,9 +26,7 @@ from gpufix.formats import MAX_BYTES as MAX_TEXT_BYTES
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
-from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, is_entrypoint_name
-from gpufix.multigpu import analyze_multigpu
-from gpufix.options import OPTION_TEXT_RE, gpu_options
+from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, is_entrypoint_name, parse_anyway
 from gpufix.project import refine_gpu_imports
 from gpufix.source import ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
@@ -135,8 +134,10 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
         return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
     tier = classify(src.text, display, policy.effective_header_scope, catalog)
     project = policy.project
-    if tier == SKIP and policy.has_policy and "add_argument" in src.text and OPTION_TEXT_RE.search(src.text):
-        tier = HEADER  # the app's own GPU option (GPU108) may sit in a file that imports no framework
+    if tier == HEADER and project is not None and project.graph_built and os.path.abspath(abs_path) not in project.entry_map:
+        tier = SKIP  # the header findings are only for the entry points the project index names
+    if tier == SKIP and parse_anyway(src.text, catalog, policy.has_policy):
+        tier = HEADER  # a collector's whole-tree facts (an app's GPU option) need no framework import
     if tier == SKIP and project is not None and project.graph_built and (
         os.path.abspath(abs_path) in project.entry_map
         or (os.path.abspath(abs_path) in project.unparsed and imports_framework(src.text, catalog))
@@ -179,10 +180,7 @@ def lint_source(
         lines = split_lines(src.text)
         facts = source_facts(src, tree, lines, catalog, header_only=header_only, focused=focused)
         facts = refine_gpu_imports(facts, tree, src.text)
-        if policy.has_policy and "add_argument" in src.text:
-            facts.gpu_options = gpu_options(tree, facts)
-        if policy.has_policy and (facts.ordinals or (facts.gpu_imports and "cuda:" in src.text)):
-            facts.multigpu = analyze_multigpu(tree, facts)
+        finish_facts(facts, tree, src.text, policy)  # the collectors' whole-tree facts
     except SyntaxError as exc:
         result.errors.append(_syntax_error(src, exc))
         return result
@@ -494,8 +492,8 @@ def _scan_group(files, policy: Policy, options: Options, progress_factory) -> li
 
 def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
     """FileResults (candidates only) of the project's other files, for the project rules. Nothing
-    to do when the run already covers the project's folder. Only files that mention
-    CUDA_VISIBLE_DEVICES are read further: GPU103, the one project rule, judges mask values."""
+    to do when the run already covers the project's folder. Only files that hold one of the
+    project rules' `candidate_bytes` are read further (GPU103 judges mask values)."""
     if not policy.root:
         return []
     root = os.path.realpath(policy.root)
@@ -504,12 +502,14 @@ def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
         return []
     have = {r.path for r in members}
     catalog = catalog_for(policy)
+    needles = [r.candidate_bytes for r in project_rules().values()]
+    needles = None if any(not n for n in needles) else {b for n in needles for b in n}
     out = []
     for abs_path, display, pol in discover_files([root], resolver):
         if pol != policy or display in have:
             continue
         got, _ = _read_file(str(abs_path))
-        if got is None or MASK_VAR.encode() not in got[1]:
+        if got is None or (needles is not None and not any(b in got[1] for b in needles)):
             continue
         res = lint_bytes(got[1], os.path.abspath(abs_path), display, policy, True, catalog)
         if res.candidates:

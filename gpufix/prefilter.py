@@ -8,7 +8,8 @@ can find:
 * HEADER: the file can hold only the file-level header findings (GPU101/GPU102): it names a GPU
           framework but holds no literal device ordinal in a catalogued form and no mask variable.
           It is parsed with `ast` (so syntax errors are still reported), but only its import
-          statements are looked at.
+          statements are looked at (and the collectors' whole-tree `finish` hooks run). A file
+          `classify` skips is put here by `parse_anyway` when a collector's `parse_tests` ask.
 * FULL:   everything else: parse and run the whole analysis.
 
 The FULL tier's tests are the fact collectors' own declarations (gpufix/collectors/: each says
@@ -51,11 +52,11 @@ class _Tests:
             entry.append(pattern)
 
     def compile(self) -> tuple:
-        """((gate or None, ((substring, regex or None), ...)), ...)"""
+        """((substring, regex or None), ...)"""
         # Every pattern starts with its substring: factor it out so that the regex engine can use
         # its fast literal-prefix search (a leading \\b or an alternation would defeat it); the word
         # boundary before an identifier is a lookbehind placed after the literal.
-        groups: dict = {}
+        groups: dict = {}  # literal -> regex or None
         for literal, patterns in sorted(self.items.items()):
             if None in patterns:
                 rx = None
@@ -67,9 +68,8 @@ class _Tests:
                     tails.append(p[len(esc):])
                 boundary = rf"(?<!\w{esc})" if re.match(r"\w", literal) else ""
                 rx = re.compile(esc + boundary + "(?:" + "|".join(tails) + ")")
-            gate = next((g for g in _GATES if g in literal and g != literal), None)
-            groups.setdefault(gate, []).append((literal, rx))
-        return tuple((g, tuple(tests)) for g, tests in groups.items())
+            groups[literal] = rx
+        return tuple(groups.items())
 
 
 @functools.lru_cache(maxsize=16)
@@ -90,20 +90,52 @@ def _compiled(catalog: ApiCatalog):
         root = api.name.split(".")[0]
         if "." not in api.name or catalog.framework_of_module(root) is None:
             risky.add(api.last_name)
-    risky_tests = ((None, tuple((w, re.compile(rf"{re.escape(w)}(?<!\w{re.escape(w)})\b")) for w in sorted(risky))),)
+    risky_tests = tuple((w, re.compile(rf"{re.escape(w)}(?<!\w{re.escape(w)})\b")) for w in sorted(risky))
     named = _Tests()
     for literal, pattern in named_sink_tests(catalog):
         named.add(literal, pattern)
-    return ordinal.compile(), framework_rx, risky_tests, named.compile()
+    ordinal_tests, named_tests = ordinal.compile(), named.compile()
+    gates = _gates([lit for lit, _ in (*ordinal_tests, *risky_tests, *named_tests)])
+    return ordinal_tests, framework_rx, risky_tests, named_tests, gates
 
 
-def _any(groups, text: str) -> bool:
-    for gate, tests in groups:
-        if gate is not None and gate not in text:
-            continue
-        for literal, rx in tests:
-            if literal in text and (rx is None or rx.search(text)):
-                return True
+def _gates(literals: list) -> dict:
+    """literal -> the longest other literal (or _GATES word) inside it: a literal whose gate is absent
+    from a text is absent too, so each file's text is searched once per present gate, not once per
+    literal (`cuda:` before `cuda:"`, `cuda:'`, ...; `device` before its 17 compounds)."""
+    words = sorted(set(literals) | set(_GATES), key=len)
+    out = {}
+    for lit in words:
+        inner = [w for w in words if len(w) < len(lit) and w in lit]
+        if inner:
+            out[lit] = max(inner, key=len)
+    return out
+
+
+class _Present:
+    """Which literals a text holds, each searched at most once and only when its gate is there."""
+
+    __slots__ = ("text", "gates", "known")
+
+    def __init__(self, text: str, gates: dict):
+        self.text = text
+        self.gates = gates
+        self.known: dict = {}
+
+    def __call__(self, literal: str) -> bool:
+        got = self.known.get(literal)
+        if got is None:
+            gate = self.gates.get(literal)
+            got = (gate is None or self(gate)) and literal in self.text
+            self.known[literal] = got
+        return got
+
+
+def _any(tests, present: _Present) -> bool:
+    text = present.text
+    for literal, rx in tests:
+        if present(literal) and (rx is None or rx.search(text)):
+            return True
     return False
 
 
@@ -141,20 +173,45 @@ def is_entrypoint_name(path: str) -> bool:
 
 
 def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
-    ordinal, _, risky, named = _compiled(catalog)
-    if _any(ordinal, text):
+    ordinal, _, risky, named, gates = _compiled(catalog)
+    present = _Present(text, gates)
+    if _any(ordinal, present):
         return FULL
-    if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, text):
+    if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, present):
         return FULL  # a name at a device argument, and a literal it may hold (gpufix.valueflow)
     if scope == "all":
         return HEADER
-    if not imports_framework(text, catalog) and not _any(risky, text):
+    if not imports_framework(text, catalog) and not _any(risky, present):
         return SKIP
     if scope == "gpu-modules":
         return HEADER
     if is_entrypoint_name(path) or text.startswith("#!") or "__main__" in text:
         return HEADER
     return SKIP
+
+
+_PARSE_TESTS: dict = {}
+
+
+def _parse_tests(catalog: ApiCatalog, has_policy: bool) -> tuple:
+    # Keyed on identity: hashing the catalogue (a frozen dataclass of every API) costs more than
+    # the tests themselves, and this runs for every file the other tests would skip.
+    from gpufix.collectors import load_collectors, parse_tests
+
+    registered = load_collectors()
+    key = (id(catalog), id(registered), has_policy)
+    got = _PARSE_TESTS.get(key)
+    if got is None or got[0] is not catalog or got[1] is not registered:
+        tests = tuple((literal, re.compile(rx) if isinstance(rx, str) else rx) for literal, rx in parse_tests(catalog, has_policy))
+        got = _PARSE_TESTS[key] = (catalog, registered, tests)
+    return got[2]
+
+
+def parse_anyway(text: str, catalog: ApiCatalog, has_policy: bool) -> bool:
+    """Whether a collector's `parse_tests` want a file parsed (in the HEADER tier) that `classify`
+    would skip: whole-tree facts (an app's GPU option) may sit in a file that imports no GPU
+    framework. `has_policy`: a policy is set (collectors that run only under one count)."""
+    return any(literal in text and (rx is None or rx.search(text)) for literal, rx in _parse_tests(catalog, has_policy))
 
 
 # Value flow (gpufix.valueflow): a device argument that is a name matters only when some literal
@@ -183,28 +240,26 @@ def named_sink_tests(catalog):
                     yield name, rf"{re.escape(name)}{_CALL}"  # after arbitrary arguments: any call
 
 
-def _named_sink_may_resolve(groups, text: str) -> bool:
+def _named_sink_may_resolve(tests, present: _Present) -> bool:
     """Whether a name at a device argument may be bound to a literal (gpufix.valueflow's own text
     gate, on the names the catalogue's patterns capture)."""
     from gpufix.valueflow import _TextGate, name_node
 
+    text = present.text
     names = set()
-    for gate, tests in groups:
-        if gate is not None and gate not in text:
+    for literal, rx in tests:
+        if rx is None or not present(literal):
             continue
-        for literal, rx in tests:
-            if literal not in text or rx is None:
-                continue
-            found = rx.findall(text)
-            if not found:
-                continue
-            if rx.groups == 0:
-                return True  # an argument after others (any call): no name to look up
-            for groups_ in found:
-                captured = [g for g in ((groups_,) if isinstance(groups_, str) else groups_) if g]
-                if not captured:
-                    return True  # matched an alternative without a name (any call)
-                names.update(captured)
+        found = rx.findall(text)
+        if not found:
+            continue
+        if rx.groups == 0:
+            return True  # an argument after others (any call): no name to look up
+        for groups_ in found:
+            captured = [g for g in ((groups_,) if isinstance(groups_, str) else groups_) if g]
+            if not captured:
+                return True  # matched an alternative without a name (any call)
+            names.update(captured)
     if not names:
         return False
     flow_gate = _TextGate(text)
@@ -213,4 +268,5 @@ def _named_sink_may_resolve(groups, text: str) -> bool:
 
 def may_call_device_api(text: str, catalog: ApiCatalog) -> bool:
     """Whether a file without a GPU framework import may still call a catalogued device API."""
-    return _any(_compiled(catalog)[2], text)
+    compiled = _compiled(catalog)
+    return _any(compiled[2], _Present(text, compiled[4]))

@@ -13,7 +13,8 @@ packages and modules of the scanned tree) are never GPU frameworks, even when th
 name (scanning TTS itself, `from TTS.api import TTS` is the project's own code). The policy keys
 `known-first-party` and `known-gpu-frameworks` override this both ways.
 
-Only `ast` is used; the pass reads imports, the `__main__` guard and the shebang of each file.
+The pass reads imports, the `__main__` guard and the shebang of each file, from its text
+(gpufix.importscan) where the text settles them, else with `ast`; nothing is imported or run.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import sys
 import warnings
 from pathlib import Path
 from typing import Iterable, Optional
+
+from gpufix.importscan import read_imports
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -65,6 +68,16 @@ class ProjectIndex:
             d = dict(self.covered)
             object.__setattr__(self, "_covered_map", d)
         return d
+
+    def to_json(self) -> dict:
+        return {"root": self.root, "first_party": list(self.first_party), "entries": [list(e) for e in self.entries],
+                "covered": [list(c) for c in self.covered], "graph_built": self.graph_built,
+                "unparsed": sorted(self.unparsed)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ProjectIndex":
+        return cls(data["root"], tuple(data["first_party"]), tuple(tuple(e) for e in data["entries"]),
+                   tuple(tuple(c) for c in data["covered"]), bool(data["graph_built"]), frozenset(data["unparsed"]))
 
     def fingerprint(self) -> str:
         blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed))).encode()
@@ -138,9 +151,20 @@ def _setup_console_targets(root: Path) -> list:
     return out
 
 
+# folder -> whether it holds an `__init__.py`: asked for every folder above every file; emptied at
+# the start of each index build (and in each index worker), so it never outlives one run's view.
+_HAS_INIT: dict = {}
+
+
 def _package_dir(path: Path, root: Optional[Path] = None) -> bool:
     # The project root itself is never a package (a stray `__init__.py` next to setup.py).
-    return (root is None or path != root) and (path / "__init__.py").is_file()
+    if root is not None and path == root:
+        return False
+    key = str(path)
+    got = _HAS_INIT.get(key)
+    if got is None:
+        got = _HAS_INIT[key] = os.path.isfile(os.path.join(key, "__init__.py"))
+    return got
 
 
 def module_name(abs_path: Path, root: Optional[Path] = None) -> tuple:
@@ -148,11 +172,15 @@ def module_name(abs_path: Path, root: Optional[Path] = None) -> tuple:
     folder below the project root that holds an `__init__.py`; folders without one in between are
     namespace portions (`TTS/vc/configs` under `TTS/`: importing it runs `TTS/__init__.py` first)."""
     top = None
-    directory = abs_path.parent
-    while directory != directory.parent and (root is None or (directory != root and root in directory.parents)):
-        if _package_dir(directory, root):
-            top = directory
-        directory = directory.parent
+    if root is not None:
+        # Folders strictly below the root, walked as strings (Path.parents is slow over 2,000 files).
+        under = str(root).rstrip(os.sep) + os.sep
+        directory_s = os.path.dirname(str(abs_path))
+        while directory_s.startswith(under) and os.path.dirname(directory_s) != directory_s:
+            if _HAS_INIT.get(directory_s) or (directory_s not in _HAS_INIT and _package_dir(Path(directory_s), root)):
+                top = directory_s
+            directory_s = os.path.dirname(directory_s)
+        top = Path(top) if top is not None else None
     if root is None:  # no project root: the run of package folders only
         top = None
         directory = abs_path.parent
@@ -299,12 +327,12 @@ def _annotation_only_by_text(tree: ast.Module, names: set, text: str) -> set:
     out = set()
     for name in names:
         inside = 0
-        for m in re.finditer(rf"(?<![\w.]){re.escape(name)}(?!\w)", text):
-            line_no = bisect.bisect_right(starts, m.start())
+        for at in _word_positions(text, name):
+            line_no = bisect.bisect_right(starts, at)
             if line_no in import_lines:
                 continue
             line = lines[line_no - 1]
-            col = m.start() - starts[line_no - 1]
+            col = at - starts[line_no - 1]
             if "#" in line[:col]:
                 continue
             pos = (line_no, len(line[:col].encode("utf-8")))
@@ -316,6 +344,20 @@ def _annotation_only_by_text(tree: ast.Module, names: set, text: str) -> set:
             if inside:
                 out.add(name)
     return out
+
+
+def _word_positions(text: str, name: str):
+    """Offsets of `name` as a whole name, not an attribute (what `(?<![\\w.])name(?!\\w)` finds;
+    a substring search is much faster than a regex that starts with a lookbehind)."""
+    find = text.find
+    size = len(name)
+    at = find(name)
+    while at >= 0:
+        before = text[at - 1] if at else " "
+        after = text[at + size: at + size + 1]
+        if not (before.isalnum() or before in "_." or after.isalnum() or after == "_"):
+            yield at
+        at = find(name, at + size)
 
 
 @dataclasses.dataclass
@@ -391,6 +433,88 @@ def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framewor
     return ModuleImports(modules, gpu)
 
 
+_RUNTIME_BEFORE = re.compile(
+    r"(?:[=(@]|\b(?:return|yield|await|not|in|is|and|or|if|elif|while|assert|raise|del|with|else|print))$"
+)
+_CALL_AFTER = re.compile(r"(?:[ \t]*\.[ \t]*\w+)*[ \t]*\(")
+
+
+def _used_at_run_time(name: str, text: str, import_spans: list) -> Optional[bool]:
+    """Whether an imported `name` is used outside annotations, by its text: True when one use
+    surely is (a call, a default or argument value, a decorator, after `return`/`if`/...), or when
+    it is never used; None when every use may be inside an annotation (then `ast` decides).
+    `import_spans`: sorted (start, end) offsets of the import statements, whose names do not count."""
+    import bisect
+
+    seen = False
+    size = len(name)
+    for pos in _word_positions(text, name):
+        k = bisect.bisect_right(import_spans, (pos, len(text))) - 1
+        if k >= 0 and import_spans[k][0] <= pos < import_spans[k][1]:
+            continue
+        line_start = text.rfind("\n", 0, pos) + 1
+        prefix = text[line_start:pos]
+        if "#" in prefix:
+            continue
+        seen = True
+        if _RUNTIME_BEFORE.search(prefix.rstrip()) or _CALL_AFTER.match(text, pos + size):
+            return True
+    return None if seen else True
+
+
+def runtime_imports_from_text(found_stmts, text: str, module: str, is_package: bool, is_framework) -> Optional[ModuleImports]:
+    """runtime_imports from gpufix.importscan's reading of the text (no `TYPE_CHECKING`, no dynamic
+    import: read_imports leaves those files to ast); None when an annotation-only use is possible
+    (then `ast` decides)."""
+    package = module if is_package else module.rpartition(".")[0]
+    found: list = []  # (module, bound names, statement)
+    for st in found_stmts:
+        if st.level < 0:
+            for name, asname in st.names:
+                found.append((name, {asname or name.split(".")[0]}, st))
+            continue
+        if st.level:
+            base = package.split(".") if package else []
+            if st.level - 1 > len(base):
+                continue
+            base = base[: len(base) - (st.level - 1)]
+            target = ".".join(base + ([st.module] if st.module else []))
+        else:
+            target = st.module
+        if not target:
+            continue
+        found.append((target, {a or n for n, a in st.names if n != "*"}, st))
+        for n, a in st.names:
+            if n != "*":
+                found.append((f"{target}.{n}", {a or n}, st))
+    modules = [name for name, _, _ in found]
+    gpu_found = [(name, bound) for name, bound, _ in found if is_framework(name)]
+    if not gpu_found:
+        return ModuleImports(modules, [])
+    import_spans = sorted((st.start, st.end) for st in found_stmts)
+    verdict: dict = {}
+    gpu = []
+    undecided = False
+    for name, bound in gpu_found:
+        if not bound:
+            gpu.append(name)  # a star import
+            continue
+        runtime = False
+        for b in bound:
+            if b not in verdict:
+                verdict[b] = _used_at_run_time(b, text, import_spans)
+            if verdict[b] is True:
+                runtime = True
+                break
+        if runtime:
+            gpu.append(name)
+        else:
+            undecided = True
+    if undecided and not gpu:
+        return None  # the file is a GPU module only if an annotation-only import is not: ast decides
+    return ModuleImports(modules, gpu)
+
+
 def _has_main_guard(tree: ast.Module) -> bool:
     for stmt in tree.body:
         if isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare):
@@ -415,8 +539,8 @@ class _File:
 
 
 def _read_for_graph(path: Path):
-    """(stat stamp, bytes, text, tree) of a .py or .ipynb file; text and tree are None when it does
-    not decode or parse; None when it cannot be read at all."""
+    """(stat stamp, bytes, text) of a .py or .ipynb file; text is None when it does not decode;
+    None when it cannot be read at all."""
     from gpufix.source import ReadError, read_source
 
     import stat
@@ -430,12 +554,18 @@ def _read_for_graph(path: Path):
         return None
     stamp = [st.st_size, st.st_mtime_ns]
     try:
-        src = read_source(str(path), raw)
+        return stamp, raw, read_source(str(path), raw).text
+    except (ReadError, ValueError):
+        return stamp, raw, None
+
+
+def _parse(text: str):
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return stamp, raw, src.text, ast.parse(src.text)
-    except (ReadError, SyntaxError, ValueError, RecursionError, MemoryError):
-        return stamp, raw, None, None
+            return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
 
 
 # Set before the worker processes fork (and in each by the initializer): what every file's entry needs.
@@ -444,10 +574,13 @@ _INDEX_STATE: dict = {}
 
 def _index_init(root, console, fp_catalog) -> None:
     _INDEX_STATE.update(root=root, console=console, fp_catalog=fp_catalog)
+    _HAS_INIT.clear()
 
 
-def _index_file(a: str, text: str, tree: ast.Module):
-    """(_File, the dotted names the file is importable by) of one parsed .py/.ipynb file."""
+def _index_file(a: str, text: str, use_text: bool = True):
+    """(_File, the dotted names the file is importable by) of one .py/.ipynb file; None when it
+    does not parse. Its imports are read from the text (gpufix.importscan) when the text settles
+    them, else from `ast` (`use_text=False`: always from `ast`, what the tests compare with)."""
     root, console, fp_catalog = _INDEX_STATE["root"], _INDEX_STATE["console"], _INDEX_STATE["fp_catalog"]
     p = Path(a)
     notebook = p.suffix == ".ipynb"
@@ -461,7 +594,20 @@ def _index_file(a: str, text: str, tree: ast.Module):
             # against its path from the root (`from . import gligen` in ldm_patched/modules/)
             module = import_names[0] if import_names else module
     is_init = p.name == "__init__.py"
-    imports = runtime_imports(tree, module, is_init, lambda name: fp_catalog.framework_of_module(name) is not None, text)
+    def is_framework(name: str) -> bool:
+        return fp_catalog.framework_of_module(name) is not None
+
+    imports = tree = None
+    read = read_imports(text) if use_text else None
+    if read is not None:
+        imports = runtime_imports_from_text(read.statements, text, module, is_init, is_framework)
+        main_guard = read.has_main_guard
+    if imports is None:
+        tree = _parse(text)
+        if tree is None:
+            return None
+        imports = runtime_imports(tree, module, is_init, is_framework, text)
+        main_guard = _has_main_guard(tree)
     script = None
     if notebook:
         script = "a notebook"
@@ -471,7 +617,7 @@ def _index_file(a: str, text: str, tree: ast.Module):
         script = "a console-script target"
     elif text.startswith("#!"):
         script = "a script (shebang)"
-    elif _has_main_guard(tree):
+    elif main_guard:
         script = "a script (`__main__` guard)"
     elif top is None and p.name != "conftest.py":
         script = "a file outside any package"
@@ -486,11 +632,12 @@ def _index_job(a: str) -> dict:
     read = _read_for_graph(Path(a))
     if read is None:
         return {"none": True}  # unreadable: not cached, read again next time
-    stamp, raw, text, tree = read
-    if tree is None:
+    stamp, raw, text = read
+    got = _index_file(a, text) if text is not None else None
+    if got is None:
         entry: dict = {"none": True}
     else:
-        f, import_names = _index_file(a, text, tree)
+        f, import_names = got
         entry = {"module": f.module, "top": str(f.top) if f.top is not None else None, "is_init": f.is_init,
                  "imports": f.imports, "gpu": f.gpu, "script": f.script, "names": import_names}
     entry["_stamp"], entry["_hash"] = stamp, content_hash(raw)
@@ -515,6 +662,7 @@ def _index_key(root, first_party, console, known_frameworks) -> str:
 def build_index(paths, files, catalog, known_first_party=(), known_frameworks=(), graph: bool = True,
                 cache_factory=None) -> ProjectIndex:
     """The ProjectIndex of the scanned files (`files`: (abs_path, display) pairs from discover)."""
+    _HAS_INIT.clear()
     root = project_root(paths or ["."])
     abs_files = [os.path.abspath(a) for a, _ in files]
     first_party = first_party_names(root, abs_files, known_first_party, known_frameworks)
@@ -523,9 +671,6 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     fp_catalog = catalog.for_project(first_party, known_frameworks)
 
     console = set(_console_targets(root)) | set(_setup_console_targets(root))
-    parsed: dict = {}
-    by_module: dict = {}
-    unparsed: set = set()
     from gpufix.workers import run_in_workers
 
     py_files = [a for a in abs_files if Path(a).suffix in (".py", ".ipynb")]  # shell, configs: no imports
@@ -549,8 +694,30 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         entry.pop("_stamp", None)
         entry.pop("_hash", None)
         entries[a] = entry
+    digest = None
     if cache is not None:
+        # The index is a function of the per-file entries and the project's names: a warm run whose
+        # entries all hit reuses the index built from them (the graph walk is most of a warm scan).
+        import json
+
+        blob = json.dumps([str(root), list(first_party), sorted(console), abs_files, [entries[a] for a in py_files]],
+                          sort_keys=True)
+        digest = hashlib.blake2b(blob.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        saved = cache.get_value("project-index", digest)
+        if saved is not None:
+            cache.save()
+            return ProjectIndex.from_json(saved)
+    index = _build_graph(root, first_party, abs_files, py_files, entries)
+    if cache is not None:
+        cache.put_value("project-index", digest, index.to_json())
         cache.save()
+    return index
+
+
+def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list, entries: dict) -> ProjectIndex:
+    parsed: dict = {}
+    by_module: dict = {}
+    unparsed: set = set()
     for a in py_files:
         got = _entry_to_file(a, entries[a])
         if got is None:
@@ -563,7 +730,11 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     parsed = {a: parsed[a] for a in abs_files if a in parsed}  # discovery order, as before
 
     # Edges: a module -> the first-party files it imports (importing a.b.c runs a and a.b first).
-    def targets(importer: _File, name: str) -> list:
+    memo: dict = {}
+
+    dirs = {a: os.path.dirname(a) for a in parsed}
+
+    def targets(importer: str, name: str) -> list:
         """The project files an import of `name` runs (importing a.b.c runs a and a.b first).
         A name held by several files resolves to the one named from the root, else the one next
         to the importer (its folder is on sys.path when it runs as a script), else all of them."""
@@ -573,22 +744,29 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
 
             rx = re.compile(fnmatch.translate(name[len("pattern:"):]).replace(".*", "[^.]*"))
             return [c for n, cands in by_module.items() if rx.match(n) for c, from_root in cands if from_root]
+        here = dirs[importer]
+        memo_key = (here, name)
+        got = memo.get(memo_key)
+        if got is not None:
+            return got
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
             cands = by_module.get(".".join(parts[:i]), [])
             if len(cands) > 1:
                 exact = [c for c, from_root in cands if from_root]
-                near = [c for c, _ in cands if Path(c).parent == importer.path.parent
-                        or (Path(c).name == "__init__.py" and Path(c).parent.parent == importer.path.parent)]
-                out += exact or near or [c for c, _ in cands]
+                if not exact:
+                    exact = [c for c, _ in cands if os.path.dirname(c) == here
+                             or (os.path.basename(c) == "__init__.py" and os.path.dirname(os.path.dirname(c)) == here)]
+                out += exact or [c for c, _ in cands]
             else:
                 out += [c for c, _ in cands]
+        memo[memo_key] = out
         return out
 
     reverse: dict = {}
     for a, f in parsed.items():
         for name in f.imports:
-            for t in targets(f, name):
+            for t in targets(a, name):
                 if t != a:
                     reverse.setdefault(t, set()).add(a)
     # Folders outside any package whose files other files import by a dotted path from the root
@@ -625,9 +803,13 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         if not any(r.parent in c.parents for r in rootmost):
             rootmost.append(c)
 
+    rootmost_dirs = [(r, str(r.parent) + os.sep) for r in rootmost]
+
     def conftest_above(p: Path) -> Optional[Path]:
-        for r in rootmost:
-            if r.parent in p.parents or r.parent == p.parent:
+        """The rootmost conftest.py whose folder holds `p` (at any depth)."""
+        where = str(p)
+        for r, prefix in rootmost_dirs:
+            if where.startswith(prefix):
                 return r
         return None
 
@@ -642,7 +824,8 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         if f.is_init and f.top == p.parent and p.parent in gpu_tops:
             entries[a] = f"the top `__init__.py` of the package `{f.module}` (Python runs it before any of its modules)"
     for c in rootmost:
-        tree_reaches = any(c.parent in Path(a).parents or Path(a).parent == c.parent for a in reaches)
+        prefix = str(c.parent) + os.sep
+        tree_reaches = any(a.startswith(prefix) for a in reaches)
         if tree_reaches:
             entries[str(c)] = "the rootmost `conftest.py` of its test tree (pytest imports it before the test modules)"
     for c in list(rootmost):
@@ -662,7 +845,7 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
                 continue  # a module of a namespace package other files import from
             if not f.gpu and all(
                 parsed[t].top is not None and str(parsed[t].top / "__init__.py") in entries
-                for name in f.imports for t in targets(f, name) if t in reaches
+                for name in f.imports for t in targets(a, name) if t in reaches
             ):
                 continue  # not a script; it reaches the GPU only through packages whose header covers it
         if _TEST_FILE_RE.match(p.name) and f.script != "a console-script target" and (
@@ -700,6 +883,8 @@ def refine_gpu_imports(facts, tree: ast.Module, text: str):
     whose names are used only in annotations: such a file is not a GPU module."""
     if not facts.gpu_imports:
         return facts
+    if _all_run_by_text(facts.gpu_imports, text):
+        return facts
     from gpufix.analysis import iter_statements
 
     by_line: dict = {}
@@ -726,3 +911,31 @@ def refine_gpu_imports(facts, tree: ast.Module, text: str):
         kept.append(trigger)
     facts.gpu_imports = kept
     return facts
+
+
+def _all_run_by_text(triggers, text: str) -> bool:
+    """Whether every GPU import of `triggers` surely runs and binds a name used at run time, by the
+    text alone (gpufix.importscan; no walk of the tree): then refine_gpu_imports drops none."""
+    read = read_imports(text)
+    if read is None:
+        return False
+    by_line: dict = {}
+    for st in read.statements:
+        by_line.setdefault(st.line, []).append(st)
+    spans = sorted((st.start, st.end) for st in read.statements)
+    verdict: dict = {}
+    for trigger in triggers:
+        stmts = by_line.get(trigger.pos.line, ())
+        if len(stmts) != 1:
+            return False  # under `if TYPE_CHECKING:`, or several statements on the line
+        names = [a or (n.split(".")[0] if stmts[0].level < 0 else n) for n, a in stmts[0].names if n != "*"]
+        if not names:
+            continue
+        for name in names:
+            if name not in verdict:
+                verdict[name] = _used_at_run_time(name, text, spans)
+            if verdict[name]:
+                break
+        else:
+            return False
+    return True

@@ -6,8 +6,18 @@ order for each node before the walk goes down into it) and the text it needs: `p
 finding that needs facts beyond its imports), `focus_words` (a big file is walked by the statements
 that mention one of them) and `whole_file_words` (a file that mentions one of them is walked
 whole). The prefilter and the focused walk are built from these declarations, so they cannot
-drift from what the collectors read. Adding a fact means adding one module here: every module of
-this package is discovered.
+drift from what the collectors read.
+
+A collector that needs the whole tree rather than the statements the walk visits (multi-GPU scopes,
+argparse options) does its work in `finish`, called once per file after the walk, in every tier
+the prefilter lets through (the header-only tier too). Its `parse_tests` say which text makes a
+file worth parsing even when it imports no GPU framework and holds no ordinal (the prefilter would
+skip it); `only_with_policy` says that its facts serve only rules that judge against a policy, so
+without one the collector does not run and its `parse_tests` let nothing through.
+
+A collector keeps its facts in `facts.extra[<its name>]`, so that adding one never touches the
+`Facts` class. Adding a fact means adding one module here, or defining the collector in the module
+of the one rule that reads it (gpufix/rules/gpuNNN_*.py): both are discovered.
 """
 
 from __future__ import annotations
@@ -24,6 +34,9 @@ class Collector:
 
     name: ClassVar[str] = ""
     priority: ClassVar[int] = 50  # lower runs first on a node (a collector may need another's marks)
+    # its facts serve only rules that judge against a policy (`visible-devices` set): without one,
+    # `finish` is not called and `parse_tests` lift no file
+    only_with_policy: ClassVar[bool] = False
 
     def before(self, walk) -> None:
         """Called once before the walk (module-wide pre-passes)."""
@@ -49,10 +62,24 @@ class Collector:
         """Substrings that make the walk visit every statement (facts that depend on order)."""
         return ()
 
+    def parse_tests(self, catalog) -> Iterable[tuple]:
+        """(substring, regex or None): a file the prefilter would skip (no GPU framework import, no
+        ordinal shape) is still parsed, in the header-only tier, when a substring occurs and its
+        regex (a source string or a compiled pattern) matches anywhere in the text; `finish` then
+        sees the whole tree."""
+        return ()
 
-def discover_collectors(package=None) -> tuple:
-    """Every Collector subclass defined in this package's modules, instantiated, by priority."""
-    package = package or importlib.import_module(__name__)
+    def finish(self, facts, tree, text: str) -> None:
+        """Called once per parsed file after the walk, and after imports that never run are dropped
+        from `facts.gpu_imports`, with the whole syntax tree (not only the statements a focused walk
+        visits) and the file's text: for facts that need all of it. Store them in
+        `facts.extra[self.name]`."""
+
+    def runs_under(self, policy) -> bool:
+        return not self.only_with_policy or bool(policy is not None and policy.has_policy)
+
+
+def _collector_classes(package) -> list:
     found = []
     for info in pkgutil.iter_modules(package.__path__):
         if info.name.startswith("_"):
@@ -61,6 +88,15 @@ def discover_collectors(package=None) -> tuple:
         for obj in vars(module).values():
             if isinstance(obj, type) and issubclass(obj, Collector) and obj.__module__ == module.__name__ and obj.name:
                 found.append(obj)
+    return found
+
+
+def discover_collectors(*packages) -> tuple:
+    """Every Collector subclass defined in the modules of `packages` (default: this package and
+    the rule modules, gpufix.rules), instantiated, by priority."""
+    if not packages:
+        packages = (importlib.import_module(__name__), importlib.import_module("gpufix.rules"))
+    found = [cls for package in packages for cls in _collector_classes(package)]
     names = [c.name for c in found]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -102,6 +138,23 @@ def prefilter_tests(catalog) -> tuple:
         for literal, pattern in c.prefilter_tests(catalog):
             out.append((literal, pattern))
     return tuple(out)
+
+
+def parse_tests(catalog, has_policy: bool) -> tuple:
+    """The collectors' `parse_tests` that apply with (or without) a policy."""
+    return tuple(test for c in load_collectors() if has_policy or not c.only_with_policy for test in c.parse_tests(catalog))
+
+
+def finish_facts(facts, tree, text: str, policy) -> None:
+    """Run every collector's per-file `finish` hook (those that run under `policy`)."""
+    for c in _finishers(load_collectors()):
+        if c.runs_under(policy):
+            c.finish(facts, tree, text)
+
+
+@functools.lru_cache(maxsize=4)
+def _finishers(registered: tuple) -> tuple:
+    return tuple(c for c in registered if type(c).finish is not Collector.finish)
 
 
 def collector(name: str) -> Optional[Collector]:

@@ -102,10 +102,12 @@ def scan_facts(text: str, kind: str):
 
 
 def lint_text(path: str, text: str, kind: str, policy, enabled: Callable[[str], bool], ignored_codes=()) -> tuple:
-    """(findings, errors, GPU103 candidates) of one decoded file."""
-    from gpufix.formats.facts import judge, majority_candidates
+    """(findings, errors, project-rule candidates) of one decoded file: read into facts here, judged
+    by the rules that check such facts (`Rule.check_text`, `ProjectRule.collect_text`)."""
     from gpufix.formats.text import hash_comment_suppressions
     from gpufix.formats.tree import ParseError
+    from gpufix.rules import load_rules, project_rules
+    from gpufix.rules._text import TextContext
     from gpufix.suppress import is_suppressed
 
     by_line, file_codes = ({}, None) if kind == "json" else hash_comment_suppressions(text)
@@ -119,17 +121,23 @@ def lint_text(path: str, text: str, kind: str, policy, enabled: Callable[[str], 
         return [], [FileError(path, "syntax-error", f"cannot parse: {exc}", exc.line)], []
     except (RecursionError, MemoryError):
         return [], [FileError(path, "syntax-error", "cannot parse: nested too deeply")], []
+    tctx = TextContext(path, text, policy, facts)
     findings = []
-    for f in judge(path, text, policy, facts, enabled):
-        if any(f.rule.startswith(c) for c in ignored_codes):
+    for code, rule in load_rules().items():
+        if not enabled(code):
             continue
-        if is_suppressed(f.rule, (f.line, f.end_line), by_line, file_codes):
-            continue
-        findings.append(f)
+        for f in rule.check_text(tctx):
+            if any(f.rule.startswith(c) for c in ignored_codes):
+                continue
+            if is_suppressed(f.rule, (f.line, f.end_line), by_line, file_codes):
+                continue
+            findings.append(f)
     candidates = []
-    if not policy.has_policy and enabled("GPU103") and not any("GPU103".startswith(c) for c in ignored_codes):
-        candidates = [c for c in majority_candidates(path, text, facts)
-                      if not is_suppressed("GPU103", (c["finding"]["line"],), by_line, file_codes)]
+    for code, rule in project_rules().items():
+        if not enabled(code) or any(code.startswith(c) for c in ignored_codes):
+            continue
+        candidates.extend({"finding": c.finding.to_json(), "value": c.value} for c in rule.collect_text(tctx)
+                          if not is_suppressed(code, (c.finding.line,), by_line, file_codes))
     return findings, [], candidates
 
 

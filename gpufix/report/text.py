@@ -40,22 +40,26 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
     else:
         console = Console(file=stream, force_terminal=color, no_color=not color, highlight=False, soft_wrap=True)
     cache: dict = {}
+    # One print for all findings: rich's per-call overhead is most of a report of a few hundred.
+    out: list = []
     for f in result.findings:
         fixable = " [cyan]\\[*][/cyan]" if f.fix and f.fix.applicability == "safe" else (" [cyan]\\[unsafe fix][/cyan]" if f.fix else "")
-        console.print(f"[bold]{escape(_location(f))}[/bold]: [red]{f.rule}[/red] {escape(f.message)}{fixable}")
+        out.append(f"[bold]{escape(_location(f))}[/bold]: [red]{f.rule}[/red] {escape(f.message)}{fixable}")
         if show_source:
             text = _frame(cache, f)
             if text is not None and text.strip():
                 width = len(str(f.line))
-                console.print(f"[dim]{f.line:>{width}} |[/dim] {escape(text.rstrip())}")
+                out.append(f"[dim]{f.line:>{width}} |[/dim] {escape(text.rstrip())}")
                 if f.end_line == f.line and f.end_column > f.column:
                     caret = " " * (f.column - 1) + "^" * (f.end_column - f.column)
                 else:
                     caret = " " * (f.column - 1) + "^"
-                console.print(f"[dim]{'':>{width}} |[/dim] [red]{caret}[/red]")
+                out.append(f"[dim]{'':>{width}} |[/dim] [red]{caret}[/red]")
         if show_fixes and f.fix is not None:
             kind = "" if f.fix.applicability == "safe" else " (unsafe: --unsafe-fixes)"
-            console.print(f"  [cyan]help[/cyan]: {escape(f.fix.title)}{kind}")
+            out.append(f"  [cyan]help[/cyan]: {escape(f.fix.title)}{kind}")
+    if out:
+        console.print("\n".join(out))
     for e in result.errors:
         where = f"{e.path}:{e.line}" if e.line else e.path
         console.print(f"[bold]{escape(where)}[/bold]: [magenta]error[/magenta] ({e.kind}) {escape(e.message)}")

@@ -192,6 +192,9 @@ class Rule:
 
     code: ClassVar[str] = ""
     messages: ClassVar[dict] = {}
+    # Its fixes are computed against the file's mask before `apply` rewrites it (ordinal remaps):
+    # apply takes them in its first pass only (a later pass would read them through the new mask).
+    fixes_first_pass_only: ClassVar[bool] = False
 
     @property
     def doc(self) -> RuleDoc:
@@ -199,6 +202,12 @@ class Rule:
 
     def check(self, ctx: RuleContext) -> Iterable[Finding]:
         raise NotImplementedError
+
+    def check_text(self, tctx) -> Iterable[Finding]:
+        """The rule on a non-Python file (shell, Dockerfile, .env, YAML/JSON/TOML): `tctx` is a
+        gpufix.rules._text.TextContext holding the facts its reader extracted. Rules that do not
+        judge such files keep this default."""
+        return ()
 
     def finding(self, ctx: RuleContext, pos: Pos, variant: str, fix: Optional[Fix] = None, *, _note: str = "",
                 _severity: Optional[str] = None, **values) -> Finding:
@@ -230,7 +239,15 @@ class ProjectRule(Rule):
     """A rule judged across files: `collect` runs per file (its candidates are suppressed, mapped to
     notebook cells and cached like findings), `finish` decides on all files' candidates at once."""
 
+    # Bytes one of which a file must hold to yield a candidate: a run over part of a project reads
+    # the project's other files only when they hold one (empty: every file is read).
+    candidate_bytes: ClassVar[tuple] = ()
+
     def collect(self, ctx: RuleContext) -> Iterable[Candidate]:
+        return ()
+
+    def collect_text(self, tctx) -> Iterable[Candidate]:
+        """`collect` on a non-Python file (see Rule.check_text)."""
         return ()
 
     def finish(self, policy: Policy, candidates: list) -> Iterable[Finding]:

@@ -8,7 +8,9 @@ import re
 from gpufix.analysis import TF_DEVICE_RE, OrdinalUse
 from gpufix.model import Fix
 from gpufix.rules import UNKNOWN, Rule, RuleContext
-from gpufix.multigpu import in_multi_gpu_code, unsafe_context
+from gpufix.collectors.multi_gpu import in_gated_test, in_multi_gpu_code, unsafe_context
+from gpufix.formats import text as fmt
+from gpufix.rules._text import TextContext
 from gpufix.rules._shared import describe_ordinal, mask_text, quote_like, remap, remap_applicability, replace_edit, visible_range
 
 
@@ -27,6 +29,7 @@ def _replacement(use: OrdinalUse, new: int) -> str:
 
 class InvalidDeviceOrdinal(Rule):
     code = "GPU001"
+    fixes_first_pass_only = True  # remaps read through the mask before the fix
     messages = {
         "remap": ("what", "physical", "mask", "new_index", "new"),
         "remap-withheld": ("what", "physical", "mask", "new_index", "new"),
@@ -46,6 +49,8 @@ class InvalidDeviceOrdinal(Rule):
                 continue
             if in_multi_gpu_code(ctx, use):
                 continue  # GPU004 reports the function once; nothing inside is remapped
+            if in_gated_test(ctx, use):
+                continue  # a test gated to multi-GPU machines: skipped under the policy
             what = describe_ordinal(use)
             if policy_mask is None:
                 if file_mask is None or file_mask == UNKNOWN or use.value < len(file_mask):
@@ -87,8 +92,37 @@ class InvalidDeviceOrdinal(Rule):
                 note = ""
                 special = unsafe_context(ctx, use)
                 if special is not None:
-                    # a gated test (no fix) or plain data (unsafe fix)
-                    applicability, note = special
+                    applicability, note = special  # plain data: an unsafe fix
                     fix = dataclasses.replace(fix, applicability=applicability) if applicability else None
                 yield self.finding(ctx, use.pos, "remap", fix, _note=note, what=what, physical=r.physical, mask=mask,
                                    new_index=r.new_index, new=new)
+
+    def check_text(self, tctx: TextContext):
+        """The same judgement on a non-Python file's facts (gpufix.formats)."""
+        policy_mask = tctx.policy.mask
+        for o in tctx.facts.ordinals:
+            if o.value == 0:
+                continue
+            file_mask = tctx.mask_of(o, tctx.file_mask())
+            if policy_mask is None:
+                if file_mask is None or file_mask == UNKNOWN or o.value < len(file_mask):
+                    continue
+                yield self.finding(tctx, tctx.pos(o.start, o.end), "no-policy", what=o.what, index=o.value,
+                                   mask=mask_text(file_mask), count=len(file_mask), visible=visible_range(len(file_mask)))
+                continue
+            physical, new, known = tctx.remap(o.value, file_mask, policy_mask)
+            mask = mask_text(policy_mask)
+            if not known:
+                if o.value < len(policy_mask):
+                    continue
+                reason = ("the file's own mask is not a single literal" if file_mask == UNKNOWN
+                          else "an index cannot be matched with the GPU UUIDs the policy names")
+                yield self.finding(tctx, tctx.pos(o.start, o.end), "unknown", what=o.what, index=o.value, mask=mask,
+                                   count=len(policy_mask), reason=reason)
+            elif new is None:
+                yield self.finding(tctx, tctx.pos(o.start, o.end), "hidden", what=o.what, physical=physical, mask=mask)
+            elif new != o.value:
+                code = o.template.format(new)
+                fix = Fix(remap_applicability(file_mask, policy_mask), f"use {code}", (fmt.replace_edit(tctx.lines, o.start, o.end, code),))
+                yield self.finding(tctx, tctx.pos(o.start, o.end), "remap", fix, what=o.what, physical=physical, mask=mask,
+                                   new_index=new, new=code)

@@ -9,6 +9,7 @@ from gpufix.rules._shared import mask_text
 
 class NvmlIndexAsCudaOrdinal(Rule):
     code = "GPU003"
+    fixes_first_pass_only = True  # remaps read through the mask before the fix
     messages = {
         "default": ("index", "mask", "physical"),
         "flow": ("index", "via", "mask", "physical"),

@@ -6,6 +6,8 @@ from gpufix.analysis import ORDER_VAR, Pos
 from gpufix.config import is_index_mask, parse_mask
 from gpufix.model import Edit, Fix
 from gpufix.rules import Rule, RuleContext
+from gpufix.formats import text as fmt
+from gpufix.rules._text import TextContext
 from gpufix.rules._shared import header_lines
 
 
@@ -60,3 +62,16 @@ class MissingDeviceOrder(Rule):
                       (Edit("ensure-header", lines=header_lines(ctx, with_mask=False)),))
             pos = ctx.header_anchor()
         yield self.finding(ctx, pos, "default", fix, order=order)
+
+    def check_text(self, tctx: TextContext):
+        """The same judgement on a non-Python file's facts (gpufix.formats)."""
+        order = tctx.policy.device_order
+        for e in tctx.mask_sets:
+            if e.order_in_force or e.value is None or not is_index_mask(parse_mask(e.value)):
+                continue
+            fix = None
+            if e.order_insert is not None:
+                at, template = e.order_insert
+                fix = Fix("safe", f"set CUDA_DEVICE_ORDER={order} before the mask",
+                          (fmt.insert_edit(tctx.lines, at, template.format(order=order)),))
+            yield self.finding(tctx, tctx.pos(e.start, e.end), "file", fix, order=order)

@@ -8,7 +8,12 @@ from collections import Counter
 
 from gpufix.analysis import MASK_VAR
 from gpufix.rules import Candidate, ProjectRule, RuleContext
-from gpufix.rules._shared import mask_fix_applicability, normalized_mask, value_fix
+from gpufix.config import is_index_mask
+from gpufix.formats import text as fmt
+from gpufix.formats.facts import hides_all, normalized
+from gpufix.model import Finding, Fix
+from gpufix.rules._text import TextContext, quoted
+from gpufix.rules._shared import mask_fix_applicability, mask_text, normalized_mask, value_fix
 
 
 class WrongVisibleDevices(ProjectRule):
@@ -23,6 +28,7 @@ class WrongVisibleDevices(ProjectRule):
         "container": ("what", "pinned", "inside", "want", "need"),
         "launcher": ("value", "want"),  # an accelerate config's gpu_ids (gpufix.formats)
     }
+    candidate_bytes = (MASK_VAR.encode(),)  # candidates are literal mask values
 
     def check(self, ctx: RuleContext):
         if not ctx.policy.has_policy:
@@ -50,6 +56,34 @@ class WrongVisibleDevices(ProjectRule):
                     continue
             yield self.finding(ctx, w.value_pos or w.pos, variant, fix, value=w.value, want=want)
 
+    def check_text(self, tctx: TextContext):
+        """The same judgement on a non-Python file's facts (gpufix.formats)."""
+        want = tctx.policy.visible_devices
+        if want is not None:
+            for e in tctx.mask_sets:
+                if e.value is None or hides_all(e.value) or normalized(e.value) == normalized(want):
+                    continue
+                fix = None
+                if e.editable:
+                    how = mask_fix_applicability(e.value, tctx.policy.mask)
+                    fix = Fix(how, f'set CUDA_VISIBLE_DEVICES="{want}"', (fmt.replace_edit(tctx.lines, e.start, e.end, quoted(e.style, want)),))
+                if e.form == "accelerate":
+                    yield self.finding(tctx, tctx.pos(e.start, e.end), "launcher", value=e.value, want=want)
+                else:
+                    yield self.finding(tctx, tctx.pos(e.start, e.end), "policy", fix, value=e.value, want=want)
+        mask = tctx.policy.mask
+        if mask is None or not is_index_mask(mask):
+            return
+        for pin in tctx.facts.pins:
+            if not pin.entries or not is_index_mask(pin.entries):
+                continue  # "all", UUIDs: the container keeps the host's numbering or cannot be judged
+            wrong = [m for m in mask if m >= len(pin.entries) or pin.entries[m] != m]
+            if not wrong:
+                continue
+            inside = ", ".join(f"{i} = host GPU {g}" for i, g in enumerate(pin.entries))
+            yield self.finding(tctx, tctx.pos(pin.start, pin.end), "container", what=pin.what, pinned=mask_text(pin.entries),
+                               inside=inside, want=tctx.policy.visible_devices, need=mask_text(range(max(mask) + 1)))
+
     def collect(self, ctx: RuleContext):
         """Without a policy: every literal mask of the file, a candidate until the majority is known."""
         if ctx.policy.has_policy:
@@ -59,6 +93,18 @@ class WrongVisibleDevices(ProjectRule):
                 # The message is rendered in finish(), once the majority is known.
                 yield Candidate(self.finding(ctx, w.value_pos or w.pos, "majority", value=w.value, want="", files=0, total=0),
                                 w.value)
+
+    def collect_text(self, tctx: TextContext):
+        """`collect` on a non-Python file: its literal CUDA_VISIBLE_DEVICES values."""
+        if tctx.policy.has_policy:
+            return
+        doc = self.doc
+        for e in tctx.mask_sets:
+            if e.value is None or hides_all(e.value):
+                continue
+            pos = tctx.pos(e.start, e.end)
+            yield Candidate(Finding("GPU103", tctx.path, pos.line, pos.col + 1, pos.end_line, pos.end_col + 1, "", doc.severity),
+                            e.value)
 
     def finish(self, policy, candidates: list):
         per_file: dict = {}

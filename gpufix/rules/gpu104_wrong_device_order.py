@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from gpufix.analysis import ORDER_VAR
 from gpufix.rules import Rule, RuleContext
+from gpufix.formats import text as fmt
+from gpufix.model import Fix
+from gpufix.rules._text import TextContext, quoted
 from gpufix.rules._shared import value_fix
 
 
@@ -18,3 +21,14 @@ class WrongDeviceOrder(Rule):
                 continue
             fix = value_fix(w, want, f'set CUDA_DEVICE_ORDER="{want}"')
             yield self.finding(ctx, w.value_pos or w.pos, "default", fix, value=w.value, want=want)
+
+    def check_text(self, tctx: TextContext):
+        """The same judgement on a non-Python file's facts (gpufix.formats)."""
+        want = tctx.policy.device_order
+        for e in tctx.facts.env:
+            if e.var != ORDER_VAR or e.value is None or e.value.strip() == want:
+                continue
+            fix = None
+            if e.editable:
+                fix = Fix("safe", f'set CUDA_DEVICE_ORDER="{want}"', (fmt.replace_edit(tctx.lines, e.start, e.end, quoted(e.style, want)),))
+            yield self.finding(tctx, tctx.pos(e.start, e.end), "default", fix, value=e.value, want=want)

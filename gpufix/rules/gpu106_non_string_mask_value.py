@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from gpufix.model import Fix
 from gpufix.rules import Rule, RuleContext
+from gpufix.analysis import MASK_VAR, ORDER_VAR
+from gpufix.formats import text as fmt
+from gpufix.rules._text import TextContext
 from gpufix.rules._shared import replace_edit
 
 
@@ -20,3 +23,13 @@ class NonStringMaskValue(Rule):
             if w.value_kind == "int" and w.value_pos is not None:
                 fix = Fix("safe", f'quote it: "{w.value}"', (replace_edit(w.value_pos, f'"{w.value}"'),))
             yield self.finding(ctx, w.value_pos or w.pos, "default", fix, var=w.var, value=w.value)
+
+    def check_text(self, tctx: TextContext):
+        """The same judgement on a non-Python file's facts (gpufix.formats)."""
+        for e in tctx.facts.env:
+            if not e.non_string or e.var not in (MASK_VAR, ORDER_VAR):
+                continue
+            fix = None
+            if e.editable and e.value is not None:
+                fix = Fix("safe", f'quote it: "{e.value}"', (fmt.replace_edit(tctx.lines, e.start, e.end, f'"{e.value}"'),))
+            yield self.finding(tctx, tctx.pos(e.start, e.end), "typed", fix, var=e.var, value=e.value)

@@ -322,3 +322,28 @@ def test_the_project_index_is_cached_per_file(tmp_path, monkeypatch):
     third = scan_in_process(tmp_path, monkeypatch)
     assert parsed == ["s3.py"]
     assert not [f for f in third.findings if f.path.endswith("s3.py")]
+
+
+def test_the_cached_index_follows_a_change_in_an_imported_module(tmp_path, monkeypatch):
+    """The warm index is reused whole only while every file's entry is unchanged: a script that
+    reaches the GPU only through a helper gains (and loses) its header finding when the helper's
+    imports change, and the graph is not rebuilt when nothing changed."""
+    from gpufix import project
+
+    (tmp_path / "pyproject.toml").write_text('[tool.gpufix]\nvisible-devices = "1"\n', encoding="utf-8")
+    (tmp_path / "helper.py").write_text("import os\n", encoding="utf-8")
+    (tmp_path / "app.py").write_text("import helper\n\nif __name__ == '__main__':\n    helper.run()\n", encoding="utf-8")
+    built = []
+    real = project._build_graph
+    monkeypatch.setattr(project, "_build_graph", lambda *a: built.append(1) or real(*a))
+
+    def app_rules():
+        return sorted(f.rule for f in scan_in_process(tmp_path, monkeypatch).findings if f.path.endswith("app.py"))
+
+    assert app_rules() == [] and len(built) == 1
+    assert app_rules() == [] and len(built) == 1  # warm: the cached index, no graph walk
+    (tmp_path / "helper.py").write_text("import torch\n", encoding="utf-8")
+    assert app_rules() == ["GPU101", "GPU102"] and len(built) == 2
+    assert app_rules() == ["GPU101", "GPU102"] and len(built) == 2
+    (tmp_path / "helper.py").write_text("import os\n", encoding="utf-8")
+    assert app_rules() == [] and len(built) == 3

@@ -16,7 +16,12 @@ from gpufix.prefilter import FULL, SKIP, classify
 
 def test_the_bundled_collectors_in_dispatch_order():
     names = [c.name for c in collectors.load_collectors()]
-    assert names == ["imports", "env-writes", "child-env", "map-location", "device-apis", "gpu-calls", "cuda-strings", "value-flow"]
+    assert names == ["imports", "env-writes", "child-env", "map-location", "device-apis", "gpu-calls", "cuda-strings",
+                     "value-flow", "gpu-options", "multi-gpu"]
+    # a rule's own fact may live in its rule module (GPU108's options); shared ones in gpufix/collectors/
+    modules = {c.name: type(c).__module__ for c in collectors.load_collectors()}
+    assert modules["gpu-options"] == "gpufix.rules.gpu108_app_gpu_choice"
+    assert modules["multi-gpu"] == "gpufix.collectors.multi_gpu"
     table = collectors.dispatch_table()
     # map_location marks its dict before the literal collectors read the dict's keys
     assert [m.__self__.name for m in table["Dict"]] == ["child-env", "map-location", "device-apis"]
@@ -94,3 +99,49 @@ def test_two_collectors_with_one_name_are_refused(tmp_path):
         collectors.discover_collectors(pkg)
     sys.modules.pop("fakecollectors", None)
     sys.modules.pop("fakecollectors.sleeps", None)
+
+
+WHOLE_TREE_COLLECTOR = """
+    from gpufix.collectors import Collector
+
+    class Todos(Collector):
+        name = "todos"
+        only_with_policy = True
+        def parse_tests(self, catalog):
+            return (("TODO(gpu)", r"#\\s*TODO\\(gpu\\)"),)
+        def finish(self, facts, tree, text):
+            facts.extra[self.name] = [n for n, line in enumerate(text.splitlines(), 1) if "TODO(gpu)" in line]
+"""
+
+
+def test_a_whole_tree_collector_runs_once_per_file_and_only_under_a_policy(tmp_path, monkeypatch):
+    """`finish` sees the whole text/tree after the walk; `parse_tests` lift a file the prefilter
+    would skip; `only_with_policy` turns both off without a policy."""
+    from gpufix.collectors import finish_facts
+    from gpufix.config import Policy
+    from gpufix.prefilter import parse_anyway
+
+    pkg = _fake_collector_package(tmp_path, WHOLE_TREE_COLLECTOR)
+    found = collectors.discover_collectors(pkg)
+    combined = collectors.load_collectors() + found
+    monkeypatch.setattr(collectors, "load_collectors", lambda: combined)
+    collectors.dispatch_table.cache_clear()
+    try:
+        catalog = load_api_catalog()
+        text = "import os\n\n# TODO(gpu): choose\n"
+        assert classify(text, "x.py", "gpu-modules", catalog) == SKIP
+        assert parse_anyway(text, catalog, has_policy=True)
+        assert not parse_anyway(text, catalog, has_policy=False)
+        assert not parse_anyway("import os\nTODO(gpu) = 1\n", catalog, has_policy=True)  # its regex decides
+        tree = ast.parse(text)
+        facts = Analyzer(tree, text.splitlines(), catalog).run()
+        finish_facts(facts, tree, text, Policy(visible_devices="1"))
+        assert facts.extra == {"todos": [3]}
+        facts = Analyzer(tree, text.splitlines(), catalog).run()
+        finish_facts(facts, tree, text, Policy())
+        assert facts.extra == {}
+    finally:
+        monkeypatch.undo()
+        collectors.dispatch_table.cache_clear()  # it was built from the patched list
+        sys.modules.pop("fakecollectors", None)
+        sys.modules.pop("fakecollectors.sleeps", None)

@@ -203,3 +203,20 @@ def test_prefilter_skips_most_of_the_corpus_text_only_files(tmp_path, monkeypatc
     full = scan([str(tmp_path)], policy, Options(use_prefilter=False, use_cache=False, jobs=1))
     assert not fast.errors and len(full.errors) == 1  # only the exhaustive path parses the broken file
     assert not any(r.parsed for r in fast.results)
+
+
+def test_a_device_list_in_a_module_the_header_scope_skips(tmp_path, monkeypatch):
+    """GPU004's device list with no literal index (`torch.device("cuda", i)`) in a module that is
+    no entry point: no ordinal test of the prefilter sees it, the multi-GPU collector's
+    parse_tests do (found by comparing both paths on a package)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "eqp"\n', encoding="utf-8")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("", encoding="utf-8")
+    (tmp_path / "pkg" / "mod.py").write_text(
+        'import torch\n\n\ndef replicas(n):\n    x = "cuda:0"\n    return [torch.device("cuda", i) for i in range(n)]\n',
+        encoding="utf-8")
+    for scope in SCOPES:
+        assert_same([tmp_path], "1", scope)
+    fast = [json.loads(f) for f in findings([tmp_path], "1", "entrypoints", True)]
+    assert [(f["path"], f["line"], f["rule"]) for f in fast if f["rule"] == "GPU004"] == [("pkg/mod.py", 4, "GPU004")]

@@ -8,6 +8,10 @@
 * A test gated to multi-GPU machines (rules/multigpu-gates.toml): its ordinals get no fix.
 * Plain data: an ordinal in a `parametrize` table, a mock's return value or the expected side of an
   assert is data, not a device choice; remapping it alone breaks the test (its input stays).
+
+The facts need the whole tree and every ordinal the walk found, so the collector builds them in its
+`finish` hook, only under a policy (GPU004 and the remaps they hold back need one), and keeps them
+in `facts.extra["multi-gpu"]` (see `multigpu_facts`).
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import re
 import sys
 from typing import Optional
+
+from gpufix.collectors import Collector
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -137,46 +144,61 @@ def _is_device_list(node) -> bool:
     return False
 
 
-def _data_positions(tree: ast.Module) -> dict:
-    """(line, col) of constants that are plain data -> why."""
+_PARAMETRIZE = ("parametrize", "expand", "parameterized")
+_ASSERT_CALLS = ("assertEqual", "assertEquals", "assertIn", "assertListEqual", "assertDictEqual", "assert_called_with",
+                 "assert_called_once_with")
+_MOCKS = ("Mock", "MagicMock", "PropertyMock", "patch")
+
+
+def _mark(out: dict, node, why: str) -> None:
+    for n in ast.walk(node):
+        if isinstance(n, ast.Constant):
+            out.setdefault((n.lineno, n.col_offset), why)
+
+
+def _one_walk(tree: ast.Module, want_loaded: bool, want_lists: bool) -> tuple:
+    """(data positions, checkpoint-load constant positions, device-list lines) in one walk of the
+    tree (each was a walk of its own: on a big test file the walks were most of the analysis)."""
     out: dict = {}
-
-    def mark(node, why):
-        for n in ast.walk(node):
-            if isinstance(n, ast.Constant):
-                out.setdefault((n.lineno, n.col_offset), why)
-
+    loaded: set = set()
+    lists: list = []
+    mocked: list = []  # test functions whose GPU calls are mocked: marked after the walk
     for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            for dec in node.decorator_list:
-                if isinstance(dec, ast.Call) and _last_name(dec.func) in ("parametrize", "expand", "parameterized"):
-                    mark(dec, "a parametrize table")
-        elif isinstance(node, ast.Call):
+        cls = type(node)
+        if cls is ast.Call:
             for kw in node.keywords:
                 if kw.arg in ("return_value", "side_effect"):
-                    mark(kw.value, "a mock's return value")
-            if _last_name(node.func) in ("assertEqual", "assertEquals", "assertIn", "assertListEqual", "assertDictEqual", "assert_called_with", "assert_called_once_with"):
-                mark(node, "an expected value in an assert")
-        elif isinstance(node, ast.Assign):
+                    _mark(out, kw.value, "a mock's return value")
+                elif want_loaded and kw.arg == "map_location":
+                    loaded |= {(n.lineno, n.col_offset) for n in ast.walk(kw.value) if isinstance(n, ast.Constant)}
+            if _last_name(node.func) in _ASSERT_CALLS:
+                _mark(out, node, "an expected value in an assert")
+        elif cls is ast.FunctionDef or cls is ast.AsyncFunctionDef or cls is ast.ClassDef:
+            for dec in node.decorator_list:
+                if isinstance(dec, ast.Call) and _last_name(dec.func) in _PARAMETRIZE:
+                    _mark(out, dec, "a parametrize table")
+            if cls is not ast.ClassDef and node.name.startswith("test"):
+                mocked.append(node)
+        elif cls is ast.Assign:
             if any(isinstance(t, ast.Attribute) and t.attr in ("return_value", "side_effect") for t in node.targets):
-                mark(node.value, "a mock's return value")
-        elif isinstance(node, ast.Assert):
+                _mark(out, node.value, "a mock's return value")
+        elif cls is ast.Assert:
             for cmp in ast.walk(node.test):
                 if isinstance(cmp, ast.Compare):
                     for comp in cmp.comparators:
-                        mark(comp, "an expected value in an assert")
+                        _mark(out, comp, "an expected value in an assert")
+        if want_lists and _is_device_list(node):
+            lists.append(node.lineno)
     # A test whose GPU calls are mocked (`@mock.patch(...)`, `Mock()`, `mocker.patch`) runs on the
     # CPU: its ordinals are data that the mocks check, not devices.
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
-            patched = any(_last_name(d) in ("patch", "object", "multiple") for d in node.decorator_list)
-            if not patched:
-                patched = any(isinstance(n, ast.Call) and _last_name(n.func) in ("Mock", "MagicMock", "PropertyMock", "patch")
-                              for n in ast.walk(node))
-            if patched:
-                for stmt in node.body:
-                    mark(stmt, "a mocked test")
-    return out
+    for node in mocked:
+        patched = any(_last_name(d) in ("patch", "object", "multiple") for d in node.decorator_list)
+        if not patched:
+            patched = any(isinstance(n, ast.Call) and _last_name(n.func) in _MOCKS for n in ast.walk(node))
+        if patched:
+            for stmt in node.body:
+                _mark(out, stmt, "a mocked test")
+    return out, loaded, lists
 
 
 def analyze_multigpu(tree: ast.Module, facts, col_of=None) -> MultiGpuFacts:
@@ -206,13 +228,8 @@ def analyze_multigpu(tree: ast.Module, facts, col_of=None) -> MultiGpuFacts:
     mg = MultiGpuFacts(scopes, {})
     # Where a checkpoint is loaded (map_location values) is not a device the code runs on: the
     # weights move on (`.cuda(1)`), and GPU002 already reports device lists.
-    loaded = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            for kw in node.keywords:
-                if kw.arg == "map_location":
-                    loaded |= {(n.lineno, n.col_offset) for n in ast.walk(kw.value) if isinstance(n, ast.Constant)}
-    mg.data_lines = _data_positions(tree)
+    text_has_cuda = any(u.kind == "cuda-string" for u in facts.ordinals) or facts.gpu_imports
+    mg.data_lines, loaded, list_lines = _one_walk(tree, True, bool(text_has_cuda))
     for use in facts.ordinals:
         if use.kind not in ("cuda-string", "int", "tf-device"):
             continue
@@ -227,14 +244,38 @@ def analyze_multigpu(tree: ast.Module, facts, col_of=None) -> MultiGpuFacts:
             continue
         if isinstance(use.value, int):
             scope.physical.setdefault(use.value, use.pos.line)
-    text_has_cuda = any(u.kind == "cuda-string" for u in facts.ordinals) or facts.gpu_imports
-    if text_has_cuda:
-        for node in ast.walk(tree):
-            if _is_device_list(node):
-                scope = mg.scope_of(node.lineno)
-                if scope.device_list_line is None:
-                    scope.device_list_line = node.lineno
+    for line in list_lines:
+        scope = mg.scope_of(line)
+        if scope.device_list_line is None:
+            scope.device_list_line = line
     return mg
+
+
+# A device list without a literal index (`[torch.device("cuda", i) for i in range(n)]`): no ordinal
+# test of the prefilter sees it, so a module the header scope does not name would be skipped.
+_DEVICE_CALL_RE = re.compile(r"""device\(\s*['"]cuda['"]\s*,""")
+
+
+class MultiGpu(Collector):
+    name = "multi-gpu"
+    priority = 90
+    only_with_policy = True
+
+    def parse_tests(self, catalog):
+        # The other device lists are formatted from "cuda:" (FULL-tier tests); this one counts
+        # only in a file that holds "cuda:" (see finish).
+        return (("cuda:", _DEVICE_CALL_RE),)
+
+    def finish(self, facts, tree, text: str) -> None:
+        # Without an ordinal, only a device list can make multi-GPU code, and the lists it knows
+        # are formatted from "cuda:".
+        if facts.ordinals or (facts.gpu_imports and "cuda:" in text):
+            facts.extra[self.name] = analyze_multigpu(tree, facts)
+
+
+def multigpu_facts(facts) -> Optional[MultiGpuFacts]:
+    """The file's multi-GPU facts; None without a policy or when the file holds no ordinal."""
+    return facts.extra.get(MultiGpu.name)
 
 
 def multi_gpu_scopes(mg: MultiGpuFacts, visible: int) -> list:
@@ -250,16 +291,23 @@ def multi_gpu_scopes(mg: MultiGpuFacts, visible: int) -> list:
 
 def in_multi_gpu_code(ctx, use) -> bool:
     """Whether ordinal `use` is inside multi-GPU code under the policy (GPU004 reports it once)."""
-    mg = ctx.facts.multigpu
+    mg = multigpu_facts(ctx.facts)
     if mg is None or ctx.policy_mask is None:
         return False
     return mg.scope_of(use.pos.line) in multi_gpu_scopes(mg, len(ctx.policy_mask))
 
 
+def in_gated_test(ctx, use) -> bool:
+    """Whether ordinal `use` is inside a test gated to multi-GPU machines: skipped under the policy,
+    right as written on a machine with the GPUs it needs, so nothing its owner would change."""
+    mg = multigpu_facts(ctx.facts)
+    return mg is not None and mg.gated(use.pos.line) is not None
+
+
 def unsafe_context(ctx, use):
     """(applicability or None, note) for an ordinal in a gated test (no fix) or in plain data
     (an unsafe fix); None for an ordinal whose remap is safe."""
-    mg = ctx.facts.multigpu
+    mg = multigpu_facts(ctx.facts)
     if mg is None:
         return None
     gate = mg.gated(use.pos.line)

@@ -170,3 +170,49 @@ def test_header_as_text_is_what_libcst_writes():
             assert got == want, f"{path.name} {request}"
         checked += 1
     assert checked > 100 and fast > 100  # the text placement does take the common case
+
+
+# Pieces of module tops people write; random files made of them (a fixed seed) exercise the order of
+# docstrings, futures, every way to import os, comments and blank lines the header goes among.
+_PIECES = [
+    '"""Doc."""\n', '"""Multi\nline doc.\n"""\n', "'doc'\n", 'b"bytes doc"\n', '("paren doc")\n',
+    "from __future__ import annotations\n", "from __future__ import division, print_function\n",
+    "import os\n", "import os  \n", "import os;\n", "import os  # why\n", "import os, sys\n", "import os as o\n",
+    "import sys\n", "import torch\n", "import os, torch\n", "import os; import sys\n", "import os.path\n",
+    "from os import path\n", "x = 1\n", "x = 1; y = 2\n", "\n", "\n\n", "   \n", "# comment\n", "    # indented comment\n",
+    "# é ü comment\n", "def f():\n    return 1\n", "def f():\n\treturn 1\n", "class A:\n  x = 1\n\n  # inner\n",
+    "@dec\ndef g():\n    pass\n", "if __name__ == '__main__':\n    main()\n", "#!/usr/bin/env python\n",
+    "# -*- coding: utf-8 -*-\n", "try:\n    import torch\nexcept ImportError:\n    pass\n", "print('é')  # c\n",
+    "s = '''\nimport os\n'''\n", "x = (\n    1,\n)\n", "import numpy as np\n", "import tensorflow as tf\n",
+]
+
+
+def test_header_as_text_on_generated_module_tops():
+    import random
+
+    import libcst as cst
+
+    rng = random.Random(14)
+    fast = 0
+    for _ in range(1500):
+        text = "".join(rng.choice(_PIECES) for _ in range(rng.randint(1, 7)))
+        try:
+            compile(text, "<t>", "exec")
+        except SyntaxError:
+            continue
+        if cst.parse_module(text).code != text:
+            continue  # libcst itself does not keep this text (see the next test)
+        request = rng.choice(([ORDER, MASK_KEEP], [MASK, ORDER], [ORDER]))
+        got = header_by_text(text, request)
+        if got is not None:
+            fast += 1
+            assert got == apply_edits_cst(text, [Edit("ensure-header", lines=tuple(request))]), repr(text)
+    assert fast > 1000
+
+
+def test_header_as_text_keeps_lines_libcst_would_drop():
+    # libcst loses a whitespace-only line before a last, indented comment; the text placement
+    # changes nothing outside the header
+    src = "import torch\n   \n    # the end\n"
+    new, applied = apply_edits(src, [Edit("ensure-header", lines=(ORDER,))])
+    assert (new, applied) == ('import os\n\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n\nimport torch\n   \n    # the end\n', 1)

@@ -174,3 +174,22 @@ def test_unsafe_fixes_only_on_request(gitrepo):
     proc = run_gpufix("apply", "--unsafe-fixes", cwd=repo)
     assert proc.returncode == 0
     assert (repo / "a.py").read_text() == src.replace('os.environ.setdefault("CUDA_VISIBLE_DEVICES", "1")', 'os.environ["CUDA_VISIBLE_DEVICES"] = "1"')
+
+
+def test_remaining_findings_are_those_of_a_fresh_scan_of_the_written_files(gitrepo):
+    """apply reports what is left from the lint its last fixing pass made of the bytes it wrote
+    (no second lint): that must be exactly what a scan of the written tree finds."""
+    files = {
+        "pyproject.toml": POLICY,
+        "hidden.py": "import torch\n\nx = torch.device('cuda:5')\n",  # header added, GPU 5 stays reported
+        "late.py": "import torch\nimport os\n\nos.environ['CUDA_VISIBLE_DEVICES'] = '1'\ntorch.cuda.set_device(1)\n",
+        "clean.py": "print('no gpu')\n",
+        "app.py": BAD,
+    }
+    repo = gitrepo(files)
+    proc = run_gpufix("apply", "--format", "json", cwd=repo)
+    out = json.loads(proc.stdout)
+    scan = json.loads(run_gpufix("scan", "--format", "json", cwd=repo).stdout)
+    assert out["remaining"] == scan["findings"] and out["remaining"]
+    assert [(f["path"], f["rule"]) for f in out["remaining"]] == [("hidden.py", "GPU001")]
+    assert {f["path"]: f["fixed"] for f in out["changed_files"]} == {"app.py": 3, "hidden.py": 2, "late.py": 3}

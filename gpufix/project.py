@@ -515,6 +515,50 @@ def runtime_imports_from_text(found_stmts, text: str, module: str, is_package: b
     return ModuleImports(modules, gpu)
 
 
+_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+                ast.AnnAssign, ast.AugAssign, ast.Pass, ast.Global, ast.Nonlocal) + (
+                    (ast.TypeAlias,) if hasattr(ast, "TypeAlias") else ())
+
+
+def _runs_code(body) -> bool:
+    """Whether module-level statements do something when the file runs: a call or other expression
+    statement (not a docstring), a loop, a `with`, ...; definitions, assignments and the branches
+    of an `if` / `try` holding only those (`if is_torch_available(): import torch`) do not."""
+    for stmt in body:
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            if any(not isinstance(t, (ast.Name, ast.Tuple, ast.List)) for t in targets):
+                return True  # `os.environ[...] = ...`, `torch.backends.x = ...`: changes the process
+            continue
+        if isinstance(stmt, _DEFINITIONS):
+            continue
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # a docstring or a bare constant
+        if isinstance(stmt, ast.If):
+            if _runs_code(stmt.body) or _runs_code(stmt.orelse):
+                return True
+            continue
+        if isinstance(stmt, ast.Try) or (hasattr(ast, "TryStar") and isinstance(stmt, ast.TryStar)):
+            if any(_runs_code(b) for b in (stmt.body, stmt.orelse, stmt.finalbody, *(h.body for h in stmt.handlers))):
+                return True
+            continue
+        return True
+    return False
+
+
+def _defines(body) -> bool:
+    """Whether the module body defines a function or a class (a plugin's or helper's reason to be;
+    a file with none is module-level code, a script)."""
+    for stmt in body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return True
+        if isinstance(stmt, (ast.If, ast.Try)) or (hasattr(ast, "TryStar") and isinstance(stmt, ast.TryStar)):
+            blocks = [stmt.body, stmt.orelse, getattr(stmt, "finalbody", [])] + [h.body for h in getattr(stmt, "handlers", [])]
+            if any(_defines(b) for b in blocks):
+                return True
+    return False
+
+
 def _has_main_guard(tree: ast.Module) -> bool:
     for stmt in tree.body:
         if isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare):
@@ -620,7 +664,18 @@ def _index_file(a: str, text: str, use_text: bool = True):
     elif main_guard:
         script = "a script (`__main__` guard)"
     elif top is None and p.name != "conftest.py":
-        script = "a file outside any package"
+        # Outside any package and (the graph decides) imported by no file: a script, when running
+        # it does something (module-level code, or no function or class to offer). A file of
+        # definitions only is a plugin or helper loaded by path (diffusers' community pipelines,
+        # `custom_pipeline="name"`): the loading process's header covers it. Test files count as
+        # scripts either way: pytest runs them.
+        if _TEST_FILE_RE.match(p.name):
+            script = "a file outside any package"
+        else:
+            if tree is None:
+                tree = _parse(text)
+            if tree is None or _runs_code(tree.body) or not _defines(tree.body):
+                script = "a file outside any package"
     return _File(p, module, top, is_init, imports.modules, bool(imports.gpu), script), import_names
 
 

@@ -874,9 +874,10 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
         f = parsed[a]
         if f.top is not None:
             gpu_tops.setdefault(f.top, a)
+    internal = _internal_packages(root, parsed, reverse, gpu_tops)
     for a, f in parsed.items():
         p = f.path
-        if f.is_init and f.top == p.parent and p.parent in gpu_tops:
+        if f.is_init and f.top == p.parent and p.parent in gpu_tops and p.parent not in internal:
             entries[a] = f"the top `__init__.py` of the package `{f.module}` (Python runs it before any of its modules)"
     for c in rootmost:
         prefix = str(c.parent) + os.sep
@@ -924,6 +925,38 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
             covered[a] = "the header of the scripts that import it"
     return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True,
                         frozenset(unparsed))
+
+
+def _distributes_packages(root: Path) -> bool:
+    """Whether the project is packaged (pyproject `[project]` or `[tool.poetry]`, setup.py,
+    setup.cfg): then its packages may be imported by programs outside it."""
+    if (root / "setup.py").is_file() or (root / "setup.cfg").is_file():
+        return True
+    try:
+        with open(root / "pyproject.toml", "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
+    return isinstance(data.get("project"), dict) or isinstance(tool.get("poetry"), dict)
+
+
+def _internal_packages(root: Path, parsed: dict, reverse: dict, gpu_tops: dict) -> set:
+    """Top packages of an application that is not packaged, which its own scripts import: every
+    process that runs them starts in one of those scripts, whose header covers them (a header in
+    the package's `__init__.py` would be a second one). A package with tests stays an entry
+    point: pytest imports it first."""
+    if not gpu_tops or _distributes_packages(root):
+        return set()
+    out = set()
+    for top in gpu_tops:
+        prefix = str(top) + os.sep
+        members = [a for a in parsed if a.startswith(prefix)]
+        if any(_TEST_FILE_RE.match(os.path.basename(a)) or os.path.basename(a) == "conftest.py" for a in members):
+            continue
+        if any(not importer.startswith(prefix) for a in members for importer in reverse.get(a, ())):
+            out.add(top)
+    return out
 
 
 def _rel(path: str, root: Path) -> str:

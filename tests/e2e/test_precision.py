@@ -334,3 +334,18 @@ def test_a_tree_without_markers_is_one_project_from_any_folder(tmp_path):
                          cwd=tmp_path / "elsewhere")
     paths = sorted(Path(f["path"]).name for f in json.loads(outside.stdout)["findings"])
     assert inside == [("run.py", "GPU101")] and paths == ["run.py"]
+
+
+def test_an_unpackaged_apps_own_packages_are_covered_by_its_scripts(tmp_path):
+    """An application without packaging metadata: its packages run only inside its own scripts,
+    whose headers cover them; a package with tests stays an entry point (pytest imports it). Once
+    the project is packaged, its packages may be imported by other programs and need the header."""
+    write(tmp_path, "gpufix.toml", 'visible-devices = "1"\n')
+    write(tmp_path, "webui.py", "import torch\nfrom modules import models\n\nmodels.load()\n")
+    write(tmp_path, "modules/__init__.py", "")
+    write(tmp_path, "modules/models.py", "import torch\n\n\ndef load():\n    return torch.zeros(1)\n")
+    write(tmp_path, "tests/__init__.py", "")
+    write(tmp_path, "tests/test_models.py", "import torch\n\n\ndef test_load():\n    assert torch.zeros(1).sum() == 0\n")
+    assert [p for p, _ in found(scan(tmp_path, "--select", "GPU101"))] == ["tests/__init__.py", "webui.py"]
+    write(tmp_path, "pyproject.toml", '[project]\nname = "webui"\n')
+    assert [p for p, _ in found(scan(tmp_path, "--select", "GPU101"))] == ["modules/__init__.py", "tests/__init__.py", "webui.py"]

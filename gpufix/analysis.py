@@ -612,18 +612,41 @@ def nodes_on_lines(tree: ast.Module, lines: set):
         stack.extend(reversed(blocks))
 
 
+def _blocks_of(stmt) -> list:
+    blocks = [getattr(stmt, "body", None)]
+    blocks += [h.body for h in getattr(stmt, "handlers", None) or ()]
+    blocks += [c.body for c in getattr(stmt, "cases", None) or ()]
+    blocks += [getattr(stmt, "orelse", None), getattr(stmt, "finalbody", None)]
+    return [b for b in blocks if b]
+
+
+# Statements that hold no block: most of a module; iter_statements moves past them at once.
+_SIMPLE_STATEMENTS = frozenset(
+    getattr(ast, name) for name in (
+        "Expr", "Assign", "AugAssign", "AnnAssign", "Return", "Import", "ImportFrom", "Pass", "Break",
+        "Continue", "Raise", "Assert", "Delete", "Global", "Nonlocal", "TypeAlias",
+    ) if hasattr(ast, name)
+)
+
+
 def iter_statements(body):
     """Every statement of `body` and of the blocks nested in it, in source order; expressions are
-    not entered (imports are statements, so this finds them all, fast)."""
-    for stmt in body:
-        yield stmt
-        blocks = [getattr(stmt, "body", None)]
-        blocks += [h.body for h in getattr(stmt, "handlers", None) or ()]
-        blocks += [c.body for c in getattr(stmt, "cases", None) or ()]
-        blocks += [getattr(stmt, "orelse", None), getattr(stmt, "finalbody", None)]
-        for block in blocks:
-            if block:
-                yield from iter_statements(block)
+    not entered (imports are statements, so this finds them all, fast). A stack of iterators, not
+    nested generators: a deep file's statements each passed up through every level was most of
+    the walk."""
+    stack = [iter(body)]
+    simple = _SIMPLE_STATEMENTS
+    while stack:
+        for stmt in stack[-1]:
+            yield stmt
+            if type(stmt) in simple:
+                continue
+            blocks = _blocks_of(stmt)
+            if blocks:
+                stack.append(iter([s for b in blocks for s in b]))
+                break
+        else:
+            stack.pop()
 
 
 def _imported_modules(body):

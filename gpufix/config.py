@@ -562,10 +562,11 @@ class PolicyResolver:
         inherited = self._by_dir.get(parent) if parent != key else None
         if inherited is not None and not os.path.islink(key) and not any(
             os.path.exists(os.path.join(key, name)) for name in ("gpufix.toml", *PROJECT_MARKERS)
-        ) and (inherited.source or self._marker_root(Path(parent).resolve()) is not None):
+        ):
             # A folder of a walk below a resolved one, with no config and no project marker of its
-            # own: its parent's answer holds (the walk asks for every folder of a big tree). Not
-            # when the parent's root is the fallback one, which depends on the folder itself.
+            # own, belongs to its parent's project (the walk asks for every folder of a big tree).
+            # Without any marker above, the walk's top folder is then the root of the whole tree,
+            # as when gpufix runs inside it (not each folder its own project).
             self._by_dir[key] = inherited
             return inherited
         found = find_config(Path(key), self._memo)

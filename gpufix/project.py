@@ -515,6 +515,50 @@ def runtime_imports_from_text(found_stmts, text: str, module: str, is_package: b
     return ModuleImports(modules, gpu)
 
 
+_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+                ast.AnnAssign, ast.AugAssign, ast.Pass, ast.Global, ast.Nonlocal) + (
+                    (ast.TypeAlias,) if hasattr(ast, "TypeAlias") else ())
+
+
+def _runs_code(body) -> bool:
+    """Whether module-level statements do something when the file runs: a call or other expression
+    statement (not a docstring), a loop, a `with`, ...; definitions, assignments and the branches
+    of an `if` / `try` holding only those (`if is_torch_available(): import torch`) do not."""
+    for stmt in body:
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            if any(not isinstance(t, (ast.Name, ast.Tuple, ast.List)) for t in targets):
+                return True  # `os.environ[...] = ...`, `torch.backends.x = ...`: changes the process
+            continue
+        if isinstance(stmt, _DEFINITIONS):
+            continue
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # a docstring or a bare constant
+        if isinstance(stmt, ast.If):
+            if _runs_code(stmt.body) or _runs_code(stmt.orelse):
+                return True
+            continue
+        if isinstance(stmt, ast.Try) or (hasattr(ast, "TryStar") and isinstance(stmt, ast.TryStar)):
+            if any(_runs_code(b) for b in (stmt.body, stmt.orelse, stmt.finalbody, *(h.body for h in stmt.handlers))):
+                return True
+            continue
+        return True
+    return False
+
+
+def _defines(body) -> bool:
+    """Whether the module body defines a function or a class (a plugin's or helper's reason to be;
+    a file with none is module-level code, a script)."""
+    for stmt in body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return True
+        if isinstance(stmt, (ast.If, ast.Try)) or (hasattr(ast, "TryStar") and isinstance(stmt, ast.TryStar)):
+            blocks = [stmt.body, stmt.orelse, getattr(stmt, "finalbody", [])] + [h.body for h in getattr(stmt, "handlers", [])]
+            if any(_defines(b) for b in blocks):
+                return True
+    return False
+
+
 def _has_main_guard(tree: ast.Module) -> bool:
     for stmt in tree.body:
         if isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare):
@@ -620,7 +664,18 @@ def _index_file(a: str, text: str, use_text: bool = True):
     elif main_guard:
         script = "a script (`__main__` guard)"
     elif top is None and p.name != "conftest.py":
-        script = "a file outside any package"
+        # Outside any package and (the graph decides) imported by no file: a script, when running
+        # it does something (module-level code, or no function or class to offer). A file of
+        # definitions only is a plugin or helper loaded by path (diffusers' community pipelines,
+        # `custom_pipeline="name"`): the loading process's header covers it. Test files count as
+        # scripts either way: pytest runs them.
+        if _TEST_FILE_RE.match(p.name):
+            script = "a file outside any package"
+        else:
+            if tree is None:
+                tree = _parse(text)
+            if tree is None or _runs_code(tree.body) or not _defines(tree.body):
+                script = "a file outside any package"
     return _File(p, module, top, is_init, imports.modules, bool(imports.gpu), script), import_names
 
 
@@ -819,9 +874,10 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
         f = parsed[a]
         if f.top is not None:
             gpu_tops.setdefault(f.top, a)
+    internal = _internal_packages(root, parsed, reverse, gpu_tops)
     for a, f in parsed.items():
         p = f.path
-        if f.is_init and f.top == p.parent and p.parent in gpu_tops:
+        if f.is_init and f.top == p.parent and p.parent in gpu_tops and p.parent not in internal:
             entries[a] = f"the top `__init__.py` of the package `{f.module}` (Python runs it before any of its modules)"
     for c in rootmost:
         prefix = str(c.parent) + os.sep
@@ -869,6 +925,38 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
             covered[a] = "the header of the scripts that import it"
     return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True,
                         frozenset(unparsed))
+
+
+def _distributes_packages(root: Path) -> bool:
+    """Whether the project is packaged (pyproject `[project]` or `[tool.poetry]`, setup.py,
+    setup.cfg): then its packages may be imported by programs outside it."""
+    if (root / "setup.py").is_file() or (root / "setup.cfg").is_file():
+        return True
+    try:
+        with open(root / "pyproject.toml", "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
+    return isinstance(data.get("project"), dict) or isinstance(tool.get("poetry"), dict)
+
+
+def _internal_packages(root: Path, parsed: dict, reverse: dict, gpu_tops: dict) -> set:
+    """Top packages of an application that is not packaged, which its own scripts import: every
+    process that runs them starts in one of those scripts, whose header covers them (a header in
+    the package's `__init__.py` would be a second one). A package with tests stays an entry
+    point: pytest imports it first."""
+    if not gpu_tops or _distributes_packages(root):
+        return set()
+    out = set()
+    for top in gpu_tops:
+        prefix = str(top) + os.sep
+        members = [a for a in parsed if a.startswith(prefix)]
+        if any(_TEST_FILE_RE.match(os.path.basename(a)) or os.path.basename(a) == "conftest.py" for a in members):
+            continue
+        if any(not importer.startswith(prefix) for a in members for importer in reverse.get(a, ())):
+            out.add(top)
+    return out
 
 
 def _rel(path: str, root: Path) -> str:

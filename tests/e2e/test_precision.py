@@ -268,3 +268,84 @@ def test_gpu105_lazy_torch_import_is_a_warning_a_call_is_an_error(tmp_path):
     sev = {(f["path"], f["line"]): (f["severity"], f["message"]) for f in scan(tmp_path)["findings"] if f["rule"] == "GPU105"}
     assert sev[("lazy.py", 4)][0] == "warning" and "lazily" in sev[("lazy.py", 4)][1]
     assert sev[("late.py", 5)][0] == "error" and "torch.cuda.init" in sev[("late.py", 5)][1]
+
+
+def test_a_file_of_definitions_only_is_a_plugin_not_a_script(tmp_path):
+    """Outside any package and imported by no file: a script when running it does something; a
+    file that only defines classes and functions (a plugin loaded by path, diffusers'
+    `custom_pipeline`) is covered by the process that loads it."""
+    write(tmp_path, "pyproject.toml", POLICY)
+    write(tmp_path, "community/lpw_pipeline.py", """
+        import logging
+
+        import torch
+
+        logger = logging.getLogger(__name__)
+        if torch.cuda.is_available():
+            DEFAULT = "cuda"
+        else:
+            DEFAULT = "cpu"
+
+
+        class LongPromptPipeline:
+            def __call__(self, prompt):
+                return torch.zeros(1)
+    """)
+    write(tmp_path, "tools/convert.py", """
+        import torch
+
+
+        def convert(path):
+            return torch.load(path)
+
+
+        convert("weights.pt")
+    """)
+    write(tmp_path, "tools/env_only.py", """
+        import os
+
+        import torch
+
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+        def helper():
+            return torch.ones(1)
+    """)
+    write(tmp_path, "tools/flat.py", "import torch\nmodel = torch.nn.Linear(1, 1)\n")
+    write(tmp_path, "test_plugin.py", "import torch\n\n\ndef test_it():\n    assert torch.zeros(1).sum() == 0\n")
+    assert [p for p, rule in found(scan(tmp_path, "--select", "GPU101"))] == [
+        "test_plugin.py",  # pytest runs it
+        "tools/convert.py",  # a call at module level
+        "tools/env_only.py",  # it changes the environment at module level
+        "tools/flat.py",  # no function or class: module-level code is all it is
+    ]
+
+
+def test_a_tree_without_markers_is_one_project_from_any_folder(tmp_path):
+    """Scanned from outside, a tree without pyproject/setup/.git is one project, as when gpufix
+    runs inside it: a module that another folder's script imports is no script of its own."""
+    tree = tmp_path / "app"
+    write(tree, "run.py", "import torch\nfrom lib.model import build\n\nbuild()\n")
+    write(tree, "lib/model.py", "import torch\n\nx = torch.zeros(1)\nprint(x)\n\ndef build():\n    return x\n")
+    inside = found(scan(tree, "--select", "GPU101", "--visible-devices", "1"))
+    (tmp_path / "elsewhere").mkdir()
+    outside = run_gpufix("scan", "--format", "json", "--no-cache", "--select", "GPU101", "--visible-devices", "1", str(tree),
+                         cwd=tmp_path / "elsewhere")
+    paths = sorted(Path(f["path"]).name for f in json.loads(outside.stdout)["findings"])
+    assert inside == [("run.py", "GPU101")] and paths == ["run.py"]
+
+
+def test_an_unpackaged_apps_own_packages_are_covered_by_its_scripts(tmp_path):
+    """An application without packaging metadata: its packages run only inside its own scripts,
+    whose headers cover them; a package with tests stays an entry point (pytest imports it). Once
+    the project is packaged, its packages may be imported by other programs and need the header."""
+    write(tmp_path, "gpufix.toml", 'visible-devices = "1"\n')
+    write(tmp_path, "webui.py", "import torch\nfrom modules import models\n\nmodels.load()\n")
+    write(tmp_path, "modules/__init__.py", "")
+    write(tmp_path, "modules/models.py", "import torch\n\n\ndef load():\n    return torch.zeros(1)\n")
+    write(tmp_path, "tests/__init__.py", "")
+    write(tmp_path, "tests/test_models.py", "import torch\n\n\ndef test_load():\n    assert torch.zeros(1).sum() == 0\n")
+    assert [p for p, _ in found(scan(tmp_path, "--select", "GPU101"))] == ["tests/__init__.py", "webui.py"]
+    write(tmp_path, "pyproject.toml", '[project]\nname = "webui"\n')
+    assert [p for p, _ in found(scan(tmp_path, "--select", "GPU101"))] == ["modules/__init__.py", "tests/__init__.py", "webui.py"]

@@ -374,6 +374,18 @@ def _statements(body):
     return iter_statements(body)
 
 
+def _from_target(package: str, level: int, module: str) -> str:
+    """The absolute module a `from` import names (`from ..x import y` in package `a.b.c` -> `a.b.x`);
+    "" when the dots climb above the top package."""
+    if not level:
+        return module
+    base = package.split(".") if package else []
+    if level - 1 > len(base):
+        return ""
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([module] if module else []))
+
+
 def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framework, text: Optional[str] = None) -> ModuleImports:
     """The modules a file imports when it runs (imports inside functions count: calling the
     function imports them; `if TYPE_CHECKING:` blocks and annotation-only framework imports do not).
@@ -389,14 +401,7 @@ def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framewor
                 bound = alias.asname or alias.name.split(".")[0]
                 found.append((alias.name, {bound}))
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".") if package else []
-                if node.level - 1 > len(base):
-                    continue
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _from_target(package, node.level, node.module or "")
             if not target:
                 continue
             bound = {a.asname or a.name for a in node.names if a.name != "*"}
@@ -473,14 +478,7 @@ def runtime_imports_from_text(found_stmts, text: str, module: str, is_package: b
             for name, asname in st.names:
                 found.append((name, {asname or name.split(".")[0]}, st))
             continue
-        if st.level:
-            base = package.split(".") if package else []
-            if st.level - 1 > len(base):
-                continue
-            base = base[: len(base) - (st.level - 1)]
-            target = ".".join(base + ([st.module] if st.module else []))
-        else:
-            target = st.module
+        target = _from_target(package, st.level, st.module)
         if not target:
             continue
         found.append((target, {a or n for n, a in st.names if n != "*"}, st))

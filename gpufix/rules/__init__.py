@@ -142,6 +142,10 @@ class RuleContext:
             return None
         file_mask = self.file_mask()
         remaps = not self.remaps_blocked()
+        # The file's mask is set only in a branch or after a framework import or call: code that runs
+        # before it (module-level code above it, a function called early) reads no mask at all,
+        # and the policy's header would move it to another GPU.
+        unmasked_too = file_mask is not None and not self.header_mask_writes
         for use in self.facts.ordinals:
             if self.suppressed("GPU001" if use.kind in ("cuda-string", "int", "tf-device", "index-string") else "GPU002", use.pos):
                 continue  # silenced by its owner (often not a device at all): theirs to judge
@@ -157,6 +161,11 @@ class RuleContext:
                 if i == 0:
                     continue
                 before = remap(i, file_mask, policy)
+                if unmasked_too:
+                    final = before.new_index if (rewritten and before.known and before.new_index is not None) else i
+                    moved = remap(final, policy, policy).physical
+                    if moved != i:
+                        return (i, i, moved)
                 if before.known and before.new_index is not None:
                     if rewritten or i >= len(policy) or policy[i] == before.physical:
                         continue  # rewritten with the mask, or its finding stays and says what to write

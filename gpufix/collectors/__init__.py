@@ -79,14 +79,31 @@ class Collector:
         return not self.only_with_policy or bool(policy is not None and policy.has_policy)
 
 
-def _collector_classes(package) -> list:
+class AssignmentCollector(Collector):
+    """A collector that reads every assignment's targets with the assigned value (`x = v`,
+    `x: T = v`; an annotation without a value assigns nothing): it implements `assigned`."""
+
+    def assigned(self, targets, value, walk) -> None:
+        raise NotImplementedError
+
+    def visit_Assign(self, node, walk) -> None:
+        self.assigned(node.targets, node.value, walk)
+
+    def visit_AnnAssign(self, node, walk) -> None:
+        if node.value is not None:
+            self.assigned([node.target], node.value, walk)
+
+
+def classes_defined_in(package, base: type) -> list:
+    """The subclasses of `base` defined (not imported) in the public modules of `package`, in
+    module order: how both collectors and rules (gpufix.rules.discover_rules) are found."""
     found = []
     for info in pkgutil.iter_modules(package.__path__):
         if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{package.__name__}.{info.name}")
         for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, Collector) and obj.__module__ == module.__name__ and obj.name:
+            if isinstance(obj, type) and issubclass(obj, base) and obj.__module__ == module.__name__:
                 found.append(obj)
     return found
 
@@ -96,7 +113,7 @@ def discover_collectors(*packages) -> tuple:
     the rule modules, gpufix.rules), instantiated, by priority."""
     if not packages:
         packages = (importlib.import_module(__name__), importlib.import_module("gpufix.rules"))
-    found = [cls for package in packages for cls in _collector_classes(package)]
+    found = [cls for package in packages for cls in classes_defined_in(package, Collector) if cls.name]
     names = [c.name for c in found]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 
 from gpufix.analysis import ENV_VARS, const_str
-from gpufix.collectors import Collector
+from gpufix.collectors import AssignmentCollector
 
 CHILD_ENV_CALLS = frozenset(
     [f"subprocess.{n}" for n in ("run", "Popen", "call", "check_call", "check_output")]
@@ -19,7 +19,7 @@ CHILD_ENV_CALLS = frozenset(
 )
 
 
-class ChildEnv(Collector):
+class ChildEnv(AssignmentCollector):
     name = "child-env"
     priority = 25
 
@@ -58,7 +58,7 @@ class ChildEnv(Collector):
             if node.args and isinstance(node.args[0], ast.Dict):
                 self._env(node.args[0], walk)
 
-    def _targets(self, targets, value, walk) -> None:
+    def assigned(self, targets, value, walk) -> None:
         for target in targets:
             if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in walk.env_copies:
                 key = const_str(target.slice)
@@ -66,13 +66,6 @@ class ChildEnv(Collector):
                     walk.env_write(key, "child", value, target, child=True)
             elif isinstance(target, ast.Name) and self._is_environ_copy(value, walk):
                 walk.env_copies.add(target.id)
-
-    def visit_Assign(self, node, walk) -> None:
-        self._targets(node.targets, node.value, walk)
-
-    def visit_AnnAssign(self, node, walk) -> None:
-        if node.value is not None:
-            self._targets([node.target], node.value, walk)
 
     def visit_Call(self, node, walk) -> None:
         func, qual = node.func, walk.call_qual

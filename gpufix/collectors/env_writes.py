@@ -6,13 +6,13 @@ from __future__ import annotations
 import ast
 
 from gpufix.analysis import ENV_VARS, const_str
-from gpufix.collectors import Collector
+from gpufix.collectors import AssignmentCollector
 
 # A substring of each variable's name, so that `"CUDA_" "VISIBLE_DEVICES"` still counts.
 ENV_TOKENS = ("VISIBLE_DEVICES", "DEVICE_ORDER")
 
 
-class EnvWrites(Collector):
+class EnvWrites(AssignmentCollector):
     name = "env-writes"
     priority = 20
 
@@ -28,19 +28,12 @@ class EnvWrites(Collector):
         words += [local for local, target in imports.items() if target in ("os.environ", "os.putenv")]
         return words
 
-    def _targets(self, targets, value, walk) -> None:
+    def assigned(self, targets, value, walk) -> None:
         for target in targets:
             if isinstance(target, ast.Subscript) and walk.is_environ(target.value):
                 key = const_str(target.slice)
                 if key in ENV_VARS:
                     walk.env_write(key, "setitem", value, target)
-
-    def visit_Assign(self, node, walk) -> None:
-        self._targets(node.targets, node.value, walk)
-
-    def visit_AnnAssign(self, node, walk) -> None:
-        if node.value is not None:
-            self._targets([node.target], node.value, walk)
 
     def visit_Call(self, node, walk) -> None:
         func = node.func

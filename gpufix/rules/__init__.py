@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-import pkgutil
 import string
 from typing import Callable, ClassVar, Iterable, Optional
 
@@ -294,17 +293,16 @@ def verify(rules: dict, docs: dict) -> None:
 
 def discover_rules(package=None) -> dict:
     """code -> Rule instance for every Rule subclass defined in the modules of `package`."""
+    from gpufix.collectors import classes_defined_in
+
     package = package or importlib.import_module(__name__)
     found = {}
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name.startswith("_"):
+    for cls in classes_defined_in(package, Rule):
+        if not cls.code:
             continue
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, Rule) and obj.__module__ == module.__name__ and obj.code:
-                if obj.code in found:
-                    raise RuntimeError(f"two rules claim {obj.code}: {type(found[obj.code]).__name__} and {obj.__name__}")
-                found[obj.code] = obj()
+        if cls.code in found:
+            raise RuntimeError(f"two rules claim {cls.code}: {type(found[cls.code]).__name__} and {cls.__name__}")
+        found[cls.code] = cls()
     return found
 
 

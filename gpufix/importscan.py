@@ -32,7 +32,6 @@ _STRINGS_AND_COMMENTS = re.compile(
     r"|'[^'\\\n]*(?:\\[\s\S][^'\\\n]*)*(?:'|$)",
     re.M,
 )
-_IMPORT_WORD = re.compile(r"(?<![\w.])import(?![\w])")
 _FROM_PREFIX = re.compile(r"(?:^|[;:])[ \t]*from[ \t]+([.\w \t]*?)[ \t]*$")
 _AFTER_COLON_OR_SEMI = re.compile(r"[;:][ \t]*$")
 _DOTTED = re.compile(r"[A-Za-z_]\w*(?:[ \t]*\.[ \t]*[A-Za-z_]\w*)*")

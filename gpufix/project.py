@@ -366,14 +366,6 @@ class ModuleImports:
     gpu: list  # of those, GPU framework modules
 
 
-def _statements(body):
-    """Every statement, in nested blocks too (function bodies included: a lazy import counts), but
-    expressions are not entered: imports are statements, so this finds them all, fast."""
-    from gpufix.analysis import iter_statements
-
-    return iter_statements(body)
-
-
 def _from_target(package: str, level: int, module: str) -> str:
     """The absolute module a `from` import names (`from ..x import y` in package `a.b.c` -> `a.b.x`);
     "" when the dots climb above the top package."""
@@ -393,7 +385,10 @@ def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framewor
     skip = type_checking_stmt_ids(tree.body) if (text is None or "TYPE_CHECKING" in text) else set()
     package = module if is_package else module.rpartition(".")[0]
     found: list = []  # (module, bound names)
-    for node in _statements(tree.body):
+    from gpufix.analysis import iter_statements
+
+    # every statement, function bodies included (a lazy import counts); imports are statements
+    for node in iter_statements(tree.body):
         if id(node) in skip:
             continue
         if isinstance(node, ast.Import):

@@ -105,11 +105,13 @@ def remap_applicability(file_mask, policy_mask) -> str:
 
 
 def header_lines(ctx: RuleContext, with_mask: bool) -> tuple:
-    """The (variable, value[, form]) lines a header inserted into this file must set."""
+    """The (variable, value[, form]) lines a header inserted into this file must set. The mask is
+    left out, whoever asks, when putting the policy's mask in force would change what an ordinal
+    of the file names (RuleContext.mask_change_breaks; GPU101 reports that)."""
     lines = []
     if not ctx.header_order_writes:
         lines.append((ORDER_VAR, ctx.policy.device_order))
-    if with_mask and ctx.policy.has_policy:
+    if with_mask and ctx.policy.has_policy and ctx.mask_change_breaks() is None:
         if ctx.policy.cpu_runs == "keep":
             # `if os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1"):` around the mask line:
             # a caller's explicit CPU run stays on the CPU (gpufix.fixer._header_stmt)

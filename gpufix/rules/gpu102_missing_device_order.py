@@ -33,9 +33,7 @@ class MissingDeviceOrder(Rule):
         if first is not None and ctx.in_header_scope and not (first.module_body and not ctx.order_writes):
             # The first mask write is inside a function or a branch (or the order is set only
             # there): the order goes into a complete header at the top, never into that block.
-            # The mask goes in too, unless putting the policy's mask in force would change what
-            # an ordinal names: GPU101 withholds it then, and so must this header.
-            with_mask = not ctx.header_mask_writes and ctx.mask_change_breaks() is None
+            with_mask = not ctx.header_mask_writes
             fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
                       (Edit("ensure-header", lines=header_lines(ctx, with_mask=with_mask)),))
             yield self.finding(ctx, first.pos, "default", fix, order=order)

@@ -24,7 +24,7 @@ else:  # pragma: no cover - exercised on old Pythons only
 HEADER_SCOPES = ("gpu-modules", "entrypoints", "all")
 # Kept in step with gpufix.formats.ALL_KINDS (a test checks); listed here so that reading the
 # policy does not import the readers.
-FILE_KINDS = ("python", "notebook", "shell", "dockerfile", "dotenv", "yaml", "json", "toml")
+FILE_KINDS = ("python", "notebook", "shell", "dockerfile", "dotenv", "yaml", "json", "toml", "powershell", "batch")
 DEVICE_ORDERS = ("PCI_BUS_ID", "FASTEST_FIRST")
 RULE_CODE_RE = re.compile(r"^GPU\d{0,3}$")
 

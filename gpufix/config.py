@@ -82,6 +82,10 @@ class Policy:
     # leaves them alone, "override" pins every run to the policy's GPUs
     cpu_runs: str = "keep"
     project: Optional[Any] = None  # gpufix.project.ProjectIndex, set by scan/apply (not a config key)
+    # what the project's launchers pass to its scripts (gpufix.launchers.launch_args), set by
+    # scan/apply beside `project` (not a config key); part of the fingerprint: a changed launcher
+    # changes whether a default's fix is withheld
+    launch_args: tuple = ()
     file_kinds: tuple = FILE_KINDS  # which kinds of files a folder scan reads (gpufix.formats)
     source: Optional[str] = None  # the file the policy came from
     root: Optional[str] = None  # directory of that file: where relative globs start

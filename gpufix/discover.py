@@ -77,6 +77,36 @@ def _git_ignored(directory: Path) -> set:
     return ignored
 
 
+# Windows file systems (and macOS's by default) do not tell `Run.PY` from `run.py`; ruff prints
+# native paths (`src\\app.py`) on Windows. One place decides both, from the platform's separator
+# (`sep`/`caseless` are parameters so that tests can ask for Windows on any machine).
+WINDOWS = os.sep == "\\"
+
+
+def native_path(shown: str, sep: str = os.sep) -> str:
+    """A display path (always `/`-separated inside gpufix) as the platform writes it: with `\\`
+    on Windows, unchanged elsewhere. Reporters call this, nothing else does."""
+    return shown.replace("/", "\\") if sep == "\\" and shown != "-" else shown
+
+
+def path_key(path: str, caseless: bool = WINDOWS) -> str:
+    """What two spellings of one path have in common: `os.path.normcase` on Windows (case and
+    separators folded), the path itself elsewhere."""
+    return path.replace("/", "\\").lower() if caseless else path
+
+
+def same_path(a: str, b: str, caseless: bool = WINDOWS) -> bool:
+    return path_key(a, caseless) == path_key(b, caseless)
+
+
+def path_within(path: str, folder: str, caseless: bool = WINDOWS) -> bool:
+    """Whether `path` is `folder` or below it (both absolute, normalised), compared the way the
+    platform's file system compares names."""
+    p, f = path_key(path, caseless), path_key(folder, caseless)
+    sep = "\\" if caseless else os.sep
+    return p == f or p.startswith(f.rstrip(sep) + sep)
+
+
 def display_path(path) -> str:
     """The path relative to the current directory, with '/' separators; a path outside the
     current directory (`/dev/null`, `../other`) stays absolute, as ruff shows it."""
@@ -84,7 +114,7 @@ def display_path(path) -> str:
         return "-"
     absolute = os.path.abspath(path)
     cwd = os.getcwd()
-    if absolute == cwd or absolute.startswith(cwd.rstrip(os.sep) + os.sep):
+    if path_within(absolute, cwd):
         return os.path.relpath(absolute, cwd).replace(os.sep, "/")
     return Path(absolute).as_posix()
 
@@ -217,7 +247,7 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                         if warn:
                             warn(f"{display_path(ep)}: broken symbolic link; skipped")
                         continue
-                    if not (target + os.sep).startswith(scan_root + os.sep):
+                    if not path_within(target, scan_root):
                         continue  # a link out of the tree is not part of this codebase
                 if ignored and Path(real or ep.resolve()).as_posix() in ignored:
                     continue

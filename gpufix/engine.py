@@ -20,9 +20,10 @@ from gpufix.analysis import source_facts
 from gpufix.collectors import finish_facts
 from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
 from gpufix.config import Policy
-from gpufix.discover import PathFilter, discover_files
+from gpufix.discover import PathFilter, discover_files, path_within
 from gpufix.formats import CONFIG_KINDS, TEXT_KINDS, detect_kind, may_have_findings
 from gpufix.formats import MAX_BYTES as MAX_TEXT_BYTES
+from gpufix.launchers import launch_args
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
@@ -192,6 +193,7 @@ def lint_source(
         return result
     in_scope, scope_reason = header_scope_member(policy.effective_header_scope, facts, src, policy, abs_path)
     ctx = RuleContext(src.path, policy, facts, in_scope, scope_reason)
+    ctx.abs_path = abs_path
     if src.is_notebook:
         ctx.line_label = lambda line: "{1} of cell {0}".format(*src.cell_of(line))
     ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
@@ -349,7 +351,7 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True) -> Poli
             return ResultCache.open(policy, Options(), kind="index", extra=extra)
     index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph,
                         cache_factory=cache_factory)
-    return dataclasses.replace(policy, project=index)
+    return dataclasses.replace(policy, project=index, launch_args=launch_args(index.root, policy.exclude))
 
 
 def _syntax_error(src: SourceFile, exc: SyntaxError) -> FileError:
@@ -497,8 +499,7 @@ def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
     if not policy.root:
         return []
     root = os.path.realpath(policy.root)
-    if any(os.path.realpath(p) == root or root.startswith(os.path.realpath(p).rstrip(os.sep) + os.sep)
-           for p in paths if p != "-" and os.path.isdir(p)):
+    if any(path_within(root, os.path.realpath(p)) for p in paths if p != "-" and os.path.isdir(p)):
         return []
     have = {r.path for r in members}
     catalog = catalog_for(policy)

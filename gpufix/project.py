@@ -222,13 +222,13 @@ def first_party_names(root: Path, files: Iterable[str], known_first_party=(), kn
                 for child in base.iterdir():
                     if child.is_dir() and _package_dir(child) and child.name.isidentifier():
                         names.add(child.name)
-                    elif child.suffix == ".py" and child.stem.isidentifier() and child.stem != "__init__":
+                    elif child.suffix.lower() == ".py" and child.stem.isidentifier() and child.stem != "__init__":
                         names.add(child.stem)
             except OSError:
                 pass
     for f in files:
         p = Path(f)
-        if p.suffix != ".py":
+        if p.suffix.lower() != ".py":
             continue
         _, top = module_name(p, root)
         if top is not None and top.name.isidentifier():
@@ -620,7 +620,7 @@ def _index_file(a: str, text: str, use_text: bool = True):
     them, else from `ast` (`use_text=False`: always from `ast`, what the tests compare with)."""
     root, console, fp_catalog = _INDEX_STATE["root"], _INDEX_STATE["console"], _INDEX_STATE["fp_catalog"]
     p = Path(a)
-    notebook = p.suffix == ".ipynb"
+    notebook = p.suffix.lower() == ".ipynb"
     import_names = [] if notebook else list(_import_names(p, root))
     if notebook:
         module, top = p.stem, None
@@ -721,7 +721,7 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     console = set(_console_targets(root)) | set(_setup_console_targets(root))
     from gpufix.workers import run_in_workers
 
-    py_files = [a for a in abs_files if Path(a).suffix in (".py", ".ipynb")]  # shell, configs: no imports
+    py_files = [a for a in abs_files if Path(a).suffix.lower() in (".py", ".ipynb")]  # shell, configs: no imports
     # Biggest first, as scan does: the workers then finish together.
     py_files.sort(key=lambda a: os.path.getsize(a) if os.path.isfile(a) else 0, reverse=True)
     # Per-file entries are cached (a warm scan reads none of the unchanged files), keyed on what

@@ -376,7 +376,11 @@ def finish_settings(facts: FileFacts, settings: list) -> None:
     for persistent in (False, True):
         group = [e for e, p in settings if p == persistent]
         has_order = any(e.var == ORDER_VAR for e in group)
+        # One CUDA_DEVICE_ORDER line serves them all: every mask of the group gets the same
+        # insertion (the first one that has a place for it), which apply writes once.
+        first = next((e.order_insert for e in group if e.var == MASK_VAR and e.order_insert), None)
         for e in group:
             if e.var == MASK_VAR:
                 e.order_in_force = has_order
+                e.order_insert = first
     facts.env.extend(e for e, _ in settings)

@@ -38,6 +38,7 @@ class RuleContext:
     # (code, Pos) -> whether a finding of that code there is silenced (suppression comment,
     # per-file-ignores): it will not be fixed
     suppressed: Callable = lambda code, pos: False
+    abs_path: Optional[str] = None  # the file's absolute path, when it has one (launchers name it)
 
     @property
     def policy_mask(self) -> Optional[list]:

@@ -189,10 +189,10 @@ def print_settings(resolver, paths) -> None:
 
 
 def print_files(resolver, paths, force_exclude) -> None:
-    from gpufix.discover import discover_files
+    from gpufix.discover import discover_files, native_path
 
     for _, display, _ in discover_files(list(paths) or ["."], resolver, warn=warn, force_exclude=force_exclude):
-        click.echo(display)
+        click.echo(native_path(display))
 
 
 def read_stdin_target(paths, stdin_filename):

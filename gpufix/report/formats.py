@@ -7,11 +7,15 @@ import collections
 import hashlib
 import json
 
+from gpufix.discover import native_path
+
 
 def _where(f) -> str:
+    # The human one-line formats print native paths (`src\\app.py` on Windows, as ruff does); the
+    # machine formats (JSON, SARIF, GitHub, GitLab, JUnit) keep `/` on every platform.
     if f.cell is not None:
-        return f"{f.path}:cell {f.cell}:{f.line}:{f.column}"
-    return f"{f.path}:{f.line}:{f.column}"
+        return f"{native_path(f.path)}:cell {f.cell}:{f.line}:{f.column}"
+    return f"{native_path(f.path)}:{f.line}:{f.column}"
 
 
 def _mark(f) -> str:
@@ -25,7 +29,7 @@ def render_concise(result, stream) -> None:
     for f in result.findings:
         stream.write(f"{_where(f)}: {f.rule} {f.message}{_mark(f)}\n")
     for e in result.errors:
-        stream.write(f"{e.path}:{e.line or 1}:1: error ({e.kind}) {e.message}\n")
+        stream.write(f"{native_path(e.path)}:{e.line or 1}:1: error ({e.kind}) {e.message}\n")
     n = len(result.findings)
     if n or result.errors:
         safe = sum(1 for f in result.findings if f.fix and f.fix.applicability == "safe")
@@ -38,9 +42,9 @@ def render_concise(result, stream) -> None:
 
 def render_pylint(result, stream) -> None:
     for f in result.findings:
-        stream.write(f"{f.path}:{f.line}: [{f.rule}] {f.message}\n")
+        stream.write(f"{native_path(f.path)}:{f.line}: [{f.rule}] {f.message}\n")
     for e in result.errors:
-        stream.write(f"{e.path}:{e.line or 1}: [E] {e.message}\n")
+        stream.write(f"{native_path(e.path)}:{e.line or 1}: [E] {e.message}\n")
 
 
 def render_json_lines(result, stream) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
+from gpufix.discover import native_path
 from gpufix.report import summary
 
 
 def _location(f) -> str:
     if f.cell is not None:
-        return f"{f.path}:cell {f.cell}:{f.line}:{f.column}"
-    return f"{f.path}:{f.line}:{f.column}"
+        return f"{native_path(f.path)}:cell {f.cell}:{f.line}:{f.column}"
+    return f"{native_path(f.path)}:{f.line}:{f.column}"
 
 
 def _frame(lines_cache: dict, f):
@@ -61,7 +62,7 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
     if out:
         console.print("\n".join(out))
     for e in result.errors:
-        where = f"{e.path}:{e.line}" if e.line else e.path
+        where = f"{native_path(e.path)}:{e.line}" if e.line else native_path(e.path)
         console.print(f"[bold]{escape(where)}[/bold]: [magenta]error[/magenta] ({e.kind}) {escape(e.message)}")
     s = summary(result)
     if extra and command == "apply":

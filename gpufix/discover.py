@@ -104,7 +104,8 @@ def path_within(path: str, folder: str, caseless: bool = WINDOWS) -> bool:
     platform's file system compares names."""
     p, f = path_key(path, caseless), path_key(folder, caseless)
     sep = "\\" if caseless else os.sep
-    return p == f or p.startswith(f.rstrip(sep) + sep)
+    f = f.rstrip(sep)
+    return p == f or p == f + sep or p.startswith(f + sep)
 
 
 def display_path(path) -> str:

@@ -7,6 +7,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
+WINDOWS = sys.platform == "win32"
+# A test that needs what only POSIX systems have (fork, process groups, `select` on pipes, file
+# modes, FIFOs, symlinks without privileges, /dev/null): `@POSIX_ONLY`, skipped on Windows (the
+# `posix_only` marker is registered in pyproject.toml; `pytest -m "not posix_only"` on Linux runs
+# what a Windows runner runs).
+POSIX_ONLY = pytest.mark.posix_only
+
+
+def pytest_collection_modifyitems(config, items):
+    if not WINDOWS:
+        return
+    skip = pytest.mark.skip(reason="POSIX only (fork, process groups, file modes, FIFOs or symlinks)")
+    for item in items:
+        if "posix_only" in item.keywords:
+            item.add_marker(skip)
 
 
 def run_gpufix(*args, cwd=None, env=None, input=None, timeout=300):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, git, init_git_repo, run_gpufix
+from conftest import POSIX_ONLY, ROOT, git, init_git_repo, run_gpufix
 
 POLICY = '[tool.gpufix]\nvisible-devices = "1"\n'
 HEADER = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'
@@ -423,6 +423,7 @@ def test_simulated_probe_is_marked(tmp_path):
     assert out.startswith("SIMULATED: the GPUs below come from GPUFIX_PROBE=gpufix.hardware.testing:user_machine")
 
 
+@POSIX_ONLY  # /dev/null
 def test_dev_null_is_shown_as_dev_null(tmp_path):
     proc = run_gpufix("scan", "/dev/null", "--format", "json", "-q", cwd=tmp_path)
     doc = json.loads(proc.stdout)

@@ -46,7 +46,7 @@ def test_hooks_file_declares_both_hooks():
     assert hooks["gpufix-fix"]["require_serial"] is True
     for hook in hooks.values():
         assert hook["language"] == "python"
-        assert hook["types_or"] == ["python", "jupyter", "shell", "dockerfile", "dotenv", "yaml", "json", "toml"]
+        assert hook["types_or"] == ["python", "jupyter", "shell", "dockerfile", "dotenv", "yaml", "json", "toml", "powershell", "batch"]
         assert hook.get("pass_filenames", True) is True
 
 

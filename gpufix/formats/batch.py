@@ -60,9 +60,12 @@ def commands(text: str):
             continue
         start = i
         quoted = False
+        blank = True  # nothing but blanks and `@` so far in this command (a `(` there opens a block)
         k = i
         while k < n:
             c = text[k]
+            if c not in " \t@(":
+                blank = False if c != "\r" else blank
             if c == '"':
                 quoted = not quoted
             elif c == "\n":
@@ -78,7 +81,7 @@ def commands(text: str):
                 continue
             elif c in "&|":
                 break
-            elif c == "(" and (text[start:k].strip(" \t@") == "" or text[k - 1] in " \t"):
+            elif c == "(" and (blank or text[k - 1] in " \t"):
                 break
             elif c == ")" and depth > 0:
                 break
@@ -171,11 +174,14 @@ def scan(text: str) -> FileFacts:
 
     def insertion(cmd: Command, first: Word, make):
         """Where a `set CUDA_DEVICE_ORDER` may go just before this command: its own line when the
-        command starts its line, after `&` or `(` on the same line; None after `if`, `&&`, `|`."""
-        ls = text.rfind("\n", 0, first.start) + 1
-        lead = text[ls:first.start]
-        if lead.strip(" \t@") == "":
-            return ls, lead + make("{order}") + nl
+        command starts its line, after `&` or `(` on the same line; None after `if`, `&&`, `|`.
+        (Only the command's own text is looked at: linear time on a line of many commands.)"""
+        lead = text[cmd.start:first.start]
+        if cmd.before == "\n" and lead.strip(" \t@\r\n") == "":
+            ls = cmd.start
+            while ls < first.start and text[ls] in "\r\n":
+                ls += 1
+            return ls, text[ls:first.start] + make("{order}") + nl
         if cmd.before in ("&", "(") and text[cmd.start:first.start].strip(" \t@") == "":
             return first.start, f'set "{ORDER_VAR}={{order}}" & '
         return None

@@ -219,9 +219,12 @@ def scan(text: str) -> FileFacts:
         """Where and what to insert so that CUDA_DEVICE_ORDER is set just before the statement
         that starts with `w0` (`after`: the separator before it); None where nothing may go
         (in a pipeline, inside parentheses)."""
-        ls = text.rfind("\n", 0, w0.start) + 1
-        if text[ls:w0.start].strip() == "":
-            return ls, text[ls:w0.start] + make("{order}") + nl
+        if after == "\n":  # the statement starts its line: the indent before it is on this line
+            ls = w0.start
+            while ls > 0 and text[ls - 1] in " \t":
+                ls -= 1
+            if ls == 0 or text[ls - 1] == "\n":
+                return ls, text[ls:w0.start] + make("{order}") + nl
         if after in (";", "{", "\n"):
             return w0.start, make("{order}") + "; "
         return None

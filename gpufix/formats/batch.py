@@ -35,18 +35,19 @@ _IF_OPS = {"equ", "neq", "lss", "leq", "gtr", "geq", "=="}
 
 class Command:
     """One command: text[start:end], the separator before it ("\\n", "&", "&&", "||", "|", "(",
-    ")"), and whether it begins at the start of its line."""
-    __slots__ = ("start", "end", "before")
+    ")"), and the ids of the `( )` blocks around it."""
+    __slots__ = ("start", "end", "before", "path")
 
-    def __init__(self, start, end, before):
-        self.start, self.end, self.before = start, end, before
+    def __init__(self, start, end, before, path=()):
+        self.start, self.end, self.before, self.path = start, end, before, path
 
 
 def commands(text: str):
     """Yield the file's commands, comment lines left out."""
     n = len(text)
     i = 0
-    depth = 0
+    blocks: list = []  # ids of the open blocks
+    opened = 0
     before = "\n"
     while i < n:
         # the command's first word decides whether it is a comment (runs to the end of the line)
@@ -83,10 +84,10 @@ def commands(text: str):
                 break
             elif c == "(" and (blank or text[k - 1] in " \t"):
                 break
-            elif c == ")" and depth > 0:
+            elif c == ")" and blocks:
                 break
             k += 1
-        yield Command(start, k, before)
+        yield Command(start, k, before, tuple(blocks))
         if k >= n:
             return
         c = text[k]
@@ -97,9 +98,10 @@ def commands(text: str):
             before = c
             i = k + 1
             if c == "(":
-                depth += 1
-            elif c == ")":
-                depth = max(0, depth - 1)
+                opened += 1
+                blocks.append(opened)
+            elif c == ")" and blocks:
+                blocks.pop()
 
 
 class Word:
@@ -195,6 +197,8 @@ def scan(text: str) -> FileFacts:
         while head and head[0].value.lower() in ("if", "else"):
             head = _strip_if(head) if head[0].value.lower() == "if" else head[1:]
             via_if = True
+        # a command run by `if` is a branch of its own: nothing outside it counts as set by it
+        path = cmd.path + (-cmd.start - 1,) if via_if else cmd.path
         if not head:
             continue
         w0 = head[0]
@@ -208,7 +212,7 @@ def scan(text: str) -> FileFacts:
                         e.order_insert = insertion(cmd, w0, lambda o: f'set "{ORDER_VAR}={o}"')
                     else:
                         e.order_insert = insertion(cmd, w0, lambda o: f"set {ORDER_VAR}={o}")
-                settings.append((e, False))
+                settings.append((e, False, path))
                 if e.var == MASK_VAR:
                     mask = e.value
             continue
@@ -227,7 +231,7 @@ def scan(text: str) -> FileFacts:
             machine = " /M" if flags else ""
             if not via_if:
                 e.order_insert = insertion(cmd, w0, lambda o: f"setx {ORDER_VAR} {o}{machine}")
-            settings.append((e, True))
+            settings.append((e, True, path))
             continue
         for w in head:
             if w.dynamic:

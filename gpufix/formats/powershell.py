@@ -213,7 +213,8 @@ def scan(text: str) -> FileFacts:
     facts = FileFacts()
     nl = newline_of(text)
     settings: list = []  # [(EnvSet, persistent)]
-    state = {"mask": NO_MASK}  # the mask the session's later commands inherit
+    # the mask the session's later commands inherit; the `{ }` blocks around the current statement
+    state = {"mask": NO_MASK, "path": ()}
 
     def insertion(w0: Word, after: str, make) -> tuple:
         """Where and what to insert so that CUDA_DEVICE_ORDER is set just before the statement
@@ -233,7 +234,7 @@ def scan(text: str) -> FileFacts:
         value, style, editable, (vs, ve) = _value_of(text, vs, ve, expression)
         e = EnvSet(_VARS[name.lower()], value, vs, ve, style, editable, form=form)
         e.order_insert = insertion(w0, after, make)
-        settings.append((e, persistent))
+        settings.append((e, persistent, state["path"]))
         if e.var == MASK_VAR and not persistent:
             state["mask"] = e.value
 
@@ -337,6 +338,8 @@ def scan(text: str) -> FileFacts:
     words: list = []
     after = "\n"  # the separator before the current statement
     call_args = None  # (method word, [tokens]) while inside SetEnvironmentVariable( ... )
+    blocks: list = []  # ids of the open `{ }` blocks
+    opened = 0
     for tok in tokens(text):
         if call_args is not None:
             if tok == ")":
@@ -357,6 +360,11 @@ def scan(text: str) -> FileFacts:
             if words:
                 statement(words, after)
             words, after = [], tok
+            if tok == "{":
+                opened += 1
+                blocks.append(opened)
+            elif tok == "}" and blocks:
+                blocks.pop()
             continue
         if not tok.dynamic:
             m = _CUDA_WORD_RE.match(tok.value)
@@ -365,6 +373,8 @@ def scan(text: str) -> FileFacts:
                 if k >= 0:
                     facts.ordinals.append(Ordinal("cuda:" + m.group(1), int(m.group(1)), k, k + 5 + len(m.group(1)),
                                                   "cuda:{}", mask=state["mask"]))
+        if not words:
+            state["path"] = tuple(blocks)
         words.append(tok)
     if words:
         statement(words, after)
@@ -372,18 +382,26 @@ def scan(text: str) -> FileFacts:
     return facts
 
 
+def _encloses(outer: tuple, inner: tuple) -> bool:
+    return inner[:len(outer)] == outer
+
+
 def finish_settings(facts: FileFacts, settings: list) -> None:
-    """A CUDA_DEVICE_ORDER setting of the same lifetime (this session, or the user's environment
-    for later processes) anywhere in the file is in force for a mask setting: the programs a
-    script starts run after it has set both."""
+    """`settings`: (EnvSet, persistent, block path) in file order. A CUDA_DEVICE_ORDER setting of
+    the same lifetime (this session, or the user's environment for later processes) is in force
+    for a mask setting in the same block or one it encloses (top level: the whole file), wherever
+    it is in it: the programs a script starts run after it has set both. One set in another
+    branch (`if { } else { }`) is not."""
     for persistent in (False, True):
-        group = [e for e, p in settings if p == persistent]
-        has_order = any(e.var == ORDER_VAR for e in group)
-        # One CUDA_DEVICE_ORDER line serves them all: every mask of the group gets the same
-        # insertion (the first one that has a place for it), which apply writes once.
-        first = next((e.order_insert for e in group if e.var == MASK_VAR and e.order_insert), None)
-        for e in group:
-            if e.var == MASK_VAR:
-                e.order_in_force = has_order
+        group = [(e, path) for e, p, path in settings if p == persistent]
+        orders = [path for e, path in group if e.var == ORDER_VAR]
+        masks = [(e, path) for e, path in group if e.var == MASK_VAR]
+        for e, path in masks:
+            e.order_in_force = any(_encloses(o, path) for o in orders)
+            # One CUDA_DEVICE_ORDER line serves the masks of a block and those nested in it: the
+            # first mask of an enclosing block that has a place for the line gives every later
+            # one the same insertion, which apply writes once.
+            first = next((f.order_insert for f, fpath in masks if f.order_insert and _encloses(fpath, path)), None)
+            if first is not None:
                 e.order_insert = first
-    facts.env.extend(e for e, _ in settings)
+    facts.env.extend(e for e, _, _ in settings)

@@ -257,3 +257,20 @@ def test_check_advice_in_the_users_shell():
     assert set_env_command("CUDA_DEVICE_ORDER", "PCI_BUS_ID", windows=False) == "export CUDA_DEVICE_ORDER=PCI_BUS_ID"
     assert set_env_command("CUDA_DEVICE_ORDER", "PCI_BUS_ID", windows=True) == (
         '$env:CUDA_DEVICE_ORDER = "PCI_BUS_ID" (PowerShell) or set CUDA_DEVICE_ORDER=PCI_BUS_ID (cmd)')
+
+
+def test_an_order_set_in_one_branch_does_not_serve_another(tmp_path):
+    """`if { } elseif { }`: a CUDA_DEVICE_ORDER line inserted in one branch would leave the other
+    branch's programs in CUDA's default order, so each branch gets its own; a top-level one serves
+    every block below it."""
+    ps1 = ("if ($Preset -eq 'big') {\n    $env:CUDA_VISIBLE_DEVICES = '1'\n} elseif ($Preset -eq 'low') {\n"
+           "    $env:CUDA_VISIBLE_DEVICES = '1'  # the small card\n}\n")
+    bat = "set CUDA_VISIBLE_DEVICES=1\r\nif \"%1\"==\"x\" (\r\n  set CUDA_VISIBLE_DEVICES=1\r\n)\r\n"
+    root = project(tmp_path, {"a.ps1": ps1, "b.bat": bat})
+    assert [(f[0], f[1], f[3]) for f in found(scan(root))] == [
+        ("a.ps1", 2, "GPU102"), ("a.ps1", 4, "GPU102"), ("b.bat", 1, "GPU102"), ("b.bat", 3, "GPU102")]
+    apply(root)
+    assert (root / "a.ps1").read_text() == ps1.replace(
+        "{\n    $env:CUDA_VISIBLE", '{\n    $env:CUDA_DEVICE_ORDER = "PCI_BUS_ID"\n    $env:CUDA_VISIBLE')
+    assert (root / "b.bat").read_bytes() == b"set CUDA_DEVICE_ORDER=PCI_BUS_ID\r\n" + bat.encode()
+    assert found(scan(root)) == []

@@ -23,7 +23,7 @@ from gpufix.config import Policy
 from gpufix.discover import PathFilter, discover_files, path_within
 from gpufix.formats import CONFIG_KINDS, TEXT_KINDS, detect_kind, may_have_findings
 from gpufix.formats import MAX_BYTES as MAX_TEXT_BYTES
-from gpufix.launchers import launch_args
+from gpufix.launchers import LAUNCHER_KINDS, launch_args
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
@@ -351,7 +351,13 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True) -> Poli
             return ResultCache.open(policy, Options(), kind="index", extra=extra)
     index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph,
                         cache_factory=cache_factory)
-    return dataclasses.replace(policy, project=index, launch_args=launch_args(index.root, policy.exclude))
+    # The launchers are read from the run's own files when the run covers the whole project and
+    # reads their kinds; else from a walk of the project root (a file's findings come from its
+    # project, not from the paths named).
+    covered = (all(k in policy.file_kinds for k in LAUNCHER_KINDS)
+               and any(path_within(os.path.realpath(index.root), os.path.realpath(p)) for p in paths))
+    launches = launch_args(index.root, policy.exclude, files=files if covered else None)
+    return dataclasses.replace(policy, project=index, launch_args=launches)
 
 
 def _syntax_error(src: SourceFile, exc: SyntaxError) -> FileError:

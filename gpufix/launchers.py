@@ -85,18 +85,25 @@ def _calls(words: list):
     return script, options
 
 
-def launch_args(root, exclude=(), respect_gitignore: bool = True) -> tuple:
+def launch_args(root, exclude=(), respect_gitignore: bool = True, files=None) -> tuple:
     """((script real path, option, value, launcher path from the root, line), ...) for the project
-    under `root`, sorted: what the launchers pass to the project's scripts."""
+    under `root`, sorted: what the launchers pass to the project's scripts. `files`: the
+    (absolute path, display) pairs a run already discovered under the whole root, to read the
+    launchers among them instead of walking the root again."""
     if not root:
         return ()
     from gpufix.discover import discover, native_path
     from gpufix.formats import detect_kind
     from gpufix.formats.text import Lines, TextError, decode_text
 
+    from gpufix.formats import kind_of
+
+    if files is not None:
+        found = [(p, d) for p, d in files if kind_of(str(p)) in LAUNCHER_KINDS]
+    else:
+        found = discover([root], exclude=exclude, root=root, respect_gitignore=respect_gitignore, kinds=LAUNCHER_KINDS)
     out = []
-    for path, _ in discover([root], exclude=exclude, root=root, respect_gitignore=respect_gitignore,
-                                  kinds=LAUNCHER_KINDS):
+    for path, _ in found:
         try:
             if os.path.getsize(path) > 1024 * 1024:
                 continue

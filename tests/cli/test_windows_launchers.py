@@ -198,6 +198,9 @@ def test_a_default_is_not_rewritten_alone_when_a_launcher_passes_the_option(tmp_
     assert (f["rule"], f["line"], f["fix"]) == ("GPU001", 9, None)
     assert "run_all.bat (line 2: --gpu 1), scripts/run.ps1 (line 1: --gpu 1) pass it to this script" in f["message"]
     assert "change the launcher's --gpu together with the default" in f["message"]
+    # the same when only the script is named (pre-commit): the launchers are the project's
+    proc = run_gpufix("scan", "benchmarks/bench.py", "--format", "json", "--no-cache", cwd=root)
+    assert [g["message"] for g in json.loads(proc.stdout)["findings"]] == [f["message"]]
     before = (root / "benchmarks/bench.py").read_bytes()
     apply(root)
     assert (root / "benchmarks/bench.py").read_bytes() == before

@@ -83,6 +83,14 @@ def _git_ignored(directory: Path) -> set:
 WINDOWS = os.sep == "\\"
 
 
+def skipped_dir(name: str, caseless: bool = WINDOWS) -> bool:
+    """A folder gpufix never walks into (SKIP_DIRS, `*.egg-info`); on Windows `.VENV` and `Build`
+    are the same folders as `.venv` and `build`."""
+    if caseless:
+        name = name.lower()
+    return name in SKIP_DIRS or name.endswith(".egg-info")
+
+
 def native_path(shown: str, sep: str = os.sep) -> str:
     """A display path (always `/`-separated inside gpufix) as the platform writes it: with `\\`
     on Windows, unchanged elsewhere. Reporters call this, nothing else does."""
@@ -155,7 +163,7 @@ def _force_excluded(p: Path, policy) -> bool:
     rel = filt.relative(p)
     if rel is None:
         return False
-    if any(part in SKIP_DIRS or part.endswith(".egg-info") for part in Path(rel).parts[:-1]):
+    if any(skipped_dir(part) for part in Path(rel).parts[:-1]):
         return True
     return filt.matches(p)
 
@@ -229,7 +237,7 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                 except OSError:
                     continue
                 if is_dir:
-                    if entry.name in SKIP_DIRS or entry.name.endswith(".egg-info"):
+                    if skipped_dir(entry.name):
                         continue
                     if ignored and (ep.resolve().as_posix() + "/") in ignored:
                         continue

@@ -252,6 +252,10 @@ def test_path_helpers_for_windows_and_posix():
     assert not path_within("/home/u/Proj/a.py", "/home/u/proj", caseless=False)
     assert path_within("/home/u/proj", "/home/u/proj/", caseless=False)
     assert same_path("C:/Dev/x.py", "c:\\dev\\X.PY", caseless=True) and not same_path("/a/X.py", "/a/x.py", caseless=False)
+    from gpufix.discover import skipped_dir
+
+    assert skipped_dir(".VENV", caseless=True) and skipped_dir("Build", caseless=True)
+    assert not skipped_dir("Build", caseless=False) and skipped_dir("pkg.egg-info", caseless=False)
 
 
 def test_check_advice_in_the_users_shell():

@@ -15,6 +15,11 @@ WINDOWS = sys.platform == "win32"
 POSIX_ONLY = pytest.mark.posix_only
 
 
+def native(path: str) -> str:
+    """A `/` path as gpufix's human formats and --show-files print it on this platform."""
+    return path.replace("/", "\\") if WINDOWS else path
+
+
 def pytest_collection_modifyitems(config, items):
     if not WINDOWS:
         return

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import POSIX_ONLY, ROOT, git, init_git_repo, run_gpufix
+from conftest import POSIX_ONLY, ROOT, git, init_git_repo, native, run_gpufix
 
 POLICY = '[tool.gpufix]\nvisible-devices = "1"\n'
 HEADER = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'
@@ -160,7 +160,7 @@ def test_from_a_monorepo_root_each_sub_project_config_is_read(tmp_path):
     write(tmp_path, "top.py", HEADER + "import torch\n")
     assert findings(run_gpufix("scan", "--format", "json", cwd=tmp_path)) == []
     files = run_gpufix("scan", "--show-files", cwd=tmp_path).stdout.split()
-    assert files == ["services/a/run.py", "top.py"]
+    assert files == [native("services/a/run.py"), "top.py"]
 
 
 def test_gpu103_without_a_policy_does_not_depend_on_the_files_passed(tmp_path):
@@ -303,7 +303,7 @@ def test_stdin_with_a_filename_uses_that_files_config(tmp_path):
     code = HEADER + "import torch\nx = 'cuda:1'\n"
     proc = run_gpufix("scan", "-", "--stdin-filename", "sub/train.py", "--format", "concise", cwd=tmp_path, input=code)
     assert proc.returncode == 1
-    assert proc.stdout.splitlines()[0].startswith("sub/train.py:5:5: GPU001")
+    assert proc.stdout.splitlines()[0].startswith(native("sub/train.py") + ":5:5: GPU001")
     assert proc.stdout.splitlines()[1] == "Found 1 finding(s)."  # no GPU103: sub/'s policy, not the root's
     fixed = run_gpufix("apply", "-", "--stdin-filename", "sub/train.py", cwd=tmp_path, input=code)
     assert fixed.returncode == 0 and fixed.stdout == code.replace("cuda:1", "cuda:0")

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from conftest import init_git_repo, run_gpufix
+from conftest import init_git_repo, native, run_gpufix
 
 POLICY = '[tool.gpufix]\nvisible-devices = "1"\n'
 
@@ -166,7 +166,7 @@ def test_show_files_lists_launchers_and_named_files_are_read_as_their_kind(tmp_p
                               "run_all.bat": "set CUDA_VISIBLE_DEVICES=0\r\n",
                               "tools/Setup.CMD": "echo hi\r\n", "lib.psm1": "function f {}\n"})
     proc = run_gpufix("scan", "--show-files", ".", cwd=root)
-    assert proc.stdout.split() == ["lib.psm1", "run_all.bat", "run_all.ps1", "tools/Setup.CMD"]
+    assert proc.stdout.split() == ["lib.psm1", "run_all.bat", "run_all.ps1", native("tools/Setup.CMD")]
     proc = run_gpufix("scan", "run_all.ps1", "run_all.bat", "--format", "json", "--no-cache", cwd=root)
     rep = json.loads(proc.stdout)
     assert rep["errors"] == [] and proc.returncode == 1
@@ -196,7 +196,7 @@ def test_a_default_is_not_rewritten_alone_when_a_launcher_passes_the_option(tmp_
     rep = scan(root)
     [f] = [f for f in rep["findings"] if f["path"] == "benchmarks/bench.py"]
     assert (f["rule"], f["line"], f["fix"]) == ("GPU001", 9, None)
-    assert "run_all.bat (line 2: --gpu 1), scripts/run.ps1 (line 1: --gpu 1) pass it to this script" in f["message"]
+    assert f"run_all.bat (line 2: --gpu 1), {native('scripts/run.ps1')} (line 1: --gpu 1) pass it to this script" in f["message"]
     assert "change the launcher's --gpu together with the default" in f["message"]
     # the same when only the script is named (pre-commit): the launchers are the project's
     proc = run_gpufix("scan", "benchmarks/bench.py", "--format", "json", "--no-cache", cwd=root)

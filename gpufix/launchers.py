@@ -9,7 +9,8 @@ changed together by hand. gpufix does not rewrite the launchers' arguments itsel
 number after a flag is an index depends on the program, known here only from the Python side.
 
 Read: `python`/`python3`/`py` (with `.exe`, a path, interpreter flags such as `-u`) followed by a
-`.py` path, and a script run directly (`./bench.py`, `.\\bench.py`); `--option N` and
+`.py` path or `-m pkg.mod` (the file `pkg/mod.py`), and a script run directly (`./bench.py`,
+`.\\bench.py`); `--option N` and
 `--option=N` with N a literal integer. Script paths are resolved from the launcher's folder, then
 from the project root.
 """
@@ -61,11 +62,20 @@ def _calls(words: list):
     base = re.split(r"[\\/]", head)[-1]
     if _PYTHON_RE.match(base):
         k += 1
+        module = False
         while k < len(words) and words[k][0] and words[k][0].startswith("-"):
+            if words[k][0] == "-m":  # `python -m pkg.mod`: the module's file, pkg/mod.py
+                module = True
+                k += 1
+                break
             k += 2 if words[k][0] in ("-X", "-W") else 1
         if k >= len(words) or not words[k][0]:
             return None
         script = words[k][0]
+        if module:
+            if not re.match(r"^[A-Za-z_][\w.]*$", script):
+                return None
+            script = script.replace(".", "/") + ".py"
     else:
         script = head
     if not script.lower().endswith(".py"):
@@ -111,7 +121,7 @@ def launch_args(root, exclude=(), respect_gitignore: bool = True, files=None) ->
                 raw = fh.read()
         except OSError:
             continue
-        if b".py" not in raw.lower() or b"-" not in raw:
+        if b"py" not in raw.lower() or b"-" not in raw:  # `.py`, `python -m`, `py -3`
             continue
         try:
             text, _ = decode_text(str(path), raw)

@@ -192,11 +192,13 @@ def test_a_default_is_not_rewritten_alone_when_a_launcher_passes_the_option(tmp_
         "run_all.bat": "@echo off\r\npython benchmarks\\bench.py --gpu 1\r\n",
         "scripts/run.ps1": "& .venv\\Scripts\\python.exe -u ..\\benchmarks\\bench.py --gpu=1 --steps 10\r\n",
         "other.sh": "python benchmarks/other.py --gpu 1\n",  # another script: no bearing
+        "tools/go.sh": "cd .. && python3 -m benchmarks.bench --gpu 1\n",  # the module's file
     })
     rep = scan(root)
     [f] = [f for f in rep["findings"] if f["path"] == "benchmarks/bench.py"]
     assert (f["rule"], f["line"], f["fix"]) == ("GPU001", 9, None)
-    assert f"run_all.bat (line 2: --gpu 1), {native('scripts/run.ps1')} (line 1: --gpu 1) pass it to this script" in f["message"]
+    assert (f"run_all.bat (line 2: --gpu 1), {native('scripts/run.ps1')} (line 1: --gpu 1), "
+            f"{native('tools/go.sh')} (line 1: --gpu 1) pass it to this script") in f["message"]
     assert "change the launcher's --gpu together with the default" in f["message"]
     # the same when only the script is named (pre-commit): the launchers are the project's
     proc = run_gpufix("scan", "benchmarks/bench.py", "--format", "json", "--no-cache", cwd=root)
@@ -208,6 +210,7 @@ def test_a_default_is_not_rewritten_alone_when_a_launcher_passes_the_option(tmp_
     # once the launchers pass the new index, the default is rewritten like any other
     (root / "run_all.bat").write_bytes(b"@echo off\r\npython benchmarks\\bench.py --gpu 0\r\n")
     (root / "scripts/run.ps1").write_bytes(b"python ..\\benchmarks\\bench.py\r\n")
+    (root / "tools/go.sh").write_bytes(b"python3 -m benchmarks.bench --gpu 0\n")
     rep = scan(root)
     [f] = [f for f in rep["findings"] if f["path"] == "benchmarks/bench.py"]
     assert f["fix"] is not None

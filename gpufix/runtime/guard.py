@@ -1,0 +1,222 @@
+"""`gpufix guard`: a start-up hook in a virtual environment that pins every Python process of it.
+
+`install` writes into the environment's site-packages, in this order, each atomically:
+the module `_gpufix_guard.py` (the policy's values resolved now, and the standard-library-only
+code of gpufix.runtime.pin), the record `_gpufix_guard.json` (those values and every file written,
+with its SHA-256), then the hook `00-gpufix-guard.pth`, one `import` line that site.py runs at every
+interpreter start, before any user code. `uninstall` deletes the hook first, then every file the
+record lists, the module's compiled `__pycache__` files, and `__pycache__` itself when the guard's
+import created it and nothing else is in it. Files not in the record are never touched.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+from gpufix.hardware.guardinfo import MODULE_NAME, PTH_NAME, RECORD_NAME, read_record
+
+# The hook never raises: a missing or broken module must not break Python (site.py would print a
+# traceback for every start). `exec` keeps the try statement on the one line a .pth file allows.
+PTH_LINE = f"import sys; exec('try:\\n import {MODULE_NAME}\\nexcept Exception:\\n pass')\n"
+
+
+class GuardError(Exception):
+    """A venv gpufix cannot write to or read, a file in the way: the message says what to do."""
+
+
+def _pin_source() -> str:
+    text = (Path(__file__).parent / "pin.py").read_text(encoding="utf-8")
+    return text[text.index("CPU_RUN_VALUES"):]
+
+
+def module_source(values: dict, source: Optional[str]) -> str:
+    from gpufix import __version__
+
+    return (
+        '"""gpufix guard: puts the policy\'s GPU mask in force at every start of this environment\'s Python.\n\n'
+        f"Written by `gpufix guard install` (gpufix {__version__}); `gpufix guard uninstall` removes it and\n"
+        f"every other file it wrote (listed in {RECORD_NAME}). GPUFIX_GUARD=off turns it off for one process.\n"
+        '"""\n\n'
+        f"VISIBLE_DEVICES = {values['visible_devices']!r}\n"
+        f"DEVICE_ORDER = {values['device_order']!r}\n"
+        f"CPU_RUNS = {values['cpu_runs']!r}\n"
+        f"MODE = {values['mode']!r}\n"
+        f"SOURCE = {source!r}\n\n"
+        + _pin_source()
+        + "\n\ndef _apply():\n"
+        "    import os\n\n"
+        "    if os.environ.get(\"GPUFIX_GUARD\", \"\").lower() in (\"off\", \"0\", \"false\", \"no\"):\n"
+        "        return\n"
+        "    replaced = pin(os.environ, VISIBLE_DEVICES, DEVICE_ORDER, CPU_RUNS, MODE)\n"
+        "    if replaced:\n"
+        "        import sys\n\n"
+        "        sys.stderr.write(\"gpufix guard: \" + describe(replaced) + \" (this environment's policy; \"\n"
+        "                         \"GPUFIX_GUARD=off keeps yours)\\n\")\n\n\n"
+        "try:\n"
+        "    _apply()\n"
+        "except Exception:  # a broken guard must never break Python\n"
+        "    pass\n"
+    )
+
+
+# ---- which environment -------------------------------------------------------------------------
+def default_env() -> Path:
+    """--venv's default: the activated venv ($VIRTUAL_ENV), else the one gpufix runs in, else an
+    activated conda environment."""
+    if os.environ.get("VIRTUAL_ENV"):
+        return Path(os.environ["VIRTUAL_ENV"])
+    if sys.prefix != getattr(sys, "base_prefix", sys.prefix):
+        return Path(sys.prefix)
+    if os.environ.get("CONDA_PREFIX"):
+        return Path(os.environ["CONDA_PREFIX"])
+    raise GuardError("no virtual environment: activate one, or pass --venv PATH (the guard is never written "
+                     "into a system Python)")
+
+
+def env_python(env: Path) -> Path:
+    for rel in ("bin/python3", "bin/python", "Scripts/python.exe", "python.exe"):
+        p = env / rel
+        if p.is_file():
+            return p
+    raise GuardError(f"{env}: no Python interpreter in it (looked for bin/python and Scripts\\python.exe)")
+
+
+def site_packages(env: Path) -> Path:
+    """The environment's site-packages, as its own interpreter says (any OS, any layout)."""
+    env = Path(env)
+    if not env.is_dir():
+        raise GuardError(f"{env}: no such folder")
+    if not (env / "pyvenv.cfg").is_file() and not (env / "conda-meta").is_dir():
+        raise GuardError(f"{env}: not a virtual environment (no pyvenv.cfg) nor a conda environment; "
+                         "the guard is never written into a system Python")
+    if Path(sys.prefix).resolve() == env.resolve():
+        import sysconfig
+
+        return Path(sysconfig.get_paths()["purelib"])
+    py = env_python(env)
+    try:
+        out = subprocess.run([str(py), "-S", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GuardError(f"{py}: cannot run it to find site-packages: {exc}") from None
+    if out.returncode != 0 or not out.stdout.strip():
+        raise GuardError(f"{py}: cannot find its site-packages: {out.stderr.strip()[-300:]}")
+    return Path(out.stdout.strip())
+
+
+# ---- install / uninstall / status ---------------------------------------------------------------
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write(path: Path, data: bytes) -> None:
+    from gpufix.fsutil import atomic_write
+
+    atomic_write(path, data, mode=0o644, durable=False)
+
+
+def install(env: Path, values: dict, source: Optional[str]) -> tuple:
+    """Write the guard into `env`; (site-packages, record). Reinstalling replaces the guard's own files."""
+    from gpufix import __version__
+
+    site = site_packages(env)
+    if not site.is_dir():
+        raise GuardError(f"{site}: the environment's site-packages does not exist")
+    old = read_record(str(site))
+    owned = {f["path"] for f in (old or {}).get("files", [])}
+    for name in (PTH_NAME, MODULE_NAME + ".py", RECORD_NAME):
+        if (site / name).exists() and name not in owned:
+            raise GuardError(f"{site / name}: exists and was not written by gpufix guard; remove it first")
+    module = module_source(values, source).encode("utf-8")
+    pth = PTH_LINE.encode("utf-8")
+    pycache_existed = old.get("pycache_existed", True) if old else (site / "__pycache__").exists()
+    record = {
+        "tool": "gpufix-guard",
+        "gpufix_version": __version__,
+        "installed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "values": dict(values),
+        "files": [{"path": MODULE_NAME + ".py", "sha256": _sha(module)},
+                  {"path": RECORD_NAME, "sha256": None},
+                  {"path": PTH_NAME, "sha256": _sha(pth)}],
+        "pycache_existed": pycache_existed,
+    }
+    try:
+        _write(site / (MODULE_NAME + ".py"), module)
+        _stale_pycache(site)  # an older module's bytecode must not outlive its source's values
+        _write(site / RECORD_NAME, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+        _write(site / PTH_NAME, pth)  # last: the hook never points at a module that is not there
+    except OSError as exc:
+        raise GuardError(f"{site}: cannot write the guard: {exc.strerror or exc}") from None
+    return site, record
+
+
+def _stale_pycache(site: Path) -> list:
+    cache = site / "__pycache__"
+    removed = []
+    if cache.is_dir():
+        for p in cache.glob(MODULE_NAME + ".*.pyc"):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def uninstall(env: Path) -> tuple:
+    """Remove the guard from `env`; (site-packages, [removed paths]); [] when none was installed."""
+    site = site_packages(env)
+    rec = read_record(str(site))
+    removed: list = []
+    if rec is None:
+        # a hook or module without a record (an interrupted install): only the exact names gpufix uses
+        for name in (PTH_NAME, MODULE_NAME + ".py"):
+            p = site / name
+            if p.is_file():
+                p.unlink()
+                removed.append(p)
+        return site, removed + _stale_pycache(site)
+    names = [f["path"] for f in rec.get("files", []) if isinstance(f, dict) and isinstance(f.get("path"), str)]
+    order = [PTH_NAME] + [n for n in names if n not in (PTH_NAME, RECORD_NAME)] + [RECORD_NAME]
+    try:
+        for name in order:
+            if os.path.basename(name) != name:  # a record names files of site-packages only
+                continue
+            p = site / name
+            if p.is_file():
+                p.unlink()
+                removed.append(p)
+        removed += _stale_pycache(site)
+        cache = site / "__pycache__"
+        if not rec.get("pycache_existed", True) and cache.is_dir() and not any(cache.iterdir()):
+            cache.rmdir()
+            removed.append(cache)
+    except OSError as exc:
+        raise GuardError(f"{site}: cannot remove the guard: {exc.strerror or exc}") from None
+    return site, removed
+
+
+def status(env: Path) -> dict:
+    """What is installed where: the record's values and each file's state (ok, modified, missing)."""
+    site = site_packages(env)
+    rec = read_record(str(site))
+    out = {"env": str(env), "site_packages": str(site), "installed": rec is not None, "record": rec, "files": []}
+    if rec is None:
+        stray = [n for n in (PTH_NAME, MODULE_NAME + ".py") if (site / n).exists()]
+        out["files"] = [{"path": n, "state": "not recorded"} for n in stray]
+        return out
+    for f in rec.get("files", []):
+        p = site / f["path"]
+        if not p.is_file():
+            state = "missing"
+        elif f.get("sha256") and _sha(p.read_bytes()) != f["sha256"]:
+            state = "modified"
+        else:
+            state = "ok"
+        out["files"].append({"path": f["path"], "state": state})
+    return out

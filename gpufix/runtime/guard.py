@@ -99,16 +99,31 @@ def site_packages(env: Path) -> Path:
     if Path(sys.prefix).resolve() == env.resolve():
         import sysconfig
 
-        return Path(sysconfig.get_paths()["purelib"])
+        site = Path(sysconfig.get_paths()["purelib"])
+        _inside(site, env)
+        return site
     py = env_python(env)
+    # not -S: without site.py a venv's interpreter reports the base Python's prefix and paths
+    child_env = dict(os.environ, GPUFIX_GUARD="off")
     try:
-        out = subprocess.run([str(py), "-S", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        out = subprocess.run([str(py), "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=child_env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GuardError(f"{py}: cannot run it to find site-packages: {exc}") from None
     if out.returncode != 0 or not out.stdout.strip():
         raise GuardError(f"{py}: cannot find its site-packages: {out.stderr.strip()[-300:]}")
-    return Path(out.stdout.strip())
+    site = Path(out.stdout.strip().splitlines()[-1])
+    _inside(site, env)
+    return site
+
+
+def _inside(site: Path, env: Path) -> None:
+    """The guard writes into the environment asked for, never into the Python it was made from."""
+    try:
+        site.resolve().relative_to(env.resolve())
+    except ValueError:
+        raise GuardError(f"{env}: its interpreter reports site-packages {site}, outside the environment; "
+                         "refusing to write there") from None
 
 
 # ---- install / uninstall / status ---------------------------------------------------------------

@@ -14,6 +14,8 @@ import pytest
 
 from conftest import ROOT, run_gpufix
 
+# the test runner's other pytest plugins are not what these runs test, and cost seconds to import
+OTHER_PLUGINS_OFF = ("-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:hypothesispytest", "-p", "no:pytest-lsp")
 SHOW = "import json, os; print(json.dumps([os.environ.get('CUDA_VISIBLE_DEVICES'), os.environ.get('CUDA_DEVICE_ORDER')]))"
 SHOW_CHILD = ("import subprocess, sys; subprocess.run([sys.executable, '-c', " + repr(SHOW) + "], check=True)")
 
@@ -92,8 +94,9 @@ def test_guard_install_is_seen_by_every_interpreter_start_and_uninstall_leaves_n
         "import os\nfrom conftest import AT_IMPORT\n\n\ndef test_mask():\n"
         "    assert (AT_IMPORT, os.environ['CUDA_VISIBLE_DEVICES'], os.environ['CUDA_DEVICE_ORDER']) == "
         "('1', '1', 'PCI_BUS_ID')\n", encoding="utf-8")
-    res = subprocess.run([str(venv_python(env)), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio",
-                          str(tests)], cwd=tests, capture_output=True, text=True, timeout=300,
+    # (-p no:gpufix: where the runner's environment has gpufix installed, its plugin's entry point would be
+    # visible here without its package: this run tests the guard alone)
+    res = subprocess.run([str(venv_python(env)), "-m", "pytest", "-q", *OTHER_PLUGINS_OFF, "-p", "no:gpufix", str(tests)], cwd=tests, capture_output=True, text=True, timeout=300,
                          env={**{k: v for k, v in os.environ.items() if not k.startswith("CUDA_")},
                               "CUDA_VISIBLE_DEVICES": "0"})
     assert res.returncode == 0, res.stdout + res.stderr
@@ -236,8 +239,7 @@ def suite(root: Path, config: str) -> Path:
 def pytest_in(env: Path, root: Path, *args, **shell):
     full = {k: v for k, v in os.environ.items() if not k.startswith("CUDA_") and k != "PYTHONPATH"}
     full.update(shell)
-    return subprocess.run([str(venv_python(env)), "-m", "pytest", "-s", "-p", "no:cacheprovider", "-p", "no:asyncio",
-                           *args], cwd=root, env=full, capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(venv_python(env)), "-m", "pytest", "-s", *OTHER_PLUGINS_OFF, *args], cwd=root, env=full, capture_output=True, text=True, timeout=300)
 
 
 def seen_by_conftest(res):

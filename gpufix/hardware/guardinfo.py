@@ -57,11 +57,18 @@ def running_guard() -> dict:
             "cpu_runs": values.get("cpu_runs"),
             "source": rec.get("source"),
             "hook_present": os.path.isfile(os.path.join(d, PTH_NAME)),
-            "in_force": MODULE_NAME in sys.modules,
+            "in_force": _ran_here(d),
         }
     return {"installed": False, "site_packages": dirs[0] if dirs else None, "mode": None,
             "visible_devices": None, "device_order": None, "cpu_runs": None, "source": None,
             "hook_present": False, "in_force": False}
+
+
+def _ran_here(site_dir: str) -> bool:
+    """Whether the hook ran at this interpreter's start: it is in place, site.py ran (not -S), and
+    GPUFIX_GUARD does not turn it off. (Its common path imports nothing, so sys.modules cannot tell.)"""
+    off = os.environ.get("GPUFIX_GUARD", "").lower() in ("off", "0", "false", "no")
+    return os.path.isfile(os.path.join(site_dir, PTH_NAME)) and not sys.flags.no_site and not off
 
 
 def guard_line(guard: dict) -> str:
@@ -70,7 +77,7 @@ def guard_line(guard: dict) -> str:
         return ("guard: none in this environment (gpufix guard install pins every Python start of it)"
                 if guard.get("site_packages") else "guard: none (no site-packages found)")
     state = "in force in this process" if guard.get("in_force") else (
-        "start-up hook missing" if not guard.get("hook_present") else "not loaded in this process (python -S?)")
+        "start-up hook missing" if not guard.get("hook_present") else "off in this process (python -S or GPUFIX_GUARD=off)")
     return (f"guard: {guard['mode']}: CUDA_VISIBLE_DEVICES={guard['visible_devices']!r}, "
             f"CUDA_DEVICE_ORDER={guard['device_order']}, cpu-runs {guard['cpu_runs']} "
             f"in {guard['site_packages']} ({state})")

@@ -66,8 +66,10 @@ def test_guard_install_is_seen_by_every_interpreter_start_and_uninstall_leaves_n
     assert res.returncode == 0, res.stderr
     assert res.stdout == (f"gpufix guard: installed in {site} (enforce: CUDA_VISIBLE_DEVICES='1', "
                           f"CUDA_DEVICE_ORDER=PCI_BUS_ID, cpu-runs keep; from {policy_dir / 'pyproject.toml'})\n")
-    assert sorted(set(snapshot(env)) - set(before)) == sorted(
-        str((site / n).relative_to(env)) for n in ("00-gpufix-guard.pth", "_gpufix_guard.json", "_gpufix_guard.py"))
+    # the hook, the module, its bytecode (compiled at install: no start has to) and the record
+    written = ("00-gpufix-guard.pth", "_gpufix_guard.json", "_gpufix_guard.py", "__pycache__",
+               f"__pycache__/_gpufix_guard.{sys.implementation.cache_tag}.pyc")
+    assert sorted(set(snapshot(env)) - set(before)) == sorted(str((site / n).relative_to(env)) for n in written)
 
     # a new interpreter: unset variables are set
     res = py(env, SHOW)
@@ -285,3 +287,39 @@ def test_the_plugin_keeps_a_cpu_run_and_follows_guard_mode(plugin_venv, tmp_path
     assert seen_by_conftest(pytest_in(plugin_venv, root, "tests", CUDA_VISIBLE_DEVICES="0")) == ["0", "PCI_BUS_ID"]
     assert seen_by_conftest(pytest_in(plugin_venv, root, "tests", CUDA_VISIBLE_DEVICES="")) == ["", "PCI_BUS_ID"]
     assert seen_by_conftest(pytest_in(plugin_venv, root, "tests")) == ["1", "PCI_BUS_ID"]
+
+
+def test_the_start_up_hook_does_what_pin_does_for_every_caller_environment(tmp_path, policy_dir):
+    """The hook's import-free path and the module's full rule together equal gpufix.runtime.pin, for
+    every caller's mask and order, in both modes and both cpu-runs settings, in real interpreters."""
+    from gpufix.runtime.pin import pin
+
+    env = make_venv(tmp_path / "venv")
+    masks = [None, "", "-1", "0", "1", "1,0"]
+    orders = [None, "PCI_BUS_ID", "FASTEST_FIRST"]
+    probe = ("import json, os, sys; print(json.dumps([os.environ.get('CUDA_VISIBLE_DEVICES'), "
+             "os.environ.get('CUDA_DEVICE_ORDER'), '_gpufix_guard' in sys.modules]))")
+    # one interpreter per caller environment would be 36 starts per setting: a launcher starts them
+    launcher = ("import json, os, subprocess, sys\nout = []\nfor mask, order in json.loads(sys.argv[1]):\n"
+                "    env = {k: v for k, v in os.environ.items() if not k.startswith('CUDA_')}\n"
+                "    env.update({k: v for k, v in (('CUDA_VISIBLE_DEVICES', mask), ('CUDA_DEVICE_ORDER', order)) "
+                "if v is not None})\n"
+                "    r = subprocess.run([sys.executable, '-c', sys.argv[2]], env=env, capture_output=True, text=True)\n"
+                "    out.append([json.loads(r.stdout), r.stderr])\nprint(json.dumps(out))\n")
+    cases = [[m, o] for m in masks for o in orders]
+    for mode in ("enforce", "default"):
+        for cpu_runs in ("keep", "override"):
+            (policy_dir / "pyproject.toml").write_text(
+                f'[tool.gpufix]\nvisible-devices = "1"\ncpu-runs = "{cpu_runs}"\nguard-mode = "{mode}"\n',
+                encoding="utf-8")
+            assert run_gpufix("guard", "install", "--venv", env, cwd=policy_dir).returncode == 0
+            res = py(env, launcher.replace("sys.argv[1]", repr(json.dumps(cases))).replace("sys.argv[2]", repr(probe)))
+            assert res.returncode == 0, res.stderr
+            for (mask, order), ((got_mask, got_order, imported), stderr) in zip(cases, json.loads(res.stdout)):
+                want = {k: v for k, v in (("CUDA_VISIBLE_DEVICES", mask), ("CUDA_DEVICE_ORDER", order)) if v is not None}
+                replaced = pin(want, "1", "PCI_BUS_ID", cpu_runs, mode)
+                where = (mode, cpu_runs, mask, order)
+                assert [got_mask, got_order] == [want.get("CUDA_VISIBLE_DEVICES"), want.get("CUDA_DEVICE_ORDER")], where
+                assert bool(stderr) == bool(replaced), (where, stderr)
+                if mask in (None, "1") and order in (None, "PCI_BUS_ID"):
+                    assert not imported, where  # the common cases import nothing

@@ -51,8 +51,16 @@ def pytest_load_initial_conftests(early_config, parser, args):
 
     try:
         found = find_config(Path(_start(early_config)))
-        if found is None or not _asks_for_guard(found):
-            return
+        asked = found is not None and _asks_for_guard(found)
+    except ConfigError as exc:
+        # a config file that cannot be read may or may not ask for the guard: say so, never fail
+        # the session of a project that may not use gpufix at all
+        early_config.issue_config_time_warning(
+            pytest.PytestConfigWarning(f"gpufix pytest guard: not pinned: {exc}"), stacklevel=2)
+        return
+    if not asked:
+        return
+    try:
         policy = read_config_file(found)
     except ConfigError as exc:
         raise pytest.UsageError(f"gpufix pytest guard: {exc}") from None

@@ -274,6 +274,12 @@ def test_the_plugin_does_nothing_unless_the_policy_asks(plugin_venv, tmp_path):
     # a broken policy elsewhere in the file is not the plugin's business when it is not asked for
     (root / "pyproject.toml").write_text('[tool.gpufix]\nvisible-devices = "x"\n', encoding="utf-8")
     assert pytest_in(plugin_venv, root, "tests").returncode == 0
+    # a policy file that is not even TOML: a warning, the session runs (unpinned)
+    (root / "gpufix.toml").write_text("visible-devices = [\n", encoding="utf-8")
+    res = pytest_in(plugin_venv, root, "tests", "-W", "default")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "gpufix pytest guard: not pinned:" in res.stdout and "invalid TOML" in res.stdout
+    (root / "gpufix.toml").unlink()
     # asked for, a bad policy is a usage error, not a silently unpinned run
     (root / "pyproject.toml").write_text('[tool.gpufix]\nvisible-devices = "x"\npytest-guard = true\n',
                                          encoding="utf-8")

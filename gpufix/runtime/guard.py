@@ -220,6 +220,15 @@ def _stale_pycache(site: Path) -> list:
     return removed
 
 
+def _guard_file(name: str) -> bool:
+    """One of the names install writes: the hook, the module, the record, the module's bytecode."""
+    if name in (PTH_NAME, MODULE_NAME + ".py", RECORD_NAME):
+        return True
+    parts = name.split("/")
+    return (len(parts) == 2 and parts[0] == "__pycache__" and parts[1].startswith(MODULE_NAME + ".")
+            and parts[1].endswith(".pyc") and "\\" not in parts[1])
+
+
 def uninstall(env: Path) -> tuple:
     """Remove the guard from `env`; (site-packages, [removed paths]); [] when none was installed."""
     site = site_packages(env)
@@ -237,8 +246,7 @@ def uninstall(env: Path) -> tuple:
     order = [PTH_NAME] + [n for n in names if n not in (PTH_NAME, RECORD_NAME)] + [RECORD_NAME]
     try:
         for name in order:
-            parts = Path(name).parts  # a record names files of site-packages (and its __pycache__) only
-            if not (len(parts) == 1 or (len(parts) == 2 and parts[0] == "__pycache__")) or ".." in parts:
+            if not _guard_file(name):  # a record, even a planted one, can only name the guard's own files
                 continue
             p = site / name
             if p.is_file():
@@ -264,6 +272,8 @@ def status(env: Path) -> dict:
         out["files"] = [{"path": n, "state": "not recorded"} for n in stray]
         return out
     for f in rec.get("files", []):
+        if not isinstance(f, dict) or not _guard_file(str(f.get("path"))):
+            continue
         p = site / f["path"]
         if not p.is_file():
             state = "missing"

@@ -170,6 +170,17 @@ def test_guard_refuses_what_is_not_a_venv_and_files_it_did_not_write(tmp_path, p
     assert res.returncode == 2 and "exists and was not written by gpufix guard" in res.stderr
     assert (site / "_gpufix_guard.py").read_text(encoding="utf-8") == "# mine\n"
     assert not (site / "00-gpufix-guard.pth").exists()
+    # a planted record cannot make uninstall delete anything but the guard's own names
+    (site / "_gpufix_guard.py").unlink()
+    (site / "victim.py").write_text("keep\n", encoding="utf-8")
+    (tmp_path / "outside.txt").write_text("keep\n", encoding="utf-8")
+    (site / "_gpufix_guard.json").write_text(json.dumps({"tool": "gpufix-guard", "files": [
+        {"path": "victim.py"}, {"path": "../../../../outside.txt"}, {"path": str(tmp_path / "outside.txt")},
+        {"path": "__pycache__/../victim.py"}]}), encoding="utf-8")
+    res = run_gpufix("guard", "uninstall", "--venv", env, cwd=policy_dir)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"removed {site / '_gpufix_guard.json'}\ngpufix guard: uninstalled from {site}\n"
+    assert (site / "victim.py").is_file() and (tmp_path / "outside.txt").is_file()
     no_policy = tmp_path / "nopolicy"
     no_policy.mkdir()
     (no_policy / ".git").mkdir()

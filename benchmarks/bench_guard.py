@@ -1,6 +1,6 @@
 """Benchmark the start-up cost of `gpufix guard` against `python -c pass` in the same run.
 
-    python benchmarks/bench_guard.py [--runs 200] [--output reports/bench-guard.md]
+    python benchmarks/bench_guard.py [--runs 100] [--output reports/bench-guard.md]
 
 Makes two fresh virtual environments from the running Python (`python -m venv --without-pip`), installs
 the guard into one (`gpufix guard install --venv`, policy visible-devices "1"), and measures, interleaved
@@ -95,7 +95,7 @@ def pct(xs, q):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--output", default=None, help="markdown report (a .json with the samples beside it)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,11 +41,16 @@ def _simulated() -> str:
 @click.option("--no-verify", is_flag=True, help="Start CMD without the NVML check (e.g. on a machine without "
                                                 "an NVIDIA driver).")
 @click.option("--dry-run", is_flag=True, help="Print the environment CMD would get (NAME=VALUE lines) and the "
-                                              "check's verdict; start nothing. Exit 0, or 3 if it would refuse.")
+                                              "check's verdict; start nothing. Exit 0, or 3 (and nothing on stdout) "
+                                              "if it would refuse.")
+@click.option("--shell", "shell", type=click.Choice(["env", "posix", "powershell", "cmd"]), default="env",
+              show_default=True, help="With --dry-run: how to print the variables: NAME=VALUE lines (env), or lines "
+                                      "that set them in this shell (posix: eval \"$(gpufix run --dry-run --shell posix)\"; "
+                                      "powershell: gpufix run --dry-run --shell powershell | Invoke-Expression; cmd).")
 @click.option("-q", "--quiet", is_flag=True, help="No line on stderr when the check passes.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run_command(ctx: click.Context, config_file, no_verify, dry_run, quiet, command) -> None:
+def run_command(ctx: click.Context, config_file, no_verify, dry_run, shell, quiet, command) -> None:
     from gpufix.runtime.pin import describe, pin
     from gpufix.runtime.verify import policy_problem, verify
 
@@ -89,11 +94,11 @@ def run_command(ctx: click.Context, config_file, no_verify, dry_run, quiet, comm
             if verdict.status == "unavailable":
                 refused += "; pass --no-verify to start without the check"
     if dry_run:
-        for name in ("CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES"):
-            click.echo(f"{name}={env[name]}")
-        if refused:
+        if refused:  # nothing for a shell to set (eval "$(gpufix run --dry-run --shell posix)" sets nothing)
             _err(f"gpufix run: would refuse to start: {refused}")
             ctx.exit(EXIT_REFUSED)
+        for name in ("CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES"):
+            click.echo(shell_line(shell, name, env[name]))
         _err(f"gpufix run: {verdict_text}" + (f"; would start: {subprocess.list2cmdline(command)}" if command else ""))
         ctx.exit(0)
     if refused:
@@ -103,6 +108,17 @@ def run_command(ctx: click.Context, config_file, no_verify, dry_run, quiet, comm
         _err(f"gpufix run: CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']!r} "
              f"CUDA_DEVICE_ORDER={env['CUDA_DEVICE_ORDER']}: {verdict_text}")
     ctx.exit(start(list(command), env))
+
+
+def shell_line(shell: str, name: str, value: str) -> str:
+    """One variable as `shell` sets it (the values are the policy's: digits, commas, UUIDs, words)."""
+    if shell == "posix":
+        return f"export {name}='{value}'"
+    if shell == "powershell":
+        return f"$env:{name} = '{value}'"
+    if shell == "cmd":
+        return f'set "{name}={value}"'
+    return f"{name}={value}"
 
 
 def start(argv: list, env: dict) -> int:

@@ -122,8 +122,32 @@ def test_dry_run_prints_the_environment_and_starts_nothing(tmp_path):
     project(tmp_path, visible_devices="0", expect_name="3090")
     res = run(tmp_path, "--dry-run", "x")
     assert res.returncode == 3
-    assert res.stdout == "CUDA_DEVICE_ORDER=PCI_BUS_ID\nCUDA_VISIBLE_DEVICES=0\n"
-    assert "would refuse to start" in res.stderr
+    assert res.stdout == ""  # nothing for a shell to eval
+    assert "would refuse to start: cuda:0 = GPU 0 NVIDIA GeForce RTX 5060 Ti" in res.stderr
+
+
+@pytest.mark.parametrize("shell,lines", [
+    ("posix", ["export CUDA_DEVICE_ORDER='PCI_BUS_ID'", "export CUDA_VISIBLE_DEVICES='1'"]),
+    ("powershell", ["$env:CUDA_DEVICE_ORDER = 'PCI_BUS_ID'", "$env:CUDA_VISIBLE_DEVICES = '1'"]),
+    ("cmd", ['set "CUDA_DEVICE_ORDER=PCI_BUS_ID"', 'set "CUDA_VISIBLE_DEVICES=1"']),
+])
+def test_dry_run_prints_lines_that_pin_a_shell(tmp_path, shell, lines):
+    project(tmp_path, visible_devices="1")
+    res = run(tmp_path, "--dry-run", "--shell", shell)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == lines
+
+
+def test_the_posix_lines_pin_a_real_shell(tmp_path):
+    project(tmp_path, visible_devices="1")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUFIX_PROBE": "gpufix.hardware.testing:user_machine",
+           "GPUFIX": sys.executable}
+    import subprocess
+
+    out = subprocess.run(["sh", "-c", 'eval "$("$GPUFIX" -m gpufix run --dry-run --shell posix)"; '
+                          'echo "$CUDA_VISIBLE_DEVICES $CUDA_DEVICE_ORDER"'], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout == "1 PCI_BUS_ID\n", out.stderr
 
 
 def test_config_flag_and_errors(tmp_path):

@@ -48,7 +48,7 @@ def _simulated() -> str:
                                       "that set them in this shell (posix: eval \"$(gpufix run --dry-run --shell posix)\"; "
                                       "powershell: gpufix run --dry-run --shell powershell | Invoke-Expression; cmd).")
 @click.option("-q", "--quiet", is_flag=True, help="No line on stderr when the check passes.")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
 @click.pass_context
 def run_command(ctx: click.Context, config_file, no_verify, dry_run, shell, quiet, command) -> None:
     from gpufix.runtime.pin import describe, pin

@@ -28,18 +28,19 @@ OFF_VALUES = ("off", "0", "false", "no")  # GPUFIX_GUARD=off: the guard does not
 def pth_line(values: dict) -> str:
     """The start-up hook: one line site.py compiles and runs at every interpreter start.
 
-    The common cases cost no import and no second compile: where neither variable is set it sets
-    both (what `pin` does there), and where both already hold the policy's values (a child of a
-    pinned process) it stops. Any other case (a caller's own mask or order, a CPU run) imports the
-    module, which applies the whole rule (gpufix.runtime.pin) and says what it replaced. Nothing in
-    it raises: the import is inside a try (a missing or broken module must not break Python, and
-    site.py would print a traceback at every start), which `exec` puts on the one line a .pth allows.
+    The common cases cost no import and no second compile: where each variable is unset or already
+    holds the policy's value (a fresh shell; a child of a pinned process; a profile that exports
+    only the order), it sets both, which is what `pin` does there. Any other case (a caller's own
+    mask or order, a CPU run) imports the module, which applies the whole rule (gpufix.runtime.pin)
+    to the untouched environment and says what it replaced. Nothing in it raises: the import is
+    inside a try (a missing or broken module must not break Python, and site.py would print a
+    traceback at every start), which `exec` puts on the one line a .pth file allows.
     """
     vd, order = values["visible_devices"], values["device_order"]
     load = f"try:\n import {MODULE_NAME}\nexcept Exception:\n pass"
     return (f"import os; e = os.environ; e.get('GPUFIX_GUARD', '').lower() in {OFF_VALUES!r} or "
-            f"(e.setdefault('CUDA_DEVICE_ORDER', {order!r}), e.setdefault('CUDA_VISIBLE_DEVICES', {vd!r})) == "
-            f"({order!r}, {vd!r}) or exec({load!r})\n")
+            f"(e.get('CUDA_DEVICE_ORDER') in (None, {order!r}) and e.get('CUDA_VISIBLE_DEVICES') in (None, {vd!r}) "
+            f"and not e.update(CUDA_DEVICE_ORDER={order!r}, CUDA_VISIBLE_DEVICES={vd!r})) or exec({load!r})\n")
 
 
 class GuardError(Exception):

@@ -20,6 +20,13 @@ from gpufix.runtime.pin import describe, pin
      [("CUDA_VISIBLE_DEVICES", "", "1")]),
     ("enforce", "keep", {"CUDA_DEVICE_ORDER": "FASTEST_FIRST"}, {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
      [("CUDA_DEVICE_ORDER", "FASTEST_FIRST", "PCI_BUS_ID")]),
+    # putting the policy's index mask in force under the caller's FASTEST_FIRST would name another GPU:
+    # the order goes with the mask, in mode default too
+    ("default", "keep", {"CUDA_DEVICE_ORDER": "FASTEST_FIRST"}, {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+     [("CUDA_DEVICE_ORDER", "FASTEST_FIRST", "PCI_BUS_ID")]),
+    ("default", "keep", {"CUDA_VISIBLE_DEVICES": "", "CUDA_DEVICE_ORDER": "FASTEST_FIRST"},
+     {"CUDA_VISIBLE_DEVICES": "", "CUDA_DEVICE_ORDER": "FASTEST_FIRST"}, []),
+    ("default", "keep", {"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, []),
 ])
 def test_pin(mode, cpu_runs, caller, after, replaced):
     env = dict(caller, OTHER="x")

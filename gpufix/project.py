@@ -36,7 +36,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git", "gpufix.toml")
 _TEST_FILE_RE = re.compile(r"^(test_.*|.*_test)\.py$")
 
 
@@ -52,6 +52,9 @@ class ProjectIndex:
     covered: tuple = ()  # tuple of (abs_path, covered-by text)
     graph_built: bool = False
     unparsed: frozenset = frozenset()  # files the index could not read: linted anyway, to report why
+    # abs path -> the project files importing it runs (tuple of (abs_path, tuple of abs paths)):
+    # which processes run a file, for the fixes that are safe only together (see fix_holds)
+    edges: tuple = ()
 
     @property
     def entry_map(self) -> dict:
@@ -72,12 +75,103 @@ class ProjectIndex:
     def to_json(self) -> dict:
         return {"root": self.root, "first_party": list(self.first_party), "entries": [list(e) for e in self.entries],
                 "covered": [list(c) for c in self.covered], "graph_built": self.graph_built,
-                "unparsed": sorted(self.unparsed)}
+                "unparsed": sorted(self.unparsed), "edges": [[a, list(t)] for a, t in self.edges]}
 
     @classmethod
     def from_json(cls, data: dict) -> "ProjectIndex":
         return cls(data["root"], tuple(data["first_party"]), tuple(tuple(e) for e in data["entries"]),
-                   tuple(tuple(c) for c in data["covered"]), bool(data["graph_built"]), frozenset(data["unparsed"]))
+                   tuple(tuple(c) for c in data["covered"]), bool(data["graph_built"]), frozenset(data["unparsed"]),
+                   tuple((a, tuple(t)) for a, t in data.get("edges", ())))
+
+    @property
+    def imports_map(self) -> dict:
+        d = self.__dict__.get("_imports_map")
+        if d is None:
+            d = dict(self.edges)
+            object.__setattr__(self, "_imports_map", d)
+        return d
+
+    @property
+    def importers_map(self) -> dict:
+        d = self.__dict__.get("_importers_map")
+        if d is None:
+            d = {}
+            for a, targets in self.edges:
+                for t in targets:
+                    d.setdefault(t, []).append(a)
+            object.__setattr__(self, "_importers_map", d)
+        return d
+
+    def _starts_above(self, a: str) -> list:
+        """Entry points that run before `a` whenever `a` runs: the `__init__.py` of the packages
+        holding it, and (for a test module) the rootmost conftest.py above it."""
+        out = []
+        entry_map = self.entry_map
+        d = os.path.dirname(a)
+        root = self.root.rstrip(os.sep)
+        while d.startswith(root + os.sep) or d == root:
+            init = os.path.join(d, "__init__.py")
+            if init != a and init in entry_map:
+                out.append(init)
+            if d == root:
+                break
+            d = os.path.dirname(d)
+        name = os.path.basename(a)
+        if _TEST_FILE_RE.match(name) or name == "conftest.py":
+            d = os.path.dirname(a)
+            while True:
+                c = os.path.join(d, "conftest.py")
+                if c != a and c in entry_map:
+                    out.append(c)
+                if d == root or not d.startswith(root + os.sep):
+                    break
+                d = os.path.dirname(d)
+        return out
+
+    def starting_entries(self, a: str) -> list:
+        """The entry points (other than `a`) whose processes run `a`: every entry point among the
+        files that import it, directly or not, and those that run before them; sorted."""
+        a = os.path.abspath(a)
+        entry_map = self.entry_map
+        importers = self.importers_map
+        seen = {a}
+        stack = [a]
+        out = set()
+        while stack:
+            v = stack.pop()
+            if v != a and v in entry_map:
+                out.add(v)
+            for s in self._starts_above(v):
+                out.add(s)
+            for imp in importers.get(v, ()):
+                if imp not in seen:
+                    seen.add(imp)
+                    stack.append(imp)
+        out.discard(a)
+        return sorted(out)
+
+    def run_by(self, entry: str) -> list:
+        """The files (other than `entry`) a process started at `entry` may run: what it imports,
+        directly or not, and for a package's `__init__.py` / a conftest.py the modules under it."""
+        entry = os.path.abspath(entry)
+        imports = self.imports_map
+        start = [entry]
+        name = os.path.basename(entry)
+        if name in ("__init__.py", "conftest.py") and entry in self.entry_map:
+            prefix = os.path.dirname(entry) + os.sep
+            for a in imports:
+                if a.startswith(prefix) and (name == "__init__.py" or _TEST_FILE_RE.match(os.path.basename(a))):
+                    start.append(a)
+        seen = set(start)
+        stack = list(start)
+        while stack:
+            v = stack.pop()
+            for t in imports.get(v, ()):
+                if t not in seen:
+                    seen.add(t)
+                    stack.append(t)
+        seen.discard(entry)
+        return sorted(seen)
 
     def fingerprint(self) -> str:
         blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed))).encode()
@@ -681,15 +775,23 @@ def _index_job(a: str) -> dict:
     if read is None:
         return {"none": True}  # unreadable: not cached, read again next time
     stamp, raw, text = read
-    got = _index_file(a, text) if text is not None else None
-    if got is None:
-        entry: dict = {"none": True}
-    else:
-        f, import_names = got
-        entry = {"module": f.module, "top": str(f.top) if f.top is not None else None, "is_init": f.is_init,
-                 "imports": f.imports, "gpu": f.gpu, "script": f.script, "names": import_names}
+    entry = index_record(a, text) if text is not None else {"none": True}
     entry["_stamp"], entry["_hash"] = stamp, content_hash(raw)
     return entry
+
+
+def index_record(a: str, text: str) -> dict:
+    """The one function from a file (its abs path and text) to its JSON-able, picklable import
+    record: its module name, package, run-time imports, whether it imports a GPU framework, why it
+    is a script, the dotted names it is importable by. The graph (`_build_graph`) is a plain
+    function of these records; `_index_init` must have set the project's root, console scripts
+    and catalogue in the process that calls it. {"none": True}: the file does not parse."""
+    got = _index_file(a, text)
+    if got is None:
+        return {"none": True}
+    f, import_names = got
+    return {"module": f.module, "top": str(f.top) if f.top is not None else None, "is_init": f.is_init,
+            "imports": f.imports, "gpu": f.gpu, "script": f.script, "names": import_names}
 
 
 def _entry_to_file(a: str, entry: dict):
@@ -708,10 +810,12 @@ def _index_key(root, first_party, console, known_frameworks) -> str:
 
 
 def build_index(paths, files, catalog, known_first_party=(), known_frameworks=(), graph: bool = True,
-                cache_factory=None) -> ProjectIndex:
-    """The ProjectIndex of the scanned files (`files`: (abs_path, display) pairs from discover)."""
+                cache_factory=None, overrides=None, root: Optional[Path] = None) -> ProjectIndex:
+    """The ProjectIndex of the project's files (`files`: (abs_path, display) pairs from discover).
+    `overrides`: abs path -> text read elsewhere (stdin), used instead of the file on disk."""
     _HAS_INIT.clear()
-    root = project_root(paths or ["."])
+    overrides = {os.path.abspath(a): t for a, t in (overrides or {}).items()}
+    root = root or project_root(paths or ["."])
     abs_files = [os.path.abspath(a) for a, _ in files]
     first_party = first_party_names(root, abs_files, known_first_party, known_frameworks)
     if not graph:
@@ -721,6 +825,9 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     console = set(_console_targets(root)) | set(_setup_console_targets(root))
     from gpufix.workers import run_in_workers
 
+    for a in overrides:
+        if a not in abs_files:
+            abs_files.append(a)
     py_files = [a for a in abs_files if Path(a).suffix in (".py", ".ipynb")]  # shell, configs: no imports
     # Biggest first, as scan does: the workers then finish together.
     py_files.sort(key=lambda a: os.path.getsize(a) if os.path.isfile(a) else 0, reverse=True)
@@ -730,6 +837,10 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     entries: dict = {}
     todo = []
     for a in py_files:
+        if a in overrides:
+            _index_init(root, console, fp_catalog)
+            entries[a] = index_record(a, overrides[a])
+            continue
         hit = cache.get(a) if cache else None
         if hit is not None:
             entries[a] = hit
@@ -762,9 +873,74 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     return index
 
 
+def _name_base(a: str, name: str) -> str:
+    """The folder that must be on sys.path for `a` to be imported as `name`
+    (`root/x/pkg/mod.py` as `pkg.mod`: `root/x`)."""
+    up = name.count(".") + 1 + (1 if os.path.basename(a) == "__init__.py" else 0)
+    base = a
+    for _ in range(up):
+        base = os.path.dirname(base)
+    return base
+
+
+_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
+
+
+def resolver_for(root: Path, named: dict):
+    """`targets(importer, dotted name)` -> the project files an import runs, as Python's import
+    system finds them: the first folder on sys.path that holds the top name wins (the importer's
+    own folder, which is sys.path[0] when it runs as a script; the project root; `src/`; then the
+    folders above the importer, where `sys.path` edits usually point), and every part of the name
+    is looked up under that same folder (`import train.utils` never runs another folder's
+    `train.py`). A standard-library name resolves only to a module beside the importer (the one
+    place that shadows it). `named`: dotted name -> [(abs path, sys.path folder)]."""
+    root_s = str(root)
+    src_s = os.path.join(root_s, "src")
+    tops_at: dict = {}
+    for name, cands in named.items():
+        top = name.split(".", 1)[0]
+        for _, base in cands:
+            tops_at.setdefault(base, set()).add(top)
+    memo: dict = {}
+
+    def bases_for(here: str, top: str) -> list:
+        if top in _STDLIB:
+            return [here]
+        out = [here, root_s, src_s]
+        d = here
+        while d.startswith(root_s + os.sep):
+            d = os.path.dirname(d)
+            out.append(d)
+        return out
+
+    def targets(importer: str, name: str) -> list:
+        if name.startswith("pattern:"):
+            import fnmatch
+
+            rx = re.compile(fnmatch.translate(name[len("pattern:"):]).replace(".*", "[^.]*"))
+            return sorted({c for n, cands in named.items() if rx.match(n) for c, base in cands
+                           if base in (root_s, src_s)})
+        here = os.path.dirname(importer)
+        key = (here, name)
+        got = memo.get(key)
+        if got is not None:
+            return got
+        parts = name.split(".")
+        out: list = []
+        for base in bases_for(here, parts[0]):
+            if parts[0] in tops_at.get(base, ()):
+                for i in range(1, len(parts) + 1):
+                    out += [c for c, b in named.get(".".join(parts[:i]), ()) if b == base]
+                break
+        memo[key] = out
+        return out
+
+    return targets
+
+
 def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list, entries: dict) -> ProjectIndex:
     parsed: dict = {}
-    by_module: dict = {}
+    named: dict = {}
     unparsed: set = set()
     for a in py_files:
         got = _entry_to_file(a, entries[a])
@@ -773,50 +949,21 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
             continue
         f, import_names = got
         parsed[a] = f
-        for n, name in enumerate(import_names):
-            by_module.setdefault(name, []).append((a, n == 0))
+        for name in import_names:
+            named.setdefault(name, []).append((a, _name_base(a, name)))
     parsed = {a: parsed[a] for a in abs_files if a in parsed}  # discovery order, as before
-
-    # Edges: a module -> the first-party files it imports (importing a.b.c runs a and a.b first).
-    memo: dict = {}
-
-    dirs = {a: os.path.dirname(a) for a in parsed}
-
-    def targets(importer: str, name: str) -> list:
-        """The project files an import of `name` runs (importing a.b.c runs a and a.b first).
-        A name held by several files resolves to the one named from the root, else the one next
-        to the importer (its folder is on sys.path when it runs as a script), else all of them."""
-        out = []
-        if name.startswith("pattern:"):
-            import fnmatch
-
-            rx = re.compile(fnmatch.translate(name[len("pattern:"):]).replace(".*", "[^.]*"))
-            return [c for n, cands in by_module.items() if rx.match(n) for c, from_root in cands if from_root]
-        here = dirs[importer]
-        memo_key = (here, name)
-        got = memo.get(memo_key)
-        if got is not None:
-            return got
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):
-            cands = by_module.get(".".join(parts[:i]), [])
-            if len(cands) > 1:
-                exact = [c for c, from_root in cands if from_root]
-                if not exact:
-                    exact = [c for c, _ in cands if os.path.dirname(c) == here
-                             or (os.path.basename(c) == "__init__.py" and os.path.dirname(os.path.dirname(c)) == here)]
-                out += exact or [c for c, _ in cands]
-            else:
-                out += [c for c, _ in cands]
-        memo[memo_key] = out
-        return out
+    by_module = {name: [(a, base == str(root)) for a, base in cands] for name, cands in named.items()}
+    targets = resolver_for(root, named)
 
     reverse: dict = {}
+    forward: dict = {}
     for a, f in parsed.items():
+        outs = forward.setdefault(a, set())
         for name in f.imports:
             for t in targets(a, name):
                 if t != a:
                     reverse.setdefault(t, set()).add(a)
+                    outs.add(t)
     # Folders outside any package whose files other files import by a dotted path from the root
     # (`import ldm_patched.contrib.external_freeu`): namespace packages; their other files are
     # modules of that package, not scripts.
@@ -828,11 +975,11 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
                     if from_root and parsed.get(c) is not None and parsed[c].top is None:
                         namespace_dirs.add(Path(c).parent)
     namespace_dirs.discard(root)
-    # A module another project file imports is a module, even with a `__main__` demo or a shebang
-    # (only console-script targets and `__main__.py` stay scripts); a file outside any package
-    # that nothing imports is run as a script.
+    # A file with a `__main__` guard or a shebang is a script whether or not other files import
+    # it (bert's run_classifier.py is imported by its siblings and run by its README); a file
+    # outside any package is a script only when no project file imports it.
     for a, f in parsed.items():
-        if a in reverse and f.script not in (None, "a notebook", "a `__main__.py`", "a console-script target"):
+        if a in reverse and f.script == "a file outside any package":
             f.script = None
     reaches = {a for a, f in parsed.items() if f.gpu}
     todo = list(reaches)
@@ -902,6 +1049,8 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
             or (f.top is not None and str(f.top / "__init__.py") in entries)
         ):
             continue  # a test module: the test runner imports the conftest.py / package above it first
+        if f.script == "a `__main__.py`" and f.top is not None and str(p.parent / "__init__.py") in entries:
+            continue  # `python -m pkg` runs pkg/__init__.py, which holds the header, first
         entries[a] = f.script
     covered: dict = {}
     for a in reaches:
@@ -916,8 +1065,9 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
             covered[a] = f"the header of `{_rel(str(conftest_above(p)), root)}`"
         else:
             covered[a] = "the header of the scripts that import it"
+    edges = tuple(sorted((a, tuple(sorted(t))) for a, t in forward.items()))
     return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True,
-                        frozenset(unparsed))
+                        frozenset(unparsed), edges)
 
 
 def _distributes_packages(root: Path) -> bool:
@@ -1020,3 +1170,165 @@ def _all_run_by_text(triggers, text: str) -> bool:
         else:
             return False
     return True
+
+
+# -- the run's project: the same for any subset of its files ---------------------------------------
+class _OneResolver:
+    def __init__(self, policy):
+        self.policy = policy
+
+    def for_dir(self, directory):
+        return self.policy
+
+    def for_path(self, path):
+        return self.policy
+
+
+def run_project_root(policy, run_files) -> Path:
+    """The project a run's files belong to, from the config's folder (or, without a config file,
+    the run's files) and the project markers above it: never from which files were named."""
+    if policy.source and policy.root:
+        start = [policy.root]
+    else:
+        abs_files = [os.path.abspath(a) for a, _ in run_files]
+        start = [os.path.commonpath(abs_files)] if abs_files else ["."]
+    return project_root(start)
+
+
+def project_files(root: Path, policy, run_files) -> list:
+    """(abs_path, display) of the project's Python files and notebooks (discovered under the root
+    with the policy's excludes), plus the run's own files."""
+    from gpufix.discover import discover_files
+
+    seen = set()
+    out = []
+    for a, d, _ in discover_files([str(root)], _OneResolver(policy)):
+        a = os.path.abspath(a)
+        if a.endswith((".py", ".ipynb")) and a not in seen:
+            seen.add(a)
+            out.append((a, d))
+    for a, d in run_files:
+        a = os.path.abspath(a)
+        if a not in seen:
+            seen.add(a)
+            out.append((a, d))
+    return out
+
+
+# Findings whose fix reads an ordinal through the mask the file's processes will have: remaps.
+REMAP_RULES = frozenset({"GPU001", "GPU002", "GPU003"})
+# Findings of an entry point about the mask its process sets.
+MASK_RULES = frozenset({"GPU101", "GPU102", "GPU103", "GPU104", "GPU105", "GPU106", "GPU107"})
+
+
+def _usable(f, unsafe: bool) -> bool:
+    return f.fix is not None and (f.fix.applicability == "safe" or unsafe)
+
+
+def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = False) -> dict:
+    """Fixes that are safe only together with other files' fixes, and cannot be made together in
+    this run: abs path -> (rules to hold, note for their messages).
+
+    A remap in a module (`set_device(1)` -> `set_device(0)`) is right only once every process that
+    runs the module has the policy's mask in force: each entry point that starts such a process
+    must already set it, or be in this run with safe fixes that set it. The other way round, the
+    mask an entry point's fix puts in force moves the ordinals of every module its process runs:
+    each of those must be in this run with its remaps fixed too, or hold no ordinal to remap. A
+    group that cannot be fixed whole is not fixed at all.
+
+    `results`: abs path -> FileResult of the run's files; `lint_other(abs_path)`: the FileResult
+    of a project file outside the run (or None)."""
+    if index is None or not index.graph_built:
+        return {}
+    others: dict = {}
+
+    def result_of(a: str):
+        if a in results:
+            return results[a]
+        if a not in others:
+            others[a] = lint_other(a)
+        return others[a]
+
+    def remaps(r) -> list:
+        return [f for f in r.findings if f.rule in REMAP_RULES] if r is not None else []
+
+    def mask_fixes(r) -> list:
+        return [f for f in r.findings if f.rule in MASK_RULES] if r is not None else []
+
+    root = Path(index.root)
+    holds: dict = {}
+    # remaps that need their processes' masks
+    entry_ok: dict = {}
+
+    def entry_state(e: str) -> Optional[str]:
+        """None when every process started at `e` will run under the policy's mask; else why not."""
+        if e in entry_ok:
+            return entry_ok[e]
+        r = result_of(e)
+        mine = mask_fixes(r)
+        why = None
+        if r is None or r.errors:
+            why = f"`{_rel(e, root)}` cannot be read"
+        elif mine and e not in results:
+            why = f"`{_rel(e, root)}` does not set the policy's mask yet and is not part of this run"
+        elif any(not _usable(f, unsafe) for f in mine):
+            why = f"`{_rel(e, root)}` keeps a mask that its safe fixes do not replace"
+        entry_ok[e] = why
+        return why
+
+    for a, r in results.items():
+        if a in index.entry_map or not any(_usable(f, unsafe) for f in remaps(r)):
+            continue
+        starts = index.starting_entries(a)
+        bad = [w for w in (entry_state(e) for e in starts) if w]
+        if bad:
+            holds[a] = (REMAP_RULES, _hold_note(bad, a, starts, root, "the mask its processes start with"))
+    # masks that would move other files' ordinals
+    for e, r in results.items():
+        if e not in index.entry_map or not any(_usable(f, unsafe) for f in mask_fixes(r)):
+            continue
+        bad = []
+        for a in index.run_by(e):
+            if a in index.entry_map:
+                continue  # sets its own mask (or has its own finding)
+            rr = result_of(a)
+            pending = remaps(rr)
+            if not pending:
+                continue
+            if a not in results:
+                bad.append(f"`{_rel(a, root)}` has ordinals to remap and is not part of this run")
+            elif a in holds or any(not _usable(f, unsafe) for f in pending):
+                bad.append(f"`{_rel(a, root)}` has ordinals that are not remapped with it")
+        if bad:
+            holds[e] = (MASK_RULES, _hold_note(bad, e, [], root, "its mask"))
+    # a held mask makes the remaps of the modules it runs unsafe in turn
+    changed = True
+    while changed:
+        changed = False
+        for a, r in results.items():
+            if a in holds or a in index.entry_map or not any(_usable(f, unsafe) for f in remaps(r)):
+                continue
+            held = [e for e in index.starting_entries(a) if e in holds]
+            if held:
+                holds[a] = (REMAP_RULES, _hold_note([f"the fix of `{_rel(e, root)}` is held" for e in held], a, held,
+                                                      root, "the mask its processes start with"))
+                changed = True
+    return holds
+
+
+def _hold_note(reasons: list, path: str, others: list, root: Path, what: str) -> str:
+    """The clause a held fix's message ends with: why, and the command that fixes the group."""
+    shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+    files = [_rel(path, root)] + [m for r in reasons for m in re.findall(r"`([^`]+)`", r)]
+    files = list(dict.fromkeys(files))
+    command = "gpufix apply " + " ".join(files[:4]) + (" ..." if len(files) > 4 else "")
+    return f" (not fixed in this run: safe only together with {what}, and {shown}; fix them together: `{command}`)"
+
+
+def apply_holds(findings: list, hold) -> list:
+    """`findings` of one file with the fixes of the held rules removed and the note added."""
+    import dataclasses as dc
+
+    rules, note = hold
+    return [dc.replace(f, fix=None, message=f.message + note) if (f.rule in rules and f.fix is not None) else f
+            for f in findings]

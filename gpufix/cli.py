@@ -319,9 +319,30 @@ def scan(paths, config_file, select, extend_select, ignore, visible_devices, hea
     sys.exit(1 if (result.findings or result.errors) else 0)
 
 
+def stdin_fixed_bytes(policy, name: str, raw: bytes, unsafe: bool) -> bytes:
+    """What `apply - --stdin-filename NAME` prints for `raw`: the file fixed in its place in the
+    project (a fix that needs another file's fix is held, as `gpufix apply NAME` holds it).
+    Raises ReadError / FixError."""
+    import dataclasses
+
+    from gpufix.apply import fix_source
+    from gpufix.catalog import catalog_for
+    from gpufix.engine import dependent_holds, lint_source
+    from gpufix.project import apply_holds
+    from gpufix.source import read_source
+
+    src = read_source(name, raw)
+    policy = _stdin_project(policy, name, raw)
+    abs_name = os.path.abspath(name)
+    first = lint_source(src, policy, catalog_for(policy), abs_path=abs_name)
+    hold = dependent_holds([(policy, first)], unsafe).get(abs_name) if name != "-" else None
+    if hold is not None:
+        first = dataclasses.replace(first, findings=apply_holds(first.findings, hold))
+    return fix_source(src, policy, unsafe, abs_path=abs_name, first=first, hold=hold)[0]
+
+
 def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
     """`apply -`: the fixed code on stdout (or its diff), as `ruff check --fix -` does."""
-    import dataclasses
     import difflib
     from pathlib import Path
 
@@ -338,18 +359,7 @@ def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
             sys.stdout.buffer.write(b"" if diff else raw)
             sys.exit(0)
     try:
-        src = read_source(name, raw)
-        policy = _stdin_project(policy, name, raw)
-        from gpufix.catalog import catalog_for
-        from gpufix.engine import dependent_holds, lint_source
-        from gpufix.project import apply_holds
-
-        abs_name = os.path.abspath(name)
-        first = lint_source(src, policy, catalog_for(policy), abs_path=abs_name)
-        hold = dependent_holds([(policy, first)], unsafe).get(abs_name) if name != "-" else None
-        if hold is not None:
-            first = dataclasses.replace(first, findings=apply_holds(first.findings, hold))
-        new_raw, _ = fix_source(src, policy, unsafe, abs_path=abs_name, first=first, hold=hold)
+        new_raw = stdin_fixed_bytes(policy, name, raw, unsafe)
     except ReadError as exc:
         fail(f"{name}: {exc.error.message}", 1)
     except FixError as exc:

@@ -1049,8 +1049,17 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
             or (f.top is not None and str(f.top / "__init__.py") in entries)
         ):
             continue  # a test module: the test runner imports the conftest.py / package above it first
-        if f.script == "a `__main__.py`" and f.top is not None and str(p.parent / "__init__.py") in entries:
-            continue  # `python -m pkg` runs pkg/__init__.py, which holds the header, first
+        if f.script == "a `__main__.py`" and f.top is not None:
+            if str(p.parent / "__init__.py") in entries:
+                continue  # `python -m pkg` runs pkg/__init__.py, which holds the header, first
+            chain = [str(d / "__init__.py") for d in (p.parent, *p.parent.parents) if d == f.top or f.top in d.parents]
+            top_init = str(f.top / "__init__.py")
+            if top_init in parsed and any(c in reaches for c in chain):
+                # `python -m pkg` runs the packages' `__init__.py` first, and one of them reaches
+                # the GPU: a header in `__main__.py` would come after the framework import
+                entries[top_init] = (f"the top `__init__.py` of the package `{parsed[top_init].module}` "
+                                     f"(`python -m` runs it before `{_rel(a, root)}`)")
+                continue
         entries[a] = f.script
     covered: dict = {}
     for a in reaches:
@@ -1300,7 +1309,8 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
             elif a in holds or any(not _usable(f, unsafe) for f in pending):
                 bad.append(f"`{_rel(a, root)}` has ordinals that are not remapped with it")
         if bad:
-            holds[e] = (MASK_RULES, _hold_note(bad, e, [], root, "its mask"))
+            # its own remaps were computed for the mask its fix puts in force: held with it
+            holds[e] = (MASK_RULES | REMAP_RULES, _hold_note(bad, e, [], root, "its mask"))
     # a held mask makes the remaps of the modules it runs unsafe in turn
     changed = True
     while changed:

@@ -126,8 +126,18 @@ def dependent_holds(pairs, unsafe: bool = False) -> dict:
         def lint_other(a, pol=pol, catalog=catalog):
             return lint_path(a, display_path(a), pol, True, catalog)
 
-        holds.update(fix_holds(pol.project, results, lint_other, unsafe))
+        holds.update(fix_holds(pol.project, results, lint_other, unsafe, _read_text))
     return holds
+
+
+def _read_text(abs_path: str) -> Optional[str]:
+    got, _ = _read_file(abs_path)
+    if got is None:
+        return None
+    try:
+        return read_source(abs_path, got[1]).text
+    except ReadError:
+        return None
 
 
 def hold_dependent_fixes(pairs, unsafe: bool = False) -> list:
@@ -393,7 +403,10 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrid
             return ResultCache.open(policy, Options(), kind="index", extra=extra)
     index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph,
                         cache_factory=cache_factory, overrides=overrides, root=root)
-    return dataclasses.replace(policy, project=index)
+    from gpufix.project import helper_apis
+
+    helpers = helper_apis(index, policy.extra_apis)  # first-party device helpers are device APIs
+    return dataclasses.replace(policy, project=index, extra_apis=tuple(policy.extra_apis) + helpers)
 
 
 def _syntax_error(src: SourceFile, exc: SyntaxError) -> FileError:

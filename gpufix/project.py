@@ -55,6 +55,8 @@ class ProjectIndex:
     # abs path -> the project files importing it runs (tuple of (abs_path, tuple of abs paths)):
     # which processes run a file, for the fixes that are safe only together (see fix_holds)
     edges: tuple = ()
+    # first-party device helpers: (function name, parameter, position or None, abs path)
+    helpers: tuple = ()
 
     @property
     def entry_map(self) -> dict:
@@ -75,13 +77,15 @@ class ProjectIndex:
     def to_json(self) -> dict:
         return {"root": self.root, "first_party": list(self.first_party), "entries": [list(e) for e in self.entries],
                 "covered": [list(c) for c in self.covered], "graph_built": self.graph_built,
-                "unparsed": sorted(self.unparsed), "edges": [[a, list(t)] for a, t in self.edges]}
+                "unparsed": sorted(self.unparsed), "edges": [[a, list(t)] for a, t in self.edges],
+                "helpers": [list(h) for h in self.helpers]}
 
     @classmethod
     def from_json(cls, data: dict) -> "ProjectIndex":
         return cls(data["root"], tuple(data["first_party"]), tuple(tuple(e) for e in data["entries"]),
                    tuple(tuple(c) for c in data["covered"]), bool(data["graph_built"]), frozenset(data["unparsed"]),
-                   tuple((a, tuple(t)) for a, t in data.get("edges", ())))
+                   tuple((a, tuple(t)) for a, t in data.get("edges", ())),
+                   tuple(tuple(h) for h in data.get("helpers", ())))
 
     @property
     def imports_map(self) -> dict:
@@ -174,7 +178,8 @@ class ProjectIndex:
         return sorted(seen)
 
     def fingerprint(self) -> str:
-        blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed))).encode()
+        blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed),
+                     self.helpers)).encode()
         return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
@@ -790,8 +795,53 @@ def index_record(a: str, text: str) -> dict:
     if got is None:
         return {"none": True}
     f, import_names = got
-    return {"module": f.module, "top": str(f.top) if f.top is not None else None, "is_init": f.is_init,
-            "imports": f.imports, "gpu": f.gpu, "script": f.script, "names": import_names}
+    record = {"module": f.module, "top": str(f.top) if f.top is not None else None, "is_init": f.is_init,
+              "imports": f.imports, "gpu": f.gpu, "script": f.script, "names": import_names}
+    helpers = device_helpers(text) if not a.endswith(".ipynb") else []
+    if helpers:
+        record["helpers"] = helpers
+    return record
+
+
+# A parameter used as a CUDA ordinal: `f"cuda:{index}"`, `"cuda:" + str(index)`, `"cuda:%d" % index`,
+# `set_device(index)`, `torch.device("cuda", index)`, `.cuda(index)`, `device_index=index`.
+_ORDINAL_USE = re.compile(
+    r"""cuda:\{\s*(\w+)\s*\}|cuda:['"]\s*\+\s*str\(\s*(\w+)\s*\)|cuda:%d['"]\s*%\s*\(?\s*(\w+)"""
+    r"""|set_device\(\s*(\w+)\s*\)|device\(\s*['"]cuda['"]\s*,\s*(?:index\s*=\s*)?(\w+)\s*\)"""
+    r"""|\.cuda\(\s*(\w+)\s*\)|device_(?:index|id)\s*=\s*(\w+)\b""")
+
+
+def device_helpers(text: str) -> list:
+    """[[function, parameter, position]] of the module-level functions one of whose parameters is
+    used as a CUDA ordinal (seed 004's `def device_cuda(index=1): return torch.device(f"cuda:{index}")`):
+    for their callers, such a function is a device API like `torch.cuda.set_device`. A regular
+    expression finds the candidate names; `ast` confirms each is a parameter of the function
+    whose body uses it (and is not rebound there)."""
+    if "def " not in text:
+        return []
+    names = {g for m in _ORDINAL_USE.finditer(text) for g in m.groups() if g}
+    if not names:
+        return []
+    tree = _parse(text)
+    if tree is None:
+        return []
+    out = []
+    for fn in tree.body:
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        a = fn.args
+        positional = [x.arg for x in a.posonlyargs + a.args]
+        params = positional + [x.arg for x in a.kwonlyargs]
+        wanted = names & set(params)
+        if not wanted:
+            continue
+        stored = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        body = ast.get_source_segment(text, fn) or ""
+        used = {g for m in _ORDINAL_USE.finditer(body) for g in m.groups() if g}
+        for p in params:
+            if p in wanted and p in used and p not in stored:
+                out.append([fn.name, p, positional.index(p) if p in positional else None])
+    return out
 
 
 def _entry_to_file(a: str, entry: dict):
@@ -939,6 +989,7 @@ def resolver_for(root: Path, named: dict):
 
 
 def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list, entries: dict) -> ProjectIndex:
+    records = entries
     parsed: dict = {}
     named: dict = {}
     unparsed: set = set()
@@ -1075,8 +1126,9 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
         else:
             covered[a] = "the header of the scripts that import it"
     edges = tuple(sorted((a, tuple(sorted(t))) for a, t in forward.items()))
+    helpers = tuple(sorted((h[0], h[1], h[2], a) for a in parsed for h in records[a].get("helpers", ())))
     return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True,
-                        frozenset(unparsed), edges)
+                        frozenset(unparsed), edges, helpers)
 
 
 def _distributes_packages(root: Path) -> bool:
@@ -1234,19 +1286,20 @@ def _usable(f, unsafe: bool) -> bool:
     return f.fix is not None and (f.fix.applicability == "safe" or unsafe)
 
 
-def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = False) -> dict:
+def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = False, read_text=None) -> dict:
     """Fixes that are safe only together with other files' fixes, and cannot be made together in
-    this run: abs path -> (rules to hold, note for their messages).
+    this run: abs path -> [(rules, note, text the message holds or None)], what apply_holds takes.
 
     A remap in a module (`set_device(1)` -> `set_device(0)`) is right only once every process that
     runs the module has the policy's mask in force: each entry point that starts such a process
     must already set it, or be in this run with safe fixes that set it. The other way round, the
     mask an entry point's fix puts in force moves the ordinals of every module its process runs:
     each of those must be in this run with its remaps fixed too, or hold no ordinal to remap. A
-    group that cannot be fixed whole is not fixed at all.
+    first-party device helper's default and its callers' literals are remapped together or not
+    at all. A group that cannot be fixed whole is not fixed at all.
 
     `results`: abs path -> FileResult of the run's files; `lint_other(abs_path)`: the FileResult
-    of a project file outside the run (or None)."""
+    of a project file outside the run (or None); `read_text(abs_path)`: a file's text (or None)."""
     if index is None or not index.graph_built:
         return {}
     others: dict = {}
@@ -1258,87 +1311,171 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
             others[a] = lint_other(a)
         return others[a]
 
+    holds: dict = {}
+
+    def held(a: str, f) -> bool:
+        return any(f.rule in rules and (match is None or match in f.message) for rules, _, match in holds.get(a, ()))
+
+    def hold(a: str, rules, note: str, match=None) -> bool:
+        got = holds.setdefault(a, [])
+        if any(r >= rules and m == match for r, _, m in got):
+            return False
+        got.append((frozenset(rules), note, match))
+        return True
+
     def remaps(r) -> list:
         return [f for f in r.findings if f.rule in REMAP_RULES] if r is not None else []
 
     def mask_fixes(r) -> list:
         return [f for f in r.findings if f.rule in MASK_RULES] if r is not None else []
 
+    def pending_remaps(a: str) -> list:
+        """The file's remap findings that this run will not fix."""
+        return [f for f in remaps(result_of(a)) if a not in results or held(a, f) or not _usable(f, unsafe)]
+
     root = Path(index.root)
-    holds: dict = {}
-    # remaps that need their processes' masks
-    entry_ok: dict = {}
+    entry_why: dict = {}
 
     def entry_state(e: str) -> Optional[str]:
         """None when every process started at `e` will run under the policy's mask; else why not."""
-        if e in entry_ok:
-            return entry_ok[e]
-        r = result_of(e)
-        mine = mask_fixes(r)
-        why = None
-        if r is None or r.errors:
-            why = f"`{_rel(e, root)}` cannot be read"
-        elif mine and e not in results:
-            why = f"`{_rel(e, root)}` does not set the policy's mask yet and is not part of this run"
-        elif any(not _usable(f, unsafe) for f in mine):
-            why = f"`{_rel(e, root)}` keeps a mask that its safe fixes do not replace"
-        entry_ok[e] = why
-        return why
+        if e not in entry_why:
+            r = result_of(e)
+            mine = mask_fixes(r)
+            why = None
+            if r is None or r.errors:
+                why = f"`{_rel(e, root)}` cannot be read"
+            elif mine and e not in results:
+                why = f"`{_rel(e, root)}` does not set the policy's mask yet and is not part of this run"
+            elif any(not _usable(f, unsafe) for f in mine):
+                why = f"`{_rel(e, root)}` keeps a mask that its safe fixes do not replace"
+            entry_why[e] = why
+        if any(f.rule in MASK_RULES for f in (result_of(e).findings if result_of(e) is not None else ()) if held(e, f)):
+            return f"the fix of `{_rel(e, root)}` is held"
+        return entry_why[e]
 
-    for a, r in results.items():
-        if a in index.entry_map or not any(_usable(f, unsafe) for f in remaps(r)):
-            continue
-        starts = index.starting_entries(a)
-        bad = [w for w in (entry_state(e) for e in starts) if w]
-        if bad:
-            holds[a] = (REMAP_RULES, _hold_note(bad, a, starts, root, "the mask its processes start with"))
-    # masks that would move other files' ordinals
-    for e, r in results.items():
-        if e not in index.entry_map or not any(_usable(f, unsafe) for f in mask_fixes(r)):
-            continue
-        bad = []
-        for a in index.run_by(e):
-            if a in index.entry_map:
-                continue  # sets its own mask (or has its own finding)
-            rr = result_of(a)
-            pending = remaps(rr)
-            if not pending:
-                continue
-            if a not in results:
-                bad.append(f"`{_rel(a, root)}` has ordinals to remap and is not part of this run")
-            elif a in holds or any(not _usable(f, unsafe) for f in pending):
-                bad.append(f"`{_rel(a, root)}` has ordinals that are not remapped with it")
-        if bad:
-            # its own remaps were computed for the mask its fix puts in force: held with it
-            holds[e] = (MASK_RULES | REMAP_RULES, _hold_note(bad, e, [], root, "its mask"))
-    # a held mask makes the remaps of the modules it runs unsafe in turn
+    starts = {a: index.starting_entries(a) for a in results if a not in index.entry_map}
+    texts: dict = {}
+
+    def text_of(a: str) -> str:
+        if a not in texts:
+            texts[a] = (read_text(a) if read_text else None) or ""
+        return texts[a]
+
     changed = True
     while changed:
         changed = False
+        # remaps that need their processes' masks
         for a, r in results.items():
-            if a in holds or a in index.entry_map or not any(_usable(f, unsafe) for f in remaps(r)):
+            if a in index.entry_map or not any(_usable(f, unsafe) and not held(a, f) for f in remaps(r)):
                 continue
-            held = [e for e in index.starting_entries(a) if e in holds]
-            if held:
-                holds[a] = (REMAP_RULES, _hold_note([f"the fix of `{_rel(e, root)}` is held" for e in held], a, held,
-                                                      root, "the mask its processes start with"))
-                changed = True
-    return holds
+            bad = [w for w in (entry_state(e) for e in starts[a]) if w]
+            if bad:
+                changed |= hold(a, REMAP_RULES, _hold_note(bad, a, root, "the mask its processes start with"))
+        # a helper's default and its callers' literals
+        for name, param, position, where in index.helpers:
+            callers = [c for c in sorted({where, *index.importers_map.get(where, ())})
+                       if re.search(r"\b%s\(" % re.escape(name), text_of(c))]
+            default = f"{name}()'s default for {param}"
+            call = f" in {name}()"
+            unfixed = []
+            for c in callers:
+                literal = _literal_call_lines(text_of(c), name, position, param)
+                fixed = {f.line for f in remaps(result_of(c))
+                         if call in f.message and c in results and not held(c, f) and _usable(f, unsafe)}
+                if literal - fixed:
+                    unfixed.append(f"`{_rel(c, root)}` calls it with an index this run does not remap"
+                                   + ("" if c in results else " (it is not part of this run)"))
+            if where in results and any(default in f.message and (held(where, f) or not _usable(f, unsafe))
+                                        for f in remaps(result_of(where))):
+                unfixed.append(f"its default in `{_rel(where, root)}` is not remapped")
+            elif where not in results and any(default in f.message for f in remaps(result_of(where))):
+                unfixed.append(f"its default in `{_rel(where, root)}` is not part of this run")
+            if unfixed:
+                what = f"the other uses of the device helper `{name}()`"
+                for c in callers:
+                    if c in results:
+                        changed |= hold(c, REMAP_RULES, _hold_note(unfixed, c, root, what), call)
+                if where in results:
+                    changed |= hold(where, REMAP_RULES, _hold_note(unfixed, where, root, what), default)
+        # masks that would move other files' ordinals
+        for e, r in results.items():
+            if e not in index.entry_map or not any(_usable(f, unsafe) and not held(e, f) for f in mask_fixes(r)):
+                continue
+            bad = []
+            for a in index.run_by(e):
+                if a in index.entry_map or not pending_remaps(a):
+                    continue  # sets its own mask (or has its own finding), or is fixed with it
+                bad.append(f"`{_rel(a, root)}` has ordinals that this run does not remap"
+                           + ("" if a in results else " (it is not part of this run)"))
+            if bad:
+                # its own remaps were computed for the mask its fix puts in force: held with it
+                changed |= hold(e, MASK_RULES | REMAP_RULES, _hold_note(bad, e, root, "its mask"))
+    return {a: h for a, h in holds.items() if h}
 
 
-def _hold_note(reasons: list, path: str, others: list, root: Path, what: str) -> str:
+def _literal_call_lines(text: str, name: str, position, param: str) -> set:
+    """Lines of `text` where `name(...)` is called with a non-zero int literal for the helper's
+    parameter (positionally, or as `param=`)."""
+    out = set()
+    if not text:
+        return out
+    pat = re.compile(r"\b%s\(\s*([^()]*)\)" % re.escape(name))
+    for m in pat.finditer(text):
+        args = [x.strip() for x in m.group(1).split(",")]
+        value = None
+        for x in args:
+            if x.startswith(param) and "=" in x and x.split("=", 1)[0].strip() == param:
+                value = x.split("=", 1)[1].strip()
+        if value is None and position is not None and position < len(args) and "=" not in args[position]:
+            value = args[position]
+        if value is not None and value.isdigit() and int(value) != 0:
+            out.add(text.count("\n", 0, m.start()) + 1)
+    return out
+
+
+def _hold_note(reasons: list, path: str, root: Path, what: str) -> str:
     """The clause a held fix's message ends with: why, and the command that fixes the group."""
     shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
-    files = [_rel(path, root)] + [m for r in reasons for m in re.findall(r"`([^`]+)`", r)]
+    files = [_rel(path, root)] + [m for r in reasons for m in re.findall(r"`([^`]+\.(?:py|ipynb))`", r)]
     files = list(dict.fromkeys(files))
     command = "gpufix apply " + " ".join(files[:4]) + (" ..." if len(files) > 4 else "")
     return f" (not fixed in this run: safe only together with {what}, and {shown}; fix them together: `{command}`)"
 
 
-def apply_holds(findings: list, hold) -> list:
-    """`findings` of one file with the fixes of the held rules removed and the note added."""
+def apply_holds(findings: list, holds) -> list:
+    """`findings` of one file with the fixes that `holds` (fix_holds' list for the file) hold
+    removed, and the note of the first hold that takes each added to its message."""
     import dataclasses as dc
 
-    rules, note = hold
-    return [dc.replace(f, fix=None, message=f.message + note) if (f.rule in rules and f.fix is not None) else f
-            for f in findings]
+    out = []
+    for f in findings:
+        if f.fix is not None:
+            for rules, note, match in holds:
+                if f.rule in rules and (match is None or match in f.message):
+                    f = dc.replace(f, fix=None, message=f.message + note)
+                    break
+        out.append(f)
+    return out
+
+
+def helper_apis(index: "ProjectIndex", existing: tuple = ()) -> tuple:
+    """The project's device helpers (ProjectIndex.helpers) as API entries, like the user's own
+    `[[tool.gpufix.api]]` ones (which win when they name the same function): their callers'
+    literal ordinals are then read, reported and remapped like `set_device(1)`'s."""
+    from gpufix.config import ApiSpec, ArgSpec
+
+    if index is None or not index.helpers:
+        return ()
+    taken = {a.last_name for a in existing}
+    by_name: dict = {}
+    for name, param, position, _ in index.helpers:
+        if name in taken:
+            continue
+        by_name.setdefault(name, set()).add((position, param))
+    out = []
+    for name, specs in sorted(by_name.items()):
+        if len(specs) != 1:
+            continue  # two project functions of that name take the ordinal differently: unsure
+        position, param = next(iter(specs))
+        out.append(ApiSpec(name=name, args=(ArgSpec(position=position, keyword=param),)))
+    return tuple(out)

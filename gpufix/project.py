@@ -1314,7 +1314,7 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
     holds: dict = {}
 
     def held(a: str, f) -> bool:
-        return any(f.rule in rules and (match is None or match in f.message) for rules, _, match in holds.get(a, ()))
+        return any(f.rule in rules and (match is None or re.search(match, f.message)) for rules, _, match in holds.get(a, ()))
 
     def hold(a: str, rules, note: str, match=None) -> bool:
         got = holds.setdefault(a, [])
@@ -1375,20 +1375,20 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
         for name, param, position, where in index.helpers:
             callers = [c for c in sorted({where, *index.importers_map.get(where, ())})
                        if re.search(r"\b%s\(" % re.escape(name), text_of(c))]
-            default = f"{name}()'s default for {param}"
-            call = f" in {name}()"
+            default = re.escape(f"{name}()'s default for {param}")
+            call = r" in (?:[\w.]+\.)?%s\(\)" % re.escape(name)
             unfixed = []
             for c in callers:
                 literal = _literal_call_lines(text_of(c), name, position, param)
                 fixed = {f.line for f in remaps(result_of(c))
-                         if call in f.message and c in results and not held(c, f) and _usable(f, unsafe)}
+                         if re.search(call, f.message) and c in results and not held(c, f) and _usable(f, unsafe)}
                 if literal - fixed:
                     unfixed.append(f"`{_rel(c, root)}` calls it with an index this run does not remap"
                                    + ("" if c in results else " (it is not part of this run)"))
-            if where in results and any(default in f.message and (held(where, f) or not _usable(f, unsafe))
+            if where in results and any(re.search(default, f.message) and (held(where, f) or not _usable(f, unsafe))
                                         for f in remaps(result_of(where))):
                 unfixed.append(f"its default in `{_rel(where, root)}` is not remapped")
-            elif where not in results and any(default in f.message for f in remaps(result_of(where))):
+            elif where not in results and any(re.search(default, f.message) for f in remaps(result_of(where))):
                 unfixed.append(f"its default in `{_rel(where, root)}` is not part of this run")
             if unfixed:
                 what = f"the other uses of the device helper `{name}()`"
@@ -1419,7 +1419,7 @@ def _literal_call_lines(text: str, name: str, position, param: str) -> set:
     out = set()
     if not text:
         return out
-    pat = re.compile(r"\b%s\(\s*([^()]*)\)" % re.escape(name))
+    pat = re.compile(r"(?<!def )\b%s\(\s*([^()]*)\)" % re.escape(name))
     for m in pat.finditer(text):
         args = [x.strip() for x in m.group(1).split(",")]
         value = None
@@ -1451,7 +1451,7 @@ def apply_holds(findings: list, holds) -> list:
     for f in findings:
         if f.fix is not None:
             for rules, note, match in holds:
-                if f.rule in rules and (match is None or match in f.message):
+                if f.rule in rules and (match is None or re.search(match, f.message)):
                     f = dc.replace(f, fix=None, message=f.message + note)
                     break
         out.append(f)

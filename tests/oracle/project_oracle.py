@@ -22,6 +22,7 @@ Test-only: gpufix itself never runs users' code.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -54,6 +55,16 @@ def _start_child(root: str, start: tuple, w: int) -> None:
             del sys.modules[name]
     sys.meta_path.insert(0, runner._Finder(tops))
     prefix = root.rstrip(os.sep) + os.sep
+    # The project's own names, as the process would find them: never a module the parent (pytest,
+    # with its own conftest) already holds under the same name.
+    own = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            own.add(name[:-3] if name.endswith(".py") else name)
+    for name in list(sys.modules):
+        if name.split(".")[0] in own:
+            del sys.modules[name]
+    importlib.invalidate_caches()
 
     def caller_line():
         f = sys._getframe(2)
@@ -260,8 +271,9 @@ def compare(before: dict, after: dict, findings_after: dict, policy: str) -> lis
 
 
 def judge_project(files: dict, starts: list, rng: random.Random, subsets: int = 2, stdin: bool = True,
-                  equality: bool = True) -> list:
-    """Problems (family, how applied, start, text) of one generated project."""
+                  equality: bool = True, extra_ways=()) -> list:
+    """Problems (family, how applied, start, text) of one generated project. `extra_ways`: more
+    (how, paths) to apply by, how being "subset" or "stdin" (a named case's own)."""
     from .project_gen import POLICY
 
     problems = []
@@ -287,6 +299,7 @@ def judge_project(files: dict, starts: list, rng: random.Random, subsets: int = 
             ways.append(("subset", sorted(rng.sample(py, k))))
         if stdin:
             ways.append(("stdin", [rng.choice(py)]))
+        ways += [(how, list(paths)) for how, paths in extra_ways]
         for n, (how, paths) in enumerate(ways):
             work = base / f"w{n}"
             shutil.copytree(orig, work)

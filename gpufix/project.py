@@ -1075,6 +1075,14 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
         tree_reaches = any(a.startswith(prefix) for a in reaches)
         if tree_reaches:
             entries[str(c)] = "the rootmost `conftest.py` of its test tree (pytest imports it before the test modules)"
+    for init in [a for a in entries if a.endswith("__init__.py")]:
+        # A test package under a rootmost conftest.py that holds the header: pytest imports that
+        # conftest.py first (fastchat's tests/__init__.py under the root conftest.py).
+        pkg_dir = os.path.dirname(init)
+        above = conftest_above(Path(pkg_dir))
+        if above is not None and str(above) in entries and above.parent != Path(pkg_dir) and any(
+                a.startswith(pkg_dir + os.sep) and _TEST_FILE_RE.match(os.path.basename(a)) for a in parsed):
+            del entries[init]
     for c in list(rootmost):
         # A conftest.py inside a first-party package whose top `__init__.py` holds the header:
         # pytest imports that package first.
@@ -1100,6 +1108,9 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
             or (f.top is not None and str(f.top / "__init__.py") in entries)
         ):
             continue  # a test module: the test runner imports the conftest.py / package above it first
+        if f.script in ("a script (`__main__` guard)", "a script (shebang)") and f.top is not None and (
+                str(f.top / "__init__.py") in entries):
+            continue  # `python -m pkg.mod` runs pkg/__init__.py, which holds the header, first
         if f.script == "a `__main__.py`" and f.top is not None:
             if str(p.parent / "__init__.py") in entries:
                 continue  # `python -m pkg` runs pkg/__init__.py, which holds the header, first

@@ -40,6 +40,8 @@ class WrongVisibleDevices(ProjectRule):
                 continue
             if normalized_mask(w.value) == normalized_mask(want):
                 continue
+            if ctx.policy.cpu_runs == "keep" and hides_all(str(w.value)):
+                continue  # an explicit CPU run ("", " ", "-1"), as the header keeps a caller's
             fix = value_fix(w, want, f'set CUDA_VISIBLE_DEVICES="{want}"')
             if fix is not None and mask_fix_applicability(w.value, ctx.policy_mask) == "unsafe":
                 fix = dataclasses.replace(fix, applicability="unsafe",

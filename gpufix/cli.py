@@ -346,9 +346,8 @@ def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
     import difflib
     from pathlib import Path
 
-    from gpufix.apply import fix_source
     from gpufix.fixer import FixError
-    from gpufix.source import ReadError, read_source
+    from gpufix.source import ReadError
 
     raw = sys.stdin.buffer.read()
     policy = resolve(resolver, name if name != "-" else ".")

@@ -18,6 +18,7 @@ from gpufix.rules._shared import mask_fix_applicability, mask_text, normalized_m
 
 class WrongVisibleDevices(ProjectRule):
     code = "GPU103"
+    judges_process_mask = True
     messages = {
         "policy": ("value", "want"),
         "policy-withheld": ("value", "want", "index", "before", "after"),

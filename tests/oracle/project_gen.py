@@ -94,10 +94,10 @@ def random_project(rng: random.Random) -> tuple:
         if rng.random() < 0.15:
             top.append("#!/usr/bin/env python")
         if header == "policy":
-            top += ["import os", f'os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"',
+            top += ["import os", 'os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"',
                     f'os.environ["CUDA_VISIBLE_DEVICES"] = "{POLICY}"']
         elif header == "other":
-            top += ["import os", f'os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"',
+            top += ["import os", 'os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"',
                     'os.environ["CUDA_VISIBLE_DEVICES"] = "0,1"']
         elif header in ("late", "in-main"):
             top.append("import os")

@@ -175,7 +175,13 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
             return f"the fix of `{_rel(e, root)}` is held"
         return entry_why[e]
 
-    starts = {a: index.starting_entries(a) for a in results if a not in index.entry_map}
+    starts_memo: dict = {}
+
+    def starts_of(a: str) -> list:
+        if a not in starts_memo:
+            starts_memo[a] = index.starting_entries(a)
+        return starts_memo[a]
+
     texts: dict = {}
 
     def text_of(a: str) -> str:
@@ -190,7 +196,7 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
         for a, r in results.items():
             if a in index.entry_map or not any(_usable(f, unsafe) and not held(a, f) for f in remaps(r)):
                 continue
-            bad = [w for w in (entry_state(e) for e in starts[a]) if w]
+            bad = [w for w in (entry_state(e) for e in starts_of(a)) if w]
             if bad:
                 changed |= hold(a, REMAP_RULES, _hold_note(bad, a, root, "the mask its processes start with"))
         # a helper's default and its callers' literals

@@ -24,6 +24,7 @@ from gpufix.engine import (
     ScanResult,
     _OnePolicy,
     _read_file,
+    _read_problem,
     gather_pairs,
     lint_bytes,
     lint_path,
@@ -324,7 +325,7 @@ def _plan_file(args) -> tuple:
     key, display, policy, use_prefilter, unsafe = args
     got, problem = _read_file(key)
     if got is None:
-        return FileResult(display, errors=[FileError(display, "read-error", problem)]).to_json(), None
+        return FileResult(display, errors=[_read_problem(display, problem)]).to_json(), None
     raw = got[1]
     res = lint_bytes(raw, key, display, policy, use_prefilter, catalog_for(policy))
     if not any(f.fix and (f.fix.applicability == "safe" or unsafe) for f in res.findings):

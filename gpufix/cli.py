@@ -78,12 +78,16 @@ def shared_options(fn):
 
 
 def fail(message: str, code: int = 2):
-    click.echo(f"gpufix: error: {message}", err=True)
+    from gpufix.report.safe import for_terminal
+
+    click.echo(f"gpufix: error: {for_terminal(message)}", err=True)  # paths from the repository: one line
     sys.exit(code)
 
 
 def warn(message: str) -> None:
-    click.echo(f"gpufix: warning: {message}", err=True)
+    from gpufix.report.safe import for_terminal
+
+    click.echo(f"gpufix: warning: {for_terminal(message)}", err=True)
 
 
 def make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope):
@@ -117,13 +121,21 @@ def resolve(resolver, path):
 
 @contextlib.contextmanager
 def report_stream(output):
+    """The report's stream. `-o FILE` is written whole or not at all: the report is made in memory
+    and replaces FILE atomically once complete, so an error while rendering leaves FILE as it was
+    (never a truncated report that a CI step would read)."""
     if output:
+        import io
+
+        from gpufix.fsutil import atomic_write
+
+        buf = io.StringIO(newline="\n")
+        yield buf
         try:
-            fh = open(output, "w", encoding="utf-8", newline="\n")
+            # surrogates cannot remain (the reporters escape them); backslashreplace is a last guard
+            atomic_write(output, buf.getvalue().encode("utf-8", "backslashreplace"), durable=False)
         except OSError as exc:
-            fail(f"{output}: cannot write the report: {exc.strerror}")
-        with fh:
-            yield fh
+            fail(f"{output}: cannot write the report: {exc.strerror or exc}")
     else:
         yield sys.stdout
 
@@ -408,10 +420,11 @@ def _json_document(stream, result, extra) -> None:
 
     from gpufix.report import scan_document
 
+    from gpufix.report.safe import json_text
+
     doc = scan_document(result)
     doc.update(extra)
-    json.dump(doc, stream, indent=2, ensure_ascii=False)
-    stream.write("\n")
+    stream.write(json_text(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
 
 
 def _run_check(policy, fmt, quiet):

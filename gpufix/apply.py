@@ -508,7 +508,11 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
         for top, members in by_tree.items() if fixes else ():
             root = Path(top) if top is not None else Path.cwd().resolve()
             if opts.backup:
-                folder = write_backup(root, backup_id, [(planned[f.abs_path].path, f.before, f.after) for f in members])
+                try:
+                    folder = write_backup(root, backup_id, [(planned[f.abs_path].path, f.before, f.after) for f in members])
+                except OSError as exc:
+                    raise ApplyRefused(f"refusing to apply: cannot write the backup under {root}: {exc.strerror or exc}; "
+                                       "no file was changed") from None
                 rel = os.path.relpath(folder).replace(os.sep, "/")
                 if backup_dir is None:
                     backup_dir = rel

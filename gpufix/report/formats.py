@@ -98,7 +98,7 @@ def render_gitlab(result, stream) -> None:
     for f in result.findings:
         base = f"{f.rule}\0{f.path}\0{f.message}"
         seen[base] += 1
-        fingerprint = hashlib.sha256(f"{base}\0{seen[base]}".encode()).hexdigest()[:32]
+        fingerprint = hashlib.sha256(f"{base}\0{seen[base]}".encode("utf-8", "surrogateescape")).hexdigest()[:32]
         out.append({
             "description": f"{f.rule}: {f.message}",
             "check_name": f.rule,
@@ -107,7 +107,7 @@ def render_gitlab(result, stream) -> None:
             "location": {"path": f.path, "lines": {"begin": f.line, "end": f.end_line}},
         })
     for e in result.errors:
-        fingerprint = hashlib.sha256(f"{e.kind}\0{e.path}\0{e.message}".encode()).hexdigest()[:32]
+        fingerprint = hashlib.sha256(f"{e.kind}\0{e.path}\0{e.message}".encode("utf-8", "surrogateescape")).hexdigest()[:32]
         out.append({
             "description": f"{e.kind}: {e.message}",
             "check_name": e.kind,

@@ -80,11 +80,11 @@ def render_junit(result, stream) -> None:
             case = ET.SubElement(suite, "testcase", name=f"org.gpufix.{e.kind}", classname=path)
             err = ET.SubElement(case, "error", message=e.message)
             err.text = e.message
-    for el in root.iter():  # what XML 1.0 cannot hold (control characters, non-UTF-8 bytes) escaped
+    for el in root.iter():  # control characters (which XML 1.0 cannot hold) and non-UTF-8 bytes escaped
         for k, v in el.attrib.items():
-            el.set(k, for_xml(v))
+            el.set(k, for_xml(_t(v)))
         if el.text:
-            el.text = for_xml(el.text)
+            el.text = for_xml(_t(el.text))
     stream.write('<?xml version="1.0" encoding="UTF-8"?>\n')
     stream.write(ET.tostring(root, encoding="unicode"))
     stream.write("\n")

@@ -61,7 +61,7 @@ def _plant_backup(root: Path, ident: str, files: list, folder: str = None) -> Pa
     return d
 
 
-@pytest.mark.parametrize("ident", ["../../victim", "/ABS/victim"])
+@pytest.mark.parametrize("ident", ["../../../victim", "/ABS/victim"])
 def test_prune_never_removes_outside_the_backups_folder(tmp_path, ident):
     victim = tmp_path / "victim"
     victim.mkdir()

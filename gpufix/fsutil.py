@@ -105,24 +105,23 @@ def _open_dir(planned: PlannedFile) -> int:
     return dfd
 
 
-def read_planned(planned: PlannedFile) -> bytes:
-    """The bytes of the planned file now, read without following a link; PlanChanged when the name
-    is now another file or a link."""
-    dfd = _open_dir(planned)
-    try:
-        try:
-            fd = os.open(os.path.basename(planned.path), os.O_RDONLY | _NOFOLLOW | _CLOEXEC, dir_fd=dfd)
-        except OSError as exc:
-            if not os.path.lexists(planned.path):
-                raise
-            raise PlanChanged("it was replaced by a symlink since gpufix read it") from exc
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if (st.st_dev, st.st_ino) != planned.file_id or not stat.S_ISREG(st.st_mode):
-                raise PlanChanged("it was replaced by another file since gpufix read it")
-            return fh.read()
-    finally:
-        os.close(dfd)
+_DIR_FD = os.open in os.supports_dir_fd and os.replace in os.supports_dir_fd
+
+
+def _replace_by_path(planned: PlannedFile, data: bytes, expect_before) -> None:
+    """Where folders cannot be opened (Windows): the same checks by lstat, then a rename."""
+    st = os.lstat(planned.path)
+    if stat.S_ISLNK(st.st_mode):
+        raise PlanChanged("it was replaced by a symlink since gpufix read it")
+    if (st.st_dev, st.st_ino) != planned.file_id or not stat.S_ISREG(st.st_mode):
+        raise PlanChanged("it was replaced by another file since gpufix read it")
+    if st.st_nlink > 1:
+        raise PlanChanged(f"it has {st.st_nlink} hard links, and replacing it would split them")
+    if expect_before is not None:
+        with open(planned.path, "rb") as fh:
+            if fh.read() != expect_before:
+                raise PlanChanged("file changed while gpufix was running")
+    atomic_write(Path(planned.path), data)
 
 
 def replace_planned(planned: PlannedFile, data: bytes, expect_before: bytes = None) -> None:
@@ -130,6 +129,8 @@ def replace_planned(planned: PlannedFile, data: bytes, expect_before: bytes = No
     it), keeping its mode and owner. Refuses (PlanChanged, nothing written) when the folder or the
     file is not the one planned, the name is now a link, the file has several hard links, or its
     bytes are no longer `expect_before`."""
+    if not _DIR_FD:
+        return _replace_by_path(planned, data, expect_before)
     dfd = _open_dir(planned)
     name = os.path.basename(planned.path)
     tmp = None

@@ -297,7 +297,7 @@ def restore_backup(root, backup_id=None, force: bool = False) -> list:
         if data is not None:
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(target, data)
+                atomic_write(target, data, follow_links=False)  # checked not a link: never through one
             except OSError as exc:
                 raise RestoreError(
                     f"backup {manifest['id']}: restored {done} file(s), then could not write {rel}: {exc.strerror or exc}; "

@@ -44,12 +44,13 @@ def _keep_owner(fd_or_path, st) -> None:
         pass
 
 
-def atomic_write(path: Path, data: bytes, mode: int = None, durable: bool = True) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = None, durable: bool = True, follow_links: bool = True) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename, keeping the
     file's mode and owner; `durable` also flushes it to disk before the rename (source files,
-    backups). A symlink is written through (replacing the link would turn it into a copy)."""
+    backups). A symlink is written through (replacing the link would turn it into a copy), unless
+    `follow_links` is False: then a link found there is replaced, never written through."""
     path = Path(path)
-    if path.is_symlink():
+    if follow_links and path.is_symlink():
         path = Path(os.path.realpath(path))
     try:
         st = os.stat(path)

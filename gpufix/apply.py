@@ -479,8 +479,33 @@ def _tag(repo, backup_id: str, warn) -> Optional[str]:
 def _unified_diff(f: FileFix) -> str:
     def text(data: bytes) -> list:
         try:
-            return read_source(f.path, data).text.splitlines(keepends=True) if not f.path.endswith(".ipynb") else data.decode("utf-8").splitlines(keepends=True)
+            return diff_lines(read_source(f.path, data).text if not f.path.endswith(".ipynb") else data.decode("utf-8"))
         except ReadError:
-            return data.decode("utf-8", "replace").splitlines(keepends=True)
+            return diff_lines(data.decode("utf-8", "replace"))
 
-    return "".join(difflib.unified_diff(text(f.before), text(f.after), fromfile=f"a/{f.path}", tofile=f"b/{f.path}"))
+    return unified_diff(text(f.before), text(f.after), f.path)
+
+
+NO_NEWLINE = "\\ No newline at end of file\n"
+
+
+def diff_lines(text: str) -> list:
+    """The text's lines as diff tools count them: only `\\n` ends one (str.splitlines would also
+    split at form feeds, `\\x1c` or U+2028, which `git apply` sees inside a line)."""
+    lines = text.split("\n")
+    out = [ln + "\n" for ln in lines[:-1]]
+    if lines[-1]:
+        out.append(lines[-1])
+    return out
+
+
+def unified_diff(before: list, after: list, path: str) -> str:
+    """A unified diff `git apply` and `patch` accept: a last line without a newline is followed by
+    the `\\ No newline at end of file` marker (difflib leaves it out, gluing the next file's
+    `--- a/...` onto that line)."""
+    out = []
+    for line in difflib.unified_diff(before, after, fromfile=f"a/{path}", tofile=f"b/{path}"):
+        out.append(line)
+        if not line.endswith("\n"):
+            out.append("\n" + NO_NEWLINE)
+    return "".join(out)

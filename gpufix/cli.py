@@ -304,7 +304,6 @@ def scan(paths, config_file, select, extend_select, ignore, visible_devices, hea
 
 def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
     """`apply -`: the fixed code on stdout (or its diff), as `ruff check --fix -` does."""
-    import difflib
     from pathlib import Path
 
     from gpufix.apply import fix_source
@@ -327,9 +326,12 @@ def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
     except FixError as exc:
         fail(f"{name}: {exc}", 1)
     if diff:
-        before = raw.decode("utf-8", "replace").splitlines(keepends=True)
-        after = new_raw.decode("utf-8", "replace").splitlines(keepends=True)
-        sys.stdout.write("".join(difflib.unified_diff(before, after, fromfile=f"a/{name}", tofile=f"b/{name}")))
+        from gpufix.apply import diff_lines, unified_diff
+
+        before = diff_lines(raw.decode("utf-8", "replace"))
+        after = diff_lines(new_raw.decode("utf-8", "replace"))
+
+        sys.stdout.write(unified_diff(before, after, name))
         sys.exit(1 if new_raw != raw else 0)
     sys.stdout.buffer.write(new_raw)
     sys.exit(0)

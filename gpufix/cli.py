@@ -128,15 +128,22 @@ def report_stream(output):
         yield sys.stdout
 
 
+def no_color() -> bool:
+    """NO_COLOR set and not empty (no-color.org): no escape sequence at all, not even bold or dim
+    (rich's own NO_COLOR handling drops colours but keeps those)."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
 def color_for(stream):
-    """None (rich decides from the terminal, NO_COLOR and FORCE_COLOR) for stdout; never for a file."""
-    return None if stream is sys.stdout else False
+    """None (rich decides from the terminal and FORCE_COLOR) for stdout; never for a file or under
+    NO_COLOR."""
+    return None if stream is sys.stdout and not no_color() else False
 
 
 def progress_factory(quiet: bool):
     """A rich progress bar on stderr, only for a terminal and a long enough run."""
-    if quiet or not sys.stderr.isatty():
-        return None
+    if quiet or not sys.stderr.isatty() or no_color():
+        return None  # a bar is cursor-moving escapes: none under NO_COLOR
 
     def factory(total: int):
         if total < 200:
@@ -527,7 +534,7 @@ def explain(rule):
     if doc is None:
         hint = suggest(key.upper(), docs) or suggest(key.lower().replace("_", "-"), [d.name for d in docs.values()])
         fail(f"unknown rule {rule!r}{hint}; `gpufix rules` lists them")
-    if sys.stdout.isatty():
+    if sys.stdout.isatty() and not no_color():
         from rich.console import Console
         from rich.markdown import Markdown
 

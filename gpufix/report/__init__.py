@@ -11,6 +11,13 @@ FORMATS = ("text", "full", "concise", "json", "json-lines", "junit", "github", "
 DOCUMENT_FORMATS = ("json", "json-lines", "junit", "gitlab", "sarif")
 
 
+def cell_where(f) -> str:
+    """A notebook finding's place in words ("cell 2, line 3, col 5"): its line counts from the top
+    of its cell, not of the `.ipynb` file, so the formats that can only locate a line of the file
+    (github, sarif, junit) name the cell in their text instead."""
+    return f"cell {f.cell}, line {f.line}, col {f.column}"
+
+
 def summary(result) -> dict:
     findings = result.findings
     by_rule = collections.Counter(f.rule for f in findings)

@@ -7,6 +7,8 @@ import collections
 import hashlib
 import json
 
+from gpufix.report import cell_where
+
 
 def _where(f) -> str:
     if f.cell is not None:
@@ -37,8 +39,11 @@ def render_concise(result, stream) -> None:
 
 
 def render_pylint(result, stream) -> None:
+    """`path:line: [CODE] message`; a notebook finding's line is its cell's (`path:cell 2:3:`, as
+    the concise format writes it)."""
     for f in result.findings:
-        stream.write(f"{f.path}:{f.line}: [{f.rule}] {f.message}\n")
+        where = f"{f.path}:cell {f.cell}:{f.line}" if f.cell is not None else f"{f.path}:{f.line}"
+        stream.write(f"{where}: [{f.rule}] {f.message}\n")
     for e in result.errors:
         stream.write(f"{e.path}:{e.line or 1}: [E] {e.message}\n")
 
@@ -69,9 +74,14 @@ def render_junit(result, stream) -> None:
         suite = ET.SubElement(root, "testsuite", name=path, tests=str(len(findings) + len(errors)),
                               failures=str(len(findings)), errors=str(len(errors)))
         for f in findings:
-            case = ET.SubElement(suite, "testcase", name=f"org.gpufix.{f.rule}", classname=path,
-                                 line=str(f.line), column=str(f.column))
-            where = f"cell {f.cell}, line {f.line}" if f.cell is not None else f"line {f.line}, col {f.column}"
+            if f.cell is not None:
+                # the line counts from the cell's top, not the file's: no `line` attribute
+                case = ET.SubElement(suite, "testcase", name=f"org.gpufix.{f.rule}", classname=path)
+                where = cell_where(f)
+            else:
+                case = ET.SubElement(suite, "testcase", name=f"org.gpufix.{f.rule}", classname=path,
+                                     line=str(f.line), column=str(f.column))
+                where = f"line {f.line}, col {f.column}"
             fail = ET.SubElement(case, "failure", message=f.message)
             fail.text = f"{where}, {f.message}"
         for e in errors:

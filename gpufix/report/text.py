@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from gpufix.report import summary
+from gpufix.report import summary, summary_lines
 
 
 def _location(f) -> str:
@@ -74,20 +74,10 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
             console.print(f"Backup: {escape(extra['backup']['dir'])} (undo with `gpufix restore {extra['backup']['id']}`)")
         if extra.get("git_tag"):
             console.print(f"Git tag: {escape(extra['git_tag'])}")
-    if s["findings"] or s["errors"]:
-        rules = ", ".join(f"{k}: {v}" for k, v in s["by_rule"].items())
-        verb = "remaining" if command == "apply" else "found"
-        console.print(
-            f"[bold]{s['findings']} finding(s) {verb}[/bold] in {s['files_with_findings']} of {s['files_scanned']} file(s)"
-            + (f" ({rules})" if rules else "")
-            + (f"; {s['errors']} file error(s)" if s["errors"] else "")
-        )
-        if s["fixable"] and command == "scan":
-            unsafe = sum(1 for f in result.findings if f.fix and f.fix.applicability == "unsafe")
-            safe = s["fixable"] - unsafe
-            msg = f"[cyan]\\[*][/cyan] {safe} fixable with `gpufix apply`"
-            if unsafe:
-                msg += f" ({unsafe} more with `--unsafe-fixes`)"
-            console.print(msg)
-    else:
-        console.print(f"All checks passed: {s['files_scanned']} file(s) scanned, no findings.")
+    for n, line in enumerate(summary_lines(result, command)):
+        if line.startswith("[*] "):
+            console.print("[cyan]\\[*][/cyan] " + escape(line[4:]))
+        elif n == 0 and (s["findings"] or s["errors"]):
+            console.print(f"[bold]{escape(line)}[/bold]")
+        else:
+            console.print(escape(line))

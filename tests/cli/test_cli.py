@@ -256,9 +256,12 @@ def test_statistics_show_fixes_show_settings(tmp_path):
         "2\tGPU001\t[*] invalid-device-ordinal",
         "1\tGPU101\t[*] missing-visible-devices",
         "1\tGPU102\t[*] missing-device-order",
+        "Found 4 finding(s) in 1 of 1 file(s) (GPU001: 2, GPU101: 1, GPU102: 1).",
+        "[*] 4 fixable with `gpufix apply`.",
     ]
     stats_json = json.loads(run_gpufix("scan", "--statistics", "--format", "json", cwd=tmp_path).stdout)
-    assert stats_json[0] == {"code": "GPU001", "name": "invalid-device-ordinal", "count": 2, "fixable": True}
+    assert stats_json[0] == {"code": "GPU001", "name": "invalid-device-ordinal", "count": 2, "fixable": True,
+                             "fixable_count": 2, "unsafe_fixable_count": 0}
     fixes = run_gpufix("scan", "--show-fixes", cwd=tmp_path).stdout
     assert "  help: use 0" in fixes
     settings = run_gpufix("scan", "--show-settings", "--ignore", "GPU1", cwd=tmp_path)
@@ -281,7 +284,8 @@ def test_output_formats(tmp_path, fmt):
     if fmt == "concise":
         assert out.splitlines()[0].startswith("m.py:5:23: GPU001 device index 1 in torch.cuda.set_device()")
         assert out.splitlines()[0].endswith("use 0 [*]")
-        assert out.splitlines()[1] == "Found 1 finding(s)."
+        assert out.splitlines()[1:] == ["Found 1 finding(s) in 1 of 1 file(s) (GPU001: 1).",
+                                        "[*] 1 fixable with `gpufix apply`."]
     elif fmt == "json-lines":
         lines = [json.loads(ln) for ln in out.splitlines()]
         assert [(d["path"], d["line"], d["rule"]) for d in lines] == [("m.py", 5, "GPU001")]
@@ -304,7 +308,7 @@ def test_stdin_with_a_filename_uses_that_files_config(tmp_path):
     proc = run_gpufix("scan", "-", "--stdin-filename", "sub/train.py", "--format", "concise", cwd=tmp_path, input=code)
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[0].startswith("sub/train.py:5:5: GPU001")
-    assert proc.stdout.splitlines()[1] == "Found 1 finding(s)."  # no GPU103: sub/'s policy, not the root's
+    assert proc.stdout.splitlines()[1] == "Found 1 finding(s) in 1 of 1 file(s) (GPU001: 1)."  # no GPU103: sub/'s policy, not the root's
     fixed = run_gpufix("apply", "-", "--stdin-filename", "sub/train.py", cwd=tmp_path, input=code)
     assert fixed.returncode == 0 and fixed.stdout == code.replace("cuda:1", "cuda:0")
 

@@ -62,7 +62,7 @@ def test_json_shape_is_the_contract(tmp_path):
     assert (report["tool"], report["schema"]) == ("gpufix", 1)
     assert report["policy"] == {"visible-devices": "1", "device-order": "PCI_BUS_ID", "header-scope": "entrypoints"}
     assert report["summary"] == {"files_scanned": 1, "files_with_findings": 1, "findings": 3, "fixable": 3,
-                                 "errors": 0, "by_rule": {"GPU001": 1, "GPU101": 1, "GPU102": 1}}
+                                 "unsafe_fixable": 0, "errors": 0, "by_rule": {"GPU001": 1, "GPU101": 1, "GPU102": 1}}
     gpu001 = [f for f in report["findings"] if f["rule"] == "GPU001"][0]
     assert gpu001 == {
         "rule": "GPU001", "severity": "error", "path": "STT/vad.py", "line": 2, "column": 5, "end_line": 2,

@@ -167,12 +167,27 @@ def test_gpu103_without_a_policy_does_not_depend_on_the_files_passed(tmp_path):
     for name, value in (("a", "0"), ("b", "0"), ("c", "1")):
         write(tmp_path, f"{name}.py", f'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n'
                                       f'os.environ["CUDA_VISIBLE_DEVICES"] = "{value}"\n')
+    # no vote: every file of the disagreement is reported (the majority may be the forbidden GPU)
     full = findings(run_gpufix("scan", "--format", "json", "--no-cache", cwd=tmp_path))
-    assert full == [("c.py", 3, "GPU103")]
-    # pre-commit passes only the changed files: the majority is still the project's
-    assert findings(run_gpufix("scan", "--format", "json", "--no-cache", "c.py", "b.py", cwd=tmp_path)) == [("c.py", 3, "GPU103")]
+    assert full == [("a.py", 3, "GPU103"), ("b.py", 3, "GPU103"), ("c.py", 3, "GPU103")]
+    # pre-commit passes only the changed files: the disagreement is still the project's
+    assert findings(run_gpufix("scan", "--format", "json", "--no-cache", "c.py", "b.py", cwd=tmp_path)) == [
+        ("b.py", 3, "GPU103"), ("c.py", 3, "GPU103")]
     assert findings(run_gpufix("scan", "--format", "json", "--no-cache", "c.py", cwd=tmp_path)) == [("c.py", 3, "GPU103")]
-    assert findings(run_gpufix("scan", "--format", "json", "--no-cache", "a.py", cwd=tmp_path)) == []
+    assert findings(run_gpufix("scan", "--format", "json", "--no-cache", "a.py", cwd=tmp_path)) == [("a.py", 3, "GPU103")]
+
+
+def test_gpu103_without_a_policy_asks_for_one_instead_of_voting(tmp_path):
+    for name, value in (("a", "0"), ("b", "0"), ("c", "1")):
+        write(tmp_path, f"{name}.py", f'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n'
+                                      f'os.environ["CUDA_VISIBLE_DEVICES"] = "{value}"\n')
+    out = run_gpufix("scan", "--format", "concise", "--no-cache", "c.py", cwd=tmp_path).stdout
+    assert out.splitlines()[0] == (
+        'c.py:3:38: GPU103 CUDA_VISIBLE_DEVICES is set to "1" here, but the project\'s files disagree '
+        '("0" in 2 of 3 files, "1" in 1 of 3 files); without a policy gpufix cannot tell which GPU is allowed '
+        '(a vote can pick the forbidden one): pin the allowed GPU with `gpufix init --gpu NAME|UUID` (from the '
+        'GPUs NVML sees) or `gpufix init --visible-devices N`, then `gpufix apply` sets every file to it')
+    assert "--visible-devices 0" not in out
 
 
 def test_no_policy_is_a_one_line_notice_on_stderr(tmp_path):

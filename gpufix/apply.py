@@ -434,11 +434,14 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
                 )
         backup_id = new_backup_id()
         root = Path(repo.working_tree_dir).resolve() if repo is not None else Path.cwd().resolve()
+        if repo is not None and opts.tag:
+            # The tag comes first: when git cannot make it (no user identity, a locked ref), the
+            # run stops before a byte is written, as `git commit` does, instead of writing the
+            # files and exiting 0 without the undo point the user asked for.
+            tag_name = _tag(repo, backup_id, warn)
         if opts.backup:
             folder = write_backup(root, backup_id, [(f.abs_path, f.before, f.after) for f in fixes])
             backup_dir = os.path.relpath(folder).replace(os.sep, "/")
-        if repo is not None and opts.tag:
-            tag_name = _tag(repo, backup_id, warn)
         for f in fixes:
             try:
                 current = Path(f.abs_path).read_bytes()
@@ -470,9 +473,9 @@ def _tag(repo, backup_id: str, warn) -> Optional[str]:
         return None
     try:
         repo.create_tag(name, ref=repo.head.commit, message=f"gpufix apply: state before backup {backup_id}")
-    except Exception as exc:  # GitCommandError and friends: a tag is a convenience, the backup is the safety
-        warn(f"could not create git tag {name}: {git_error_line(exc)} (or pass --no-tag)")
-        return None
+    except Exception as exc:  # GitCommandError and friends
+        raise ApplyRefused(f"refusing to apply: cannot create the git tag {name}: {git_error_line(exc)}; "
+                           "or pass --no-tag to apply without it; nothing was written") from None
     return name
 
 

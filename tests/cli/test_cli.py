@@ -352,7 +352,9 @@ def test_unsafe_fixes_right_after_safe_ones(tmp_path):
     assert third.returncode == 2 and "uncommitted changes: m.py" in third.stderr
 
 
-def test_missing_git_identity_is_one_line_with_the_fix(tmp_path):
+def test_missing_git_identity_refuses_before_writing(tmp_path):
+    """As `git commit` does: without an identity the undo tag cannot be made, so apply stops
+    before writing anything (exit 2, one line saying how to set one, or --no-tag)."""
     write(tmp_path, "pyproject.toml", POLICY)
     write(tmp_path, "m.py", BAD)
     init_git_repo(tmp_path)
@@ -361,11 +363,19 @@ def test_missing_git_identity_is_one_line_with_the_fix(tmp_path):
     git(tmp_path, "config", "user.useConfigOnly", "true")
     env = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path / "home")}
     proc = run_gpufix("apply", cwd=tmp_path, env=env)
-    warning = [ln for ln in proc.stderr.splitlines() if "git tag" in ln]
-    assert len(warning) == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
-    assert "git has no user identity; set one with `git config --global user.name" in warning[0]
-    assert "--no-tag" in warning[0]
-    assert (tmp_path / "m.py").read_text() != BAD  # the backup is the safety; the fix is applied
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("gpufix: error: refusing to apply: cannot create the git tag gpufix/before-")
+    assert "git has no user identity; set one with `git config --global user.name" in line
+    assert line.endswith("; or pass --no-tag to apply without it; nothing was written")
+    assert (tmp_path / "m.py").read_text() == BAD
+    assert not (tmp_path / ".gpufix" / "backups").exists()
+    assert git(tmp_path, "tag") == ""
+    # the explicit opt-out: no tag, the backup is the undo point
+    ok = run_gpufix("apply", "--no-tag", cwd=tmp_path, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "m.py").read_text() != BAD and (tmp_path / ".gpufix" / "backups").is_dir()
 
 
 def test_backups_lists_and_prunes_backups_and_tags(tmp_path):

@@ -354,9 +354,13 @@ def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
 @click.option("--allow-dirty", is_flag=True, help="Fix files that have uncommitted changes.")
 @click.option("--check", "run_check_after", is_flag=True, help="Run `gpufix check` after writing.")
 @click.option("--exit-non-zero-on-fix", is_flag=True, help="Exit 1 when any file was changed, even if nothing is left to fix.")
+@click.option("--remaining", type=click.Choice(["list", "count"]), default="list", show_default=True,
+              help="Text report: list the findings left after the fixes, or only count them (the gpufix-fix "
+                   "pre-commit hook: the gpufix hook lists them, so each is printed once).")
 def apply(paths, config_file, select, extend_select, ignore, visible_devices, header_scope, fmt, output, exit_zero, quiet,
           statistics, show_fixes, show_settings: bool, show_files: bool, force_exclude, stdin_filename, no_cache,
-          no_prefilter, jobs, backup, tag, diff, unsafe_fixes, allow_dirty, run_check_after, exit_non_zero_on_fix):
+          no_prefilter, jobs, backup, tag, diff, unsafe_fixes, allow_dirty, run_check_after, exit_non_zero_on_fix,
+          remaining):
     """Rewrite files under PATHS to satisfy the policy (libcst), with backups and a git tag; `-`
     fixes stdin to stdout."""
     from gpufix.apply import ApplyOptions, ApplyRefused, run_apply
@@ -400,7 +404,7 @@ def apply(paths, config_file, select, extend_select, ignore, visible_devices, he
             from gpufix.report import render
 
             render(outcome.remaining, fmt, stream, color=color_for(stream), extra=outcome.extra(), command="apply",
-                   show_fixes=show_fixes)
+                   show_fixes=show_fixes, list_findings=remaining == "list")
     if check_text:
         # the check's table follows the apply report on stdout in text formats, and goes to stderr
         # where stdout holds one document (sarif, junit, ...)

@@ -42,7 +42,7 @@ def summary(result) -> dict:
     }
 
 
-def summary_lines(result, command: str = "scan") -> list:
+def summary_lines(result, command: str = "scan", listed: bool = True) -> list:
     """The closing lines every human format prints (full text, concise, --statistics), with the
     same counts as the JSON summary: the total, then what `gpufix apply` can fix."""
     s = summary(result)
@@ -52,7 +52,8 @@ def summary_lines(result, command: str = "scan") -> list:
     head = f"Found {s['findings']} finding(s)" if command == "scan" else f"{s['findings']} finding(s) remaining"
     line = (f"{head} in {s['files_with_findings']} of {s['files_scanned']} file(s)"
             + (f" ({rules})" if rules else "")
-            + (f"; {s['errors']} file error(s)" if s["errors"] else "") + ".")
+            + (f"; {s['errors']} file error(s)" if s["errors"] else "")
+            + ("; `gpufix scan` lists them" if not listed else "") + ".")
     lines = [line]
     if command == "scan" and (s["fixable"] or s["unsafe_fixable"]):
         if s["fixable"]:
@@ -78,7 +79,7 @@ def scan_document(result) -> dict:
 
 
 def render(result, fmt: str, stream, color=False, extra: dict = None, command: str = "scan", show_fixes: bool = False,
-           show_source: bool = True) -> None:
+           show_source: bool = True, list_findings: bool = True) -> None:
     """`color`: True/False, or None to let rich decide (a terminal, NO_COLOR, FORCE_COLOR)."""
     if fmt in ("concise", "pylint", "json-lines", "junit", "gitlab"):
         from gpufix.report import formats
@@ -100,4 +101,4 @@ def render(result, fmt: str, stream, color=False, extra: dict = None, command: s
         from gpufix.report.text import render_text
 
         render_text(result, stream, color=color, extra=extra, command=command, show_fixes=show_fixes,
-                    show_source=show_source)
+                    show_source=show_source, list_findings=list_findings)

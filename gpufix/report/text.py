@@ -33,7 +33,8 @@ def _frame(lines_cache: dict, f):
 
 
 def render_text(result, stream, color=False, extra: dict = None, command: str = "scan", show_source: bool = True,
-                show_fixes: bool = False) -> None:
+                show_fixes: bool = False, list_findings: bool = True) -> None:
+    """`list_findings=False` (apply --remaining count): only the summary, no finding or file error."""
     # color None: rich decides, honouring NO_COLOR (set and non-empty) and FORCE_COLOR itself
     if color is None:
         console = Console(file=stream, highlight=False, soft_wrap=True)
@@ -42,7 +43,7 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
     cache: dict = {}
     # One print for all findings: rich's per-call overhead is most of a report of a few hundred.
     out: list = []
-    for f in result.findings:
+    for f in (result.findings if list_findings else ()):
         fixable = " [cyan]\\[*][/cyan]" if f.fix and f.fix.applicability == "safe" else (" [cyan]\\[unsafe fix][/cyan]" if f.fix else "")
         out.append(f"[bold]{escape(_location(f))}[/bold]: [red]{f.rule}[/red] {escape(f.message)}{fixable}")
         if show_source:
@@ -60,7 +61,7 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
             out.append(f"  [cyan]help[/cyan]: {escape(f.fix.title)}{kind}")
     if out:
         console.print("\n".join(out))
-    for e in result.errors:
+    for e in (result.errors if list_findings else ()):
         where = f"{e.path}:{e.line}" if e.line else e.path
         console.print(f"[bold]{escape(where)}[/bold]: [magenta]error[/magenta] ({e.kind}) {escape(e.message)}")
     s = summary(result)
@@ -74,7 +75,7 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
             console.print(f"Backup: {escape(extra['backup']['dir'])} (undo with `gpufix restore {extra['backup']['id']}`)")
         if extra.get("git_tag"):
             console.print(f"Git tag: {escape(extra['git_tag'])}")
-    for n, line in enumerate(summary_lines(result, command)):
+    for n, line in enumerate(summary_lines(result, command, listed=list_findings)):
         if line.startswith("[*] "):
             console.print("[cyan]\\[*][/cyan] " + escape(line[4:]))
         elif n == 0 and (s["findings"] or s["errors"]):

@@ -34,6 +34,18 @@ def _remember_file_kinds(ctx, param, value):
     return value
 
 
+def _remember(key: str):
+    """A callback that keeps an option out of the commands' signatures (make_resolver reads it):
+    the commands that share these options stay easy to extend."""
+
+    def callback(ctx, param, value):
+        if value:
+            ctx.meta["gpufix." + key] = _split_codes(value)
+        return value
+
+    return callback
+
+
 def shared_options(fn):
     """The options scan and apply share (ruff's names, with gpufix's older ones as aliases)."""
     decorators = [
@@ -64,6 +76,10 @@ def shared_options(fn):
                      help="Apply `exclude` also to files named on the command line (what the pre-commit hooks use)."),
         click.option("--stdin-filename", default=None, metavar="PATH",
                      help="Read the code from stdin (also `-` as the path); PATH names it for the config and reports."),
+        click.option("--exclude", "exclude", multiple=True, metavar="GLOBS", expose_value=False, callback=_remember("exclude"),
+                     help="Files and folders to skip, replacing the config's `exclude` (globs from the project root). Repeatable, comma lists."),
+        click.option("--extend-exclude", multiple=True, metavar="GLOBS", expose_value=False, callback=_remember("extend_exclude"),
+                     help="Files and folders to skip in addition to the config's `exclude`. Repeatable, comma lists."),
         click.option("--no-cache", is_flag=True, help="Do not read or write the result cache."),
         click.option("--no-prefilter", is_flag=True, help="Parse every file (slower; same findings)."),
         click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None, help="Worker processes (default: all cores)."),
@@ -99,6 +115,8 @@ def make_resolver(config_file, select, extend_select, ignore, visible_devices, h
         "ignore": _split_codes(ignore),
         "header_scope": header_scope,
         "file_kinds": ctx.meta.get("gpufix.file_kinds") if ctx is not None else None,
+        "exclude": ctx.meta.get("gpufix.exclude", ()) if ctx is not None else (),
+        "extend_exclude": ctx.meta.get("gpufix.extend_exclude", ()) if ctx is not None else (),
     }
     try:
         return PolicyResolver(config_file, overrides)
@@ -265,17 +283,73 @@ def _show_and_exit(resolver, paths, show_settings: bool, show_files: bool, force
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @shared_options
-def scan(paths, config_file, select, extend_select, ignore, visible_devices, header_scope, fmt, output, exit_zero, quiet,
-         statistics, show_fixes, show_settings: bool, show_files: bool, force_exclude, stdin_filename, no_cache, no_prefilter, jobs):
+@click.option("--fix", "fix", is_flag=True,
+              help="Fix what can be fixed, as `gpufix apply` does (same safety: backups, git tag, refusal on "
+                   "uncommitted changes), then report what is left (ruff's `check --fix`).")
+@click.option("--unsafe-fixes", is_flag=True,
+              help="With --fix, also apply unsafe fixes; without it, count them as fixable in the summary.")
+@click.option("--allow-dirty", is_flag=True, help="With --fix: fix files that have uncommitted changes.")
+@click.option("--watch", "-w", is_flag=True, help="Scan again whenever a file changes (Ctrl-C stops).")
+@click.option("--add-noqa", is_flag=True,
+              help="Write `# gpufix: ignore[CODE]` at the end of each finding's line (Python files; other kinds "
+                   "are listed, not changed), then exit 0.")
+@click.pass_context
+def scan(ctx, paths, config_file, select, extend_select, ignore, visible_devices, header_scope, fmt, output, exit_zero,
+         quiet, statistics, show_fixes, show_settings: bool, show_files: bool, force_exclude, stdin_filename, no_cache,
+         no_prefilter, jobs, fix, unsafe_fixes, allow_dirty, watch, add_noqa):
     """Lint the Python files, notebooks and GPU settings (shell, Dockerfile, .env, YAML/JSON/TOML)
     under PATHS (default: .) and report findings; `-` reads stdin."""
+    if sum((fix, watch, add_noqa)) > 1:
+        fail("--fix, --watch and --add-noqa cannot be combined")
+    if fix:
+        # `scan --fix` is `apply` with the same options: one code path, one notion of safety
+        ctx.invoke(apply, paths=paths, config_file=config_file, select=select, extend_select=extend_select,
+                   ignore=ignore, visible_devices=visible_devices, header_scope=header_scope, fmt=fmt, output=output,
+                   exit_zero=exit_zero, quiet=quiet, statistics=statistics, show_fixes=show_fixes,
+                   show_settings=show_settings, show_files=show_files, force_exclude=force_exclude,
+                   stdin_filename=stdin_filename, no_cache=no_cache, no_prefilter=no_prefilter, jobs=jobs,
+                   unsafe_fixes=unsafe_fixes, allow_dirty=allow_dirty)
+        return
+    if allow_dirty:
+        fail("--allow-dirty goes with --fix")
+    resolver = make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope)
+    _show_and_exit(resolver, paths, show_settings, show_files, force_exclude)
+    is_stdin, name = read_stdin_target(paths, stdin_filename)
+    if is_stdin and (watch or add_noqa):
+        fail("--watch and --add-noqa read files, not stdin")
+
+    def once(resolver, show_notes=True):
+        return _scan_once(resolver, paths, is_stdin, name, fmt, output, quiet, statistics, show_fixes,
+                          force_exclude, no_cache, no_prefilter, jobs, unsafe_fixes, show_notes=show_notes)
+
+    if add_noqa:
+        from gpufix.noqa import add_noqa as write_noqa
+
+        result = _scan_once(resolver, paths, False, None, fmt, output, quiet, statistics, show_fixes, force_exclude,
+                            True, no_prefilter, jobs, unsafe_fixes, render_report=False)
+        added, files, skipped = write_noqa(result)
+        for line in skipped:
+            warn(line)
+        click.echo(f"Added {added} `# gpufix: ignore` comment(s) in {files} file(s).")
+        sys.exit(0)
+    if watch:
+        _watch(lambda first: once(make_resolver(config_file, select, extend_select, ignore, visible_devices,
+                                                header_scope) if not first else resolver, show_notes=first),
+               paths, quiet)
+        return
+    result = once(resolver)
+    if exit_zero:
+        sys.exit(0)
+    sys.exit(1 if (result.findings or result.errors) else 0)
+
+
+def _scan_once(resolver, paths, is_stdin, name, fmt, output, quiet, statistics, show_fixes, force_exclude, no_cache,
+               no_prefilter, jobs, unsafe_fixes, render_report=True, show_notes=True):
+    """One scan and its report; the result (for the exit code, --watch and --add-noqa)."""
     from gpufix.engine import Options, scan as run_scan
     from gpufix.report import render
 
-    resolver = make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope)
-    _show_and_exit(resolver, paths, show_settings, show_files, force_exclude)
     options = Options(use_prefilter=not no_prefilter, use_cache=not no_cache, jobs=jobs)
-    is_stdin, name = read_stdin_target(paths, stdin_filename)
     if is_stdin:
         result = _stdin_scan(resolver, name, options, force_exclude)
         if result is None:
@@ -292,10 +366,13 @@ def scan(paths, config_file, select, extend_select, ignore, visible_devices, hea
             if isinstance(exc, ConfigError):
                 fail(str(exc))
             raise
-    no_policy_notice(resolver, quiet)
+    if show_notes:
+        no_policy_notice(resolver, quiet)
     if not quiet:
         for w in result.warnings:
             warn(w)
+    if not render_report:
+        return result
     with report_stream(output) as stream:
         if statistics:
             from gpufix.report.formats import render_statistics
@@ -303,10 +380,55 @@ def scan(paths, config_file, select, extend_select, ignore, visible_devices, hea
             render_statistics(result, stream, fmt)
         else:
             # code read from stdin is not on disk: no source lines under its findings
-            render(result, fmt, stream, color=color_for(stream), show_fixes=show_fixes, show_source=not is_stdin)
-    if exit_zero:
-        sys.exit(0)
-    sys.exit(1 if (result.findings or result.errors) else 0)
+            render(result, fmt, stream, color=color_for(stream), show_fixes=show_fixes, show_source=not is_stdin,
+                   unsafe_fixes=unsafe_fixes)
+    return result
+
+
+WATCH_INTERVAL = 0.5
+
+
+def _watch(run_once, paths, quiet) -> None:
+    """`scan --watch`: a scan, then another one each time a file under PATHS changes (stat
+    polling: no dependency, works on every file system). A change is a file's size or mtime, a
+    file added or removed; the files the first scan read are what is watched, plus new ones."""
+    import time
+
+    def stamp():
+        out = {}
+        for top in (list(paths) or ["."]):
+            for root, dirs, files in os.walk(top):
+                dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "node_modules")]
+                for fname in files:
+                    p = os.path.join(root, fname)
+                    try:
+                        st = os.stat(p)
+                    except OSError:
+                        continue
+                    out[p] = (st.st_mtime_ns, st.st_size)
+            if os.path.isfile(top):
+                try:
+                    st = os.stat(top)
+                    out[top] = (st.st_mtime_ns, st.st_size)
+                except OSError:
+                    pass
+        return out
+
+    first = True
+    while True:
+        before = stamp()
+        if not first:
+            click.echo("")
+        run_once(first)
+        if not quiet:
+            click.echo("gpufix: watching for changes (Ctrl-C stops)", err=True)
+        sys.stdout.flush()
+        first = False
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            now = stamp()
+            if now != before:
+                break
 
 
 def _stdin_apply(resolver, name, unsafe, diff, force_exclude):

@@ -546,6 +546,12 @@ class PolicyResolver:
             elif key == "file_kinds":
                 value = file_kinds(value, "--file-kinds", "--file-kinds")
             changes[key] = value
+        # --exclude replaces the config's `exclude`, --extend-exclude adds to it (ruff's options);
+        # the globs are read as the config's are, from the project's root
+        if self.overrides.get("exclude"):
+            changes["exclude"] = tuple(self.overrides["exclude"])
+        if self.overrides.get("extend_exclude"):
+            changes["exclude"] = tuple(changes.get("exclude", policy.exclude)) + tuple(self.overrides["extend_exclude"])
         layers = tuple(policy.selection) + ((self._cli_layer,) if self._cli_layer else ())
         if self._cli_layer or not policy.selection:
             changes["select"], changes["ignore"] = resolve_selection(layers)

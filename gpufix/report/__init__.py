@@ -42,7 +42,7 @@ def summary(result) -> dict:
     }
 
 
-def summary_lines(result, command: str = "scan", listed: bool = True) -> list:
+def summary_lines(result, command: str = "scan", listed: bool = True, unsafe_fixes: bool = False) -> list:
     """The closing lines every human format prints (full text, concise, --statistics), with the
     same counts as the JSON summary: the total, then what `gpufix apply` can fix."""
     s = summary(result)
@@ -56,7 +56,9 @@ def summary_lines(result, command: str = "scan", listed: bool = True) -> list:
             + ("; `gpufix scan` lists them" if not listed else "") + ".")
     lines = [line]
     if command == "scan" and (s["fixable"] or s["unsafe_fixable"]):
-        if s["fixable"]:
+        if unsafe_fixes:  # scan --unsafe-fixes: the unsafe ones count as fixable, with the command that fixes them
+            fix = f"[*] {s['fixable'] + s['unsafe_fixable']} fixable with `gpufix apply --unsafe-fixes`"
+        elif s["fixable"]:
             fix = f"[*] {s['fixable']} fixable with `gpufix apply`"
             if s["unsafe_fixable"]:
                 fix += f" ({s['unsafe_fixable']} more with `gpufix apply --unsafe-fixes`)"
@@ -79,12 +81,15 @@ def scan_document(result) -> dict:
 
 
 def render(result, fmt: str, stream, color=False, extra: dict = None, command: str = "scan", show_fixes: bool = False,
-           show_source: bool = True, list_findings: bool = True) -> None:
+           show_source: bool = True, list_findings: bool = True, unsafe_fixes: bool = False) -> None:
     """`color`: True/False, or None to let rich decide (a terminal, NO_COLOR, FORCE_COLOR)."""
     if fmt in ("concise", "pylint", "json-lines", "junit", "gitlab"):
         from gpufix.report import formats
 
-        getattr(formats, "render_" + fmt.replace("-", "_"))(result, stream)
+        if fmt == "concise":
+            formats.render_concise(result, stream, unsafe_fixes=unsafe_fixes)
+        else:
+            getattr(formats, "render_" + fmt.replace("-", "_"))(result, stream)
     elif fmt == "json":
         from gpufix.report.json_report import render_json
 
@@ -101,4 +106,4 @@ def render(result, fmt: str, stream, color=False, extra: dict = None, command: s
         from gpufix.report.text import render_text
 
         render_text(result, stream, color=color, extra=extra, command=command, show_fixes=show_fixes,
-                    show_source=show_source, list_findings=list_findings)
+                    show_source=show_source, list_findings=list_findings, unsafe_fixes=unsafe_fixes)

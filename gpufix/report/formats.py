@@ -22,13 +22,13 @@ def _mark(f) -> str:
     return " [*]" if f.fix.applicability == "safe" else " [unsafe fix]"
 
 
-def render_concise(result, stream) -> None:
+def render_concise(result, stream, unsafe_fixes: bool = False) -> None:
     """`path:line:col: CODE message [*]`, a line per finding, then one summary line (as ruff)."""
     for f in result.findings:
         stream.write(f"{_where(f)}: {f.rule} {f.message}{_mark(f)}\n")
     for e in result.errors:
         stream.write(f"{e.path}:{e.line or 1}:1: error ({e.kind}) {e.message}\n")
-    for line in summary_lines(result):
+    for line in summary_lines(result, unsafe_fixes=unsafe_fixes):
         stream.write(line + "\n")
 
 

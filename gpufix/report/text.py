@@ -33,7 +33,7 @@ def _frame(lines_cache: dict, f):
 
 
 def render_text(result, stream, color=False, extra: dict = None, command: str = "scan", show_source: bool = True,
-                show_fixes: bool = False, list_findings: bool = True) -> None:
+                show_fixes: bool = False, list_findings: bool = True, unsafe_fixes: bool = False) -> None:
     """`list_findings=False` (apply --remaining count): only the summary, no finding or file error."""
     # color None: rich decides, honouring NO_COLOR (set and non-empty) and FORCE_COLOR itself
     if color is None:
@@ -75,7 +75,7 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
             console.print(f"Backup: {escape(extra['backup']['dir'])} (undo with `gpufix restore {extra['backup']['id']}`)")
         if extra.get("git_tag"):
             console.print(f"Git tag: {escape(extra['git_tag'])}")
-    for n, line in enumerate(summary_lines(result, command, listed=list_findings)):
+    for n, line in enumerate(summary_lines(result, command, listed=list_findings, unsafe_fixes=unsafe_fixes)):
         if line.startswith("[*] "):
             console.print("[cyan]\\[*][/cyan] " + escape(line[4:]))
         elif n == 0 and (s["findings"] or s["errors"]):

@@ -187,24 +187,40 @@ def no_policy_notice(resolver, quiet: bool) -> None:
 
 
 def print_settings(resolver, paths) -> None:
-    """`--show-settings`: the effective settings of the first path, as TOML-like lines."""
+    """`--show-settings`: the effective settings of the first path, as TOML-like lines; each
+    machine setting says where its value comes from (the project's config, the user config, the
+    command line, or gpufix's default)."""
     import json
 
-    from gpufix.config import enabled_codes
+    from gpufix.config import enabled_codes, user_config_path
     from gpufix.discover import display_path
 
     path = (paths or ["."])[0]
     policy = resolve(resolver, path)
+    origins = dict(policy.origins)
+
+    def machine(key: str, text: str) -> str:
+        where = origins.get(key)
+        if where is None:
+            note = "no policy" if key == "visible-devices" and not policy.has_policy else "default"
+        elif where.endswith("(user config)") or where.endswith("(command line)"):
+            note = where
+        else:
+            note = display_path(where)
+        return f"{text}   # {note}"
+
+    user = user_config_path()
     lines = [
         f"Settings for: {display_path(path)}",
         f"Config file: {display_path(policy.source) if policy.source else '(none)'}",
+        f"User config: {user if user is not None else '(none)'}" + ("" if user is not None and user.is_file() else " (not found)"),
         f"Project root: {display_path(policy.root) if policy.root else '.'}",
-        f"visible-devices = {json.dumps(policy.visible_devices)}" + ("" if policy.has_policy else "   # no policy"),
-        f"device-order = {json.dumps(policy.device_order)}",
+        machine("visible-devices", f"visible-devices = {json.dumps(policy.visible_devices)}"),
+        machine("device-order", f"device-order = {json.dumps(policy.device_order)}"),
         f"header-scope = {json.dumps(policy.effective_header_scope)}",
-        f"min-memory-gib = {policy.min_memory_gib:g}",
-        f"expect-name = {json.dumps(policy.expect_name)}",
-        f"expect-uuid = {json.dumps(policy.expect_uuid)}",
+        machine("min-memory-gib", f"min-memory-gib = {policy.min_memory_gib:g}"),
+        machine("expect-name", f"expect-name = {json.dumps(policy.expect_name)}"),
+        machine("expect-uuid", f"expect-uuid = {json.dumps(policy.expect_uuid)}"),
         f"enabled rules = {json.dumps(enabled_codes(policy))}",
         f"exclude = {json.dumps(list(policy.exclude))}",
         f"per-file-ignores = {json.dumps({g: list(c) for g, c in policy.per_file_ignores})}",

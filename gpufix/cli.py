@@ -476,7 +476,7 @@ def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
         before = diff_lines(raw.decode("utf-8", "replace"))
         after = diff_lines(new_raw.decode("utf-8", "replace"))
 
-        sys.stdout.write(unified_diff(before, after, name))
+        _write_diff(sys.stdout, unified_diff(before, after, name))
         sys.exit(1 if new_raw != raw else 0)
     sys.stdout.buffer.write(new_raw)
     sys.exit(0)
@@ -532,7 +532,7 @@ def apply(paths, config_file, select, extend_select, ignore, visible_devices, he
         elif diff and fmt == "json":
             _json_document(stream, outcome.remaining, {"diffs": [{"path": p, "diff": d} for p, d in outcome.diffs]})
         elif diff:
-            stream.write(outcome.diff_text)
+            _write_diff(stream, outcome.diff_text)
         elif fmt == "json":
             extra = outcome.extra()
             if check_doc is not None:
@@ -552,6 +552,17 @@ def apply(paths, config_file, select, extend_select, ignore, visible_devices, he
     if exit_non_zero_on_fix and outcome.fixes:
         code = code or 1  # files changed: fail, as formatters do (also with --exit-zero, as in ruff)
     sys.exit(code)
+
+
+def _write_diff(stream, text: str) -> None:
+    """A diff's bytes exactly: on stdout through its buffer, so that a text-mode stdout (Windows)
+    does not turn each `\\n` into `\\r\\n` (a patch git would then reject) or touch a CRLF file's lines."""
+    if stream is sys.stdout and hasattr(sys.stdout, "buffer"):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+        sys.stdout.buffer.flush()
+    else:
+        stream.write(text)
 
 
 def _json_document(stream, result, extra) -> None:

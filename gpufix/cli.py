@@ -183,7 +183,8 @@ def no_policy_notice(resolver, quiet: bool) -> None:
     if missing:
         where = display_path(missing[0].root) if missing[0].root else "."
         click.echo(f"gpufix: note: no policy (visible-devices) found for {where}: checking without one; "
-                   "set one with `gpufix init --visible-devices N`", err=True)
+                   "pin the allowed GPU with `gpufix init --gpu NAME|UUID` (from the GPUs NVML sees) "
+                   "or `gpufix init --visible-devices N`", err=True)
 
 
 def print_settings(resolver, paths) -> None:

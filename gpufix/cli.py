@@ -352,7 +352,7 @@ def scan(ctx, paths, config_file, select, extend_select, ignore, visible_devices
     if watch:
         _watch(lambda first: once(make_resolver(config_file, select, extend_select, ignore, visible_devices,
                                                 header_scope) if not first else resolver, show_notes=first),
-               paths, quiet)
+               paths, quiet, skip=output)
         return
     result = once(resolver)
     if exit_zero:
@@ -405,11 +405,13 @@ def _scan_once(resolver, paths, is_stdin, name, fmt, output, quiet, statistics, 
 WATCH_INTERVAL = 0.5
 
 
-def _watch(run_once, paths, quiet) -> None:
+def _watch(run_once, paths, quiet, skip=None) -> None:
     """`scan --watch`: a scan, then another one each time a file under PATHS changes (stat
     polling: no dependency, works on every file system). A change is a file's size or mtime, a
     file added or removed; the files the first scan read are what is watched, plus new ones."""
     import time
+
+    skip = os.path.abspath(skip) if skip else None  # the report file itself (-o) is no change
 
     def stamp():
         out = {}
@@ -418,6 +420,8 @@ def _watch(run_once, paths, quiet) -> None:
                 dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "node_modules")]
                 for fname in files:
                     p = os.path.join(root, fname)
+                    if skip and os.path.abspath(p) == skip:
+                        continue
                     try:
                         st = os.stat(p)
                     except OSError:
@@ -436,7 +440,12 @@ def _watch(run_once, paths, quiet) -> None:
         before = stamp()
         if not first:
             click.echo("")
-        run_once(first)
+        try:
+            run_once(first)
+        except SystemExit as exc:
+            if first or exc.code not in (0, 1, 2):
+                raise
+            # a config made invalid while watching: its error is printed; wait for the next change
         if not quiet:
             click.echo("gpufix: watching for changes (Ctrl-C stops)", err=True)
         sys.stdout.flush()

@@ -439,6 +439,19 @@ def test_user_config_gives_the_machine_settings_a_project_overrides(tmp_path):
     assert bad.stderr.startswith(f"gpufix: error: {user} (user config): 'exclude' belong(s) to a project's config")
 
 
+def test_init_user_writes_the_user_config_every_project_reads(tmp_path):
+    user = tmp_path / "cfg" / "gpufix" / "gpufix.toml"  # its folder does not exist yet
+    env = {"GPUFIX_USER_CONFIG": str(user), "GPUFIX_PROBE": "gpufix.hardware.testing:user_machine"}
+    bare = write(tmp_path / "bare", {"t.py": "import torch\n"})
+    proc = run_gpufix("init", "--user", "--gpu", "3090", "-q", cwd=bare, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert list(bare.iterdir()) == [bare / "t.py"]  # nothing written in the project
+    text = user.read_text()
+    assert 'visible-devices = "1"\n' in text and 'expect-uuid = "GPU-3b9e2d4f-8a6c-4d2f-8e11-222222222222"\n' in text
+    lines = run_gpufix("scan", "--show-settings", cwd=bare, env=env).stdout.splitlines()
+    assert f'visible-devices = "1"   # {user} (user config)' in lines
+
+
 # -- NO_COLOR ----------------------------------------------------------------------------------------
 def test_no_color_writes_no_escape_on_a_terminal(tmp_path):
     """On a pseudo-terminal, with NO_COLOR set: not one escape byte (rich alone keeps bold and dim)."""

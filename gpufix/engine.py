@@ -365,7 +365,7 @@ class _Suppressions:
 def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Policy] = None, abs_path: Optional[str] = None) -> tuple:
     """(whether the file must hold the header, why / what covers it)."""
     if scope == "all":
-        return True, "every file (header-scope = \"all\")"
+        return True, "a file in header scope (header-scope = \"all\")"
     project = policy.project if policy is not None else None
     if scope == "entrypoints" and project is not None and project.graph_built and abs_path:
         key = os.path.abspath(abs_path)

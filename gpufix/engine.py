@@ -26,7 +26,7 @@ from gpufix.formats import MAX_BYTES as MAX_TEXT_BYTES
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
-from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, is_entrypoint_name, parse_anyway
+from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, irregular_spelling, is_entrypoint_name, may_call_device_api, parse_anyway
 from gpufix.project import refine_gpu_imports
 from gpufix.source import ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
@@ -145,9 +145,15 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
         # an entry point that reaches the GPU only through the project's modules, or a GPU file
         # the index could not read (parsing it here reports why, as under gpu-modules)
         tier = HEADER
+    if tier == SKIP and project is None and policy.has_policy and policy.effective_header_scope == "entrypoints" \
+            and (imports_framework(src.text, catalog) or may_call_device_api(src.text, catalog)):
+        tier = HEADER  # without a project index a GPU file is its own entry point (header_scope_member)
     if tier == SKIP:
         return FileResult(display)
-    return lint_source(src, policy, catalog, abs_path=abs_path, header_only=tier == HEADER)
+    # The focused walk of a big file looks for words: a value spelled with escapes or implicit
+    # concatenation (`"cu" "da:1"`) holds none of them, so such a file is walked whole.
+    focused = tier == HEADER or not irregular_spelling(src.text, catalog)
+    return lint_source(src, policy, catalog, abs_path=abs_path, header_only=tier == HEADER, focused=focused)
 
 
 def lint_source(

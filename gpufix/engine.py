@@ -115,23 +115,40 @@ def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool =
 
 
 def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_prefilter: bool, catalog: ApiCatalog) -> FileResult:
+    """One file's result. With the prefilter off every file is parsed and walked whole; its result
+    differs from the prefilter's in nothing a user sees: a file the prefilter proves free of
+    findings is not gpufix's to judge, so its syntax errors are reported by neither path (a
+    differential test compares both on every fixture, the oracle's programs and a corpus)."""
     kind = detect_kind(display, raw)
     # Non-Python files: the cheap byte test before any decoding or parsing. Data files (YAML/JSON/
     # TOML) are tested even over the size limit, so a big dataset file without a device setting is
     # skipped, not an error.
-    if kind in TEXT_KINDS and (use_prefilter or (kind in CONFIG_KINDS and len(raw) > MAX_TEXT_BYTES)):
-        if kind in CONFIG_KINDS and not may_have_findings(raw, kind):
+    if kind in CONFIG_KINDS and not may_have_findings(raw, kind):
+        if use_prefilter or len(raw) > MAX_TEXT_BYTES:
             return FileResult(display)
+        return _without_errors(_lint_decoded(raw, abs_path, display, policy, catalog, kind))
     try:
         src = read_source(display, raw)
     except ReadError as exc:
         return FileResult(display, errors=[exc.error])
     if kind in TEXT_KINDS:
-        if use_prefilter and not may_have_findings(raw, kind):
-            return FileResult(display)
+        if not may_have_findings(raw, kind):
+            return FileResult(display) if use_prefilter else _without_errors(lint_source(src, policy, catalog, abs_path=abs_path))
         return lint_source(src, policy, catalog, abs_path=abs_path)
+    tier = python_tier(src, abs_path, display, policy, catalog)
     if not use_prefilter:
-        return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
+        result = lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
+        return _without_errors(result) if tier == SKIP else result
+    if tier == SKIP:
+        return FileResult(display)
+    # The focused walk of a big file looks for words: a value spelled with escapes or implicit
+    # concatenation (`"cu" "da:1"`) holds none of them, so such a file is walked whole.
+    focused = tier == HEADER or not irregular_spelling(src.text, catalog)
+    return lint_source(src, policy, catalog, abs_path=abs_path, header_only=tier == HEADER, focused=focused)
+
+
+def python_tier(src: SourceFile, abs_path: str, display: str, policy: Policy, catalog: ApiCatalog) -> int:
+    """The prefilter's tier of a Python file (gpufix.prefilter), with what the project index knows."""
     tier = classify(src.text, display, policy.effective_header_scope, catalog)
     project = policy.project
     if tier == HEADER and project is not None and project.graph_built and os.path.abspath(abs_path) not in project.entry_map:
@@ -148,12 +165,21 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
     if tier == SKIP and project is None and policy.has_policy and policy.effective_header_scope == "entrypoints" \
             and (imports_framework(src.text, catalog) or may_call_device_api(src.text, catalog)):
         tier = HEADER  # without a project index a GPU file is its own entry point (header_scope_member)
-    if tier == SKIP:
-        return FileResult(display)
-    # The focused walk of a big file looks for words: a value spelled with escapes or implicit
-    # concatenation (`"cu" "da:1"`) holds none of them, so such a file is walked whole.
-    focused = tier == HEADER or not irregular_spelling(src.text, catalog)
-    return lint_source(src, policy, catalog, abs_path=abs_path, header_only=tier == HEADER, focused=focused)
+    return tier
+
+
+def _lint_decoded(raw: bytes, abs_path: str, display: str, policy: Policy, catalog: ApiCatalog, kind: str) -> FileResult:
+    try:
+        src = read_source(display, raw)
+    except ReadError as exc:
+        return FileResult(display, errors=[exc.error])
+    return lint_source(src, policy, catalog, abs_path=abs_path)
+
+
+def _without_errors(result: FileResult) -> FileResult:
+    # findings are kept: were the prefilter ever wrong, the differential tests would see them
+    result.errors = []
+    return result
 
 
 def lint_source(

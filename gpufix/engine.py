@@ -366,7 +366,7 @@ def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Pol
     return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard, ""
 
 
-def prepare_policy(paths, policy: Policy, files, use_cache: bool = True) -> Policy:
+def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, notice=None) -> Policy:
     """The policy with the project's index (first-party names; the import graph for the
     `entrypoints` scope) that the per-file rules need; its per-file entries go through the cache."""
     from gpufix.project import build_index
@@ -378,7 +378,7 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True) -> Poli
         from gpufix.cache import ResultCache
 
         def cache_factory(extra):
-            return ResultCache.open(policy, Options(), kind="index", extra=extra)
+            return ResultCache.open(policy, Options(), kind="index", extra=extra, notice=notice)
     index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph,
                         cache_factory=cache_factory)
     return dataclasses.replace(policy, project=index)
@@ -473,20 +473,25 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
     for abs_path, display, pol in files:
         groups.setdefault(pol, []).append((abs_path, display))
     pairs = []
+
+    def notice(message: str) -> None:
+        if message not in warns:
+            warns.append(message)
+
     for pol, members in groups.items():
-        pairs.extend((pol, r) for r in _scan_group(members, pol, options, progress_factory))
+        pairs.extend((pol, r) for r in _scan_group(members, pol, options, progress_factory, notice))
     return gather_pairs(policy, pairs, warnings=warns, resolver=resolver, paths=paths or ["."])
 
 
-def _scan_group(files, policy: Policy, options: Options, progress_factory) -> list:
+def _scan_group(files, policy: Policy, options: Options, progress_factory, notice=None) -> list:
     """FileResults of `files`, which share `policy` (through the result cache, in parallel)."""
     if policy.project is None and files:
-        policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache)
+        policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache, notice)
     cache = None
     if options.use_cache:
         from gpufix.cache import ResultCache
 
-        cache = ResultCache.open(policy, options)
+        cache = ResultCache.open(policy, options, notice=notice)
     results: dict = {}
     todo = []
     for abs_path, display in files:

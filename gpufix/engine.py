@@ -399,12 +399,42 @@ def _syntax_error(src: SourceFile, exc: SyntaxError) -> FileError:
 
 
 def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Optional[str]) -> FileResult:
-    """Shell scripts, Dockerfiles, .env files and YAML/JSON/TOML configs (gpufix.formats)."""
-    from gpufix.formats import lint_text
+    """Shell scripts, Dockerfiles, .env files and YAML/JSON/TOML configs: read into facts by their
+    reader (gpufix.formats), judged here by the rules that check such facts (`Rule.check_text`,
+    `ProjectRule.collect_text`), suppressed here like Python's findings."""
+    from gpufix.formats import scan_facts
+    from gpufix.formats.text import hash_comment_suppressions
+    from gpufix.formats.tree import ParseError
+    from gpufix.rules import load_rules
+    from gpufix.rules._text import TextContext
 
+    path, text, kind = src.path, src.text, src.kind
     ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
-    findings, errors, candidates = lint_text(src.path, src.text, src.kind, policy, enabled, ignored_here)
-    return FileResult(src.path, findings, errors, candidates, parsed=True)
+    by_line, file_codes = ({}, None) if kind == "json" else hash_comment_suppressions(text)
+    if file_codes and "*" in file_codes:
+        return FileResult(path, parsed=True)
+    try:
+        facts = scan_facts(text, kind)
+    except ParseError as exc:
+        if kind == "yaml" and ("{{" in text or "{%" in text):
+            return FileResult(path, parsed=True)  # a Helm/Jinja template, not YAML until rendered: not followed
+        return FileResult(path, errors=[FileError(path, "syntax-error", f"cannot parse: {exc}", exc.line)], parsed=True)
+    except (RecursionError, MemoryError):
+        return FileResult(path, errors=[FileError(path, "syntax-error", "cannot parse: nested too deeply")], parsed=True)
+    tctx = TextContext(path, text, policy, facts)
+
+    def reported(code: str, lines) -> bool:
+        return not any(code.startswith(c) for c in ignored_here) and not is_suppressed(code, lines, by_line, file_codes)
+
+    result = FileResult(path, parsed=True)
+    for code, rule in load_rules().items():
+        if enabled(code):
+            result.findings.extend(f for f in rule.check_text(tctx) if reported(f.rule, (f.line, f.end_line)))
+    for code, rule in project_rules().items():
+        if enabled(code) and not any(code.startswith(c) for c in ignored_here):
+            result.candidates.extend({"finding": c.finding.to_json(), "value": c.value} for c in rule.collect_text(tctx)
+                                     if reported(code, (c.finding.line,)))
+    return result
 
 
 def _to_cell(src: SourceFile, f: Finding) -> Finding:

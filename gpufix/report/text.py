@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from gpufix.report import summary
+from gpufix.report.document import summary
 
 
 def _location(f) -> str:

@@ -86,12 +86,14 @@ def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=N
     for pol, r in pairs:
         by_policy.setdefault(pol, []).append(r)
     for pol, members in by_policy.items():
+        if not any(r.candidates for r in members):
+            continue  # nothing to judge across files (a warm run then loads no rule module)
         enabled = make_rule_filter(pol.select, pol.ignore)
         wanted = {code: rule for code, rule in project_rules().items() if enabled(code)}
         if not wanted:
             continue
         universe = members
-        if resolver is not None and paths is not None and any(r.candidates for r in members):
+        if resolver is not None and paths is not None:
             universe = members + _project_candidates(pol, members, resolver, paths)
         named = {r.path for r in members}
         for code, project_rule in wanted.items():

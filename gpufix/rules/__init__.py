@@ -243,7 +243,8 @@ class Candidate:
 
 class ProjectRule(Rule):
     """A rule judged across files: `collect` runs per file (its candidates are suppressed, mapped to
-    notebook cells and cached like findings), `finish` decides on all files' candidates at once."""
+    notebook cells and cached like findings), `finish` decides on all files' candidates at once
+    (findings only among the candidates' files: without candidates it is not called)."""
 
     # Bytes one of which a file must hold to yield a candidate: a run over part of a project reads
     # the project's other files only when they hold one (empty: every file is read).

@@ -45,7 +45,8 @@ def spelled(value: str, ignore_case: bool = False) -> str:
 
 
 # after a device word: a non-zero index however spelled (`01`, `0" "1"`, an escape, a non-ASCII digit)
-_DIGIT = "|".join(["[1-9]", "[^\\x00-\\x7f]", NAMED_ESCAPE] + [escapes(d) for d in "123456789"])
+# the escapes of 1-9 written as ranges (one per escape form), not nine copies of `escapes`
+_DIGIT = r"[1-9]|[^\x00-\x7f]|" + NAMED_ESCAPE + r"|\\(?:x3[1-9]|0?6[1-7]|0?7[01]|u003[1-9]|U0000003[1-9])"
 SPELLED_INDEX = rf"(?:(?:{BREAK})*(?:0|{escapes('0')}))*(?:{BREAK})*(?:{_DIGIT})"
 
 # the end of a literal whose whole value is compared (an environment variable, a dict key)

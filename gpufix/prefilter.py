@@ -83,7 +83,7 @@ class _Spelled:
     regex runs at a few places instead of the whole text."""
 
     def __init__(self, forms):
-        from gpufix.collectors._patterns import BREAK, escapes, spelled
+        from gpufix.spelling import BREAK, escapes, spelled
 
         anchored = []
         self.floating = []  # (gate words, regex)

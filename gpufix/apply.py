@@ -146,7 +146,8 @@ def _reread(src: SourceFile, raw: bytes) -> SourceFile:
 
 
 def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: Optional[str] = None,
-               first: Optional[FileResult] = None, final: Optional[list] = None, use_prefilter: Optional[bool] = None) -> tuple:
+               first: Optional[FileResult] = None, final: Optional[list] = None, use_prefilter: Optional[bool] = None,
+               hold=None) -> tuple:
     """(new raw bytes, sorted rule codes fixed). Raises FixError when a fix cannot be applied safely.
 
     `first`: the lint of `src` the caller already has (its findings are this file's as analysed),
@@ -172,6 +173,10 @@ def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: 
     result = None
     for n in range(MAX_PASSES):
         result = first if (n == 0 and first is not None) else lint(src)
+        if hold is not None and result is not first:
+            from gpufix.project import apply_holds
+
+            result = dataclasses.replace(result, findings=apply_holds(result.findings, hold))
         result_raw = raw
         if result.errors:
             break
@@ -321,18 +326,26 @@ def _plan_file(args) -> tuple:
     Returns (FileResult as JSON, outcome): outcome is None (nothing to fix), ("error", kind,
     message) or ("fix", raw, new_raw, rules, lint of new_raw as JSON or None). The file is read
     once: the bytes linted are the bytes fixed."""
-    key, display, policy, use_prefilter, unsafe = args
+    key, display, policy, use_prefilter, unsafe, *rest = args
+    hold = rest[0] if rest else None  # (rules, note): fixes safe only with files outside this run
     got, problem = _read_file(key)
     if got is None:
         return FileResult(display, errors=[FileError(display, "read-error", problem)]).to_json(), None
     raw = got[1]
     res = lint_bytes(raw, key, display, policy, use_prefilter, catalog_for(policy))
+    if hold is not None:
+        from gpufix.project import apply_holds
+
+        # The first pass is the only one that takes remaps; the header's group, once held here,
+        # is held in every pass (fix_source's `hold`).
+        res = dataclasses.replace(res, findings=apply_holds(res.findings, hold))
     if not any(f.fix and (f.fix.applicability == "safe" or unsafe) for f in res.findings):
         return res.to_json(), None
     final: list = []
     try:
         src = read_source(display, raw)
-        new_raw, rules = fix_source(src, policy, unsafe, abs_path=key, first=res, final=final, use_prefilter=use_prefilter)
+        new_raw, rules = fix_source(src, policy, unsafe, abs_path=key, first=res, final=final, use_prefilter=use_prefilter,
+                                    hold=hold)
     except (ReadError, OSError) as exc:
         return res.to_json(), ("error", "fix-error", f"cannot fix: {exc}")
     except FixError as exc:
@@ -393,10 +406,21 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
 
     def remaining_result():
         pairs = [(policies[k], r) for k, r in results.items()]
-        return gather_pairs(policy, pairs, fix_errors.values(), resolver=resolver, paths=paths or ["."])
+        return gather_pairs(policy, pairs, fix_errors.values(), resolver=resolver, paths=paths or ["."],
+                            unsafe=opts.unsafe_fixes)
 
     workers = opts.jobs if opts.jobs is not None else (os.cpu_count() or 1)
-    for (key, display, *_), (res_json, outcome) in zip(jobs, _planned(jobs, workers, progress_factory)):
+    planned = _planned(jobs, workers, progress_factory)
+    # Fixes safe only together with another file's (a module's remap and its entry point's
+    # header): when that file's fix is not made in this run, this one is planned again without it.
+    from gpufix.engine import dependent_holds
+
+    first = [(job[2], FileResult.from_json(res_json, job[1])) for job, (res_json, _) in zip(jobs, planned)]
+    holds = dependent_holds(first, opts.unsafe_fixes)
+    for i, job in enumerate(jobs):
+        if job[0] in holds and planned[i][1] is not None:
+            planned[i] = _plan_file(job + (holds[job[0]],))
+    for (key, display, *_), (res_json, outcome) in zip(jobs, planned):
         res = FileResult.from_json(res_json, display)
         results[key] = res
         if outcome is None:

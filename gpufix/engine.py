@@ -76,10 +76,14 @@ def gather(policy: Policy, results, extra_errors=(), warnings=()) -> ScanResult:
     return gather_pairs(policy, [(policy, r) for r in results], extra_errors, warnings)
 
 
-def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=None, paths=None) -> ScanResult:
+def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=None, paths=None,
+                 unsafe: bool = False) -> ScanResult:
     """[(Policy, FileResult)] -> one ScanResult. Project rules (GPU103 without a policy) judge each
     project (the files sharing a policy) over all of that project's files, not only the ones this
-    run named, so that pre-commit's subsets and a full scan agree."""
+    run named, so that pre-commit's subsets and a full scan agree. Fixes that are safe only
+    together with another file's (gpufix.project.fix_holds) lose their fix when that file's is
+    not made in this run."""
+    pairs = hold_dependent_fixes(pairs, unsafe)
     ordered = sorted((r for _, r in pairs), key=lambda r: r.path)
     findings = [f for r in ordered for f in r.findings]
     by_policy: dict = {}
@@ -105,6 +109,52 @@ def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=N
     findings.sort(key=Finding.sort_key)
     errors = [e for r in ordered for e in r.errors] + list(extra_errors)
     return ScanResult(policy, ordered, findings, errors, list(warnings))
+
+
+def dependent_holds(pairs, unsafe: bool = False) -> dict:
+    """abs path -> (held rules, note) over the run's [(Policy, FileResult)] (gpufix.project.fix_holds)."""
+    from gpufix.discover import display_path
+    from gpufix.project import fix_holds
+
+    by_policy: dict = {}
+    for pol, r in pairs:
+        by_policy.setdefault(pol, {})[os.path.abspath(r.path)] = r
+    holds: dict = {}
+    for pol, results in by_policy.items():
+        if pol.project is None or not pol.project.graph_built:
+            continue
+        catalog = catalog_for(pol)
+
+        def lint_other(a, pol=pol, catalog=catalog):
+            return lint_path(a, display_path(a), pol, True, catalog)
+
+        holds.update(fix_holds(pol.project, results, lint_other, unsafe, _read_text))
+    return holds
+
+
+def _read_text(abs_path: str) -> Optional[str]:
+    got, _ = _read_file(abs_path)
+    if got is None:
+        return None
+    try:
+        return read_source(abs_path, got[1]).text
+    except ReadError:
+        return None
+
+
+def hold_dependent_fixes(pairs, unsafe: bool = False) -> list:
+    holds = dependent_holds(pairs, unsafe)
+    if not holds:
+        return list(pairs)
+    from gpufix.project import apply_holds
+
+    out = []
+    for pol, r in pairs:
+        hold = holds.get(os.path.abspath(r.path))
+        if hold is not None:
+            r = dataclasses.replace(r, findings=apply_holds(r.findings, hold))
+        out.append((pol, r))
+    return out
 
 
 # -- one file --------------------------------------------------------------------------------------
@@ -368,13 +418,17 @@ def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Pol
     return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard, ""
 
 
-def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, notice=None) -> Policy:
+def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrides=None, notice=None) -> Policy:
     """The policy with the project's index (first-party names; the import graph for the
     `entrypoints` scope) that the per-file rules need; its per-file entries go through the cache."""
-    from gpufix.project import build_index
+    from gpufix.project import build_index, project_files, run_project_root
 
     graph = policy.effective_header_scope == "entrypoints"
     catalog = catalog_for(policy)
+    # The whole project's files, whichever of them this run names: a file's findings come from
+    # its place in the project, never from the command line.
+    root = run_project_root(policy, files)
+    files = project_files(root, policy, files)
     cache_factory = None
     if use_cache:
         from gpufix.cache import ResultCache
@@ -382,8 +436,11 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, notice=
         def cache_factory(extra):
             return ResultCache.open(policy, Options(), kind="index", extra=extra, notice=notice)
     index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph,
-                        cache_factory=cache_factory)
-    return dataclasses.replace(policy, project=index)
+                        cache_factory=cache_factory, overrides=overrides, root=root)
+    from gpufix.project import helper_apis
+
+    helpers = helper_apis(index, policy.extra_apis)  # first-party device helpers are device APIs
+    return dataclasses.replace(policy, project=index, extra_apis=tuple(policy.extra_apis) + helpers)
 
 
 def _syntax_error(src: SourceFile, exc: SyntaxError) -> FileError:
@@ -511,6 +568,9 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
             warns.append(message)
 
     for pol, members in groups.items():
+        if pol.project is None and members:
+            pol = prepare_policy([os.path.commonpath([a for a, _ in members])], pol, members, options.use_cache,
+                                 notice=notice)
         pairs.extend((pol, r) for r in _scan_group(members, pol, options, progress_factory, notice))
     return gather_pairs(policy, pairs, warnings=warns, resolver=resolver, paths=paths or ["."])
 
@@ -518,7 +578,7 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
 def _scan_group(files, policy: Policy, options: Options, progress_factory, notice=None) -> list:
     """FileResults of `files`, which share `policy` (through the result cache, in parallel)."""
     if policy.project is None and files:
-        policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache, notice)
+        policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache, notice=notice)
     cache = None
     if options.use_cache:
         from gpufix.cache import ResultCache
@@ -574,8 +634,9 @@ def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
     needles = [r.candidate_bytes for r in project_rules().values()]
     needles = None if any(not n for n in needles) else {b for n in needles for b in n}
     out = []
+    bare = dataclasses.replace(policy, project=None)  # the discovered files' policy, before its index
     for abs_path, display, pol in discover_files([root], resolver):
-        if pol != policy or display in have:
+        if (pol != policy and pol != bare) or display in have:
             continue
         got, _ = _read_file(str(abs_path))
         if got is None or (needles is not None and not any(b in got[1] for b in needles)):

@@ -212,7 +212,8 @@ class Walker:
                 for n in (child.items if child.kind == "seq" else [child]):
                     i = _int_of(n)
                     entries.append(i if i is not None else str(n.value))
-                self.facts.pins.append(ContainerPin("device_ids", entries, child.start, child.end))
+                service = tuple(path[:2]) if len(path) >= 2 and path[0] == "services" else _scope(path)
+                self.facts.pins.append(ContainerPin("device_ids", entries, child.start, child.end, service))
                 self.seen.add(id(child))
                 continue
             if k == "gpu_ids" and accelerate and child.kind == "scalar":
@@ -267,7 +268,7 @@ def finish(facts: FileFacts) -> FileFacts:
         if e.var == CONTAINER_VAR and e.value is not None:
             entries = parse_mask(e.value)
             if entries and len(entries) == len(e.value.split(",")):
-                facts.pins.append(ContainerPin(CONTAINER_VAR, entries, e.start, e.end))
+                facts.pins.append(ContainerPin(CONTAINER_VAR, entries, e.start, e.end, e.scope))
     orders = [e.scope for e in facts.env if e.var == ORDER_VAR and e.scope is not None]
     for e in facts.env:
         if e.scope is not None and any(_related(o, e.scope) for o in orders):

@@ -383,3 +383,70 @@ def test_a_cache_copied_into_another_project_is_rejected(project, tmp_path_facto
     proc = run_gpufix_scan(other)
     assert json.loads(proc.stdout) == expected
     assert "ignored the scan cache" in proc.stderr
+
+
+def test_the_signing_key_is_private_and_outside_the_project(project):
+    run_scan(project)
+    key = Path(os.environ["XDG_CACHE_HOME"]) / "gpufix" / "cache-key"
+    assert key.is_file() and (key.stat().st_mode & 0o777) == 0o600 and len(key.read_bytes()) == 32
+    assert not any(p.name == "cache-key" for p in project.rglob("*"))
+
+
+def test_a_scan_without_a_config_writes_nothing_into_the_current_folder(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "app.py").write_text("import torch\nx = 'cuda:1'\n", encoding="utf-8")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = _env()
+    proc = subprocess.run([sys.executable, "-m", "gpufix", "scan", str(target), "--exit-zero", "-q"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert list(cwd.iterdir()) == [] and not (target / ".gpufix").exists()
+
+
+def test_the_project_index_is_cached_per_file(tmp_path, monkeypatch):
+    """A warm scan parses no unchanged file for the import graph; an edited file is parsed again."""
+    from gpufix.project import imports as project
+
+    (tmp_path / "pyproject.toml").write_text('[tool.gpufix]\nvisible-devices = "1"\n', encoding="utf-8")
+    for i in range(6):
+        (tmp_path / f"s{i}.py").write_text(f"import torch\nif __name__ == '__main__':\n    print({i})\n", encoding="utf-8")
+    parsed = []
+    real = project._read_for_graph
+    monkeypatch.setattr(project, "_read_for_graph", lambda p: parsed.append(p.name) or real(p))
+    first = scan_in_process(tmp_path, monkeypatch)
+    assert sorted(parsed) == [f"s{i}.py" for i in range(6)]
+    assert list((tmp_path / ".gpufix" / "cache").glob("index-*.json"))
+    parsed.clear()
+    again = scan_in_process(tmp_path, monkeypatch)
+    assert parsed == [] and [f.rule for f in again.findings] == [f.rule for f in first.findings]
+    (tmp_path / "s3.py").write_text("import os\n", encoding="utf-8")
+    third = scan_in_process(tmp_path, monkeypatch)
+    assert parsed == ["s3.py"]
+    assert not [f for f in third.findings if f.path.endswith("s3.py")]
+
+
+def test_the_cached_index_follows_a_change_in_an_imported_module(tmp_path, monkeypatch):
+    """The warm index is reused whole only while every file's entry is unchanged: a script that
+    reaches the GPU only through a helper gains (and loses) its header finding when the helper's
+    imports change, and the graph is not rebuilt when nothing changed."""
+    from gpufix.project import index as project
+
+    (tmp_path / "pyproject.toml").write_text('[tool.gpufix]\nvisible-devices = "1"\n', encoding="utf-8")
+    (tmp_path / "helper.py").write_text("import os\n", encoding="utf-8")
+    (tmp_path / "app.py").write_text("import helper\n\nif __name__ == '__main__':\n    helper.run()\n", encoding="utf-8")
+    built = []
+    real = project._build_graph
+    monkeypatch.setattr(project, "_build_graph", lambda *a: built.append(1) or real(*a))
+
+    def app_rules():
+        return sorted(f.rule for f in scan_in_process(tmp_path, monkeypatch).findings if f.path.endswith("app.py"))
+
+    assert app_rules() == [] and len(built) == 1
+    assert app_rules() == [] and len(built) == 1  # warm: the cached index, no graph walk
+    (tmp_path / "helper.py").write_text("import torch\n", encoding="utf-8")
+    assert app_rules() == ["GPU101", "GPU102"] and len(built) == 2
+    assert app_rules() == ["GPU101", "GPU102"] and len(built) == 2
+    (tmp_path / "helper.py").write_text("import os\n", encoding="utf-8")
+    assert app_rules() == [] and len(built) == 3

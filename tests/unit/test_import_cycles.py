@@ -115,11 +115,6 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path):
     assert cycles(import_graph(pkg)) == [["gpufix.a", "gpufix.b", "gpufix.sub.c"]]
 
 
-# Issue 19 splits gpufix/project.py (metadata, imports, graph, index) and owns importscan.py: the
-# cycle between them goes with that split. Any other cycle, or a change to this one, fails.
-PENDING = [["gpufix.importscan", "gpufix.project"]]
-
-
 def test_no_import_cycles_inside_gpufix():
-    found = [c for c in cycles(import_graph()) if c not in PENDING]
+    found = cycles(import_graph())
     assert found == [], "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)

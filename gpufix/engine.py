@@ -28,7 +28,7 @@ from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
 from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, irregular_spelling, is_entrypoint_name, may_call_device_api, parse_anyway
 from gpufix.project import refine_gpu_imports
-from gpufix.source import ReadError, SourceFile, read_source, split_lines
+from gpufix.source import MAX_FILE_BYTES, ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
 
 
@@ -162,7 +162,7 @@ def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool =
     catalog = catalog or catalog_for(policy)
     got, problem = _read_file(abs_path)
     if got is None:
-        return FileResult(display, errors=[FileError(display, "read-error", problem)])
+        return FileResult(display, errors=[_read_problem(display, problem)])
     return lint_bytes(got[1], abs_path, display, policy, use_prefilter, catalog)
 
 
@@ -399,7 +399,7 @@ class _Suppressions:
 def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Policy] = None, abs_path: Optional[str] = None) -> tuple:
     """(whether the file must hold the header, why / what covers it)."""
     if scope == "all":
-        return True, "every file (header-scope = \"all\")"
+        return True, "a file in header scope (header-scope = \"all\")"
     project = policy.project if policy is not None else None
     if scope == "entrypoints" and project is not None and project.graph_built and abs_path:
         key = os.path.abspath(abs_path)
@@ -504,22 +504,49 @@ def _to_cell(src: SourceFile, f: Finding) -> Finding:
 
 
 def _read_file(abs_path: str):
-    """(stat, bytes) of a regular file; a FileError message for anything else (a FIFO named *.py
-    would block a plain open() forever)."""
+    """(stat, bytes) of a regular file; else (None, (error kind, message)) for anything else (a FIFO
+    named *.py would block a plain open() forever) or a file over the size limit. The size comes
+    from `stat`, before reading: a sparse 8 GB file is never read whole. A data file (YAML/JSON/
+    TOML) over the limit is tested in chunks: one without a device word reads as empty."""
     import stat as stat_mod
+
+    from gpufix.formats import CONFIG_KINDS, kind_of, may_have_findings
 
     try:
         st = os.stat(abs_path)
         if stat_mod.S_ISDIR(st.st_mode):
-            return None, "is a directory"
+            return None, ("read-error", "is a directory")
         if not stat_mod.S_ISREG(st.st_mode):
-            return None, "not a regular file (a pipe, socket or device); skipped"
+            return None, ("read-error", "not a regular file (a pipe, socket or device); skipped")
         with open(abs_path, "rb") as fh:
-            return (st, fh.read()), None
+            if st.st_size <= MAX_FILE_BYTES:
+                return (st, fh.read(MAX_FILE_BYTES + 1)), None
+            kind = kind_of(abs_path)
+            if kind in CONFIG_KINDS and not _chunks_may_have_findings(fh, kind, may_have_findings):
+                return (st, b""), None
+        return None, ("too-large", f"file is {st.st_size / 2**20:.1f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit; skipped")
     except IsADirectoryError:
-        return None, "is a directory"
+        return None, ("read-error", "is a directory")
     except OSError as exc:
-        return None, f"cannot read: {exc.strerror or exc}"
+        return None, ("read-error", f"cannot read: {exc.strerror or exc}")
+
+
+def _chunks_may_have_findings(fh, kind: str, test, chunk: int = 1 << 20, overlap: int = 256) -> bool:
+    """`test` over a file read a chunk at a time (bounded memory), each chunk with the end of the
+    one before it, so a device word across two chunks is seen."""
+    tail = b""
+    while True:
+        block = fh.read(chunk)
+        if not block:
+            return False
+        if test(tail + block, kind):
+            return True
+        tail = block[-overlap:]
+
+
+def _read_problem(display: str, problem) -> FileError:
+    kind, message = problem
+    return FileError(display, kind, message)
 
 
 def _finding_to_cache(f: Finding) -> dict:
@@ -682,7 +709,7 @@ def _lint_job(args) -> dict:
     try:
         got, problem = _read_file(abs_path)
         if got is None:
-            return FileResult(display, errors=[FileError(display, "read-error", problem)]).to_json()
+            return FileResult(display, errors=[_read_problem(display, problem)]).to_json()
         st, raw = got
         data = lint_bytes(raw, abs_path, display, policy, _JOB_STATE["use_prefilter"], _JOB_STATE["catalog"]).to_json()
         data["_stamp"] = [st.st_size, st.st_mtime_ns]

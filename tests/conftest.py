@@ -80,3 +80,16 @@ def _isolated_user_cache(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_config():
+    """The machine's own user config (~/.config/gpufix/gpufix.toml) must not change what the tests
+    see: none, unless a test points GPUFIX_USER_CONFIG at one (gpufix.config.user_config_path)."""
+    old = os.environ.get("GPUFIX_USER_CONFIG")
+    os.environ["GPUFIX_USER_CONFIG"] = ""
+    yield
+    if old is None:
+        os.environ.pop("GPUFIX_USER_CONFIG", None)
+    else:
+        os.environ["GPUFIX_USER_CONFIG"] = old

@@ -352,7 +352,7 @@ class _File:
 def _read_for_graph(path: Path):
     """(stat stamp, bytes, text) of a .py or .ipynb file; text is None when it does not decode;
     None when it cannot be read at all."""
-    from gpufix.source import ReadError, read_source
+    from gpufix.source import MAX_FILE_BYTES, ReadError, read_source
 
     import stat
 
@@ -360,6 +360,8 @@ def _read_for_graph(path: Path):
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
             return None  # a FIFO named *.py would block a read forever
+        if st.st_size > MAX_FILE_BYTES:
+            return None  # too large to read (the scan says so): never read a sparse 8 GB file whole
         raw = path.read_bytes()
     except OSError:
         return None

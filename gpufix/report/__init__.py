@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from gpufix.report.document import DOCUMENT_FORMATS, FORMATS, scan_document, summary  # noqa: F401  (re-exported)
+from gpufix.report.document import DOCUMENT_FORMATS, FORMATS, cell_where, is_safe_fix, is_unsafe_fix, scan_document, summary, summary_lines  # noqa: F401  (re-exported)
 
 
 def render(result, fmt: str, stream, color=False, extra: dict = None, command: str = "scan", show_fixes: bool = False,
-           show_source: bool = True) -> None:
+           show_source: bool = True, list_findings: bool = True, unsafe_fixes: bool = False) -> None:
     """`color`: True/False, or None to let rich decide (a terminal, NO_COLOR, FORCE_COLOR)."""
     if fmt in ("concise", "pylint", "json-lines", "junit", "gitlab"):
         from gpufix.report import formats
 
-        getattr(formats, "render_" + fmt.replace("-", "_"))(result, stream)
+        if fmt == "concise":
+            formats.render_concise(result, stream, unsafe_fixes=unsafe_fixes)
+        else:
+            getattr(formats, "render_" + fmt.replace("-", "_"))(result, stream)
     elif fmt == "json":
         from gpufix.report.json_report import render_json
 
@@ -28,4 +31,4 @@ def render(result, fmt: str, stream, color=False, extra: dict = None, command: s
         from gpufix.report.text import render_text
 
         render_text(result, stream, color=color, extra=extra, command=command, show_fixes=show_fixes,
-                    show_source=show_source)
+                    show_source=show_source, list_findings=list_findings, unsafe_fixes=unsafe_fixes)

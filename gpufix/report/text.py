@@ -5,7 +5,15 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from gpufix.report.document import summary
+from gpufix.report.document import summary, summary_lines
+from gpufix.report.safe import for_terminal
+
+TAB = "\t"  # a code frame keeps its tabs
+
+
+def _e(value, keep: str = "") -> str:
+    """A repository's text for the terminal: control characters escaped, then rich markup."""
+    return escape(for_terminal(value, keep))
 
 
 def _location(f) -> str:
@@ -33,7 +41,8 @@ def _frame(lines_cache: dict, f):
 
 
 def render_text(result, stream, color=False, extra: dict = None, command: str = "scan", show_source: bool = True,
-                show_fixes: bool = False) -> None:
+                show_fixes: bool = False, list_findings: bool = True, unsafe_fixes: bool = False) -> None:
+    """`list_findings=False` (apply --remaining count): only the summary, no finding or file error."""
     # color None: rich decides, honouring NO_COLOR (set and non-empty) and FORCE_COLOR itself
     if color is None:
         console = Console(file=stream, highlight=False, soft_wrap=True)
@@ -42,14 +51,14 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
     cache: dict = {}
     # One print for all findings: rich's per-call overhead is most of a report of a few hundred.
     out: list = []
-    for f in result.findings:
+    for f in (result.findings if list_findings else ()):
         fixable = " [cyan]\\[*][/cyan]" if f.fix and f.fix.applicability == "safe" else (" [cyan]\\[unsafe fix][/cyan]" if f.fix else "")
-        out.append(f"[bold]{escape(_location(f))}[/bold]: [red]{f.rule}[/red] {escape(f.message)}{fixable}")
+        out.append(f"[bold]{_e(_location(f))}[/bold]: [red]{f.rule}[/red] {_e(f.message)}{fixable}")
         if show_source:
             text = _frame(cache, f)
             if text is not None and text.strip():
                 width = len(str(f.line))
-                out.append(f"[dim]{f.line:>{width}} |[/dim] {escape(text.rstrip())}")
+                out.append(f"[dim]{f.line:>{width}} |[/dim] {_e(text.rstrip(), keep=TAB)}")
                 if f.end_line == f.line and f.end_column > f.column:
                     caret = " " * (f.column - 1) + "^" * (f.end_column - f.column)
                 else:
@@ -57,37 +66,27 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
                 out.append(f"[dim]{'':>{width}} |[/dim] [red]{caret}[/red]")
         if show_fixes and f.fix is not None:
             kind = "" if f.fix.applicability == "safe" else " (unsafe: --unsafe-fixes)"
-            out.append(f"  [cyan]help[/cyan]: {escape(f.fix.title)}{kind}")
+            out.append(f"  [cyan]help[/cyan]: {_e(f.fix.title)}{kind}")
     if out:
         console.print("\n".join(out))
-    for e in result.errors:
+    for e in (result.errors if list_findings else ()):
         where = f"{e.path}:{e.line}" if e.line else e.path
-        console.print(f"[bold]{escape(where)}[/bold]: [magenta]error[/magenta] ({e.kind}) {escape(e.message)}")
+        console.print(f"[bold]{_e(where)}[/bold]: [magenta]error[/magenta] ({e.kind}) {_e(e.message)}")
     s = summary(result)
     if extra and command == "apply":
         changed = extra.get("changed_files", [])
         console.print(f"Fixed {sum(c.get('fixed', 0) for c in changed)} finding(s) in {len(changed)} file(s).")
         if show_fixes:
             for c in changed:
-                console.print(f"- {escape(c['path'])}: {', '.join(c.get('rules', []))}")
+                console.print(f"- {_e(c['path'])}: {', '.join(c.get('rules', []))}")
         if extra.get("backup"):
-            console.print(f"Backup: {escape(extra['backup']['dir'])} (undo with `gpufix restore {extra['backup']['id']}`)")
+            console.print(f"Backup: {_e(extra['backup']['dir'])} (undo with `gpufix restore {extra['backup']['id']}`)")
         if extra.get("git_tag"):
             console.print(f"Git tag: {escape(extra['git_tag'])}")
-    if s["findings"] or s["errors"]:
-        rules = ", ".join(f"{k}: {v}" for k, v in s["by_rule"].items())
-        verb = "remaining" if command == "apply" else "found"
-        console.print(
-            f"[bold]{s['findings']} finding(s) {verb}[/bold] in {s['files_with_findings']} of {s['files_scanned']} file(s)"
-            + (f" ({rules})" if rules else "")
-            + (f"; {s['errors']} file error(s)" if s["errors"] else "")
-        )
-        if s["fixable"] and command == "scan":
-            unsafe = sum(1 for f in result.findings if f.fix and f.fix.applicability == "unsafe")
-            safe = s["fixable"] - unsafe
-            msg = f"[cyan]\\[*][/cyan] {safe} fixable with `gpufix apply`"
-            if unsafe:
-                msg += f" ({unsafe} more with `--unsafe-fixes`)"
-            console.print(msg)
-    else:
-        console.print(f"All checks passed: {s['files_scanned']} file(s) scanned, no findings.")
+    for n, line in enumerate(summary_lines(result, command, listed=list_findings, unsafe_fixes=unsafe_fixes)):
+        if line.startswith("[*] "):
+            console.print("[cyan]\\[*][/cyan] " + escape(line[4:]))
+        elif n == 0 and (s["findings"] or s["errors"]):
+            console.print(f"[bold]{escape(line)}[/bold]")
+        else:
+            console.print(escape(line))

@@ -405,11 +405,15 @@ class Analyzer:
         self.ctx = saved
 
     def _touches_focus(self, node) -> bool:
+        # A decorated def or class starts at its first decorator (ast's lineno is the `def` line).
+        start = node.lineno
+        for dec in getattr(node, "decorator_list", None) or ():
+            start = min(start, dec.lineno)
         end = getattr(node, "end_lineno", None) or node.lineno
         focus = self.focus
-        if end - node.lineno < 64:
-            return any(line in focus for line in range(node.lineno, end + 1))
-        return any(node.lineno <= line <= end for line in focus)
+        if end - start < 64:
+            return any(line in focus for line in range(start, end + 1))
+        return any(start <= line <= end for line in focus)
 
     def _visit_focused(self, stmts):
         for stmt in stmts:

@@ -11,12 +11,24 @@ read for linting, so a file edited during a scan is never cached under its new s
 Writes are atomic (temporary file + rename) and merge entries written meanwhile by a concurrent
 run, so concurrent runs at worst redo work; a broken or foreign cache file is ignored.
 
-What may change a finding is in the file name: the policy's fingerprint, the prefilter switch, and
-a hash of the rule catalogue and of gpufix's own code (so a new rule or API entry, or an edited
-rule, never reads stale results). A cache file is trusted only when it carries a valid HMAC made
-with a per-user key kept outside every project (in the user cache folder): an entry planted in
-`.gpufix/cache` (forced into git, shipped in an archive, left on a shared CI runner) does not verify
-and is ignored. A cache file that git tracks is never read either.
+What may change a finding is in the file name: the policy's fingerprint, the prefilter switch, a
+hash of the rule catalogue and of gpufix's own code (so a new rule or API entry, or an edited rule,
+never reads stale results), and a hash of the project root (caches are per project, also in a
+shared `$GPUFIX_CACHE_DIR`).
+
+A repository is untrusted input, and so is every file in `.gpufix/cache`:
+* A cache file is trusted only when it carries a valid HMAC made with a per-user key kept outside
+  every project (in the user cache folder). The MAC covers the project root, the cache file's own
+  name and folder (as given, never resolved through a link) and the file's identity on disk
+  (device, inode and the modification time gpufix gives it): an entry planted in `.gpufix/cache` (forced into
+  git, shipped in an archive, left on a shared CI runner), a valid cache copied or linked under
+  another cache's name (another policy's results) or into another project, or a cache file that git
+  checks out again, does not verify. A cache that fails validation is ignored with a notice.
+* Cache files and folders are never written or read through a symbolic link: a link committed as
+  `.gpufix/cache/scan-*.json` (or as the folder) could otherwise make a scan overwrite, or read, any
+  file its user can. Reads open with O_NOFOLLOW and take regular files only; writes go to a fresh
+  temporary file in the folder, renamed over the name (a rename replaces a link, never follows it),
+  after checking with lstat that no folder on the way inside the project is a link.
 """
 
 from __future__ import annotations
@@ -27,13 +39,13 @@ import hmac
 import json
 import os
 import secrets
-import subprocess
+import stat as stat_mod
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from gpufix import __version__
 
-FORMAT = 3
+FORMAT = 4
 _KEY_FILE = "cache-key"
 
 
@@ -91,51 +103,88 @@ def _user_key() -> Optional[bytes]:
         return None
 
 
-def _mac(key: bytes, cache_path: Path, body: bytes) -> str:
-    # The cache file's own location is signed too: a file copied from another project or cache
-    # folder does not verify.
-    msg = str(cache_path.resolve()).encode("utf-8", "surrogateescape") + b"\0" + body
+def _mac(key: bytes, project: str, cache_path: Path, identity: tuple, body: bytes) -> str:
+    msg = b"\0".join([
+        b"gpufix-cache-v4", project.encode("utf-8", "surrogateescape"),
+        os.path.abspath(cache_path).encode("utf-8", "surrogateescape"),
+        ":".join(map(str, identity)).encode(), body,
+    ])
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
-def _tracked_by_git(path: Path) -> bool:
-    """Whether git tracks `path` (a cache file committed to a repository is someone else's)."""
+class CacheRejected(Exception):
+    """Why a cache file is not used (said once, as a notice)."""
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def _links_on_the_way(folders) -> Optional[Path]:
+    """The first of `folders` (those inside the project) that is a symbolic link (or cannot be
+    looked at), or None."""
+    for folder in folders:
+        try:
+            if stat_mod.S_ISLNK(os.lstat(folder).st_mode):
+                return folder
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return folder
+    return None
+
+
+def _read_nofollow(path: Path, folders) -> Optional[tuple]:
+    """((device, inode, mtime_ns), bytes) of a regular file reached without following a link (the file, or
+    one of `folders`); None when it does not exist. CacheRejected when it is a link or not a
+    regular file."""
+    link = _links_on_the_way(folders)
+    if link is not None:
+        raise CacheRejected(f"{link} is a symbolic link")
     try:
-        proc = subprocess.run(
-            ["git", "ls-files", "--error-unmatch", "--", path.name], cwd=path.parent,
-            capture_output=True, timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return proc.returncode == 0
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if os.path.islink(path):
+            raise CacheRejected(f"{path} is a symbolic link") from None
+        raise CacheRejected(f"{path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise CacheRejected(f"{path} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return (st.st_dev, st.st_ino, st.st_mtime_ns), fh.read()
+    finally:
+        os.close(fd)
 
 
-def _load(path: Path):
-    """(entries, mtime_ns) of a cache file; ({}, None) when missing, broken, foreign, forged or
-    tracked by git."""
+def _load(path: Path, project: str, folders=()):
+    """(entries, mtime_ns) of a cache file: ({}, None) when missing; CacheRejected when it is not
+    one this user's gpufix wrote for this project under this name (forged, copied, linked, broken)."""
     key = _user_key()
     if key is None:
         return {}, None
-    try:
-        with open(path, "rb") as fh:
-            mtime = os.fstat(fh.fileno()).st_mtime_ns
-            raw = fh.read()
-    except OSError:
+    got = _read_nofollow(path, folders)
+    if got is None:
         return {}, None
+    identity, raw = got
     mac, sep, body = raw.partition(b"\n")
-    if not sep or not hmac.compare_digest(mac.decode("ascii", "replace"), _mac(key, path, body)):
-        return {}, None
-    if _tracked_by_git(path):
-        return {}, None
+    if not sep or not hmac.compare_digest(mac.decode("ascii", "replace"), _mac(key, project, path, identity, body)):
+        raise CacheRejected(f"{path} was not written here by gpufix for this project (copied, linked, checked out or altered)")
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        return {}, None
+        raise CacheRejected(f"{path} is not valid JSON") from None
     if not isinstance(data, dict) or data.get("version") != __version__ or data.get("format") != FORMAT:
         return {}, None
     files = data.get("files")
     if not isinstance(files, dict):
-        return {}, None
+        raise CacheRejected(f"{path} holds no entries")
+    try:
+        mtime = os.lstat(path).st_mtime_ns
+    except OSError:
+        mtime = None
     return files, mtime
 
 
@@ -147,42 +196,51 @@ def _valid(entry) -> bool:
 
 
 class ResultCache:
-    def __init__(self, path: Path, entries: dict, loaded_mtime=None, fallback: Path = None):
+    def __init__(self, path: Path, entries: dict, loaded_mtime=None, fallback: Path = None, project: str = "",
+                 folders=(), notice: Optional[Callable] = None):
         self.path = path
         self.entries = entries
         self.loaded_mtime = loaded_mtime
         self.fallback = fallback
+        self.project = project
+        self.folders = tuple(folders)  # folders inside the project on the way to `path`
+        self.notice = notice or (lambda message: None)
         self.dirty = False
 
     @classmethod
-    def open(cls, policy, options, kind: str = "scan", extra: str = "") -> Optional["ResultCache"]:
+    def open(cls, policy, options, kind: str = "scan", extra: str = "", notice: Optional[Callable] = None) -> Optional["ResultCache"]:
         """The cache for this policy, or None when there is no per-user key to sign it with.
-        `kind`/`extra`: another cache of per-file entries beside the results (the project index)."""
+        `kind`/`extra`: another cache of per-file entries beside the results (the project index).
+        `notice(message)`: told when a cache file is ignored (it failed validation)."""
         if _user_key() is None:
             return None
-        if kind == "scan":
-            name = f"scan-{policy.fingerprint()}-{code_fingerprint()}-{int(options.use_prefilter)}.json"
-        else:
-            name = f"{kind}-{code_fingerprint()}-{extra}.json"
-        env = os.environ.get("GPUFIX_CACHE_DIR")
+        notice = notice or (lambda message: None)
         # Without a config file there is no project root: the folder gpufix was started in is not one.
         project = Path(policy.root).resolve() if (policy.root and policy.source) else None
+        project_id = str(project) if project is not None else ""
+        # One file per project root, also where many projects share a folder.
+        tag = hashlib.blake2b(project_id.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+        if kind == "scan":
+            name = f"scan-{tag}-{policy.fingerprint()}-{code_fingerprint()}-{int(options.use_prefilter)}.json"
+        else:
+            name = f"{kind}-{tag}-{code_fingerprint()}-{extra}.json"
+        env = os.environ.get("GPUFIX_CACHE_DIR")
         fallback = None
+        folders: tuple = ()
         if env:
             root = Path(env)
         elif project is None:
             root = user_cache_dir() / "scans"
         else:
             root = project / ".gpufix" / "cache"
-            # The user cache dir holds the caches of many projects: one file per project root.
-            key = hashlib.blake2b(str(project).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
-            fallback = user_cache_dir() / "scans" / f"{key}-{name}"
+            folders = (project / ".gpufix", root)
+            fallback = user_cache_dir() / "scans" / name
         path = root / name
-        entries, mtime = _load(path)
+        entries, mtime = _load_or_notice(path, project_id, folders, notice)
         if not entries and fallback is not None and not os.access(project, os.W_OK):
-            path, fallback = fallback, None
-            entries, mtime = _load(path)
-        return cls(path, entries, mtime, fallback)
+            path, fallback, folders = fallback, None, ()
+            entries, mtime = _load_or_notice(path, project_id, folders, notice)
+        return cls(path, entries, mtime, fallback, project_id, folders, notice)
 
     def get(self, abs_path: str):
         """The cached result for a file, or None. Stats the file; reads it only when its stamp changed."""
@@ -231,35 +289,90 @@ class ResultCache:
     def save(self) -> None:
         if not self.dirty:
             return
-        for path in (self.path, self.fallback):
-            if path is not None and self._write(path):
+        for path, folders in ((self.path, self.folders), (self.fallback, ())):
+            if path is not None and self._write(path, folders):
                 return
 
-    def _write(self, path: Path) -> bool:
+    def _write(self, path: Path, folders) -> bool:
+        key = _user_key()
+        if key is None:
+            return False
+        link = _links_on_the_way(folders)
+        if link is None and os.path.islink(path):
+            link = path
+        if link is not None:
+            # A link in the project's own cache folder is someone else's: never write through it.
+            self.notice(f"not writing the cache: {link} is a symbolic link")
+            return False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if _links_on_the_way(folders) is not None:
+                return False  # replaced by a link meanwhile
             if path.parent.name == "cache" and path.parent.parent.name == ".gpufix":
                 gitignore = path.parent.parent / ".gitignore"
-                if not gitignore.exists():
-                    gitignore.write_text("# created by gpufix\n*\n", encoding="utf-8")
+                if not os.path.lexists(gitignore):
+                    _create_new(gitignore, b"# created by gpufix\n*\n")
             entries = self.entries
             # A concurrent run may have saved since we loaded: keep its entries for files we did not see.
             try:
-                mtime = os.stat(path).st_mtime_ns
+                mtime = os.lstat(path).st_mtime_ns
             except OSError:
                 mtime = None
             if mtime is not None and mtime != self.loaded_mtime:
-                theirs, _ = _load(path)
+                try:
+                    theirs, _ = _load(path, self.project, folders)
+                except CacheRejected:
+                    theirs = {}
                 if theirs:
                     entries = {**theirs, **entries}
-            from gpufix.fsutil import atomic_write
-
-            key = _user_key()
-            if key is None:
-                return False
             doc = {"version": __version__, "format": FORMAT, "files": entries}
             body = json.dumps(doc, separators=(",", ":")).encode("utf-8")
-            atomic_write(path, _mac(key, path, body).encode("ascii") + b"\n" + body, mode=0o644, durable=False)
+            _write_signed(path, key, self.project, body)
             return True
         except OSError:
             return False  # a read-only tree: try the next place, or run without a cache
+
+
+def _load_or_notice(path: Path, project: str, folders, notice):
+    try:
+        return _load(path, project, folders)
+    except CacheRejected as exc:
+        notice(f"ignored the scan cache: {exc}")
+        return {}, None
+
+
+def _create_new(path: Path, data: bytes) -> None:
+    """Create a file that does not exist yet (never through a link: O_EXCL)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _write_signed(path: Path, key: bytes, project: str, body: bytes) -> None:
+    """Write a fresh temporary file in the cache folder, sign it with its own identity, and rename
+    it over `path` (a rename replaces a link at `path`, it never writes through one)."""
+    import tempfile
+
+    import time
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        st = os.fstat(fd)
+        # The file's identity: where it lives on disk and the modification time set below (a
+        # rename keeps both; a copy, a checkout or a rewrite changes one).
+        stamp = time.time_ns() // 1_000_000 * 1_000_000  # whole milliseconds: every filesystem keeps them
+        mac = _mac(key, project, path, (st.st_dev, st.st_ino, stamp), body)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(mac.encode("ascii") + b"\n" + body)
+        os.chmod(tmp, 0o644)
+        os.utime(tmp, ns=(stamp, stamp))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

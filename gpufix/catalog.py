@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from gpufix.config import ConfigError, parse_api_specs
+from gpufix.apispec import ConfigError, parse_api_specs
 
 if sys.version_info >= (3, 11):
     import tomllib

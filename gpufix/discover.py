@@ -172,7 +172,7 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
     """[(absolute Path, display path, Policy)]: each file with the policy of its nearest config,
     whose `exclude` also decides which folders are walked (ruff's hierarchical lookup), whose
     `file-kinds` which files a folder scan reads, and whose own config file is not scanned."""
-    from gpufix.formats import ALL_KINDS, kind_of
+    from gpufix.kinds import ALL_KINDS, kind_of
 
     def kinds_of(policy) -> frozenset:
         kinds = getattr(policy, "file_kinds", None)

@@ -27,7 +27,7 @@ from gpufix.launchers import LAUNCHER_KINDS, launch_args
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
-from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, is_entrypoint_name, parse_anyway
+from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, irregular_spelling, is_entrypoint_name, may_call_device_api, parse_anyway
 from gpufix.project import refine_gpu_imports
 from gpufix.source import MAX_FILE_BYTES, ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
@@ -91,12 +91,14 @@ def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=N
     for pol, r in pairs:
         by_policy.setdefault(pol, []).append(r)
     for pol, members in by_policy.items():
+        if not any(r.candidates for r in members):
+            continue  # nothing to judge across files (a warm run then loads no rule module)
         enabled = make_rule_filter(pol.select, pol.ignore)
         wanted = {code: rule for code, rule in project_rules().items() if enabled(code)}
         if not wanted:
             continue
         universe = members
-        if resolver is not None and paths is not None and any(r.candidates for r in members):
+        if resolver is not None and paths is not None:
             universe = members + _project_candidates(pol, members, resolver, paths)
         named = {r.path for r in members}
         for code, project_rule in wanted.items():
@@ -166,23 +168,40 @@ def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool =
 
 
 def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_prefilter: bool, catalog: ApiCatalog) -> FileResult:
+    """One file's result. With the prefilter off every file is parsed and walked whole; its result
+    differs from the prefilter's in nothing a user sees: a file the prefilter proves free of
+    findings is not gpufix's to judge, so its syntax errors are reported by neither path (a
+    differential test compares both on every fixture, the oracle's programs and a corpus)."""
     kind = detect_kind(display, raw)
     # Non-Python files: the cheap byte test before any decoding or parsing. Data files (YAML/JSON/
     # TOML) are tested even over the size limit, so a big dataset file without a device setting is
     # skipped, not an error.
-    if kind in TEXT_KINDS and (use_prefilter or (kind in CONFIG_KINDS and len(raw) > MAX_TEXT_BYTES)):
-        if kind in CONFIG_KINDS and not may_have_findings(raw, kind):
+    if kind in CONFIG_KINDS and not may_have_findings(raw, kind):
+        if use_prefilter or len(raw) > MAX_TEXT_BYTES:
             return FileResult(display)
+        return _without_errors(_lint_decoded(raw, abs_path, display, policy, catalog, kind))
     try:
         src = read_source(display, raw)
     except ReadError as exc:
         return FileResult(display, errors=[exc.error])
     if kind in TEXT_KINDS:
-        if use_prefilter and not may_have_findings(raw, kind):
-            return FileResult(display)
+        if not may_have_findings(raw, kind):
+            return FileResult(display) if use_prefilter else _without_errors(lint_source(src, policy, catalog, abs_path=abs_path))
         return lint_source(src, policy, catalog, abs_path=abs_path)
+    tier = python_tier(src, abs_path, display, policy, catalog)
     if not use_prefilter:
-        return lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
+        result = lint_source(src, policy, catalog, abs_path=abs_path, focused=False)
+        return _without_errors(result) if tier == SKIP else result
+    if tier == SKIP:
+        return FileResult(display)
+    # The focused walk of a big file looks for words: a value spelled with escapes or implicit
+    # concatenation (`"cu" "da:1"`) holds none of them, so such a file is walked whole.
+    focused = tier == HEADER or not irregular_spelling(src.text, catalog)
+    return lint_source(src, policy, catalog, abs_path=abs_path, header_only=tier == HEADER, focused=focused)
+
+
+def python_tier(src: SourceFile, abs_path: str, display: str, policy: Policy, catalog: ApiCatalog) -> int:
+    """The prefilter's tier of a Python file (gpufix.prefilter), with what the project index knows."""
     tier = classify(src.text, display, policy.effective_header_scope, catalog)
     project = policy.project
     if tier == HEADER and project is not None and project.graph_built and os.path.abspath(abs_path) not in project.entry_map:
@@ -196,9 +215,24 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
         # an entry point that reaches the GPU only through the project's modules, or a GPU file
         # the index could not read (parsing it here reports why, as under gpu-modules)
         tier = HEADER
-    if tier == SKIP:
-        return FileResult(display)
-    return lint_source(src, policy, catalog, abs_path=abs_path, header_only=tier == HEADER)
+    if tier == SKIP and project is None and policy.has_policy and policy.effective_header_scope == "entrypoints" \
+            and (imports_framework(src.text, catalog) or may_call_device_api(src.text, catalog)):
+        tier = HEADER  # without a project index a GPU file is its own entry point (header_scope_member)
+    return tier
+
+
+def _lint_decoded(raw: bytes, abs_path: str, display: str, policy: Policy, catalog: ApiCatalog, kind: str) -> FileResult:
+    try:
+        src = read_source(display, raw)
+    except ReadError as exc:
+        return FileResult(display, errors=[exc.error])
+    return lint_source(src, policy, catalog, abs_path=abs_path)
+
+
+def _without_errors(result: FileResult) -> FileResult:
+    # findings are kept: were the prefilter ever wrong, the differential tests would see them
+    result.errors = []
+    return result
 
 
 def lint_source(
@@ -386,7 +420,7 @@ def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Pol
     return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard, ""
 
 
-def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrides=None) -> Policy:
+def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrides=None, notice=None) -> Policy:
     """The policy with the project's index (first-party names; the import graph for the
     `entrypoints` scope) that the per-file rules need; its per-file entries go through the cache."""
     from gpufix.project import build_index, project_files, run_project_root
@@ -403,7 +437,7 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrid
         from gpufix.cache import ResultCache
 
         def cache_factory(extra):
-            return ResultCache.open(policy, Options(), kind="index", extra=extra)
+            return ResultCache.open(policy, Options(), kind="index", extra=extra, notice=notice)
     index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph,
                         cache_factory=cache_factory, overrides=overrides, root=root)
     from gpufix.project import helper_apis
@@ -433,12 +467,49 @@ def _syntax_error(src: SourceFile, exc: SyntaxError) -> FileError:
 
 
 def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Optional[str]) -> FileResult:
-    """Shell scripts, Dockerfiles, .env files and YAML/JSON/TOML configs (gpufix.formats)."""
-    from gpufix.formats import lint_text
+    """Shell scripts, Dockerfiles, .env files and YAML/JSON/TOML configs: read into facts by their
+    reader (gpufix.formats), judged here by the rules that check such facts (`Rule.check_text`,
+    `ProjectRule.collect_text`), suppressed here like Python's findings."""
+    from gpufix.formats import scan_facts
+    from gpufix.formats.text import comment_suppressions, hash_comment_suppressions
+    from gpufix.formats.tree import ParseError
+    from gpufix.rules import load_rules
+    from gpufix.rules._text import TextContext
 
+    path, text, kind = src.path, src.text, src.kind
     ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
-    findings, errors, candidates = lint_text(src.path, src.text, src.kind, policy, enabled, ignored_here)
-    return FileResult(src.path, findings, errors, candidates, parsed=True)
+    if kind == "json":
+        by_line, file_codes = {}, None
+    elif kind == "batch":  # `REM` and `::` comments, not `#`
+        from gpufix.formats.batch import comments
+
+        by_line, file_codes = comment_suppressions(text, comments(text))
+    else:
+        by_line, file_codes = hash_comment_suppressions(text)
+    if file_codes and "*" in file_codes:
+        return FileResult(path, parsed=True)
+    try:
+        facts = scan_facts(text, kind)
+    except ParseError as exc:
+        if kind == "yaml" and ("{{" in text or "{%" in text):
+            return FileResult(path, parsed=True)  # a Helm/Jinja template, not YAML until rendered: not followed
+        return FileResult(path, errors=[FileError(path, "syntax-error", f"cannot parse: {exc}", exc.line)], parsed=True)
+    except (RecursionError, MemoryError):
+        return FileResult(path, errors=[FileError(path, "syntax-error", "cannot parse: nested too deeply")], parsed=True)
+    tctx = TextContext(path, text, policy, facts)
+
+    def reported(code: str, lines) -> bool:
+        return not any(code.startswith(c) for c in ignored_here) and not is_suppressed(code, lines, by_line, file_codes)
+
+    result = FileResult(path, parsed=True)
+    for code, rule in load_rules().items():
+        if enabled(code):
+            result.findings.extend(f for f in rule.check_text(tctx) if reported(f.rule, (f.line, f.end_line)))
+    for code, rule in project_rules().items():
+        if enabled(code) and not any(code.startswith(c) for c in ignored_here):
+            result.candidates.extend({"finding": c.finding.to_json(), "value": c.value} for c in rule.collect_text(tctx)
+                                     if reported(code, (c.finding.line,)))
+    return result
 
 
 def _to_cell(src: SourceFile, f: Finding) -> Finding:
@@ -534,22 +605,28 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
     for abs_path, display, pol in files:
         groups.setdefault(pol, []).append((abs_path, display))
     pairs = []
+
+    def notice(message: str) -> None:
+        if message not in warns:
+            warns.append(message)
+
     for pol, members in groups.items():
         if pol.project is None and members:
-            pol = prepare_policy([os.path.commonpath([a for a, _ in members])], pol, members, options.use_cache)
-        pairs.extend((pol, r) for r in _scan_group(members, pol, options, progress_factory))
+            pol = prepare_policy([os.path.commonpath([a for a, _ in members])], pol, members, options.use_cache,
+                                 notice=notice)
+        pairs.extend((pol, r) for r in _scan_group(members, pol, options, progress_factory, notice))
     return gather_pairs(policy, pairs, warnings=warns, resolver=resolver, paths=paths or ["."])
 
 
-def _scan_group(files, policy: Policy, options: Options, progress_factory) -> list:
+def _scan_group(files, policy: Policy, options: Options, progress_factory, notice=None) -> list:
     """FileResults of `files`, which share `policy` (through the result cache, in parallel)."""
     if policy.project is None and files:
-        policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache)
+        policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache, notice=notice)
     cache = None
     if options.use_cache:
         from gpufix.cache import ResultCache
 
-        cache = ResultCache.open(policy, options)
+        cache = ResultCache.open(policy, options, notice=notice)
     results: dict = {}
     todo = []
     for abs_path, display in files:

@@ -162,3 +162,12 @@ class FileError:
         if self.cell is not None:
             out["cell"] = self.cell
         return out
+
+
+class ReadError(Exception):
+    """A file gpufix cannot read (binary, undecodable, too large): carries the FileError to report.
+    One error type for every reader (gpufix.source, gpufix.formats.text)."""
+
+    def __init__(self, error: FileError):
+        super().__init__(error.message)
+        self.error = error

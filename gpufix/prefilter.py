@@ -53,9 +53,10 @@ class _Tests:
 
     def compile(self) -> tuple:
         """((substring, regex or None), ...)"""
-        # Every pattern starts with its substring: factor it out so that the regex engine can use
-        # its fast literal-prefix search (a leading \\b or an alternation would defeat it); the word
-        # boundary before an identifier is a lookbehind placed after the literal.
+        # Every pattern starts with its substring (after `\\b` when it wants one): factor it out so
+        # that the regex engine can use its fast literal-prefix search (a leading \\b or an
+        # alternation would defeat it); a word boundary before the substring is a lookbehind placed
+        # after it. Only a test that asks for it gets one: "PU:" follows the G of "GPU:".
         groups: dict = {}  # literal -> regex or None
         for literal, patterns in sorted(self.items.items()):
             if None in patterns:
@@ -64,17 +65,64 @@ class _Tests:
                 esc = re.escape(literal)
                 tails = []
                 for p in patterns:
+                    boundary = ""
+                    if p.startswith(r"\b"):
+                        p = p[2:]
+                        boundary = rf"(?<!\w{esc})"
                     assert p.startswith(esc), (literal, p)
-                    tails.append(p[len(esc):])
-                boundary = rf"(?<!\w{esc})" if re.match(r"\w", literal) else ""
-                rx = re.compile(esc + boundary + "(?:" + "|".join(tails) + ")")
+                    tails.append(boundary + p[len(esc):])
+                rx = re.compile(esc + "(?:" + "|".join(tails) + ")")
             groups[literal] = rx
         return tuple(groups.items())
 
 
+class _Spelled:
+    """The collectors' string forms (gpufix.collectors.StringForm), found however they are spelled:
+    the fallback for a file that no plain test lifted. A form the value starts with is looked for
+    only where a literal starts with its first character or an escape (a quote, then that), so the
+    regex runs at a few places instead of the whole text."""
+
+    def __init__(self, forms):
+        from gpufix.spelling import BREAK, escapes, spelled
+
+        anchored = []
+        self.floating = []  # (gate words, regex)
+        for form in forms:
+            if not form.at_start:
+                # one regex per way the value may start, each with a literal first character (the
+                # regex engine's fast search): the character in each case, or a backslash
+                rest = f"(?:{BREAK})*" + spelled(form.value[1:], form.ignore_case) + form.after
+                first = form.value[0]
+                starts = {first, first.lower(), first.upper()} if form.ignore_case else {first}
+                for c in sorted(starts):
+                    self.floating.append((form.gate, re.compile(re.escape(c) + rest)))
+                # every escape starts with a backslash: factored out, it is the literal prefix
+                tails = [alt[2:] for c in sorted(starts) for alt in escapes(c).split("|")]
+                self.floating.append((form.gate, re.compile(r"\\(?:" + "|".join(tails) + ")" + rest)))
+            else:
+                anchored.append(spelled(form.value, form.ignore_case) + form.after)
+        # one regex for the forms a literal starts with: a quote, then the value (the scan for
+        # quotes runs in the regex engine, not in a loop here)
+        firsts = "".join(sorted({re.escape(c) for form in forms if form.at_start
+                                 for c in {form.value[0], form.value[0].lower(), form.value[0].upper()}} | {"\\\\"}))
+        # the lookahead rejects most quotes at once (the next character starts no value); one regex
+        # per quote character, so that the engine's search for its literal first character applies
+        body = f"(?=[{firsts}])(?:" + "|".join(anchored) + ")"
+        self.anchored = tuple(re.compile(re.escape(q) + body) for q in "'\"") if anchored else ()
+
+    def search(self, text: str) -> bool:
+        for rx in self.anchored:
+            if rx.search(text):
+                return True
+        for gate, rx in self.floating:
+            if (not gate or any(w in text for w in gate)) and rx.search(text):
+                return True
+        return False
+
+
 @functools.lru_cache(maxsize=16)
 def _compiled(catalog: ApiCatalog):
-    from gpufix.collectors import prefilter_tests
+    from gpufix.collectors import prefilter_tests, string_forms
 
     ordinal = _Tests()
     for literal, pattern in prefilter_tests(catalog):
@@ -96,7 +144,13 @@ def _compiled(catalog: ApiCatalog):
         named.add(literal, pattern)
     ordinal_tests, named_tests = ordinal.compile(), named.compile()
     gates = _gates([lit for lit, _ in (*ordinal_tests, *risky_tests, *named_tests)])
-    return ordinal_tests, framework_rx, risky_tests, named_tests, gates
+    return ordinal_tests, framework_rx, risky_tests, named_tests, gates, _Spelled(string_forms(catalog))
+
+
+def irregular_spelling(text: str, catalog: ApiCatalog) -> bool:
+    """Whether a string form the collectors read may be spelled with escapes or implicit
+    concatenation in `text` (the focused walk, which looks for words, must then walk it whole)."""
+    return _compiled(catalog)[5].search(text)
 
 
 def _gates(literals: list) -> dict:
@@ -173,10 +227,12 @@ def is_entrypoint_name(path: str) -> bool:
 
 
 def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
-    ordinal, _, risky, named, gates = _compiled(catalog)
+    ordinal, _, risky, named, gates, spelled = _compiled(catalog)
     present = _Present(text, gates)
     if _any(ordinal, present):
         return FULL
+    if spelled.search(text):
+        return FULL  # `"cuda:\\x31"`, `"cu" "da:1"`: a value the plain tests cannot see
     if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, present):
         return FULL  # a name at a device argument, and a literal it may hold (gpufix.valueflow)
     if scope == "all":
@@ -219,7 +275,8 @@ def parse_anyway(text: str, catalog: ApiCatalog, has_policy: bool) -> bool:
 _FLOW_SOURCE_RX = re.compile(
     r"=" + r"(?:\s|\\|\(|#[^\n]*)*" + r"(?:\d|\[(?:\s|\(|#[^\n]*)*\d|[rRuU]?['\"](?:\s*\d|[^'\"\n]*[Pp][Uu]:\d))"
 )
-_CALL = r"[\s\\)]*\("
+_CALL = r"(?:[\s\\)]|#[^\r\n]*(?=[\r\n]|\Z))*\("
+_ARGS_BEFORE = r"(?:[^()]|\([^()]*\))*"
 _NAMED_VALUE = r"(?:\s|\\|\(|#[^\n]*)*([A-Za-z_][\w.]*)"  # captured: the name the flow gate looks up
 
 
@@ -230,14 +287,14 @@ def named_sink_tests(catalog):
         name = api.last_name
         for spec in api.args:
             if spec.keyword:
-                yield spec.keyword, rf"{re.escape(spec.keyword)}\s*={_NAMED_VALUE}"
+                yield spec.keyword, rf"\b{re.escape(spec.keyword)}(?:\s|\\)*={_NAMED_VALUE}"
             if spec.position is not None and name != "*":
                 if spec.position == 0:
-                    yield name, rf"{re.escape(name)}{_CALL}{_NAMED_VALUE}"
+                    yield name, rf"\b{re.escape(name)}{_CALL}{_NAMED_VALUE}"
                 elif spec.when_position is not None:
-                    yield name, rf"{re.escape(name)}{_CALL}[^()]*,{_NAMED_VALUE}"
+                    yield name, rf"\b{re.escape(name)}{_CALL}{_ARGS_BEFORE},{_NAMED_VALUE}"
                 else:
-                    yield name, rf"{re.escape(name)}{_CALL}"  # after arbitrary arguments: any call
+                    yield name, rf"\b{re.escape(name)}{_CALL}"  # after arbitrary arguments: any call
 
 
 def _named_sink_may_resolve(tests, present: _Present) -> bool:

@@ -17,18 +17,12 @@ import tokenize
 import warnings
 from typing import Optional
 
-from gpufix.model import FileError
+from gpufix.model import FileError, ReadError  # noqa: F401  (ReadError: re-exported)
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 _NEWLINE_RE = re.compile(r"\r\n|\r|\n")
 # `%env NAME=VALUE` / `%env NAME VALUE` sets an environment variable in a notebook kernel.
 _ENV_MAGIC_RE = re.compile(r"^\s*%env\s+([A-Za-z_][A-Za-z0-9_]*)(?:\s*=\s*|\s+)(.*?)\s*$")
-
-
-class ReadError(Exception):
-    def __init__(self, error: FileError):
-        super().__init__(error.message)
-        self.error = error
 
 
 @dataclasses.dataclass
@@ -237,7 +231,8 @@ def read_source(path: str, raw: bytes) -> SourceFile:
         raise ReadError(FileError(path, "too-large", f"file is {len(raw) / 2**20:.1f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit; skipped"))
     if path.endswith(".ipynb"):
         return read_notebook(path, raw)
-    from gpufix.formats import TEXT_KINDS, decode, detect_kind
+    from gpufix.formats import decode
+    from gpufix.kinds import TEXT_KINDS, detect_kind
 
     kind = detect_kind(path, raw)
     if kind in TEXT_KINDS:

@@ -22,10 +22,27 @@ of the one rule that reads it (gpufix/rules/gpuNNN_*.py): both are discovered.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import pkgutil
 from typing import ClassVar, Iterable, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class StringForm:
+    """A string value the analysis reads from a literal's value (never from its text).
+
+    `value`: what the value holds (`cuda:`); `after`: a regex of what follows it in the source
+    (gpufix.collectors._patterns.SPELLED_INDEX), or "" for nothing; `at_start`: the value starts the
+    literal (the analysis matches it with `^`); `ignore_case`; `gate`: words one of which the file
+    must hold for the form to matter (the API that reads it), or () for none."""
+
+    value: str
+    after: str = ""
+    at_start: bool = True
+    ignore_case: bool = False
+    gate: tuple = ()
 
 
 class Collector:
@@ -48,6 +65,12 @@ class Collector:
     def prefilter_tests(self, catalog) -> Iterable[tuple]:
         """(substring, regex source or None): a file can hold this collector's facts only if one
         substring occurs (and its regex, when given, matches at that substring)."""
+        return ()
+
+    def string_forms(self, catalog) -> Iterable["StringForm"]:
+        """The string values this collector reads (StringForm): the prefilter finds them however
+        they are spelled (escapes, implicit concatenation), where `prefilter_tests` see only the
+        plain spelling."""
         return ()
 
     def focus_words(self, catalog, imports: dict) -> Iterable[str]:
@@ -155,6 +178,10 @@ def prefilter_tests(catalog) -> tuple:
         for literal, pattern in c.prefilter_tests(catalog):
             out.append((literal, pattern))
     return tuple(out)
+
+
+def string_forms(catalog) -> tuple:
+    return tuple(form for c in load_collectors() for form in c.string_forms(catalog))
 
 
 def parse_tests(catalog, has_policy: bool) -> tuple:

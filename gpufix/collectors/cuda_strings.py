@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gpufix.analysis import CUDA_STRING_RE, OrdinalUse, const_str
-from gpufix.collectors import Collector
-from gpufix.collectors._patterns import NONZERO
+from gpufix.collectors import Collector, StringForm
+from gpufix.collectors._patterns import SPELLED_INDEX
 
 
 class CudaStrings(Collector):
@@ -12,8 +12,12 @@ class CudaStrings(Collector):
     priority = 60
 
     def prefilter_tests(self, catalog):
-        # `"cuda:" "1"`: the digit is in the next literal.
-        return (("cuda:", rf"cuda:{NONZERO}"), ("cuda:", r"cuda:[\'\"]"))
+        # "cuda:1", and `"cuda:" "1"`, `"cuda:\\x31"`, "cuda:01": the index however it is spelled
+        return (("cuda:", rf"cuda:{SPELLED_INDEX}"),)
+
+    def string_forms(self, catalog):
+        # CUDA_STRING_RE (`^cuda:(\d+)$`) on the value, however it is spelled
+        return (StringForm("cuda:", SPELLED_INDEX, at_start=True),)
 
     def focus_words(self, catalog, imports):
         return ("cuda",)

@@ -7,26 +7,32 @@ import ast
 import re
 
 from gpufix.analysis import CUDA_ORDINAL_CALLS, TF_DEVICE_RE, OrdinalUse, const_str, imports_module, literal_int
+from gpufix.collectors import Collector, StringForm
+from gpufix.collectors._patterns import ANYINT, END_OF_LITERAL, GAP, NONZERO, SPELLED_INDEX
 from gpufix.valueflow import Sink
 
 # Lightning's devices="1," / "0,2": a string that lists indices (a digit string alone is a count).
 INDEX_STRING_RE = re.compile(r"^\s*\d+\s*(?:,\s*\d+\s*)*,\s*$|^\s*\d+\s*(?:,\s*\d+\s*)+$")
-from gpufix.collectors import Collector
-from gpufix.collectors._patterns import ANYINT, GAP, NONZERO
 
-# Where a literal value of each kind starts (after GAP).
+# Where the argument of each kind starts (after GAP), for each value `_record` below reads: a
+# literal, or (nvml-index) a call, which `_record` follows to a CUDA ordinal whatever its local
+# name. Names are followed by value flow (gpufix.prefilter.named_sink_tests).
+_STRING = r"[rRuUfF]{0,2}['\"]"  # a string literal, prefixes included (`f"1,"` is a constant too)
 _VALUE_START = {
     "ordinal": rf"(?:\+?{NONZERO}|[\[(])",  # an int (`+1` too), or a list/tuple of them
-    "nvml-index": ANYINT,  # NVML index 0 can be wrong too (GPU003)
+    "nvml-index": rf"(?:{ANYINT}|[A-Za-z_][\w.]*(?:\s|\\)*\()",  # index 0 can be wrong too (GPU003); a call
     "ordinal-list": r"[\[(]",
-    "ordinal-dict-values": rf"(?:{NONZERO}|\{{)",
+    "ordinal-dict-values": rf"(?:\+?{NONZERO}|\{{)",
     "ordinal-dict-keys": r"\{",
-    "count-or-indices": r"[\[('\"]",  # an int is a count: only a list or a "1," string holds indices
+    "count-or-indices": rf"(?:[\[(]|{_STRING})",  # an int is a count: only a list or a "1," string holds indices
     # gpus[1], [gpus[1]], tf.config.list_physical_devices("GPU")[1]: a subscript (or a list of them)
     "device-element": r"(?:[\[(]|[A-Za-z_][\w.]*\s*(?:\[|\([^()]*\)\s*\[))",
 }
-# A call of `name`: `name(`, `name (`, `name\\\n(`, `(name)(`.
-_CALL = r"[\s\\)]*\("
+# A call of `name`: `name(`, `name (`, `name\\\n(`, `(name)(`, a comment between inside brackets.
+_CALL = r"(?:[\s\\)]|#[^\r\n]*(?=[\r\n]|\Z))*\("
+# Arguments before the one read: anything but a closing parenthesis at depth 0 (one level of nesting).
+_ARGS_BEFORE = r"(?:[^()]|\([^()]*\))*"
+_TF_FOCUS_RE = re.compile(r"[pP][uU]:")
 
 
 def _value(kind: str) -> str:
@@ -39,30 +45,38 @@ class DeviceApis(Collector):
     priority = 40
 
     def prefilter_tests(self, catalog):
-        # TF device strings: '/GPU:1', '/device:GPU:2', in any case.
+        # TF device strings: '/GPU:1', '/device:GPU:2', in any case (TF_DEVICE_RE). "PU:" is no
+        # identifier: no word boundary before it (the G is a word character).
         for literal in ("PU:", "pu:", "Pu:", "pU:"):
-            yield literal, rf"{literal}{NONZERO}"
-            yield literal, rf"{literal}[\'\"]"  # "/GPU:" "1"
+            yield literal, rf"{literal}{SPELLED_INDEX}"  # "/GPU:1", "/GPU:" "1", "/GPU:\\x31"
         for api in catalog.apis:
             name = api.last_name
             for spec in api.args:
                 if spec.value == "tf-device":
-                    continue  # a string literal: the 'GPU:N' shape above
+                    continue  # a string literal: the 'GPU:N' shape above and string_forms below
                 value = _value(spec.value)
                 if spec.keyword:
-                    yield spec.keyword, rf"{re.escape(spec.keyword)}\s*={value}"
+                    yield spec.keyword, rf"\b{re.escape(spec.keyword)}(?:\s|\\)*={value}"
                 if spec.position is not None and name != "*":
                     # `from m import name as alias` calls it by another name: parse the file.
-                    yield name, rf"{re.escape(name)}\s+as\b"
+                    yield name, rf"\b{re.escape(name)}\s+as\b"
                     if spec.position == 0:
-                        yield name, rf"{re.escape(name)}{_CALL}{value}"
+                        yield name, rf"\b{re.escape(name)}{_CALL}{value}"
                     elif spec.when_position is not None:
-                        # torch.device('cuda', 1): the ordinal follows a string literal (no parentheses).
-                        yield name, rf"{re.escape(name)}{_CALL}[^()]*,{value}"
+                        # torch.device('cuda', 1): the ordinal follows a string literal.
+                        yield name, rf"\b{re.escape(name)}{_CALL}{_ARGS_BEFORE},{value}"
                     else:
-                        yield name, rf"{re.escape(name)}{_CALL}"  # after arbitrary arguments: any call
+                        yield name, rf"\b{re.escape(name)}{_CALL}"  # after arbitrary arguments: any call
         for key in catalog.dict_keys:
-            yield key, rf"{re.escape(key)}['\"]{GAP}:{GAP}{NONZERO}"
+            yield key, rf"{re.escape(key)}['\"]{GAP}:{GAP}\+?{NONZERO}"
+
+    def string_forms(self, catalog):
+        # TF_DEVICE_RE ends the value with GPU:N; only the arguments of the tf-device APIs are read
+        tf_names = tuple(sorted({api.last_name for api in catalog.apis for spec in api.args if spec.value == "tf-device"}))
+        yield StringForm("pu:", SPELLED_INDEX, at_start=False, ignore_case=True, gate=tf_names)
+        for key in catalog.dict_keys:
+            # compared whole (`const_str(k) in catalog.dict_keys`), then a non-zero int value
+            yield StringForm(key, rf"{END_OF_LITERAL}{GAP}:{GAP}\+?{NONZERO}")
 
     def focus_words(self, catalog, imports):
         words = ["CUDA", "GPU", "gpu", "device", "Device", "DEVICE", "nvml", *catalog.focus_words]
@@ -73,7 +87,8 @@ class DeviceApis(Collector):
         return words
 
     def focus_patterns(self, catalog):
-        return (catalog.method_call_re,)
+        # TF_DEVICE_RE is case-insensitive: "/Gpu:1" holds none of the words
+        return (catalog.method_call_re, _TF_FOCUS_RE)
 
     # -- calls -----------------------------------------------------------------------------------
     def visit_Call(self, node, walk) -> None:

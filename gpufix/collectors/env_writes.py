@@ -6,9 +6,11 @@ from __future__ import annotations
 import ast
 
 from gpufix.analysis import ENV_VARS, const_str
-from gpufix.collectors import AssignmentCollector
+from gpufix.collectors import AssignmentCollector, StringForm
+from gpufix.collectors._patterns import END_OF_LITERAL
 
-# A substring of each variable's name, so that `"CUDA_" "VISIBLE_DEVICES"` still counts.
+# A substring of each variable's name (a plain spelling; `"CUDA_VISIBLE_" "DEVICES"` is found by the
+# string forms below).
 ENV_TOKENS = ("VISIBLE_DEVICES", "DEVICE_ORDER")
 
 
@@ -18,6 +20,10 @@ class EnvWrites(AssignmentCollector):
 
     def prefilter_tests(self, catalog):
         return tuple((token, None) for token in ENV_TOKENS)
+
+    def string_forms(self, catalog):
+        # the key is compared whole (`const_str(key) in ENV_VARS`)
+        return tuple(StringForm(var, END_OF_LITERAL) for var in ENV_VARS)
 
     def whole_file_words(self):
         # GPU105 needs every framework call before a write: a file that writes the mask is walked whole.

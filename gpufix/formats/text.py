@@ -13,10 +13,8 @@ import re
 from typing import Optional
 
 from gpufix.model import Edit, FileError
+from gpufix.model import ReadError as TextError  # one error type for every reader
 from gpufix.suppress import _IGNORE_RE, _NOQA_RE, _codes
-
-
-from gpufix.source import ReadError as TextError  # noqa: E402  (one error type for every reader)
 
 
 def decode_text(path: str, raw: bytes) -> tuple:

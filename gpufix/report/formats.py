@@ -9,7 +9,7 @@ import json
 
 from gpufix.discover import native_path
 from gpufix.report.safe import for_terminal as _t, for_xml, json_text
-from gpufix.report import cell_where, is_safe_fix, is_unsafe_fix, summary_lines
+from gpufix.report.document import cell_where, is_safe_fix, is_unsafe_fix, summary_lines
 
 
 def _where(f) -> str:

@@ -10,7 +10,7 @@ cell and line. Paths are relative to the current directory: run gpufix from the 
 from __future__ import annotations
 
 from gpufix.report.safe import for_terminal
-from gpufix.report import cell_where
+from gpufix.report.document import cell_where
 
 
 def _escape_data(s: str) -> str:

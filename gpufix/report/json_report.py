@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from gpufix.report import scan_document
+from gpufix.report.document import scan_document
 from gpufix.report.safe import json_text
 
 

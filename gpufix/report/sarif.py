@@ -114,7 +114,7 @@ def _result(f, index: dict, texts: _FixTexts) -> dict:
     else:
         # A notebook's line counts from its cell's top, not the .ipynb file's: no region (it would
         # point at another line of the JSON); the message and properties name the cell.
-        from gpufix.report import cell_where
+        from gpufix.report.document import cell_where
 
         text = f"{cell_where(f)}: {f.message}"
     out = {

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gpufix.discover import native_path
-from gpufix.report import summary, summary_lines
+from gpufix.report.document import summary, summary_lines
 from gpufix.report.safe import for_terminal
 
 TAB = "\t"  # a code frame keeps its tabs

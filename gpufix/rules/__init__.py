@@ -19,8 +19,8 @@ from gpufix.analysis import MASK_VAR, ORDER_VAR, Facts, Pos
 from gpufix.catalog import RuleDoc, load_rule_docs
 from gpufix.config import Policy, parse_mask
 from gpufix.model import Finding, Fix
+from gpufix.rules._mask import UNKNOWN, remap
 
-UNKNOWN = "unknown"  # a mask we cannot read statically (dynamic value, several values)
 
 
 @dataclasses.dataclass
@@ -135,8 +135,6 @@ class RuleContext:
         Such an ordinal (hidden, unknown, or in a GPU002 list) is read through the file's mask
         before the fix and through the policy's after: `cuda:1` under "1,0" is GPU 0, under "1"
         it would name GPU 1 and its finding would change or vanish."""
-        from gpufix.rules._shared import remap
-
         policy = self.policy_mask
         if policy is None:
             return None
@@ -256,7 +254,8 @@ class Candidate:
 
 class ProjectRule(Rule):
     """A rule judged across files: `collect` runs per file (its candidates are suppressed, mapped to
-    notebook cells and cached like findings), `finish` decides on all files' candidates at once."""
+    notebook cells and cached like findings), `finish` decides on all files' candidates at once
+    (findings only among the candidates' files: without candidates it is not called)."""
 
     # Bytes one of which a file must hold to yield a candidate: a run over part of a project reads
     # the project's other files only when they hold one (empty: every file is read).

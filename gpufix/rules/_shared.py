@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from gpufix.analysis import MASK_VAR, ORDER_VAR, EnvWrite, OrdinalUse, Pos
-from gpufix.config import is_index_mask
 from gpufix.model import Edit, Fix
-from gpufix.rules import UNKNOWN, RuleContext
+from gpufix.rules._mask import UNKNOWN, Remap, remap  # noqa: F401  (the rules import remap from here)
+
+if TYPE_CHECKING:
+    from gpufix.rules import RuleContext
 
 
 def quote_like(original: str, value: str) -> str:
@@ -22,28 +23,6 @@ def quote_like(original: str, value: str) -> str:
     if "r" in prefix.lower():
         prefix = ""
     return f"{prefix}{quote}{value}{quote}"
-
-
-@dataclasses.dataclass
-class Remap:
-    physical: object  # int or uuid string or None (unknown)
-    new_index: Optional[int]  # position under the policy; None: hidden or unknown
-    known: bool
-
-
-def remap(i: int, file_mask, policy_mask: list) -> Remap:
-    """Where ordinal `i`, read under the file's own mask, lands under the policy's mask."""
-    if file_mask == UNKNOWN:
-        return Remap(None, None, False)
-    if file_mask is None:
-        physical = i
-    else:
-        physical = file_mask[i] if i < len(file_mask) else i
-    if isinstance(physical, int) != is_index_mask(policy_mask):
-        return Remap(physical, None, False)
-    if physical in policy_mask:
-        return Remap(physical, policy_mask.index(physical), True)
-    return Remap(physical, None, True)
 
 
 def visible_range(count: int) -> str:

@@ -27,8 +27,11 @@ _GPU_OPTION_RE = re.compile(
     r"^(?:gpus?|devices|device_ids?|cuda_devices?|[a-z_]*(?:gpu|cuda)_devices?"
     r"|[a-z_]*(?:gpu|cuda|device)_?(?:id|ids|index|indices|idx))$"
 )
-# Text that may hold such an option: files without a GPU import are parsed for it too.
-OPTION_TEXT_RE = re.compile(r"add_argument\(\s*['\"]-[^'\"]*(?:gpu|cuda|device)", re.I)
+# Text that may hold such an option: files without a GPU import are parsed for it too. Every name
+# _GPU_OPTION_RE accepts holds gpu, cuda or device, in any of the call's flags (`"-g", "--gpu_id"`),
+# however the flag is spelled (an escape or implicit concatenation: a backslash or two quotes).
+OPTION_TEXT_RE = re.compile(
+    r"add_argument(?:[\s\\)]|#[^\r\n]*(?=[\r\n]|\Z))*\((?:[^()]|\([^()]*\))*?(?:gpu|cuda|device|\\|['\"]\s*['\"])", re.I)
 
 
 @dataclasses.dataclass

@@ -25,9 +25,18 @@ def write_project(root: Path, n: int = 60) -> None:
         (pkg / f"m{i:03d}.py").write_text(body, encoding="utf-8")
 
 
-def run_scan(root: Path, *args, env_extra=None) -> dict:
+def _env(env_extra=None) -> dict:
+    from conftest import ROOT
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFIX_")}
+    # this checkout's gpufix, whatever else the interpreter has installed
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(env_extra or {})
+    return env
+
+
+def run_scan(root: Path, *args, env_extra=None) -> dict:
+    env = _env(env_extra)
     proc = subprocess.run(
         [sys.executable, "-m", "gpufix", "scan", ".", "--format", "json", "--exit-zero", "-q", *args],
         cwd=root, env=env, capture_output=True, text=True, timeout=120,
@@ -135,7 +144,7 @@ def test_no_cache_writes_nothing(project):
 
 def test_concurrent_scans_do_not_corrupt_the_cache(project):
     expected = run_scan(project, "--no-cache")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFIX_")}
+    env = _env()
     cmd = [sys.executable, "-m", "gpufix", "scan", ".", "--format", "json", "--exit-zero", "-q"]
     for _ in range(3):
         procs = [subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -237,49 +246,143 @@ def test_a_forged_cache_entry_is_ignored(project):
     assert run_scan(project) == expected
 
 
+def _sign(f: Path, key: bytes, project: Path, body: bytes) -> None:
+    """Rewrite cache file `f` in place (same inode) with `body`, signed with `key` as gpufix signs."""
+    from gpufix.cache import _mac
+
+    st = f.stat()
+    where = project.resolve() / ".gpufix" / "cache" / f.name
+    mac = _mac(key, str(project.resolve()), where, (st.st_dev, st.st_ino, st.st_mtime_ns), body)
+    with open(f, "r+b") as fh:
+        fh.truncate(0)
+        fh.write(mac.encode() + b"\n" + body)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _forged_body(f: Path) -> bytes:
+    data = cache_body(f)
+    for entry in data["files"].values():
+        entry[3]["findings"] = []
+    return json.dumps(data).encode()
+
+
 def test_a_cache_made_with_another_users_key_is_ignored(project, tmp_path_factory):
     """The cache planted in a fresh clone (forced into git, same absolute path as on a CI runner),
-    signed with its author's key: another user's scan does not trust it."""
+    signed with its author's key: another user's scan does not trust it, and says so."""
     expected = run_scan(project, "--no-cache")
     attacker_home = tmp_path_factory.mktemp("attacker-cache")
     run_scan(project, env_extra={"XDG_CACHE_HOME": str(attacker_home)})
-    _plant_forged_entry(project)
-    # re-sign with the attacker's key: valid for the attacker, not for us
-    import hashlib
-    import hmac
-
     key = (attacker_home / "gpufix" / "cache-key").read_bytes()
     for f in cache_files(project):
-        body = f.read_bytes().split(b"\n", 1)[1]
-        mac = hmac.new(key, str(f.resolve()).encode() + b"\0" + body, hashlib.sha256).hexdigest()
-        f.write_bytes(mac.encode() + b"\n" + body)
-    assert run_scan(project, env_extra={"XDG_CACHE_HOME": str(attacker_home)})["findings"] == []  # the attacker's own view
-    assert run_scan(project) == expected  # ours: the planted cache is not trusted
+        _sign(f, key, project, _forged_body(f))  # valid for the attacker, not for us
+    mine = run_gpufix_scan(project, env_extra={"XDG_CACHE_HOME": str(attacker_home)})
+    assert json.loads(mine.stdout)["findings"] == [], mine.stderr  # the attacker's own view
+    proc = run_gpufix_scan(project)
+    assert json.loads(proc.stdout) == expected  # ours: the planted cache is not trusted
+    assert "ignored the scan cache" in proc.stderr and "was not written here by gpufix" in proc.stderr
 
 
-def test_a_cache_file_tracked_by_git_is_never_read(project):
+def run_gpufix_scan(root: Path, *args, env_extra=None):
+    env = _env(env_extra)
+    proc = subprocess.run([sys.executable, "-m", "gpufix", "scan", ".", "--format", "json", "--exit-zero", *args],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_a_cache_file_that_git_checks_out_is_not_trusted(project):
+    """Our own signed cache, committed and checked out again (a new file on disk): not replayed."""
     from conftest import git, init_git_repo
 
     expected = run_scan(project, "--no-cache")
     init_git_repo(project)
     run_scan(project)
-    # Sign a forged cache with OUR key (as if we had committed our own cache once), then track it.
-    import hashlib
-    import hmac
-
     key = (Path(os.environ["XDG_CACHE_HOME"]) / "gpufix" / "cache-key").read_bytes()
     for f in cache_files(project):
-        data = cache_body(f)
-        for entry in data["files"].values():
-            entry[3]["findings"] = []
-        body = json.dumps(data).encode()
-        f.write_bytes(hmac.new(key, str(f.resolve()).encode() + b"\0" + body, hashlib.sha256).hexdigest().encode() + b"\n" + body)
-    assert run_scan(project)["findings"] == []  # signed by us and untracked: trusted
-    for f in cache_files(project):
-        f.write_bytes(f.read_bytes())
+        _sign(f, key, project, _forged_body(f))
+    assert run_scan(project)["findings"] == []  # signed by us, written in place: trusted
     git(project, "add", "-f", ".gpufix/cache")
     git(project, "commit", "-qm", "cache")
+    for f in cache_files(project):
+        f.unlink()
+    git(project, "checkout", "--", ".gpufix/cache")
+    assert cache_files(project)
     assert run_scan(project) == expected
+
+
+# -- links, replays and copies (issue 22) ----------------------------------------------------------------
+def test_a_committed_cache_symlink_never_makes_scan_write_its_target(project, tmp_path_factory):
+    """`.gpufix/cache/scan-*.json` committed as a link to a file of the user's: the scan neither
+    overwrites nor reads the target, and still reports the same findings."""
+    expected = run_scan(project, "--no-cache")
+    run_scan(project)
+    victim = tmp_path_factory.mktemp("victim") / "notes.txt"
+    victim.write_text("the user's own notes\n", encoding="utf-8")
+    names = [f.name for f in cache_files(project)]
+    assert names
+    for name in names:
+        (project / ".gpufix" / "cache" / name).unlink()
+        (project / ".gpufix" / "cache" / name).symlink_to(victim)
+    for _ in range(2):
+        proc = run_gpufix_scan(project)
+        assert json.loads(proc.stdout) == expected
+        assert victim.read_text(encoding="utf-8") == "the user's own notes\n"
+        assert all((project / ".gpufix" / "cache" / n).is_symlink() for n in names)
+    assert "symbolic link" in proc.stderr
+
+
+def test_a_committed_cache_folder_symlink_is_not_written_through(project, tmp_path_factory):
+    expected = run_scan(project, "--no-cache")
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (project / ".gpufix").mkdir()
+    (project / ".gpufix" / "cache").symlink_to(elsewhere, target_is_directory=True)
+    proc = run_gpufix_scan(project)
+    assert json.loads(proc.stdout) == expected
+    assert list(elsewhere.iterdir()) == []
+    assert "symbolic link" in proc.stderr
+
+
+def test_a_cache_linked_or_copied_under_another_policys_name_is_not_replayed(project, tmp_path_factory):
+    """A shared GPUFIX_CACHE_DIR: the cache of one policy put under the name of another (a copy or a
+    link) is rejected: its MAC covers its own name."""
+    shared = tmp_path_factory.mktemp("shared-cache")
+    env = {"GPUFIX_CACHE_DIR": str(shared)}
+    zero = run_scan(project, "--visible-devices", "0", env_extra=env)
+    one = run_scan(project, "--visible-devices", "1", env_extra=env)
+    assert zero["findings"] != one["findings"]
+    files = sorted(shared.glob("scan-*.json"), key=lambda p: p.stat().st_mtime_ns)
+    assert len(files) == 2
+    first, second = files  # the "0" policy's cache, then the "1" policy's
+    for how in ("copy", "link"):
+        second.unlink()
+        if how == "copy":
+            second.write_bytes(first.read_bytes())
+        else:
+            second.symlink_to(first)
+        proc = run_gpufix_scan(project, "--visible-devices", "1", env_extra=env)
+        assert json.loads(proc.stdout) == one, how
+        assert "ignored the scan cache" in proc.stderr, how
+
+
+def test_a_cache_copied_into_another_project_is_rejected(project, tmp_path_factory):
+    """A project copied with its cache: the copied cache file is never looked up (caches are named
+    per project root), and put under the copy's own cache name it fails validation (its MAC covers
+    the project root)."""
+    import shutil
+
+    run_scan(project)
+    other = tmp_path_factory.mktemp("other") / "copy"
+    shutil.copytree(project, other)
+    expected = run_scan(other, "--no-cache")
+    copied = cache_files(other)
+    assert copied and run_scan(other) == expected
+    own = [f for f in cache_files(other) if f not in copied]
+    assert len(own) == 1
+    own[0].unlink()
+    own[0].write_bytes(copied[0].read_bytes())
+    proc = run_gpufix_scan(other)
+    assert json.loads(proc.stdout) == expected
+    assert "ignored the scan cache" in proc.stderr
 
 
 def test_the_signing_key_is_private_and_outside_the_project(project):
@@ -295,7 +398,7 @@ def test_a_scan_without_a_config_writes_nothing_into_the_current_folder(tmp_path
     (target / "app.py").write_text("import torch\nx = 'cuda:1'\n", encoding="utf-8")
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFIX_")}
+    env = _env()
     proc = subprocess.run([sys.executable, "-m", "gpufix", "scan", str(target), "--exit-zero", "-q"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

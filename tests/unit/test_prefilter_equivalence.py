@@ -1,9 +1,11 @@
-"""The fast path (text prefilter, header-only tier) and the exhaustive path (`--no-prefilter`: parse
-and analyse every file) must give identical findings: on every fixture and on a generated corpus,
-with and without a policy, in each header scope."""
+"""The differential test: the fast path (text prefilter, header-only tier, focused walks) and the
+exhaustive path (`--no-prefilter`: parse and analyse every file whole) must give identical findings
+and errors: on every fixture (the bundled real-code corpus), on a generated corpus, and on the
+semantic oracle's generated programs, with and without a policy, in each header scope."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -19,16 +21,21 @@ SCOPES = ("gpu-modules", "entrypoints", "all")
 POLICIES = {"no-policy": None, "policy-1": "1", "policy-uuid": "GPU-aaaaaaaa-0000-0000-0000-000000000000,0"}
 
 
-def findings(paths, visible, scope, prefilter: bool, config=None):
+def findings(paths, visible, scope, prefilter: bool, config=None, errors: bool = False):
+    """The findings of a scan as JSON lines (and its errors after them, with `errors`)."""
     policy = load_policy([str(p) for p in paths], config_file=config,
                          overrides={"visible_devices": visible, "select": (), "ignore": (), "header_scope": scope})
     res = scan([str(p) for p in paths], policy, Options(use_prefilter=prefilter, use_cache=False, jobs=1))
-    return [json.dumps(_finding_to_cache(f), sort_keys=True) for f in res.findings]
+    out = [json.dumps(_finding_to_cache(f), sort_keys=True) for f in res.findings]
+    if errors:
+        out += [json.dumps(dataclasses.asdict(e), sort_keys=True) for e in res.errors]
+    return out
 
 
 def assert_same(paths, visible, scope, config=None):
-    fast = findings(paths, visible, scope, True, config)
-    full = findings(paths, visible, scope, False, config)
+    """Identical findings and errors with the prefilter on and off."""
+    fast = findings(paths, visible, scope, True, config, errors=True)
+    full = findings(paths, visible, scope, False, config, errors=True)
     missing = sorted(set(full) - set(fast))
     extra = sorted(set(fast) - set(full))
     assert not missing and not extra, f"prefilter false negatives: {missing[:5]}\nextra: {extra[:5]}"
@@ -194,15 +201,20 @@ def test_generated_corpus_has_findings_of_every_kind(corpus, monkeypatch):
 
 
 def test_prefilter_skips_most_of_the_corpus_text_only_files(tmp_path, monkeypatch):
-    """The fast path really skips: files with no GPU text are never parsed."""
+    """The fast path really skips: files with no GPU text are never parsed. A broken file that can
+    hold no finding is reported by neither path (it is not gpufix's to judge); a broken GPU file by
+    both."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "plain.py").write_text("import os\nprint(os.getcwd())\n", encoding="utf-8")
     (tmp_path / "broken.py").write_text("def f(:\n", encoding="utf-8")
+    (tmp_path / "pep695.py").write_text("type Index = int\n\n\ndef pick[T](x: T) -> T:\n    return x\n", encoding="utf-8")
+    (tmp_path / "broken_gpu.py").write_text("import torch\ntorch.cuda.set_device(1)\ndef f(:\n", encoding="utf-8")
     policy = load_policy([str(tmp_path)], overrides={"visible_devices": None, "select": (), "ignore": (), "header_scope": None})
     fast = scan([str(tmp_path)], policy, Options(use_prefilter=True, use_cache=False, jobs=1))
     full = scan([str(tmp_path)], policy, Options(use_prefilter=False, use_cache=False, jobs=1))
-    assert not fast.errors and len(full.errors) == 1  # only the exhaustive path parses the broken file
-    assert not any(r.parsed for r in fast.results)
+    assert [(e.path, e.kind, e.line) for e in fast.errors] == [("broken_gpu.py", "syntax-error", 3)]
+    assert fast.errors == full.errors
+    assert [r.path for r in fast.results if r.parsed] == ["broken_gpu.py"]
 
 
 def test_a_device_list_in_a_module_the_header_scope_skips(tmp_path, monkeypatch):
@@ -220,3 +232,48 @@ def test_a_device_list_in_a_module_the_header_scope_skips(tmp_path, monkeypatch)
         assert_same([tmp_path], "1", scope)
     fast = [json.loads(f) for f in findings([tmp_path], "1", "entrypoints", True)]
     assert [(f["path"], f["line"], f["rule"]) for f in fast if f["rule"] == "GPU004"] == [("pkg/mod.py", 4, "GPU004")]
+
+
+# -- the oracle's generated programs -----------------------------------------------------------------
+ORACLE_PROGRAMS = 600
+
+
+@pytest.fixture(scope="module")
+def oracle_tree(tmp_path_factory):
+    """The oracle's grammar (tests/oracle/gen.py): every program it generates for a fixed seed, one
+    file each, in one tree, with the policy it was generated with."""
+    from oracle.gen import random_program
+
+    rng = random.Random(21)
+    root = tmp_path_factory.mktemp("oracle")
+    policies = {}
+    for i in range(ORACLE_PROGRAMS):
+        raw, path, policy = random_program(rng)
+        name = f"prog_{i}" + (".ipynb" if path.endswith(".ipynb") else ".py")
+        (root / name).write_bytes(raw)
+        policies[name] = policy
+    return root, policies
+
+
+def test_oracle_programs_fast_equals_exhaustive(oracle_tree):
+    """Each program linted alone under its own policy, and the whole tree scanned in each scope."""
+    from gpufix.catalog import catalog_for
+    from gpufix.engine import lint_bytes
+
+    root, policies = oracle_tree
+    checked = 0
+    for name, policy in sorted(policies.items()):
+        raw = (root / name).read_bytes()
+        catalog = catalog_for(policy)
+        fast = lint_bytes(raw, str(root / name), name, policy, True, catalog)
+        full = lint_bytes(raw, str(root / name), name, policy, False, catalog)
+        assert (fast.findings, fast.errors) == (full.findings, full.errors), name
+        checked += bool(full.findings)
+    assert checked > ORACLE_PROGRAMS // 2  # the grammar's programs do hold findings
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_oracle_tree_fast_equals_exhaustive(oracle_tree, scope, monkeypatch):
+    root, _ = oracle_tree
+    monkeypatch.chdir(root)
+    assert_same([root], "1", scope)

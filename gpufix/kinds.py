@@ -1,0 +1,65 @@
+"""The kinds of input files gpufix reads: one list, used by the policy (`file-kinds`), discovery
+(which files a folder scan picks up), the readers (gpufix.source, gpufix.formats) and the engine.
+A leaf module: it imports nothing of gpufix. A new kind is added here, with its reader; a test
+(tests/unit/test_file_kinds.py) fails when a kind is missing from any of them.
+
+| kind        | files                                                                  |
+|-------------|------------------------------------------------------------------------|
+| python      | `*.py`                                                                 |
+| notebook    | `*.ipynb`                                                              |
+| shell       | `*.sh`, `*.bash`, `*.zsh`, a shell shebang                              |
+| dockerfile  | `Dockerfile`, `Dockerfile.*`, `*.Dockerfile`, `*.dockerfile`, `Containerfile` |
+| dotenv      | `.env`, `.env.*`, `*.env`                                              |
+| yaml        | `*.yml`, `*.yaml`                                                      |
+| json        | `*.json` (not notebooks)                                               |
+| toml        | `*.toml`                                                               |
+| powershell  | `*.ps1`, `*.psm1`                                                      |
+| batch       | `*.bat`, `*.cmd`                                                       |
+
+Names match without case (`Upper.PY`, `dockerfile`, `RUN.BAT`), as on Windows' file systems.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Optional
+
+PYTHON_KINDS = ("python", "notebook")
+# Windows launchers (powershell, batch) are the last two: their names and variables are
+# case-insensitive, so their cheap test is too.
+TEXT_KINDS = ("shell", "dockerfile", "dotenv", "yaml", "json", "toml", "powershell", "batch")
+CASELESS_KINDS = ("powershell", "batch")
+CONFIG_KINDS = ("yaml", "json", "toml")  # data formats: tested before decoding, may be big
+ALL_KINDS = PYTHON_KINDS + TEXT_KINDS
+MAX_BYTES = 16 * 1024 * 1024
+
+_DOCKERFILE_RE = re.compile(r"^(?:Dockerfile(?:\..+)?|.+\.Dockerfile|Containerfile(?:\..+)?)$", re.I)
+_EXT = {
+    ".py": "python", ".ipynb": "notebook", ".sh": "shell", ".bash": "shell", ".zsh": "shell",
+    ".yml": "yaml", ".yaml": "yaml", ".json": "json", ".toml": "toml", ".env": "dotenv",
+    ".ps1": "powershell", ".psm1": "powershell", ".bat": "batch", ".cmd": "batch",
+}
+
+
+def kind_of(path: str) -> Optional[str]:
+    """The kind of a file from its name, or None (not read)."""
+    name = os.path.basename(path)
+    if _DOCKERFILE_RE.match(name):
+        return "dockerfile"
+    low = name.lower()
+    if low == ".env" or low.startswith(".env."):
+        return "dotenv"
+    return _EXT.get(os.path.splitext(name)[1].lower())
+
+
+_SHELL_SHEBANG_RE = re.compile(rb"^#![ \t]*\S*/(?:env[ \t]+)?(?:ba|z|k|da)?sh\b")
+
+
+def detect_kind(path: str, raw: bytes = b"") -> str:
+    """kind_of, or for a file without a known name a shell shebang (pre-commit passes such scripts
+    as `shell`); else Python, as a named file always was."""
+    kind = kind_of(path)
+    if kind is None and _SHELL_SHEBANG_RE.match(raw[:128]):
+        return "shell"
+    return kind or "python"

@@ -242,7 +242,9 @@ def _stdin_scan(resolver, name, options, force_exclude):
     raw = sys.stdin.buffer.read()
     catalog = catalog_for(policy)
     res = lint_bytes(raw, os.path.abspath(name), name, policy, options.use_prefilter, catalog)
-    return gather_pairs(policy, [(policy, res)])
+    result = gather_pairs(policy, [(policy, res)])
+    result.sources[name] = raw  # the JSON report's fix edits are computed from this text, not the file
+    return result
 
 
 def _show_and_exit(resolver, paths, show_settings: bool, show_files: bool, force_exclude: bool) -> None:

@@ -47,6 +47,7 @@ class ScanResult:
     findings: list
     errors: list
     warnings: list
+    sources: dict = dataclasses.field(default_factory=dict)  # display path -> bytes of texts not on disk (stdin)
 
     @property
     def files_scanned(self) -> int:

@@ -536,6 +536,16 @@ def explain(rule):
         click.echo(doc.markdown())
 
 
+@cli.command()
+@click.option("--stdio", is_flag=True, help="Talk over stdin/stdout (the default and only transport).")
+def server(stdio):
+    """Run the language server (LSP over stdio) for editors: diagnostics, quick fixes, fix all,
+    suppression comments, hover. Needs the `lsp` extra: pip install "gpufix[lsp]"."""
+    from gpufix.lsp import run
+
+    sys.exit(run())
+
+
 def main():
     try:
         code = cli.main(prog_name="gpufix", standalone_mode=False)

@@ -78,7 +78,14 @@ def diff_text(old: str, new: str, cell: Optional[int] = None) -> list:
         blocks = [(0, len(a), 0, len(b))]
     else:
         matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-        blocks = [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+        blocks = []
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            if tag == "equal":
+                continue
+            if tag == "replace" and i2 - i1 == j2 - j1:
+                blocks.extend((i1 + k, i1 + k + 1, j1 + k, j1 + k + 1) for k in range(i2 - i1))  # line by line
+            else:
+                blocks.append((i1, i2, j1, j2))
     line_offsets = [0]
     for ln in a:
         line_offsets.append(line_offsets[-1] + len(ln))

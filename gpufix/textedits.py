@@ -94,6 +94,8 @@ def diff_text(old: str, new: str, cell: Optional[int] = None) -> list:
     for i1, i2, j1, j2 in blocks:
         start, end = line_offsets[i1], line_offsets[i2]
         before, after = old[start:end], "".join(b[j1:j2])
+        if before == after:
+            continue
         # trim what the two blocks share at both ends: the edit covers only what changes
         p = 0
         limit = min(len(before), len(after))

@@ -11,6 +11,7 @@ import codecs
 import dataclasses
 import io
 import json
+import os
 import re
 import threading
 import tokenize
@@ -88,12 +89,21 @@ class Analyzer:
         self._prepared.clear()
 
     def policy_for(self, abs_path: str):
-        return self.resolver.for_path(abs_path)
+        """The policy of the nearest config above the file (or above the folders it will be in,
+        for a new file in folders not made yet), never the server's working directory's."""
+        folder = os.path.dirname(abs_path)
+        while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+            folder = os.path.dirname(folder)
+        return self.resolver.for_dir(folder)
 
     def _prepared_policy(self, policy, abs_path: str):
         """The policy with the project index that `gpufix scan FILE` would build for this file."""
         from gpufix.engine import prepare_policy
 
+        if not os.path.isfile(abs_path):
+            # a new file the editor has not saved: the project index knows nothing of it, so it is
+            # judged alone, as `scan --stdin-filename` judges a text
+            return policy
         key = (id(policy), abs_path)
         hit = self._prepared.get(key)
         if hit is None or hit[0] is not policy:

@@ -6,6 +6,11 @@ Other tools need plain text: this module runs the real fixer on the text in memo
 result against it, so the edits it gives are exactly what `gpufix apply` would write, for a single
 finding's fix or for every fix of the file (the `apply` passes). Nothing is written to disk.
 
+The common fixes need no libcst, so that `scan --format json` stays light: a value replaced at its
+range is that range's text replaced (the fixer keeps the node's parentheses and everything around
+it), a header-only fix is placed as text (gpufix.header_text, which `apply` uses for the same
+case), and the other file kinds' fixes are text spans already. Anything else goes through the fixer.
+
 Positions: `line` 1-based, `col` 0-based in characters (code points), `end` exclusive; for a
 notebook, `cell` is the 1-based index of the cell in the notebook's cell list and the positions
 are in that cell's source.
@@ -18,7 +23,6 @@ import difflib
 import json
 from typing import Optional
 
-from gpufix.fixer import FixError, apply_edits
 from gpufix.source import SourceFile, joined_with_markers, marker_line_map, read_source
 
 # Larger texts are diffed as one block (difflib's line matching is quadratic in the worst case).
@@ -125,59 +129,132 @@ def diff_text(old: str, new: str, cell: Optional[int] = None) -> list:
 
 
 # -- the fixed text ---------------------------------------------------------------------------
+class CannotApply(Exception):
+    """A fix that cannot be applied on its own (overlapping edits, a result that would not parse)."""
+
+
 def _fresh(src: SourceFile) -> SourceFile:
     """A notebook's fixer writes into its parsed JSON: each fix starts from its own copy."""
     return read_source(src.path, src.raw) if src.is_notebook else src
 
 
-def _check(src: SourceFile, text: str, before: str, notebook: bool = False) -> None:
-    from gpufix.apply import _must_parse
+def _compiles(text: str) -> bool:
+    import warnings
 
-    _must_parse(text, src.path, before, notebook=notebook)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(text, "<gpufix>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def _value_replacements(src: SourceFile, edits) -> Optional[list]:
+    """The TextEdits of `replace` edits that put an expression in place of a value (not a name, an
+    attribute or a call, which the fixer never replaces) at an exact range: the range's text
+    replaced, as the fixer writes it. None when any edit is of another kind."""
+    import ast
+    import warnings
+
+    out = []
+    lines = None
+    for e in edits:
+        if e.kind != "replace" or not e.end_line:
+            return None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ast.parse(e.code.strip(), mode="eval")
+        except (SyntaxError, ValueError):
+            return None
+        if lines is None:
+            lines = src.text.split("\n")
+        if not (1 <= e.line <= e.end_line <= len(lines)):
+            return None
+        if e.line == e.end_line:
+            segment = lines[e.line - 1][e.col:e.end_col]
+        else:
+            segment = "\n".join([lines[e.line - 1][e.col:], *lines[e.line:e.end_line - 1], lines[e.end_line - 1][:e.end_col]])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                node = ast.parse("(\n" + segment + "\n)", mode="eval").body
+        except (SyntaxError, ValueError):
+            return None
+        if isinstance(node, (ast.Name, ast.Attribute, ast.Call)):
+            return None
+        out.append(TextEdit(e.line, e.col, e.end_line, e.end_col, e.code))
+    out.sort(key=lambda t: (t.line, t.col))
+    for a, b in zip(out, out[1:]):
+        if (b.line, b.col) < (a.end_line, a.end_col):
+            return None
+    return out
+
+
+def _apply(text: str, edits) -> str:
+    starts = _line_starts(text)
+    for e in sorted(edits, key=lambda t: (t.line, t.col), reverse=True):
+        a, b = starts[e.line - 1] + e.col, starts[e.end_line - 1] + e.end_col
+        text = text[:a] + e.content + text[b:]
+    return text
+
+
+def _text_kind_edits(src: SourceFile, edits) -> list:
+    """Other file kinds: their fixes are exact text spans already."""
+    from gpufix.formats import scan_facts
+    from gpufix.formats.text import EditConflict, apply_span_edits
+    from gpufix.formats.tree import ParseError
+
+    try:
+        text = apply_span_edits(src.text, edits)
+        scan_facts(text, src.kind)  # the fixed file must still parse
+    except (EditConflict, ParseError, RecursionError) as exc:
+        raise CannotApply(str(exc)) from None
+    out = sorted({TextEdit(e.line, e.col, *((e.end_line, e.end_col) if e.kind == "replace-span" else (e.line, e.col)), e.code)
+                  for e in edits}, key=lambda t: (t.line, t.col, t.end_line, t.end_col))
+    return out
 
 
 def fixed_raw(src: SourceFile, fixes) -> bytes:
     """The file's bytes with `fixes` (gpufix.model.Fix) applied in one pass, as `apply`'s first pass
-    applies them. Raises FixError when they cannot be applied exactly (overlap, the result would
-    not parse)."""
+    applies them (through libcst where the fix needs it). Raises CannotApply when they cannot be
+    applied exactly (overlap, the result would not parse)."""
+    from gpufix.fixer import FixError, apply_edits
+    from gpufix.apply import _must_parse
+
     edits = [e for fx in fixes for e in fx.edits]
     if not edits:
         return src.raw
     if src.kind not in ("python", "notebook") and not src.is_notebook:
-        from gpufix.formats import scan_facts
-        from gpufix.formats.text import EditConflict, apply_span_edits, encode_text
-        from gpufix.formats.tree import ParseError
+        from gpufix.formats.text import apply_span_edits, encode_text
 
-        try:
-            text = apply_span_edits(src.text, edits)
-        except EditConflict as exc:
-            raise FixError(f"fixes overlap ({exc})") from None
-        try:
-            scan_facts(text, src.kind)
-        except (ParseError, RecursionError) as exc:
-            raise FixError(f"the fixed file would not parse ({exc})") from None
-        return encode_text(text, src.bom)
+        _text_kind_edits(src, edits)  # raises CannotApply as `apply` would refuse
+        return encode_text(apply_span_edits(src.text, edits), src.bom)
     src = _fresh(src)
-    if src.is_notebook:
-        from gpufix.source import notebook_bytes_from_marked
+    try:
+        if src.is_notebook:
+            from gpufix.source import notebook_bytes_from_marked
 
-        line_map = marker_line_map(src)
-        edits = [dataclasses.replace(e, line=line_map.get(e.line, e.line),
-                                     end_line=line_map.get(e.end_line, e.end_line) if e.end_line else 0)
-                 if e.line else e for e in edits]
-        marked = joined_with_markers(src)
-        new_marked, _ = apply_edits(marked, edits)
-        if new_marked == marked:
+            line_map = marker_line_map(src)
+            edits = [dataclasses.replace(e, line=line_map.get(e.line, e.line),
+                                         end_line=line_map.get(e.end_line, e.end_line) if e.end_line else 0)
+                     if e.line else e for e in edits]
+            marked = joined_with_markers(src)
+            new_marked, _ = apply_edits(marked, edits)
+            if new_marked == marked:
+                return src.raw
+            _must_parse(new_marked, src.path, marked, notebook=True)
+            return notebook_bytes_from_marked(src, new_marked)
+        from gpufix.source import encode_python
+
+        new_text, _ = apply_edits(src.text, edits)
+        if new_text == src.text:
             return src.raw
-        _check(src, new_marked, marked, notebook=True)
-        return notebook_bytes_from_marked(src, new_marked)
-    from gpufix.source import encode_python
-
-    new_text, _ = apply_edits(src.text, edits)
-    if new_text == src.text:
-        return src.raw
-    _check(src, new_text, src.text)
-    return encode_python(src, new_text)
+        _must_parse(new_text, src.path, src.text)
+        return encode_python(src, new_text)
+    except FixError as exc:
+        raise CannotApply(str(exc)) from None
 
 
 def _cell_sources(raw: bytes) -> dict:
@@ -205,9 +282,27 @@ def fix_edits(src: SourceFile, finding) -> Optional[list]:
     """The text edits of one finding's fix alone; None when it has none or it cannot be applied."""
     if finding.fix is None or not finding.fix.edits:
         return None
+    edits = finding.fix.edits
     try:
+        if src.kind not in ("python", "notebook") and not src.is_notebook:
+            return _text_kind_edits(src, edits)
+        if not src.is_notebook:
+            direct = _value_replacements(src, edits)
+            if direct is not None:
+                return direct if _compiles(_apply(src.text, direct)) or not _compiles(src.text) else None
+            if all(e.kind == "ensure-header" for e in edits):
+                from gpufix.header_text import header_by_text
+
+                request: list = []  # as the fixer's HeaderRequest: one line per variable, the first asked
+                for e in edits:
+                    for line in e.lines:
+                        if line[0] not in [known[0] for known in request]:
+                            request.append(tuple(line))
+                done = header_by_text(src.text, request)
+                if done is not None:
+                    return diff_text(src.text, done[0])
         return raw_edits(src, fixed_raw(src, [finding.fix]))
-    except FixError:
+    except CannotApply:
         return None
 
 

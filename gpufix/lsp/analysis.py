@@ -150,12 +150,13 @@ def fix_all_edits(analysis: Analysis, unsafe: bool = False) -> list:
     """Every fix `gpufix apply` makes to this text (all passes), as text edits; [] when none or
     when the file cannot be fixed safely."""
     from gpufix.fixer import FixError
+    from gpufix.textedits import CannotApply
 
     if analysis.src is None or analysis.policy is None or not any(f.fix for f in analysis.findings):
         return []
     try:
         new_raw = fix_all_raw(analysis.src, analysis.policy, analysis.path, unsafe=unsafe)
-    except FixError:
+    except (FixError, CannotApply):
         return []
     return raw_edits(analysis.src, new_raw)
 

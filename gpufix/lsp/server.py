@@ -273,17 +273,16 @@ class GpufixServer(LanguageServer):
         toml = catalog / f"{code}.toml"  # an installed wheel: the rule's catalogue entry
         return from_fs_path(str(toml)) if toml.is_file() else None
 
-    def diagnostic(self, uri: str, f) -> types.Diagnostic:
+    def diagnostic(self, uri: str, f, state: Optional[DocState] = None) -> types.Diagnostic:
         href = self.docs_url(f.rule)
         related = None
-        for item in getattr(f, "related", ()) or ():
-            line, col, end_line, end_col, message = item[:5]
-            cell = item[5] if len(item) > 5 else f.cell
-            state_uri = uri if cell == f.cell else None
-            if state_uri is None:
+        for line, col, end_line, end_col, message, cell in f.related:
+            # a notebook's related place may be in another cell
+            where = self.uri_of(state, cell) if (state is not None and state.notebook) else uri
+            if where is None:
                 continue
             related = (related or []) + [types.DiagnosticRelatedInformation(
-                location=types.Location(uri=state_uri, range=self.lsp_range(state_uri, line, col - 1, end_line, end_col - 1)),
+                location=types.Location(uri=where, range=self.lsp_range(where, line, col - 1, end_line, end_col - 1)),
                 message=message)]
         return types.Diagnostic(
             range=self.finding_range(uri, f),
@@ -317,7 +316,7 @@ class GpufixServer(LanguageServer):
         for f in analysis.findings:
             uri = self.uri_of(state, f.cell)
             if uri is not None:
-                by_uri.setdefault(uri, []).append(self.diagnostic(uri, f))
+                by_uri.setdefault(uri, []).append(self.diagnostic(uri, f, state))
         for e in analysis.errors:
             uri = self.uri_of(state, getattr(e, "cell", None) or 1) if state.notebook else state.key
             if uri is not None:
@@ -384,7 +383,7 @@ class GpufixServer(LanguageServer):
     def code_actions(self, state: DocState, uri: str, per: list, fix_all: list) -> list:
         actions = []
         for f, quick, ignore in per:
-            diag = [self.diagnostic(uri, f)]
+            diag = [self.diagnostic(uri, f, state)]
             if quick:
                 unsafe = f.fix.applicability != "safe"
                 actions.append(types.CodeAction(

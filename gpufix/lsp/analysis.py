@@ -115,6 +115,18 @@ class Analyzer:
             hit = self._prepared[key] = (policy, prepared)
         return hit[1]
 
+    def _project_candidates(self, policy, res, abs_path: str) -> list:
+        from gpufix.engine import _project_candidates
+
+        key = ("candidates", id(policy), abs_path)
+        hit = self._prepared.get(key)
+        if hit is None or hit[0] is not policy:
+            # the file itself is judged by its text in the editor, not its copy on disk
+            others = [o for o in _project_candidates(policy, [res], self.resolver, [abs_path])
+                      if os.path.abspath(o.path) != abs_path]
+            hit = self._prepared[key] = (policy, others)
+        return hit[1]
+
     def analyse(self, raw: bytes, abs_path: str, version: Optional[int] = None) -> Analysis:
         """The findings `gpufix scan --stdin-filename PATH` reports for this text (project rules
         included), with the SourceFile they refer to. A bad config is one error, not a crash."""
@@ -131,12 +143,16 @@ class Analyzer:
                 return Analysis(abs_path, version, None, None, [], [FileError(abs_path, "config-error", str(exc))])
             prepared = self._prepared_policy(policy, abs_path)
             res = lint_bytes(raw, abs_path, abs_path, prepared, True, catalog_for(prepared))
-            result = gather_pairs(policy, [(policy, res)], resolver=self.resolver, paths=[abs_path])
+            # The project rules (GPU103 without a policy) judge this file's candidates with the
+            # project's other files', read once per project (again after a save), not per keystroke.
+            others = self._project_candidates(policy, res, abs_path) if res.candidates else []
+            result = gather_pairs(policy, [(policy, res)] + [(policy, o) for o in others])
             try:
                 src = read_source(abs_path, raw)
             except ReadError:
                 src = None
-            return Analysis(abs_path, version, src, prepared, list(result.findings), list(result.errors))
+            findings = [f for f in result.findings if f.path == abs_path]
+            return Analysis(abs_path, version, src, prepared, findings, list(result.errors))
 
 
 # -- actions -------------------------------------------------------------------------------------

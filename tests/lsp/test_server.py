@@ -339,3 +339,28 @@ def test_server_without_the_extra_says_how_to_install():
     assert proc.returncode == 2
     assert proc.stderr.strip() == ('gpufix: error: `gpufix server` needs the language-server extra: '
                                    'pip install "gpufix[lsp]" (pygls and lsprotocol)')
+
+
+@pytest.mark.asyncio
+async def test_related_information_and_the_project_context(tmp_path):
+    root = tmp_path / "noconfig"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("")  # a project without a policy
+    setter = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "{}"\nimport torch\n'
+    for name, value in (("a.py", "1"), ("b.py", "1"), ("c.py", "1")):
+        (root / name).write_text(setter.format(value))
+    late = 'import torch\nimport os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n'
+    uri_c, uri_late = from_fs_path(str(root / "c.py")), from_fs_path(str(root / "late.py"))
+    async with session(root) as client:
+        # in the editor c.py now sets "0", unlike the project's other files (GPU103 judges across files)
+        open_text(client, uri_c, setter.format("0"))
+        diags = await diagnostics_for(client, uri_c, version=1)
+        assert [(d.code, d.range.start.line) for d in diags] == [("GPU103", 2)]
+        assert diags[0].message.startswith('CUDA_VISIBLE_DEVICES is set to "0", unlike the "1" used by 2 of 3 files')
+        open_text(client, uri_late, late)
+        diags = [d for d in await diagnostics_for(client, uri_late, version=1) if d.code == "GPU105"]
+    assert len(diags) == 1 and diags[0].range.start.line == 2
+    (related,) = diags[0].related_information
+    assert (related.location.uri, related.location.range.start.line, related.location.range.start.character,
+            related.location.range.end.character) == (uri_late, 0, 0, 12)
+    assert related.message == "import of torch: before the mask"

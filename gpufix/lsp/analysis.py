@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import tokenize
+from pathlib import Path
 from typing import Optional
 
 from gpufix.model import Finding
@@ -141,6 +142,12 @@ class Analyzer:
                 policy = self.policy_for(abs_path)
             except ConfigError as exc:
                 return Analysis(abs_path, version, None, None, [], [FileError(abs_path, "config-error", str(exc))])
+            from gpufix.discover import _force_excluded
+
+            if _force_excluded(Path(abs_path), policy):
+                # the config's `exclude` (or a folder gpufix always skips, .venv, build, ...): as
+                # the pre-commit hooks (--force-exclude) and `ruff server`, no findings there
+                return Analysis(abs_path, version, None, None, [], [])
             prepared = self._prepared_policy(policy, abs_path)
             res = lint_bytes(raw, abs_path, abs_path, prepared, True, catalog_for(prepared))
             # The project rules (GPU103 without a policy) judge this file's candidates with the

@@ -226,6 +226,15 @@ async def test_config_change_is_followed(project):
             if [d.code for d in client.diagnostics[uri]] == ["GPU101", "GPU102"]:
                 break
         assert [d.code for d in client.diagnostics[uri]] == ["GPU101", "GPU102"]
+        # now the config excludes the file: no diagnostics for it (as --force-exclude)
+        (project / "pyproject.toml").write_text(POLICY + 'exclude = ["train.py"]\n')
+        client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(changes=[
+            types.FileEvent(uri=from_fs_path(str(project / "pyproject.toml")), type=types.FileChangeType.Changed)]))
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if not client.diagnostics[uri]:
+                break
+        assert list(client.diagnostics[uri]) == []
         # the server asked the editor to watch the config files
         assert [r.method for r in client.registrations] == ["workspace/didChangeWatchedFiles"]
         watchers = client.registrations[0].register_options["watchers"]

@@ -17,6 +17,7 @@ from gpufix.source import read_source
 from gpufix.textedits import TextEdit, _apply, diff_text, fix_edits, fixed_raw, raw_edits
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+ORACLE_CASES = Path(__file__).resolve().parents[1] / "oracle" / "cases"  # notebooks with magics, moves
 KINDS = ("*.py", "*.ipynb", "*.sh", "*.yaml", "*.yml", "Dockerfile*", "*.env", ".env", "*.toml")
 
 
@@ -24,6 +25,7 @@ def fixture_files() -> list:
     out = set()
     for pattern in KINDS:
         out.update(p for p in FIXTURES.rglob(pattern) if p.is_file())
+        out.update(p for p in ORACLE_CASES.glob(pattern) if p.is_file() and ".fixed." not in p.name)
     return sorted(out)
 
 

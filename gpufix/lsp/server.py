@@ -227,7 +227,10 @@ class GpufixServer(LanguageServer):
             self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
     def reanalyse_all(self) -> None:
+        """The config changed: every open document is judged again (and until then, a code action
+        or hover judges it afresh rather than use findings made under the old config)."""
         for state in list(self.docs.values()):
+            state.analysis = None
             self.schedule(state, 0)
 
     # -- positions ---------------------------------------------------------------------------

@@ -373,3 +373,23 @@ async def test_related_information_and_the_project_context(tmp_path):
     assert (related.location.uri, related.location.range.start.line, related.location.range.start.character,
             related.location.range.end.character) == (uri_late, 0, 0, 12)
     assert related.message == "import of torch: before the mask"
+
+
+@pytest.mark.asyncio
+async def test_saving_the_config_in_the_editor_reloads_it(project):
+    """For an editor that watches no files: saving pyproject.toml (open in the editor) reloads it."""
+    uri = from_fs_path(str(project / "train.py"))
+    cfg_uri = from_fs_path(str(project / "pyproject.toml"))
+    async with session(project) as client:
+        open_text(client, uri, SCRIPT)
+        assert len(await diagnostics_for(client, uri, version=1)) == 4
+        open_text(client, cfg_uri, POLICY, language="toml")
+        new_policy = POLICY + 'ignore = ["GPU10"]\n'
+        change_text(client, cfg_uri, 2, new_policy)
+        (project / "pyproject.toml").write_text(new_policy)
+        client.text_document_did_save(types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(cfg_uri)))
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if [d.code for d in client.diagnostics[uri]] == ["GPU001", "GPU001"]:
+                break
+        assert [d.code for d in client.diagnostics[uri]] == ["GPU001", "GPU001"]

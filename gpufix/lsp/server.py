@@ -95,6 +95,7 @@ class DocState:
     task: Optional[asyncio.Task] = None
     analysis: Optional[Analysis] = None
     published: tuple = ()  # the URIs diagnostics were last published for
+    raw: Optional[bytes] = None  # the text the analysis judged
     notebook: bool = False
 
 
@@ -187,6 +188,11 @@ class GpufixServer(LanguageServer):
         if snap is None:
             return None
         version, raw = snap
+        if state.analysis is not None and state.raw == raw:
+            # the same text again (a save, an undo back to it): the same findings
+            state.analysis = dataclasses.replace(state.analysis, version=version)
+            self.publish(state)
+            return state.analysis
         loop = asyncio.get_running_loop()
 
         def job():
@@ -202,7 +208,7 @@ class GpufixServer(LanguageServer):
         now = self.snapshot(state)
         if now is None or now[0] != version:
             return None  # a newer version arrived meanwhile: its own analysis publishes
-        state.analysis = analysis
+        state.analysis, state.raw = analysis, raw
         self.publish(state)
         return analysis
 
@@ -501,6 +507,7 @@ def _did_save(ls: GpufixServer, params: types.DidSaveTextDocumentParams):
         return
     state = ls.docs.get(uri)
     if state is not None:
+        state.raw = None  # judged again with the project index of the saved files
         ls.schedule(state, 0)
 
 

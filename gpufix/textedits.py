@@ -192,6 +192,27 @@ def _value_replacements(src: SourceFile, edits) -> Optional[list]:
     return out
 
 
+def _is_primary(code: str) -> bool:
+    """An expression that binds tighter than any operator and stands anywhere a value does."""
+    import ast
+
+    code = code.strip()
+    try:
+        node = ast.parse(code, mode="eval").body
+    except (SyntaxError, ValueError):
+        return False
+    if isinstance(node, ast.Tuple):  # only a parenthesized one: "(0, 1)", not "0, 1" nor "(0), (1)"
+        if not (code.startswith("(") and code.endswith(")")):
+            return False
+        try:  # the outer parentheses enclose it all when what they hold parses by itself
+            ast.parse(code[1:-1], mode="eval")
+        except (SyntaxError, ValueError):
+            return False
+        return True
+    return isinstance(node, (ast.Constant, ast.List, ast.Dict, ast.Set, ast.Call, ast.Attribute, ast.Name,
+                             ast.Subscript, ast.JoinedStr))
+
+
 def _apply(text: str, edits) -> str:
     starts = _line_starts(text)
     for e in sorted(edits, key=lambda t: (t.line, t.col), reverse=True):
@@ -289,6 +310,10 @@ def fix_edits(src: SourceFile, finding) -> Optional[list]:
         if not src.is_notebook:
             direct = _value_replacements(src, edits)
             if direct is not None:
+                if all(_is_primary(e.content) for e in direct):
+                    # a primary (a literal, a display, a call...) in place of a value cannot break
+                    # the syntax: no need to compile the whole file once per finding
+                    return direct
                 return direct if _compiles(_apply(src.text, direct)) or not _compiles(src.text) else None
             if all(e.kind == "ensure-header" for e in edits):
                 from gpufix.header_text import header_by_text

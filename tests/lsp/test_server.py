@@ -393,3 +393,25 @@ async def test_saving_the_config_in_the_editor_reloads_it(project):
             if [d.code for d in client.diagnostics[uri]] == ["GPU001", "GPU001"]:
                 break
         assert [d.code for d in client.diagnostics[uri]] == ["GPU001", "GPU001"]
+
+
+@pytest.mark.asyncio
+async def test_a_long_analysis_does_not_block_the_protocol(project):
+    """While a big document is being judged (on the analysis thread), the server still answers:
+    a hover on a document already judged comes back before the big one's diagnostics."""
+    big = project / "big.py"
+    body = "import torch\n" + "".join(f"def f{i}(x):\n    return x.to('cuda:{i % 2}') if x else x + {i}\n\n"
+                                      for i in range(3500))
+    big.write_text(body)
+    uri, big_uri = from_fs_path(str(project / "train.py")), from_fs_path(str(big))
+    async with session(project) as client:
+        open_text(client, uri, SCRIPT)
+        await diagnostics_for(client, uri, version=1)
+        open_text(client, big_uri, body)
+        hover = await asyncio.wait_for(client.text_document_hover_async(
+            types.HoverParams(types.TextDocumentIdentifier(uri), types.Position(1, 30))), TIMEOUT)
+        answered_first = big_uri not in client.diagnostics
+        big_diags = await diagnostics_for(client, big_uri, version=1)
+    assert hover is not None and hover.contents.value.startswith("**GPU001**")
+    assert answered_first
+    assert sum(d.code == "GPU001" for d in big_diags) == 1750

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 from gpufix.report import scan_document
+from gpufix.report.safe import json_text
 
 
 def render_json(result, stream, extra: dict = None) -> None:
@@ -12,5 +13,4 @@ def render_json(result, stream, extra: dict = None) -> None:
     add_fix_edits(doc["findings"], result)  # each fix's text edits, as ruff's JSON has them
     if extra:
         doc.update(extra)
-    json.dump(doc, stream, indent=2, ensure_ascii=False)
-    stream.write("\n")
+    stream.write(json_text(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")

@@ -51,8 +51,7 @@ def render_json_lines(result, stream) -> None:
     docs = [f.to_json() for f in result.findings]
     add_fix_edits(docs, result)
     for d in docs:
-        stream.write(json_text(json.dumps(d, ensure_ascii=False)) + "
-")
+        stream.write(json_text(json.dumps(d, ensure_ascii=False)) + "\n")
     for e in result.errors:
         stream.write(json_text(json.dumps({"error": e.to_json()}, ensure_ascii=False)) + "\n")
 

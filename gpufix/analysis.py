@@ -311,6 +311,7 @@ class Analyzer:
         for collector in self._collectors:
             collector.before(self)
         self.facts.has_main_guard = any(_is_main_guard(s) for s in body)
+        self.facts.first_stmt_line = header_line(body)
         if focus_lines is None:
             for stmt in body:
                 self.visit(stmt)
@@ -333,6 +334,7 @@ class Analyzer:
         """Only what the header rules need: GPU framework imports and the `__main__` guard (for a
         file whose text holds no ordinal and no mask variable: the prefilter's HEADER tier)."""
         self.facts.has_main_guard = any(_is_main_guard(s) for s in self.tree.body)
+        self.facts.first_stmt_line = header_line(self.tree.body)
         table = self._table
         for node in iter_statements(self.tree.body):
             cls = type(node)
@@ -521,6 +523,18 @@ def focus_lines(text: str, imports: dict, catalog: ApiCatalog) -> Optional[set]:
 
 
 _FOCUS_MIN_LINES = 200
+
+
+def header_line(body: list) -> Optional[int]:
+    """The line of the first module statement after the leading strings (docstring) and
+    `from __future__` imports: where gpufix.fixer puts the header (None: nothing there)."""
+    k = 0
+    while k < len(body) and isinstance(body[k], ast.Expr) and isinstance(body[k].value, ast.Constant) \
+            and isinstance(body[k].value.value, (str, bytes)):
+        k += 1
+    while k < len(body) and isinstance(body[k], ast.ImportFrom) and body[k].module == "__future__":
+        k += 1
+    return body[k].lineno if k < len(body) else None
 
 
 def analyze(tree: ast.Module, lines: list, catalog: ApiCatalog, text: Optional[str] = None) -> Facts:

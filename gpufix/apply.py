@@ -529,6 +529,13 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
                     + " (commit or stash them, or pass --allow-dirty); nothing was written"
                 )
         backup_id = new_backup_id() if fixes else None
+        # The tags come first, in every repository of the run: when git cannot make one (no user
+        # identity, a locked ref), the run stops before a byte is written, as `git commit` does,
+        # instead of writing the files and exiting 0 without the undo point the user asked for.
+        for top in (by_tree if fixes and opts.tag else ()):
+            if top is not None:
+                got = _tag(top, backup_id, warn)
+                tag_name = tag_name or got
         for top, members in by_tree.items() if fixes else ():
             root = Path(top) if top is not None else Path.cwd().resolve()
             if opts.backup:
@@ -542,9 +549,6 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
                     backup_dir = rel
                 else:
                     warn(f"files of another repository are backed up in {rel}")
-            if top is not None and opts.tag:
-                got = _tag(top, backup_id, warn)
-                tag_name = tag_name or got
         for f in fixes:
             try:
                 replace_planned(planned[f.abs_path], f.after, expect_before=f.before)
@@ -574,20 +578,45 @@ def _tag(top: str, backup_id: str, warn) -> Optional[str]:
         return None
     try:
         _git(top, "tag", "-a", "-m", f"gpufix apply: state before backup {backup_id}", name, "HEAD")
-    except (_GitFailed, OSError) as exc:  # a tag is a convenience, the backup is the safety
-        warn(f"could not create git tag {name}: {git_error_line(exc)} (or pass --no-tag)")
-        return None
+    except (_GitFailed, OSError) as exc:
+        raise ApplyRefused(f"refusing to apply: cannot create the git tag {name}: {git_error_line(exc)}; "
+                           "or pass --no-tag to apply without it; nothing was written") from None
     return name
 
 
 def _unified_diff(f: FileFix) -> str:
     def text(data: bytes) -> list:
         try:
-            return read_source(f.path, data).text.splitlines(keepends=True) if not f.path.endswith(".ipynb") else data.decode("utf-8").splitlines(keepends=True)
+            return diff_lines(read_source(f.path, data).text if not f.path.endswith(".ipynb") else data.decode("utf-8"))
         except ReadError:
-            return data.decode("utf-8", "replace").splitlines(keepends=True)
+            return diff_lines(data.decode("utf-8", "replace"))
 
     from gpufix.report.safe import for_terminal
 
-    name = for_terminal(f.path)  # the header is one line whatever the name holds
-    return "".join(difflib.unified_diff(text(f.before), text(f.after), fromfile=f"a/{name}", tofile=f"b/{name}"))
+    # The header is one line whatever the name holds.
+    return unified_diff(text(f.before), text(f.after), for_terminal(f.path))
+
+
+NO_NEWLINE = "\\ No newline at end of file\n"
+
+
+def diff_lines(text: str) -> list:
+    """The text's lines as diff tools count them: only `\\n` ends one (str.splitlines would also
+    split at form feeds, `\\x1c` or U+2028, which `git apply` sees inside a line)."""
+    lines = text.split("\n")
+    out = [ln + "\n" for ln in lines[:-1]]
+    if lines[-1]:
+        out.append(lines[-1])
+    return out
+
+
+def unified_diff(before: list, after: list, path: str) -> str:
+    """A unified diff `git apply` and `patch` accept: a last line without a newline is followed by
+    the `\\ No newline at end of file` marker (difflib leaves it out, gluing the next file's
+    `--- a/...` onto that line)."""
+    out = []
+    for line in difflib.unified_diff(before, after, fromfile=f"a/{path}", tofile=f"b/{path}"):
+        out.append(line)
+        if not line.endswith("\n"):
+            out.append("\n" + NO_NEWLINE)
+    return "".join(out)

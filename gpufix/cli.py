@@ -34,6 +34,18 @@ def _remember_file_kinds(ctx, param, value):
     return value
 
 
+def _remember(key: str):
+    """A callback that keeps an option out of the commands' signatures (make_resolver reads it):
+    the commands that share these options stay easy to extend."""
+
+    def callback(ctx, param, value):
+        if value:
+            ctx.meta["gpufix." + key] = _split_codes(value)
+        return value
+
+    return callback
+
+
 def shared_options(fn):
     """The options scan and apply share (ruff's names, with gpufix's older ones as aliases)."""
     decorators = [
@@ -64,6 +76,10 @@ def shared_options(fn):
                      help="Apply `exclude` also to files named on the command line (what the pre-commit hooks use)."),
         click.option("--stdin-filename", default=None, metavar="PATH",
                      help="Read the code from stdin (also `-` as the path); PATH names it for the config and reports."),
+        click.option("--exclude", "exclude", multiple=True, metavar="GLOBS", expose_value=False, callback=_remember("exclude"),
+                     help="Files and folders to skip, replacing the config's `exclude` (globs from the project root). Repeatable, comma lists."),
+        click.option("--extend-exclude", multiple=True, metavar="GLOBS", expose_value=False, callback=_remember("extend_exclude"),
+                     help="Files and folders to skip in addition to the config's `exclude`. Repeatable, comma lists."),
         click.option("--no-cache", is_flag=True, help="Do not read or write the result cache."),
         click.option("--no-prefilter", is_flag=True, help="Parse every file (slower; same findings)."),
         click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None, help="Worker processes (default: all cores)."),
@@ -103,6 +119,8 @@ def make_resolver(config_file, select, extend_select, ignore, visible_devices, h
         "ignore": _split_codes(ignore),
         "header_scope": header_scope,
         "file_kinds": ctx.meta.get("gpufix.file_kinds") if ctx is not None else None,
+        "exclude": ctx.meta.get("gpufix.exclude", ()) if ctx is not None else (),
+        "extend_exclude": ctx.meta.get("gpufix.extend_exclude", ()) if ctx is not None else (),
     }
     try:
         return PolicyResolver(config_file, overrides)
@@ -140,15 +158,22 @@ def report_stream(output):
         yield sys.stdout
 
 
+def no_color() -> bool:
+    """NO_COLOR set and not empty (no-color.org): no escape sequence at all, not even bold or dim
+    (rich's own NO_COLOR handling drops colours but keeps those)."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
 def color_for(stream):
-    """None (rich decides from the terminal, NO_COLOR and FORCE_COLOR) for stdout; never for a file."""
-    return None if stream is sys.stdout else False
+    """None (rich decides from the terminal and FORCE_COLOR) for stdout; never for a file or under
+    NO_COLOR."""
+    return None if stream is sys.stdout and not no_color() else False
 
 
 def progress_factory(quiet: bool):
     """A rich progress bar on stderr, only for a terminal and a long enough run."""
-    if quiet or not sys.stderr.isatty():
-        return None
+    if quiet or not sys.stderr.isatty() or no_color():
+        return None  # a bar is cursor-moving escapes: none under NO_COLOR
 
     def factory(total: int):
         if total < 200:
@@ -170,28 +195,45 @@ def no_policy_notice(resolver, quiet: bool) -> None:
     if missing:
         where = display_path(missing[0].root) if missing[0].root else "."
         click.echo(f"gpufix: note: no policy (visible-devices) found for {where}: checking without one; "
-                   "set one with `gpufix init --visible-devices N`", err=True)
+                   "pin the allowed GPU with `gpufix init --gpu NAME|UUID` (from the GPUs NVML sees) "
+                   "or `gpufix init --visible-devices N`", err=True)
 
 
 def print_settings(resolver, paths) -> None:
-    """`--show-settings`: the effective settings of the first path, as TOML-like lines."""
+    """`--show-settings`: the effective settings of the first path, as TOML-like lines; each
+    machine setting says where its value comes from (the project's config, the user config, the
+    command line, or gpufix's default)."""
     import json
 
-    from gpufix.config import enabled_codes
+    from gpufix.config import enabled_codes, user_config_path
     from gpufix.discover import display_path
 
     path = (paths or ["."])[0]
     policy = resolve(resolver, path)
+    origins = dict(policy.origins)
+
+    def machine(key: str, text: str) -> str:
+        where = origins.get(key)
+        if where is None:
+            note = "no policy" if key == "visible-devices" and not policy.has_policy else "default"
+        elif where.endswith("(user config)") or where.endswith("(command line)"):
+            note = where
+        else:
+            note = display_path(where)
+        return f"{text}   # {note}"
+
+    user = user_config_path()
     lines = [
         f"Settings for: {display_path(path)}",
         f"Config file: {display_path(policy.source) if policy.source else '(none)'}",
+        f"User config: {user if user is not None else '(none)'}" + ("" if user is not None and user.is_file() else " (not found)"),
         f"Project root: {display_path(policy.root) if policy.root else '.'}",
-        f"visible-devices = {json.dumps(policy.visible_devices)}" + ("" if policy.has_policy else "   # no policy"),
-        f"device-order = {json.dumps(policy.device_order)}",
+        machine("visible-devices", f"visible-devices = {json.dumps(policy.visible_devices)}"),
+        machine("device-order", f"device-order = {json.dumps(policy.device_order)}"),
         f"header-scope = {json.dumps(policy.effective_header_scope)}",
-        f"min-memory-gib = {policy.min_memory_gib:g}",
-        f"expect-name = {json.dumps(policy.expect_name)}",
-        f"expect-uuid = {json.dumps(policy.expect_uuid)}",
+        machine("min-memory-gib", f"min-memory-gib = {policy.min_memory_gib:g}"),
+        machine("expect-name", f"expect-name = {json.dumps(policy.expect_name)}"),
+        machine("expect-uuid", f"expect-uuid = {json.dumps(policy.expect_uuid)}"),
         f"enabled rules = {json.dumps(enabled_codes(policy))}",
         f"exclude = {json.dumps(list(policy.exclude))}",
         f"per-file-ignores = {json.dumps({g: list(c) for g, c in policy.per_file_ignores})}",
@@ -201,10 +243,10 @@ def print_settings(resolver, paths) -> None:
 
 
 def print_files(resolver, paths, force_exclude) -> None:
-    from gpufix.discover import discover_files
+    from gpufix.discover import discover_files, native_path
 
     for _, display, _ in discover_files(list(paths) or ["."], resolver, warn=warn, force_exclude=force_exclude):
-        click.echo(display)
+        click.echo(native_path(display))
 
 
 def read_stdin_target(paths, stdin_filename):
@@ -290,17 +332,73 @@ def _show_and_exit(resolver, paths, show_settings: bool, show_files: bool, force
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @shared_options
-def scan(paths, config_file, select, extend_select, ignore, visible_devices, header_scope, fmt, output, exit_zero, quiet,
-         statistics, show_fixes, show_settings: bool, show_files: bool, force_exclude, stdin_filename, no_cache, no_prefilter, jobs):
+@click.option("--fix", "fix", is_flag=True,
+              help="Fix what can be fixed, as `gpufix apply` does (same safety: backups, git tag, refusal on "
+                   "uncommitted changes), then report what is left (ruff's `check --fix`).")
+@click.option("--unsafe-fixes", is_flag=True,
+              help="With --fix, also apply unsafe fixes; without it, count them as fixable in the summary.")
+@click.option("--allow-dirty", is_flag=True, help="With --fix: fix files that have uncommitted changes.")
+@click.option("--watch", "-w", is_flag=True, help="Scan again whenever a file changes (Ctrl-C stops).")
+@click.option("--add-noqa", is_flag=True,
+              help="Write `# gpufix: ignore[CODE]` at the end of each finding's line (Python files; other kinds "
+                   "are listed, not changed), then exit 0.")
+@click.pass_context
+def scan(ctx, paths, config_file, select, extend_select, ignore, visible_devices, header_scope, fmt, output, exit_zero,
+         quiet, statistics, show_fixes, show_settings: bool, show_files: bool, force_exclude, stdin_filename, no_cache,
+         no_prefilter, jobs, fix, unsafe_fixes, allow_dirty, watch, add_noqa):
     """Lint the Python files, notebooks and GPU settings (shell, Dockerfile, .env, YAML/JSON/TOML)
     under PATHS (default: .) and report findings; `-` reads stdin."""
+    if sum((fix, watch, add_noqa)) > 1:
+        fail("--fix, --watch and --add-noqa cannot be combined")
+    if fix:
+        # `scan --fix` is `apply` with the same options: one code path, one notion of safety
+        ctx.invoke(apply, paths=paths, config_file=config_file, select=select, extend_select=extend_select,
+                   ignore=ignore, visible_devices=visible_devices, header_scope=header_scope, fmt=fmt, output=output,
+                   exit_zero=exit_zero, quiet=quiet, statistics=statistics, show_fixes=show_fixes,
+                   show_settings=show_settings, show_files=show_files, force_exclude=force_exclude,
+                   stdin_filename=stdin_filename, no_cache=no_cache, no_prefilter=no_prefilter, jobs=jobs,
+                   unsafe_fixes=unsafe_fixes, allow_dirty=allow_dirty)
+        return
+    if allow_dirty:
+        fail("--allow-dirty goes with --fix")
+    resolver = make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope)
+    _show_and_exit(resolver, paths, show_settings, show_files, force_exclude)
+    is_stdin, name = read_stdin_target(paths, stdin_filename)
+    if is_stdin and (watch or add_noqa):
+        fail("--watch and --add-noqa read files, not stdin")
+
+    def once(resolver, show_notes=True):
+        return _scan_once(resolver, paths, is_stdin, name, fmt, output, quiet, statistics, show_fixes,
+                          force_exclude, no_cache, no_prefilter, jobs, unsafe_fixes, show_notes=show_notes)
+
+    if add_noqa:
+        from gpufix.noqa import add_noqa as write_noqa
+
+        result = _scan_once(resolver, paths, False, None, fmt, output, quiet, statistics, show_fixes, force_exclude,
+                            True, no_prefilter, jobs, unsafe_fixes, render_report=False)
+        added, files, skipped = write_noqa(result)
+        for line in skipped:
+            warn(line)
+        click.echo(f"Added {added} `# gpufix: ignore` comment(s) in {files} file(s).")
+        sys.exit(0)
+    if watch:
+        _watch(lambda first: once(make_resolver(config_file, select, extend_select, ignore, visible_devices,
+                                                header_scope) if not first else resolver, show_notes=first),
+               paths, quiet, skip=output)
+        return
+    result = once(resolver)
+    if exit_zero:
+        sys.exit(0)
+    sys.exit(1 if (result.findings or result.errors) else 0)
+
+
+def _scan_once(resolver, paths, is_stdin, name, fmt, output, quiet, statistics, show_fixes, force_exclude, no_cache,
+               no_prefilter, jobs, unsafe_fixes, render_report=True, show_notes=True):
+    """One scan and its report; the result (for the exit code, --watch and --add-noqa)."""
     from gpufix.engine import Options, scan as run_scan
     from gpufix.report import render
 
-    resolver = make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope)
-    _show_and_exit(resolver, paths, show_settings, show_files, force_exclude)
     options = Options(use_prefilter=not no_prefilter, use_cache=not no_cache, jobs=jobs)
-    is_stdin, name = read_stdin_target(paths, stdin_filename)
     if is_stdin:
         result = _stdin_scan(resolver, name, options, force_exclude)
         if result is None:
@@ -317,10 +415,13 @@ def scan(paths, config_file, select, extend_select, ignore, visible_devices, hea
             if isinstance(exc, ConfigError):
                 fail(str(exc))
             raise
-    no_policy_notice(resolver, quiet)
+    if show_notes:
+        no_policy_notice(resolver, quiet)
     if not quiet:
         for w in result.warnings:
             warn(w)
+    if not render_report:
+        return result
     with report_stream(output) as stream:
         if statistics:
             from gpufix.report.formats import render_statistics
@@ -328,10 +429,64 @@ def scan(paths, config_file, select, extend_select, ignore, visible_devices, hea
             render_statistics(result, stream, fmt)
         else:
             # code read from stdin is not on disk: no source lines under its findings
-            render(result, fmt, stream, color=color_for(stream), show_fixes=show_fixes, show_source=not is_stdin)
-    if exit_zero:
-        sys.exit(0)
-    sys.exit(1 if (result.findings or result.errors) else 0)
+            render(result, fmt, stream, color=color_for(stream), show_fixes=show_fixes, show_source=not is_stdin,
+                   unsafe_fixes=unsafe_fixes)
+    return result
+
+
+WATCH_INTERVAL = 0.5
+
+
+def _watch(run_once, paths, quiet, skip=None) -> None:
+    """`scan --watch`: a scan, then another one each time a file under PATHS changes (stat
+    polling: no dependency, works on every file system). A change is a file's size or mtime, a
+    file added or removed; the files the first scan read are what is watched, plus new ones."""
+    import time
+
+    skip = os.path.abspath(skip) if skip else None  # the report file itself (-o) is no change
+
+    def stamp():
+        out = {}
+        for top in (list(paths) or ["."]):
+            for root, dirs, files in os.walk(top):
+                dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "node_modules")]
+                for fname in files:
+                    p = os.path.join(root, fname)
+                    if skip and os.path.abspath(p) == skip:
+                        continue
+                    try:
+                        st = os.stat(p)
+                    except OSError:
+                        continue
+                    out[p] = (st.st_mtime_ns, st.st_size)
+            if os.path.isfile(top):
+                try:
+                    st = os.stat(top)
+                    out[top] = (st.st_mtime_ns, st.st_size)
+                except OSError:
+                    pass
+        return out
+
+    first = True
+    while True:
+        before = stamp()
+        if not first:
+            click.echo("")
+        try:
+            run_once(first)
+        except SystemExit as exc:
+            if first or exc.code not in (0, 1, 2):
+                raise
+            # a config made invalid while watching: its error is printed; wait for the next change
+        if not quiet:
+            click.echo("gpufix: watching for changes (Ctrl-C stops)", err=True)
+        sys.stdout.flush()
+        first = False
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            now = stamp()
+            if now != before:
+                break
 
 
 def stdin_fixed_bytes(policy, name: str, raw: bytes, unsafe: bool) -> bytes:
@@ -358,7 +513,6 @@ def stdin_fixed_bytes(policy, name: str, raw: bytes, unsafe: bool) -> bytes:
 
 def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
     """`apply -`: the fixed code on stdout (or its diff), as `ruff check --fix -` does."""
-    import difflib
     from pathlib import Path
 
     from gpufix.fixer import FixError
@@ -379,9 +533,12 @@ def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
     except FixError as exc:
         fail(f"{name}: {exc}", 1)
     if diff:
-        before = raw.decode("utf-8", "replace").splitlines(keepends=True)
-        after = new_raw.decode("utf-8", "replace").splitlines(keepends=True)
-        sys.stdout.write("".join(difflib.unified_diff(before, after, fromfile=f"a/{name}", tofile=f"b/{name}")))
+        from gpufix.apply import diff_lines, unified_diff
+
+        before = diff_lines(raw.decode("utf-8", "replace"))
+        after = diff_lines(new_raw.decode("utf-8", "replace"))
+
+        _write_diff(sys.stdout, unified_diff(before, after, name))
         sys.exit(1 if new_raw != raw else 0)
     sys.stdout.buffer.write(new_raw)
     sys.exit(0)
@@ -397,9 +554,13 @@ def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
 @click.option("--allow-dirty", is_flag=True, help="Fix files that have uncommitted changes.")
 @click.option("--check", "run_check_after", is_flag=True, help="Run `gpufix check` after writing.")
 @click.option("--exit-non-zero-on-fix", is_flag=True, help="Exit 1 when any file was changed, even if nothing is left to fix.")
+@click.option("--remaining", type=click.Choice(["list", "count"]), default="list", show_default=True,
+              help="Text report: list the findings left after the fixes, or only count them (the gpufix-fix "
+                   "pre-commit hook: the gpufix hook lists them, so each is printed once).")
 def apply(paths, config_file, select, extend_select, ignore, visible_devices, header_scope, fmt, output, exit_zero, quiet,
           statistics, show_fixes, show_settings: bool, show_files: bool, force_exclude, stdin_filename, no_cache,
-          no_prefilter, jobs, backup, tag, diff, unsafe_fixes, allow_dirty, run_check_after, exit_non_zero_on_fix):
+          no_prefilter, jobs, backup, tag, diff, unsafe_fixes, allow_dirty, run_check_after, exit_non_zero_on_fix,
+          remaining):
     """Rewrite files under PATHS to satisfy the policy (libcst), with backups and a git tag; `-`
     fixes stdin to stdout."""
     from gpufix.apply import ApplyOptions, ApplyRefused, run_apply
@@ -433,7 +594,7 @@ def apply(paths, config_file, select, extend_select, ignore, visible_devices, he
         elif diff and fmt == "json":
             _json_document(stream, outcome.remaining, {"diffs": [{"path": p, "diff": d} for p, d in outcome.diffs]})
         elif diff:
-            stream.write(outcome.diff_text)
+            _write_diff(stream, outcome.diff_text)
         elif fmt == "json":
             extra = outcome.extra()
             if check_doc is not None:
@@ -443,7 +604,7 @@ def apply(paths, config_file, select, extend_select, ignore, visible_devices, he
             from gpufix.report import render
 
             render(outcome.remaining, fmt, stream, color=color_for(stream), extra=outcome.extra(), command="apply",
-                   show_fixes=show_fixes)
+                   show_fixes=show_fixes, list_findings=remaining == "list")
     if check_text:
         # the check's table follows the apply report on stdout in text formats, and goes to stderr
         # where stdout holds one document (sarif, junit, ...)
@@ -453,6 +614,17 @@ def apply(paths, config_file, select, extend_select, ignore, visible_devices, he
     if exit_non_zero_on_fix and outcome.fixes:
         code = code or 1  # files changed: fail, as formatters do (also with --exit-zero, as in ruff)
     sys.exit(code)
+
+
+def _write_diff(stream, text: str) -> None:
+    """A diff's bytes exactly: on stdout through its buffer, so that a text-mode stdout (Windows)
+    does not turn each `\\n` into `\\r\\n` (a patch git would then reject) or touch a CRLF file's lines."""
+    if stream is sys.stdout and hasattr(sys.stdout, "buffer"):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+        sys.stdout.buffer.flush()
+    else:
+        stream.write(text)
 
 
 def _json_document(stream, result, extra) -> None:
@@ -578,7 +750,7 @@ def explain(rule):
     if doc is None:
         hint = suggest(key.upper(), docs) or suggest(key.lower().replace("_", "-"), [d.name for d in docs.values()])
         fail(f"unknown rule {rule!r}{hint}; `gpufix rules` lists them")
-    if sys.stdout.isatty():
+    if sys.stdout.isatty() and not no_color():
         from rich.console import Console
         from rich.markdown import Markdown
 

@@ -24,7 +24,7 @@ else:  # pragma: no cover - exercised on old Pythons only
 HEADER_SCOPES = ("gpu-modules", "entrypoints", "all")
 # Kept in step with gpufix.formats.ALL_KINDS (a test checks); listed here so that reading the
 # policy does not import the readers.
-FILE_KINDS = ("python", "notebook", "shell", "dockerfile", "dotenv", "yaml", "json", "toml")
+FILE_KINDS = ("python", "notebook", "shell", "dockerfile", "dotenv", "yaml", "json", "toml", "powershell", "batch")
 DEVICE_ORDERS = ("PCI_BUS_ID", "FASTEST_FIRST")
 RULE_CODE_RE = re.compile(r"^GPU\d{0,3}$")
 
@@ -87,12 +87,19 @@ class Policy:
     guard_mode: str = "enforce"
     pytest_guard: bool = False
     project: Optional[Any] = None  # gpufix.project.ProjectIndex, set by scan/apply (not a config key)
+    # what the project's launchers pass to its scripts (gpufix.launchers.launch_args), set by
+    # scan/apply beside `project` (not a config key); part of the fingerprint: a changed launcher
+    # changes whether a default's fix is withheld
+    launch_args: tuple = ()
     file_kinds: tuple = FILE_KINDS  # which kinds of files a folder scan reads (gpufix.formats)
     source: Optional[str] = None  # the file the policy came from
     root: Optional[str] = None  # directory of that file: where relative globs start
     # the config file's own selection, as written (select or None, extend-select, ignore); the
     # effective `select`/`ignore` above are resolved from it and the command line (resolve_selection)
     selection: tuple = ()
+    # (key, where its value came from) for the machine keys set by a config file, the user config
+    # or the command line (`--show-settings`); not a config key, not part of the fingerprint
+    origins: tuple = ()
 
     @property
     def has_policy(self) -> bool:
@@ -111,7 +118,7 @@ class Policy:
     def fingerprint(self) -> str:
         """A stable hash of everything that changes findings (for the result cache)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in ("source", "root", "project", "selection")}
+                if f.name not in ("source", "root", "project", "selection", "origins")}
         data["extra_apis"] = [dataclasses.asdict(a) for a in self.extra_apis]
         if self.project is not None:
             data["project"] = self.project.fingerprint()
@@ -357,7 +364,75 @@ def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) ->
         kw["extra_apis"] = parse_api_specs(table["api"], where)
     if "file-kinds" in table:
         kw["file_kinds"] = file_kinds(table["file-kinds"], where)
+    kw["origins"] = tuple((key, where) for key in MACHINE_KEYS if key in table)
     return Policy(**kw)
+
+
+# -- the user config: what belongs to the machine, not to a project ---------------------------------
+# The GPU layout is a fact about one workstation (which card is on which bus, its UUID, its memory);
+# a project that runs on several machines need not carry it. `gpufix.toml` in the user config folder
+# (platformdirs: ~/.config/gpufix on Linux, %APPDATA%\gpufix on Windows, ~/Library/Application
+# Support/gpufix on macOS) gives these keys to every project; a project's own config overrides each.
+MACHINE_KEYS = ("visible-devices", "device-order", "expect-name", "expect-uuid", "min-memory-gib")
+_MACHINE_ATTRS = {"visible-devices": "visible_devices", "device-order": "device_order", "expect-name": "expect_name",
+                  "expect-uuid": "expect_uuid", "min-memory-gib": "min_memory_gib"}
+USER_CONFIG_ENV = "GPUFIX_USER_CONFIG"  # a file to use instead (an empty value: no user config)
+
+
+def user_config_path() -> Optional[Path]:
+    """Where the user config is looked for: $GPUFIX_USER_CONFIG, else gpufix.toml in the user
+    config folder (platformdirs)."""
+    if USER_CONFIG_ENV in os.environ:
+        value = os.environ[USER_CONFIG_ENV]
+        return Path(value) if value else None
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("gpufix", appauthor=False)) / "gpufix.toml"
+
+
+_USER_MEMO: dict = {}
+
+
+def user_machine_settings() -> tuple:
+    """((attr, value, key, source), ...) from the user config, validated; () when there is none.
+    A key that belongs to a project (select, exclude, ...) is an error that says so."""
+    path = user_config_path()
+    if path is None or not path.is_file():
+        return ()
+    try:
+        st = path.stat()
+        stamp = (str(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return ()
+    if stamp in _USER_MEMO:
+        return _USER_MEMO[stamp]
+    data = _load_toml(path)
+    if set(data) == {"tool"} and isinstance(data["tool"], dict) and "gpufix" in data["tool"]:
+        data = data["tool"]["gpufix"]
+    where = f"{path} (user config)"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: must be a table of settings")
+    other = sorted(set(data) - set(MACHINE_KEYS))
+    if other:
+        raise ConfigError(f"{where}: {', '.join(repr(k) for k in other)} belong(s) to a project's config, not the "
+                          f"user config, which holds only what belongs to the machine: {', '.join(MACHINE_KEYS)}")
+    parsed = policy_from_table(dict(data), where)
+    out = tuple((_MACHINE_ATTRS[k], getattr(parsed, _MACHINE_ATTRS[k]), k, where) for k in MACHINE_KEYS if k in data)
+    _USER_MEMO[stamp] = out
+    return out
+
+
+def with_user_settings(policy: Policy) -> Policy:
+    """The policy with the user config's machine keys where the project's config does not set them."""
+    settings = user_machine_settings()
+    if not settings:
+        return policy
+    own = {k for k, _ in policy.origins}
+    changes = {attr: value for attr, value, key, _ in settings if key not in own}
+    if not changes:
+        return policy
+    origins = tuple(policy.origins) + tuple((key, where) for _, _, key, where in settings if key not in own)
+    return dataclasses.replace(policy, origins=origins, **changes)
 
 
 def _load_toml(path: Path) -> dict:
@@ -554,6 +629,7 @@ class PolicyResolver:
             self.fixed = self._finish(policy)
 
     def _finish(self, policy: Policy) -> Policy:
+        policy = with_user_settings(policy)
         changes: dict = {}
         for key in ("visible_devices", "header_scope", "file_kinds"):
             value = self.overrides.get(key)
@@ -564,6 +640,15 @@ class PolicyResolver:
             elif key == "file_kinds":
                 value = file_kinds(value, "--file-kinds", "--file-kinds")
             changes[key] = value
+            if key == "visible_devices":
+                changes["origins"] = tuple(o for o in policy.origins if o[0] != "visible-devices") + (
+                    ("visible-devices", "--visible-devices (command line)"),)
+        # --exclude replaces the config's `exclude`, --extend-exclude adds to it (ruff's options);
+        # the globs are read as the config's are, from the project's root
+        if self.overrides.get("exclude"):
+            changes["exclude"] = tuple(self.overrides["exclude"])
+        if self.overrides.get("extend_exclude"):
+            changes["exclude"] = tuple(changes.get("exclude", policy.exclude)) + tuple(self.overrides["extend_exclude"])
         layers = tuple(policy.selection) + ((self._cli_layer,) if self._cli_layer else ())
         if self._cli_layer or not policy.selection:
             changes["select"], changes["ignore"] = resolve_selection(layers)

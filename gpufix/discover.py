@@ -77,6 +77,45 @@ def _git_ignored(directory: Path) -> set:
     return ignored
 
 
+# Windows file systems (and macOS's by default) do not tell `Run.PY` from `run.py`; ruff prints
+# native paths (`src\\app.py`) on Windows. One place decides both, from the platform's separator
+# (`sep`/`caseless` are parameters so that tests can ask for Windows on any machine).
+WINDOWS = os.sep == "\\"
+
+
+def skipped_dir(name: str, caseless: bool = WINDOWS) -> bool:
+    """A folder gpufix never walks into (SKIP_DIRS, `*.egg-info`); on Windows `.VENV` and `Build`
+    are the same folders as `.venv` and `build`."""
+    if caseless:
+        name = name.lower()
+    return name in SKIP_DIRS or name.endswith(".egg-info")
+
+
+def native_path(shown: str, sep: str = os.sep) -> str:
+    """A display path (always `/`-separated inside gpufix) as the platform writes it: with `\\`
+    on Windows, unchanged elsewhere. Reporters call this, nothing else does."""
+    return shown.replace("/", "\\") if sep == "\\" and shown != "-" else shown
+
+
+def path_key(path: str, caseless: bool = WINDOWS) -> str:
+    """What two spellings of one path have in common: `os.path.normcase` on Windows (case and
+    separators folded), the path itself elsewhere."""
+    return path.replace("/", "\\").lower() if caseless else path
+
+
+def same_path(a: str, b: str, caseless: bool = WINDOWS) -> bool:
+    return path_key(a, caseless) == path_key(b, caseless)
+
+
+def path_within(path: str, folder: str, caseless: bool = WINDOWS) -> bool:
+    """Whether `path` is `folder` or below it (both absolute, normalised), compared the way the
+    platform's file system compares names."""
+    p, f = path_key(path, caseless), path_key(folder, caseless)
+    sep = "\\" if caseless else os.sep
+    f = f.rstrip(sep)
+    return p == f or p == f + sep or p.startswith(f + sep)
+
+
 def display_path(path) -> str:
     """The path relative to the current directory, with '/' separators; a path outside the
     current directory (`/dev/null`, `../other`) stays absolute, as ruff shows it."""
@@ -84,7 +123,7 @@ def display_path(path) -> str:
         return "-"
     absolute = os.path.abspath(path)
     cwd = os.getcwd()
-    if absolute == cwd or absolute.startswith(cwd.rstrip(os.sep) + os.sep):
+    if path_within(absolute, cwd):
         return os.path.relpath(absolute, cwd).replace(os.sep, "/")
     return Path(absolute).as_posix()
 
@@ -124,7 +163,7 @@ def _force_excluded(p: Path, policy) -> bool:
     rel = filt.relative(p)
     if rel is None:
         return False
-    if any(part in SKIP_DIRS or part.endswith(".egg-info") for part in Path(rel).parts[:-1]):
+    if any(skipped_dir(part) for part in Path(rel).parts[:-1]):
         return True
     return filt.matches(p)
 
@@ -198,7 +237,7 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                 except OSError:
                     continue
                 if is_dir:
-                    if entry.name in SKIP_DIRS or entry.name.endswith(".egg-info"):
+                    if skipped_dir(entry.name):
                         continue
                     if ignored and (ep.resolve().as_posix() + "/") in ignored:
                         continue
@@ -217,7 +256,7 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                         if warn:
                             warn(f"{display_path(ep)}: broken symbolic link; skipped")
                         continue
-                    if not (target + os.sep).startswith(scan_root + os.sep):
+                    if not path_within(target, scan_root):
                         continue  # a link out of the tree is not part of this codebase
                 if ignored and Path(real or ep.resolve()).as_posix() in ignored:
                     continue

@@ -20,9 +20,10 @@ from gpufix.analysis import source_facts
 from gpufix.collectors import finish_facts
 from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
 from gpufix.config import Policy
-from gpufix.discover import PathFilter, discover_files
+from gpufix.discover import PathFilter, discover_files, path_within
 from gpufix.formats import CONFIG_KINDS, TEXT_KINDS, detect_kind, may_have_findings
 from gpufix.formats import MAX_BYTES as MAX_TEXT_BYTES
+from gpufix.launchers import LAUNCHER_KINDS, launch_args
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
@@ -243,6 +244,7 @@ def lint_source(
         return result
     in_scope, scope_reason = header_scope_member(policy.effective_header_scope, facts, src, policy, abs_path)
     ctx = RuleContext(src.path, policy, facts, in_scope, scope_reason)
+    ctx.abs_path = abs_path
     if src.is_notebook:
         ctx.line_label = lambda line: "{1} of cell {0}".format(*src.cell_of(line))
     ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
@@ -366,7 +368,7 @@ class _Suppressions:
 def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Policy] = None, abs_path: Optional[str] = None) -> tuple:
     """(whether the file must hold the header, why / what covers it)."""
     if scope == "all":
-        return True, "every file (header-scope = \"all\")"
+        return True, "a file in header scope (header-scope = \"all\")"
     project = policy.project if policy is not None else None
     if scope == "entrypoints" and project is not None and project.graph_built and abs_path:
         key = os.path.abspath(abs_path)
@@ -395,6 +397,7 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrid
     # The whole project's files, whichever of them this run names: a file's findings come from
     # its place in the project, never from the command line.
     root = run_project_root(policy, files)
+    run_files = files
     files = project_files(root, policy, files)
     cache_factory = None
     if use_cache:
@@ -407,7 +410,13 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrid
     from gpufix.project import helper_apis
 
     helpers = helper_apis(index, policy.extra_apis)  # first-party device helpers are device APIs
-    return dataclasses.replace(policy, project=index, extra_apis=tuple(policy.extra_apis) + helpers)
+    # The launchers are read from the run's own files when the run covers the whole project and
+    # reads their kinds; else from a walk of the project root (a file's findings come from its
+    # project, not from the paths named).
+    covered = (all(k in policy.file_kinds for k in LAUNCHER_KINDS)
+               and any(path_within(os.path.realpath(index.root), os.path.realpath(p)) for p in paths))
+    launches = launch_args(index.root, policy.exclude, files=run_files if covered else None)
+    return dataclasses.replace(policy, project=index, extra_apis=tuple(policy.extra_apis) + helpers, launch_args=launches)
 
 
 def _syntax_error(src: SourceFile, exc: SyntaxError) -> FileError:
@@ -590,8 +599,7 @@ def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
     if not policy.root:
         return []
     root = os.path.realpath(policy.root)
-    if any(os.path.realpath(p) == root or root.startswith(os.path.realpath(p).rstrip(os.sep) + os.sep)
-           for p in paths if p != "-" and os.path.isdir(p)):
+    if any(path_within(root, os.path.realpath(p)) for p in paths if p != "-" and os.path.isdir(p)):
         return []
     have = {r.path for r in members}
     catalog = catalog_for(policy)

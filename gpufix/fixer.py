@@ -42,6 +42,28 @@ def _is_future(stmt) -> bool:
     )
 
 
+def _split_future_line(body: list) -> list:
+    """`from __future__ import annotations; import torch` on one line: the `__future__` part stays a
+    line of its own, so that the header can go between it and the rest (a `__future__` import must
+    stay first; the rest must come after the header)."""
+    k = 0
+    while k < len(body) and _is_docstring(body[k]):
+        k += 1
+    while k < len(body) and _is_future(body[k]):
+        k += 1
+    if k >= len(body) or not isinstance(body[k], cst.SimpleStatementLine):
+        return body
+    line = body[k]
+    n = 0
+    while n < len(line.body) and _is_future(cst.SimpleStatementLine(body=[line.body[n]])):
+        n += 1
+    if n == 0 or n == len(line.body):
+        return body
+    future = line.with_changes(body=[*line.body[: n - 1], line.body[n - 1].with_changes(semicolon=cst.MaybeSentinel.DEFAULT)])
+    rest = line.with_changes(body=list(line.body[n:]), leading_lines=[])
+    return body[:k] + [future, rest] + body[k + 1 :]
+
+
 def _dotted(node) -> str:
     if isinstance(node, cst.Name):
         return node.value
@@ -383,14 +405,19 @@ class _Transformer(cst.CSTTransformer):
         self.footer_extra = []
         body = self._rebuild(original.body, updated.body, True)
         footer = list(self.footer_extra) + list(updated.footer)
+        changes = {}
         if self.moved or self.header_lines:
-            body = self._insert_header(body)
-        return updated.with_changes(body=body, footer=footer)
+            body = self._insert_header(_split_future_line(body))
+            if not original.body and body:
+                # An empty module (or one of comments only) whose last line gpufix writes: that
+                # line ends with a newline, as every line gpufix writes does (ruff W292).
+                changes["has_trailing_newline"] = True
+        return updated.with_changes(body=body, footer=footer, **changes)
 
     def _insert_header(self, body):
         k = 0
-        if body and _is_docstring(body[0]):
-            k = 1
+        while k < len(body) and _is_docstring(body[k]):
+            k += 1  # the docstring and any string right after it (never split two module strings)
         while k < len(body) and _is_future(body[k]):
             k += 1
         moved_vars = {_env_var_of(s) for s in self.moved}

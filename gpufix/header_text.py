@@ -175,9 +175,13 @@ def _place(text: str, request: list) -> tuple:
     lines = [line + "\n" for line in text.split("\n")[:-1]]  # ast's lines: `\n` ends one, nothing else
     body = _lines_of(tree, lines)
 
-    k = 1 if _is_docstring(body[0]) else 0
+    k = 0
+    while k < len(body) and _is_docstring(body[k]):
+        k += 1  # the docstring and any string right after it: the header never goes between them
     while k < len(body) and _is_future(body[k]):
         k += 1
+    if k < len(body) and any(isinstance(s, ast.ImportFrom) and s.module == "__future__" for s in body[k].stmts):
+        raise _Bail  # `from __future__ import x; import torch`: libcst splits the line
     head_end = body[k - 1].end if k else body[0].start - 1  # lines [0, head_end) stay first
     rest = body[k:]
 

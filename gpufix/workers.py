@@ -8,6 +8,21 @@ import sys
 from typing import Callable, Iterator, Optional, Sequence
 
 
+# `GPUFIX_START_METHOD=spawn` makes Linux start workers the way Windows and macOS do (a fresh
+# interpreter that imports gpufix and unpickles the policy): the test suite runs scan and apply
+# that way too, so that a Windows user's runs are the ones tested.
+START_METHOD_ENV = "GPUFIX_START_METHOD"
+
+
+def start_method() -> Optional[str]:
+    """The multiprocessing start method of the pool: the environment's choice, else fork on Linux,
+    else the platform's default (spawn on Windows and macOS)."""
+    chosen = os.environ.get(START_METHOD_ENV, "").strip()
+    if chosen in ("fork", "spawn", "forkserver"):
+        return chosen
+    return "fork" if sys.platform.startswith("linux") else None
+
+
 def run_in_workers(
     fn: Callable,
     items: Sequence,
@@ -33,7 +48,7 @@ def run_in_workers(
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        ctx = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+        ctx = multiprocessing.get_context(start_method())
         pool = None
         try:
             pool = ProcessPoolExecutor(max_workers=wanted, mp_context=ctx, initializer=initializer, initargs=initargs)

@@ -7,6 +7,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
+WINDOWS = sys.platform == "win32"
+# A test that needs what only POSIX systems have (fork, process groups, `select` on pipes, file
+# modes, FIFOs, symlinks without privileges, /dev/null): `@POSIX_ONLY`, skipped on Windows (the
+# `posix_only` marker is registered in pyproject.toml; `pytest -m "not posix_only"` on Linux runs
+# what a Windows runner runs).
+POSIX_ONLY = pytest.mark.posix_only
+
+
+def native(path: str) -> str:
+    """A `/` path as gpufix's human formats and --show-files print it on this platform."""
+    return path.replace("/", "\\") if WINDOWS else path
+
+
+def pytest_collection_modifyitems(config, items):
+    if not WINDOWS:
+        return
+    skip = pytest.mark.skip(reason="POSIX only (fork, process groups, file modes, FIFOs or symlinks)")
+    for item in items:
+        if "posix_only" in item.keywords:
+            item.add_marker(skip)
 
 
 def run_gpufix(*args, cwd=None, env=None, input=None, timeout=300):
@@ -80,3 +100,16 @@ def _isolated_user_cache(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_config():
+    """The machine's own user config (~/.config/gpufix/gpufix.toml) must not change what the tests
+    see: none, unless a test points GPUFIX_USER_CONFIG at one (gpufix.config.user_config_path)."""
+    old = os.environ.get("GPUFIX_USER_CONFIG")
+    os.environ["GPUFIX_USER_CONFIG"] = ""
+    yield
+    if old is None:
+        os.environ.pop("GPUFIX_USER_CONFIG", None)
+    else:
+        os.environ["GPUFIX_USER_CONFIG"] = old

@@ -11,6 +11,11 @@ them, and the per-file pipeline (decode, parse, judge, suppress) that the engine
 | yaml        | `*.yml`, `*.yaml` (compose files, CI workflows, Kubernetes, Hydra/Lightning configs) |
 | json        | `*.json` (not notebooks)                                               |
 | toml        | `*.toml`                                                               |
+| powershell  | `*.ps1`, `*.psm1`                                                      |
+| batch       | `*.bat`, `*.cmd`                                                       |
+
+Names are compared case-insensitively (`Upper.PY`, `dockerfile`, `RUN.BAT`): Windows and macOS
+file systems do not tell them apart, and Docker reads a lowercase `dockerfile` everywhere.
 
 The policy's `file-kinds` chooses which kinds a folder scan picks up (default: all); a file named
 on the command line is always read.
@@ -25,15 +30,19 @@ from typing import Callable, Optional
 from gpufix.model import FileError
 
 PYTHON_KINDS = ("python", "notebook")
-TEXT_KINDS = ("shell", "dockerfile", "dotenv", "yaml", "json", "toml")
+# Windows launchers (powershell, batch) are the last two: their names and variables are
+# case-insensitive, so their cheap test is too.
+TEXT_KINDS = ("shell", "dockerfile", "dotenv", "yaml", "json", "toml", "powershell", "batch")
+CASELESS_KINDS = ("powershell", "batch")
 CONFIG_KINDS = ("yaml", "json", "toml")  # data formats: tested before decoding, may be big
 ALL_KINDS = PYTHON_KINDS + TEXT_KINDS
 MAX_BYTES = 16 * 1024 * 1024
 
-_DOCKERFILE_RE = re.compile(r"^(?:Dockerfile(?:\..+)?|.+\.[Dd]ockerfile|Containerfile(?:\..+)?)$")
+_DOCKERFILE_RE = re.compile(r"^(?:Dockerfile(?:\..+)?|.+\.Dockerfile|Containerfile(?:\..+)?)$", re.I)
 _EXT = {
     ".py": "python", ".ipynb": "notebook", ".sh": "shell", ".bash": "shell", ".zsh": "shell",
     ".yml": "yaml", ".yaml": "yaml", ".json": "json", ".toml": "toml", ".env": "dotenv",
+    ".ps1": "powershell", ".psm1": "powershell", ".bat": "batch", ".cmd": "batch",
 }
 
 
@@ -42,7 +51,8 @@ def kind_of(path: str) -> Optional[str]:
     name = os.path.basename(path)
     if _DOCKERFILE_RE.match(name):
         return "dockerfile"
-    if name == ".env" or name.startswith(".env."):
+    low = name.lower()
+    if low == ".env" or low.startswith(".env."):
         return "dotenv"
     return _EXT.get(os.path.splitext(name)[1].lower())
 
@@ -82,7 +92,13 @@ def _has_device_key(low: bytes) -> bool:
     return False
 
 
+_CASELESS_TOKENS = tuple(t.lower() for t in _ENV_TOKENS)
+
+
 def may_have_findings(raw: bytes, kind: str) -> bool:
+    if kind in CASELESS_KINDS:
+        low = raw.lower()
+        return any(t in low for t in _CASELESS_TOKENS)
     if any(t in raw for t in _ENV_TOKENS):
         return True
     return kind in CONFIG_KINDS and _has_device_key(raw.lower())
@@ -90,8 +106,12 @@ def may_have_findings(raw: bytes, kind: str) -> bool:
 
 def scan_facts(text: str, kind: str):
     """The kind's reader; raises tree.ParseError for a config that does not parse."""
-    from gpufix.formats import dockerfile, dotenv, shell, tree
+    from gpufix.formats import batch, dockerfile, dotenv, powershell, shell, tree
 
+    if kind == "powershell":
+        return tree.finish(powershell.scan(text))
+    if kind == "batch":
+        return tree.finish(batch.scan(text))
     if kind == "shell":
         return tree.finish(shell.scan(text))
     if kind == "dockerfile":
@@ -104,13 +124,20 @@ def scan_facts(text: str, kind: str):
 def lint_text(path: str, text: str, kind: str, policy, enabled: Callable[[str], bool], ignored_codes=()) -> tuple:
     """(findings, errors, project-rule candidates) of one decoded file: read into facts here, judged
     by the rules that check such facts (`Rule.check_text`, `ProjectRule.collect_text`)."""
-    from gpufix.formats.text import hash_comment_suppressions
+    from gpufix.formats.text import comment_suppressions, hash_comment_suppressions
     from gpufix.formats.tree import ParseError
     from gpufix.rules import load_rules, project_rules
     from gpufix.rules._text import TextContext
     from gpufix.suppress import is_suppressed
 
-    by_line, file_codes = ({}, None) if kind == "json" else hash_comment_suppressions(text)
+    if kind == "json":
+        by_line, file_codes = {}, None
+    elif kind == "batch":
+        from gpufix.formats.batch import comments
+
+        by_line, file_codes = comment_suppressions(text, comments(text))
+    else:
+        by_line, file_codes = hash_comment_suppressions(text)
     if file_codes and "*" in file_codes:
         return [], [], []
     try:

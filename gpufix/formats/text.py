@@ -113,15 +113,29 @@ def hash_comment_suppressions(text: str) -> tuple:
     `# gpufix: ignore[GPU103]`, `# noqa: GPU103`, `# gpufix: ignore-file` on a line of its own."""
     if "gpufix" not in text and "noqa" not in text.lower():
         return {}, None
+    starts = Lines(text).starts
+
+    def found():
+        for m in _HASH_COMMENT_RE.finditer(text):
+            ls = starts[bisect.bisect_right(starts, m.start()) - 1]
+            yield m.start(), m.group(0), text[ls:m.start()].strip() == ""
+
+    return comment_suppressions(text, found())
+
+
+def comment_suppressions(text: str, comments) -> tuple:
+    """({line: codes}, file codes or None) from (offset, comment text, on a line of its own)
+    triples: the directives of Python's `#` comments, in whatever comment syntax the format has
+    (batch files' `REM` and `::`)."""
+    if "gpufix" not in text and "noqa" not in text.lower():
+        return {}, None
     lines = Lines(text)
     by_line: dict = {}
     file_codes = None
-    for m in _HASH_COMMENT_RE.finditer(text):
-        comment = m.group(0)
+    for offset, comment, own_line in comments:
         if "gpufix" not in comment and "noqa" not in comment.lower():
             continue
-        line = lines.line_of(m.start())
-        own_line = text[lines.starts[line - 1]:m.start()].strip() == ""
+        line = lines.line_of(offset)
         for im in _IGNORE_RE.finditer(comment):
             codes = _codes(im.group("codes"))
             if im.group("file"):

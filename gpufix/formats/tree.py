@@ -109,6 +109,7 @@ class Walker:
         self.lines = Lines(text)
         self.nl = newline_of(text)
         self.yaml = yaml
+        self.json = False  # set by scan() for JSON (TOML is the other non-YAML format)
         self.facts = FileFacts()
         self.seen: set = set()
 
@@ -132,9 +133,12 @@ class Walker:
             prefix = self._line_prefix(key_start)
             if self.yaml and prefix.strip() == "":
                 e.order_insert = (key_start - len(prefix), prefix + ORDER_VAR + ": {order}" + self.nl)
-            elif not self.yaml and node.style == '"' and prefix.strip() == "" and self.text[key_start] == '"':
-                e.order_insert = (key_start, '"' + ORDER_VAR + '": "{order}",' + self.nl + prefix)
-            elif not self.yaml and prefix.strip() == "":
+            elif self.json and self.text[key_start] == '"':
+                # a JSON object (VS Code's launch.json/tasks.json `env`, devcontainer.json): the
+                # new member goes first, on its own line when the key starts one, else inline
+                after = self.nl + prefix if prefix.strip() == "" else " "
+                e.order_insert = (key_start, '"' + ORDER_VAR + '": "{order}",' + after)
+            elif not self.yaml and not self.json and prefix.strip() == "":
                 e.order_insert = (key_start - len(prefix), prefix + ORDER_VAR + ' = "{order}"' + self.nl)
         self.facts.env.append(e)
 
@@ -555,6 +559,7 @@ def scan(text: str, kind: str) -> FileFacts:
     else:
         docs = parse_toml(text)
     w = Walker(text, yaml=kind == "yaml")
+    w.json = kind == "json"
     try:
         for d in docs:
             w.walk(d)

@@ -173,6 +173,14 @@ def collect(policy: Policy, probe: Any, timeout: float = 120.0,
     return evaluate(policy, inventory, cuda, notes)
 
 
+def set_env_command(name: str, value: str, windows: bool = os.name == "nt") -> str:
+    """How the user sets a variable in the shell gpufix runs from: POSIX `export`, or on Windows
+    PowerShell's `$env:` and cmd's `set` (which of the two started gpufix cannot be told reliably)."""
+    if windows:
+        return f'$env:{name} = "{value}" (PowerShell) or set {name}={value} (cmd)'
+    return f"export {name}={value}"
+
+
 def shell_order_notes(policy: Policy, inventory: Any, environ) -> list:
     """The check runs its child with the policy's CUDA_DEVICE_ORDER; say when this shell differs, since
     a program started from it without the gpufix header enumerates GPUs in the shell's order."""
@@ -184,9 +192,9 @@ def shell_order_notes(policy: Policy, inventory: Any, environ) -> list:
     if shell is None:
         return [f"this shell has no CUDA_DEVICE_ORDER: a program started from it that does not set it itself "
                 f"enumerates GPUs FASTEST_FIRST (CUDA's default), so an index mask can name another GPU than "
-                f"the one checked under {policy.device_order}; export CUDA_DEVICE_ORDER={policy.device_order}"]
+                f"the one checked under {policy.device_order}; {set_env_command('CUDA_DEVICE_ORDER', policy.device_order)}"]
     return [f"this shell has CUDA_DEVICE_ORDER={shell!r}; the check used the policy's {policy.device_order!r}, "
-            f"as programs with the gpufix header do; export CUDA_DEVICE_ORDER={policy.device_order}"]
+            f"as programs with the gpufix header do; {set_env_command('CUDA_DEVICE_ORDER', policy.device_order)}"]
 
 
 def _label(g) -> str:

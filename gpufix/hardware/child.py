@@ -70,7 +70,9 @@ def probe(params: dict, out: Optional[dict] = None, torch: Any = None,
         return unavailable(
             "torch-cpu-only",
             f"torch {torch.__version__} is {build}: install a CUDA build of torch "
-            "(https://pytorch.org/get-started/locally/)",
+            + ("(PyPI's torch for Windows is a CPU build: pip install torch --index-url "
+               "https://download.pytorch.org/whl/cu126, or the cuXXX index your driver supports)"
+               if os.name == "nt" else "(https://pytorch.org/get-started/locally/)"),
         )
     # 1. what a program asking torch before CUDA starts sees: torch's own NVML-based parse of the
     #    mask (torch.cuda._device_count_nvml), the runtime's count only where that parse gives up

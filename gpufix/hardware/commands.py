@@ -256,6 +256,9 @@ def run_init(path: Optional[str] = None, visible_devices: Optional[str] = None,
 @click.option("--path", "path", default=None, metavar="FILE",
               help="The file to write the policy into (created if absent). Default: the file this folder's "
                    "policy is read from, else the project's pyproject.toml.")
+@click.option("--user", "user", is_flag=True,
+              help="Write into the user config (the machine's GPU layout, for every project; see "
+                   "`gpufix scan --show-settings`) instead of a project's file.")
 @click.option("--gpu", metavar="NAME-SUBSTRING|UUID|PCI-BUS-ID", help="Pin this GPU (from the NVML inventory).")
 @click.option("--visible-devices", metavar="VALUE", help="CUDA_VISIBLE_DEVICES to enforce: an index such as \"1\" "
               "(PCI bus order) or \"GPU-<uuid>\".")
@@ -266,8 +269,18 @@ def run_init(path: Optional[str] = None, visible_devices: Optional[str] = None,
 @click.option("--force", is_flag=True, help="Replace values the policy already sets (other keys are always kept).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.pass_context
-def init_command(ctx: click.Context, path, gpu, visible_devices, min_memory_gib, expect_name, expect_uuid,
+def init_command(ctx: click.Context, path, user, gpu, visible_devices, min_memory_gib, expect_name, expect_uuid,
                  device_order, force, quiet) -> None:
+    if user:
+        from gpufix.config import user_config_path
+
+        if path:
+            raise click.UsageError("--user and --path name two different files")
+        target = user_config_path()
+        if target is None:
+            raise click.UsageError("GPUFIX_USER_CONFIG is set empty: there is no user config to write")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path = str(target)
     ctx.exit(run_init(path=path, visible_devices=visible_devices, min_memory_gib=min_memory_gib,
                       expect_name=expect_name, expect_uuid=expect_uuid, device_order=device_order, gpu=gpu,
                       force=force, quiet=quiet))

@@ -396,7 +396,7 @@ def _index_file(a: str, text: str, use_text: bool = True):
     them, else from `ast` (`use_text=False`: always from `ast`, what the tests compare with)."""
     root, console, fp_catalog = _INDEX_STATE["root"], _INDEX_STATE["console"], _INDEX_STATE["fp_catalog"]
     p = Path(a)
-    notebook = p.suffix == ".ipynb"
+    notebook = p.suffix.lower() == ".ipynb"
     import_names = [] if notebook else list(_import_names(p, root))
     if notebook:
         module, top = p.stem, None

@@ -47,7 +47,7 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     for a in overrides:
         if a not in abs_files:
             abs_files.append(a)
-    py_files = [a for a in abs_files if Path(a).suffix in (".py", ".ipynb")]  # shell, configs: no imports
+    py_files = [a for a in abs_files if Path(a).suffix.lower() in (".py", ".ipynb")]  # shell, configs: no imports
     # Biggest first, as scan does: the workers then finish together.
     py_files.sort(key=lambda a: os.path.getsize(a) if os.path.isfile(a) else 0, reverse=True)
     # Per-file entries are cached (a warm scan reads none of the unchanged files), keyed on what

@@ -157,13 +157,13 @@ def first_party_names(root: Path, files: Iterable[str], known_first_party=(), kn
                 for child in base.iterdir():
                     if child.is_dir() and _package_dir(child) and child.name.isidentifier():
                         names.add(child.name)
-                    elif child.suffix == ".py" and child.stem.isidentifier() and child.stem != "__init__":
+                    elif child.suffix.lower() == ".py" and child.stem.isidentifier() and child.stem != "__init__":
                         names.add(child.stem)
             except OSError:
                 pass
     for f in files:
         p = Path(f)
-        if p.suffix != ".py":
+        if p.suffix.lower() != ".py":
             continue
         _, top = module_name(p, root)
         if top is not None and top.name.isidentifier():
@@ -225,7 +225,7 @@ def project_files(root: Path, policy, run_files) -> list:
     out = []
     for a, d, _ in discover_files([str(root)], _OneResolver(policy)):
         a = os.path.abspath(a)
-        if a.endswith((".py", ".ipynb")) and a not in seen:
+        if a.lower().endswith((".py", ".ipynb")) and a not in seen:  # `Upper.PY` is Python too
             seen.add(a)
             out.append((a, d))
     for a, d in run_files:

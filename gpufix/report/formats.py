@@ -7,13 +7,17 @@ import collections
 import hashlib
 import json
 
+from gpufix.discover import native_path
 from gpufix.report.safe import for_terminal as _t, for_xml, json_text
+from gpufix.report import cell_where, is_safe_fix, is_unsafe_fix, summary_lines
 
 
 def _where(f) -> str:
+    # The human one-line formats print native paths (`src\\app.py` on Windows, as ruff does); the
+    # machine formats (JSON, SARIF, GitHub, GitLab, JUnit) keep `/` on every platform.
     if f.cell is not None:
-        return f"{_t(f.path)}:cell {f.cell}:{f.line}:{f.column}"
-    return f"{_t(f.path)}:{f.line}:{f.column}"
+        return f"{_t(native_path(f.path))}:cell {f.cell}:{f.line}:{f.column}"
+    return f"{_t(native_path(f.path))}:{f.line}:{f.column}"
 
 
 def _mark(f) -> str:
@@ -22,27 +26,24 @@ def _mark(f) -> str:
     return " [*]" if f.fix.applicability == "safe" else " [unsafe fix]"
 
 
-def render_concise(result, stream) -> None:
+def render_concise(result, stream, unsafe_fixes: bool = False) -> None:
     """`path:line:col: CODE message [*]`, a line per finding, then one summary line (as ruff)."""
     for f in result.findings:
         stream.write(f"{_where(f)}: {f.rule} {_t(f.message)}{_mark(f)}\n")
     for e in result.errors:
-        stream.write(f"{_t(e.path)}:{e.line or 1}:1: error ({e.kind}) {_t(e.message)}\n")
-    n = len(result.findings)
-    if n or result.errors:
-        safe = sum(1 for f in result.findings if f.fix and f.fix.applicability == "safe")
-        stream.write(f"Found {n} finding(s)" + (f" and {len(result.errors)} file error(s)" if result.errors else "") + ".\n")
-        if safe:
-            stream.write(f"[*] {safe} fixable with `gpufix apply`.\n")
-    else:
-        stream.write("All checks passed!\n")
+        stream.write(f"{_t(native_path(e.path))}:{e.line or 1}:1: error ({e.kind}) {_t(e.message)}\n")
+    for line in summary_lines(result, unsafe_fixes=unsafe_fixes):
+        stream.write(line + "\n")
 
 
 def render_pylint(result, stream) -> None:
+    """`path:line: [CODE] message`; a notebook finding's line is its cell's (`path:cell 2:3:`, as
+    the concise format writes it)."""
     for f in result.findings:
-        stream.write(f"{_t(f.path)}:{f.line}: [{f.rule}] {_t(f.message)}\n")
+        where = f"{_t(native_path(f.path))}:cell {f.cell}:{f.line}" if f.cell is not None else f"{_t(native_path(f.path))}:{f.line}"
+        stream.write(f"{where}: [{f.rule}] {_t(f.message)}\n")
     for e in result.errors:
-        stream.write(f"{_t(e.path)}:{e.line or 1}: [E] {_t(e.message)}\n")
+        stream.write(f"{_t(native_path(e.path))}:{e.line or 1}: [E] {_t(e.message)}\n")
 
 
 def render_json_lines(result, stream) -> None:
@@ -75,9 +76,14 @@ def render_junit(result, stream) -> None:
         suite = ET.SubElement(root, "testsuite", name=path, tests=str(len(findings) + len(errors)),
                               failures=str(len(findings)), errors=str(len(errors)))
         for f in findings:
-            case = ET.SubElement(suite, "testcase", name=f"org.gpufix.{f.rule}", classname=path,
-                                 line=str(f.line), column=str(f.column))
-            where = f"cell {f.cell}, line {f.line}" if f.cell is not None else f"line {f.line}, col {f.column}"
+            if f.cell is not None:
+                # the line counts from the cell's top, not the file's: no `line` attribute
+                case = ET.SubElement(suite, "testcase", name=f"org.gpufix.{f.rule}", classname=path)
+                where = cell_where(f)
+            else:
+                case = ET.SubElement(suite, "testcase", name=f"org.gpufix.{f.rule}", classname=path,
+                                     line=str(f.line), column=str(f.column))
+                where = f"line {f.line}, col {f.column}"
             fail = ET.SubElement(case, "failure", message=f.message)
             fail.text = f"{where}, {f.message}"
         for e in errors:
@@ -123,20 +129,32 @@ def render_gitlab(result, stream) -> None:
 
 
 def statistics(result) -> list:
+    """A row per rule, most frequent first: its count and how many of them `gpufix apply` fixes
+    (`fixable` is true when all of them are, as in ruff's JSON)."""
     from gpufix.catalog import load_rule_docs
 
     docs = load_rule_docs()
     counts = collections.Counter(f.rule for f in result.findings)
-    fixable = collections.Counter(f.rule for f in result.findings if f.fix and f.fix.applicability == "safe")
+    fixable = collections.Counter(f.rule for f in result.findings if is_safe_fix(f))
+    unsafe = collections.Counter(f.rule for f in result.findings if is_unsafe_fix(f))
     rows = []
     for code, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         rows.append({"code": code, "name": docs[code].name if code in docs else code, "count": count,
-                     "fixable": fixable[code] == count})
+                     "fixable": fixable[code] == count, "fixable_count": fixable[code],
+                     "unsafe_fixable_count": unsafe[code]})
     return rows
 
 
+def _marker(row) -> str:
+    """ruff's: `[*]` every finding of the rule has a safe fix, `[-]` some have, `[ ]` none."""
+    if row["fixable"]:
+        return "[*]"
+    return "[-]" if row["fixable_count"] else "[ ]"
+
+
 def render_statistics(result, stream, fmt: str) -> None:
-    """`--statistics`: a count per rule, most frequent first (ruff's layout; JSON in json formats)."""
+    """`--statistics`: a count per rule, most frequent first (ruff's layout; JSON in json formats),
+    then the totals every other format prints."""
     rows = statistics(result)
     if fmt in ("json", "json-lines", "sarif", "gitlab"):
         json.dump(rows, stream, indent=2)
@@ -144,6 +162,8 @@ def render_statistics(result, stream, fmt: str) -> None:
         return
     width = max((len(str(r["count"])) for r in rows), default=1)
     for r in rows:
-        stream.write(f"{r['count']:>{width}}\t{r['code']}\t{'[*]' if r['fixable'] else '[ ]'} {r['name']}\n")
+        stream.write(f"{r['count']:>{width}}\t{r['code']}\t{_marker(r)} {r['name']}\n")
     if result.errors:
         stream.write(f"{len(result.errors):>{width}}\terror\t    file error(s)\n")
+    for line in summary_lines(result):
+        stream.write(line + "\n")

@@ -10,6 +10,7 @@ cell and line. Paths are relative to the current directory: run gpufix from the 
 from __future__ import annotations
 
 from gpufix.report.safe import for_terminal
+from gpufix.report import cell_where
 
 
 def _escape_data(s: str) -> str:
@@ -32,7 +33,7 @@ def render_github(result, stream) -> None:
         level = "warning" if f.severity == "warning" else "error"
         props = [("file", f.path)]
         if f.cell is not None:
-            message = f"{f.rule} cell {f.cell}, line {f.line}: {f.message}"
+            message = f"{f.rule} {cell_where(f)}: {f.message}"
         else:
             message = f"{f.rule} {f.message}"
             if f.end_line == f.line:

@@ -107,19 +107,27 @@ def _replacement(finding, texts: _FixTexts) -> Optional[dict]:
 
 
 def _result(f, index: dict, texts: _FixTexts) -> dict:
-    text = f.message if f.cell is None else f"cell {f.cell}, line {f.line}: {f.message}"
-    region = {"startLine": f.line, "startColumn": f.column, "endLine": f.end_line, "endColumn": f.end_column}
+    physical = {"artifactLocation": _artifact(f.path)}
+    if f.cell is None:
+        text = f.message
+        physical["region"] = {"startLine": f.line, "startColumn": f.column, "endLine": f.end_line, "endColumn": f.end_column}
+    else:
+        # A notebook's line counts from its cell's top, not the .ipynb file's: no region (it would
+        # point at another line of the JSON); the message and properties name the cell.
+        from gpufix.report import cell_where
+
+        text = f"{cell_where(f)}: {f.message}"
     out = {
         "ruleId": f.rule,
         "level": _level(f.severity),
         "message": {"text": text},
-        "locations": [{"physicalLocation": {"artifactLocation": _artifact(f.path), "region": region}}],
+        "locations": [{"physicalLocation": physical}],
     }
     if f.rule in index:
         out["ruleIndex"] = index[f.rule]
     props = {}
     if f.cell is not None:
-        props["cell"] = f.cell
+        props.update(cell=f.cell, line=f.line, column=f.column, endLine=f.end_line, endColumn=f.end_column)
     if f.fix is not None:
         props["fix"] = f.fix.to_json()
         replacement = _replacement(f, texts)
@@ -135,9 +143,12 @@ def _result(f, index: dict, texts: _FixTexts) -> dict:
 
 def _notification(e) -> dict:
     location = {"physicalLocation": {"artifactLocation": _artifact(e.path)}}
-    if e.line:
+    if e.line and e.cell is None:
         location["physicalLocation"]["region"] = {"startLine": e.line}
-    text = f"{e.path}: {e.message}" if e.cell is None else f"{e.path}: cell {e.cell}: {e.message}"
+    if e.cell is None:
+        text = f"{e.path}: {e.message}"
+    else:
+        text = f"{e.path}: cell {e.cell}" + (f", line {e.line}" if e.line else "") + f": {e.message}"
     return {
         "level": "error",
         "message": {"text": text},

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from gpufix.report import summary
+from gpufix.discover import native_path
+from gpufix.report import summary, summary_lines
 from gpufix.report.safe import for_terminal
 
 TAB = "\t"  # a code frame keeps its tabs
@@ -18,8 +19,8 @@ def _e(value, keep: str = "") -> str:
 
 def _location(f) -> str:
     if f.cell is not None:
-        return f"{f.path}:cell {f.cell}:{f.line}:{f.column}"
-    return f"{f.path}:{f.line}:{f.column}"
+        return f"{native_path(f.path)}:cell {f.cell}:{f.line}:{f.column}"
+    return f"{native_path(f.path)}:{f.line}:{f.column}"
 
 
 def _frame(lines_cache: dict, f):
@@ -41,7 +42,8 @@ def _frame(lines_cache: dict, f):
 
 
 def render_text(result, stream, color=False, extra: dict = None, command: str = "scan", show_source: bool = True,
-                show_fixes: bool = False) -> None:
+                show_fixes: bool = False, list_findings: bool = True, unsafe_fixes: bool = False) -> None:
+    """`list_findings=False` (apply --remaining count): only the summary, no finding or file error."""
     # color None: rich decides, honouring NO_COLOR (set and non-empty) and FORCE_COLOR itself
     if color is None:
         console = Console(file=stream, highlight=False, soft_wrap=True)
@@ -50,7 +52,7 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
     cache: dict = {}
     # One print for all findings: rich's per-call overhead is most of a report of a few hundred.
     out: list = []
-    for f in result.findings:
+    for f in (result.findings if list_findings else ()):
         fixable = " [cyan]\\[*][/cyan]" if f.fix and f.fix.applicability == "safe" else (" [cyan]\\[unsafe fix][/cyan]" if f.fix else "")
         out.append(f"[bold]{_e(_location(f))}[/bold]: [red]{f.rule}[/red] {_e(f.message)}{fixable}")
         if show_source:
@@ -68,8 +70,8 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
             out.append(f"  [cyan]help[/cyan]: {_e(f.fix.title)}{kind}")
     if out:
         console.print("\n".join(out))
-    for e in result.errors:
-        where = f"{e.path}:{e.line}" if e.line else e.path
+    for e in (result.errors if list_findings else ()):
+        where = f"{native_path(e.path)}:{e.line}" if e.line else native_path(e.path)
         console.print(f"[bold]{_e(where)}[/bold]: [magenta]error[/magenta] ({e.kind}) {_e(e.message)}")
     s = summary(result)
     if extra and command == "apply":
@@ -82,20 +84,10 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
             console.print(f"Backup: {_e(extra['backup']['dir'])} (undo with `gpufix restore {extra['backup']['id']}`)")
         if extra.get("git_tag"):
             console.print(f"Git tag: {escape(extra['git_tag'])}")
-    if s["findings"] or s["errors"]:
-        rules = ", ".join(f"{k}: {v}" for k, v in s["by_rule"].items())
-        verb = "remaining" if command == "apply" else "found"
-        console.print(
-            f"[bold]{s['findings']} finding(s) {verb}[/bold] in {s['files_with_findings']} of {s['files_scanned']} file(s)"
-            + (f" ({rules})" if rules else "")
-            + (f"; {s['errors']} file error(s)" if s["errors"] else "")
-        )
-        if s["fixable"] and command == "scan":
-            unsafe = sum(1 for f in result.findings if f.fix and f.fix.applicability == "unsafe")
-            safe = s["fixable"] - unsafe
-            msg = f"[cyan]\\[*][/cyan] {safe} fixable with `gpufix apply`"
-            if unsafe:
-                msg += f" ({unsafe} more with `--unsafe-fixes`)"
-            console.print(msg)
-    else:
-        console.print(f"All checks passed: {s['files_scanned']} file(s) scanned, no findings.")
+    for n, line in enumerate(summary_lines(result, command, listed=list_findings, unsafe_fixes=unsafe_fixes)):
+        if line.startswith("[*] "):
+            console.print("[cyan]\\[*][/cyan] " + escape(line[4:]))
+        elif n == 0 and (s["findings"] or s["errors"]):
+            console.print(f"[bold]{escape(line)}[/bold]")
+        else:
+            console.print(escape(line))

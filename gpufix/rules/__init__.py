@@ -38,6 +38,7 @@ class RuleContext:
     # (code, Pos) -> whether a finding of that code there is silenced (suppression comment,
     # per-file-ignores): it will not be fixed
     suppressed: Callable = lambda code, pos: False
+    abs_path: Optional[str] = None  # the file's absolute path, when it has one (launchers name it)
 
     @property
     def policy_mask(self) -> Optional[list]:
@@ -187,8 +188,15 @@ class RuleContext:
         return self.mask_change_breaks() is None
 
     def header_anchor(self) -> Pos:
-        """Where file-level findings point: the first GPU import, else the top of the file."""
+        """Where file-level findings point: the first GPU import of the module's own statements,
+        else (an import inside `if __name__ == "__main__":`, a `try:`, a function) the line where
+        the header goes, else the top of the file."""
         imports = sorted(self.facts.gpu_imports, key=lambda t: (t.pos.line, t.pos.col))
+        if imports and imports[0].pos.col == 0:
+            return imports[0].pos
+        line = self.facts.first_stmt_line
+        if line is not None and (not imports or line <= imports[0].pos.line):
+            return Pos(line, 0, line, 0)
         if imports:
             return imports[0].pos
         return Pos(1, 0, 1, 0)

@@ -10,6 +10,7 @@ from gpufix.model import Fix
 from gpufix.rules import UNKNOWN, Rule, RuleContext
 from gpufix.collectors.multi_gpu import in_gated_test, in_multi_gpu_code, unsafe_context
 from gpufix.formats import text as fmt
+from gpufix.launchers import passed_to
 from gpufix.rules._text import TextContext
 from gpufix.rules._shared import describe_ordinal, mask_text, quote_like, remap, remap_applicability, replace_edit, visible_range
 
@@ -25,6 +26,22 @@ def _replacement(use: OrdinalUse, new: int) -> str:
         m = TF_DEVICE_RE.match(use.string)
         return quote_like(use.text, f"{m.group('prefix')}{m.group('kind')}:{new}")
     return str(new)
+
+
+def _launcher_block(ctx: RuleContext, use: OrdinalUse, new_index: int):
+    """Why an argparse option's default must not be rewritten alone: a launcher of the project
+    (gpufix.launchers) passes that option to this script with a value other than the new one."""
+    via = use.via or ""
+    if not via.startswith("option ") or not ctx.policy.launch_args:
+        return None
+    option = via.split()[1].rstrip(",")
+    passing = [p for p in passed_to(ctx.policy.launch_args, ctx.abs_path, option) if p[2] != new_index]
+    if not passing:
+        return None
+    where = [f"{shown} (line {line}: {option} {value})" for shown, line, value in passing[:3]]
+    more = f" and {len(passing) - 3} more" if len(passing) > 3 else ""
+    return (f"{', '.join(where)}{more} pass{'es' if len(passing) == 1 else ''} it to this script, which a new "
+            f"default would not change; change the launcher's {option} together with the default")
 
 
 class InvalidDeviceOrdinal(Rule):
@@ -74,10 +91,12 @@ class InvalidDeviceOrdinal(Rule):
                 if unsafe_context(ctx, use) is not None:
                     continue  # plain data or a gated test naming a hidden GPU: nothing its owner would change
                 yield self.finding(ctx, use.pos, "hidden", what=what, physical=r.physical, mask=mask)
-            elif r.new_index != use.value and use.fix_blocked:
-                # value flow that is not unambiguous: say what to write, rewrite nothing
+            elif r.new_index != use.value and (use.fix_blocked or _launcher_block(ctx, use, r.new_index)):
+                # value flow that is not unambiguous, or an option a launcher passes another value
+                # for: say what to write, rewrite nothing
+                reason = use.fix_blocked or _launcher_block(ctx, use, r.new_index)
                 yield self.finding(ctx, use.pos, "remap-by-hand", what=what, physical=r.physical, mask=mask,
-                                   new_index=r.new_index, new=_replacement(use, r.new_index), reason=use.fix_blocked)
+                                   new_index=r.new_index, new=_replacement(use, r.new_index), reason=reason)
             elif r.new_index != use.value:
                 new = _replacement(use, r.new_index)
                 if fixable is None:

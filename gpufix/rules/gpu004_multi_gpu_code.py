@@ -10,7 +10,7 @@ from gpufix.rules._shared import mask_text
 
 class MultiGpuCode(Rule):
     code = "GPU004"
-    messages = {"default": ("where", "what", "count", "mask", "need")}
+    messages = {"default": ("where", "what", "visible", "mask", "need")}
 
     def check(self, ctx: RuleContext):
         mg = multigpu_facts(ctx.facts)
@@ -31,5 +31,6 @@ class MultiGpuCode(Rule):
             else:  # the module body: where its first GPU is named
                 first = min(scope.physical.values(), default=scope.device_list_line or 1)
                 pos = Pos(first, 0, first, 0)
-            yield self.finding(ctx, pos, "default", where=scope.name, what=" and ".join(parts), count=count,
+            yield self.finding(ctx, pos, "default", where=scope.name, what=" and ".join(parts),
+                               visible="one GPU" if count == 1 else f"{count} GPUs",
                                mask=mask_text(ctx.policy_mask), need=max(len(scope.physical), 2))

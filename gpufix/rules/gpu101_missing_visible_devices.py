@@ -24,6 +24,7 @@ class MissingVisibleDevices(Rule):
             where = min(ctx.mask_writes, key=lambda w: w.order)
             note = f"; the mask set on line {where.pos.line} is inside a function or a branch, which is not a header"
         entry = "-entry" if ctx.scope_reason else ""
+        reason = ctx.scope_reason[:1].upper() + ctx.scope_reason[1:]  # the message's subject: "A notebook never sets ..."
         if ctx.policy.has_policy:
             breaks = ctx.mask_change_breaks()
             if breaks:
@@ -33,6 +34,6 @@ class MissingVisibleDevices(Rule):
             fix = Fix("safe", "insert the CUDA_VISIBLE_DEVICES header",
                       (Edit("ensure-header", lines=header_lines(ctx, with_mask=True)),))
             yield self.finding(ctx, anchor, "policy" + entry, fix, _note=note, value=ctx.policy.visible_devices,
-                               **({"reason": ctx.scope_reason} if entry else {}))
+                               **({"reason": reason} if entry else {}))
         else:
-            yield self.finding(ctx, anchor, "no-policy" + entry, _note=note, **({"reason": ctx.scope_reason} if entry else {}))
+            yield self.finding(ctx, anchor, "no-policy" + entry, _note=note, **({"reason": reason} if entry else {}))

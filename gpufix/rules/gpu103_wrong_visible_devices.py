@@ -1,5 +1,5 @@
-"""GPU103 wrong-visible-devices: a mask other than the policy's (or, without a policy, other than
-the value most of the project's files use)."""
+"""GPU103 wrong-visible-devices: a mask other than the policy's (or, without a policy, masks the
+project's files disagree on)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class WrongVisibleDevices(ProjectRule):
         "policy-withheld": ("value", "want", "index", "before", "after"),
         "magic": ("value", "want"),
         "child": ("value", "want"),
-        "majority": ("value", "want", "files", "total"),
+        "disagree": ("value", "values"),
         # a container pin (NVIDIA_VISIBLE_DEVICES, compose device_ids), judged in gpufix.formats
         "container": ("what", "pinned", "inside", "want", "need"),
         "launcher": ("value", "want"),  # an accelerate config's gpu_ids (gpufix.formats)
@@ -105,13 +105,13 @@ class WrongVisibleDevices(ProjectRule):
                                inside=inside, want=tctx.policy.visible_devices, need=mask_text(range(max(mask) + 1)))
 
     def collect(self, ctx: RuleContext):
-        """Without a policy: every literal mask of the file, a candidate until the majority is known."""
+        """Without a policy: every literal mask of the file, a candidate until the project's values are known."""
         if ctx.policy.has_policy:
             return
         for w in ctx.mask_writes:
             if w.value_kind in ("str", "int") and w.value is not None:
-                # The message is rendered in finish(), once the majority is known.
-                yield Candidate(self.finding(ctx, w.value_pos or w.pos, "majority", value=w.value, want="", files=0, total=0),
+                # The message is rendered in finish(), once every file's value is known.
+                yield Candidate(self.finding(ctx, w.value_pos or w.pos, "disagree", value=w.value, values=""),
                                 w.value)
 
     def collect_text(self, tctx: TextContext):
@@ -127,22 +127,20 @@ class WrongVisibleDevices(ProjectRule):
                             e.value)
 
     def finish(self, policy, candidates: list):
+        """Without a policy: when the files disagree, every mask is reported. None of them is
+        "the wrong one": a majority is often the forbidden GPU (the value copied from a tutorial),
+        and only the policy knows which GPU is allowed."""
         per_file: dict = {}
         for c in candidates:
             per_file.setdefault(c.finding.path, set()).add(normalized_mask(c.value))
         counts = Counter(v for values in per_file.values() for v in values)
-        if not counts:
+        if len(counts) < 2:
             return
-        ranked = counts.most_common()
-        if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-            return  # no value most files agree on
-        majority = ranked[0][0]
-        template = self.doc.messages["majority"]
+        total = len(per_file)
+        values = ", ".join(f'"{v}" in {n} of {total} files' for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        template = self.doc.messages["disagree"]
         for c in candidates:
-            if normalized_mask(c.value) == majority:
-                continue
-            message = template.format(value=c.value, want=majority, files=counts[majority], total=len(per_file))
-            yield dataclasses.replace(c.finding, message=message)
+            yield dataclasses.replace(c.finding, message=template.format(value=c.value, values=values))
 
 
 def _pin_of(pins: list, e):

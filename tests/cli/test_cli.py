@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, git, init_git_repo, run_gpufix
+from conftest import POSIX_ONLY, ROOT, git, init_git_repo, native, run_gpufix
 
 POLICY = '[tool.gpufix]\nvisible-devices = "1"\n'
 HEADER = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'
@@ -160,19 +160,34 @@ def test_from_a_monorepo_root_each_sub_project_config_is_read(tmp_path):
     write(tmp_path, "top.py", HEADER + "import torch\n")
     assert findings(run_gpufix("scan", "--format", "json", cwd=tmp_path)) == []
     files = run_gpufix("scan", "--show-files", cwd=tmp_path).stdout.split()
-    assert files == ["services/a/run.py", "top.py"]
+    assert files == [native("services/a/run.py"), "top.py"]
 
 
 def test_gpu103_without_a_policy_does_not_depend_on_the_files_passed(tmp_path):
     for name, value in (("a", "0"), ("b", "0"), ("c", "1")):
         write(tmp_path, f"{name}.py", f'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n'
                                       f'os.environ["CUDA_VISIBLE_DEVICES"] = "{value}"\n')
+    # no vote: every file of the disagreement is reported (the majority may be the forbidden GPU)
     full = findings(run_gpufix("scan", "--format", "json", "--no-cache", cwd=tmp_path))
-    assert full == [("c.py", 3, "GPU103")]
-    # pre-commit passes only the changed files: the majority is still the project's
-    assert findings(run_gpufix("scan", "--format", "json", "--no-cache", "c.py", "b.py", cwd=tmp_path)) == [("c.py", 3, "GPU103")]
+    assert full == [("a.py", 3, "GPU103"), ("b.py", 3, "GPU103"), ("c.py", 3, "GPU103")]
+    # pre-commit passes only the changed files: the disagreement is still the project's
+    assert findings(run_gpufix("scan", "--format", "json", "--no-cache", "c.py", "b.py", cwd=tmp_path)) == [
+        ("b.py", 3, "GPU103"), ("c.py", 3, "GPU103")]
     assert findings(run_gpufix("scan", "--format", "json", "--no-cache", "c.py", cwd=tmp_path)) == [("c.py", 3, "GPU103")]
-    assert findings(run_gpufix("scan", "--format", "json", "--no-cache", "a.py", cwd=tmp_path)) == []
+    assert findings(run_gpufix("scan", "--format", "json", "--no-cache", "a.py", cwd=tmp_path)) == [("a.py", 3, "GPU103")]
+
+
+def test_gpu103_without_a_policy_asks_for_one_instead_of_voting(tmp_path):
+    for name, value in (("a", "0"), ("b", "0"), ("c", "1")):
+        write(tmp_path, f"{name}.py", f'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n'
+                                      f'os.environ["CUDA_VISIBLE_DEVICES"] = "{value}"\n')
+    out = run_gpufix("scan", "--format", "concise", "--no-cache", "c.py", cwd=tmp_path).stdout
+    assert out.splitlines()[0] == (
+        'c.py:3:38: GPU103 CUDA_VISIBLE_DEVICES is set to "1" here, but the project\'s files disagree '
+        '("0" in 2 of 3 files, "1" in 1 of 3 files); without a policy gpufix cannot tell which GPU is allowed '
+        '(a vote can pick the forbidden one): pin the allowed GPU with `gpufix init --gpu NAME|UUID` (from the '
+        'GPUs NVML sees) or `gpufix init --visible-devices N`, then `gpufix apply` sets every file to it')
+    assert "--visible-devices 0" not in out
 
 
 def test_no_policy_is_a_one_line_notice_on_stderr(tmp_path):
@@ -256,9 +271,12 @@ def test_statistics_show_fixes_show_settings(tmp_path):
         "2\tGPU001\t[*] invalid-device-ordinal",
         "1\tGPU101\t[*] missing-visible-devices",
         "1\tGPU102\t[*] missing-device-order",
+        "Found 4 finding(s) in 1 of 1 file(s) (GPU001: 2, GPU101: 1, GPU102: 1).",
+        "[*] 4 fixable with `gpufix apply`.",
     ]
     stats_json = json.loads(run_gpufix("scan", "--statistics", "--format", "json", cwd=tmp_path).stdout)
-    assert stats_json[0] == {"code": "GPU001", "name": "invalid-device-ordinal", "count": 2, "fixable": True}
+    assert stats_json[0] == {"code": "GPU001", "name": "invalid-device-ordinal", "count": 2, "fixable": True,
+                             "fixable_count": 2, "unsafe_fixable_count": 0}
     fixes = run_gpufix("scan", "--show-fixes", cwd=tmp_path).stdout
     assert "  help: use 0" in fixes
     settings = run_gpufix("scan", "--show-settings", "--ignore", "GPU1", cwd=tmp_path)
@@ -281,7 +299,8 @@ def test_output_formats(tmp_path, fmt):
     if fmt == "concise":
         assert out.splitlines()[0].startswith("m.py:5:23: GPU001 device index 1 in torch.cuda.set_device()")
         assert out.splitlines()[0].endswith("use 0 [*]")
-        assert out.splitlines()[1] == "Found 1 finding(s)."
+        assert out.splitlines()[1:] == ["Found 1 finding(s) in 1 of 1 file(s) (GPU001: 1).",
+                                        "[*] 1 fixable with `gpufix apply`."]
     elif fmt == "json-lines":
         lines = [json.loads(ln) for ln in out.splitlines()]
         assert [(d["path"], d["line"], d["rule"]) for d in lines] == [("m.py", 5, "GPU001")]
@@ -303,8 +322,8 @@ def test_stdin_with_a_filename_uses_that_files_config(tmp_path):
     code = HEADER + "import torch\nx = 'cuda:1'\n"
     proc = run_gpufix("scan", "-", "--stdin-filename", "sub/train.py", "--format", "concise", cwd=tmp_path, input=code)
     assert proc.returncode == 1
-    assert proc.stdout.splitlines()[0].startswith("sub/train.py:5:5: GPU001")
-    assert proc.stdout.splitlines()[1] == "Found 1 finding(s)."  # no GPU103: sub/'s policy, not the root's
+    assert proc.stdout.splitlines()[0].startswith(native("sub/train.py") + ":5:5: GPU001")
+    assert proc.stdout.splitlines()[1] == "Found 1 finding(s) in 1 of 1 file(s) (GPU001: 1)."  # no GPU103: sub/'s policy, not the root's
     fixed = run_gpufix("apply", "-", "--stdin-filename", "sub/train.py", cwd=tmp_path, input=code)
     assert fixed.returncode == 0 and fixed.stdout == code.replace("cuda:1", "cuda:0")
 
@@ -333,7 +352,9 @@ def test_unsafe_fixes_right_after_safe_ones(tmp_path):
     assert third.returncode == 2 and "uncommitted changes: m.py" in third.stderr
 
 
-def test_missing_git_identity_is_one_line_with_the_fix(tmp_path):
+def test_missing_git_identity_refuses_before_writing(tmp_path):
+    """As `git commit` does: without an identity the undo tag cannot be made, so apply stops
+    before writing anything (exit 2, one line saying how to set one, or --no-tag)."""
     write(tmp_path, "pyproject.toml", POLICY)
     write(tmp_path, "m.py", BAD)
     init_git_repo(tmp_path)
@@ -342,11 +363,19 @@ def test_missing_git_identity_is_one_line_with_the_fix(tmp_path):
     git(tmp_path, "config", "user.useConfigOnly", "true")
     env = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path / "home")}
     proc = run_gpufix("apply", cwd=tmp_path, env=env)
-    warning = [ln for ln in proc.stderr.splitlines() if "git tag" in ln]
-    assert len(warning) == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
-    assert "git has no user identity; set one with `git config --global user.name" in warning[0]
-    assert "--no-tag" in warning[0]
-    assert (tmp_path / "m.py").read_text() != BAD  # the backup is the safety; the fix is applied
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("gpufix: error: refusing to apply: cannot create the git tag gpufix/before-")
+    assert "git has no user identity; set one with `git config --global user.name" in line
+    assert line.endswith("; or pass --no-tag to apply without it; nothing was written")
+    assert (tmp_path / "m.py").read_text() == BAD
+    assert not (tmp_path / ".gpufix" / "backups").exists()
+    assert git(tmp_path, "tag") == ""
+    # the explicit opt-out: no tag, the backup is the undo point
+    ok = run_gpufix("apply", "--no-tag", cwd=tmp_path, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "m.py").read_text() != BAD and (tmp_path / ".gpufix" / "backups").is_dir()
 
 
 def test_backups_lists_and_prunes_backups_and_tags(tmp_path):
@@ -423,6 +452,7 @@ def test_simulated_probe_is_marked(tmp_path):
     assert out.startswith("SIMULATED: the GPUs below come from GPUFIX_PROBE=gpufix.hardware.testing:user_machine")
 
 
+@POSIX_ONLY  # /dev/null
 def test_dev_null_is_shown_as_dev_null(tmp_path):
     proc = run_gpufix("scan", "/dev/null", "--format", "json", "-q", cwd=tmp_path)
     doc = json.loads(proc.stdout)

@@ -301,15 +301,16 @@ def test_every_report_format(tmp_path):
     assert report["summary"]["by_rule"] == {"GPU103": 1}
 
 
-def test_no_policy_majority_counts_every_kind(tmp_path):
+def test_no_policy_disagreement_counts_every_kind(tmp_path):
     root = project(tmp_path, {
         "a.py": 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\nimport torch\n',
         "run.sh": "export CUDA_DEVICE_ORDER=PCI_BUS_ID\nexport CUDA_VISIBLE_DEVICES=1\n",
         "compose.yml": "x:\n  environment:\n    CUDA_DEVICE_ORDER: PCI_BUS_ID\n    CUDA_VISIBLE_DEVICES: 0\n",
     }, policy="[tool.gpufix]\n")
     report = scan(root, "--select", "GPU103")
-    assert found(report) == [("compose.yml", 4, 27, "GPU103", False)]
-    assert "unlike the \"1\" used by 2 of 3 files" in report["findings"][0]["message"]
+    assert found(report) == [("a.py", 3, 38, "GPU103", False), ("compose.yml", 4, 27, "GPU103", False),
+                             ("run.sh", 2, 29, "GPU103", False)]
+    assert '("1" in 2 of 3 files, "0" in 1 of 3 files)' in report["findings"][1]["message"]
 
 
 def test_without_a_policy_ordinals_need_the_files_own_mask(tmp_path):

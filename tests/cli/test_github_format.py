@@ -47,7 +47,7 @@ EXPECTED_PREFIXES = [
     # a warning: only a lazy torch import comes before the mask (issue 11)
     "::warning file=late%3A50%25%2Cmask.py,line=6,col=1,endLine=6,endColumn=35,title=GPU105::GPU105 ",
     "::error file=late%3A50%25%2Cmask.py,line=9,col=27,endLine=9,endColumn=35,title=GPU001::GPU001 ",
-    "::error file=train.ipynb,title=GPU001::GPU001 cell 3, line 1: ",
+    "::error file=train.ipynb,title=GPU001::GPU001 cell 3, line 1, col 22: ",
     "::error file=broken.py,line=2,title=gpufix syntax-error::",
 ]
 
@@ -84,7 +84,7 @@ def test_github_escaping_and_spans_exactly():
         "::error file=dir%2Cx/a%3Ab.py,line=3,col=5,endLine=3,endColumn=13,title=GPU001::GPU001 bad 100%25 value%0D%0Asecond line: a, b",
         "::error file=m.py,line=7,endLine=9,title=GPU105::GPU105 spans three lines",
         "::warning file=n.py,line=2,col=4,endLine=2,endColumn=4,title=GPU003::GPU003 empty span",
-        "::error file=nb.ipynb,title=GPU001::GPU001 cell 4, line 2: in a notebook",
+        "::error file=nb.ipynb,title=GPU001::GPU001 cell 4, line 2, col 1: in a notebook",
         "::error file=nb2.ipynb,title=gpufix notebook-error::cell 2, line 3: bad cell",
         "::error file=gone.py,title=gpufix read-error::cannot read",
     ]

@@ -4,7 +4,7 @@ import json
 import os
 import stat
 
-from conftest import git, init_git_repo, run_gpufix, snapshot
+from conftest import POSIX_ONLY, git, init_git_repo, run_gpufix, snapshot
 
 # the plain header form; the CPU-run-keeping default form is tested in test_precision.py
 POLICY = '[tool.gpufix]\nvisible-devices = "1"\ncpu-runs = "override"\n'
@@ -95,6 +95,7 @@ def test_no_backup_no_tag(gitrepo):
     assert (repo / "app.py").read_text() == FIXED
 
 
+@POSIX_ONLY  # file modes (0o755)
 def test_mode_crlf_bom_and_latin1_are_kept(gitrepo):
     latin1 = "# -*- coding: latin-1 -*-\n# caf\xe9\nimport torch\nx = 'cuda:1'\n".encode("latin-1")
     crlf = BAD.replace("\n", "\r\n").encode()
@@ -113,6 +114,7 @@ def test_mode_crlf_bom_and_latin1_are_kept(gitrepo):
     ).encode("latin-1")
 
 
+@POSIX_ONLY  # chmod 0o444 read-only semantics
 def test_read_only_and_unparsable_files_are_left_alone(gitrepo):
     repo = gitrepo({"pyproject.toml": POLICY, "ro.py": BAD, "broken.py": "import torch\nx = 'cuda:1'\ndef f(:\n", "ok.py": BAD})
     os.chmod(repo / "ro.py", 0o444)

@@ -17,6 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import POSIX_ONLY
+
+pytestmark = POSIX_ONLY  # SIGKILL of a process group (start_new_session, killpg)
+
 ROOT = Path(__file__).resolve().parents[2]
 N_FILES = 200
 ENV = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",

@@ -42,11 +42,14 @@ def test_hooks_file_declares_both_hooks():
     assert set(hooks) == {"gpufix", "gpufix-fix"}
     assert hooks["gpufix"]["entry"] == "gpufix scan --force-exclude"
     assert hooks["gpufix-fix"]["entry"].split() == [
-        "gpufix", "apply", "--force-exclude", "--no-backup", "--no-tag", "--allow-dirty", "--exit-non-zero-on-fix"]
+        "gpufix", "apply", "--force-exclude", "--no-backup", "--no-tag", "--allow-dirty", "--exit-non-zero-on-fix",
+        "--remaining", "count"]
+    # one process per hook: one report, one summary (pre-commit otherwise splits the files per core)
     assert hooks["gpufix-fix"]["require_serial"] is True
+    assert hooks["gpufix"]["require_serial"] is True
     for hook in hooks.values():
         assert hook["language"] == "python"
-        assert hook["types_or"] == ["python", "jupyter", "shell", "dockerfile", "dotenv", "yaml", "json", "toml"]
+        assert hook["types_or"] == ["python", "jupyter", "shell", "dockerfile", "dotenv", "yaml", "json", "toml", "powershell", "batch"]
         assert hook.get("pass_filenames", True) is True
 
 
@@ -143,6 +146,31 @@ def test_fix_hook_leaves_excluded_files_and_reports_once(precommit):
     assert out.count("Fixed ") == 1 and "Fixed 12 finding(s) in 4 file(s)." in out, out
     lint = run("run", "gpufix", "--all-files")
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+UNFIXABLE = (b'import os\n\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n\n'
+             b"import pynvml\nimport torch\n\nh = pynvml.nvmlDeviceGetHandleByIndex(0)\ntorch.cuda.set_device(1)\n")
+
+
+def test_both_hooks_print_each_finding_once_and_one_summary_each(precommit):
+    """The recommended pair (gpufix-fix, then gpufix) on many files: the finding no fix removes is
+    printed once (by the lint hook), and each hook prints one summary, not one per batch."""
+    run, project = precommit
+    for n in range(8):
+        (project / f"nv{n}.py").write_bytes(UNFIXABLE)
+    git(project, "add", "-A")
+    both = run("run", "--all-files")
+    out = both.stdout + both.stderr
+    assert both.returncode == 1, out
+    for n in range(8):
+        assert out.count(f"nv{n}.py:9:39: GPU003") == 1, out
+        assert (project / f"nv{n}.py").read_bytes() == UNFIXABLE.replace(b"set_device(1)", b"set_device(0)")
+    assert out.count("Fixed ") == 1 and "Fixed 8 finding(s) in 8 file(s)." in out, out
+    assert out.count("finding(s) remaining in") == 1, out
+    assert "8 finding(s) remaining in 8 of " in out and "; `gpufix scan` lists them." in out, out
+    # the fixture lists gpufix before gpufix-fix: the lint hook saw the fixable GPU001 too
+    assert out.count("Found ") == 1 and "Found 16 finding(s) in 8 of " in out, out
+    git(project, "rm", "-q", "-f", *[f"nv{n}.py" for n in range(8)])
 
 
 def test_fix_hook_command_exit_codes(tmp_path):

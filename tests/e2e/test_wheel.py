@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, ROOT, WINDOWS
+
+BIN = "Scripts" if WINDOWS else "bin"  # where a venv keeps its programs
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def installed(tmp_path_factory):
     wheel = next(dist.glob("gpufix-*.whl"))
     env_dir = tmp / "venv"
     venv.create(env_dir, with_pip=True)
-    py = env_dir / "bin" / "python"
+    py = env_dir / BIN / "python"
     inst = subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], capture_output=True, text=True, timeout=900)
     assert inst.returncode == 0, inst.stdout + inst.stderr
     return env_dir, wheel
@@ -46,7 +48,7 @@ def test_wheel_contains_the_catalogue(installed):
 
 def test_installed_gpufix_works_from_any_directory(installed, tmp_path):
     env_dir, _ = installed
-    exe = env_dir / "bin" / "gpufix"
+    exe = env_dir / BIN / "gpufix"
     rules = subprocess.run([str(exe), "rules"], cwd=tmp_path, capture_output=True, text=True)
     assert rules.returncode == 0, rules.stderr
     from gpufix.catalog import load_rule_docs
@@ -58,7 +60,7 @@ def test_installed_gpufix_works_from_any_directory(installed, tmp_path):
     assert scan.returncode == 1, scan.stderr
     assert json.loads(scan.stdout)["summary"]["findings"] == 68
     # torch and nvidia-ml-py are an optional extra: the plain install has neither
-    probe = subprocess.run([str(env_dir / "bin" / "python"), "-c", "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('pynvml'))"],
+    probe = subprocess.run([str(env_dir / BIN / "python"), "-c", "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('pynvml'))"],
                            capture_output=True, text=True)
     assert probe.stdout.strip() == "None None"
     check = subprocess.run([str(exe), "check", "--format", "json"], cwd=tmp_path, capture_output=True, text=True)

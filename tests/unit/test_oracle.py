@@ -23,6 +23,9 @@ from gpufix.config import Policy
 from oracle.gen import hypothesis_program
 from oracle.oracle import compare_runs, judge, lint
 from oracle.runner import run_program
+from conftest import POSIX_ONLY
+
+pytestmark = POSIX_ONLY  # the oracle forks its programs and reads their pipes with select
 
 CASES = Path(__file__).resolve().parent.parent / "oracle" / "cases"
 LONG = os.environ.get("GPUFIX_ORACLE_EXAMPLES")

@@ -365,7 +365,8 @@ async def test_related_information_and_the_project_context(tmp_path):
         open_text(client, uri_c, setter.format("0"))
         diags = await diagnostics_for(client, uri_c, version=1)
         assert [(d.code, d.range.start.line) for d in diags] == [("GPU103", 2)]
-        assert diags[0].message.startswith('CUDA_VISIBLE_DEVICES is set to "0", unlike the "1" used by 2 of 3 files')
+        assert diags[0].message.startswith('CUDA_VISIBLE_DEVICES is set to "0" here, but the project\'s files disagree '
+                                           '("1" in 2 of 3 files, "0" in 1 of 3 files)')
         open_text(client, uri_late, late)
         diags = [d for d in await diagnostics_for(client, uri_late, version=1) if d.code == "GPU105"]
     assert len(diags) == 1 and diags[0].range.start.line == 2

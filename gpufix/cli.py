@@ -298,7 +298,9 @@ def _stdin_scan(resolver, name, options, force_exclude):
     policy = _stdin_project(policy, name, raw, options.use_cache)
     catalog = catalog_for(policy)
     res = lint_bytes(raw, os.path.abspath(name), name, policy, options.use_prefilter, catalog)
-    return gather_pairs(policy, [(policy, res)])
+    result = gather_pairs(policy, [(policy, res)])
+    result.sources[name] = raw  # the JSON report's fix edits are computed from this text, not the file
+    return result
 
 
 def _stdin_project(policy, name, raw: bytes, use_cache: bool = True):
@@ -755,6 +757,16 @@ def explain(rule):
         Console().print(Markdown(doc.markdown()))
     else:
         click.echo(doc.markdown())
+
+
+@cli.command()
+@click.option("--stdio", is_flag=True, help="Talk over stdin/stdout (the default and only transport).")
+def server(stdio):
+    """Run the language server (LSP over stdio) for editors: diagnostics, quick fixes, fix all,
+    suppression comments, hover. Needs the `lsp` extra: pip install "gpufix[lsp]"."""
+    from gpufix.lsp import run
+
+    sys.exit(run())
 
 
 def main():

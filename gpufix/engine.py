@@ -48,6 +48,7 @@ class ScanResult:
     findings: list
     errors: list
     warnings: list
+    sources: dict = dataclasses.field(default_factory=dict)  # display path -> bytes of texts not on disk (stdin)
 
     @property
     def files_scanned(self) -> int:
@@ -516,7 +517,11 @@ def _to_cell(src: SourceFile, f: Finding) -> Finding:
     if not src.is_notebook:
         return f
     cell, line = src.cell_of(f.line)
-    return dataclasses.replace(f, line=line, end_line=line + (f.end_line - f.line), cell=cell)
+    related = []
+    for r in f.related:
+        r_cell, r_line = src.cell_of(r[0])
+        related.append((r_line, r[1], r_line + (r[2] - r[0]), r[3], r[4], r_cell))
+    return dataclasses.replace(f, line=line, end_line=line + (f.end_line - f.line), cell=cell, related=tuple(related))
 
 
 def _read_file(abs_path: str):
@@ -580,6 +585,8 @@ def _finding_from_cache(d: dict, path: str) -> Finding:
     return Finding(
         rule=d["rule"], path=path, line=d["line"], column=d["column"], end_line=d["end_line"],
         end_column=d["end_column"], message=d["message"], severity=d["severity"], fix=fix, cell=d.get("cell"),
+        related=tuple((r["line"], r["column"], r["end_line"], r["end_column"], r["message"], r.get("cell"))
+                      for r in d.get("related", ())),
     )
 
 

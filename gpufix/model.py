@@ -128,6 +128,9 @@ class Finding:
     severity: str = "error"
     fix: Optional[Fix] = None
     cell: Optional[int] = None  # notebooks: 1-based index of the cell; line/column are in that cell
+    # Other places the finding refers to (GPU105: the framework import the late mask follows):
+    # (line, column, end_line, end_column, message, cell), positions as the finding's own.
+    related: tuple = ()
 
     def sort_key(self):
         return (self.path, self.cell or 0, self.line, self.column, self.rule)
@@ -146,6 +149,12 @@ class Finding:
         }
         if self.cell is not None:
             out["cell"] = self.cell
+        if self.related:
+            out["related"] = [
+                {"line": r[0], "column": r[1], "end_line": r[2], "end_column": r[3], "message": r[4],
+                 **({"cell": r[5]} if r[5] is not None else {})}
+                for r in self.related
+            ]
         return out
 
 

@@ -47,8 +47,12 @@ def render_pylint(result, stream) -> None:
 
 
 def render_json_lines(result, stream) -> None:
-    for f in result.findings:
-        stream.write(json_text(json.dumps(f.to_json(), ensure_ascii=False)) + "\n")
+    from gpufix.textedits import add_fix_edits
+
+    docs = [f.to_json() for f in result.findings]
+    add_fix_edits(docs, result)
+    for d in docs:
+        stream.write(json_text(json.dumps(d, ensure_ascii=False)) + "\n")
     for e in result.errors:
         stream.write(json_text(json.dumps({"error": e.to_json()}, ensure_ascii=False)) + "\n")
 

@@ -227,9 +227,10 @@ class Rule:
         return ()
 
     def finding(self, ctx: RuleContext, pos: Pos, variant: str, fix: Optional[Fix] = None, *, _note: str = "",
-                _severity: Optional[str] = None, **values) -> Finding:
+                _severity: Optional[str] = None, _related: tuple = (), **values) -> Finding:
         """A finding of this rule at `pos`, its message rendered from the catalogue's template (plus
-        `_note`, a clause that says why a fix is missing or unsafe); `_severity` overrides the rule's."""
+        `_note`, a clause that says why a fix is missing or unsafe); `_severity` overrides the rule's;
+        `_related`: (Pos, message) pairs of the other places the finding refers to."""
         return Finding(
             rule=self.code,
             path=ctx.path,
@@ -240,6 +241,7 @@ class Rule:
             message=self.doc.messages[variant].format(**values) + _note,
             severity=_severity or self.doc.severity,
             fix=fix,
+            related=tuple((p.line, p.col + 1, p.end_line, p.end_col + 1, msg, None) for p, msg in _related),
         )
 
 

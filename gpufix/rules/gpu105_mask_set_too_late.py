@@ -44,7 +44,8 @@ class MaskSetTooLate(Rule):
                 # Only imports of lazily-initialising frameworks come first: CUDA has not started
                 # unless something else started it. Fragile, not certainly too late: a warning.
                 yield self.finding(ctx, w.pos, "lazy", fix, _severity="warning", var=w.var, trigger=first.what,
-                                   line=ctx.line_label(first.pos.line))
+                                   line=ctx.line_label(first.pos.line), _related=((first.pos, f"{first.what}: before the mask"),))
             else:
                 certain = min((t for t in earlier if not _lazy(t)), key=lambda t: (t.pos.line, t.pos.col), default=first)
-                yield self.finding(ctx, w.pos, "default", fix, var=w.var, trigger=certain.what, line=ctx.line_label(certain.pos.line))
+                yield self.finding(ctx, w.pos, "default", fix, var=w.var, trigger=certain.what, line=ctx.line_label(certain.pos.line),
+                                   _related=((certain.pos, f"{certain.what}: before the mask"),))

@@ -66,7 +66,9 @@ def test_json_shape_is_the_contract(tmp_path):
     gpu001 = [f for f in report["findings"] if f["rule"] == "GPU001"][0]
     assert gpu001 == {
         "rule": "GPU001", "severity": "error", "path": "STT/vad.py", "line": 2, "column": 5, "end_line": 2,
-        "end_column": 13, "fix": {"applicability": "safe", "title": "use 'cuda:0'"},
+        "end_column": 13,
+        "fix": {"applicability": "safe", "title": "use 'cuda:0'", "message": "use 'cuda:0'",
+                "edits": [{"content": "'cuda:0'", "location": {"row": 2, "column": 5}, "end_location": {"row": 2, "column": 13}}]},
         "message": "'cuda:1' means physical GPU 1, which is cuda:0 under CUDA_VISIBLE_DEVICES=\"1\"; use 'cuda:0'",
     }
 

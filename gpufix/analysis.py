@@ -158,6 +158,7 @@ class Analyzer:
         self.call_last: Optional[str] = None  # ... and the last name of its callee
         self.shadowed: dict = {}  # imported name -> line of the file's own def/class of that name
         self.ambiguous_name = ""  # set by qualname() for a call that may run the import or the def
+        self.environ_aliases: set = set()  # names bound only to os.environ itself (`env = os.environ`)
         self.flow_sinks: list = []  # device arguments that are names, followed after the walk (collectors/value_flow.py)
         self._imports_collected = False
         self._collectors = load_collectors()
@@ -210,13 +211,17 @@ class Analyzer:
         return ".".join([base, *reversed(parts)])
 
     def is_environ(self, node) -> bool:
+        if type(node) is ast.Name and node.id in self.environ_aliases:
+            return True  # `env = os.environ` (collectors/env_writes.py finds the aliases)
         return self.qualname(node) == "os.environ"
 
     def gpu_import(self, node, module) -> None:
         self.order += 1
         self.facts.gpu_imports.append(GpuTrigger(f"import of {module}", self.pos(node), self.ctx, self.order))
 
-    def env_write(self, var, method, value_node, node, value_str=None, child=False) -> None:
+    def env_write(self, var, method, value_node, node, value_str=None, child=False, environ=None) -> None:
+        """Record a write of `var`; `environ` is the environ expression written through, where
+        `node` does not say it (a loop over a settings dict, `os.environ |= {...}`)."""
         stmt = self.stmt_stack[-1] if self.stmt_stack else node
         if value_node is None:
             kind, value, vpos = "str", value_str, None
@@ -251,8 +256,10 @@ class Analyzer:
             environ_src = self.src(func.value) + ".environ" if isinstance(func, ast.Attribute) else ""
         elif method in ("setitem",):
             environ_src = self.src(node.value) if isinstance(node, ast.Subscript) else environ_src
-        elif method in ("update", "setdefault") and isinstance(node, ast.Call):
+        elif method in ("update", "setdefault") and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             environ_src = self.src(node.func.value)
+        if environ is not None:
+            environ_src = self.src(environ)
         self.order += 1
         self.facts.env_writes.append(
             EnvWrite(

@@ -158,6 +158,7 @@ class Analyzer:
         self.call_last: Optional[str] = None  # ... and the last name of its callee
         self.shadowed: dict = {}  # imported name -> line of the file's own def/class of that name
         self.ambiguous_name = ""  # set by qualname() for a call that may run the import or the def
+        self.extra_focus: set = set()  # lines a focused walk must visit too (collectors' before hooks add them)
         self.environ_aliases: set = set()  # names bound only to os.environ itself (`env = os.environ`)
         self.flow_sinks: list = []  # device arguments that are names, followed after the walk (collectors/value_flow.py)
         self._imports_collected = False
@@ -322,7 +323,7 @@ class Analyzer:
             for stmt in body:
                 self.visit(stmt)
         else:
-            self.focus = focus_lines
+            self.focus = focus_lines | self.extra_focus if self.extra_focus else focus_lines
             self._visit_focused(body)
         for collector in self._collectors:
             collector.after(self)
@@ -339,13 +340,26 @@ class Analyzer:
     def run_header(self) -> Facts:
         """Only what the header rules need: GPU framework imports and the `__main__` guard (for a
         file whose text holds no ordinal and no mask variable: the prefilter's HEADER tier)."""
+        from gpufix.collectors import collector
+
         self.facts.has_main_guard = any(_is_main_guard(s) for s in self.tree.body)
         table = self._table
+        imports = collector("imports")
+        imports.before(self)
+        dynamic = any("import_module" in ln or "__import__" in ln for ln in self.lines)
         for node in iter_statements(self.tree.body):
             cls = type(node)
             if cls is ast.Import or cls is ast.ImportFrom:
                 for fn in table.get(cls.__name__, ()):
                     fn(node, self)
+            elif dynamic and (cls is ast.Assign or cls is ast.Expr) and type(node.value) is ast.Call:
+                # `torch = importlib.import_module("torch")`: a framework import too
+                self.order += 1
+                self.stmt_stack.append(node)
+                try:
+                    imports.visit_Call(node.value, self)
+                finally:
+                    self.stmt_stack.pop()
         return self.facts
 
     def visit(self, node) -> None:

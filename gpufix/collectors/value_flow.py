@@ -1,6 +1,6 @@
 """Values that reach a device argument through a name (gpufix.valueflow does the following): the
 device-apis collector records each device argument that is a name as a sink; this collector adds
-the device strings formatted from a name (f"cuda:{gpu}", "cuda:{}".format(gpu), "cuda:%d" % gpu,
+the device strings formatted from a name (f"cuda:{gpu}", "cuda:{}".format(gpu), "cuda:{i}".format(i=gpu), "cuda:%d" % gpu,
 "cuda:" + str(gpu), and the TF "/GPU:{gpu}" forms), and after the walk turns every literal that can
 reach a sink into an ordinal at the literal, with the use it reaches named."""
 
@@ -16,6 +16,7 @@ from gpufix.valueflow import Flow, Sink
 # The part of a format string before the one value: "cuda:", "/GPU:", "/device:GPU:".
 _PREFIX_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)$", re.I)
 _FORMAT_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)\{0?\}$", re.I)
+_FORMAT_FIELD_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)\{([A-Za-z_]\w*)\}$", re.I)  # "cuda:{gpu}".format(gpu=...)
 _PERCENT_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)%[dis]$", re.I)
 # Substrings one of which each formatted form holds (the prefilter's FULL test for them).
 FORMAT_TOKENS = ("cuda:{", "cuda:%", "cuda:'", 'cuda:"', "PU:{", "pu:{", "PU:%", "pu:%", "PU:'", 'PU:"', "pu:'", 'pu:"')
@@ -61,10 +62,17 @@ class ValueFlow(Collector):
 
     def visit_Call(self, node, walk) -> None:
         func = node.func
-        if isinstance(func, ast.Attribute) and func.attr == "format" and len(node.args) == 1 and not node.keywords:
-            fmt = const_str(func.value)
-            if fmt is not None and _FORMAT_RE.match(fmt):
-                self._sink(walk, node.args[0], f"'{fmt}'.format() string")
+        if not (isinstance(func, ast.Attribute) and func.attr == "format"):
+            return
+        fmt = const_str(func.value)
+        if fmt is None:
+            return
+        if len(node.args) == 1 and not node.keywords and _FORMAT_RE.match(fmt):
+            self._sink(walk, node.args[0], f"'{fmt}'.format() string")
+        elif not node.args and len(node.keywords) == 1:
+            m = _FORMAT_FIELD_RE.match(fmt)
+            if m and node.keywords[0].arg == m.group(1):  # "cuda:{gpu}".format(gpu=GPU)
+                self._sink(walk, node.keywords[0].value, f"'{fmt}'.format() string")
 
     def after(self, walk) -> None:
         if not walk.flow_sinks:

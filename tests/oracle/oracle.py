@@ -178,7 +178,10 @@ def compare_runs(a: dict, b: dict, policy: Policy, findings_after: list, where_a
             # one on a literal with the same value.
             remains = any(
                 f.rule in ORDINAL_RULES and ((f.cell == cell and f.line <= line <= f.end_line)
-                                             or (isinstance(d2["raw"], str) and literals.get((f.cell, f.line, f.column)) == d2["raw"]))
+                                             or (isinstance(d2["raw"], str) and literals.get((f.cell, f.line, f.column)) == d2["raw"])
+                                             # an int that reached a formatted string (f"cuda:{gpu}")
+                                             or (d2["kind"] == "cuda" and type(literals.get((f.cell, f.line, f.column))) is int
+                                                 and literals.get((f.cell, f.line, f.column)) == d2["index"]))
                 for f in findings_after
             )
             if d1["raw"] == d2["raw"] and remains:

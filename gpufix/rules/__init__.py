@@ -171,7 +171,39 @@ class RuleContext:
                 after = remap(i, policy, policy).physical
                 if before.physical is None or before.physical != after:
                     return (i, before.physical, after)
-        return None
+        return self._collapse(file_mask, policy, remaps)
+
+    def _collapse(self, file_mask, policy: list, remaps: bool):
+        """(ordinal, GPU before, GPU after) of a literal ordinal that, once the policy's mask is in
+        force, would name the same GPU as another ordinal of the file that names a different GPU
+        the policy allows today (a file mask "0,1" under a policy "1,0": `cuda:1` is remapped to
+        `cuda:0`, and `cuda:0`, left as the default device, would then name GPU 1 as well: two
+        models collapse onto one GPU). None when every ordinal keeps a GPU of its own."""
+        from gpufix.collectors.multi_gpu import in_gated_test, in_multi_gpu_code, unsafe_context
+        from gpufix.rules._shared import collapsed, remap
+
+        pairs = []
+        for use in self.facts.ordinals:
+            if use.kind in ("cuda-string", "int", "tf-device", "index-string"):
+                if self.suppressed("GPU001", use.pos):
+                    continue
+                indices = [use.value]
+                # as GPU001 decides whether it rewrites the ordinal
+                rewritten = (remaps and not use.shadowed and not use.fix_blocked and not in_multi_gpu_code(self, use)
+                             and not in_gated_test(self, use) and unsafe_context(self, use) is None)
+            elif use.kind in ("list", "dict-keys"):
+                if self.suppressed("GPU002", use.pos):
+                    continue
+                indices, rewritten = [i for i, _ in use.value], False
+            else:
+                continue
+            for i in indices:
+                before = remap(i, file_mask, policy)
+                if before.physical is None:
+                    continue
+                final = before.new_index if (rewritten and i != 0 and before.known and before.new_index is not None) else i
+                pairs.append((i, before.physical, policy[final] if final < len(policy) else ("invalid", final)))
+        return collapsed(pairs, policy)
 
     def policy_mask_after_fix(self) -> bool:
         """Whether, after `gpufix apply`, ordinals in this file are read through the policy's mask

@@ -60,10 +60,18 @@ class WrongVisibleDevices(ProjectRule):
         """The same judgement on a non-Python file's facts (gpufix.formats)."""
         want = tctx.policy.visible_devices
         if want is not None:
+            breaks = None
             for e in tctx.mask_sets:
                 if e.value is None or hides_all(e.value) or normalized(e.value) == normalized(want):
                     continue
                 fix = None
+                if e.editable and e.form != "accelerate":
+                    breaks = breaks or tctx.mask_change_breaks()
+                    if breaks:
+                        i, before, after = breaks
+                        yield self.finding(tctx, tctx.pos(e.start, e.end), "policy-withheld", value=e.value, want=want,
+                                           index=i, before=before, after=after)
+                        continue
                 if e.editable:
                     how = mask_fix_applicability(e.value, tctx.policy.mask)
                     fix = Fix(how, f'set CUDA_VISIBLE_DEVICES="{want}"', (fmt.replace_edit(tctx.lines, e.start, e.end, quoted(e.style, want)),))

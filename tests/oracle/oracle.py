@@ -56,8 +56,9 @@ def notebook_to_python(raw: bytes) -> tuple:
                 ln = "pass"
             elif whole_cell_magic:
                 ln = "pass"
-            elif s.startswith("%env "):
-                name, _, value = s[5:].strip().partition("=") if "=" in s else s[5:].strip().partition(" ")
+            elif s.startswith(("%env ", "%set_env ")):
+                rest = s.split(None, 1)[1].strip()
+                name, _, value = rest.partition("=") if "=" in rest else rest.partition(" ")
                 ln = f"{indent}__import__('os').environ[{name.strip()!r}] = {value.strip()!r}"
             elif s.startswith(("%", "!")):
                 ln = indent + "pass"

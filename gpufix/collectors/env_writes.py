@@ -52,7 +52,7 @@ class EnvWrites(AssignmentCollector):
             if isinstance(stmt, ast.Assign):
                 for target in stmt.targets:
                     for name in _bound_names(target):
-                        is_alias = target is name and type(stmt.value) is ast.Attribute and walk.is_environ(stmt.value)
+                        is_alias = target is name and type(stmt.value) in (ast.Attribute, ast.Name) and walk.is_environ(stmt.value)
                         (aliases if is_alias else others).add(name.id)
             elif isinstance(stmt, ast.AugAssign) and isinstance(stmt.op, ast.BitOr):
                 continue  # `env |= {...}` updates os.environ in place: still the alias
@@ -198,7 +198,7 @@ def _mapping(node, walk, depth: int = 0):
 
 
 def _settings_dict(walk) -> dict:
-    """Names bound exactly once in the file, at module level, to a dict literal, and never written
+    """Names bound exactly once in the file, to a dict literal, and never written
     through (no item assignment, no mutating method, no augmented assignment): constants."""
     if walk.settings_dicts is not None:
         return walk.settings_dicts
@@ -215,7 +215,7 @@ def _settings_dict(walk) -> dict:
         elif cls in (ast.Global, ast.Nonlocal):
             spoiled.update(node.names)
     out = {}
-    for stmt in walk.tree.body:
+    for stmt in iter_statements(walk.tree.body):  # (a name bound once in the file: one scope)
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
                 and isinstance(stmt.value, ast.Dict):
             name = stmt.targets[0].id

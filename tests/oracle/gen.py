@@ -83,7 +83,9 @@ def env_write(choose, binding, var: str, value: str, tags=None) -> str:
             ("update-named", f'{short}_SETTINGS = {{"{var}": "{value}"}}\n{environ}.update({short}_SETTINGS)'),
             ("update-merge", f'{environ}.update({{"OMP_NUM_THREADS": "1"}} | {{"{var}": "{value}"}})'),
             ("update-spread", f'{short}_SETTINGS = {{"{var}": "{value}"}}\n{environ}.update(**{short}_SETTINGS)'),
-            ("ior", f'{environ} |= {{"{var}": "{value}"}}'),
+            # `name |= ...` in a function would bind a local `name`: only through an attribute or
+            # an alias bound next to it
+            ("ior", f'{environ} |= {{"{var}": "{value}"}}' if "." in environ else f'env_ = {environ}\nenv_ |= {{"{var}": "{value}"}}'),
             ("setitem-dunder", f'{environ}.__setitem__("{var}", "{value}")'),
             ("alias", f"env_ = {environ}\nenv_[{q}{var}{q}] = {q}{value}{q}"),
             ("alias-setdefault", f'env_ = {environ}\nenv_.setdefault("{var}", "{value}")'),

@@ -46,6 +46,8 @@ class EnvWrites(AssignmentCollector):
         walk.settings_dicts = None  # name -> ast.Dict, built on first need (_settings_dict)
         if not any(t == "os" or t.startswith("os.") for t in walk.facts.imports.values()):
             return  # nothing binds os.environ: no alias of it
+        if not any(token in line for line in walk.lines for token in ENV_TOKENS):
+            return  # no mask variable is written through an alias the file never names
         # `env = os.environ` (every binding of the name): an alias through which writes count.
         aliases, others = set(), set()
         for stmt in iter_statements(walk.tree.body):

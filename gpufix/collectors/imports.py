@@ -98,12 +98,15 @@ def _loader_names(walk) -> set:
                 loaders.add(name)
                 break
     grown = bool(loaders)
-    while grown:
+    lines = walk.lines
+    while grown:  # a function whose text calls a loader is one (`def setup(): return load_backend()`)
         grown = False
         for name, d in defs.items():
-            if name not in loaders and any(type(n) is ast.Call and type(n.func) is ast.Name and n.func.id in loaders for n in ast.walk(d)):
-                loaders.add(name)
-                grown = True
+            if name not in loaders:
+                body = lines[d.body[0].lineno - 1:d.end_lineno]
+                if any(f"{loader}(" in ln for ln in body for loader in loaders):
+                    loaders.add(name)
+                    grown = True
     return loaders
 
 

@@ -85,6 +85,19 @@ def normalized_mask(value: str) -> str:
     return ",".join(part.strip() for part in value.strip().split(","))
 
 
+def unique_values(writes: list) -> list:
+    """The writes, one per literal value: a settings dict written into os.environ twice
+    (`update(S)`, then `update(**S)`) is one value to judge and fix."""
+    seen, out = set(), []
+    for w in writes:
+        key = (w.var, w.value_pos.line, w.value_pos.col) if w.value_pos is not None else None
+        if key is not None and key in seen:
+            continue
+        seen.add(key)
+        out.append(w)
+    return out
+
+
 def value_fix(w: EnvWrite, new_value: str, title: str) -> Optional[Fix]:
     """Replace the literal value of an environment write; None where it is no literal (or a magic)."""
     if w.method == "magic" or w.value_pos is None:

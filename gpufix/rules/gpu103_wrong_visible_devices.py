@@ -13,7 +13,7 @@ from gpufix.formats import text as fmt
 from gpufix.formats.facts import hides_all, normalized
 from gpufix.model import Finding, Fix
 from gpufix.rules._text import TextContext, quoted
-from gpufix.rules._shared import mask_fix_applicability, mask_text, normalized_mask, value_fix
+from gpufix.rules._shared import mask_fix_applicability, mask_text, normalized_mask, unique_values, value_fix
 
 
 class WrongVisibleDevices(ProjectRule):
@@ -35,7 +35,7 @@ class WrongVisibleDevices(ProjectRule):
             return  # judged across files: collect() / finish()
         want = ctx.policy.visible_devices
         breaks = None
-        for w in ctx.mask_writes + [w for w in ctx.child_writes if w.var == MASK_VAR]:
+        for w in unique_values(ctx.mask_writes + [w for w in ctx.child_writes if w.var == MASK_VAR]):
             if w.value_kind not in ("str", "int") or w.value is None:
                 continue
             if normalized_mask(w.value) == normalized_mask(want):

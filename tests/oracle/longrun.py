@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .gen import random_program
+from .gen import PENDING, random_program
 from .oracle import judge
 
 
@@ -25,6 +25,8 @@ def main(argv) -> int:
     outdir = Path(argv[2]) if len(argv) > 2 else None
     rng = random.Random(seed)
     families: Counter = Counter()
+    clean: Counter = Counter()  # problem family -> programs without a PENDING family
+    bad_clean = 0
     used: Counter = Counter()  # grammar family -> programs that use it
     failed: Counter = Counter()  # grammar family -> programs that use it and fail
     bad_programs = 0
@@ -43,6 +45,9 @@ def main(argv) -> int:
         if problems:
             bad_programs += 1
             failed.update(tags)
+            if not tags & set(PENDING):
+                bad_clean += 1
+                clean.update({p[0] for p in problems})
         for fam in sorted({p[0] for p in problems}):
             families[fam] += 1
             if outdir is not None and saved[fam] < 20:
@@ -56,6 +61,8 @@ def main(argv) -> int:
     print(f"programs: {n} (seed {seed}) in {dt:.0f} s; with counterexamples: {bad_programs}; internal errors: {errors}")
     for fam, count in families.most_common():
         print(f"  {fam}: {count}")
+    print(f"without the families fixed elsewhere ({', '.join(PENDING)}): {bad_clean} programs with counterexamples"
+          + "".join(f"; {fam}: {count}" for fam, count in clean.most_common()))
     print("grammar families (failing programs / programs using it):")
     for tag in sorted(used):
         print(f"  {tag}: {failed[tag]} / {used[tag]}")

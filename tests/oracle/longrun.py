@@ -29,6 +29,7 @@ def main(argv) -> int:
     bad_clean = 0
     used: Counter = Counter()  # grammar family -> programs that use it
     failed: Counter = Counter()  # grammar family -> programs that use it and fail
+    failed_clean: Counter = Counter()  # ... of those, the ones without a PENDING family
     bad_programs = 0
     errors = 0
     saved: Counter = Counter()
@@ -48,6 +49,7 @@ def main(argv) -> int:
             if not tags & set(PENDING):
                 bad_clean += 1
                 clean.update({p[0] for p in problems})
+                failed_clean.update(tags)
         for fam in sorted({p[0] for p in problems}):
             families[fam] += 1
             if outdir is not None and saved[fam] < 20:
@@ -63,9 +65,9 @@ def main(argv) -> int:
         print(f"  {fam}: {count}")
     print(f"without the families fixed elsewhere ({', '.join(PENDING)}): {bad_clean} programs with counterexamples"
           + "".join(f"; {fam}: {count}" for fam, count in clean.most_common()))
-    print("grammar families (failing programs / programs using it):")
+    print("grammar families (failing programs / programs using it; failing without a pending family):")
     for tag in sorted(used):
-        print(f"  {tag}: {failed[tag]} / {used[tag]}")
+        print(f"  {tag}: {failed[tag]} / {used[tag]}; {failed_clean[tag]}")
     return 1 if bad_programs else 0
 
 

@@ -60,6 +60,10 @@ class GpuTrigger:
     pos: Pos
     ctx: Optional[int]
     order: int
+    # a call of the file's own function that imports the framework when it runs (a loader): it is
+    # earlier than the writes that follow it in the same scope only, not than every write in a
+    # function (the loader's own writes run in its body, in their order)
+    via_call: bool = False
 
 
 @dataclasses.dataclass
@@ -216,9 +220,9 @@ class Analyzer:
             return True  # `env = os.environ` (collectors/env_writes.py finds the aliases)
         return self.qualname(node) == "os.environ"
 
-    def gpu_import(self, node, module) -> None:
+    def gpu_import(self, node, module, via_call: bool = False) -> None:
         self.order += 1
-        self.facts.gpu_imports.append(GpuTrigger(f"import of {module}", self.pos(node), self.ctx, self.order))
+        self.facts.gpu_imports.append(GpuTrigger(f"import of {module}", self.pos(node), self.ctx, self.order, via_call))
 
     def env_write(self, var, method, value_node, node, value_str=None, child=False, environ=None) -> None:
         """Record a write of `var`; `environ` is the environ expression written through, where

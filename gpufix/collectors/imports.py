@@ -80,7 +80,7 @@ class Imports(Collector):
             fid = walk.local_functions[func.id]
             inner = next((t for t in walk.facts.gpu_imports if t.ctx == fid), None)
             if inner is not None:
-                walk.gpu_import(node, inner.what[len("import of "):])
+                walk.gpu_import(node, inner.what[len("import of "):], via_call=True)
 
 
 def _loader_names(walk) -> set:

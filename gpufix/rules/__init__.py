@@ -97,11 +97,7 @@ class RuleContext:
                 if earlier:
                     out.append((w, min(earlier, key=lambda t: (t.pos.line, t.pos.col)), False))
                 continue
-            earlier = [
-                t for t in triggers
-                if (t.ctx is None and (w.ctx is not None or t.order < w.order))
-                or (t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
-            ]
+            earlier = [t for t in triggers if runs_before(t, w)]
             if not earlier:
                 continue
             first = min(earlier, key=lambda t: (t.pos.line, t.pos.col))
@@ -224,6 +220,17 @@ class RuleContext:
         if imports:
             return imports[0].pos
         return Pos(1, 0, 1, 0)
+
+
+def runs_before(t, w) -> bool:
+    """Whether GPU trigger `t` runs before env write `w`: a module-level import before every write in
+    a function (functions run later) and before the module-level writes below it; one in a function
+    before the writes below it in that function. A loader call (`torch = load_backend()`) only
+    before the writes below it in its own scope: a write in a function may be the loader's own."""
+    if t.via_call:
+        return t.ctx == w.ctx and t.order < w.order
+    return (t.ctx is None and (w.ctx is not None or t.order < w.order)) or (
+        t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
 
 
 class Rule:

@@ -176,3 +176,14 @@ def test_each_yaml_document_is_its_own_scope():
     gpu001 = [f for f in findings if f.rule == "GPU001"]
     assert [(f.line, f.fix.applicability) for f in gpu001] == [(2, "unsafe"), (6, "safe")]
     assert all("means physical GPU 1" in f.message for f in gpu001)
+
+
+def test_a_function_that_sets_the_mask_then_imports_is_no_late_write_when_called():
+    # main() is a loader (it imports torch) and its own write runs before its import: not too late
+    text = ('import os\ndef main():\n    os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n    os.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'
+            '    import torch\n    torch.cuda.set_device(0)\nif __name__ == "__main__":\n    main()\n')
+    assert "GPU105" not in [r for r, _, _ in scan(text)]
+    # a write in another function after the loader's call at module level is not known to be late
+    other = ('import os\ndef load():\n    import torch\n    return torch\ndef pin():\n    os.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'
+             'torch = load()\npin()\n')
+    assert "GPU105" not in [r for r, _, _ in scan(other)]

@@ -207,7 +207,8 @@ def read_stdin_target(paths, stdin_filename):
 class LazyGroup(click.Group):
     """Commands whose modules load only when they run (check/init need NVML and torch)."""
 
-    lazy = {"check": ("gpufix.hardware.commands", "check_command"), "init": ("gpufix.hardware.commands", "init_command")}
+    lazy = {"check": ("gpufix.hardware.commands", "check_command"), "init": ("gpufix.hardware.commands", "init_command"),
+            "run": ("gpufix.runtime.commands", "run_command"), "guard": ("gpufix.runtime.commands", "guard_group")}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))

@@ -81,6 +81,11 @@ class Policy:
     # explicit CPU runs (a caller's CUDA_VISIBLE_DEVICES="" or "-1"): "keep" inserts a header that
     # leaves them alone, "override" pins every run to the policy's GPUs
     cpu_runs: str = "keep"
+    # run-time enforcement (gpufix.runtime): how the venv guard and the pytest plugin treat a caller's
+    # own mask ("enforce": replace it, "default": only set what is unset), and whether the pytest plugin
+    # pins test runs of this project
+    guard_mode: str = "enforce"
+    pytest_guard: bool = False
     project: Optional[Any] = None  # gpufix.project.ProjectIndex, set by scan/apply (not a config key)
     file_kinds: tuple = FILE_KINDS  # which kinds of files a folder scan reads (gpufix.formats)
     source: Optional[str] = None  # the file the policy came from
@@ -183,8 +188,11 @@ _KNOWN_KEYS = {
     "known-gpu-frameworks",
     "cpu-runs",
     "file-kinds",
+    "guard-mode",
+    "pytest-guard",
 }
 CPU_RUNS = ("keep", "override")
+GUARD_MODES = ("enforce", "default")
 
 
 def parse_api_specs(items: Any, where: str, framework: str = "") -> tuple:
@@ -335,6 +343,16 @@ def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) ->
         if v not in CPU_RUNS:
             raise ConfigError(f"{where}: `cpu-runs` = {v!r}; allowed: {', '.join(CPU_RUNS)}")
         kw["cpu_runs"] = v
+    if "guard-mode" in table:
+        v = table["guard-mode"]
+        if v not in GUARD_MODES:
+            raise ConfigError(f"{where}: `guard-mode` = {v!r}; allowed: {', '.join(GUARD_MODES)}")
+        kw["guard_mode"] = v
+    if "pytest-guard" in table:
+        v = table["pytest-guard"]
+        if not isinstance(v, bool):
+            raise ConfigError(f"{where}: `pytest-guard` must be true or false, got {v!r}")
+        kw["pytest_guard"] = v
     if "api" in table:
         kw["extra_apis"] = parse_api_specs(table["api"], where)
     if "file-kinds" in table:

@@ -49,6 +49,7 @@ class Report:
     checks: list
     notes: list
     gpus: list  # JSON-ready dicts, NVML index order
+    guard: Optional[dict] = None  # the running environment's `gpufix guard` (guardinfo.running_guard)
 
     @property
     def exit_code(self) -> int:

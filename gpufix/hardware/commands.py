@@ -87,6 +87,10 @@ def run_check(policy: Policy, fmt: str = "text", output: Optional[str] = None, q
             probe = get_probe()
         progress = None if quiet else (lambda msg: _err(f"gpufix check: {msg}"))
         report = collect(policy, probe, timeout=timeout, progress=progress)
+        from gpufix.hardware.guardinfo import guard_notes, running_guard
+
+        report.guard = running_guard()
+        report.notes.extend(guard_notes(report.guard, policy.visible_devices, policy.device_order))
         if fmt == "json":
             text = render_json(report)
         else:

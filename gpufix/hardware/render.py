@@ -41,6 +41,7 @@ def report_json(report: Report) -> dict:
         "cuda": cuda,
         "checks": [c.to_json() for c in report.checks],
         "notes": list(report.notes),
+        "guard": report.guard,
     }
 
 
@@ -67,6 +68,10 @@ def render_text(report: Report, quiet: bool = False, ascii_only: bool = False) -
                       + (f", expect-name {p.expect_name!r}" if p.expect_name else "")
                       + (f", expect-uuid {p.expect_uuid!r}" if p.expect_uuid else "")
                       + (f" (from {p.source})" if p.source else ""))
+        if report.guard is not None:
+            from gpufix.hardware.guardinfo import guard_line
+
+            console.print(guard_line(report.guard))
         inv = report.inventory
         if inv is not None:
             console.print(f"driver {inv.driver_version or '?'}"

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
-from gpufix.backup import atomic_write, new_backup_id, sha256, write_backup
+from gpufix.backup import TAG_PREFIX, new_backup_id, sha256, write_backup
 from gpufix.catalog import catalog_for
 from gpufix.config import Policy
 from gpufix.discover import discover_files
@@ -24,6 +24,7 @@ from gpufix.engine import (
     ScanResult,
     _OnePolicy,
     _read_file,
+    _read_problem,
     gather_pairs,
     lint_bytes,
     lint_path,
@@ -33,6 +34,7 @@ from gpufix.engine import (
 )
 from gpufix.fixer import FixError, apply_edits
 from gpufix.formats import TEXT_KINDS
+from gpufix.fsutil import PlanChanged, plan_file, replace_planned
 from gpufix.model import FileError
 from gpufix.source import (
     ReadError,
@@ -146,7 +148,8 @@ def _reread(src: SourceFile, raw: bytes) -> SourceFile:
 
 
 def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: Optional[str] = None,
-               first: Optional[FileResult] = None, final: Optional[list] = None, use_prefilter: Optional[bool] = None) -> tuple:
+               first: Optional[FileResult] = None, final: Optional[list] = None, use_prefilter: Optional[bool] = None,
+               hold=None) -> tuple:
     """(new raw bytes, sorted rule codes fixed). Raises FixError when a fix cannot be applied safely.
 
     `first`: the lint of `src` the caller already has (its findings are this file's as analysed),
@@ -172,6 +175,10 @@ def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: 
     result = None
     for n in range(MAX_PASSES):
         result = first if (n == 0 and first is not None) else lint(src)
+        if hold is not None and result is not first:
+            from gpufix.project import apply_holds
+
+            result = dataclasses.replace(result, findings=apply_holds(result.findings, hold))
         result_raw = raw
         if result.errors:
             break
@@ -237,50 +244,98 @@ def _must_parse(text: str, path: str, before: Optional[str] = None, notebook: bo
         raise FixError(f"the fixed code could not be checked ({type(exc).__name__}); file left unchanged") from None
 
 
-def _git_repo(paths):
+class _GitFailed(Exception):
+    def __init__(self, stderr: str):
+        super().__init__(stderr)
+        self.stderr = stderr
+
+
+def _git(top: str, *args: str) -> str:
+    """Run git in `top` (GIT_DIR / GIT_WORK_TREE in the environment are honoured, as git does)."""
+    import subprocess
+
+    proc = subprocess.run(["git", *args], cwd=top, capture_output=True)
+    if proc.returncode != 0:
+        raise _GitFailed(proc.stderr.decode("utf-8", "replace"))
+    return proc.stdout.decode("utf-8", "surrogateescape")
+
+
+def _work_tree_of(directory: str, memo: dict) -> Optional[str]:
+    """The real top folder of the git work tree holding `directory`, or None (not in git, or a
+    bare repository). Asked of git itself, so `GIT_DIR`/`GIT_WORK_TREE` layouts, worktrees and
+    submodules are what git says they are."""
+    if directory not in memo:
+        try:
+            out = _git(directory, "rev-parse", "--is-inside-work-tree", "--show-toplevel")
+            lines = out.splitlines()
+            memo[directory] = os.path.realpath(lines[1]) if len(lines) > 1 and lines[0] == "true" else None
+        except (_GitFailed, OSError, IndexError):
+            memo[directory] = None
+    return memo[directory]
+
+
+def _named_tree(abs_path: str) -> Optional[str]:
+    """The work tree a path belongs to by its name (before any symlink in it is followed): the
+    nearest folder above it with a `.git` entry, else `GIT_WORK_TREE`."""
+    d = os.path.dirname(os.path.abspath(abs_path))
+    while True:
+        if os.path.lexists(os.path.join(d, ".git")):
+            return d
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    wt = os.environ.get("GIT_WORK_TREE")
+    return os.path.abspath(wt) if wt else None
+
+
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def _where_to_write(abs_path: str, memo: dict):
+    """(real path, real work tree or None) of a file apply may write; ApplySkip when the file is
+    reached through a symlink whose target lies outside the work tree its name is in (outside git:
+    outside the current folder)."""
+    real = os.path.realpath(abs_path)
+    top = _work_tree_of(os.path.dirname(real), memo)
+    if real != os.path.normpath(os.path.abspath(abs_path)):
+        named = _named_tree(abs_path)
+        bound = os.path.realpath(named) if named else os.path.realpath(os.getcwd())
+        if not _inside(real, bound):
+            raise _Skip(f"is a symlink to {real}, outside {'the git work tree' if named else 'the current folder'} "
+                        f"{bound}; not changed (gpufix never writes outside the tree)")
+    return real, top
+
+
+class _Skip(Exception):
+    pass
+
+
+def _dirty_files(top: str, abs_paths) -> list:
+    """Files among `abs_paths` (real paths inside the work tree `top`) with uncommitted changes,
+    except changes gpufix itself made: a file whose bytes are what a backup's manifest recorded
+    after an apply (`sha256_after`) holds apply's own edits, not the user's work, so
+    `apply --unsafe-fixes` may follow a plain `apply`."""
+    from gpufix.backup import list_backups
+
+    rels = [os.path.relpath(p, top).replace(os.sep, "/") for p in abs_paths]
     try:
-        import git
-    except ImportError:  # pragma: no cover - GitPython is a dependency
-        return None
-    start = Path(paths[0] if paths else ".").resolve()
-    if start.is_file():
-        start = start.parent
-    try:
-        repo = git.Repo(start, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        return None
-    if repo.bare:
-        return None
-    return repo
-
-
-def _dirty_files(repo, abs_paths) -> list:
-    """Files among `abs_paths` with uncommitted changes, except changes gpufix itself made: a file
-    whose bytes are what a backup's manifest recorded after an apply (`sha256_after`) holds
-    apply's own edits, not the user's work, so `apply --unsafe-fixes` may follow a plain `apply`."""
-    import git
-
-    from gpufix.backup import BACKUP_DIR, list_backups
-
-    top = Path(repo.working_tree_dir).resolve()
-    rels = [Path(p).resolve().relative_to(top).as_posix() for p in abs_paths]
-    try:
-        out = repo.git.status("--porcelain", "-z", "--untracked-files=all", "--", *rels)
-    except git.GitCommandError as exc:
-        raise ApplyRefused(f"refusing to apply: `git status` failed: {git_error_line(exc)}; nothing was written") from None
+        out = _git(top, "status", "--porcelain", "-z", "--untracked-files=all", "--", *rels)
+    except (_GitFailed, OSError) as exc:
+        raise ApplyRefused(f"refusing to apply: `git status` failed in {top}: {git_error_line(exc)}; nothing was written") from None
     dirty = [item[3:] for item in out.split("\0") if len(item) > 3]
     if not dirty:
         return dirty
     ours: dict = {}
-    if (top / BACKUP_DIR).is_dir():
-        for manifest in list_backups(top):
-            for entry in manifest["files"]:
-                ours.setdefault(entry["path"], set()).add(entry["sha256_after"])
+    for manifest in list_backups(Path(top)):
+        for entry in manifest["files"]:
+            ours.setdefault(entry["path"], set()).add(entry["sha256_after"])
     mine = []
     for rel in dirty:
         if rel in ours:
             try:
-                if sha256((top / rel).read_bytes()) in ours[rel]:
+                if sha256((Path(top) / rel).read_bytes()) in ours[rel]:
                     continue
             except OSError:
                 pass
@@ -321,18 +376,26 @@ def _plan_file(args) -> tuple:
     Returns (FileResult as JSON, outcome): outcome is None (nothing to fix), ("error", kind,
     message) or ("fix", raw, new_raw, rules, lint of new_raw as JSON or None). The file is read
     once: the bytes linted are the bytes fixed."""
-    key, display, policy, use_prefilter, unsafe = args
+    key, display, policy, use_prefilter, unsafe, *rest = args
+    hold = rest[0] if rest else None  # (rules, note): fixes safe only with files outside this run
     got, problem = _read_file(key)
     if got is None:
-        return FileResult(display, errors=[FileError(display, "read-error", problem)]).to_json(), None
+        return FileResult(display, errors=[_read_problem(display, problem)]).to_json(), None
     raw = got[1]
     res = lint_bytes(raw, key, display, policy, use_prefilter, catalog_for(policy))
+    if hold is not None:
+        from gpufix.project import apply_holds
+
+        # The first pass is the only one that takes remaps; the header's group, once held here,
+        # is held in every pass (fix_source's `hold`).
+        res = dataclasses.replace(res, findings=apply_holds(res.findings, hold))
     if not any(f.fix and (f.fix.applicability == "safe" or unsafe) for f in res.findings):
         return res.to_json(), None
     final: list = []
     try:
         src = read_source(display, raw)
-        new_raw, rules = fix_source(src, policy, unsafe, abs_path=key, first=res, final=final, use_prefilter=use_prefilter)
+        new_raw, rules = fix_source(src, policy, unsafe, abs_path=key, first=res, final=final, use_prefilter=use_prefilter,
+                                    hold=hold)
     except (ReadError, OSError) as exc:
         return res.to_json(), ("error", "fix-error", f"cannot fix: {exc}")
     except FixError as exc:
@@ -393,10 +456,21 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
 
     def remaining_result():
         pairs = [(policies[k], r) for k, r in results.items()]
-        return gather_pairs(policy, pairs, fix_errors.values(), resolver=resolver, paths=paths or ["."])
+        return gather_pairs(policy, pairs, fix_errors.values(), resolver=resolver, paths=paths or ["."],
+                            unsafe=opts.unsafe_fixes)
 
     workers = opts.jobs if opts.jobs is not None else (os.cpu_count() or 1)
-    for (key, display, *_), (res_json, outcome) in zip(jobs, _planned(jobs, workers, progress_factory)):
+    planned = _planned(jobs, workers, progress_factory)
+    # Fixes safe only together with another file's (a module's remap and its entry point's
+    # header): when that file's fix is not made in this run, this one is planned again without it.
+    from gpufix.engine import dependent_holds
+
+    first = [(job[2], FileResult.from_json(res_json, job[1])) for job, (res_json, _) in zip(jobs, planned)]
+    holds = dependent_holds(first, opts.unsafe_fixes)
+    for i, job in enumerate(jobs):
+        if job[0] in holds and planned[i][1] is not None:
+            planned[i] = _plan_file(job + (holds[job[0]],))
+    for (key, display, *_), (res_json, outcome) in zip(jobs, planned):
         res = FileResult.from_json(res_json, display)
         results[key] = res
         if outcome is None:
@@ -420,33 +494,63 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
 
     backup_id = backup_dir = tag_name = None
     if fixes:
-        repo = _git_repo(paths)
-        if repo is None:
-            if opts.tag:
-                warn("not inside a git work tree: no git tag is made" + (" (the backup still is)" if opts.backup else ""))
-        elif not opts.allow_dirty:
-            dirty = _dirty_files(repo, [f.abs_path for f in fixes])
+        # Where each file really is, and in which work tree: the checks, the backup and the tag
+        # are per repository (several in one run, in any order of the paths).
+        memo: dict = {}
+        planned: dict = {}
+        by_tree: dict = {}
+        for f in fixes:
+            try:
+                real, top = _where_to_write(f.abs_path, memo)
+                plan = plan_file(real)
+                if plan.nlink > 1:
+                    raise _Skip(f"has {plan.nlink} hard links; not changed (replacing it would split them: the other "
+                                "names would keep the old bytes)")
+            except _Skip as exc:
+                fix_errors[f.abs_path] = FileError(f.path, "fix-error", str(exc))
+                continue
+            except (PlanChanged, OSError) as exc:
+                fix_errors[f.abs_path] = FileError(f.path, "fix-error", f"cannot write: {exc}; not changed")
+                continue
+            planned[f.abs_path] = plan
+            by_tree.setdefault(top, []).append(f)
+        fixes = [f for f in fixes if f.abs_path in planned]
+        if None in by_tree and opts.tag:
+            warn("not inside a git work tree: no git tag is made" + (" (the backup still is)" if opts.backup else "")
+                 + (f" for {len(by_tree[None])} file(s)" if len(by_tree) > 1 else ""))
+        if not opts.allow_dirty:
+            dirty = [os.path.join(top, rel) if len(by_tree) > 1 else rel
+                     for top, members in by_tree.items() if top is not None
+                     for rel in _dirty_files(top, [planned[f.abs_path].path for f in members])]
             if dirty:
                 raise ApplyRefused(
                     f"refusing to apply: {len(dirty)} file(s) to change have uncommitted changes: "
                     + ", ".join(dirty[:10]) + (" ..." if len(dirty) > 10 else "")
                     + " (commit or stash them, or pass --allow-dirty); nothing was written"
                 )
-        backup_id = new_backup_id()
-        root = Path(repo.working_tree_dir).resolve() if repo is not None else Path.cwd().resolve()
-        if opts.backup:
-            folder = write_backup(root, backup_id, [(f.abs_path, f.before, f.after) for f in fixes])
-            backup_dir = os.path.relpath(folder).replace(os.sep, "/")
-        if repo is not None and opts.tag:
-            tag_name = _tag(repo, backup_id, warn)
+        backup_id = new_backup_id() if fixes else None
+        for top, members in by_tree.items() if fixes else ():
+            root = Path(top) if top is not None else Path.cwd().resolve()
+            if opts.backup:
+                try:
+                    folder = write_backup(root, backup_id, [(planned[f.abs_path].path, f.before, f.after) for f in members])
+                except OSError as exc:
+                    raise ApplyRefused(f"refusing to apply: cannot write the backup under {root}: {exc.strerror or exc}; "
+                                       "no file was changed") from None
+                rel = os.path.relpath(folder).replace(os.sep, "/")
+                if backup_dir is None:
+                    backup_dir = rel
+                else:
+                    warn(f"files of another repository are backed up in {rel}")
+            if top is not None and opts.tag:
+                got = _tag(top, backup_id, warn)
+                tag_name = tag_name or got
         for f in fixes:
             try:
-                current = Path(f.abs_path).read_bytes()
-                if sha256(current) != sha256(f.before):
-                    # Changed under our feet since we read it: leave it, report it.
-                    fix_errors[f.abs_path] = FileError(f.path, "fix-error", "file changed while gpufix was running; not changed")
-                    continue
-                atomic_write(Path(f.abs_path), f.after)
+                replace_planned(planned[f.abs_path], f.after, expect_before=f.before)
+            except PlanChanged as exc:
+                # Changed under our feet since we read it: leave it, report it.
+                fix_errors[f.abs_path] = FileError(f.path, "fix-error", f"{exc}; not changed")
             except OSError as exc:
                 # One file that cannot be replaced (read-only folder, full disk, vanished) must not
                 # stop the others; it keeps its old bytes (atomic write) and the backup covers the rest.
@@ -461,16 +565,16 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
     return ApplyOutcome(fixes, remaining, backup_id if opts.backup else None, backup_dir, tag_name)
 
 
-def _tag(repo, backup_id: str, warn) -> Optional[str]:
-    name = f"gpufix/before-{backup_id}"
+def _tag(top: str, backup_id: str, warn) -> Optional[str]:
+    name = f"{TAG_PREFIX}{backup_id}"
     try:
-        repo.head.commit
-    except ValueError:
+        _git(top, "rev-parse", "--verify", "-q", "HEAD^{commit}")
+    except (_GitFailed, OSError):
         warn("the repository has no commit yet: no git tag is made")
         return None
     try:
-        repo.create_tag(name, ref=repo.head.commit, message=f"gpufix apply: state before backup {backup_id}")
-    except Exception as exc:  # GitCommandError and friends: a tag is a convenience, the backup is the safety
+        _git(top, "tag", "-a", "-m", f"gpufix apply: state before backup {backup_id}", name, "HEAD")
+    except (_GitFailed, OSError) as exc:  # a tag is a convenience, the backup is the safety
         warn(f"could not create git tag {name}: {git_error_line(exc)} (or pass --no-tag)")
         return None
     return name
@@ -483,4 +587,7 @@ def _unified_diff(f: FileFix) -> str:
         except ReadError:
             return data.decode("utf-8", "replace").splitlines(keepends=True)
 
-    return "".join(difflib.unified_diff(text(f.before), text(f.after), fromfile=f"a/{f.path}", tofile=f"b/{f.path}"))
+    from gpufix.report.safe import for_terminal
+
+    name = for_terminal(f.path)  # the header is one line whatever the name holds
+    return "".join(difflib.unified_diff(text(f.before), text(f.after), fromfile=f"a/{name}", tofile=f"b/{name}"))

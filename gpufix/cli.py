@@ -78,12 +78,16 @@ def shared_options(fn):
 
 
 def fail(message: str, code: int = 2):
-    click.echo(f"gpufix: error: {message}", err=True)
+    from gpufix.report.safe import for_terminal
+
+    click.echo(f"gpufix: error: {for_terminal(message)}", err=True)  # paths from the repository: one line
     sys.exit(code)
 
 
 def warn(message: str) -> None:
-    click.echo(f"gpufix: warning: {message}", err=True)
+    from gpufix.report.safe import for_terminal
+
+    click.echo(f"gpufix: warning: {for_terminal(message)}", err=True)
 
 
 def make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope):
@@ -117,13 +121,21 @@ def resolve(resolver, path):
 
 @contextlib.contextmanager
 def report_stream(output):
+    """The report's stream. `-o FILE` is written whole or not at all: the report is made in memory
+    and replaces FILE atomically once complete, so an error while rendering leaves FILE as it was
+    (never a truncated report that a CI step would read)."""
     if output:
+        import io
+
+        from gpufix.fsutil import atomic_write
+
+        buf = io.StringIO(newline="\n")
+        yield buf
         try:
-            fh = open(output, "w", encoding="utf-8", newline="\n")
+            # surrogates cannot remain (the reporters escape them); backslashreplace is a last guard
+            atomic_write(output, buf.getvalue().encode("utf-8", "backslashreplace"), durable=False)
         except OSError as exc:
-            fail(f"{output}: cannot write the report: {exc.strerror}")
-        with fh:
-            yield fh
+            fail(f"{output}: cannot write the report: {exc.strerror or exc}")
     else:
         yield sys.stdout
 
@@ -241,9 +253,26 @@ def _stdin_scan(resolver, name, options, force_exclude):
         if _force_excluded(Path(name), policy):
             return None
     raw = sys.stdin.buffer.read()
+    policy = _stdin_project(policy, name, raw, options.use_cache)
     catalog = catalog_for(policy)
     res = lint_bytes(raw, os.path.abspath(name), name, policy, options.use_prefilter, catalog)
     return gather_pairs(policy, [(policy, res)])
+
+
+def _stdin_project(policy, name, raw: bytes, use_cache: bool = True):
+    """The policy with the project index of the file stdin stands for (`--stdin-filename`): the
+    code read from stdin takes that file's place in its project, so an editor gets what
+    `gpufix scan FILE` reports."""
+    from gpufix.engine import prepare_policy
+    from gpufix.source import ReadError, read_source
+
+    abs_name = os.path.abspath(name if name != "-" else "-.py")
+    try:
+        text = read_source(name, raw).text
+    except (ReadError, ValueError):
+        text = None
+    overrides = {abs_name: text} if (text is not None and name != "-") else None
+    return prepare_policy([name], policy, [(abs_name, name)] if name != "-" else [], use_cache, overrides=overrides)
 
 
 def _show_and_exit(resolver, paths, show_settings: bool, show_files: bool, force_exclude: bool) -> None:
@@ -303,14 +332,35 @@ def scan(paths, config_file, select, extend_select, ignore, visible_devices, hea
     sys.exit(1 if (result.findings or result.errors) else 0)
 
 
+def stdin_fixed_bytes(policy, name: str, raw: bytes, unsafe: bool) -> bytes:
+    """What `apply - --stdin-filename NAME` prints for `raw`: the file fixed in its place in the
+    project (a fix that needs another file's fix is held, as `gpufix apply NAME` holds it).
+    Raises ReadError / FixError."""
+    import dataclasses
+
+    from gpufix.apply import fix_source
+    from gpufix.catalog import catalog_for
+    from gpufix.engine import dependent_holds, lint_source
+    from gpufix.project import apply_holds
+    from gpufix.source import read_source
+
+    src = read_source(name, raw)
+    policy = _stdin_project(policy, name, raw)
+    abs_name = os.path.abspath(name)
+    first = lint_source(src, policy, catalog_for(policy), abs_path=abs_name)
+    hold = dependent_holds([(policy, first)], unsafe).get(abs_name) if name != "-" else None
+    if hold is not None:
+        first = dataclasses.replace(first, findings=apply_holds(first.findings, hold))
+    return fix_source(src, policy, unsafe, abs_path=abs_name, first=first, hold=hold)[0]
+
+
 def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
     """`apply -`: the fixed code on stdout (or its diff), as `ruff check --fix -` does."""
     import difflib
     from pathlib import Path
 
-    from gpufix.apply import fix_source
     from gpufix.fixer import FixError
-    from gpufix.source import ReadError, read_source
+    from gpufix.source import ReadError
 
     raw = sys.stdin.buffer.read()
     policy = resolve(resolver, name if name != "-" else ".")
@@ -321,8 +371,7 @@ def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
             sys.stdout.buffer.write(b"" if diff else raw)
             sys.exit(0)
     try:
-        src = read_source(name, raw)
-        new_raw, _ = fix_source(src, policy, unsafe, abs_path=os.path.abspath(name))
+        new_raw = stdin_fixed_bytes(policy, name, raw, unsafe)
     except ReadError as exc:
         fail(f"{name}: {exc.error.message}", 1)
     except FixError as exc:
@@ -409,10 +458,11 @@ def _json_document(stream, result, extra) -> None:
 
     from gpufix.report import scan_document
 
+    from gpufix.report.safe import json_text
+
     doc = scan_document(result)
     doc.update(extra)
-    json.dump(doc, stream, indent=2, ensure_ascii=False)
-    stream.write("\n")
+    stream.write(json_text(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
 
 
 def _run_check(policy, fmt, quiet):

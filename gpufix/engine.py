@@ -28,7 +28,7 @@ from gpufix.cache import content_hash
 from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
 from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, is_entrypoint_name, parse_anyway
 from gpufix.project import refine_gpu_imports
-from gpufix.source import ReadError, SourceFile, read_source, split_lines
+from gpufix.source import MAX_FILE_BYTES, ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import is_suppressed, parse_suppressions
 
 
@@ -76,10 +76,14 @@ def gather(policy: Policy, results, extra_errors=(), warnings=()) -> ScanResult:
     return gather_pairs(policy, [(policy, r) for r in results], extra_errors, warnings)
 
 
-def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=None, paths=None) -> ScanResult:
+def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=None, paths=None,
+                 unsafe: bool = False) -> ScanResult:
     """[(Policy, FileResult)] -> one ScanResult. Project rules (GPU103 without a policy) judge each
     project (the files sharing a policy) over all of that project's files, not only the ones this
-    run named, so that pre-commit's subsets and a full scan agree."""
+    run named, so that pre-commit's subsets and a full scan agree. Fixes that are safe only
+    together with another file's (gpufix.project.fix_holds) lose their fix when that file's is
+    not made in this run."""
+    pairs = hold_dependent_fixes(pairs, unsafe)
     ordered = sorted((r for _, r in pairs), key=lambda r: r.path)
     findings = [f for r in ordered for f in r.findings]
     by_policy: dict = {}
@@ -105,12 +109,58 @@ def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=N
     return ScanResult(policy, ordered, findings, errors, list(warnings))
 
 
+def dependent_holds(pairs, unsafe: bool = False) -> dict:
+    """abs path -> (held rules, note) over the run's [(Policy, FileResult)] (gpufix.project.fix_holds)."""
+    from gpufix.discover import display_path
+    from gpufix.project import fix_holds
+
+    by_policy: dict = {}
+    for pol, r in pairs:
+        by_policy.setdefault(pol, {})[os.path.abspath(r.path)] = r
+    holds: dict = {}
+    for pol, results in by_policy.items():
+        if pol.project is None or not pol.project.graph_built:
+            continue
+        catalog = catalog_for(pol)
+
+        def lint_other(a, pol=pol, catalog=catalog):
+            return lint_path(a, display_path(a), pol, True, catalog)
+
+        holds.update(fix_holds(pol.project, results, lint_other, unsafe, _read_text))
+    return holds
+
+
+def _read_text(abs_path: str) -> Optional[str]:
+    got, _ = _read_file(abs_path)
+    if got is None:
+        return None
+    try:
+        return read_source(abs_path, got[1]).text
+    except ReadError:
+        return None
+
+
+def hold_dependent_fixes(pairs, unsafe: bool = False) -> list:
+    holds = dependent_holds(pairs, unsafe)
+    if not holds:
+        return list(pairs)
+    from gpufix.project import apply_holds
+
+    out = []
+    for pol, r in pairs:
+        hold = holds.get(os.path.abspath(r.path))
+        if hold is not None:
+            r = dataclasses.replace(r, findings=apply_holds(r.findings, hold))
+        out.append((pol, r))
+    return out
+
+
 # -- one file --------------------------------------------------------------------------------------
 def lint_path(abs_path: str, display: str, policy: Policy, use_prefilter: bool = True, catalog: Optional[ApiCatalog] = None) -> FileResult:
     catalog = catalog or catalog_for(policy)
     got, problem = _read_file(abs_path)
     if got is None:
-        return FileResult(display, errors=[FileError(display, "read-error", problem)])
+        return FileResult(display, errors=[_read_problem(display, problem)])
     return lint_bytes(got[1], abs_path, display, policy, use_prefilter, catalog)
 
 
@@ -334,13 +384,17 @@ def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Pol
     return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard, ""
 
 
-def prepare_policy(paths, policy: Policy, files, use_cache: bool = True) -> Policy:
+def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrides=None) -> Policy:
     """The policy with the project's index (first-party names; the import graph for the
     `entrypoints` scope) that the per-file rules need; its per-file entries go through the cache."""
-    from gpufix.project import build_index
+    from gpufix.project import build_index, project_files, run_project_root
 
     graph = policy.effective_header_scope == "entrypoints"
     catalog = catalog_for(policy)
+    # The whole project's files, whichever of them this run names: a file's findings come from
+    # its place in the project, never from the command line.
+    root = run_project_root(policy, files)
+    files = project_files(root, policy, files)
     cache_factory = None
     if use_cache:
         from gpufix.cache import ResultCache
@@ -348,8 +402,11 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True) -> Poli
         def cache_factory(extra):
             return ResultCache.open(policy, Options(), kind="index", extra=extra)
     index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph,
-                        cache_factory=cache_factory)
-    return dataclasses.replace(policy, project=index)
+                        cache_factory=cache_factory, overrides=overrides, root=root)
+    from gpufix.project import helper_apis
+
+    helpers = helper_apis(index, policy.extra_apis)  # first-party device helpers are device APIs
+    return dataclasses.replace(policy, project=index, extra_apis=tuple(policy.extra_apis) + helpers)
 
 
 def _syntax_error(src: SourceFile, exc: SyntaxError) -> FileError:
@@ -383,22 +440,49 @@ def _to_cell(src: SourceFile, f: Finding) -> Finding:
 
 
 def _read_file(abs_path: str):
-    """(stat, bytes) of a regular file; a FileError message for anything else (a FIFO named *.py
-    would block a plain open() forever)."""
+    """(stat, bytes) of a regular file; else (None, (error kind, message)) for anything else (a FIFO
+    named *.py would block a plain open() forever) or a file over the size limit. The size comes
+    from `stat`, before reading: a sparse 8 GB file is never read whole. A data file (YAML/JSON/
+    TOML) over the limit is tested in chunks: one without a device word reads as empty."""
     import stat as stat_mod
+
+    from gpufix.formats import CONFIG_KINDS, kind_of, may_have_findings
 
     try:
         st = os.stat(abs_path)
         if stat_mod.S_ISDIR(st.st_mode):
-            return None, "is a directory"
+            return None, ("read-error", "is a directory")
         if not stat_mod.S_ISREG(st.st_mode):
-            return None, "not a regular file (a pipe, socket or device); skipped"
+            return None, ("read-error", "not a regular file (a pipe, socket or device); skipped")
         with open(abs_path, "rb") as fh:
-            return (st, fh.read()), None
+            if st.st_size <= MAX_FILE_BYTES:
+                return (st, fh.read(MAX_FILE_BYTES + 1)), None
+            kind = kind_of(abs_path)
+            if kind in CONFIG_KINDS and not _chunks_may_have_findings(fh, kind, may_have_findings):
+                return (st, b""), None
+        return None, ("too-large", f"file is {st.st_size / 2**20:.1f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit; skipped")
     except IsADirectoryError:
-        return None, "is a directory"
+        return None, ("read-error", "is a directory")
     except OSError as exc:
-        return None, f"cannot read: {exc.strerror or exc}"
+        return None, ("read-error", f"cannot read: {exc.strerror or exc}")
+
+
+def _chunks_may_have_findings(fh, kind: str, test, chunk: int = 1 << 20, overlap: int = 256) -> bool:
+    """`test` over a file read a chunk at a time (bounded memory), each chunk with the end of the
+    one before it, so a device word across two chunks is seen."""
+    tail = b""
+    while True:
+        block = fh.read(chunk)
+        if not block:
+            return False
+        if test(tail + block, kind):
+            return True
+        tail = block[-overlap:]
+
+
+def _read_problem(display: str, problem) -> FileError:
+    kind, message = problem
+    return FileError(display, kind, message)
 
 
 def _finding_to_cache(f: Finding) -> dict:
@@ -442,6 +526,8 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
         groups.setdefault(pol, []).append((abs_path, display))
     pairs = []
     for pol, members in groups.items():
+        if pol.project is None and members:
+            pol = prepare_policy([os.path.commonpath([a for a, _ in members])], pol, members, options.use_cache)
         pairs.extend((pol, r) for r in _scan_group(members, pol, options, progress_factory))
     return gather_pairs(policy, pairs, warnings=warns, resolver=resolver, paths=paths or ["."])
 
@@ -505,8 +591,9 @@ def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
     needles = [r.candidate_bytes for r in project_rules().values()]
     needles = None if any(not n for n in needles) else {b for n in needles for b in n}
     out = []
+    bare = dataclasses.replace(policy, project=None)  # the discovered files' policy, before its index
     for abs_path, display, pol in discover_files([root], resolver):
-        if pol != policy or display in have:
+        if (pol != policy and pol != bare) or display in have:
             continue
         got, _ = _read_file(str(abs_path))
         if got is None or (needles is not None and not any(b in got[1] for b in needles)):
@@ -552,7 +639,7 @@ def _lint_job(args) -> dict:
     try:
         got, problem = _read_file(abs_path)
         if got is None:
-            return FileResult(display, errors=[FileError(display, "read-error", problem)]).to_json()
+            return FileResult(display, errors=[_read_problem(display, problem)]).to_json()
         st, raw = got
         data = lint_bytes(raw, abs_path, display, policy, _JOB_STATE["use_prefilter"], _JOB_STATE["catalog"]).to_json()
         data["_stamp"] = [st.st_size, st.st_mtime_ns]

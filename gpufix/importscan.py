@@ -275,10 +275,22 @@ def _main_guard_lines(text: str) -> list:
     return out
 
 
-def _is_main_guard(text: str, pos: int) -> bool:
+def _has_main_guard(tree) -> bool:
+    """Whether a module body holds `if __name__ == "__main__":` (either side of the `==`)."""
     import ast
 
-    from gpufix.project import _has_main_guard
+    for stmt in tree.body:
+        if isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare):
+            sides = [stmt.test.left, *stmt.test.comparators]
+            if any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) and any(
+                isinstance(s, ast.Constant) and s.value == "__main__" for s in sides
+            ):
+                return True
+    return False
+
+
+def _is_main_guard(text: str, pos: int) -> bool:
+    import ast
 
     end = text.find("\n", pos)
     line = text[pos: end if end >= 0 else len(text)].rstrip()

@@ -202,6 +202,8 @@ def read_notebook(path: str, raw: bytes) -> SourceFile:
         nb = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ReadError(FileError(path, "notebook-error", f"notebook is not valid JSON: {exc.msg}", exc.lineno)) from None
+    except RecursionError:  # the C decoder recurses once per nesting level
+        raise ReadError(FileError(path, "notebook-error", "notebook JSON is nested too deeply to read")) from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise ReadError(FileError(path, "notebook-error", "notebook has no `cells` list (nbformat 4 expected)"))
     lines: list = []

@@ -7,6 +7,13 @@ from gpufix.analysis import GpuTrigger
 from gpufix.collectors import Collector
 
 
+# Framework calls that never start CUDA: process and thread settings (`set_start_method("spawn")`,
+# the usual first line before a pool whose workers set their own mask), seeds and defaults.
+_NEVER_START_CUDA = ("torch.multiprocessing.", "torch.set_num_threads", "torch.set_num_interop_threads",
+                     "torch.set_grad_enabled", "torch.set_default_dtype", "torch.set_printoptions",
+                     "torch.autograd.set_detect_anomaly", "torch.set_float32_matmul_precision")
+
+
 class GpuCalls(Collector):
     name = "gpu-calls"
     priority = 50
@@ -16,6 +23,8 @@ class GpuCalls(Collector):
         if not qual:
             return
         catalog = walk.catalog
+        if qual.startswith(_NEVER_START_CUDA):
+            return
         if catalog.framework_of_module(qual.rsplit(".", 1)[0]) or catalog.framework_of_module(qual.split(".")[0]):
             walk.order += 1
             walk.facts.gpu_calls.append(GpuTrigger(f"call of {qual}", walk.pos(node), walk.ctx, walk.order))

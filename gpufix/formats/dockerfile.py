@@ -33,7 +33,9 @@ def _instructions(text: str):
         # The instruction goes on while a line ends with a backslash (comment lines in between
         # are dropped by Docker and need no backslash).
         end = line_end
-        while text[start:end].rstrip(" \t\r").endswith("\\") and end < n:
+        last = start  # the start of the instruction's last line: only it can end with a backslash
+        while text[last:end].rstrip(" \t\r").endswith("\\") and end < n:
+            last = end + 1
             nxt = text.find("\n", end + 1)
             end = n if nxt < 0 else nxt
         if m:

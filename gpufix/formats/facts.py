@@ -77,6 +77,7 @@ class ContainerPin:
     entries: list  # host GPU indices (ints) or UUID strings
     start: int
     end: int
+    scope: Optional[tuple] = None  # the compose service / container it pins (as EnvSet.scope)
 
 
 @dataclasses.dataclass

@@ -31,6 +31,15 @@ class Word:
         self.start, self.end, self.value, self.dynamic = start, end, value, dynamic
 
 
+_HEREDOC_DELIM_RE = re.compile(r"['\"]?([A-Za-z_][\w]*)['\"]?")
+
+
+def _ends_with_dollar(value: list) -> bool:
+    """Whether the pieces of a word joined end with `$`; empty pieces (`''`) are dropped as they
+    come, so this looks at one piece."""
+    return bool(value) and value[-1].endswith("$")
+
+
 def _skip_balanced(text: str, i: int, end: int, open_c: str, close_c: str) -> int:
     depth = 0
     while i < end:
@@ -89,9 +98,9 @@ def tokens(text: str, i: int = 0, end: int = None):
         while i < end:
             c = text[i]
             if c in " \t\r" or c in _SEP_CHARS:
-                if c == "(" and value and "".join(value).endswith("$"):
-                    pass
-                else:
+                # `$(` spelled with an escaped `$` (`\$(`) goes on the word; looking at the last
+                # piece only (not joining the word so far) keeps a long word linear.
+                if not (c == "(" and _ends_with_dollar(value)):
                     break
             if c == "\\":
                 if i + 1 < end and text[i + 1] == "\n":
@@ -104,7 +113,8 @@ def tokens(text: str, i: int = 0, end: int = None):
             if c == "'":
                 close = text.find("'", i + 1, end)
                 close = end if close < 0 else close
-                value.append(text[i + 1:close])
+                if close > i + 1:
+                    value.append(text[i + 1:close])
                 i = close + 1
                 continue
             if c == '"':
@@ -144,10 +154,10 @@ def tokens(text: str, i: int = 0, end: int = None):
                 j = i
                 while j < end and text[j] in " \t":
                     j += 1
-                m = re.match(r"['\"]?([A-Za-z_][\w]*)['\"]?", text[j:end])
+                m = _HEREDOC_DELIM_RE.match(text, j, end)  # in place: a slice would copy the rest
                 if m:
                     delim = m.group(1)
-                    i = j + m.end()
+                    i = m.end()
             if delim:
                 heredocs.append(delim)
         yield word

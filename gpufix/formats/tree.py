@@ -212,7 +212,8 @@ class Walker:
                 for n in (child.items if child.kind == "seq" else [child]):
                     i = _int_of(n)
                     entries.append(i if i is not None else str(n.value))
-                self.facts.pins.append(ContainerPin("device_ids", entries, child.start, child.end))
+                service = tuple(path[:2]) if len(path) >= 2 and path[0] == "services" else _scope(path)
+                self.facts.pins.append(ContainerPin("device_ids", entries, child.start, child.end, service))
                 self.seen.add(id(child))
                 continue
             if k == "gpu_ids" and accelerate and child.kind == "scalar":
@@ -267,7 +268,7 @@ def finish(facts: FileFacts) -> FileFacts:
         if e.var == CONTAINER_VAR and e.value is not None:
             entries = parse_mask(e.value)
             if entries and len(entries) == len(e.value.split(",")):
-                facts.pins.append(ContainerPin(CONTAINER_VAR, entries, e.start, e.end))
+                facts.pins.append(ContainerPin(CONTAINER_VAR, entries, e.start, e.end, e.scope))
     orders = [e.scope for e in facts.env if e.var == ORDER_VAR and e.scope is not None]
     for e in facts.env:
         if e.scope is not None and any(_related(o, e.scope) for o in orders):
@@ -340,17 +341,49 @@ _JSON_TOKEN = re.compile(
 )
 
 
-_JSONC_RE = re.compile(r'"(?:[^"\\\n]|\\.)*"|//[^\n]*|/\*.*?\*/|,(?=\s*[}\]])', re.S)
+# What `_blank_jsonc` keeps as it is, in one match: strings, other text, commas not before a
+# closing bracket, a `/` that starts no comment.
+_JSONC_PLAIN_RE = re.compile(r'(?:"(?:[^"\\\n]|\\.)*"|[^"/,]+|,(?!\s*[}\]])|/(?![/*]))+')
 
 
 def _blank_jsonc(text: str) -> str:
     """JSON with comments and trailing commas (devcontainer.json, .vscode/*.json): comments and
-    those commas become blanks, so every offset stays where it was."""
-    def blank(m):
-        s = m.group(0)
-        return s if s.startswith('"') else re.sub(r"[^\n]", " ", s)
+    those commas become blanks, so every offset stays where it was.
 
-    return _JSONC_RE.sub(blank, text)
+    One pass from left to right, in time linear in the text (a regex `/\\*.*?\\*/` tried at every
+    `/*` of a file without `*/` rereads the rest of the file each time)."""
+    out = []
+    i = 0
+    n = len(text)
+    while i < n:
+        m = _JSONC_PLAIN_RE.match(text, i)
+        if m:
+            out.append(m.group())
+            i = m.end()
+            continue
+        if text.startswith("/*", i):
+            close = text.find("*/", i + 2)
+            if close < 0:
+                out.append(text[i:])  # unterminated: as it is (a `/` outside a string: invalid JSON)
+                break
+            out.append(re.sub(r"[^\n]", " ", text[i:close + 2]))
+            i = close + 2
+            continue
+        if text.startswith("//", i):
+            end = text.find("\n", i)
+        elif text[i] == ",":
+            out.append(" ")  # a trailing comma
+            i += 1
+            continue
+        else:  # a string unterminated on its line: the line as it is (invalid JSON)
+            nl = text.find("\n", i)
+            out.append(text[i:n if nl < 0 else nl])
+            i = n if nl < 0 else nl
+            continue
+        end = n if end < 0 else end
+        out.append(" " * (end - i))
+        i = end
+    return "".join(out)
 
 
 def _json_may_matter(obj) -> bool:

@@ -7,11 +7,13 @@ import collections
 import hashlib
 import json
 
+from gpufix.report.safe import for_terminal as _t, for_xml, json_text
+
 
 def _where(f) -> str:
     if f.cell is not None:
-        return f"{f.path}:cell {f.cell}:{f.line}:{f.column}"
-    return f"{f.path}:{f.line}:{f.column}"
+        return f"{_t(f.path)}:cell {f.cell}:{f.line}:{f.column}"
+    return f"{_t(f.path)}:{f.line}:{f.column}"
 
 
 def _mark(f) -> str:
@@ -23,9 +25,9 @@ def _mark(f) -> str:
 def render_concise(result, stream) -> None:
     """`path:line:col: CODE message [*]`, a line per finding, then one summary line (as ruff)."""
     for f in result.findings:
-        stream.write(f"{_where(f)}: {f.rule} {f.message}{_mark(f)}\n")
+        stream.write(f"{_where(f)}: {f.rule} {_t(f.message)}{_mark(f)}\n")
     for e in result.errors:
-        stream.write(f"{e.path}:{e.line or 1}:1: error ({e.kind}) {e.message}\n")
+        stream.write(f"{_t(e.path)}:{e.line or 1}:1: error ({e.kind}) {_t(e.message)}\n")
     n = len(result.findings)
     if n or result.errors:
         safe = sum(1 for f in result.findings if f.fix and f.fix.applicability == "safe")
@@ -38,16 +40,16 @@ def render_concise(result, stream) -> None:
 
 def render_pylint(result, stream) -> None:
     for f in result.findings:
-        stream.write(f"{f.path}:{f.line}: [{f.rule}] {f.message}\n")
+        stream.write(f"{_t(f.path)}:{f.line}: [{f.rule}] {_t(f.message)}\n")
     for e in result.errors:
-        stream.write(f"{e.path}:{e.line or 1}: [E] {e.message}\n")
+        stream.write(f"{_t(e.path)}:{e.line or 1}: [E] {_t(e.message)}\n")
 
 
 def render_json_lines(result, stream) -> None:
     for f in result.findings:
-        stream.write(json.dumps(f.to_json(), ensure_ascii=False) + "\n")
+        stream.write(json_text(json.dumps(f.to_json(), ensure_ascii=False)) + "\n")
     for e in result.errors:
-        stream.write(json.dumps({"error": e.to_json()}, ensure_ascii=False) + "\n")
+        stream.write(json_text(json.dumps({"error": e.to_json()}, ensure_ascii=False)) + "\n")
 
 
 def render_junit(result, stream) -> None:
@@ -78,6 +80,11 @@ def render_junit(result, stream) -> None:
             case = ET.SubElement(suite, "testcase", name=f"org.gpufix.{e.kind}", classname=path)
             err = ET.SubElement(case, "error", message=e.message)
             err.text = e.message
+    for el in root.iter():  # control characters (which XML 1.0 cannot hold) and non-UTF-8 bytes escaped
+        for k, v in el.attrib.items():
+            el.set(k, for_xml(_t(v)))
+        if el.text:
+            el.text = for_xml(_t(el.text))
     stream.write('<?xml version="1.0" encoding="UTF-8"?>\n')
     stream.write(ET.tostring(root, encoding="unicode"))
     stream.write("\n")
@@ -91,7 +98,7 @@ def render_gitlab(result, stream) -> None:
     for f in result.findings:
         base = f"{f.rule}\0{f.path}\0{f.message}"
         seen[base] += 1
-        fingerprint = hashlib.sha256(f"{base}\0{seen[base]}".encode()).hexdigest()[:32]
+        fingerprint = hashlib.sha256(f"{base}\0{seen[base]}".encode("utf-8", "surrogateescape")).hexdigest()[:32]
         out.append({
             "description": f"{f.rule}: {f.message}",
             "check_name": f.rule,
@@ -100,7 +107,7 @@ def render_gitlab(result, stream) -> None:
             "location": {"path": f.path, "lines": {"begin": f.line, "end": f.end_line}},
         })
     for e in result.errors:
-        fingerprint = hashlib.sha256(f"{e.kind}\0{e.path}\0{e.message}".encode()).hexdigest()[:32]
+        fingerprint = hashlib.sha256(f"{e.kind}\0{e.path}\0{e.message}".encode("utf-8", "surrogateescape")).hexdigest()[:32]
         out.append({
             "description": f"{e.kind}: {e.message}",
             "check_name": e.kind,
@@ -108,8 +115,7 @@ def render_gitlab(result, stream) -> None:
             "severity": "blocker",
             "location": {"path": e.path, "lines": {"begin": e.line or 1, "end": e.line or 1}},
         })
-    json.dump(out, stream, indent=2, ensure_ascii=False)
-    stream.write("\n")
+    stream.write(json_text(json.dumps(out, indent=2, ensure_ascii=False)) + "\n")
 
 
 def statistics(result) -> list:

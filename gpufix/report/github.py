@@ -9,9 +9,13 @@ cell and line. Paths are relative to the current directory: run gpufix from the 
 
 from __future__ import annotations
 
+from gpufix.report.safe import for_terminal
+
 
 def _escape_data(s: str) -> str:
-    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # A value from the repository stays on its command's line: line breaks are GitHub's %0D/%0A
+    # (part of the annotation's text, never a new command), other control characters escapes.
+    return for_terminal(s, keep="\r\n").replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _escape_prop(s: str) -> str:

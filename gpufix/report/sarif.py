@@ -37,7 +37,8 @@ def _level(severity: str) -> str:
 def _artifact(path: str) -> dict:
     if os.path.isabs(path):  # outside the current folder: an absolute file URI, not under %SRCROOT%
         return {"uri": Path(path).as_uri()}
-    return {"uri": quote(path.replace(os.sep, "/"), safe="/"), "uriBaseId": SRCROOT}
+    # quoted from the name's bytes: a name that is not UTF-8 is percent-encoded as it is on disk
+    return {"uri": quote(path.replace(os.sep, "/").encode("utf-8", "surrogateescape"), safe="/"), "uriBaseId": SRCROOT}
 
 
 def _rule(doc) -> dict:
@@ -175,5 +176,6 @@ def sarif_document(result) -> dict:
 
 
 def render_sarif(result, stream) -> None:
-    json.dump(sarif_document(result), stream, indent=2, ensure_ascii=False)
-    stream.write("\n")
+    from gpufix.report.safe import json_text
+
+    stream.write(json_text(json.dumps(sarif_document(result), indent=2, ensure_ascii=False)) + "\n")

@@ -6,6 +6,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from gpufix.report import summary
+from gpufix.report.safe import for_terminal
+
+TAB = "\t"  # a code frame keeps its tabs
+
+
+def _e(value, keep: str = "") -> str:
+    """A repository's text for the terminal: control characters escaped, then rich markup."""
+    return escape(for_terminal(value, keep))
 
 
 def _location(f) -> str:
@@ -44,12 +52,12 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
     out: list = []
     for f in result.findings:
         fixable = " [cyan]\\[*][/cyan]" if f.fix and f.fix.applicability == "safe" else (" [cyan]\\[unsafe fix][/cyan]" if f.fix else "")
-        out.append(f"[bold]{escape(_location(f))}[/bold]: [red]{f.rule}[/red] {escape(f.message)}{fixable}")
+        out.append(f"[bold]{_e(_location(f))}[/bold]: [red]{f.rule}[/red] {_e(f.message)}{fixable}")
         if show_source:
             text = _frame(cache, f)
             if text is not None and text.strip():
                 width = len(str(f.line))
-                out.append(f"[dim]{f.line:>{width}} |[/dim] {escape(text.rstrip())}")
+                out.append(f"[dim]{f.line:>{width}} |[/dim] {_e(text.rstrip(), keep=TAB)}")
                 if f.end_line == f.line and f.end_column > f.column:
                     caret = " " * (f.column - 1) + "^" * (f.end_column - f.column)
                 else:
@@ -57,21 +65,21 @@ def render_text(result, stream, color=False, extra: dict = None, command: str = 
                 out.append(f"[dim]{'':>{width}} |[/dim] [red]{caret}[/red]")
         if show_fixes and f.fix is not None:
             kind = "" if f.fix.applicability == "safe" else " (unsafe: --unsafe-fixes)"
-            out.append(f"  [cyan]help[/cyan]: {escape(f.fix.title)}{kind}")
+            out.append(f"  [cyan]help[/cyan]: {_e(f.fix.title)}{kind}")
     if out:
         console.print("\n".join(out))
     for e in result.errors:
         where = f"{e.path}:{e.line}" if e.line else e.path
-        console.print(f"[bold]{escape(where)}[/bold]: [magenta]error[/magenta] ({e.kind}) {escape(e.message)}")
+        console.print(f"[bold]{_e(where)}[/bold]: [magenta]error[/magenta] ({e.kind}) {_e(e.message)}")
     s = summary(result)
     if extra and command == "apply":
         changed = extra.get("changed_files", [])
         console.print(f"Fixed {sum(c.get('fixed', 0) for c in changed)} finding(s) in {len(changed)} file(s).")
         if show_fixes:
             for c in changed:
-                console.print(f"- {escape(c['path'])}: {', '.join(c.get('rules', []))}")
+                console.print(f"- {_e(c['path'])}: {', '.join(c.get('rules', []))}")
         if extra.get("backup"):
-            console.print(f"Backup: {escape(extra['backup']['dir'])} (undo with `gpufix restore {extra['backup']['id']}`)")
+            console.print(f"Backup: {_e(extra['backup']['dir'])} (undo with `gpufix restore {extra['backup']['id']}`)")
         if extra.get("git_tag"):
             console.print(f"Git tag: {escape(extra['git_tag'])}")
     if s["findings"] or s["errors"]:

@@ -242,6 +242,9 @@ class Rule:
     # Its fixes are computed against the file's mask before `apply` rewrites it (ordinal remaps):
     # apply takes them in its first pass only (a later pass would read them through the new mask).
     fixes_first_pass_only: ClassVar[bool] = False
+    # Its findings are about the mask or order the file's process sets (the header): a module's
+    # remaps are safe only once its entry points have none left (gpufix.project.index.fix_holds).
+    judges_process_mask: ClassVar[bool] = False
 
     @property
     def doc(self) -> RuleDoc:

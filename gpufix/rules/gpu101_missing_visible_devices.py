@@ -9,6 +9,7 @@ from gpufix.rules._shared import header_lines
 
 class MissingVisibleDevices(Rule):
     code = "GPU101"
+    judges_process_mask = True
     messages = {"policy": ("value",), "policy-withheld": ("value", "index", "before", "after"), "no-policy": (),
                 "policy-entry": ("value", "reason"), "no-policy-entry": ("reason",)}
 

@@ -13,6 +13,7 @@ from gpufix.rules._shared import header_lines
 
 class MissingDeviceOrder(Rule):
     code = "GPU102"
+    judges_process_mask = True
     # "file": the same rule on shell scripts, Dockerfiles, .env and config files (gpufix.formats).
     messages = {"default": ("order",), "magic": ("order",), "file": ("order",)}
 

@@ -18,6 +18,7 @@ from gpufix.rules._shared import mask_fix_applicability, mask_text, normalized_m
 
 class WrongVisibleDevices(ProjectRule):
     code = "GPU103"
+    judges_process_mask = True
     messages = {
         "policy": ("value", "want"),
         "policy-withheld": ("value", "want", "index", "before", "after"),
@@ -40,6 +41,8 @@ class WrongVisibleDevices(ProjectRule):
                 continue
             if normalized_mask(w.value) == normalized_mask(want):
                 continue
+            if ctx.policy.cpu_runs == "keep" and hides_all(str(w.value)):
+                continue  # an explicit CPU run ("", " ", "-1"), as the header keeps a caller's
             fix = value_fix(w, want, f'set CUDA_VISIBLE_DEVICES="{want}"')
             if fix is not None and mask_fix_applicability(w.value, ctx.policy_mask) == "unsafe":
                 fix = dataclasses.replace(fix, applicability="unsafe",
@@ -59,10 +62,21 @@ class WrongVisibleDevices(ProjectRule):
     def check_text(self, tctx: TextContext):
         """The same judgement on a non-Python file's facts (gpufix.formats)."""
         want = tctx.policy.visible_devices
+        composed = set()  # the pins whose container's own mask already selects the policy's GPUs
         if want is not None:
             breaks = None
             for e in tctx.mask_sets:
-                if e.value is None or hides_all(e.value) or normalized(e.value) == normalized(want):
+                if e.value is None or hides_all(e.value):
+                    continue
+                pin = _pin_of(tctx.facts.pins, e)
+                if pin is not None:
+                    # Inside a container its mask indexes the pinned host GPUs: device_ids ["1"]
+                    # with CUDA_VISIBLE_DEVICES=0 is host GPU 1.
+                    host = _composed(pin.entries, e.value)
+                    if host is not None and host == tctx.policy.mask:
+                        composed.add(id(pin))
+                        continue
+                if normalized(e.value) == normalized(want):
                     continue
                 fix = None
                 if e.editable and e.form != "accelerate":
@@ -75,6 +89,10 @@ class WrongVisibleDevices(ProjectRule):
                 if e.editable:
                     how = mask_fix_applicability(e.value, tctx.policy.mask)
                     fix = Fix(how, f'set CUDA_VISIBLE_DEVICES="{want}"', (fmt.replace_edit(tctx.lines, e.start, e.end, quoted(e.style, want)),))
+                if pin is not None and _inside(pin.entries, tctx.policy.mask) != normalized(want):
+                    # inside a container the value indexes its pinned GPUs: the policy's value
+                    # would name another GPU there (or none)
+                    fix = None
                 if e.form == "accelerate":
                     yield self.finding(tctx, tctx.pos(e.start, e.end), "launcher", value=e.value, want=want)
                 else:
@@ -83,6 +101,8 @@ class WrongVisibleDevices(ProjectRule):
         if mask is None or not is_index_mask(mask):
             return
         for pin in tctx.facts.pins:
+            if id(pin) in composed:
+                continue  # its container's own mask picks the policy's GPUs among the pinned ones
             if not pin.entries or not is_index_mask(pin.entries):
                 continue  # "all", UUIDs: the container keeps the host's numbering or cannot be judged
             wrong = [m for m in mask if m >= len(pin.entries) or pin.entries[m] != m]
@@ -131,3 +151,35 @@ class WrongVisibleDevices(ProjectRule):
                 continue
             message = template.format(value=c.value, want=majority, files=counts[majority], total=len(per_file))
             yield dataclasses.replace(c.finding, message=message)
+
+
+def _pin_of(pins: list, e):
+    """The container pin of the service or container a mask setting belongs to (compose
+    `device_ids` of the same service, NVIDIA_VISIBLE_DEVICES beside it), or None."""
+    if e.scope is None:
+        return None
+    for pin in pins:
+        if pin.scope is not None and pin.entries and is_index_mask(pin.entries) and (
+                pin.scope[:len(e.scope)] == e.scope or e.scope[:len(pin.scope)] == pin.scope):
+            return pin
+    return None
+
+
+def _composed(pinned: list, value: str):
+    """The host GPUs a container's mask `value` selects among its `pinned` host GPUs, or None
+    when an entry is not an index into them."""
+    from gpufix.config import parse_mask
+
+    out = []
+    for m in parse_mask(value):
+        if not isinstance(m, int) or m >= len(pinned):
+            return None
+        out.append(pinned[m])
+    return out or None
+
+
+def _inside(pinned: list, policy_mask) -> "str | None":
+    """The mask that selects the policy's host GPUs inside a container pinned to `pinned`, or None."""
+    if not policy_mask or any(g not in pinned for g in policy_mask):
+        return None
+    return ",".join(str(pinned.index(g)) for g in policy_mask)

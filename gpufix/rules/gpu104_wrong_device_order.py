@@ -12,6 +12,7 @@ from gpufix.rules._shared import unique_values, value_fix
 
 class WrongDeviceOrder(Rule):
     code = "GPU104"
+    judges_process_mask = True
     messages = {"default": ("value", "want")}
 
     def check(self, ctx: RuleContext):

@@ -28,6 +28,7 @@ def _earlier(ctx: RuleContext, w) -> list:
 
 class MaskSetTooLate(Rule):
     code = "GPU105"
+    judges_process_mask = True
     messages = {"default": ("var", "trigger", "line"), "lazy": ("var", "trigger", "line")}
 
     def check(self, ctx: RuleContext):

@@ -12,6 +12,7 @@ from gpufix.rules._shared import replace_edit, unique_values
 
 class NonStringMaskValue(Rule):
     code = "GPU106"
+    judges_process_mask = True
     # "typed": a Kubernetes-style `value: 1` in a YAML/JSON config (gpufix.formats)
     messages = {"default": ("var", "value"), "typed": ("var", "value")}
 

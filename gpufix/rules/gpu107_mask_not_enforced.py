@@ -9,6 +9,7 @@ from gpufix.rules._shared import replace_edit
 
 class MaskNotEnforced(Rule):
     code = "GPU107"
+    judges_process_mask = True
     messages = {"setdefault": ("var", "how"), "putenv": ("var", "how")}
 
     def check(self, ctx: RuleContext):

@@ -19,13 +19,13 @@ from gpufix.rules import Rule, RuleContext
 from gpufix.rules._shared import visible_range
 
 
-# Option names that choose a GPU by index (`--gpu-device-id`, `--device_index`, `--gpu-split`,
-# `--gpu-memory` (one value per GPU), `--gpus`), not a switch (`--use_cuda`, `--disable_cuda`) or a
-# setting for whatever GPU is used (`--gpu-layers`, `--gpu-compute-type`). Matched on the name with
-# dashes as underscores.
+# Option names that choose a GPU by index (`--gpu-device-id`, `--device_index`, `--gpus`), not a
+# switch (`--use_cuda`, `--disable_cuda`), a size or a count (`--max-gpu-memory`, `--gpu-split`
+# (gigabytes per GPU), `--num-gpus`) or a setting for whatever GPU is used (`--gpu-layers`,
+# `--gpu-compute-type`). Matched on the name with dashes as underscores.
 _GPU_OPTION_RE = re.compile(
     r"^(?:gpus?|devices|device_ids?|cuda_devices?|[a-z_]*(?:gpu|cuda)_devices?"
-    r"|[a-z_]*(?:gpu|cuda|device)_?(?:id|ids|index|indices|idx|split|memory))$"
+    r"|[a-z_]*(?:gpu|cuda|device)_?(?:id|ids|index|indices|idx))$"
 )
 # Text that may hold such an option: files without a GPU import are parsed for it too.
 OPTION_TEXT_RE = re.compile(r"add_argument\(\s*['\"]-[^'\"]*(?:gpu|cuda|device)", re.I)

@@ -553,14 +553,14 @@ def test_regression_a_file_that_cannot_be_written_does_not_stop_the_others(tmp_p
 
     for name in ("a.py", "b.py", "c.py"):
         (tmp_path / name).write_bytes(GOOD)
-    real = apply_mod.atomic_write
+    real = apply_mod.replace_planned
 
-    def failing(path, data, *a, **k):
-        if Path(path).name == "b.py":
+    def failing(planned, data, *a, **k):
+        if Path(planned.path).name == "b.py":
             raise PermissionError(13, "Permission denied")
-        return real(path, data, *a, **k)
+        return real(planned, data, *a, **k)
 
-    monkeypatch.setattr(apply_mod, "atomic_write", failing)
+    monkeypatch.setattr(apply_mod, "replace_planned", failing)
     monkeypatch.chdir(tmp_path)
     out = apply_mod.run_apply(["."], Policy(visible_devices="1"), apply_mod.ApplyOptions(tag=False))
     assert [(e.path, e.kind) for e in out.remaining.errors] == [("b.py", "fix-error")]

@@ -304,7 +304,7 @@ def test_a_scan_without_a_config_writes_nothing_into_the_current_folder(tmp_path
 
 def test_the_project_index_is_cached_per_file(tmp_path, monkeypatch):
     """A warm scan parses no unchanged file for the import graph; an edited file is parsed again."""
-    from gpufix import project
+    from gpufix.project import imports as project
 
     (tmp_path / "pyproject.toml").write_text('[tool.gpufix]\nvisible-devices = "1"\n', encoding="utf-8")
     for i in range(6):
@@ -328,7 +328,7 @@ def test_the_cached_index_follows_a_change_in_an_imported_module(tmp_path, monke
     """The warm index is reused whole only while every file's entry is unchanged: a script that
     reaches the GPU only through a helper gains (and loses) its header finding when the helper's
     imports change, and the graph is not rebuilt when nothing changed."""
-    from gpufix import project
+    from gpufix.project import index as project
 
     (tmp_path / "pyproject.toml").write_text('[tool.gpufix]\nvisible-devices = "1"\n', encoding="utf-8")
     (tmp_path / "helper.py").write_text("import os\n", encoding="utf-8")

@@ -106,16 +106,17 @@ CASES = {
                                "      CUDA_DEVICE_ORDER: PCI_BUS_ID\n"
                                "      NVIDIA_VISIBLE_DEVICES: \"0,1\"\n"
                                "      CUDA_VISIBLE_DEVICES: \"2\"\n"},
-        # the worker's CUDA_DEVICE_ORDER is not in force for the app service: GPU102 there
-        [("docker-compose.yml", 5, 30, "GPU102", True), ("docker-compose.yml", 5, 30, "GPU103", True),
-         ("docker-compose.yml", 6, 39, "GPU001", True),
-         ("docker-compose.yml", 12, 27, "GPU103", False), ("docker-compose.yml", 18, 29, "GPU103", True)],
+        # the worker's CUDA_DEVICE_ORDER is not in force for the app service: GPU102 there. The app
+        # pins host GPU 1 (device_ids) and selects it as its GPU 0: already the policy's GPU
+        # (issue 19), no GPU103 for its mask or its pin.
+        [("docker-compose.yml", 5, 30, "GPU102", True),
+         ("docker-compose.yml", 6, 39, "GPU001", True), ("docker-compose.yml", 18, 29, "GPU103", True)],
         {"docker-compose.yml": "services:\n"
                                "  app:\n"
                                "    image: nvidia/cuda:12.1.1-runtime  # not an ordinal\n"
                                "    environment:\n"
                                "      - CUDA_DEVICE_ORDER=PCI_BUS_ID\n"
-                               "      - CUDA_VISIBLE_DEVICES=1\n"
+                               "      - CUDA_VISIBLE_DEVICES=0\n"
                                "    command: python serve.py --device cuda:0\n"
                                "    deploy:\n"
                                "      resources:\n"
@@ -250,8 +251,9 @@ def test_messages_name_the_value_and_the_policy(tmp_path):
     files, _, _ = CASES["compose"]
     report = scan(project(tmp_path, files))
     by_line = {(f["line"], f["rule"]): f["message"] for f in report["findings"]}
-    assert by_line[(5, "GPU103")] == 'CUDA_VISIBLE_DEVICES is set to "0", but the policy requires "1"; set it to "1"'
-    assert by_line[(12, "GPU103")].startswith("device_ids gives this container only host GPU(s) 1, which it numbers from 0 (0 = host GPU 1)")
+    assert by_line[(18, "GPU103")] == 'CUDA_VISIBLE_DEVICES is set to "2", but the policy requires "1"; set it to "1"'
+    # the app's device_ids ['1'] with its own CUDA_VISIBLE_DEVICES=0 is host GPU 1: nothing to say
+    assert (5, "GPU103") not in by_line and (12, "GPU103") not in by_line
     assert by_line[(6, "GPU001")] == 'cuda:1 means physical GPU 1, which is cuda:0 under CUDA_VISIBLE_DEVICES="1"; use cuda:0'
 
 
@@ -444,3 +446,13 @@ def test_prefilter_never_skips_a_finding(text, path):
         return
     for policy in POLICIES:
         assert lint_source(src, policy).findings == []
+
+
+def test_a_container_pin_composes_with_the_containers_own_mask(tmp_path):
+    """device_ids ["0"] with CUDA_VISIBLE_DEVICES=0 is host GPU 0: reported, and the policy's "1"
+    is not written there (inside that container it names no GPU)."""
+    text = ("services:\n  bad:\n    environment:\n      - CUDA_DEVICE_ORDER=PCI_BUS_ID\n      - CUDA_VISIBLE_DEVICES=0\n"
+            "    deploy:\n      resources:\n        reservations:\n          devices:\n            - driver: nvidia\n"
+            "              device_ids: ['0']\n              capabilities: [gpu]\n")
+    root = project(tmp_path, {"docker-compose.yml": text})
+    assert found(scan(root)) == [("docker-compose.yml", 5, 30, "GPU103", False), ("docker-compose.yml", 11, 27, "GPU103", False)]

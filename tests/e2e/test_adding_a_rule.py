@@ -210,8 +210,8 @@ def test_the_pipeline_names_no_rule():
     import ast
     import re
 
-    names = ("engine.py", "prefilter.py", "analysis.py", "project.py", "cache.py", "apply.py", "fixer.py")
-    pipeline = [ROOT / "gpufix" / n for n in names]
+    names = ("engine.py", "prefilter.py", "analysis.py", "cache.py", "apply.py", "fixer.py")
+    pipeline = [ROOT / "gpufix" / n for n in names] + sorted((ROOT / "gpufix" / "project").glob("*.py"))
     pipeline += sorted((ROOT / "gpufix" / "formats").glob("*.py"))
     for path in pipeline:
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -1,0 +1,400 @@
+"""The project's import graph as a plain function of the files' records (`_build_graph`): where
+imports resolve (Python's sys.path rules), which files are entry points, what covers the rest;
+the result is a ProjectIndex."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Optional
+
+if sys.version_info >= (3, 11):
+    pass
+else:  # pragma: no cover
+    pass
+
+from gpufix.project.imports import _entry_to_file
+from gpufix.project.meta import _TEST_FILE_RE, _distributes_packages, _rel
+
+@dataclasses.dataclass(frozen=True)
+class ProjectIndex:
+    """What the per-file rules need from the whole project (passed to the workers in the Policy)."""
+
+    root: str
+    first_party: tuple = ()  # top-level names that are the project's own code
+    # abs path -> why the file must hold the header ("a script (`__main__` guard)", ...)
+    entries: tuple = ()  # tuple of (abs_path, reason)
+    # abs path of a GPU module outside `entries` -> what covers it
+    covered: tuple = ()  # tuple of (abs_path, covered-by text)
+    graph_built: bool = False
+    unparsed: frozenset = frozenset()  # files the index could not read: linted anyway, to report why
+    # abs path -> the project files importing it runs (tuple of (abs_path, tuple of abs paths)):
+    # which processes run a file, for the fixes that are safe only together (see fix_holds)
+    edges: tuple = ()
+    # first-party device helpers: (function name, parameter, position or None, abs path)
+    helpers: tuple = ()
+
+    @property
+    def entry_map(self) -> dict:
+        d = self.__dict__.get("_entry_map")
+        if d is None:
+            d = dict(self.entries)
+            object.__setattr__(self, "_entry_map", d)
+        return d
+
+    @property
+    def covered_map(self) -> dict:
+        d = self.__dict__.get("_covered_map")
+        if d is None:
+            d = dict(self.covered)
+            object.__setattr__(self, "_covered_map", d)
+        return d
+
+    def to_json(self) -> dict:
+        return {"root": self.root, "first_party": list(self.first_party), "entries": [list(e) for e in self.entries],
+                "covered": [list(c) for c in self.covered], "graph_built": self.graph_built,
+                "unparsed": sorted(self.unparsed), "edges": [[a, list(t)] for a, t in self.edges],
+                "helpers": [list(h) for h in self.helpers]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ProjectIndex":
+        return cls(data["root"], tuple(data["first_party"]), tuple(tuple(e) for e in data["entries"]),
+                   tuple(tuple(c) for c in data["covered"]), bool(data["graph_built"]), frozenset(data["unparsed"]),
+                   tuple((a, tuple(t)) for a, t in data.get("edges", ())),
+                   tuple(tuple(h) for h in data.get("helpers", ())))
+
+    @property
+    def imports_map(self) -> dict:
+        d = self.__dict__.get("_imports_map")
+        if d is None:
+            d = dict(self.edges)
+            object.__setattr__(self, "_imports_map", d)
+        return d
+
+    @property
+    def importers_map(self) -> dict:
+        d = self.__dict__.get("_importers_map")
+        if d is None:
+            d = {}
+            for a, targets in self.edges:
+                for t in targets:
+                    d.setdefault(t, []).append(a)
+            object.__setattr__(self, "_importers_map", d)
+        return d
+
+    def _starts_above(self, a: str) -> list:
+        """Entry points that run before `a` whenever `a` runs: the `__init__.py` of the packages
+        holding it, and (for a test module) the rootmost conftest.py above it."""
+        out = []
+        entry_map = self.entry_map
+        d = os.path.dirname(a)
+        root = self.root.rstrip(os.sep)
+        while d.startswith(root + os.sep) or d == root:
+            init = os.path.join(d, "__init__.py")
+            if init != a and init in entry_map:
+                out.append(init)
+            if d == root:
+                break
+            d = os.path.dirname(d)
+        name = os.path.basename(a)
+        if _TEST_FILE_RE.match(name) or name == "conftest.py":
+            d = os.path.dirname(a)
+            while True:
+                c = os.path.join(d, "conftest.py")
+                if c != a and c in entry_map:
+                    out.append(c)
+                if d == root or not d.startswith(root + os.sep):
+                    break
+                d = os.path.dirname(d)
+        return out
+
+    def starting_entries(self, a: str) -> list:
+        """The entry points (other than `a`) whose processes run `a`: every entry point among the
+        files that import it, directly or not, and those that run before them; sorted."""
+        a = os.path.abspath(a)
+        entry_map = self.entry_map
+        importers = self.importers_map
+        seen = {a}
+        stack = [a]
+        out = set()
+        while stack:
+            v = stack.pop()
+            if v != a and v in entry_map:
+                out.add(v)
+            for s in self._starts_above(v):
+                out.add(s)
+            for imp in importers.get(v, ()):
+                if imp not in seen:
+                    seen.add(imp)
+                    stack.append(imp)
+        out.discard(a)
+        return sorted(out)
+
+    def run_by(self, entry: str) -> list:
+        """The files (other than `entry`) a process started at `entry` may run: what it imports,
+        directly or not, and for a package's `__init__.py` / a conftest.py the modules under it."""
+        entry = os.path.abspath(entry)
+        imports = self.imports_map
+        start = [entry]
+        name = os.path.basename(entry)
+        if name in ("__init__.py", "conftest.py") and entry in self.entry_map:
+            prefix = os.path.dirname(entry) + os.sep
+            for a in imports:
+                if a.startswith(prefix) and (name == "__init__.py" or _TEST_FILE_RE.match(os.path.basename(a))):
+                    start.append(a)
+        seen = set(start)
+        stack = list(start)
+        while stack:
+            v = stack.pop()
+            for t in imports.get(v, ()):
+                if t not in seen:
+                    seen.add(t)
+                    stack.append(t)
+        seen.discard(entry)
+        return sorted(seen)
+
+    def fingerprint(self) -> str:
+        blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed),
+                     self.helpers)).encode()
+        return hashlib.blake2b(blob, digest_size=12).hexdigest()
+
+
+def _name_base(a: str, name: str) -> str:
+    """The folder that must be on sys.path for `a` to be imported as `name`
+    (`root/x/pkg/mod.py` as `pkg.mod`: `root/x`)."""
+    up = name.count(".") + 1 + (1 if os.path.basename(a) == "__init__.py" else 0)
+    base = a
+    for _ in range(up):
+        base = os.path.dirname(base)
+    return base
+
+
+_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
+
+
+def resolver_for(root: Path, named: dict):
+    """`targets(importer, dotted name)` -> the project files an import runs, as Python's import
+    system finds them: the first folder on sys.path that holds the top name wins (the importer's
+    own folder, which is sys.path[0] when it runs as a script; the project root; `src/`; then the
+    folders above the importer, where `sys.path` edits usually point), and every part of the name
+    is looked up under that same folder (`import train.utils` never runs another folder's
+    `train.py`). A standard-library name resolves only to a module beside the importer (the one
+    place that shadows it). `named`: dotted name -> [(abs path, sys.path folder)]."""
+    root_s = str(root)
+    src_s = os.path.join(root_s, "src")
+    tops_at: dict = {}
+    for name, cands in named.items():
+        top = name.split(".", 1)[0]
+        for _, base in cands:
+            tops_at.setdefault(base, set()).add(top)
+    memo: dict = {}
+
+    def bases_for(here: str, top: str) -> list:
+        if top in _STDLIB:
+            return [here]
+        out = [here, root_s, src_s]
+        d = here
+        while d.startswith(root_s + os.sep):
+            d = os.path.dirname(d)
+            out.append(d)
+        return out
+
+    def targets(importer: str, name: str) -> list:
+        if name.startswith("pattern:"):
+            import fnmatch
+
+            rx = re.compile(fnmatch.translate(name[len("pattern:"):]).replace(".*", "[^.]*"))
+            return sorted({c for n, cands in named.items() if rx.match(n) for c, base in cands
+                           if base in (root_s, src_s)})
+        here = os.path.dirname(importer)
+        key = (here, name)
+        got = memo.get(key)
+        if got is not None:
+            return got
+        parts = name.split(".")
+        out: list = []
+        for base in bases_for(here, parts[0]):
+            if parts[0] in tops_at.get(base, ()):
+                for i in range(1, len(parts) + 1):
+                    out += [c for c, b in named.get(".".join(parts[:i]), ()) if b == base]
+                break
+        memo[key] = out
+        return out
+
+    return targets
+
+
+def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list, entries: dict) -> ProjectIndex:
+    records = entries
+    parsed: dict = {}
+    named: dict = {}
+    unparsed: set = set()
+    for a in py_files:
+        got = _entry_to_file(a, entries[a])
+        if got is None:
+            unparsed.add(a)
+            continue
+        f, import_names = got
+        parsed[a] = f
+        for name in import_names:
+            named.setdefault(name, []).append((a, _name_base(a, name)))
+    parsed = {a: parsed[a] for a in abs_files if a in parsed}  # discovery order, as before
+    by_module = {name: [(a, base == str(root)) for a, base in cands] for name, cands in named.items()}
+    targets = resolver_for(root, named)
+
+    reverse: dict = {}
+    forward: dict = {}
+    for a, f in parsed.items():
+        outs = forward.setdefault(a, set())
+        for name in f.imports:
+            for t in targets(a, name):
+                if t != a:
+                    reverse.setdefault(t, set()).add(a)
+                    outs.add(t)
+    # Folders outside any package whose files other files import by a dotted path from the root
+    # (`import ldm_patched.contrib.external_freeu`): namespace packages; their other files are
+    # modules of that package, not scripts.
+    namespace_dirs = set()
+    for f in parsed.values():
+        for name in f.imports:
+            if "." in name and not name.startswith("pattern:"):
+                for c, from_root in by_module.get(name, ()):
+                    if from_root and parsed.get(c) is not None and parsed[c].top is None:
+                        namespace_dirs.add(Path(c).parent)
+    namespace_dirs.discard(root)
+    # A file with a `__main__` guard or a shebang is a script whether or not other files import
+    # it (bert's run_classifier.py is imported by its siblings and run by its README); a file
+    # outside any package is a script only when no project file imports it.
+    for a, f in parsed.items():
+        if a in reverse and f.script == "a file outside any package":
+            f.script = None
+    reaches = {a for a, f in parsed.items() if f.gpu}
+    todo = list(reaches)
+    while todo:
+        t = todo.pop()
+        for importer in reverse.get(t, ()):
+            if importer not in reaches:
+                reaches.add(importer)
+                todo.append(importer)
+
+    entries: dict = {}
+    # Conftest trees: the rootmost conftest.py (no conftest.py in a folder above it, up to the root).
+    conftests = sorted((Path(a) for a in parsed if Path(a).name == "conftest.py"), key=lambda p: len(p.parts))
+    rootmost: list = []
+    for c in conftests:
+        if not any(r.parent in c.parents for r in rootmost):
+            rootmost.append(c)
+
+    rootmost_dirs = [(r, str(r.parent) + os.sep) for r in rootmost]
+
+    def conftest_above(p: Path) -> Optional[Path]:
+        """The rootmost conftest.py whose folder holds `p` (at any depth)."""
+        where = str(p)
+        for r, prefix in rootmost_dirs:
+            if where.startswith(prefix):
+                return r
+        return None
+
+    # Top packages that hold a module reaching a GPU framework.
+    gpu_tops: dict = {}
+    for a in reaches:
+        f = parsed[a]
+        if f.top is not None:
+            gpu_tops.setdefault(f.top, a)
+    internal = _internal_packages(root, parsed, reverse, gpu_tops)
+    for a, f in parsed.items():
+        p = f.path
+        if f.is_init and f.top == p.parent and p.parent in gpu_tops and p.parent not in internal:
+            entries[a] = f"the top `__init__.py` of the package `{f.module}` (Python runs it before any of its modules)"
+    for c in rootmost:
+        prefix = str(c.parent) + os.sep
+        tree_reaches = any(a.startswith(prefix) for a in reaches)
+        if tree_reaches:
+            entries[str(c)] = "the rootmost `conftest.py` of its test tree (pytest imports it before the test modules)"
+    for init in [a for a in entries if a.endswith("__init__.py")]:
+        # A test package under a rootmost conftest.py that holds the header: pytest imports that
+        # conftest.py first (fastchat's tests/__init__.py under the root conftest.py).
+        pkg_dir = os.path.dirname(init)
+        above = conftest_above(Path(pkg_dir))
+        if above is not None and str(above) in entries and above.parent != Path(pkg_dir) and any(
+                a.startswith(pkg_dir + os.sep) and _TEST_FILE_RE.match(os.path.basename(a)) for a in parsed):
+            del entries[init]
+    for c in list(rootmost):
+        # A conftest.py inside a first-party package whose top `__init__.py` holds the header:
+        # pytest imports that package first.
+        if str(c) in entries and any(top in c.parents for top in gpu_tops if str(top / "__init__.py") in entries):
+            del entries[str(c)]
+    for a in reaches:
+        f = parsed[a]
+        if a in entries or f.script is None:
+            continue
+        p = f.path
+        if f.script == "a file outside any package":
+            if conftest_above(p) is not None and (_TEST_FILE_RE.match(p.name) or p.name == "conftest.py"):
+                continue  # a test module: pytest imports the conftest.py above it first
+            if p.parent in namespace_dirs:
+                continue  # a module of a namespace package other files import from
+            if not f.gpu and all(
+                parsed[t].top is not None and str(parsed[t].top / "__init__.py") in entries
+                for name in f.imports for t in targets(a, name) if t in reaches
+            ):
+                continue  # not a script; it reaches the GPU only through packages whose header covers it
+        if _TEST_FILE_RE.match(p.name) and f.script != "a console-script target" and (
+            (conftest_above(p) is not None and str(conftest_above(p)) in entries)
+            or (f.top is not None and str(f.top / "__init__.py") in entries)
+        ):
+            continue  # a test module: the test runner imports the conftest.py / package above it first
+        if f.script in ("a script (`__main__` guard)", "a script (shebang)") and f.top is not None and (
+                str(f.top / "__init__.py") in entries):
+            continue  # `python -m pkg.mod` runs pkg/__init__.py, which holds the header, first
+        if f.script == "a `__main__.py`" and f.top is not None:
+            if str(p.parent / "__init__.py") in entries:
+                continue  # `python -m pkg` runs pkg/__init__.py, which holds the header, first
+            chain = [str(d / "__init__.py") for d in (p.parent, *p.parent.parents) if d == f.top or f.top in d.parents]
+            top_init = str(f.top / "__init__.py")
+            if top_init in parsed and any(c in reaches for c in chain):
+                # `python -m pkg` runs the packages' `__init__.py` first, and one of them reaches
+                # the GPU: a header in `__main__.py` would come after the framework import
+                entries[top_init] = (f"the top `__init__.py` of the package `{parsed[top_init].module}` "
+                                     f"(`python -m` runs it before `{_rel(a, root)}`)")
+                continue
+        entries[a] = f.script
+    covered: dict = {}
+    for a in reaches:
+        if a in entries or not parsed[a].gpu:
+            continue
+        f = parsed[a]
+        p = f.path
+        init = str(f.top / "__init__.py") if f.top is not None else None
+        if init in entries:
+            covered[a] = f"the header of `{_rel(init, root)}`"
+        elif conftest_above(p) is not None and str(conftest_above(p)) in entries:
+            covered[a] = f"the header of `{_rel(str(conftest_above(p)), root)}`"
+        else:
+            covered[a] = "the header of the scripts that import it"
+    edges = tuple(sorted((a, tuple(sorted(t))) for a, t in forward.items()))
+    helpers = tuple(sorted((h[0], h[1], h[2], a) for a in parsed for h in records[a].get("helpers", ())))
+    return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True,
+                        frozenset(unparsed), edges, helpers)
+
+
+def _internal_packages(root: Path, parsed: dict, reverse: dict, gpu_tops: dict) -> set:
+    """Top packages of an application that is not packaged, which its own scripts import: every
+    process that runs them starts in one of those scripts, whose header covers them (a header in
+    the package's `__init__.py` would be a second one). A package with tests stays an entry
+    point: pytest imports it first."""
+    if not gpu_tops or _distributes_packages(root):
+        return set()
+    out = set()
+    for top in gpu_tops:
+        prefix = str(top) + os.sep
+        members = [a for a in parsed if a.startswith(prefix)]
+        if any(_TEST_FILE_RE.match(os.path.basename(a)) or os.path.basename(a) == "conftest.py" for a in members):
+            continue
+        if any(not importer.startswith(prefix) for a in members for importer in reverse.get(a, ())):
+            out.add(top)
+    return out

@@ -1,0 +1,591 @@
+"""One file's import record: `index_record(path, text)` is the one function from a file to its
+picklable record (module name, package, run-time imports, whether it imports a GPU framework, why
+it is a script, the names it is importable by, its device helpers). Imports are read from the text
+(gpufix.importscan) where the text settles them, else with `ast`; nothing is imported or run."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+if sys.version_info >= (3, 11):
+    pass
+else:  # pragma: no cover
+    pass
+
+from gpufix.importscan import _has_main_guard, read_imports  # noqa: F401 (re-exported)
+from gpufix.project.meta import _HAS_INIT, _TEST_FILE_RE, _import_names, module_name
+
+# -- one file's imports ----------------------------------------------------------------------------
+def _is_type_checking(test) -> bool:
+    if isinstance(test, ast.Name) and test.id == "TYPE_CHECKING":
+        return True
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
+def type_checking_stmt_ids(body) -> set:
+    """ids of the statements inside `if TYPE_CHECKING:` blocks (never run)."""
+    out: set = set()
+
+    def walk(stmts):
+        for stmt in stmts:
+            if isinstance(stmt, ast.If) and _is_type_checking(stmt.test):
+                for inner in ast.walk(ast.Module(body=stmt.body, type_ignores=[])):
+                    if isinstance(inner, ast.stmt):
+                        out.add(id(inner))
+                walk(stmt.orelse)
+                continue
+            for field in ("body", "orelse", "finalbody"):
+                block = getattr(stmt, field, None)
+                if block:
+                    walk(block)
+            for h in getattr(stmt, "handlers", None) or ():
+                walk(h.body)
+
+    walk(body)
+    return out
+
+
+def annotation_only_names(tree: ast.Module, names: set, text: Optional[str] = None) -> set:
+    """Of `names` (bound by imports), those used only inside annotations (and used at least once).
+
+    With the file's `text`, only the statements are walked (annotations hang off `def`s and
+    annotated assignments) and each name's occurrences are found in the text: one outside every
+    annotation, an import and a comment (a docstring mention counts too) keeps the import a run-time
+    one. Without it, the whole tree is walked."""
+    if not names:
+        return set()
+    if text is not None:
+        return _annotation_only_by_text(tree, names, text)
+    in_annotation: set = set()
+    for node in ast.walk(tree):
+        for ann in _annotations_of(node):
+            for sub in ast.walk(ann):
+                if isinstance(sub, ast.Name):
+                    in_annotation.add(id(sub))
+    used_outside: set = set()
+    used_inside: set = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in names:
+            (used_inside if id(node) in in_annotation else used_outside).add(node.id)
+    return used_inside - used_outside
+
+
+def _annotations_of(node) -> list:
+    out = []
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        a = node.args
+        for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
+            if arg is not None and arg.annotation is not None:
+                out.append(arg.annotation)
+        if node.returns is not None:
+            out.append(node.returns)
+    elif isinstance(node, ast.AnnAssign):
+        out.append(node.annotation)
+    return out
+
+
+def _annotation_only_by_text(tree: ast.Module, names: set, text: str) -> set:
+    from gpufix.analysis import iter_statements
+
+    spans = []  # annotation expressions: ((line, byte col), (end line, end byte col))
+    import_lines: set = set()
+    for stmt in iter_statements(tree.body):
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            import_lines.update(range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1))
+        for ann in _annotations_of(stmt):
+            spans.append(((ann.lineno, ann.col_offset), (ann.end_lineno or ann.lineno, ann.end_col_offset or 0)))
+    if not spans:
+        return set()
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    import bisect
+
+    out = set()
+    for name in names:
+        inside = 0
+        for at in _word_positions(text, name):
+            line_no = bisect.bisect_right(starts, at)
+            if line_no in import_lines:
+                continue
+            line = lines[line_no - 1]
+            col = at - starts[line_no - 1]
+            if "#" in line[:col]:
+                continue
+            pos = (line_no, len(line[:col].encode("utf-8")))
+            if any(a <= pos < b for a, b in spans):
+                inside += 1
+            else:
+                break
+        else:
+            if inside:
+                out.add(name)
+    return out
+
+
+def _word_positions(text: str, name: str):
+    """Offsets of `name` as a whole name, not an attribute (what `(?<![\\w.])name(?!\\w)` finds;
+    a substring search is much faster than a regex that starts with a lookbehind)."""
+    find = text.find
+    size = len(name)
+    at = find(name)
+    while at >= 0:
+        before = text[at - 1] if at else " "
+        after = text[at + size: at + size + 1]
+        if not (before.isalnum() or before in "_." or after.isalnum() or after == "_"):
+            yield at
+        at = find(name, at + size)
+
+
+@dataclasses.dataclass
+class ModuleImports:
+    modules: list  # absolute dotted names imported at run time (lazy ones included)
+    gpu: list  # of those, GPU framework modules
+
+
+def _from_target(package: str, level: int, module: str) -> str:
+    """The absolute module a `from` import names (`from ..x import y` in package `a.b.c` -> `a.b.x`);
+    "" when the dots climb above the top package."""
+    if not level:
+        return module
+    base = package.split(".") if package else []
+    if level - 1 > len(base):
+        return ""
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([module] if module else []))
+
+
+def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framework, text: Optional[str] = None) -> ModuleImports:
+    """The modules a file imports when it runs (imports inside functions count: calling the
+    function imports them; `if TYPE_CHECKING:` blocks and annotation-only framework imports do not).
+    `text`, when given, lets the cheap cases skip whole-tree walks."""
+    skip = type_checking_stmt_ids(tree.body) if (text is None or "TYPE_CHECKING" in text) else set()
+    package = module if is_package else module.rpartition(".")[0]
+    found: list = []  # (module, bound names)
+    from gpufix.analysis import iter_statements
+
+    # every statement, function bodies included (a lazy import counts); imports are statements
+    for node in iter_statements(tree.body):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                bound = alias.asname or alias.name.split(".")[0]
+                found.append((alias.name, {bound}))
+        elif isinstance(node, ast.ImportFrom):
+            target = _from_target(package, node.level, node.module or "")
+            if not target:
+                continue
+            bound = {a.asname or a.name for a in node.names if a.name != "*"}
+            found.append((target, bound))
+            for a in node.names:
+                if a.name != "*":
+                    found.append((f"{target}.{a.name}", {a.asname or a.name}))
+    # importlib.import_module("pkg.mod") / import_module(f"extensions.{name}.script"): a dynamic
+    # import of a constant name, or of every module whose name fits the pattern ("*" per field).
+    dynamic = text is None or "import_module" in text or "__import__" in text
+    for node in (ast.walk(tree) if dynamic else ()):
+        if isinstance(node, ast.Call) and node.args and id(node) not in skip:
+            func = node.func
+            last = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+            if last not in ("import_module", "__import__"):
+                continue
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found.append((arg.value, set()))
+            elif isinstance(arg, ast.JoinedStr):
+                pattern = "".join(v.value if isinstance(v, ast.Constant) else "*" for v in arg.values)
+                if pattern.replace("*", "").strip("."):
+                    found.append(("pattern:" + pattern, set()))
+    gpu_bound = set()
+    for name, bound in found:
+        if is_framework(name):
+            gpu_bound |= bound
+    annotation_only = annotation_only_names(tree, gpu_bound, text)
+    modules, gpu = [], []
+    for name, bound in found:
+        modules.append(name)
+        if is_framework(name) and not (bound and bound <= annotation_only):
+            gpu.append(name)
+    return ModuleImports(modules, gpu)
+
+
+_RUNTIME_BEFORE = re.compile(
+    r"(?:[=(@]|\b(?:return|yield|await|not|in|is|and|or|if|elif|while|assert|raise|del|with|else|print))$"
+)
+_CALL_AFTER = re.compile(r"(?:[ \t]*\.[ \t]*\w+)*[ \t]*\(")
+
+
+def _used_at_run_time(name: str, text: str, import_spans: list) -> Optional[bool]:
+    """Whether an imported `name` is used outside annotations, by its text: True when one use
+    surely is (a call, a default or argument value, a decorator, after `return`/`if`/...), or when
+    it is never used; None when every use may be inside an annotation (then `ast` decides).
+    `import_spans`: sorted (start, end) offsets of the import statements, whose names do not count."""
+    import bisect
+
+    seen = False
+    size = len(name)
+    for pos in _word_positions(text, name):
+        k = bisect.bisect_right(import_spans, (pos, len(text))) - 1
+        if k >= 0 and import_spans[k][0] <= pos < import_spans[k][1]:
+            continue
+        line_start = text.rfind("\n", 0, pos) + 1
+        prefix = text[line_start:pos]
+        if "#" in prefix:
+            continue
+        seen = True
+        if _RUNTIME_BEFORE.search(prefix.rstrip()) or _CALL_AFTER.match(text, pos + size):
+            return True
+    return None if seen else True
+
+
+def runtime_imports_from_text(found_stmts, text: str, module: str, is_package: bool, is_framework) -> Optional[ModuleImports]:
+    """runtime_imports from gpufix.importscan's reading of the text (no `TYPE_CHECKING`, no dynamic
+    import: read_imports leaves those files to ast); None when an annotation-only use is possible
+    (then `ast` decides)."""
+    package = module if is_package else module.rpartition(".")[0]
+    found: list = []  # (module, bound names, statement)
+    for st in found_stmts:
+        if st.level < 0:
+            for name, asname in st.names:
+                found.append((name, {asname or name.split(".")[0]}, st))
+            continue
+        target = _from_target(package, st.level, st.module)
+        if not target:
+            continue
+        found.append((target, {a or n for n, a in st.names if n != "*"}, st))
+        for n, a in st.names:
+            if n != "*":
+                found.append((f"{target}.{n}", {a or n}, st))
+    modules = [name for name, _, _ in found]
+    gpu_found = [(name, bound) for name, bound, _ in found if is_framework(name)]
+    if not gpu_found:
+        return ModuleImports(modules, [])
+    import_spans = sorted((st.start, st.end) for st in found_stmts)
+    verdict: dict = {}
+    gpu = []
+    undecided = False
+    for name, bound in gpu_found:
+        if not bound:
+            gpu.append(name)  # a star import
+            continue
+        runtime = False
+        for b in bound:
+            if b not in verdict:
+                verdict[b] = _used_at_run_time(b, text, import_spans)
+            if verdict[b] is True:
+                runtime = True
+                break
+        if runtime:
+            gpu.append(name)
+        else:
+            undecided = True
+    if undecided and not gpu:
+        return None  # the file is a GPU module only if an annotation-only import is not: ast decides
+    return ModuleImports(modules, gpu)
+
+
+_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+                ast.AnnAssign, ast.AugAssign, ast.Pass, ast.Global, ast.Nonlocal) + (
+                    (ast.TypeAlias,) if hasattr(ast, "TypeAlias") else ())
+
+
+def _runs_code(body) -> bool:
+    """Whether module-level statements do something when the file runs: a call or other expression
+    statement (not a docstring), a loop, a `with`, ...; definitions, assignments and the branches
+    of an `if` / `try` holding only those (`if is_torch_available(): import torch`) do not."""
+    for stmt in body:
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            if any(not isinstance(t, (ast.Name, ast.Tuple, ast.List)) for t in targets):
+                return True  # `os.environ[...] = ...`, `torch.backends.x = ...`: changes the process
+            continue
+        if isinstance(stmt, _DEFINITIONS):
+            continue
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # a docstring or a bare constant
+        if isinstance(stmt, ast.If):
+            if _runs_code(stmt.body) or _runs_code(stmt.orelse):
+                return True
+            continue
+        if isinstance(stmt, ast.Try) or (hasattr(ast, "TryStar") and isinstance(stmt, ast.TryStar)):
+            if any(_runs_code(b) for b in (stmt.body, stmt.orelse, stmt.finalbody, *(h.body for h in stmt.handlers))):
+                return True
+            continue
+        return True
+    return False
+
+
+def _defines(body) -> bool:
+    """Whether the module body defines a function or a class (a plugin's or helper's reason to be;
+    a file with none is module-level code, a script)."""
+    for stmt in body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return True
+        if isinstance(stmt, (ast.If, ast.Try)) or (hasattr(ast, "TryStar") and isinstance(stmt, ast.TryStar)):
+            blocks = [stmt.body, stmt.orelse, getattr(stmt, "finalbody", [])] + [h.body for h in getattr(stmt, "handlers", [])]
+            if any(_defines(b) for b in blocks):
+                return True
+    return False
+
+
+# -- the whole project -----------------------------------------------------------------------------
+@dataclasses.dataclass
+class _File:
+    path: Path
+    module: str
+    top: Optional[Path]  # top package dir (None: outside any package)
+    is_init: bool
+    imports: list
+    gpu: bool
+    script: Optional[str]  # why it is a script, or None
+
+
+def _read_for_graph(path: Path):
+    """(stat stamp, bytes, text) of a .py or .ipynb file; text is None when it does not decode;
+    None when it cannot be read at all."""
+    from gpufix.source import MAX_FILE_BYTES, ReadError, read_source
+
+    import stat
+
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None  # a FIFO named *.py would block a read forever
+        if st.st_size > MAX_FILE_BYTES:
+            return None  # too large to read (the scan says so): never read a sparse 8 GB file whole
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    stamp = [st.st_size, st.st_mtime_ns]
+    try:
+        return stamp, raw, read_source(str(path), raw).text
+    except (ReadError, ValueError):
+        return stamp, raw, None
+
+
+def _parse(text: str):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+# Set before the worker processes fork (and in each by the initializer): what every file's entry needs.
+_INDEX_STATE: dict = {}
+
+
+def _index_init(root, console, fp_catalog) -> None:
+    _INDEX_STATE.update(root=root, console=console, fp_catalog=fp_catalog)
+    _HAS_INIT.clear()
+
+
+def _index_file(a: str, text: str, use_text: bool = True):
+    """(_File, the dotted names the file is importable by) of one .py/.ipynb file; None when it
+    does not parse. Its imports are read from the text (gpufix.importscan) when the text settles
+    them, else from `ast` (`use_text=False`: always from `ast`, what the tests compare with)."""
+    root, console, fp_catalog = _INDEX_STATE["root"], _INDEX_STATE["console"], _INDEX_STATE["fp_catalog"]
+    p = Path(a)
+    notebook = p.suffix == ".ipynb"
+    import_names = [] if notebook else list(_import_names(p, root))
+    if notebook:
+        module, top = p.stem, None
+    else:
+        module, top = module_name(p, root)
+        if top is None:
+            # a namespace portion (a folder without `__init__.py`): relative imports resolve
+            # against its path from the root (`from . import gligen` in ldm_patched/modules/)
+            module = import_names[0] if import_names else module
+    is_init = p.name == "__init__.py"
+    def is_framework(name: str) -> bool:
+        return fp_catalog.framework_of_module(name) is not None
+
+    imports = tree = None
+    read = read_imports(text) if use_text else None
+    if read is not None:
+        imports = runtime_imports_from_text(read.statements, text, module, is_init, is_framework)
+        main_guard = read.has_main_guard
+    if imports is None:
+        tree = _parse(text)
+        if tree is None:
+            return None
+        imports = runtime_imports(tree, module, is_init, is_framework, text)
+        main_guard = _has_main_guard(tree)
+    script = None
+    if notebook:
+        script = "a notebook"
+    elif p.name == "__main__.py":
+        script = "a `__main__.py`"
+    elif module in console or any(n in console for n in import_names):
+        script = "a console-script target"
+    elif text.startswith("#!"):
+        script = "a script (shebang)"
+    elif main_guard:
+        script = "a script (`__main__` guard)"
+    elif top is None and p.name != "conftest.py":
+        # Outside any package and (the graph decides) imported by no file: a script, when running
+        # it does something (module-level code, or no function or class to offer). A file of
+        # definitions only is a plugin or helper loaded by path (diffusers' community pipelines,
+        # `custom_pipeline="name"`): the loading process's header covers it. Test files count as
+        # scripts either way: pytest runs them.
+        if _TEST_FILE_RE.match(p.name):
+            script = "a file outside any package"
+        else:
+            if tree is None:
+                tree = _parse(text)
+            if tree is None or _runs_code(tree.body) or not _defines(tree.body):
+                script = "a file outside any package"
+    return _File(p, module, top, is_init, imports.modules, bool(imports.gpu), script), import_names
+
+
+def _index_job(a: str) -> dict:
+    """_index_file as a JSON-able entry, with the stat stamp and content hash of the bytes read
+    (what the index cache keys on); {"none": True} for a file that cannot be read or parsed."""
+    from gpufix.cache import content_hash
+
+    read = _read_for_graph(Path(a))
+    if read is None:
+        return {"none": True}  # unreadable: not cached, read again next time
+    stamp, raw, text = read
+    entry = index_record(a, text) if text is not None else {"none": True}
+    entry["_stamp"], entry["_hash"] = stamp, content_hash(raw)
+    return entry
+
+
+def index_record(a: str, text: str) -> dict:
+    """The one function from a file (its abs path and text) to its JSON-able, picklable import
+    record: its module name, package, run-time imports, whether it imports a GPU framework, why it
+    is a script, the dotted names it is importable by. The graph (`_build_graph`) is a plain
+    function of these records; `_index_init` must have set the project's root, console scripts
+    and catalogue in the process that calls it. {"none": True}: the file does not parse."""
+    got = _index_file(a, text)
+    if got is None:
+        return {"none": True}
+    f, import_names = got
+    record = {"module": f.module, "top": str(f.top) if f.top is not None else None, "is_init": f.is_init,
+              "imports": f.imports, "gpu": f.gpu, "script": f.script, "names": import_names}
+    helpers = device_helpers(text) if not a.endswith(".ipynb") else []
+    if helpers:
+        record["helpers"] = helpers
+    return record
+
+
+# A parameter used as a CUDA ordinal: `f"cuda:{index}"`, `"cuda:" + str(index)`, `"cuda:%d" % index`,
+# `set_device(index)`, `torch.device("cuda", index)`, `.cuda(index)`, `device_index=index`.
+_ORDINAL_USE = re.compile(
+    r"""cuda:\{\s*(\w+)\s*\}|cuda:['"]\s*\+\s*str\(\s*(\w+)\s*\)|cuda:%d['"]\s*%\s*\(?\s*(\w+)"""
+    r"""|set_device\(\s*(\w+)\s*\)|device\(\s*['"]cuda['"]\s*,\s*(?:index\s*=\s*)?(\w+)\s*\)"""
+    r"""|\.cuda\(\s*(\w+)\s*\)|device_(?:index|id)\s*=\s*(\w+)\b""")
+
+
+def device_helpers(text: str) -> list:
+    """[[function, parameter, position]] of the module-level functions one of whose parameters is
+    used as a CUDA ordinal (seed 004's `def device_cuda(index=1): return torch.device(f"cuda:{index}")`):
+    for their callers, such a function is a device API like `torch.cuda.set_device`. A regular
+    expression finds the candidate names; `ast` confirms each is a parameter of the function
+    whose body uses it (and is not rebound there)."""
+    if "def " not in text:
+        return []
+    names = {g for m in _ORDINAL_USE.finditer(text) for g in m.groups() if g}
+    if not names:
+        return []
+    tree = _parse(text)
+    if tree is None:
+        return []
+    out = []
+    for fn in tree.body:
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        a = fn.args
+        positional = [x.arg for x in a.posonlyargs + a.args]
+        params = positional + [x.arg for x in a.kwonlyargs]
+        wanted = names & set(params)
+        if not wanted:
+            continue
+        stored = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        body = ast.get_source_segment(text, fn) or ""
+        used = {g for m in _ORDINAL_USE.finditer(body) for g in m.groups() if g}
+        for p in params:
+            if p in wanted and p in used and p not in stored:
+                out.append([fn.name, p, positional.index(p) if p in positional else None])
+    return out
+
+
+def _entry_to_file(a: str, entry: dict):
+    if entry.get("none"):
+        return None
+    top = Path(entry["top"]) if entry["top"] is not None else None
+    return _File(Path(a), entry["module"], top, entry["is_init"], list(entry["imports"]), entry["gpu"], entry["script"]), entry["names"]
+
+
+def refine_gpu_imports(facts, tree: ast.Module, text: str):
+    """Drop from `facts.gpu_imports` the framework imports that never run (`if TYPE_CHECKING:`) or
+    whose names are used only in annotations: such a file is not a GPU module."""
+    if not facts.gpu_imports:
+        return facts
+    if _all_run_by_text(facts.gpu_imports, text):
+        return facts
+    from gpufix.analysis import iter_statements
+
+    by_line: dict = {}
+    for node in iter_statements(tree.body):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            by_line.setdefault(node.lineno, []).append(node)
+    skip = type_checking_stmt_ids(tree.body) if "TYPE_CHECKING" in text else set()
+    bound_of: dict = {}
+    for trigger in facts.gpu_imports:
+        for node in by_line.get(trigger.pos.line, ()):
+            if isinstance(node, ast.Import):
+                bound_of[id(trigger)] = {a.asname or a.name.split(".")[0] for a in node.names}
+            else:
+                bound_of[id(trigger)] = {a.asname or a.name for a in node.names if a.name != "*"}
+    annotation_only = annotation_only_names(tree, set().union(*bound_of.values()), text) if bound_of else set()
+    kept = []
+    for trigger in facts.gpu_imports:
+        nodes = by_line.get(trigger.pos.line, ())
+        if nodes and all(id(n) in skip for n in nodes):
+            continue
+        bound = bound_of.get(id(trigger))
+        if bound and bound <= annotation_only:
+            continue
+        kept.append(trigger)
+    facts.gpu_imports = kept
+    return facts
+
+
+def _all_run_by_text(triggers, text: str) -> bool:
+    """Whether every GPU import of `triggers` surely runs and binds a name used at run time, by the
+    text alone (gpufix.importscan; no walk of the tree): then refine_gpu_imports drops none."""
+    read = read_imports(text)
+    if read is None:
+        return False
+    by_line: dict = {}
+    for st in read.statements:
+        by_line.setdefault(st.line, []).append(st)
+    spans = sorted((st.start, st.end) for st in read.statements)
+    verdict: dict = {}
+    for trigger in triggers:
+        stmts = by_line.get(trigger.pos.line, ())
+        if len(stmts) != 1:
+            return False  # under `if TYPE_CHECKING:`, or several statements on the line
+        names = [a or (n.split(".")[0] if stmts[0].level < 0 else n) for n, a in stmts[0].names if n != "*"]
+        if not names:
+            continue
+        for name in names:
+            if name not in verdict:
+                verdict[name] = _used_at_run_time(name, text, spans)
+            if verdict[name]:
+                break
+        else:
+            return False
+    return True

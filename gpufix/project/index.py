@@ -1,0 +1,309 @@
+"""The run's project index (`build_index`: records through the cache and the workers, then the
+graph) and the fixes that are safe only together (`fix_holds`, `apply_holds`), the project's
+device helpers as APIs (`helper_apis`)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Optional
+
+if sys.version_info >= (3, 11):
+    pass
+else:  # pragma: no cover
+    pass
+
+from gpufix.project.graph import ProjectIndex, _build_graph
+from gpufix.project.imports import _index_init, _index_job, index_record
+from gpufix.project.meta import _HAS_INIT, _console_targets, _rel, _setup_console_targets, first_party_names, project_root
+
+def _index_key(root, first_party, console, known_frameworks) -> str:
+    import hashlib
+    import json
+
+    blob = json.dumps([str(root), sorted(first_party), sorted(console), sorted(known_frameworks)]).encode()
+    return hashlib.blake2b(blob, digest_size=8).hexdigest()
+
+
+def build_index(paths, files, catalog, known_first_party=(), known_frameworks=(), graph: bool = True,
+                cache_factory=None, overrides=None, root: Optional[Path] = None) -> ProjectIndex:
+    """The ProjectIndex of the project's files (`files`: (abs_path, display) pairs from discover).
+    `overrides`: abs path -> text read elsewhere (stdin), used instead of the file on disk."""
+    _HAS_INIT.clear()
+    overrides = {os.path.abspath(a): t for a, t in (overrides or {}).items()}
+    root = root or project_root(paths or ["."])
+    abs_files = [os.path.abspath(a) for a, _ in files]
+    first_party = first_party_names(root, abs_files, known_first_party, known_frameworks)
+    if not graph:
+        return ProjectIndex(str(root), first_party)
+    fp_catalog = catalog.for_project(first_party, known_frameworks)
+
+    console = set(_console_targets(root)) | set(_setup_console_targets(root))
+    from gpufix.workers import run_in_workers
+
+    for a in overrides:
+        if a not in abs_files:
+            abs_files.append(a)
+    py_files = [a for a in abs_files if Path(a).suffix in (".py", ".ipynb")]  # shell, configs: no imports
+    # Biggest first, as scan does: the workers then finish together.
+    py_files.sort(key=lambda a: os.path.getsize(a) if os.path.isfile(a) else 0, reverse=True)
+    # Per-file entries are cached (a warm scan reads none of the unchanged files), keyed on what
+    # they depend on besides the file: the root, the first-party names, the console scripts.
+    cache = cache_factory(_index_key(root, first_party, console, known_frameworks)) if cache_factory else None
+    entries: dict = {}
+    todo = []
+    for a in py_files:
+        if a in overrides:
+            _index_init(root, console, fp_catalog)
+            entries[a] = index_record(a, overrides[a])
+            continue
+        hit = cache.get(a) if cache else None
+        if hit is not None:
+            entries[a] = hit
+        else:
+            todo.append(a)
+    for a, entry in zip(todo, run_in_workers(_index_job, todo, initializer=_index_init,
+                                             initargs=(root, console, fp_catalog))):
+        if cache is not None:
+            cache.put(a, entry)
+        entry.pop("_stamp", None)
+        entry.pop("_hash", None)
+        entries[a] = entry
+    digest = None
+    if cache is not None:
+        # The index is a function of the per-file entries and the project's names: a warm run whose
+        # entries all hit reuses the index built from them (the graph walk is most of a warm scan).
+        import json
+
+        blob = json.dumps([str(root), list(first_party), sorted(console), abs_files, [entries[a] for a in py_files]],
+                          sort_keys=True)
+        digest = hashlib.blake2b(blob.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        saved = cache.get_value("project-index", digest)
+        if saved is not None:
+            cache.save()
+            return ProjectIndex.from_json(saved)
+    index = _build_graph(root, first_party, abs_files, py_files, entries)
+    if cache is not None:
+        cache.put_value("project-index", digest, index.to_json())
+        cache.save()
+    return index
+
+
+def _rule_sets() -> tuple:
+    """(remap rules, mask rules): the rules whose fixes read an ordinal through the mask the
+    file's processes will have (Rule.fixes_first_pass_only), and those about the mask an entry
+    point sets (Rule.judges_process_mask). The rules say so themselves."""
+    from gpufix.rules import load_rules
+
+    rules = load_rules()
+    return (frozenset(c for c, r in rules.items() if r.fixes_first_pass_only),
+            frozenset(c for c, r in rules.items() if r.judges_process_mask))
+
+
+def _usable(f, unsafe: bool) -> bool:
+    return f.fix is not None and (f.fix.applicability == "safe" or unsafe)
+
+
+def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = False, read_text=None) -> dict:
+    """Fixes that are safe only together with other files' fixes, and cannot be made together in
+    this run: abs path -> [(rules, note, text the message holds or None)], what apply_holds takes.
+
+    A remap in a module (`set_device(1)` -> `set_device(0)`) is right only once every process that
+    runs the module has the policy's mask in force: each entry point that starts such a process
+    must already set it, or be in this run with safe fixes that set it. The other way round, the
+    mask an entry point's fix puts in force moves the ordinals of every module its process runs:
+    each of those must be in this run with its remaps fixed too, or hold no ordinal to remap. A
+    first-party device helper's default and its callers' literals are remapped together or not
+    at all. A group that cannot be fixed whole is not fixed at all.
+
+    `results`: abs path -> FileResult of the run's files; `lint_other(abs_path)`: the FileResult
+    of a project file outside the run (or None); `read_text(abs_path)`: a file's text (or None)."""
+    if index is None or not index.graph_built:
+        return {}
+    REMAP_RULES, MASK_RULES = _rule_sets()
+    others: dict = {}
+
+    def result_of(a: str):
+        if a in results:
+            return results[a]
+        if a not in others:
+            others[a] = lint_other(a)
+        return others[a]
+
+    holds: dict = {}
+
+    def held(a: str, f) -> bool:
+        return any(f.rule in rules and (match is None or re.search(match, f.message)) for rules, _, match in holds.get(a, ()))
+
+    def hold(a: str, rules, note: str, match=None) -> bool:
+        got = holds.setdefault(a, [])
+        if any(r >= rules and m == match for r, _, m in got):
+            return False
+        got.append((frozenset(rules), note, match))
+        return True
+
+    def remaps(r) -> list:
+        return [f for f in r.findings if f.rule in REMAP_RULES] if r is not None else []
+
+    def mask_fixes(r) -> list:
+        return [f for f in r.findings if f.rule in MASK_RULES] if r is not None else []
+
+    def pending_remaps(a: str) -> list:
+        """The file's remap findings that this run will not fix."""
+        return [f for f in remaps(result_of(a)) if a not in results or held(a, f) or not _usable(f, unsafe)]
+
+    root = Path(index.root)
+    entry_why: dict = {}
+
+    def entry_state(e: str) -> Optional[str]:
+        """None when every process started at `e` will run under the policy's mask; else why not."""
+        if e not in entry_why:
+            r = result_of(e)
+            mine = mask_fixes(r)
+            why = None
+            if r is None or r.errors:
+                why = f"`{_rel(e, root)}` cannot be read"
+            elif mine and e not in results:
+                why = f"`{_rel(e, root)}` does not set the policy's mask yet and is not part of this run"
+            elif any(not _usable(f, unsafe) for f in mine):
+                why = f"`{_rel(e, root)}` keeps a mask that its safe fixes do not replace"
+            entry_why[e] = why
+        if any(f.rule in MASK_RULES for f in (result_of(e).findings if result_of(e) is not None else ()) if held(e, f)):
+            return f"the fix of `{_rel(e, root)}` is held"
+        return entry_why[e]
+
+    starts_memo: dict = {}
+
+    def starts_of(a: str) -> list:
+        if a not in starts_memo:
+            starts_memo[a] = index.starting_entries(a)
+        return starts_memo[a]
+
+    texts: dict = {}
+
+    def text_of(a: str) -> str:
+        if a not in texts:
+            texts[a] = (read_text(a) if read_text else None) or ""
+        return texts[a]
+
+    changed = True
+    while changed:
+        changed = False
+        # remaps that need their processes' masks
+        for a, r in results.items():
+            if a in index.entry_map or not any(_usable(f, unsafe) and not held(a, f) for f in remaps(r)):
+                continue
+            bad = [w for w in (entry_state(e) for e in starts_of(a)) if w]
+            if bad:
+                changed |= hold(a, REMAP_RULES, _hold_note(bad, a, root, "the mask its processes start with"))
+        # a helper's default and its callers' literals
+        for name, param, position, where in index.helpers:
+            callers = [c for c in sorted({where, *index.importers_map.get(where, ())})
+                       if re.search(r"\b%s\(" % re.escape(name), text_of(c))]
+            default = re.escape(f"{name}()'s default for {param}")
+            call = r" in (?:[\w.]+\.)?%s\(\)" % re.escape(name)
+            unfixed = []
+            for c in callers:
+                literal = _literal_call_lines(text_of(c), name, position, param)
+                fixed = {f.line for f in remaps(result_of(c))
+                         if re.search(call, f.message) and c in results and not held(c, f) and _usable(f, unsafe)}
+                if literal - fixed:
+                    unfixed.append(f"`{_rel(c, root)}` calls it with an index this run does not remap"
+                                   + ("" if c in results else " (it is not part of this run)"))
+            if where in results and any(re.search(default, f.message) and (held(where, f) or not _usable(f, unsafe))
+                                        for f in remaps(result_of(where))):
+                unfixed.append(f"its default in `{_rel(where, root)}` is not remapped")
+            elif where not in results and any(re.search(default, f.message) for f in remaps(result_of(where))):
+                unfixed.append(f"its default in `{_rel(where, root)}` is not part of this run")
+            if unfixed:
+                what = f"the other uses of the device helper `{name}()`"
+                for c in callers:
+                    if c in results:
+                        changed |= hold(c, REMAP_RULES, _hold_note(unfixed, c, root, what), call)
+                if where in results:
+                    changed |= hold(where, REMAP_RULES, _hold_note(unfixed, where, root, what), default)
+        # masks that would move other files' ordinals
+        for e, r in results.items():
+            if e not in index.entry_map or not any(_usable(f, unsafe) and not held(e, f) for f in mask_fixes(r)):
+                continue
+            bad = []
+            for a in index.run_by(e):
+                if a in index.entry_map or not pending_remaps(a):
+                    continue  # sets its own mask (or has its own finding), or is fixed with it
+                bad.append(f"`{_rel(a, root)}` has ordinals that this run does not remap"
+                           + ("" if a in results else " (it is not part of this run)"))
+            if bad:
+                # its own remaps were computed for the mask its fix puts in force: held with it
+                changed |= hold(e, MASK_RULES | REMAP_RULES, _hold_note(bad, e, root, "its mask"))
+    return {a: h for a, h in holds.items() if h}
+
+
+def _literal_call_lines(text: str, name: str, position, param: str) -> set:
+    """Lines of `text` where `name(...)` is called with a non-zero int literal for the helper's
+    parameter (positionally, or as `param=`)."""
+    out = set()
+    if not text:
+        return out
+    pat = re.compile(r"(?<!def )\b%s\(\s*([^()]*)\)" % re.escape(name))
+    for m in pat.finditer(text):
+        args = [x.strip() for x in m.group(1).split(",")]
+        value = None
+        for x in args:
+            if x.startswith(param) and "=" in x and x.split("=", 1)[0].strip() == param:
+                value = x.split("=", 1)[1].strip()
+        if value is None and position is not None and position < len(args) and "=" not in args[position]:
+            value = args[position]
+        if value is not None and value.isdigit() and int(value) != 0:
+            out.add(text.count("\n", 0, m.start()) + 1)
+    return out
+
+
+def _hold_note(reasons: list, path: str, root: Path, what: str) -> str:
+    """The clause a held fix's message ends with: why, and the command that fixes the group."""
+    shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+    files = [_rel(path, root)] + [m for r in reasons for m in re.findall(r"`([^`]+\.(?:py|ipynb))`", r)]
+    files = list(dict.fromkeys(files))
+    command = "gpufix apply " + " ".join(files[:4]) + (" ..." if len(files) > 4 else "")
+    return f" (not fixed in this run: safe only together with {what}, and {shown}; fix them together: `{command}`)"
+
+
+def apply_holds(findings: list, holds) -> list:
+    """`findings` of one file with the fixes that `holds` (fix_holds' list for the file) hold
+    removed, and the note of the first hold that takes each added to its message."""
+    import dataclasses as dc
+
+    out = []
+    for f in findings:
+        if f.fix is not None:
+            for rules, note, match in holds:
+                if f.rule in rules and (match is None or re.search(match, f.message)):
+                    f = dc.replace(f, fix=None, message=f.message + note)
+                    break
+        out.append(f)
+    return out
+
+
+def helper_apis(index: "ProjectIndex", existing: tuple = ()) -> tuple:
+    """The project's device helpers (ProjectIndex.helpers) as API entries, like the user's own
+    `[[tool.gpufix.api]]` ones (which win when they name the same function): their callers'
+    literal ordinals are then read, reported and remapped like `set_device(1)`'s."""
+    from gpufix.config import ApiSpec, ArgSpec
+
+    if index is None or not index.helpers:
+        return ()
+    taken = {a.last_name for a in existing}
+    by_name: dict = {}
+    for name, param, position, _ in index.helpers:
+        if name in taken:
+            continue
+        by_name.setdefault(name, set()).add((position, param))
+    out = []
+    for name, specs in sorted(by_name.items()):
+        if len(specs) != 1:
+            continue  # two project functions of that name take the ordinal differently: unsure
+        position, param = next(iter(specs))
+        out.append(ApiSpec(name=name, args=(ArgSpec(position=position, keyword=param),)))
+    return tuple(out)

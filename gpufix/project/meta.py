@@ -1,0 +1,236 @@
+"""Where the project is and what is its own: the root (config file, markers), first-party names,
+module names of files, the project's files (whatever paths a run names)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Iterable, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git", "gpufix.toml")
+_TEST_FILE_RE = re.compile(r"^(test_.*|.*_test)\.py$")
+
+
+# -- where the project is and what is its own --------------------------------------------------
+def project_root(paths: Iterable[str]) -> Path:
+    """The nearest directory at or above the first scanned path holding pyproject.toml, setup.py,
+    setup.cfg or .git; else the scanned directory itself."""
+    first = Path(next(iter(paths), ".") or ".").resolve()
+    start = first if first.is_dir() else first.parent
+    for directory in (start, *start.parents):
+        if (directory / "__init__.py").is_file():
+            continue  # a package folder is never a project root (lightning's trainer/setup.py)
+        if any((directory / m).exists() for m in _PROJECT_MARKERS):
+            return directory
+    return start
+
+
+def _pyproject_name(root: Path) -> Optional[str]:
+    try:
+        with open(root / "pyproject.toml", "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    project = data.get("project")
+    name = project.get("name") if isinstance(project, dict) else None
+    if isinstance(name, str) and name.strip():
+        return re.sub(r"[-.]+", "_", name.strip())
+    return None
+
+
+def _console_targets(root: Path) -> list:
+    """Modules named by `[project.scripts]` / `[project.gui-scripts]` ("pkg.cli:main" -> "pkg.cli")."""
+    try:
+        with open(root / "pyproject.toml", "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return []
+    project = data.get("project")
+    out = []
+    if isinstance(project, dict):
+        for key in ("scripts", "gui-scripts"):
+            table = project.get(key)
+            if isinstance(table, dict):
+                out += [v.split(":")[0].strip() for v in table.values() if isinstance(v, str)]
+    return out
+
+
+_SETUP_SCRIPT_RE = re.compile(r"""['"]\s*[\w.-]+\s*=\s*([\w.]+)\s*:\s*\w+""")
+
+
+def _setup_console_targets(root: Path) -> list:
+    """Console-script targets of a setup.py / setup.cfg (`'tts=TTS.bin.synthesize:main'`); a text
+    search in the `console_scripts` part: setup.py is code, never run here."""
+    out = []
+    for name in ("setup.py", "setup.cfg"):
+        try:
+            text = (root / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        at = text.find("console_scripts")
+        if at < 0:
+            continue
+        chunk = text[at: at + 2000]
+        if name == "setup.cfg":
+            out += re.findall(r"^\s*[\w.-]+\s*=\s*([\w.]+)\s*:\s*\w+", chunk, re.M)
+        else:
+            out += _SETUP_SCRIPT_RE.findall(chunk)
+    return out
+
+
+# folder -> whether it holds an `__init__.py`: asked for every folder above every file; emptied at
+# the start of each index build (and in each index worker), so it never outlives one run's view.
+_HAS_INIT: dict = {}
+
+
+def _package_dir(path: Path, root: Optional[Path] = None) -> bool:
+    # The project root itself is never a package (a stray `__init__.py` next to setup.py).
+    if root is not None and path == root:
+        return False
+    key = str(path)
+    got = _HAS_INIT.get(key)
+    if got is None:
+        got = _HAS_INIT[key] = os.path.isfile(os.path.join(key, "__init__.py"))
+    return got
+
+
+def module_name(abs_path: Path, root: Optional[Path] = None) -> tuple:
+    """(dotted module name, top package dir or None) of a file. The top package is the outermost
+    folder below the project root that holds an `__init__.py`; folders without one in between are
+    namespace portions (`TTS/vc/configs` under `TTS/`: importing it runs `TTS/__init__.py` first)."""
+    top = None
+    if root is not None:
+        # Folders strictly below the root, walked as strings (Path.parents is slow over 2,000 files).
+        under = str(root).rstrip(os.sep) + os.sep
+        directory_s = os.path.dirname(str(abs_path))
+        while directory_s.startswith(under) and os.path.dirname(directory_s) != directory_s:
+            if _HAS_INIT.get(directory_s) or (directory_s not in _HAS_INIT and _package_dir(Path(directory_s), root)):
+                top = directory_s
+            directory_s = os.path.dirname(directory_s)
+        top = Path(top) if top is not None else None
+    if root is None:  # no project root: the run of package folders only
+        top = None
+        directory = abs_path.parent
+        while _package_dir(directory):
+            top = directory
+            directory = directory.parent
+    if top is None:
+        return abs_path.stem, None
+    rel = abs_path.relative_to(top.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts), top
+
+
+def _import_names(abs_path: Path, root: Path) -> list:
+    """The dotted names a file may be imported by: every tail of its path below the root
+    (`modules/LoRA.py` is `modules.LoRA` from the root, `LoRA` from its own folder)."""
+    try:
+        rel = abs_path.relative_to(root).with_suffix("")
+    except ValueError:
+        return [abs_path.stem]
+    parts = list(rel.parts)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return [".".join(parts[i:]) for i in range(len(parts)) if all(x.isidentifier() for x in parts[i:])]
+
+
+def first_party_names(root: Path, files: Iterable[str], known_first_party=(), known_frameworks=()) -> tuple:
+    """Top-level names of the project's own code (never GPU frameworks, unless `known_frameworks`)."""
+    names = set(known_first_party)
+    own = _pyproject_name(root)
+    if own:
+        names.add(own)
+    src = root / "src"
+    for base in (root, src):
+        if base.is_dir():
+            try:
+                for child in base.iterdir():
+                    if child.is_dir() and _package_dir(child) and child.name.isidentifier():
+                        names.add(child.name)
+                    elif child.suffix == ".py" and child.stem.isidentifier() and child.stem != "__init__":
+                        names.add(child.stem)
+            except OSError:
+                pass
+    for f in files:
+        p = Path(f)
+        if p.suffix != ".py":
+            continue
+        _, top = module_name(p, root)
+        if top is not None and top.name.isidentifier():
+            names.add(top.name)
+    names -= {m.split(".")[0] for m in known_frameworks}
+    return tuple(sorted(names))
+
+
+def _distributes_packages(root: Path) -> bool:
+    """Whether the project is packaged (pyproject `[project]` or `[tool.poetry]`, setup.py,
+    setup.cfg): then its packages may be imported by programs outside it."""
+    if (root / "setup.py").is_file() or (root / "setup.cfg").is_file():
+        return True
+    try:
+        with open(root / "pyproject.toml", "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
+    return isinstance(data.get("project"), dict) or isinstance(tool.get("poetry"), dict)
+
+
+def _rel(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+# -- the run's project: the same for any subset of its files ---------------------------------------
+class _OneResolver:
+    def __init__(self, policy):
+        self.policy = policy
+
+    def for_dir(self, directory):
+        return self.policy
+
+    def for_path(self, path):
+        return self.policy
+
+
+def run_project_root(policy, run_files) -> Path:
+    """The project a run's files belong to, from the config's folder (or, without a config file,
+    the run's files) and the project markers above it: never from which files were named."""
+    if policy.source and policy.root:
+        start = [policy.root]
+    else:
+        abs_files = [os.path.abspath(a) for a, _ in run_files]
+        start = [os.path.commonpath(abs_files)] if abs_files else ["."]
+    return project_root(start)
+
+
+def project_files(root: Path, policy, run_files) -> list:
+    """(abs_path, display) of the project's Python files and notebooks (discovered under the root
+    with the policy's excludes), plus the run's own files."""
+    from gpufix.discover import discover_files
+
+    seen = set()
+    out = []
+    for a, d, _ in discover_files([str(root)], _OneResolver(policy)):
+        a = os.path.abspath(a)
+        if a.endswith((".py", ".ipynb")) and a not in seen:
+            seen.add(a)
+            out.append((a, d))
+    for a, d in run_files:
+        a = os.path.abspath(a)
+        if a not in seen:
+            seen.add(a)
+            out.append((a, d))
+    return out

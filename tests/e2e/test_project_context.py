@@ -1,0 +1,246 @@
+"""One project, one answer (issue 19): a file's findings and fixes come from its place in its
+project, whichever files the command names; fixes that are safe only together are made together
+or not at all; Python's own import rules decide what a file runs.
+
+Each test runs the real `python -m gpufix` on a real project in a temp dir and asserts what the
+user sees: the bytes on disk, the findings, the exit code."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, init_git_repo, run_gpufix
+
+POLICY = '[tool.gpufix]\nvisible-devices = "1"\ndevice-order = "PCI_BUS_ID"\ncpu-runs = "override"\n'
+HEADER = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'
+INSERTED = 'import os\n\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n\n'
+
+VAD = textwrap.dedent("""\
+    import torch
+
+
+    def init():
+        torch.cuda.set_device(1)
+        return torch.zeros(1, device="cuda:1")
+""")
+MAIN = textwrap.dedent("""\
+    from STT.vad_manager import init
+
+    if __name__ == "__main__":
+        init()
+""")
+
+
+def make(root: Path, files: dict, git: bool = True) -> Path:
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+    if git:
+        init_git_repo(root)
+    return root
+
+
+def found(proc) -> list:
+    assert proc.returncode in (0, 1), proc.stderr
+    return [(f["path"], f["line"], f["rule"], f["fix"] is not None) for f in json.loads(proc.stdout)["findings"]]
+
+
+def seed004(tmp_path) -> Path:
+    return make(tmp_path, {"pyproject.toml": POLICY, "STT/vad_manager.py": VAD, "main.py": MAIN})
+
+
+# -- item 1: the safety bug and its mirror --------------------------------------------------------
+def test_apply_of_a_module_alone_rewrites_nothing_and_names_the_entry_point(tmp_path):
+    root = seed004(tmp_path)
+    proc = run_gpufix("apply", "STT/vad_manager.py", "--no-backup", "--no-tag", cwd=root)
+    assert (root / "STT/vad_manager.py").read_text() == VAD  # set_device(1) is still physical GPU 1
+    assert proc.returncode == 1
+    assert "All checks passed" not in proc.stdout
+    assert "`main.py` does not set the policy's mask yet and is not part of this run" in proc.stdout
+    assert "gpufix apply STT/vad_manager.py main.py" in proc.stdout
+
+
+def test_apply_of_the_entry_point_alone_leaves_the_module_ordinals_valid(tmp_path):
+    # The header alone would make the module's set_device(1) an invalid ordinal under "1".
+    root = seed004(tmp_path)
+    proc = run_gpufix("apply", "main.py", "--no-backup", "--no-tag", cwd=root)
+    assert (root / "main.py").read_text() == MAIN
+    assert proc.returncode == 1
+    assert "`STT/vad_manager.py` has ordinals that this run does not remap (it is not part of this run)" in proc.stdout
+
+
+def test_apply_of_both_files_fixes_them_together(tmp_path):
+    root = seed004(tmp_path)
+    proc = run_gpufix("apply", "main.py", "STT/vad_manager.py", "--no-backup", "--no-tag", cwd=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (root / "main.py").read_text() == INSERTED + MAIN
+    assert (root / "STT/vad_manager.py").read_text() == VAD.replace("set_device(1)", "set_device(0)").replace("cuda:1", "cuda:0")
+
+
+def test_stdin_apply_of_the_module_prints_it_unchanged(tmp_path):
+    root = seed004(tmp_path)
+    proc = run_gpufix("apply", "-", "--stdin-filename", "STT/vad_manager.py", cwd=root, input=VAD)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == VAD
+
+
+def test_an_entry_point_that_already_sets_the_mask_lets_the_module_be_fixed_alone(tmp_path):
+    root = make(tmp_path, {"pyproject.toml": POLICY, "STT/vad_manager.py": VAD, "main.py": HEADER + MAIN})
+    proc = run_gpufix("apply", "STT/vad_manager.py", "--no-backup", "--no-tag", cwd=root)
+    assert proc.returncode == 0, proc.stdout
+    assert "set_device(0)" in (root / "STT/vad_manager.py").read_text()
+
+
+def test_a_module_under_an_entry_point_keeping_another_mask_is_not_remapped(tmp_path):
+    # main.py keeps "0,1" (GPU103's fix is unsafe): under it cuda:1 is physical GPU 1 already.
+    other = HEADER.replace('"1"\n', '"0,1"\n')
+    root = make(tmp_path, {"pyproject.toml": POLICY, "STT/vad_manager.py": VAD, "main.py": other + MAIN})
+    proc = run_gpufix("apply", ".", "--no-backup", "--no-tag", cwd=root)
+    assert (root / "STT/vad_manager.py").read_text() == VAD
+    assert "`main.py` keeps a mask that its safe fixes do not replace" in proc.stdout
+
+
+# -- item 1: folder, subset and stdin give one answer ---------------------------------------------
+def _by_file(proc) -> dict:
+    assert proc.returncode in (0, 1), proc.stderr
+    out: dict = {}
+    for f in json.loads(proc.stdout)["findings"]:
+        msg = f["message"].split(" (not fixed in this run:")[0]
+        out.setdefault(f["path"], []).append((f["rule"], f["line"], f["column"], msg))
+    return out
+
+
+@pytest.mark.parametrize("files", ["superwhisper", "seed004"])
+def test_folder_subset_and_stdin_findings_are_equal(tmp_path, files):
+    if files == "superwhisper":
+        import shutil
+
+        root = tmp_path / "p"
+        shutil.copytree(FIXTURES / "superwhisper", root)
+        text = (root / "pyproject.toml").read_text().replace('header-scope = "gpu-modules"', 'header-scope = "entrypoints"')
+        (root / "pyproject.toml").write_text(text)
+    else:
+        root = seed004(tmp_path / "p")
+    whole = _by_file(run_gpufix("scan", ".", "--format", "json", "--no-cache", cwd=root))
+    assert whole
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py"))
+    # every file with findings, and a few without
+    sample = [n for n in names if n in whole] + [n for n in names if n not in whole][:3]
+    for rel in sample:
+        alone = _by_file(run_gpufix("scan", rel, "--format", "json", "--no-cache", cwd=root))
+        assert alone.get(rel, []) == whole.get(rel, []), rel
+        text = (root / rel).read_text(encoding="utf-8")
+        piped = _by_file(run_gpufix("scan", "-", "--stdin-filename", rel, "--format", "json", "--no-cache",
+                                    cwd=root, input=text))
+        assert piped.get(rel, []) == whole.get(rel, []), rel
+
+
+# -- item 2: Python's import semantics --------------------------------------------------------------
+def test_a_script_imported_by_another_stays_an_entry_point(tmp_path):
+    # bert: run_classifier.py is imported by its siblings and run by the README
+    root = make(tmp_path, {
+        "pyproject.toml": POLICY,
+        "run_classifier.py": "import tensorflow as tf\n\n\ndef main():\n    tf.constant(1)\n\n\n"
+                             "if __name__ == \"__main__\":\n    main()\n",
+        "run_classifier_with_tfhub.py": "import run_classifier\n\nif __name__ == \"__main__\":\n    run_classifier.main()\n",
+    }, git=False)
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", cwd=root))
+    assert ("run_classifier.py", 1, "GPU101", True) in got
+    assert ("run_classifier_with_tfhub.py", 1, "GPU101", True) in got
+
+
+def test_a_project_folder_named_like_a_stdlib_module_does_not_shadow_it(tmp_path):
+    # cupy: `from typing import Any` in a tool is the standard library, not cupy/typing/
+    root = make(tmp_path, {
+        "pyproject.toml": POLICY,
+        "cupy/__init__.py": "",
+        "cupy/typing/__init__.py": "import cupy_backends.cuda\n",
+        "tools/gen.py": "from typing import Any\n\nif __name__ == \"__main__\":\n    print(Any)\n",
+    }, git=False)
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root))
+    assert not [g for g in got if g[0] == "tools/gen.py"]
+
+
+def test_a_dotted_import_never_runs_another_folders_module_of_the_first_name(tmp_path):
+    # RVC: `from train.utils import f` (a namespace folder at the root) is not train/train.py
+    root = make(tmp_path, {
+        "pyproject.toml": POLICY,
+        "train/train.py": "import torch\n\n\nif __name__ == \"__main__\":\n    torch.zeros(1)\n",
+        "train/utils.py": "def f():\n    return 1\n",
+        "launch.py": "from train.utils import f\n\nif __name__ == \"__main__\":\n    f()\n",
+    }, git=False)
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", cwd=root))
+    assert not [g for g in got if g[0] == "launch.py"]
+    assert ("train/train.py", 1, "GPU101", True) in got
+
+
+def test_src_layout_and_relative_imports_reach_the_framework(tmp_path):
+    root = make(tmp_path, {
+        "pyproject.toml": '[project]\nname = "demo"\n\n' + POLICY,
+        "src/demo/__init__.py": "",
+        "src/demo/core.py": "from .gpu import run\n",
+        "src/demo/gpu.py": "import torch\n\n\ndef run():\n    torch.zeros(1)\n",
+        "scripts/go.py": "from demo.core import run\n\nif __name__ == \"__main__\":\n    run()\n",
+    }, git=False)
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root))
+    assert ("src/demo/__init__.py", 1, "GPU101", True) in got  # a packaged package: Python runs it first
+
+
+# -- item 4: one header per process start -------------------------------------------------------
+def test_no_second_header_in_main_when_the_package_init_has_one(tmp_path):
+    root = make(tmp_path, {
+        "pyproject.toml": '[project]\nname = "app"\n\n' + POLICY,
+        "app/__init__.py": "import torch\n",
+        "app/__main__.py": "from app import torch\n\ntorch.zeros(1)\n",
+    }, git=False)
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root))
+    assert got == [("app/__init__.py", 1, "GPU101", True)]
+
+
+def test_python_m_pkg_gets_its_header_in_the_init_that_imports_the_framework(tmp_path):
+    # an application (not packaged): its own scripts import pkg, yet `python -m pkg` runs
+    # pkg/__init__.py (which imports torch) before pkg/__main__.py
+    root = make(tmp_path, {
+        "pyproject.toml": POLICY,
+        "pkg/__init__.py": "from .mod import work\n",
+        "pkg/mod.py": "import torch\n\n\ndef work():\n    torch.zeros(1)\n",
+        "pkg/__main__.py": "from pkg.mod import work\n\nwork()\n",
+        "run.py": "from pkg.mod import work\n\nif __name__ == \"__main__\":\n    work()\n",
+    }, git=False)
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root))
+    assert ("pkg/__init__.py", 1, "GPU101", True) in got
+    assert not [g for g in got if g[0] == "pkg/__main__.py"]
+
+
+# -- item 5: first-party device helpers -----------------------------------------------------------
+HELPER = 'import torch\n\n\ndef device_cuda(index=1):\n    return torch.device(f"cuda:{index}")\n'
+
+
+def test_a_helper_is_a_device_api_for_its_callers_in_other_files(tmp_path):
+    root = make(tmp_path, {
+        "pyproject.toml": POLICY,
+        "utils/devices.py": HELPER,
+        "stt.py": "from utils.devices import device_cuda\n\n\ndef load():\n    return device_cuda(1)\n",
+        "main.py": "import torch\nfrom stt import load\n\nif __name__ == \"__main__\":\n    load()\n",
+    })
+    proc = run_gpufix("apply", ".", "--no-backup", "--no-tag", cwd=root)
+    assert proc.returncode == 0, proc.stdout
+    assert (root / "stt.py").read_text().endswith("return device_cuda(0)\n")
+    assert "def device_cuda(index=0):" in (root / "utils/devices.py").read_text()
+    assert (root / "main.py").read_text().startswith(INSERTED)
+
+
+def test_a_helper_default_is_not_remapped_without_its_callers(tmp_path):
+    root = make(tmp_path, {
+        "pyproject.toml": POLICY,
+        "utils/devices.py": HELPER,
+        "stt.py": "from utils.devices import device_cuda\n\n\ndef load():\n    return device_cuda(1)\n",
+        "main.py": HEADER + "import torch\nfrom stt import load\n\nif __name__ == \"__main__\":\n    load()\n",
+    })
+    proc = run_gpufix("apply", "utils/devices.py", "--no-backup", "--no-tag", cwd=root)
+    assert (root / "utils/devices.py").read_text() == HELPER
+    assert "the other uses of the device helper `device_cuda()`" in proc.stdout
+    assert "`stt.py` calls it with an index this run does not remap (it is not part of this run)" in proc.stdout

@@ -1,0 +1,359 @@
+"""The project oracle: is `apply` of a whole project, of any subset of its files, or of one file
+through stdin, still the same set of programs, each pinned to the policy GPU?
+
+`judge_project(files, starts)` writes the project to a temporary folder, runs every process start
+(tests/oracle/project_gen.py) under the recording stubs of tests/oracle/runner.py before any fix,
+then for each way of applying (the whole tree; random subsets; each file alone through the stdin
+path editors use) fixes a fresh copy and runs every start again. It returns the problems found,
+each tagged with a family:
+
+- header   at the first framework import of a process the mask is not the policy's or the order
+           not PCI_BUS_ID, and no file the process ran still has a finding that says so
+- device   a device call addresses another physical GPU than before (index 0 and a bare "cuda"
+           are the default device, which the header deliberately makes the policy's first GPU),
+           and no finding is left on its line
+- exception  a process raises what it did not raise before
+- equal    `scan FILE`, `scan .` and `scan - --stdin-filename FILE` disagree on FILE's findings
+           (rule, place, message without the note of a held fix)
+- internal the pipeline failed
+
+Test-only: gpufix itself never runs users' code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from . import runner
+from .oracle import HEADER_RULES, ORDINAL_RULES, _is_default, _physical
+
+_NOTE = re.compile(r" \(not fixed in this run: .*\)$")
+
+
+# -- running one process start of a project ---------------------------------------------------------
+def _start_child(root: str, start: tuple, w: int) -> None:
+    import builtins
+    import runpy
+
+    for var in runner.ENV:
+        os.environ.pop(var, None)
+        os.unsetenv(var)
+    tops = runner.stub_tops()
+    for name in list(sys.modules):
+        if name.split(".")[0] in tops:
+            del sys.modules[name]
+    sys.meta_path.insert(0, runner._Finder(tops))
+    prefix = root.rstrip(os.sep) + os.sep
+    # The project's own names, as the process would find them: never a module the parent (pytest,
+    # with its own conftest) already holds under the same name.
+    own = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            own.add(name[:-3] if name.endswith(".py") else name)
+    for name in list(sys.modules):
+        if name.split(".")[0] in own:
+            del sys.modules[name]
+    importlib.invalidate_caches()
+
+    def caller_line():
+        f = sys._getframe(2)
+        while f is not None:
+            if f.f_code.co_filename.startswith(prefix):
+                return os.path.relpath(f.f_code.co_filename, root).replace(os.sep, "/") + ":" + str(f.f_lineno)
+            f = f.f_back
+        return "?"
+
+    runner._caller_line = caller_line
+    os.chdir(root)
+    out = io.StringIO()
+    sys.stdout = out
+    exc_name = None
+    kind, what = start
+    try:
+        if kind == "script":
+            path = os.path.join(root, what)
+            sys.path.insert(0, os.path.dirname(path))
+            sys.argv = [path]
+            runpy.run_path(path, run_name="__main__")
+        elif kind == "module":
+            sys.path.insert(0, root)
+            runpy.run_module(what, run_name="__main__", alter_sys=True)
+        else:  # pytest: rootdir on sys.path (`python -m pytest`), the test folder prepended
+            path = os.path.join(root, what)
+            sys.path[:0] = [os.path.dirname(path), root]
+            if os.path.exists(os.path.join(os.path.dirname(path), "conftest.py")):
+                __import__("conftest")
+            mod = __import__(Path(path).stem)
+            for name in sorted(vars(mod)):
+                if name.startswith("test_") and callable(getattr(mod, name)):
+                    getattr(mod, name)()
+    except SystemExit:
+        pass
+    except BaseException as exc:  # what the process raised is the result
+        exc_name = f"{type(exc).__name__}: {exc}"
+    ran = sorted({os.path.relpath(m.__file__, root).replace(os.sep, "/") for m in list(sys.modules.values())
+                  if getattr(m, "__file__", None) and str(m.__file__).startswith(prefix)})
+    if kind == "script":
+        ran.append(what)
+    elif kind == "module":
+        ran.append(what.replace(".", "/") + "/__main__.py")
+    result = {"import_env": runner.STATE.import_env, "frozen_env": runner.STATE.frozen_env,
+              "calls": runner.STATE.calls, "exception": exc_name, "ran": sorted(set(ran)),
+              "stdout": out.getvalue()}
+    data = json.dumps(result, default=repr).encode()
+    view = memoryview(data)
+    while view:
+        n = os.write(w, view)
+        view = view[n:]
+    del builtins
+
+
+def run_start(root: str, start: tuple, timeout: float = 20.0) -> dict:
+    runner.catalog()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            _start_child(root, start, w)
+        finally:
+            os._exit(0)
+    os.close(w)
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([r], [], [], timeout)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                raise TimeoutError("the process did not finish under the stubs")
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    if not chunks:
+        raise RuntimeError("the oracle's child died without a result")
+    return json.loads(b"".join(chunks))
+
+
+# -- gpufix on a project -------------------------------------------------------------------------
+def _write(root: Path, files: dict) -> None:
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+
+
+def _resolver():
+    from gpufix.config import PolicyResolver
+
+    return PolicyResolver()
+
+
+def scan_findings(root: Path, paths: list) -> dict:
+    """rel path -> [Finding] of `gpufix scan PATHS` run in `root` (no cache)."""
+    from gpufix.engine import Options, scan
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        resolver = _resolver()
+        res = scan(paths, resolver.for_path(paths[0]), Options(use_cache=False, jobs=1), resolver=resolver)
+    finally:
+        os.chdir(cwd)
+    out: dict = {}
+    for f in res.findings:
+        out.setdefault(f.path, []).append(f)
+    return out
+
+
+def stdin_findings(root: Path, rel: str) -> list:
+    """What `gpufix scan - --stdin-filename REL` reports (the CLI's own stdin path)."""
+    from gpufix.catalog import catalog_for
+    from gpufix.cli import _stdin_project
+    from gpufix.engine import gather_pairs, lint_bytes
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        resolver = _resolver()
+        raw = (root / rel).read_bytes()
+        policy = _stdin_project(resolver.for_path(rel), rel, raw, use_cache=False)
+        res = lint_bytes(raw, os.path.abspath(rel), rel, policy, True, catalog_for(policy))
+        return gather_pairs(policy, [(policy, res)]).findings
+    finally:
+        os.chdir(cwd)
+
+
+def apply_paths(root: Path, paths: list) -> None:
+    from gpufix.apply import ApplyOptions, run_apply
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        resolver = _resolver()
+        run_apply(paths, resolver.for_path(paths[0]), ApplyOptions(backup=False, tag=False, allow_dirty=True, jobs=1),
+                  resolver=resolver)
+    finally:
+        os.chdir(cwd)
+
+
+def apply_stdin(root: Path, rel: str) -> None:
+    """`gpufix apply - --stdin-filename REL < REL > REL` (an editor's fix-on-save)."""
+    from gpufix.cli import stdin_fixed_bytes
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        resolver = _resolver()
+        raw = (root / rel).read_bytes()
+        new = stdin_fixed_bytes(resolver.for_path(rel), rel, raw, False)
+        (root / rel).write_bytes(new)
+    finally:
+        os.chdir(cwd)
+
+
+def _key(f) -> tuple:
+    return (f.rule, f.line, f.column, f.end_line, f.end_column, _NOTE.sub("", f.message))
+
+
+# -- the judgement ----------------------------------------------------------------------------------
+def compare(before: dict, after: dict, findings_after: dict, policy: str) -> list:
+    problems = []
+    if after["exception"] and after["exception"] != before["exception"]:
+        problems.append(("exception", f"raises {after['exception']} (before: {before['exception']})"))
+        return problems
+    ran = set(after["ran"]) | set(before["ran"])
+    if after["import_env"] is not None and after["import_env"] != [policy, "PCI_BUS_ID"]:
+        if not any(f.rule in HEADER_RULES for rel in ran for f in findings_after.get(rel, ())):
+            problems.append(("header", f"first framework import under {after['import_env']}, no finding left in {sorted(ran)}"))
+    ca, cb = before["calls"], after["calls"]
+    if len(ca) != len(cb):
+        problems.append(("calls", f"{len(ca)} framework calls before, {len(cb)} after"))
+        return problems
+    for x, y in zip(ca, cb):
+        if x["name"] != y["name"] or len(x["devices"]) != len(y["devices"]):
+            problems.append(("calls", f"call {x['name']} became {y['name']}"))
+            continue
+        for d1, d2 in zip(x["devices"], y["devices"]):
+            if _is_default(d1) and _is_default(d2):
+                continue
+            p1 = _physical(d1, before["frozen_env"], True)
+            p2 = _physical(d2, after["frozen_env"], False)
+            if p1 == p2:
+                continue
+            if d1["raw"] == d2["raw"] and (before["frozen_env"] or [None])[0] == (after["frozen_env"] or [None])[0]:
+                continue  # the same literal under the same mask: whatever it names, it still does
+            rel, _, line = str(y["line"]).rpartition(":")
+            left = line.isdigit() and any(
+                (f.rule in ORDINAL_RULES and f.line <= int(line) <= f.end_line)
+                or (f.rule == "GPU004" and f"(line {line})" in f.message)  # multi-GPU code, left alone
+                for f in findings_after.get(rel, ()))
+            if left:
+                continue
+            problems.append(("device", f"{x['name']} at {y['line']}: {d1['raw']!r} = {p1} under "
+                             f"{(before['frozen_env'] or [None])[0]!r} became {d2['raw']!r} = {p2} under "
+                             f"{(after['frozen_env'] or [None])[0]!r}, no finding left"))
+    return problems
+
+
+def judge_project(files: dict, starts: list, rng: random.Random, subsets: int = 2, stdin: bool = True,
+                  equality: bool = True, extra_ways=()) -> list:
+    """Problems (family, how applied, start, text) of one generated project. `extra_ways`: more
+    (how, paths) to apply by, how being "subset" or "stdin" (a named case's own)."""
+    from .project_gen import POLICY
+
+    problems = []
+    base = Path(tempfile.mkdtemp(prefix="gpufix-project-oracle-"))
+    try:
+        orig = base / "orig"
+        _write(orig, files)
+        before = {s: run_start(str(orig), s) for s in starts}
+        py = sorted(rel for rel in files if rel.endswith(".py"))
+        if equality:
+            whole = scan_findings(orig, ["."])
+            for rel in py:
+                alone = scan_findings(orig, [rel]).get(rel, [])
+                via_stdin = stdin_findings(orig, rel)
+                a = sorted(map(_key, whole.get(rel, [])))
+                if sorted(map(_key, alone)) != a:
+                    problems.append(("equal", "scan FILE", rel, f"{sorted(map(_key, alone))} != {a}"))
+                if sorted(map(_key, via_stdin)) != a:
+                    problems.append(("equal", "stdin", rel, f"{sorted(map(_key, via_stdin))} != {a}"))
+        ways = [("whole", ["."])]
+        for _ in range(subsets):
+            k = rng.randint(1, max(1, len(py)))
+            ways.append(("subset", sorted(rng.sample(py, k))))
+        if stdin:
+            ways.append(("stdin", [rng.choice(py)]))
+        ways += [(how, list(paths)) for how, paths in extra_ways]
+        for n, (how, paths) in enumerate(ways):
+            work = base / f"w{n}"
+            shutil.copytree(orig, work)
+            try:
+                if how == "stdin":
+                    apply_stdin(work, paths[0])
+                else:
+                    apply_paths(work, paths)
+                left = scan_findings(work, ["."])
+            except Exception as exc:  # the pipeline itself failed
+                problems.append(("internal", how, paths, f"{type(exc).__name__}: {exc}"))
+                continue
+            for s in starts:
+                after = run_start(str(work), s)
+                for fam, text in compare(before[s], after, left, POLICY):
+                    problems.append((fam, f"{how} {' '.join(paths)}", f"{s[0]} {s[1]}", text))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return problems
+
+
+def main(argv) -> int:
+    """`python -m oracle.project_oracle N [SEED] [OUTDIR]` from tests/: the long run."""
+    import time
+    from collections import Counter
+
+    from .project_gen import random_project
+
+    n = int(argv[0]) if argv else 100
+    seed = int(argv[1]) if len(argv) > 1 else 0
+    outdir = Path(argv[2]) if len(argv) > 2 else None
+    rng = random.Random(seed)
+    families: Counter = Counter()
+    bad = 0
+    t0 = time.time()
+    for i in range(n):
+        files, starts = random_project(rng)
+        try:
+            problems = judge_project(files, starts, rng)
+        except Exception as exc:
+            problems = [("internal", "", "", f"{type(exc).__name__}: {exc}")]
+        if problems:
+            bad += 1
+            for fam in sorted({p[0] for p in problems}):
+                families[fam] += 1
+            if outdir is not None:
+                outdir.mkdir(parents=True, exist_ok=True)
+                (outdir / f"project_{seed}_{i}.json").write_text(
+                    json.dumps({"files": files, "starts": starts, "problems": problems}, indent=1))
+    print(f"projects: {n} (seed {seed}) in {time.time() - t0:.0f} s; with counterexamples: {bad}")
+    for fam, count in families.most_common():
+        print(f"  {fam}: {count}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

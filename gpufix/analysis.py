@@ -60,6 +60,10 @@ class GpuTrigger:
     pos: Pos
     ctx: Optional[int]
     order: int
+    # a call of the file's own function that imports the framework when it runs (a loader): it is
+    # earlier than the writes that follow it in the same scope only, not than every write in a
+    # function (the loader's own writes run in its body, in their order)
+    via_call: bool = False
 
 
 @dataclasses.dataclass
@@ -158,6 +162,8 @@ class Analyzer:
         self.call_last: Optional[str] = None  # ... and the last name of its callee
         self.shadowed: dict = {}  # imported name -> line of the file's own def/class of that name
         self.ambiguous_name = ""  # set by qualname() for a call that may run the import or the def
+        self.extra_focus: set = set()  # lines a focused walk must visit too (collectors' before hooks add them)
+        self.environ_aliases: set = set()  # names bound only to os.environ itself (`env = os.environ`)
         self.flow_sinks: list = []  # device arguments that are names, followed after the walk (collectors/value_flow.py)
         self._imports_collected = False
         self._collectors = load_collectors()
@@ -210,13 +216,17 @@ class Analyzer:
         return ".".join([base, *reversed(parts)])
 
     def is_environ(self, node) -> bool:
+        if type(node) is ast.Name and node.id in self.environ_aliases:
+            return True  # `env = os.environ` (collectors/env_writes.py finds the aliases)
         return self.qualname(node) == "os.environ"
 
-    def gpu_import(self, node, module) -> None:
+    def gpu_import(self, node, module, via_call: bool = False) -> None:
         self.order += 1
-        self.facts.gpu_imports.append(GpuTrigger(f"import of {module}", self.pos(node), self.ctx, self.order))
+        self.facts.gpu_imports.append(GpuTrigger(f"import of {module}", self.pos(node), self.ctx, self.order, via_call))
 
-    def env_write(self, var, method, value_node, node, value_str=None, child=False) -> None:
+    def env_write(self, var, method, value_node, node, value_str=None, child=False, environ=None) -> None:
+        """Record a write of `var`; `environ` is the environ expression written through, where
+        `node` does not say it (a loop over a settings dict, `os.environ |= {...}`)."""
         stmt = self.stmt_stack[-1] if self.stmt_stack else node
         if value_node is None:
             kind, value, vpos = "str", value_str, None
@@ -251,8 +261,10 @@ class Analyzer:
             environ_src = self.src(func.value) + ".environ" if isinstance(func, ast.Attribute) else ""
         elif method in ("setitem",):
             environ_src = self.src(node.value) if isinstance(node, ast.Subscript) else environ_src
-        elif method in ("update", "setdefault") and isinstance(node, ast.Call):
+        elif method in ("update", "setdefault") and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             environ_src = self.src(node.func.value)
+        if environ is not None:
+            environ_src = self.src(environ)
         self.order += 1
         self.facts.env_writes.append(
             EnvWrite(
@@ -316,7 +328,7 @@ class Analyzer:
             for stmt in body:
                 self.visit(stmt)
         else:
-            self.focus = focus_lines
+            self.focus = focus_lines | self.extra_focus if self.extra_focus else focus_lines
             self._visit_focused(body)
         for collector in self._collectors:
             collector.after(self)
@@ -333,14 +345,27 @@ class Analyzer:
     def run_header(self) -> Facts:
         """Only what the header rules need: GPU framework imports and the `__main__` guard (for a
         file whose text holds no ordinal and no mask variable: the prefilter's HEADER tier)."""
+        from gpufix.collectors import collector
+
         self.facts.has_main_guard = any(_is_main_guard(s) for s in self.tree.body)
         self.facts.first_stmt_line = header_line(self.tree.body)
         table = self._table
+        imports = collector("imports")
+        imports.before(self)
+        dynamic = any("import_module" in ln or "__import__" in ln for ln in self.lines)
         for node in iter_statements(self.tree.body):
             cls = type(node)
             if cls is ast.Import or cls is ast.ImportFrom:
                 for fn in table.get(cls.__name__, ()):
                     fn(node, self)
+            elif dynamic and (cls is ast.Assign or cls is ast.Expr) and type(node.value) is ast.Call:
+                # `torch = importlib.import_module("torch")`: a framework import too
+                self.order += 1
+                self.stmt_stack.append(node)
+                try:
+                    imports.visit_Call(node.value, self)
+                finally:
+                    self.stmt_stack.pop()
         return self.facts
 
     def visit(self, node) -> None:

@@ -21,8 +21,9 @@ from gpufix.model import FileError, ReadError  # noqa: F401  (ReadError: re-expo
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 _NEWLINE_RE = re.compile(r"\r\n|\r|\n")
-# `%env NAME=VALUE` / `%env NAME VALUE` sets an environment variable in a notebook kernel.
-_ENV_MAGIC_RE = re.compile(r"^\s*%env\s+([A-Za-z_][A-Za-z0-9_]*)(?:\s*=\s*|\s+)(.*?)\s*$")
+# `%env NAME=VALUE` / `%env NAME VALUE` (and IPython's `%set_env`, the same magic) sets an
+# environment variable in a notebook kernel.
+_ENV_MAGIC_RE = re.compile(r"^\s*%(?:set_)?env\s+([A-Za-z_][A-Za-z0-9_]*)(?:\s*=\s*|\s+)(.*?)\s*$")
 
 
 @dataclasses.dataclass

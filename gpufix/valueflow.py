@@ -47,6 +47,7 @@ class Definition:
     value: Optional[ast.AST]
     label: str  # how messages name it: "GPU", "args.gpu", "cfg.gpu_id", "gpu (default of run())"
     key: tuple  # which reads belong to it
+    blocked: Optional[str] = None  # why its literal must not be rewritten, whatever reads it
 
 
 @dataclasses.dataclass
@@ -65,6 +66,19 @@ def literal_value(node):
     ):
         return [e.value for e in node.elts]
     return None
+
+
+def _unpacked(target, name, stmt):
+    """The element bound to `name` by `a, name = 0, 1` (an assignment of a tuple/list display of
+    the same length, no starred item on either side), or None."""
+    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and stmt.targets[0] is target):
+        return None
+    value = stmt.value
+    if not isinstance(value, (ast.Tuple, ast.List)) or len(value.elts) != len(target.elts):
+        return None
+    if any(isinstance(e, ast.Starred) for e in value.elts + target.elts):
+        return None
+    return value.elts[next(i for i, e in enumerate(target.elts) if e is name)]
 
 
 class _Index:
@@ -100,8 +114,9 @@ class _Index:
     def _names_of(self, scope) -> dict:
         return self.module_names if scope is None else self.scope_names.setdefault(id(scope), {})
 
-    def _add(self, scope, name, value, label=None):
-        self._names_of(scope).setdefault(name, []).append(Definition(value, label or name, ("name", id(scope) if scope else None, name)))
+    def _add(self, scope, name, value, label=None, blocked=None):
+        self._names_of(scope).setdefault(name, []).append(
+            Definition(value, label or name, ("name", id(scope) if scope else None, name), blocked))
 
     def _walk(self, tree):
         """One pass: parents, bindings per scope (a function's defaults, decorators and annotations
@@ -147,6 +162,15 @@ class _Index:
                     par = parent.get(id(node))
                     if isinstance(par, ast.Assign) and len(par.targets) == 1 and par.targets[0] is node:
                         value = par.value
+                    elif isinstance(par, ast.NamedExpr) and par.target is node:
+                        # `(gpu := 1)`: where the expression's own value is used too (`if (gpu := 1):`),
+                        # rewriting the literal would change that use
+                        if not isinstance(parent.get(id(par)), ast.Expr):
+                            self._add(scope, node.id, par.value, blocked=f"the value of `{node.id} := ...` is also used where it is assigned")
+                            continue
+                        value = par.value
+                    elif isinstance(par, (ast.Tuple, ast.List)):
+                        value = _unpacked(par, node, parent.get(id(par)))  # `a, gpu = 0, 1`
                     elif isinstance(par, ast.AnnAssign) and par.target is node:
                         value = par.value
                         if value is None:
@@ -249,6 +273,8 @@ class _Index:
         name = expr.id if isinstance(expr, ast.Name) else expr.attr
         if len(defs) != 1:
             return f"{name} is assigned more than once"
+        if defs[0].blocked:
+            return defs[0].blocked
         if isinstance(expr, ast.Name) and expr.id in self.globals_in_functions:
             return f"{name} is assigned through a `global` statement"
         if isinstance(expr, ast.Attribute):
@@ -274,6 +300,10 @@ _BINDING_TAIL = (
 )
 
 
+# `name, b = 1, 2`: more targets after the name, then `=` and a literal anywhere on the line.
+_UNPACK_TAIL = rf"[ \t]*(?:,[ \t]*[A-Za-z_]\w*[ \t]*)+[)\]]?[ \t]*=(?!=)[^\n]*?[(\[, \t=]{_LITERAL_START}"
+
+
 class _TextGate:
     """A cheap text test (a superset of what _Index resolves) that spares building the index in the
     many files whose device arguments are names bound only to calls (`device = torch.device(...)`)."""
@@ -293,6 +323,9 @@ class _TextGate:
                         lit = True
                         break
                     links.add(m.group("link"))
+                if not lit and "," in self.text:
+                    # one of several targets: `name, b = 1, 2` (the literal is somewhere after `=`)
+                    lit = re.search(rf"(?<![\w.]){re.escape(name)}{_UNPACK_TAIL}", self.text, re.M) is not None
             self.bindings[name] = (lit, links)
         return self.bindings[name]
 

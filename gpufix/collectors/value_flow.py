@@ -1,6 +1,6 @@
 """Values that reach a device argument through a name (gpufix.valueflow does the following): the
 device-apis collector records each device argument that is a name as a sink; this collector adds
-the device strings formatted from a name (f"cuda:{gpu}", "cuda:{}".format(gpu), "cuda:%d" % gpu,
+the device strings formatted from a name (f"cuda:{gpu}", "cuda:{}".format(gpu), "cuda:{i}".format(i=gpu), "cuda:%d" % gpu,
 "cuda:" + str(gpu), and the TF "/GPU:{gpu}" forms), and after the walk turns every literal that can
 reach a sink into an ordinal at the literal, with the use it reaches named."""
 
@@ -9,13 +9,14 @@ from __future__ import annotations
 import ast
 import re
 
-from gpufix.analysis import const_str
+from gpufix.analysis import const_str, literal_int
 from gpufix.collectors import Collector, collector
 from gpufix.valueflow import Flow, Sink
 
 # The part of a format string before the one value: "cuda:", "/GPU:", "/device:GPU:".
 _PREFIX_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)$", re.I)
 _FORMAT_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)\{0?\}$", re.I)
+_FORMAT_FIELD_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)\{([A-Za-z_]\w*)\}$", re.I)  # "cuda:{gpu}".format(gpu=...)
 _PERCENT_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)%[dis]$", re.I)
 # Substrings one of which each formatted form holds (the prefilter's FULL test for them).
 FORMAT_TOKENS = ("cuda:{", "cuda:%", "cuda:'", 'cuda:"', "PU:{", "pu:{", "PU:%", "pu:%", "PU:'", 'PU:"', "pu:'", 'pu:"')
@@ -33,10 +34,17 @@ class ValueFlow(Collector):
     def focus_words(self, catalog, imports):
         return ("cuda", "GPU", "gpu")
 
-    def _sink(self, walk, node, called) -> None:
-        # A literal formatted in place (f"cuda:{1}") is left alone: only names are followed.
+    def _sink(self, walk, node, called, in_place: bool = False) -> None:
         if isinstance(node, (ast.Name, ast.Attribute)):
             walk.flow_sinks.append(Sink("ordinal", node, called, node.lineno))
+        elif in_place and literal_int(node) is not None:
+            # "cuda:{}".format(1), "cuda:%d" % 1, "cuda:" + str(1): the literal is the ordinal
+            # (one in an f-string, f"cuda:{1}", is left alone)
+            devices = collector("device-apis")
+            start = len(walk.facts.ordinals)
+            devices._record("ordinal", node, called, called, walk, flow=True)
+            for use in walk.facts.ordinals[start:]:
+                use.via = f"in a {called} on line {node.lineno}"
 
     def visit_JoinedStr(self, node, walk) -> None:
         values = node.values
@@ -53,18 +61,25 @@ class ValueFlow(Collector):
             right = node.right
             if isinstance(right, ast.Tuple) and len(right.elts) == 1:
                 right = right.elts[0]
-            self._sink(walk, right, f"'{head}' % ... string")
+            self._sink(walk, right, f"'{head}' % ... string", True)
         elif isinstance(node.op, ast.Add) and _PREFIX_RE.match(head):
             r = node.right
             if isinstance(r, ast.Call) and isinstance(r.func, ast.Name) and r.func.id == "str" and len(r.args) == 1:
-                self._sink(walk, r.args[0], f"'{head}' + str(...) string")
+                self._sink(walk, r.args[0], f"'{head}' + str(...) string", True)
 
     def visit_Call(self, node, walk) -> None:
         func = node.func
-        if isinstance(func, ast.Attribute) and func.attr == "format" and len(node.args) == 1 and not node.keywords:
-            fmt = const_str(func.value)
-            if fmt is not None and _FORMAT_RE.match(fmt):
-                self._sink(walk, node.args[0], f"'{fmt}'.format() string")
+        if not (isinstance(func, ast.Attribute) and func.attr == "format"):
+            return
+        fmt = const_str(func.value)
+        if fmt is None:
+            return
+        if len(node.args) == 1 and not node.keywords and _FORMAT_RE.match(fmt):
+            self._sink(walk, node.args[0], f"'{fmt}'.format() string", True)
+        elif not node.args and len(node.keywords) == 1:
+            m = _FORMAT_FIELD_RE.match(fmt)
+            if m and node.keywords[0].arg == m.group(1):  # "cuda:{gpu}".format(gpu=GPU)
+                self._sink(walk, node.keywords[0].value, f"'{fmt}'.format() string", True)
 
     def after(self, walk) -> None:
         if not walk.flow_sinks:

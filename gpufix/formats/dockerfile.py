@@ -43,13 +43,33 @@ def _instructions(text: str):
         i = end + 1
 
 
+_FROM_RE = re.compile(r"(?:--\S+[ \t]+)*(\S+)(?:[ \t]+[Aa][Ss][ \t]+(\S+))?")
+
+
 def scan(text: str) -> FileFacts:
+    """Each `FROM` starts a stage with the environment of its base: empty for an image, the stage's
+    own for `FROM <earlier stage>` (its ENV carries over). A CUDA_DEVICE_ORDER set in one stage is in
+    force only for the mask settings of that stage and of the stages built on it."""
     facts = FileFacts()
     nl = newline_of(text)
     env_mask = NO_MASK  # the mask the last `ENV CUDA_VISIBLE_DEVICES` put in force (a stage's later commands)
+    stage = 0
+    parent = {0: None}  # stage -> the earlier stage it is built FROM (None: an image)
+    named: dict = {}  # stage name (lower case) -> stage
+    final_mask = {}  # stage -> the mask in force at its end
+    order_stages = set()  # stages whose ENV sets CUDA_DEVICE_ORDER
+    env_stage = []  # the stage of each facts.env entry, by index
     for keyword, line_start, args, end in _instructions(text):
+        env_stage.extend([stage] * (len(facts.env) - len(env_stage)))
         if keyword == "FROM":
-            env_mask = NO_MASK
+            final_mask[stage] = env_mask
+            stage += 1
+            m = _FROM_RE.match(text, args, end)
+            base = m.group(1).lower() if m else ""
+            parent[stage] = named.get(base)
+            if m and m.group(2):
+                named[m.group(2).lower()] = stage
+            env_mask = final_mask.get(parent[stage], NO_MASK) if parent[stage] is not None else NO_MASK
         if keyword == "ENV":
             words = [t for t in shell.tokens(text, args, end) if t != "sep"]
             if not words:
@@ -86,7 +106,13 @@ def scan(text: str) -> FileFacts:
                     facts.ordinals.append(Ordinal(m.group(1), int(m.group(2)), m.start(1), m.end(1), "cuda:{}", mask=env_mask))
             else:
                 shell.scan(text, args, end, facts, form=keyword, inherited_mask=env_mask)
-    if any(e.var == ORDER_VAR and e.form == "ENV" for e in facts.env):
-        for e in facts.env:
+    env_stage.extend([stage] * (len(facts.env) - len(env_stage)))
+    for e, st in zip(facts.env, env_stage):
+        if e.var == ORDER_VAR and e.form == "ENV":
+            order_stages.add(st)
+    for e, st in zip(facts.env, env_stage):
+        while st is not None and st not in order_stages:
+            st = parent.get(st)
+        if st is not None:
             e.order_in_force = True
     return facts

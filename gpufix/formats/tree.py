@@ -33,8 +33,8 @@ import sys
 from typing import Optional
 
 from gpufix.formats import shell
-from gpufix.formats.facts import (CONTAINER_VAR, ENV_VARS, MASK_VAR, ORDER_VAR, ContainerPin, EnvSet, FileFacts,
-                                  IndexList, Ordinal)
+from gpufix.formats.facts import (CONTAINER_VAR, ENV_VARS, FILE_MASK, MASK_VAR, NO_MASK, ORDER_VAR, ContainerPin, EnvSet,
+                                  FileFacts, IndexList, Ordinal, hides_all, normalized)
 from gpufix.formats.text import Lines, newline_of
 
 if sys.version_info >= (3, 11):
@@ -561,8 +561,38 @@ def scan(text: str, kind: str) -> FileFacts:
     w = Walker(text, yaml=kind == "yaml")
     w.json = kind == "json"
     try:
-        for d in docs:
+        for n, d in enumerate(docs):
+            env_before, ordinals_before = len(w.facts.env), len(w.facts.ordinals)
             w.walk(d)
+            if len(docs) > 1:
+                _own_document(w.facts, n, env_before, ordinals_before)
     except RecursionError:
         raise ParseError(f"{kind.upper()} nested too deeply to read") from None
     return finish(w.facts)
+
+
+class _Document(int):
+    """The first element of a setting's scope in a YAML stream: its document (`---`). Documents
+    are separate objects (Kubernetes manifests, compose overrides): no scope of one holds another's."""
+
+    def __repr__(self):
+        return f"document {int(self) + 1}"
+
+
+def _own_document(facts: FileFacts, n: int, env_from: int, ordinals_from: int) -> None:
+    """Scope the settings of document `n` (facts from the given indices on) to it: an order set in
+    one document is not in force for another's mask, and an ordinal is read through the mask of its
+    own document (its one literal mask; none: no mask; several or not literal: unknown)."""
+    doc = _Document(n)
+    own = facts.env[env_from:]
+    for e in own:
+        if e.scope is not None:
+            e.scope = (doc,) + e.scope
+    values = set()
+    for e in own:
+        if e.var == MASK_VAR and e.form != "accelerate" and not hides_all(e.value):
+            values.add(None if e.value is None else normalized(e.value))
+    mask = NO_MASK if not values else (values.pop() if len(values) == 1 else None)
+    for o in facts.ordinals[ordinals_from:]:
+        if o.mask == FILE_MASK:
+            o.mask = mask

@@ -98,11 +98,7 @@ class RuleContext:
                 if earlier:
                     out.append((w, min(earlier, key=lambda t: (t.pos.line, t.pos.col)), False))
                 continue
-            earlier = [
-                t for t in triggers
-                if (t.ctx is None and (w.ctx is not None or t.order < w.order))
-                or (t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
-            ]
+            earlier = [t for t in triggers if runs_before(t, w)]
             if not earlier:
                 continue
             first = min(earlier, key=lambda t: (t.pos.line, t.pos.col))
@@ -170,7 +166,39 @@ class RuleContext:
                 after = remap(i, policy, policy).physical
                 if before.physical is None or before.physical != after:
                     return (i, before.physical, after)
-        return None
+        return self._collapse(file_mask, policy, remaps)
+
+    def _collapse(self, file_mask, policy: list, remaps: bool):
+        """(ordinal, GPU before, GPU after) of a literal ordinal that, once the policy's mask is in
+        force, would name the same GPU as another ordinal of the file that names a different GPU
+        the policy allows today (a file mask "0,1" under a policy "1,0": `cuda:1` is remapped to
+        `cuda:0`, and `cuda:0`, left as the default device, would then name GPU 1 as well: two
+        models collapse onto one GPU). None when every ordinal keeps a GPU of its own."""
+        from gpufix.collectors.multi_gpu import in_gated_test, in_multi_gpu_code, unsafe_context
+        from gpufix.rules._mask import collapsed, remap
+
+        pairs = []
+        for use in self.facts.ordinals:
+            if use.kind in ("cuda-string", "int", "tf-device", "index-string"):
+                if self.suppressed("GPU001", use.pos):
+                    continue
+                indices = [use.value]
+                # as GPU001 decides whether it rewrites the ordinal
+                rewritten = (remaps and not use.shadowed and not use.fix_blocked and not in_multi_gpu_code(self, use)
+                             and not in_gated_test(self, use) and unsafe_context(self, use) is None)
+            elif use.kind in ("list", "dict-keys"):
+                if self.suppressed("GPU002", use.pos):
+                    continue
+                indices, rewritten = [i for i, _ in use.value], False
+            else:
+                continue
+            for i in indices:
+                before = remap(i, file_mask, policy)
+                if before.physical is None:
+                    continue
+                final = before.new_index if (rewritten and i != 0 and before.known and before.new_index is not None) else i
+                pairs.append((i, before.physical, policy[final] if final < len(policy) else ("invalid", final)))
+        return collapsed(pairs, policy)
 
     def policy_mask_after_fix(self) -> bool:
         """Whether, after `gpufix apply`, ordinals in this file are read through the policy's mask
@@ -198,6 +226,17 @@ class RuleContext:
         if imports:
             return imports[0].pos
         return Pos(1, 0, 1, 0)
+
+
+def runs_before(t, w) -> bool:
+    """Whether GPU trigger `t` runs before env write `w`: a module-level import before every write in
+    a function (functions run later) and before the module-level writes below it; one in a function
+    before the writes below it in that function. A loader call (`torch = load_backend()`) only
+    before the writes below it in its own scope: a write in a function may be the loader's own."""
+    if t.via_call:
+        return t.ctx == w.ctx and t.order < w.order
+    return (t.ctx is None and (w.ctx is not None or t.order < w.order)) or (
+        t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
 
 
 class Rule:

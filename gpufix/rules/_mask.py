@@ -31,3 +31,19 @@ def remap(i: int, file_mask, policy_mask: list) -> Remap:
     if physical in policy_mask:
         return Remap(physical, policy_mask.index(physical), True)
     return Remap(physical, None, True)
+
+
+def collapsed(pairs, policy_mask: list):
+    """The first (index, GPU before, GPU after) of `pairs` whose GPU after the fix is also where
+    another ordinal lands that names another GPU before it, both GPUs allowed by the policy
+    (rewriting the mask would merge two devices of the program into one); None if none does."""
+    allowed = set(policy_mask)
+    first_at: dict = {}
+    for i, before, after in pairs:
+        if before not in allowed:
+            continue  # a GPU the policy forbids: moving it onto the policy's GPU is the point
+        seen = first_at.setdefault(after, (i, before))
+        if seen[1] != before:
+            # say the one whose GPU changes (the other keeps its GPU through a remap)
+            return (i, before, after) if before != after else (seen[0], seen[1], after)
+    return None

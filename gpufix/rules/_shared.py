@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional
 
 from gpufix.analysis import MASK_VAR, ORDER_VAR, EnvWrite, OrdinalUse, Pos
 from gpufix.model import Edit, Fix
-from gpufix.rules._mask import UNKNOWN, Remap, remap  # noqa: F401  (the rules import remap from here)
+from gpufix.rules._mask import UNKNOWN, Remap, collapsed, remap  # noqa: F401  (the rules import them from here)
 
 if TYPE_CHECKING:
     from gpufix.rules import RuleContext
@@ -46,6 +46,19 @@ def describe_ordinal(use: OrdinalUse) -> str:
 
 def normalized_mask(value: str) -> str:
     return ",".join(part.strip() for part in value.strip().split(","))
+
+
+def unique_values(writes: list) -> list:
+    """The writes, one per literal value: a settings dict written into os.environ twice
+    (`update(S)`, then `update(**S)`) is one value to judge and fix."""
+    seen, out = set(), []
+    for w in writes:
+        key = (w.var, w.value_pos.line, w.value_pos.col) if w.value_pos is not None else None
+        if key is not None and key in seen:
+            continue
+        seen.add(key)
+        out.append(w)
+    return out
 
 
 def value_fix(w: EnvWrite, new_value: str, title: str) -> Optional[Fix]:

@@ -62,6 +62,36 @@ class TextContext:
             return UNKNOWN
         return None if hides_all(o.mask) else parse_mask(o.mask)
 
+    def mask_change_breaks(self):
+        """As RuleContext.mask_change_breaks for two ordinals that collapse: (index, GPU before,
+        GPU after) of an ordinal that would name the same GPU as another ordinal naming a different
+        GPU the policy allows today, once the policy's mask replaces the file's and the ordinals
+        are remapped (`CUDA_VISIBLE_DEVICES=0,1 ... cuda:0 ... cuda:1` under a policy "1,0"); None
+        when every ordinal keeps a GPU of its own."""
+        from gpufix.rules._shared import collapsed
+
+        policy = self.policy.mask
+        if policy is None or not is_index_mask(policy):
+            return None
+        file_mask = self.file_mask()
+        pairs = []
+        for o in self.facts.ordinals:
+            mask = self.mask_of(o, file_mask)
+            if mask == UNKNOWN:
+                continue
+            physical, new, known = self.remap(o.value, mask, policy)
+            if not isinstance(physical, int):
+                continue
+            final = new if (known and new is not None and o.value != 0) else o.value
+            pairs.append((o.value, physical, policy[final] if final < len(policy) else ("invalid", final)))
+        if file_mask != UNKNOWN:
+            for lst in self.facts.lists:  # GPU002 has no fix: each index is read through the new mask
+                for i in lst.indices:
+                    physical = self.remap(i, file_mask, policy)[0]
+                    if isinstance(physical, int):
+                        pairs.append((i, physical, policy[i] if i < len(policy) else ("invalid", i)))
+        return collapsed(pairs, policy)
+
     @staticmethod
     def remap(i: int, file_mask, policy_mask):
         """(physical, new index or None, known) as in code (see the contract's remapping)."""

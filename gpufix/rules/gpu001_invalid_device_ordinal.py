@@ -119,6 +119,7 @@ class InvalidDeviceOrdinal(Rule):
     def check_text(self, tctx: TextContext):
         """The same judgement on a non-Python file's facts (gpufix.formats)."""
         policy_mask = tctx.policy.mask
+        breaks = None
         for o in tctx.facts.ordinals:
             if o.value == 0:
                 continue
@@ -142,6 +143,14 @@ class InvalidDeviceOrdinal(Rule):
                 yield self.finding(tctx, tctx.pos(o.start, o.end), "hidden", what=o.what, physical=physical, mask=mask)
             elif new != o.value:
                 code = o.template.format(new)
+                if breaks is None:
+                    breaks = bool(tctx.mask_change_breaks())
+                if breaks:
+                    # GPU103 keeps the file's mask (another ordinal would collapse onto this GPU):
+                    # remapped into the policy's mask, this one would name another GPU
+                    yield self.finding(tctx, tctx.pos(o.start, o.end), "remap-withheld", what=o.what, physical=physical,
+                                       mask=mask, new_index=new, new=code)
+                    continue
                 fix = Fix(remap_applicability(file_mask, policy_mask), f"use {code}", (fmt.replace_edit(tctx.lines, o.start, o.end, code),))
                 yield self.finding(tctx, tctx.pos(o.start, o.end), "remap", fix, what=o.what, physical=physical, mask=mask,
                                    new_index=new, new=code)

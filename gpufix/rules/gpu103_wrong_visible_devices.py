@@ -13,7 +13,7 @@ from gpufix.formats import text as fmt
 from gpufix.formats.facts import hides_all, normalized
 from gpufix.model import Finding, Fix
 from gpufix.rules._text import TextContext, quoted
-from gpufix.rules._shared import mask_fix_applicability, mask_text, normalized_mask, value_fix
+from gpufix.rules._shared import mask_fix_applicability, mask_text, normalized_mask, unique_values, value_fix
 
 
 class WrongVisibleDevices(ProjectRule):
@@ -36,7 +36,7 @@ class WrongVisibleDevices(ProjectRule):
             return  # judged across files: collect() / finish()
         want = ctx.policy.visible_devices
         breaks = None
-        for w in ctx.mask_writes + [w for w in ctx.child_writes if w.var == MASK_VAR]:
+        for w in unique_values(ctx.mask_writes + [w for w in ctx.child_writes if w.var == MASK_VAR]):
             if w.value_kind not in ("str", "int") or w.value is None:
                 continue
             if normalized_mask(w.value) == normalized_mask(want):
@@ -64,6 +64,7 @@ class WrongVisibleDevices(ProjectRule):
         want = tctx.policy.visible_devices
         composed = set()  # the pins whose container's own mask already selects the policy's GPUs
         if want is not None:
+            breaks = None
             for e in tctx.mask_sets:
                 if e.value is None or hides_all(e.value):
                     continue
@@ -78,6 +79,13 @@ class WrongVisibleDevices(ProjectRule):
                 if normalized(e.value) == normalized(want):
                     continue
                 fix = None
+                if e.editable and e.form != "accelerate":
+                    breaks = breaks or tctx.mask_change_breaks()
+                    if breaks:
+                        i, before, after = breaks
+                        yield self.finding(tctx, tctx.pos(e.start, e.end), "policy-withheld", value=e.value, want=want,
+                                           index=i, before=before, after=after)
+                        continue
                 if e.editable:
                     how = mask_fix_applicability(e.value, tctx.policy.mask)
                     fix = Fix(how, f'set CUDA_VISIBLE_DEVICES="{want}"', (fmt.replace_edit(tctx.lines, e.start, e.end, quoted(e.style, want)),))

@@ -7,7 +7,7 @@ from gpufix.rules import Rule, RuleContext
 from gpufix.formats import text as fmt
 from gpufix.model import Fix
 from gpufix.rules._text import TextContext, quoted
-from gpufix.rules._shared import value_fix
+from gpufix.rules._shared import unique_values, value_fix
 
 
 class WrongDeviceOrder(Rule):
@@ -17,7 +17,7 @@ class WrongDeviceOrder(Rule):
 
     def check(self, ctx: RuleContext):
         want = ctx.policy.device_order
-        for w in ctx.order_writes + [w for w in ctx.child_writes if w.var == ORDER_VAR]:
+        for w in unique_values(ctx.order_writes + [w for w in ctx.child_writes if w.var == ORDER_VAR]):
             if w.value_kind not in ("str", "int") or w.value is None or w.value.strip() == want:
                 continue
             fix = value_fix(w, want, f'set CUDA_DEVICE_ORDER="{want}"')

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gpufix.model import Edit, Fix
-from gpufix.rules import Rule, RuleContext
+from gpufix.rules import Rule, RuleContext, runs_before
 
 
 # Frameworks that initialise CUDA on the first CUDA call, not on import: a mask set after their
@@ -23,11 +23,7 @@ def _earlier(ctx: RuleContext, w) -> list:
     triggers = ctx.facts.gpu_imports + ctx.facts.gpu_calls
     if w.method == "magic":
         return [t for t in triggers if t.ctx is None and t.pos.line < w.pos.line]
-    return [
-        t for t in triggers
-        if (t.ctx is None and (w.ctx is not None or t.order < w.order))
-        or (t.ctx is not None and t.ctx == w.ctx and t.order < w.order)
-    ]
+    return [t for t in triggers if runs_before(t, w)]
 
 
 class MaskSetTooLate(Rule):

@@ -7,7 +7,7 @@ from gpufix.rules import Rule, RuleContext
 from gpufix.analysis import MASK_VAR, ORDER_VAR
 from gpufix.formats import text as fmt
 from gpufix.rules._text import TextContext
-from gpufix.rules._shared import replace_edit
+from gpufix.rules._shared import replace_edit, unique_values
 
 
 class NonStringMaskValue(Rule):
@@ -17,7 +17,7 @@ class NonStringMaskValue(Rule):
     messages = {"default": ("var", "value"), "typed": ("var", "value")}
 
     def check(self, ctx: RuleContext):
-        for w in ctx.facts.env_writes:
+        for w in unique_values(ctx.facts.env_writes):
             if w.value_kind not in ("int", "other-literal"):
                 continue
             fix = None

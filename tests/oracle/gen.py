@@ -11,6 +11,19 @@ statements); import shapes (plain, alias, multi-name, from-imports, star, try/ex
 ordinal form the catalogue knows, in every string form (quotes, prefixes, f-strings, implicit
 concatenation, triple quotes); docstrings, `from __future__`, comments; notebooks (with `%env`,
 line magics, shell escapes, `%%time` cells); and the policies "1", "0", "1,0", "2,3", a GPU UUID.
+
+Grown by the families an adversarial review found (issue 20), with their neighbours: mask writes
+through `update` with a dict literal / a named settings dict / `dict(...)` / `|` merges / `**`
+spreads, `os.environ |= {...}`, `__setitem__`, an alias (`env = os.environ`, `setdefault` through
+it), a loop over a settings dict's items, a nested helper; frameworks reached without an import
+statement (`importlib.import_module`, `__import__`, a loader function called at module level);
+value flow through a walrus, tuple unpacking and `str.format` keyword fields; two ordinals in one
+unit (a reordered mask must not merge them); `%set_env` in notebooks; `from __future__ import
+annotations; import torch` on one line.
+
+`program(choose, tags)` adds to `tags` the families a program uses (the long run counts
+counterexamples by them); families listed in PENDING are fixed by work not merged yet and are left
+out of the in-suite run (`program(choose, skip=PENDING)`), never out of the long run.
 """
 
 from __future__ import annotations
@@ -49,23 +62,46 @@ def cuda_string(choose, n: int) -> str:
     ))
 
 
-def env_write(choose, binding, var: str, value: str) -> str:
+# Families fixed by another issue's branch, not merged yet: the in-suite run skips them (none now:
+# `from __future__ ...; import torch` on one line is placed since issue 23).
+PENDING: tuple = ()
+
+
+def env_write(choose, binding, var: str, value: str, tags=None) -> str:
+    """One write of `var` (possibly several lines, joined with newlines)."""
     _, environ, putenv = binding
     q = choose(('"', "'"))
     forms = []
+    short = "MASK" if var == "CUDA_VISIBLE_DEVICES" else "ORDER"
     if environ:
         forms += [
-            f"{environ}[{q}{var}{q}] = {q}{value}{q}",
-            f"{environ}[{q}{var}{q}] = {q}{value}{q}",
-            f'{environ}.update({{"{var}": "{value}"}})',
-            f'{environ}.update({var}="{value}")',
-            f'{environ}.setdefault("{var}", "{value}")',
+            ("setitem", f"{environ}[{q}{var}{q}] = {q}{value}{q}"),
+            ("setitem", f"{environ}[{q}{var}{q}] = {q}{value}{q}"),
+            ("update-dict", f'{environ}.update({{"{var}": "{value}"}})'),
+            ("update-keywords", f'{environ}.update({var}="{value}")'),
+            ("setdefault", f'{environ}.setdefault("{var}", "{value}")'),
+            ("update-dict-call", f'{environ}.update(dict({var}="{value}"))'),
+            ("update-named", f'{short}_SETTINGS = {{"{var}": "{value}"}}\n{environ}.update({short}_SETTINGS)'),
+            ("update-merge", f'{environ}.update({{"OMP_NUM_THREADS": "1"}} | {{"{var}": "{value}"}})'),
+            ("update-spread", f'{short}_SETTINGS = {{"{var}": "{value}"}}\n{environ}.update(**{short}_SETTINGS)'),
+            # `name |= ...` in a function would bind a local `name`: only through an attribute or
+            # an alias bound next to it
+            ("ior", f'{environ} |= {{"{var}": "{value}"}}' if "." in environ else f'env_ = {environ}\nenv_ |= {{"{var}": "{value}"}}'),
+            ("setitem-dunder", f'{environ}.__setitem__("{var}", "{value}")'),
+            ("alias", f"env_ = {environ}\nenv_[{q}{var}{q}] = {q}{value}{q}"),
+            ("alias-setdefault", f'env_ = {environ}\nenv_.setdefault("{var}", "{value}")'),
+            ("alias-update", f'env_ = {environ}\nenv_.update({var}="{value}")'),
+            ("loop-items", f'{short}_SETTINGS = {{"{var}": "{value}"}}\nfor key_, val_ in {short}_SETTINGS.items():\n    {environ}[key_] = val_'),
+            ("loop-keys", f'{short}_SETTINGS = {{"{var}": "{value}"}}\nfor key_ in {short}_SETTINGS:\n    {environ}[key_] = {short}_SETTINGS[key_]'),
         ]
         if value.isdigit():
-            forms.append(f"{environ}[{q}{var}{q}] = {value}")
+            forms.append(("setitem-int", f"{environ}[{q}{var}{q}] = {value}"))
     if putenv:
-        forms.append(f'{putenv}("{var}", "{value}")')
-    return choose(forms)
+        forms.append(("putenv", f'{putenv}("{var}", "{value}")'))
+    family, text = choose(forms)
+    if tags is not None:
+        tags.add("write:" + family)
+    return text
 
 
 # Framework imports: (statement, {role: name}); `import torch, os` binds os too.
@@ -80,8 +116,16 @@ FRAMEWORKS = {
         ("from torch.cuda import set_device as pick", {"set_device": "pick"}),
         ("try:\n    import torch\nexcept ImportError:\n    torch = None", {"torch": "torch"}),
         ("import torch.nn as nn\nimport torch", {"torch": "torch"}),
+        # reached without an import statement
+        ('import importlib\ntorch = importlib.import_module("torch")', {"torch": "torch"}),
+        ('from importlib import import_module\nT = import_module("torch")', {"torch": "T"}),
+        ('torch = __import__("torch")', {"torch": "torch"}),
+        ("def load_backend():\n    import torch\n    return torch\ntorch = load_backend()", {"torch": "torch"}),
+        ("def _load():\n    import torch\n    return torch\ndef load_backend():\n    return _load()\ntorch = load_backend()",
+         {"torch": "torch"}),
     ),
-    "tensorflow": (("import tensorflow as tf", {"tf": "tf"}), ("import tensorflow", {"tf": "tensorflow"})),
+    "tensorflow": (("import tensorflow as tf", {"tf": "tf"}), ("import tensorflow", {"tf": "tensorflow"}),
+                   ('import importlib\ntf = importlib.import_module("tensorflow")', {"tf": "tf"})),
     "cupy": (("import cupy as cp", {"cp": "cp"}), ("import cupy", {"cp": "cupy"})),
     "numba": (("from numba import cuda as ncuda", {"ncuda": "ncuda"}), ("import numba.cuda", {"ncuda": "numba.cuda"})),
     "ctranslate2": (("import ctranslate2", {"ct2": "ctranslate2"}),),
@@ -118,6 +162,15 @@ def device_calls(choose, names: dict, k: int) -> list:
             [f"p{k} = {t}.cuda.get_device_properties({n})"], [f"free{k} = {t}.cuda.mem_get_info(device={n})"],
             [f"st{k} = {t}.cuda.Stream(device={n})"],
             [f"ddp{k} = {t}.nn.parallel.DistributedDataParallel({t}.nn.Linear(1, 1), device_ids=[{n}], output_device={n})"],
+            # value flow: a walrus, tuple unpacking of constants, str.format with a keyword field
+            [f"if (g{k} := {n}) is not None:", f'    x{k} = {t}.zeros(1).to(f"cuda:{{g{k}}}")'],
+            [f"(g{k} := {n})", f"{t}.cuda.set_device(g{k})"],
+            [f"a{k}, g{k} = 0, {n}", f'x{k} = {t}.zeros(1).to(f"cuda:{{g{k}}}")'],
+            [f"g{k}, h{k} = {n}, 0", f"{t}.cuda.set_device(g{k})"],
+            [f"g{k} = {n}", f'x{k} = {t}.zeros(1).to("cuda:{{i}}".format(i=g{k}))'],
+            [f'd{k} = {t}.device("cuda:{{gpu}}".format(gpu={n}))'],
+            # two GPUs in one unit: a reordered mask must keep them apart
+            [f'a{k} = {t}.zeros(1).to("cuda:0")', f"b{k} = {t}.zeros(1).to({s})"],
         ]
     if "tcuda" in names:
         out += [[f"{names['tcuda']}.set_device({n})"], [f"{names['tcuda']}.get_device_name({n})"]]
@@ -158,8 +211,10 @@ def indent(lines: list, by: str = "    ") -> list:
     return [by + ln if ln else ln for ln in lines]
 
 
-def program(choose) -> tuple:
-    """(source text, is_notebook, policy value)."""
+def program(choose, tags=None, skip=()) -> tuple:
+    """(source text, is_notebook, policy value). `tags`, a set, receives the families the program
+    uses; families in `skip` are not generated."""
+    tags = set() if tags is None else tags
     policy = choose(POLICIES)
     binding = choose(OS_BINDINGS + (None,))
     frameworks = [choose(tuple(FRAMEWORKS))]
@@ -171,6 +226,10 @@ def program(choose) -> tuple:
         stmt, roles = choose(FRAMEWORKS[fw])
         if any(r in names for r in roles if r != "os"):
             continue
+        if "import_module" in stmt or "__import__" in stmt:
+            tags.add("import:dynamic")
+        elif "load_backend" in stmt:
+            tags.add("import:loader")
         fw_imports.append(stmt.split("\n"))
         names.update(roles)
     if binding is None and "os" in names:
@@ -182,32 +241,39 @@ def program(choose) -> tuple:
         if binding is None or not choose((True, True, False)):
             continue
         value = choose(MASKS) if var == "CUDA_VISIBLE_DEVICES" else choose(("PCI_BUS_ID", "PCI_BUS_ID", "FASTEST_FIRST"))
-        writes.append((env_write(choose, binding, var, value),
-                       choose(("early", "early", "late", "late", "func", "main", "branch", "try", "else"))))
+        writes.append((env_write(choose, binding, var, value, tags),
+                       choose(("early", "early", "late", "late", "func", "main", "branch", "try", "else", "nested"))))
 
     body: list = [["value0 = 0"]]  # units: list of lines
     k = 0
     if binding is not None and binding[0]:
         body.append([binding[0]])
-    for line, where in writes:
+    writes = [(line.split("\n"), where) for line, where in writes]
+    for lines, where in writes:
         if where == "early":
-            body.append([line])
+            body.append(lines)
     body.extend(fw_imports)
-    for line, where in writes:
+    for lines, where in writes:
         if where == "late":
-            body.append([line])
+            body.append(lines)
         elif where == "branch":
-            body.append(["if True:", "    " + line])
+            body.append(["if True:"] + indent(lines))
         elif where == "try":
-            body.append(["try:", "    " + line, "except KeyError:", "    pass"])
+            body.append(["try:"] + indent(lines) + ["except KeyError:", "    pass"])
         elif where == "else":
-            body.append(["if not value0:", "    pass", "else:", "    " + line])
-        elif where == "func":
+            body.append(["if not value0:", "    pass", "else:"] + indent(lines))
+        elif where in ("func", "nested"):
             k += 1
-            body.append([f"def setup{k}():", "    " + line, f"setup{k}()"])
+            if where == "nested":  # a helper defined in a helper, both called at once
+                tags.add("write:nested-helper")
+                lines = ["def inner():"] + indent(lines) + ["inner()"]
+            if any(ln.startswith(("env_ =", "MASK_SETTINGS", "ORDER_SETTINGS")) for ln in lines):
+                pass  # the alias / settings dict is local to the helper: still its own write
+            body.append([f"def setup{k}():"] + indent(lines) + [f"setup{k}()"])
     for _ in range(choose((1, 2, 3, 4))):
         k += 1
         unit = choose(device_calls(choose, names, k))
+        _tag_unit(unit, tags)
         if len(unit) == 1 and not unit[0].endswith(":") and "#" not in unit[0]:
             # What a user silenced is never rewritten, and must not change meaning under a new mask.
             unit = [unit[0] + choose(("", "", "", "", "  # gpufix: ignore[GPU001]", "  # noqa: GPU001", "  # gpufix: ignore"))]
@@ -217,11 +283,12 @@ def program(choose) -> tuple:
         elif shape == "branch" and not unit[0].startswith("def "):
             unit = ["if True:"] + indent(unit)
         body.append(unit)
-    main_writes = [line for line, where in writes if where == "main"]
+    main_writes = [ln for lines, where in writes if where == "main" for ln in lines]
     if main_writes or choose((False, True)):
         k += 1
-        tail = main_writes + choose([u for u in device_calls(choose, names, k) if not u[0].startswith("def ")])
-        body.append(['if __name__ == "__main__":'] + indent(tail))
+        unit = choose([u for u in device_calls(choose, names, k) if not u[0].startswith("def ")])
+        _tag_unit(unit, tags)
+        body.append(['if __name__ == "__main__":'] + indent(main_writes + unit))
 
     # Semicolons: join some single-line simple units with the next one.
     joined: list = []
@@ -234,24 +301,44 @@ def program(choose) -> tuple:
 
     notebook = choose((False, False, False, True))
     head = []
+    future_joined = False
     if not notebook:
         if choose((False, True)):
             head.append(choose(('"""Train the model on one GPU."""', "'''Docstring.'''", '"""Multi-line\n\ndocstring."""')))
         if choose((False, True)):
             head.append("from __future__ import annotations")
+            # `from __future__ import annotations; import torch`: the future import shares its line
+            future_joined = "future-one-line" not in skip and choose((False, False, True))
         if choose((False, True)):
             head.append(choose(("# Copyright the authors", "#!/usr/bin/env python\n# -*- coding: utf-8 -*-")))
+    if future_joined:
+        tags.add("future-one-line")
+        head.remove("from __future__ import annotations")
+        first = joined[0]
+        joined = [["from __future__ import annotations; " + first[0]] + first[1:]] + joined[1:]
     lines = head + [ln for unit in joined for ln in unit]
     if not notebook:
         return "\n".join(lines) + "\n", False, policy
-    return _notebook(choose, joined), True, policy
+    return _notebook(choose, joined, tags), True, policy
+
+
+def _tag_unit(unit: list, tags: set) -> None:
+    text = "\n".join(unit)
+    if ":=" in text:
+        tags.add("flow:walrus")
+    elif ".format(i=" in text or ".format(gpu=" in text:
+        tags.add("flow:format-keyword")
+    elif ", g" in text.split("=")[0] or ", h" in text.split("=")[0]:
+        tags.add("flow:tuple")
+    elif '"cuda:0")' in text and len(unit) == 2 and unit[0].startswith("a"):
+        tags.add("two-gpus")
 
 
 def _simple(line: str) -> bool:
     return not line.rstrip().endswith(":") and "#" not in line and not line.startswith(("if ", "def ", "with ", "try"))
 
 
-def _notebook(choose, units: list) -> str:
+def _notebook(choose, units: list, tags=None) -> str:
     cells = []
     current: list = []
     for unit in units:
@@ -263,7 +350,10 @@ def _notebook(choose, units: list) -> str:
         cells.append(current)
     out = []
     for lines in cells:
-        extra = choose((None, None, "%matplotlib inline", "!nvidia-smi", "%%time", "%env CUDA_VISIBLE_DEVICES=0"))
+        extra = choose((None, None, "%matplotlib inline", "!nvidia-smi", "%%time", "%env CUDA_VISIBLE_DEVICES=0",
+                        "%set_env CUDA_VISIBLE_DEVICES=0", "%set_env CUDA_VISIBLE_DEVICES 1,0"))
+        if extra and extra.startswith("%set_env") and tags is not None:
+            tags.add("notebook:set_env")
         if extra == "%%time":
             lines = ["%%time"] + lines
         elif extra:
@@ -277,18 +367,19 @@ def _notebook(choose, units: list) -> str:
     return json.dumps(nb, indent=1) + "\n"
 
 
-def random_program(rng: random.Random) -> tuple:
-    """(raw bytes, path, Policy) from a seeded random generator (the long run)."""
-    text, notebook, policy = program(lambda seq: rng.choice(list(seq)))
+def random_program(rng: random.Random, tags=None) -> tuple:
+    """(raw bytes, path, Policy) from a seeded random generator (the long run); `tags`, a set,
+    receives the program's families."""
+    text, notebook, policy = program(lambda seq: rng.choice(list(seq)), tags)
     return text.encode(), ("prog.ipynb" if notebook else "prog.py"), Policy(visible_devices=policy)
 
 
-def hypothesis_program():
+def hypothesis_program(skip=PENDING):
     from hypothesis import strategies as st
 
     @st.composite
     def build(draw):
-        text, notebook, policy = program(lambda seq: draw(st.sampled_from(list(seq))))
+        text, notebook, policy = program(lambda seq: draw(st.sampled_from(list(seq))), skip=skip)
         return text.encode(), ("prog.ipynb" if notebook else "prog.py"), Policy(visible_devices=policy)
 
     return build()

@@ -12,6 +12,9 @@ found, each tagged with a family:
               deliberately makes the policy's first GPU), and it was changed or its finding is gone
 - header      at the first framework import the mask is not the policy's / the order not
               PCI_BUS_ID, and no finding says so
+- collapse    two device arguments that named different GPUs the policy allows now name one GPU
+              (a reordered mask remapped one ordinal and left the other: two models on one
+              GPU), and no finding is left on either
 - idempotence fixing the fixed file changes it again
 - left        a finding shown as safely fixable (`[*]`) is still there after apply, or apply
               removed findings scan did not mark fixable
@@ -56,8 +59,9 @@ def notebook_to_python(raw: bytes) -> tuple:
                 ln = "pass"
             elif whole_cell_magic:
                 ln = "pass"
-            elif s.startswith("%env "):
-                name, _, value = s[5:].strip().partition("=") if "=" in s else s[5:].strip().partition(" ")
+            elif s.startswith(("%env ", "%set_env ")):
+                rest = s.split(None, 1)[1].strip()
+                name, _, value = rest.partition("=") if "=" in rest else rest.partition(" ")
                 ln = f"{indent}__import__('os').environ[{name.strip()!r}] = {value.strip()!r}"
             elif s.startswith(("%", "!")):
                 ln = indent + "pass"
@@ -157,6 +161,7 @@ def compare_runs(a: dict, b: dict, policy: Policy, findings_after: list, where_a
     ca, cb = a["calls"], b["calls"]
     if len(ca) != len(cb):
         problems.append(("calls", f"{len(ca)} framework calls before, {len(cb)} after"))
+    problems += _collapses(ca, cb, a, b, policy, findings_after, where_after, code_after)
     for x, y in zip(ca, cb):
         if (x["name"], x["args"], x["kwargs"]) != (y["name"], y["args"], y["kwargs"]) or len(x["devices"]) != len(y["devices"]):
             problems.append(("calls", f"call {x['name']}{x['args']}{x['kwargs']} became {y['name']}{y['args']}{y['kwargs']}"))
@@ -178,7 +183,10 @@ def compare_runs(a: dict, b: dict, policy: Policy, findings_after: list, where_a
             # one on a literal with the same value.
             remains = any(
                 f.rule in ORDINAL_RULES and ((f.cell == cell and f.line <= line <= f.end_line)
-                                             or (isinstance(d2["raw"], str) and literals.get((f.cell, f.line, f.column)) == d2["raw"]))
+                                             or (isinstance(d2["raw"], str) and literals.get((f.cell, f.line, f.column)) == d2["raw"])
+                                             # an int that reached the call through a name, or a formatted string (f"cuda:{gpu}")
+                                             or (d2["kind"] in ("cuda", "int") and type(literals.get((f.cell, f.line, f.column))) is int
+                                                 and literals.get((f.cell, f.line, f.column)) == d2["index"]))
                 for f in findings_after
             )
             if d1["raw"] == d2["raw"] and remains:
@@ -189,6 +197,32 @@ def compare_runs(a: dict, b: dict, policy: Policy, findings_after: list, where_a
                              f"{(a['frozen_env'] or [None])[0]!r} became {d2['raw']!r} = {p2} under mask "
                              f"{(b['frozen_env'] or [None])[0]!r}" + ("" if remains else ", with no finding left")))
     return problems
+
+
+def _collapses(ca: list, cb: list, a: dict, b: dict, policy: Policy, findings_after: list, where_after: dict,
+               code_after: str) -> list:
+    allowed = set(parse_mask(policy.visible_devices) or ())
+    seen: dict = {}  # physical GPU after -> (physical before, raw before, line)
+    for x, y in zip(ca, cb):
+        if len(x["devices"]) != len(y["devices"]):
+            continue
+        for d1, d2 in zip(x["devices"], y["devices"]):
+            if d1["kind"] == "nvml" or d1["kind"] != d2["kind"] or d1["index"] is None or d2["index"] is None:
+                continue
+            if code_after and _silenced(code_after, y["line"]):
+                continue  # its owner silenced gpufix there: theirs to judge
+            p1, p2 = _physical(d1, a["frozen_env"], True), _physical(d2, b["frozen_env"], False)
+            if p1[0] != "gpu" or p1[1] not in allowed or p2[0] != "gpu":
+                continue
+            first = seen.setdefault(p2, (p1, d1["raw"], y["line"]))
+            if first[0] == p1:
+                continue
+            lines = [where_after.get(n, (None, n)) for n in (first[2], y["line"])]
+            if any(f.rule in ORDINAL_RULES and (f.cell, f.line) in lines for f in findings_after):
+                continue
+            return [("collapse", f"{first[1]!r} ({first[0]}) and {d1['raw']!r} ({p1}) both name {p2} after the fix, "
+                                 "with no finding left")]
+    return []
 
 
 def judge(raw: bytes, path: str, policy: Policy) -> tuple:

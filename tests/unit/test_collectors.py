@@ -25,7 +25,7 @@ def test_the_bundled_collectors_in_dispatch_order():
     table = collectors.dispatch_table()
     # map_location marks its dict before the literal collectors read the dict's keys
     assert [m.__self__.name for m in table["Dict"]] == ["child-env", "map-location", "device-apis"]
-    assert [m.__self__.name for m in table["Call"]] == ["env-writes", "child-env", "map-location", "device-apis", "gpu-calls", "value-flow"]
+    assert [m.__self__.name for m in table["Call"]] == ["imports", "env-writes", "child-env", "map-location", "device-apis", "gpu-calls", "value-flow"]
 
 
 def test_prefilter_tests_are_the_collectors_declarations():

@@ -31,8 +31,15 @@ CASES = Path(__file__).resolve().parent.parent / "oracle" / "cases"
 LONG = os.environ.get("GPUFIX_ORACLE_EXAMPLES")
 
 
+# Cases fixed by another issue's branch, not merged yet (the generator leaves their family out of
+# the in-suite run: oracle.gen.PENDING).
+PENDING_CASES: dict = {}
+
+
 def _cases():
-    return sorted(p for p in CASES.iterdir() if p.suffix in (".py", ".ipynb") and ".fixed." not in p.name)
+    found = sorted(p for p in CASES.iterdir() if p.suffix in (".py", ".ipynb") and ".fixed." not in p.name)
+    return [pytest.param(p, marks=pytest.mark.xfail(reason=PENDING_CASES[p.stem], strict=False)) if p.stem in PENDING_CASES else p
+            for p in found]
 
 
 # The recorded cases show the plain header (cpu-runs = "override"); the CPU-run-keeping form is
@@ -52,7 +59,7 @@ def test_regression_case(case):
     name = "prog.ipynb" if case.suffix == ".ipynb" else "prog.py"
     fixed, problems = judge(raw, name, policy)
     expected = case.with_name(case.stem + ".fixed" + case.suffix)
-    if os.environ.get("GPUFIX_UPDATE_CASES"):
+    if os.environ.get("GPUFIX_UPDATE_CASES") and case.stem not in PENDING_CASES:
         expected.write_bytes(fixed)
     assert problems == []
     assert fixed.decode() == expected.read_text()

@@ -1,0 +1,6 @@
+# gpufix-oracle: policy=1,0
+import os
+os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+os.environ["CUDA_VISIBLE_DEVICES"] = "1,0"
+import torch
+decoder = torch.zeros(1).to("cuda:0")

@@ -1,0 +1,6 @@
+# gpufix-oracle: policy=1
+import os
+os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+os.environ.__setitem__("CUDA_VISIBLE_DEVICES", "1")
+import torch
+torch.cuda.set_device(0)

@@ -17,12 +17,11 @@ from typing import Callable, Optional
 
 from gpufix.backup import TAG_PREFIX, new_backup_id, sha256, write_backup
 from gpufix.catalog import catalog_for
-from gpufix.config import Policy
+from gpufix.config import Policy, SinglePolicy
 from gpufix.discover import discover_files
 from gpufix.engine import (
     FileResult,
     ScanResult,
-    _OnePolicy,
     _read_file,
     _read_problem,
     gather_pairs,
@@ -434,7 +433,7 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
               resolver=None) -> ApplyOutcome:
     """With a `resolver` (gpufix.config.PolicyResolver) each file is fixed under the policy of its
     nearest config; without one, under `policy`."""
-    resolver = resolver or _OnePolicy(policy)
+    resolver = resolver or SinglePolicy(policy)
     files = discover_files(paths or ["."], resolver, warn=warn, force_exclude=opts.force_exclude)
     # Each policy's files with that policy's project index (entry points, first-party names).
     groups: dict = {}

@@ -640,3 +640,17 @@ def load_policy(
     resolver = PolicyResolver(config_file, overrides)
     first = paths[0] if paths else "."
     return resolver.for_path(first if Path(first).exists() else ".")
+
+
+class SinglePolicy:
+    """A resolver that gives one policy for every folder and file (a run under `--config`, a named
+    policy, the files of one project): the interface discovery and the engine ask a resolver for."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+
+    def for_dir(self, directory):
+        return self.policy
+
+    def for_path(self, path):
+        return self.policy

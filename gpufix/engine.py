@@ -19,7 +19,7 @@ from typing import Callable, Optional
 from gpufix.analysis import source_facts
 from gpufix.collectors import finish_facts
 from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
-from gpufix.config import Policy
+from gpufix.config import Policy, SinglePolicy
 from gpufix.discover import PathFilter, discover_files, path_within
 from gpufix.formats import CONFIG_KINDS, TEXT_KINDS, detect_kind, may_have_findings
 from gpufix.formats import MAX_BYTES as MAX_TEXT_BYTES
@@ -591,22 +591,11 @@ def _finding_from_cache(d: dict, path: str) -> Finding:
 
 
 # -- helpers of the many-files pipeline: groups, workers, cross-file rules -----------------------
-class _OnePolicy:
-    def __init__(self, policy):
-        self.policy = policy
-
-    def for_dir(self, directory):
-        return self.policy
-
-    def for_path(self, path):
-        return self.policy
-
-
 def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None, resolver=None,
           force_exclude: bool = False) -> ScanResult:
     options = options or Options()
     warns: list = []
-    resolver = resolver or _OnePolicy(policy)
+    resolver = resolver or SinglePolicy(policy)
     files = discover_files(paths or ["."], resolver, warn=warns.append, force_exclude=force_exclude)
     groups: dict = {}
     for abs_path, display, pol in files:

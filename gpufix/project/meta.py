@@ -194,17 +194,6 @@ def _rel(path: str, root: Path) -> str:
 
 
 # -- the run's project: the same for any subset of its files ---------------------------------------
-class _OneResolver:
-    def __init__(self, policy):
-        self.policy = policy
-
-    def for_dir(self, directory):
-        return self.policy
-
-    def for_path(self, path):
-        return self.policy
-
-
 def run_project_root(policy, run_files) -> Path:
     """The project a run's files belong to, from the config's folder (or, without a config file,
     the run's files) and the project markers above it: never from which files were named."""
@@ -219,11 +208,12 @@ def run_project_root(policy, run_files) -> Path:
 def project_files(root: Path, policy, run_files) -> list:
     """(abs_path, display) of the project's Python files and notebooks (discovered under the root
     with the policy's excludes), plus the run's own files."""
+    from gpufix.config import SinglePolicy
     from gpufix.discover import discover_files
 
     seen = set()
     out = []
-    for a, d, _ in discover_files([str(root)], _OneResolver(policy)):
+    for a, d, _ in discover_files([str(root)], SinglePolicy(policy)):
         a = os.path.abspath(a)
         if a.lower().endswith((".py", ".ipynb")) and a not in seen:  # `Upper.PY` is Python too
             seen.add(a)

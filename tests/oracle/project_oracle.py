@@ -28,9 +28,7 @@ import json
 import os
 import random
 import re
-import select
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -111,42 +109,13 @@ def _start_child(root: str, start: tuple, w: int) -> None:
     result = {"import_env": runner.STATE.import_env, "frozen_env": runner.STATE.frozen_env,
               "calls": runner.STATE.calls, "exception": exc_name, "ran": sorted(set(ran)),
               "stdout": out.getvalue()}
-    data = json.dumps(result, default=repr).encode()
-    view = memoryview(data)
-    while view:
-        n = os.write(w, view)
-        view = view[n:]
+    runner.write_record(w, result)
     del builtins
 
 
 def run_start(root: str, start: tuple, timeout: float = 20.0) -> dict:
     runner.catalog()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(r)
-            _start_child(root, start, w)
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([r], [], [], timeout)
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                raise TimeoutError("the process did not finish under the stubs")
-            chunk = os.read(r, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
-    if not chunks:
-        raise RuntimeError("the oracle's child died without a result")
-    return json.loads(b"".join(chunks))
+    return runner.run_forked(lambda w: _start_child(root, start, w), timeout, "process")
 
 
 # -- gpufix on a project -------------------------------------------------------------------------

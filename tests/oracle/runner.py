@@ -297,6 +297,11 @@ def _child(code: str, w: int) -> None:
         "stdout": out.getvalue(),
         "exception": exc_name,
     }
+    write_record(w, result)
+
+
+def write_record(w: int, result: dict) -> None:
+    """The child's record, as JSON, down the pipe to the parent (all of it, however large)."""
     data = json.dumps(result, default=repr).encode()
     view = memoryview(data)
     while view:
@@ -304,15 +309,15 @@ def _child(code: str, w: int) -> None:
         view = view[n:]
 
 
-def run_program(code: str, timeout: float = 20.0) -> dict:
-    """Run `code` in a forked child under the stubs; the child's record (see the module doc)."""
-    catalog()  # loaded once in the parent, inherited by every child
+def run_forked(child, timeout: float, what: str) -> dict:
+    """Fork; the child runs `child(w)`, which writes its record to the pipe `w`; the parent reads it
+    (killing the child after `timeout` seconds of silence) and returns it."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
             os.close(r)
-            _child(code, w)
+            child(w)
         finally:
             os._exit(0)
     os.close(w)
@@ -322,7 +327,7 @@ def run_program(code: str, timeout: float = 20.0) -> dict:
             ready, _, _ = select.select([r], [], [], timeout)
             if not ready:
                 os.kill(pid, signal.SIGKILL)
-                raise TimeoutError("the program did not finish under the stubs")
+                raise TimeoutError(f"the {what} did not finish under the stubs")
             chunk = os.read(r, 1 << 16)
             if not chunk:
                 break
@@ -333,3 +338,9 @@ def run_program(code: str, timeout: float = 20.0) -> dict:
     if not chunks:
         raise RuntimeError("the oracle's child died without a result")
     return json.loads(b"".join(chunks))
+
+
+def run_program(code: str, timeout: float = 20.0) -> dict:
+    """Run `code` in a forked child under the stubs; the child's record (see the module doc)."""
+    catalog()  # loaded once in the parent, inherited by every child
+    return run_forked(lambda w: _child(code, w), timeout, "program")

@@ -168,6 +168,9 @@ _KNOWN_KEYS = {
 }
 CPU_RUNS = ("keep", "override")
 GUARD_MODES = ("enforce", "default")
+# Keys whose value is one of a fixed set: (key, Policy field, the allowed values).
+_CHOICE_KEYS = (("device-order", "device_order", DEVICE_ORDERS), ("header-scope", "header_scope", HEADER_SCOPES),
+                ("cpu-runs", "cpu_runs", CPU_RUNS), ("guard-mode", "guard_mode", GUARD_MODES))
 
 
 def file_kinds(value: Any, where: str, key: str = "file-kinds") -> tuple:
@@ -200,11 +203,12 @@ def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) ->
     kw: dict = {"source": where, "root": root}
     if "visible-devices" in table:
         kw["visible_devices"] = validate_mask(table["visible-devices"], where)
-    if "device-order" in table:
-        v = table["device-order"]
-        if v not in DEVICE_ORDERS:
-            raise ConfigError(f"{where}: `device-order` = {v!r}; allowed: {', '.join(DEVICE_ORDERS)}")
-        kw["device_order"] = v
+    for key, attr, allowed in _CHOICE_KEYS:
+        if key in table:
+            v = table[key]
+            if v not in allowed:
+                raise ConfigError(f"{where}: `{key}` = {v!r}; allowed: {', '.join(allowed)}")
+            kw[attr] = v
     if "min-memory-gib" in table:
         v = table["min-memory-gib"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
@@ -216,11 +220,6 @@ def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) ->
             if not isinstance(v, str) or not v.strip():
                 raise ConfigError(f"{where}: `{key}` must be a non-empty string, got {v!r}")
             kw[attr] = v
-    if "header-scope" in table:
-        v = table["header-scope"]
-        if v not in HEADER_SCOPES:
-            raise ConfigError(f"{where}: `header-scope` = {v!r}; allowed: {', '.join(HEADER_SCOPES)}")
-        kw["header_scope"] = v
     layer_select = _selectors(table["select"], where, "select") if "select" in table else None
     layer_extend = _selectors(table["extend-select"], where, "extend-select") if "extend-select" in table else ()
     layer_ignore = _selectors(table["ignore"], where, "ignore") if "ignore" in table else ()
@@ -246,16 +245,6 @@ def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) ->
             if not isinstance(v, list) or not all(isinstance(x, str) and re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", x) for x in v):
                 raise ConfigError(f"{where}: `{key}` must be a list of module names such as [\"mypkg\"]")
             kw[attr] = tuple(v)
-    if "cpu-runs" in table:
-        v = table["cpu-runs"]
-        if v not in CPU_RUNS:
-            raise ConfigError(f"{where}: `cpu-runs` = {v!r}; allowed: {', '.join(CPU_RUNS)}")
-        kw["cpu_runs"] = v
-    if "guard-mode" in table:
-        v = table["guard-mode"]
-        if v not in GUARD_MODES:
-            raise ConfigError(f"{where}: `guard-mode` = {v!r}; allowed: {', '.join(GUARD_MODES)}")
-        kw["guard_mode"] = v
     if "pytest-guard" in table:
         v = table["pytest-guard"]
         if not isinstance(v, bool):

@@ -483,6 +483,14 @@ def reload_config(ls: GpufixServer) -> None:
     ls.reanalyse_all()
 
 
+def _edited(ls: GpufixServer, uri: str, version) -> None:
+    """A text or notebook document changed: its new version is judged after the debounce."""
+    state = ls.docs.get(uri)
+    if state is not None:
+        state.version = version
+        ls.schedule(state, ls.settings.debounce_ms)
+
+
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 def _did_open(ls: GpufixServer, params: types.DidOpenTextDocumentParams):
     doc = params.text_document
@@ -491,10 +499,7 @@ def _did_open(ls: GpufixServer, params: types.DidOpenTextDocumentParams):
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
 def _did_change(ls: GpufixServer, params: types.DidChangeTextDocumentParams):
-    state = ls.docs.get(params.text_document.uri)
-    if state is not None:
-        state.version = params.text_document.version
-        ls.schedule(state, ls.settings.debounce_ms)
+    _edited(ls, params.text_document.uri, params.text_document.version)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
@@ -527,10 +532,7 @@ def _nb_open(ls: GpufixServer, params: types.DidOpenNotebookDocumentParams):
 
 @server.feature(types.NOTEBOOK_DOCUMENT_DID_CHANGE)
 def _nb_change(ls: GpufixServer, params: types.DidChangeNotebookDocumentParams):
-    state = ls.docs.get(params.notebook_document.uri)
-    if state is not None:
-        state.version = params.notebook_document.version
-        ls.schedule(state, ls.settings.debounce_ms)
+    _edited(ls, params.notebook_document.uri, params.notebook_document.version)
 
 
 @server.feature(types.NOTEBOOK_DOCUMENT_DID_SAVE)

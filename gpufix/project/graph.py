@@ -228,6 +228,22 @@ def resolver_for(root: Path, named: dict):
     return targets
 
 
+def _path_targets(importer: str, written: str, root: Path, by_rel: dict) -> list:
+    """The project files a path a file loads by (gpufix.project.imports.path_loads) may name: the
+    path from the project root (the usual working folder), from the loader's own folder
+    (`os.path.join(os.path.dirname(__file__), ...)`), or, with no better match, any file whose path
+    ends with it (the folder it is run from is not known: every candidate counts)."""
+    out = []
+    for base in (str(root), os.path.dirname(importer)):
+        rel = _rel(os.path.normpath(os.path.join(base, written)), root)
+        if rel in by_rel:
+            out.append(by_rel[rel])
+    if not out:
+        tail = "/" + written
+        out = [b for r, b in by_rel.items() if r.endswith(tail)]
+    return out
+
+
 def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list, entries: dict) -> ProjectIndex:
     records = entries
     parsed: dict = {}
@@ -248,13 +264,19 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
 
     reverse: dict = {}
     forward: dict = {}
+    by_rel = None
     for a, f in parsed.items():
         outs = forward.setdefault(a, set())
-        for name in f.imports:
-            for t in targets(a, name):
-                if t != a:
-                    reverse.setdefault(t, set()).add(a)
-                    outs.add(t)
+        found = [t for name in f.imports for t in targets(a, name)]
+        loads = records[a].get("loads", ())
+        if loads:
+            if by_rel is None:
+                by_rel = {_rel(b, root): b for b in parsed}
+            found += [t for s in loads for t in _path_targets(a, s, root, by_rel)]
+        for t in found:
+            if t != a:
+                reverse.setdefault(t, set()).add(a)
+                outs.add(t)
     # Folders outside any package whose files other files import by a dotted path from the root
     # (`import ldm_patched.contrib.external_freeu`): namespace packages; their other files are
     # modules of that package, not scripts.

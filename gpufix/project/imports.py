@@ -477,7 +477,79 @@ def index_record(a: str, text: str) -> dict:
     helpers = device_helpers(text) if not a.endswith(".ipynb") else []
     if helpers:
         record["helpers"] = helpers
+    loads = path_loads(text)
+    if loads:
+        record["loads"] = loads
     return record
+
+
+# What a record holds, in the index cache's key: a cached record of an older shape is never reused
+# (2: the files a file runs by path, `loads`).
+RECORD_FORMAT = 2
+
+# Calls that run a file given by its path, and the argument holding the path: a plugin loaded by
+# path runs in the loading process as an imported module does.
+_PATH_LOADERS = {"spec_from_file_location": (1, "location"), "SourceFileLoader": (1, "path"),
+                 "load_source": (1, "pathname"), "run_path": (0, "path_name"), "exec": (0, None),
+                 "execfile": (0, "filename")}
+
+
+def _path_text(node) -> Optional[str]:
+    """The project path a path expression names, from its string pieces in order:
+    `"plugins/p.py"`, `os.path.join(HERE, "plugins", "p.py")`, `Path(__file__).parent / "p.py"`
+    -> "plugins/p.py"; None when its last piece is not a `.py` file name."""
+    pieces: list = []
+
+    def walk(n):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str):
+            pieces.append(n.value)
+            return
+        for child in ast.iter_child_nodes(n):
+            walk(child)
+
+    walk(node)
+    parts = [x.replace("\\", "/").strip("/") for x in pieces if x.strip("/")]
+    parts = [x for x in parts if x not in (".", "./")]
+    if not parts or not parts[-1].lower().endswith(".py"):
+        return None
+    joined = "/".join(parts)
+    while joined.startswith("./"):
+        joined = joined[2:]
+    return joined
+
+
+def path_loads(text: str) -> list:
+    """The files (as written: "plugins/p.py") a file runs by path: `importlib.util.
+    spec_from_file_location(name, PATH)`, `SourceFileLoader(name, PATH)`, `imp.load_source`,
+    `runpy.run_path(PATH)`, `exec(open(PATH).read())`. The graph resolves them against the
+    project's files (gpufix.project.graph), as it resolves imports."""
+    if not any(w in text for w in _PATH_LOADERS):
+        return []
+    tree = _parse(text)
+    if tree is None:
+        return []
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+        if name not in _PATH_LOADERS:
+            continue
+        at, keyword = _PATH_LOADERS[name]
+        arg = node.args[at] if len(node.args) > at else next(
+            (k.value for k in node.keywords if keyword and k.arg == keyword), None)
+        if arg is None:
+            continue
+        if name == "exec":  # exec(open(PATH).read()), exec(Path(PATH).read_text())
+            if not (isinstance(arg, ast.Call) and isinstance(arg.func, ast.Attribute)
+                    and arg.func.attr in ("read", "read_text")):
+                continue
+            arg = arg.func.value
+        path = _path_text(arg)
+        if path is not None and path not in out:
+            out.append(path)
+    return out
 
 
 # A parameter used as a CUDA ordinal: `f"cuda:{index}"`, `"cuda:" + str(index)`, `"cuda:%d" % index`,

@@ -17,14 +17,14 @@ else:  # pragma: no cover
     pass
 
 from gpufix.project.graph import ProjectIndex, _build_graph
-from gpufix.project.imports import _index_init, _index_job, index_record
+from gpufix.project.imports import RECORD_FORMAT, _index_init, _index_job, index_record
 from gpufix.project.meta import _HAS_INIT, _console_targets, _rel, _setup_console_targets, first_party_names, project_root
 
 def _index_key(root, first_party, console, known_frameworks) -> str:
     import hashlib
     import json
 
-    blob = json.dumps([str(root), sorted(first_party), sorted(console), sorted(known_frameworks)]).encode()
+    blob = json.dumps([RECORD_FORMAT, str(root), sorted(first_party), sorted(console), sorted(known_frameworks)]).encode()
     return hashlib.blake2b(blob, digest_size=8).hexdigest()
 
 

@@ -11,8 +11,20 @@ write them: none, the policy's, another one (`"0,1"`), one set after the framewo
 set in `main()`; and device calls with the ordinals 0, 1 and 2 (`set_device(N)`, `"cuda:N"`,
 `torch.device("cuda", N)`).
 
+Beyond those (`_more_starts`): console scripts (`[project.scripts]` in pyproject.toml,
+`console_scripts` in setup.py or setup.cfg) whose target module is in a package or at the top;
+plugins loaded by path (`importlib.util.spec_from_file_location`, `runpy.run_path`,
+`exec(open(p).read())`) by a script; subprocess children (`subprocess.run([sys.executable,
+"worker0.py"], env=...)`, `Popen(...).wait()`, `check_call`) with the env they get:
+`{**os.environ, "CUDA_VISIBLE_DEVICES": V}`, `os.environ.copy()` then set, `dict(os.environ, ...)`,
+or none (inherited); and notebooks (`.ipynb`, cells run in order, masks by `%env` or `os.environ`).
+
 A process start is ("script", path) for `python path`, ("module", name) for `python -m name`,
-("pytest", path) for `python -m pytest path` (conftest.py first, then the module's `test_*`).
+("pytest", path) for `python -m pytest path` (conftest.py first, then the module's `test_*`),
+("console", "mod:func") for the installed console script (`from mod import func; func()`, the
+project importable from its root) and ("notebook", path) for a notebook's cells run in order by a
+kernel started in its folder. A subprocess child is not a start: the oracle runs it when its parent
+starts it, with the env it is given.
 """
 
 from __future__ import annotations
@@ -129,4 +141,129 @@ def random_project(rng: random.Random) -> tuple:
         files["tests/conftest.py"] = rng.choice(["", "import torch\n"])
         files["tests/test_work.py"] = f"{m[0]}\n\n\ndef test_work():\n    {m[1]}\n"
         starts.append(("pytest", "tests/test_work.py"))
+    _more_starts(rng, files, starts, mods)
     return files, starts
+
+
+_MASKS = {
+    "none": [],
+    "policy": ['os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"', f'os.environ["CUDA_VISIBLE_DEVICES"] = "{POLICY}"'],
+    "other": ['os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"', 'os.environ["CUDA_VISIBLE_DEVICES"] = "0,1"'],
+}
+
+
+def _body(rng, mods: list, indent: str = "    ") -> list:
+    """Calls of some of the project's modules and a device call of its own."""
+    out = []
+    if mods and rng.random() < 0.8:
+        for m in rng.sample(mods, rng.randint(1, min(2, len(mods)))):
+            out.append((m[0], indent + m[1]))
+    return out
+
+
+def _more_starts(rng, files: dict, starts: list, mods: list) -> None:
+    """Console scripts, plugins loaded by path, subprocess children with an env, notebooks."""
+    in_pkg = [m for m in mods if m[2].startswith("pkg/")]
+    if rng.random() < 0.3:
+        # a console script: its target module, run as the installed script runs it
+        rel, mod = ("pkg/cli.py", "pkg.cli") if in_pkg and rng.random() < 0.7 else ("cli.py", "cli")
+        header = rng.choice(["none", "none", "policy", "other"])
+        used = _body(rng, mods)
+        top = (["import os"] + _MASKS[header] if header != "none" else []) + ["import torch"]
+        top += sorted({imp for imp, _ in used})
+        body = ["", "", "def main():"] + [call for _, call in used]
+        body.append("    " + _device_call(rng, rng.choice((0, 1)), False))
+        files[rel] = "\n".join(top + body + ["    return 0", ""])
+        where = rng.choice(["pyproject", "setup.py", "setup.cfg"])
+        if where == "pyproject":
+            files["pyproject.toml"] = (f'[project]\nname = "demo"\nversion = "0.1"\n\n[project.scripts]\n'
+                                       f'demo-run = "{mod}:main"\n\n' + files["pyproject.toml"])
+        elif where == "setup.py":
+            files["setup.py"] = ('from setuptools import setup\n\nsetup(\n    name="demo",\n    entry_points={\n'
+                                 f'        "console_scripts": ["demo-run = {mod}:main"],\n    }},\n)\n')
+        else:
+            files["setup.cfg"] = (f"[metadata]\nname = demo\n\n[options.entry_points]\nconsole_scripts =\n"
+                                  f"    demo-run = {mod}:main\n")
+        starts.append(("console", f"{mod}:main"))
+    if rng.random() < 0.3:
+        # plugins loaded by path by a script
+        header = rng.choice(["none", "none", "policy", "other"])
+        top = ["import os"] + _MASKS[header]
+        if rng.random() < 0.5:
+            top.append("import torch")
+        body = ["", "", "def main():"]
+        for k in range(rng.randint(1, 2)):
+            plug = f"plugins/plug{k}.py"
+            lines = ["import torch", "", "", "def register():"]
+            lines.append("    " + _device_call(rng, rng.choice((0, 1, 1)), False))
+            files[plug] = "\n".join(lines + [""])
+            path = rng.choice([f'"{plug}"', f'os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins", "plug{k}.py")'])
+            form = rng.choice(["spec", "runpy", "exec"])
+            if form == "spec":
+                top.append("import importlib.util")
+                body += [f'    spec = importlib.util.spec_from_file_location("plug{k}", {path})',
+                         "    mod = importlib.util.module_from_spec(spec)",
+                         "    spec.loader.exec_module(mod)",
+                         "    mod.register()"]
+            elif form == "runpy":
+                top.append("import runpy")
+                body.append(f'    runpy.run_path({path})["register"]()')
+            else:
+                body += ["    ns = {}", f"    exec(open({path}).read(), ns)", '    ns["register"]()']
+        files["load_plugins.py"] = "\n".join(list(dict.fromkeys(top)) + body + ["", "", 'if __name__ == "__main__":', "    main()", ""])
+        starts.append(("script", "load_plugins.py"))
+    if rng.random() < 0.35:
+        # a parent that starts subprocess children, each with the env it is given
+        header = rng.choice(["none", "none", "policy", "other"])
+        top = ["import os", "import subprocess", "import sys"] + _MASKS[header]
+        if rng.random() < 0.4:
+            top.append("import torch")
+        body = ["", "", "def main():"]
+        for k in range(rng.randint(1, 2)):
+            child = f"worker{k}.py"
+            used = _body(rng, mods)
+            c_top = ["import torch"] + sorted({imp for imp, _ in used})
+            c_body = ["", "", "def main():"] + [call for _, call in used]
+            c_body.append("    " + _device_call(rng, rng.choice((0, 0, 1)), False))
+            files[child] = "\n".join(c_top + c_body + ["", "", 'if __name__ == "__main__":', "    main()", ""])
+            value = rng.choice(["0", "1", "0,1"])
+            argv = rng.choice([f'[sys.executable, "{child}"]',
+                               f'[sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "{child}")]'])
+            env = rng.choice(["spread", "copy", "dict", "inherit"])
+            if env == "spread":
+                body.append(f'    env = {{**os.environ, "CUDA_VISIBLE_DEVICES": "{value}"}}')
+            elif env == "copy":
+                body += ["    env = os.environ.copy()", f'    env["CUDA_VISIBLE_DEVICES"] = "{value}"']
+            elif env == "dict":
+                body.append(f'    env = dict(os.environ, CUDA_VISIBLE_DEVICES="{value}")')
+            kw = "" if env == "inherit" else ", env=env"
+            call = rng.choice(["run", "popen", "check_call"])
+            if call == "run":
+                body.append(f"    subprocess.run({argv}{kw}, check=True)")
+            elif call == "popen":
+                body.append(f"    subprocess.Popen({argv}{kw}).wait()")
+            else:
+                body.append(f"    subprocess.check_call({argv}{kw})")
+        files["launch.py"] = "\n".join(top + body + ["", "", 'if __name__ == "__main__":', "    main()", ""])
+        starts.append(("script", "launch.py"))
+    if rng.random() < 0.3:
+        # a notebook: each is a process, its cells run in order
+        import json
+
+        header = rng.choice(["none", "none", "policy", "other", "magic"])
+        cells = []
+        if header == "magic":
+            cells.append(["%env CUDA_DEVICE_ORDER=PCI_BUS_ID", f"%env CUDA_VISIBLE_DEVICES={POLICY}"])
+        elif header != "none":
+            cells.append(["import os"] + _MASKS[header])
+        used = _body(rng, mods, indent="")
+        cells.append(["import torch"] + sorted({imp for imp, _ in used}))
+        if used:
+            cells.append([call for _, call in used])
+        cells.append([_device_call(rng, rng.choice((0, 1, 1)), False)])
+        nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# run"]}] + [
+            {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+             "source": [ln + "\n" for ln in c[:-1]] + [c[-1]]} for c in cells],
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+        files["nb0.ipynb"] = json.dumps(nb, indent=1) + "\n"
+        starts.append(("notebook", "nb0.ipynb"))

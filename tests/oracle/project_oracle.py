@@ -34,19 +34,80 @@ import tempfile
 from pathlib import Path
 
 from . import runner
-from .oracle import HEADER_RULES, ORDINAL_RULES, _is_default, _physical
+from .oracle import HEADER_RULES, ORDINAL_RULES, _is_default, _physical, notebook_to_python
 
 _NOTE = re.compile(r" \(not fixed in this run: .*\)$")
 
 
 # -- running one process start of a project ---------------------------------------------------------
-def _start_child(root: str, start: tuple, w: int) -> None:
+_SYS_PATH: list = []  # sys.path as the oracle found it: each process (a child too) starts from it
+
+
+class _Popen:
+    """subprocess.Popen in a process under the oracle: `[sys.executable, "x.py", ...]` runs x.py as
+    a child process (forked again, under the stubs, with the env it is given: `env=` or this
+    process's own environment) and records it; any other command does nothing and succeeds."""
+
+    children: list = []
+    root = ""
+
+    def __init__(self, args, *rest, env=None, cwd=None, **kwargs):
+        self.args, self.returncode = args, 0
+        self.stdout = self.stderr = self.stdin = None
+        self.pid = 0
+        argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else []
+        if len(argv) >= 2 and argv[0] == sys.executable and argv[1].endswith(".py"):
+            path = os.path.abspath(os.path.join(cwd or os.getcwd(), argv[1]))
+            rel = os.path.relpath(path, self.root).replace(os.sep, "/")
+            child_env = dict(os.environ if env is None else env)
+            root = self.root
+            record = runner.run_forked(lambda w: _start_child(root, ("script", rel), w, env=child_env), 20.0,
+                                       "child process")
+            _Popen.children.append({"start": rel, "env": [child_env.get(v) for v in runner.ENV], "record": record})
+            self.returncode = 1 if record["exception"] else 0
+
+    def wait(self, timeout=None):
+        return self.returncode
+
+    def poll(self):
+        return self.returncode
+
+    def communicate(self, input=None, timeout=None):
+        return (None, None)
+
+    def kill(self):
+        pass
+
+    terminate = kill
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _start_child(root: str, start: tuple, w: int, env: dict = None) -> None:
+    """Run one process start (or, with `env`, a subprocess child started as `python PATH` with
+    exactly that environment) and write its record to `w`."""
     import builtins
     import runpy
+    import subprocess
 
-    for var in runner.ENV:
-        os.environ.pop(var, None)
-        os.unsetenv(var)
+    if not _SYS_PATH:
+        _SYS_PATH[:] = sys.path
+    sys.path[:] = _SYS_PATH
+    if env is None:
+        for var in runner.ENV:
+            os.environ.pop(var, None)
+            os.unsetenv(var)
+    else:  # a child: the environment its parent gave it, nothing else
+        os.environ.clear()
+        os.environ.update(env)
+    runner.STATE.__init__()
+    _Popen.children = []
+    _Popen.root = root
+    subprocess.Popen = _Popen
     tops = runner.stub_tops()
     for name in list(sys.modules):
         if name.split(".")[0] in tops:
@@ -56,23 +117,56 @@ def _start_child(root: str, start: tuple, w: int) -> None:
     # The project's own names, as the process would find them: never a module the parent (pytest,
     # with its own conftest) already holds under the same name.
     own = set()
+    texts = {}  # text of a project .py file -> its path: `exec(open(p).read())` runs that file
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             own.add(name[:-3] if name.endswith(".py") else name)
+            if name.endswith(".py"):
+                with open(os.path.join(dirpath, name), encoding="utf-8") as fh:
+                    texts.setdefault(fh.read(), os.path.join(dirpath, name))
     for name in list(sys.modules):
         if name.split(".")[0] in own:
             del sys.modules[name]
     importlib.invalidate_caches()
+    notebooks = {}  # abs path of a notebook run here -> {program line: (cell, line in cell)}
+
+    def where(filename: str, line: int) -> str:
+        rel = os.path.relpath(filename, root).replace(os.sep, "/")
+        if filename in notebooks:
+            cell, n = notebooks[filename].get(line, (0, line))
+            return f"{rel}#{cell}:{n}"
+        return f"{rel}:{line}"
 
     def caller_line():
         f = sys._getframe(2)
         while f is not None:
-            if f.f_code.co_filename.startswith(prefix):
-                return os.path.relpath(f.f_code.co_filename, root).replace(os.sep, "/") + ":" + str(f.f_lineno)
+            filename = os.path.abspath(f.f_code.co_filename)  # `runpy.run_path("plugins/p.py")`: relative
+            if filename.startswith(prefix):
+                return where(filename, f.f_lineno)
             f = f.f_back
         return "?"
 
     runner._caller_line = caller_line
+    executed = set()  # every project file whose code ran (imported, by path, exec'd)
+
+    def audit(event, args):
+        if event == "exec" and args and hasattr(args[0], "co_filename"):
+            filename = os.path.abspath(args[0].co_filename)
+            if filename.startswith(prefix):
+                executed.add(filename)
+
+    if not getattr(runner, "_audit_installed", False):
+        sys.addaudithook(lambda e, a: runner._audit(e, a))
+        runner._audit_installed = True
+    runner._audit = audit
+    real_exec = builtins.exec
+
+    def exec_(code, *args, **kwargs):
+        if isinstance(code, str) and code in texts:  # exec(open(p).read()): the code of p
+            code = compile(code, texts[code], "exec")
+        return real_exec(code, *args, **kwargs)
+
+    builtins.exec = exec_
     os.chdir(root)
     out = io.StringIO()
     sys.stdout = out
@@ -87,6 +181,18 @@ def _start_child(root: str, start: tuple, w: int) -> None:
         elif kind == "module":
             sys.path.insert(0, root)
             runpy.run_module(what, run_name="__main__", alter_sys=True)
+        elif kind == "console":  # the installed script: `from mod import func; sys.exit(func())`
+            sys.path.insert(0, root)
+            sys.argv = ["demo-run"]
+            mod, _, func = what.partition(":")
+            sys.exit(getattr(importlib.import_module(mod), func)())
+        elif kind == "notebook":  # a kernel started in the notebook's folder runs the cells in order
+            path = os.path.join(root, what)
+            with open(path, "rb") as fh:
+                code, notebooks[path] = notebook_to_python(fh.read())
+            os.chdir(os.path.dirname(path))
+            sys.path.insert(0, os.path.dirname(path))
+            real_exec(compile(code, path, "exec"), {"__name__": "__main__", "__builtins__": builtins})
         else:  # pytest: rootdir on sys.path (`python -m pytest`), the test folder prepended
             path = os.path.join(root, what)
             sys.path[:0] = [os.path.dirname(path), root]
@@ -100,17 +206,18 @@ def _start_child(root: str, start: tuple, w: int) -> None:
         pass
     except BaseException as exc:  # what the process raised is the result
         exc_name = f"{type(exc).__name__}: {exc}"
-    ran = sorted({os.path.relpath(m.__file__, root).replace(os.sep, "/") for m in list(sys.modules.values())
-                  if getattr(m, "__file__", None) and str(m.__file__).startswith(prefix)})
-    if kind == "script":
+    builtins.exec = real_exec
+    ran = {m.__file__ for m in list(sys.modules.values())
+           if getattr(m, "__file__", None) and str(m.__file__).startswith(prefix)}
+    ran = sorted({os.path.relpath(a, root).replace(os.sep, "/") for a in ran | executed})
+    if kind in ("script", "notebook"):
         ran.append(what)
     elif kind == "module":
         ran.append(what.replace(".", "/") + "/__main__.py")
     result = {"import_env": runner.STATE.import_env, "frozen_env": runner.STATE.frozen_env,
               "calls": runner.STATE.calls, "exception": exc_name, "ran": sorted(set(ran)),
-              "stdout": out.getvalue()}
+              "stdout": out.getvalue(), "children": _Popen.children}
     runner.write_record(w, result)
-    del builtins
 
 
 def run_start(root: str, start: tuple, timeout: float = 20.0) -> dict:
@@ -196,16 +303,36 @@ def apply_stdin(root: Path, rel: str) -> None:
 
 
 def _key(f) -> tuple:
-    return (f.rule, f.line, f.column, f.end_line, f.end_column, _NOTE.sub("", f.message))
+    return (f.rule, getattr(f, "cell", None), f.line, f.column, f.end_line, f.end_column, _NOTE.sub("", f.message))
 
 
 # -- the judgement ----------------------------------------------------------------------------------
-def compare(before: dict, after: dict, findings_after: dict, policy: str) -> list:
+def _left_at(where: str, findings_after: dict) -> bool:
+    """Whether a finding that keeps a device call as it was is left at `where` ("rel:line", or
+    "rel#cell:line" in a notebook)."""
+    rel, _, line = str(where).rpartition(":")
+    rel, _, cell = rel.partition("#")
+    if not line.isdigit():
+        return False
+    n = int(line)
+    for f in findings_after.get(rel, ()):
+        if cell and str(getattr(f, "cell", None)) != cell:
+            continue
+        if f.rule in ORDINAL_RULES and f.line <= n <= f.end_line:
+            return True
+        if f.rule == "GPU004" and f"(line {line})" in f.message:  # multi-GPU code, left alone
+            return True
+    return False
+
+
+def compare(before: dict, after: dict, findings_after: dict, policy: str, also_ran=()) -> list:
+    """Problems of one process start after apply; `also_ran`: files whose findings also speak for
+    this process (a child's parent, which hands it its env)."""
     problems = []
     if after["exception"] and after["exception"] != before["exception"]:
         problems.append(("exception", f"raises {after['exception']} (before: {before['exception']})"))
         return problems
-    ran = set(after["ran"]) | set(before["ran"])
+    ran = set(after["ran"]) | set(before["ran"]) | set(also_ran)
     if after["import_env"] is not None and after["import_env"] != [policy, "PCI_BUS_ID"]:
         if not any(f.rule in HEADER_RULES for rel in ran for f in findings_after.get(rel, ())):
             problems.append(("header", f"first framework import under {after['import_env']}, no finding left in {sorted(ran)}"))
@@ -226,16 +353,18 @@ def compare(before: dict, after: dict, findings_after: dict, policy: str) -> lis
                 continue
             if d1["raw"] == d2["raw"] and (before["frozen_env"] or [None])[0] == (after["frozen_env"] or [None])[0]:
                 continue  # the same literal under the same mask: whatever it names, it still does
-            rel, _, line = str(y["line"]).rpartition(":")
-            left = line.isdigit() and any(
-                (f.rule in ORDINAL_RULES and f.line <= int(line) <= f.end_line)
-                or (f.rule == "GPU004" and f"(line {line})" in f.message)  # multi-GPU code, left alone
-                for f in findings_after.get(rel, ()))
-            if left:
+            if _left_at(y["line"], findings_after):
                 continue
             problems.append(("device", f"{x['name']} at {y['line']}: {d1['raw']!r} = {p1} under "
                              f"{(before['frozen_env'] or [None])[0]!r} became {d2['raw']!r} = {p2} under "
                              f"{(after['frozen_env'] or [None])[0]!r}, no finding left"))
+    kb, ka = before.get("children", []), after.get("children", [])
+    if [c["start"] for c in kb] != [c["start"] for c in ka]:
+        problems.append(("calls", f"children {[c['start'] for c in kb]} became {[c['start'] for c in ka]}"))
+        return problems
+    for c1, c2 in zip(kb, ka):
+        for fam, text in compare(c1["record"], c2["record"], findings_after, policy, ran):
+            problems.append((fam, f"child {c2['start']} (env {c1['env']} -> {c2['env']}): {text}"))
     return problems
 
 
@@ -251,7 +380,7 @@ def judge_project(files: dict, starts: list, rng: random.Random, subsets: int = 
         orig = base / "orig"
         _write(orig, files)
         before = {s: run_start(str(orig), s) for s in starts}
-        py = sorted(rel for rel in files if rel.endswith(".py"))
+        py = sorted(rel for rel in files if rel.endswith((".py", ".ipynb")))
         if equality:
             whole = scan_findings(orig, ["."])
             for rel in py:

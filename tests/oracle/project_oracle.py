@@ -320,6 +320,8 @@ def _left_at(where: str, findings_after: dict) -> bool:
             continue
         if f.rule in ORDINAL_RULES and f.line <= n <= f.end_line:
             return True
+        if f.rule in ORDINAL_RULES and re.search(rf"\bon line {n}\)", f.message):
+            return True  # a helper's default, used on line n: "(f()'s default for index, ... on line n)"
         if f.rule == "GPU004" and f"(line {line})" in f.message:  # multi-GPU code, left alone
             return True
     return False

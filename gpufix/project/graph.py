@@ -370,9 +370,11 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
             or (f.top is not None and str(f.top / "__init__.py") in entries)
         ):
             continue  # a test module: the test runner imports the conftest.py / package above it first
-        if f.script in ("a script (`__main__` guard)", "a script (shebang)") and f.top is not None and (
-                str(f.top / "__init__.py") in entries):
-            continue  # `python -m pkg.mod` runs pkg/__init__.py, which holds the header, first
+        if f.script in ("a script (`__main__` guard)", "a script (shebang)", "a console-script target") and (
+                f.top is not None and str(f.top / "__init__.py") in entries):
+            # `python -m pkg.mod`, and the installed console script's `from pkg.mod import main`,
+            # run pkg/__init__.py, which holds the header, first
+            continue
         if f.script == "a `__main__.py`" and f.top is not None:
             if str(p.parent / "__init__.py") in entries:
                 continue  # `python -m pkg` runs pkg/__init__.py, which holds the header, first

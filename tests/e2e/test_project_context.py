@@ -52,6 +52,41 @@ def seed004(tmp_path) -> Path:
     return make(tmp_path, {"pyproject.toml": POLICY, "STT/vad_manager.py": VAD, "main.py": MAIN})
 
 
+def notebook(*cells) -> str:
+    """An .ipynb whose code cells hold `cells` (a markdown cell first), as Jupyter writes it."""
+    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# run"]}] + [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+         "source": [ln + "\n" for ln in c.split("\n")[:-1]] + [c.split("\n")[-1]]} for c in cells],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    return json.dumps(nb, indent=1) + "\n"
+
+
+def code_cells(path: Path) -> list:
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+# Every way a process starts that the project oracle generates (tests/oracle/project_gen.py): a
+# console script whose target sits in a package, plugins loaded by path, a child started with its
+# own env, a notebook.
+LIB = "import torch\n\n\ndef work():\n    torch.cuda.set_device(1)\n"
+PLUGIN = 'import torch\n\n\ndef register():\n    return torch.zeros(1, device="cuda:1")\n'
+LOADER = ('import runpy\n\n\ndef main():\n    runpy.run_path("plugins/plug.py")["register"]()\n\n\n'
+          'if __name__ == "__main__":\n    main()\n')
+SHAPES = {
+    "pyproject.toml": '[project]\nname = "demo"\nversion = "0.1"\n\n[project.scripts]\ndemo-run = "app.cli:main"\n\n' + POLICY,
+    "app/__init__.py": "",
+    "app/cli.py": "import torch\n\n\ndef main():\n    torch.cuda.set_device(1)\n",
+    "plugins/plug.py": PLUGIN,
+    "load_plugins.py": LOADER,
+    "launch.py": ('import os\nimport subprocess\nimport sys\n\n\ndef main():\n    env = os.environ.copy()\n'
+                  '    env["CUDA_VISIBLE_DEVICES"] = "0"\n    subprocess.run([sys.executable, "worker.py"], env=env, check=True)\n\n\n'
+                  'if __name__ == "__main__":\n    main()\n'),
+    "worker.py": 'import torch\n\nif __name__ == "__main__":\n    torch.zeros(1, device="cuda:0")\n',
+    "lib.py": LIB,
+    "nb.ipynb": notebook("import torch\nfrom lib import work", "work()"),
+}
+
+
 # -- item 1: the safety bug and its mirror --------------------------------------------------------
 def test_apply_of_a_module_alone_rewrites_nothing_and_names_the_entry_point(tmp_path):
     root = seed004(tmp_path)
@@ -113,7 +148,7 @@ def _by_file(proc) -> dict:
     return out
 
 
-@pytest.mark.parametrize("files", ["superwhisper", "seed004"])
+@pytest.mark.parametrize("files", ["superwhisper", "seed004", "shapes"])
 def test_folder_subset_and_stdin_findings_are_equal(tmp_path, files):
     if files == "superwhisper":
         import shutil
@@ -122,11 +157,13 @@ def test_folder_subset_and_stdin_findings_are_equal(tmp_path, files):
         shutil.copytree(FIXTURES / "superwhisper", root)
         text = (root / "pyproject.toml").read_text().replace('header-scope = "gpu-modules"', 'header-scope = "entrypoints"')
         (root / "pyproject.toml").write_text(text)
+    elif files == "shapes":
+        root = make(tmp_path / "p", SHAPES, git=False)
     else:
         root = seed004(tmp_path / "p")
     whole = _by_file(run_gpufix("scan", ".", "--format", "json", "--no-cache", cwd=root))
     assert whole
-    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py"))
+    names = sorted(p.relative_to(root).as_posix() for p in [*root.rglob("*.py"), *root.rglob("*.ipynb")])
     # every file with findings, and a few without
     sample = [n for n in names if n in whole] + [n for n in names if n not in whole][:3]
     for rel in sample:
@@ -136,6 +173,73 @@ def test_folder_subset_and_stdin_findings_are_equal(tmp_path, files):
         piped = _by_file(run_gpufix("scan", "-", "--stdin-filename", rel, "--format", "json", "--no-cache",
                                     cwd=root, input=text))
         assert piped.get(rel, []) == whole.get(rel, []), rel
+
+
+# -- the ways a process starts: console scripts, plugins by path, children with an env, notebooks ------
+def test_a_plugin_loaded_by_path_runs_in_its_loaders_process(tmp_path):
+    # runpy.run_path("plugins/plug.py") runs the plugin in load_plugins.py's process: the plugin's
+    # cuda:1 is remapped only with the header of its loader, which reaches torch through it
+    root = make(tmp_path, {"pyproject.toml": POLICY, "plugins/plug.py": PLUGIN, "load_plugins.py": LOADER})
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101,GPU001", cwd=root))
+    assert got == [("load_plugins.py", 1, "GPU101", True), ("plugins/plug.py", 5, "GPU001", True)]
+    proc = run_gpufix("apply", "plugins/plug.py", "--no-backup", "--no-tag", cwd=root)
+    assert (root / "plugins/plug.py").read_text() == PLUGIN
+    assert proc.returncode == 1
+    assert "`load_plugins.py` does not set the policy's mask yet and is not part of this run" in proc.stdout
+    proc = run_gpufix("apply", ".", "--no-backup", "--no-tag", cwd=root)
+    assert proc.returncode == 0, proc.stdout
+    assert (root / "plugins/plug.py").read_text() == PLUGIN.replace("cuda:1", "cuda:0")
+    assert (root / "load_plugins.py").read_text() == INSERTED + LOADER
+
+
+@pytest.mark.parametrize("load", [
+    'importlib.util.spec_from_file_location("plug", os.path.join(os.path.dirname(__file__), "plugins", "plug.py"))',
+    'exec(open("plugins/plug.py").read(), {})',
+    'exec(Path(__file__).parent.joinpath("plugins/plug.py").read_text())',
+])
+def test_every_load_by_path_is_followed(tmp_path, load):
+    loader = f"import importlib.util\nimport os\nfrom pathlib import Path\n\nif __name__ == \"__main__\":\n    {load}\n"
+    root = make(tmp_path, {"pyproject.toml": POLICY, "plugins/plug.py": PLUGIN, "load.py": loader}, git=False)
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root))
+    assert got == [("load.py", 1, "GPU101", True)]
+
+
+def test_a_notebook_is_a_process_start_with_its_header_in_the_first_code_cell(tmp_path):
+    root = make(tmp_path, {"pyproject.toml": POLICY, "lib.py": LIB,
+                           "nb.ipynb": notebook("import torch\nfrom lib import work", "work()")})
+    proc = run_gpufix("apply", "lib.py", "--no-backup", "--no-tag", cwd=root)
+    assert (root / "lib.py").read_text() == LIB
+    assert "`nb.ipynb` does not set the policy's mask yet and is not part of this run" in proc.stdout
+    proc = run_gpufix("apply", ".", "--no-backup", "--no-tag", cwd=root)
+    assert proc.returncode == 0, proc.stdout
+    assert code_cells(root / "nb.ipynb") == [INSERTED + "import torch\nfrom lib import work", "work()"]
+    assert (root / "lib.py").read_text() == LIB.replace("set_device(1)", "set_device(0)")
+
+
+def test_a_child_started_with_its_own_env_gets_the_policys_mask(tmp_path):
+    # the env the parent hands the child is fixed, and the child itself, a script, gets the header
+    root = make(tmp_path, {k: SHAPES[k] for k in ("launch.py", "worker.py")} | {"pyproject.toml": POLICY})
+    proc = run_gpufix("apply", ".", "--no-backup", "--no-tag", cwd=root)
+    assert proc.returncode == 0, proc.stdout
+    assert 'env["CUDA_VISIBLE_DEVICES"] = "1"\n' in (root / "launch.py").read_text()
+    assert (root / "worker.py").read_text() == INSERTED + SHAPES["worker.py"]
+
+
+@pytest.mark.parametrize("declared", ["pyproject", "setup.cfg"])
+def test_a_console_script_target_gets_one_header(tmp_path, declared):
+    # `demo-run` runs `from app.cli import main`: app/__init__.py runs first and holds the header;
+    # a target outside any package holds its own
+    files = {"app/__init__.py": "", "app/cli.py": SHAPES["app/cli.py"], "tool.py": SHAPES["app/cli.py"]}
+    if declared == "pyproject":
+        files["pyproject.toml"] = ('[project]\nname = "demo"\nversion = "0.1"\n\n[project.scripts]\n'
+                                   'demo-run = "app.cli:main"\ndemo-tool = "tool:main"\n\n' + POLICY)
+    else:
+        files["pyproject.toml"] = POLICY
+        files["setup.cfg"] = ("[metadata]\nname = demo\n\n[options.entry_points]\nconsole_scripts =\n"
+                              "    demo-run = app.cli:main\n    demo-tool = tool:main\n")
+    root = make(tmp_path, files, git=False)
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root))
+    assert got == [("app/__init__.py", 1, "GPU101", True), ("tool.py", 1, "GPU101", True)]
 
 
 # -- item 2: Python's import semantics --------------------------------------------------------------

@@ -173,7 +173,26 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
             entry_why[e] = why
         if any(f.rule in MASK_RULES for f in (result_of(e).findings if result_of(e) is not None else ()) if held(e, f)):
             return f"the fix of `{_rel(e, root)}` is held"
+        if entry_why[e] is None:
+            later = overriders(e)
+            if later:
+                return _overridden(e, later)
         return entry_why[e]
+
+    run_by_memo: dict = {}
+
+    def overriders(e: str) -> list:
+        """Files a process started at `e` runs (imports, loads by path) that write a mask this run
+        leaves other than the policy's: run after `e`'s header, their write is the mask the
+        process ends with (a script importing another script that keeps `"0,1"`)."""
+        if e not in run_by_memo:
+            run_by_memo[e] = [a for a in index.run_by(e) if any(v in text_of(a) for v in _MASK_WORDS)]
+        return [a for a in run_by_memo[e]
+                if any(a not in results or held(a, f) or not _usable(f, unsafe) for f in mask_fixes(result_of(a)))]
+
+    def _overridden(e: str, later: list) -> str:
+        return "; ".join(f"`{_rel(a, root)}`, which `{_rel(e, root)}`'s process runs, keeps a mask of its own"
+                         for a in later)
 
     starts_memo: dict = {}
 
@@ -225,6 +244,13 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
                         changed |= hold(c, REMAP_RULES, _hold_note(unfixed, c, root, what), call)
                 if where in results:
                     changed |= hold(where, REMAP_RULES, _hold_note(unfixed, where, root, what), default)
+        # an entry point's own remaps, when a file its process runs writes another mask after it
+        for e, r in results.items():
+            if e not in index.entry_map or not any(_usable(f, unsafe) and not held(e, f) for f in remaps(r)):
+                continue
+            later = overriders(e)
+            if later:
+                changed |= hold(e, REMAP_RULES, _hold_note([_overridden(e, later)], e, root, "the mask its process ends with"))
         # masks that would move other files' ordinals
         for e, r in results.items():
             if e not in index.entry_map or not any(_usable(f, unsafe) and not held(e, f) for f in mask_fixes(r)):
@@ -239,6 +265,9 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
                 # its own remaps were computed for the mask its fix puts in force: held with it
                 changed |= hold(e, MASK_RULES | REMAP_RULES, _hold_note(bad, e, root, "its mask"))
     return {a: h for a, h in holds.items() if h}
+
+
+_MASK_WORDS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
 
 
 def _literal_call_lines(text: str, name: str, position, param: str) -> set:

@@ -220,18 +220,23 @@ def _more_starts(rng, files: dict, starts: list, mods: list) -> None:
             top.append("import torch")
         body = ["", "", "def main():"]
         for k in range(rng.randint(1, 2)):
-            child = f"worker{k}.py"
+            as_module = bool(in_pkg) and rng.random() < 0.3  # `python -m pkg.workerK`
+            child = f"pkg/worker{k}.py" if as_module else f"worker{k}.py"
             used = _body(rng, mods)
             c_top = ["import torch"] + sorted({imp for imp, _ in used})
             c_body = ["", "", "def main():"] + [call for _, call in used]
             c_body.append("    " + _device_call(rng, rng.choice((0, 0, 1)), False))
             files[child] = "\n".join(c_top + c_body + ["", "", 'if __name__ == "__main__":', "    main()", ""])
             value = rng.choice(["0", "1", "0,1"])
-            argv = rng.choice([f'[sys.executable, "{child}"]',
-                               f'[sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "{child}")]'])
+            if as_module:
+                argv = f'[sys.executable, "-m", "pkg.worker{k}"]'
+            else:
+                argv = rng.choice([f'[sys.executable, "{child}"]',
+                                   f'[sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "{child}")]'])
             env = rng.choice(["spread", "copy", "dict", "inherit"])
             if env == "spread":
-                body.append(f'    env = {{**os.environ, "CUDA_VISIBLE_DEVICES": "{value}"}}')
+                order = ', "CUDA_DEVICE_ORDER": "PCI_BUS_ID"' if rng.random() < 0.3 else ""
+                body.append(f'    env = {{**os.environ, "CUDA_VISIBLE_DEVICES": "{value}"{order}}}')
             elif env == "copy":
                 body += ["    env = os.environ.copy()", f'    env["CUDA_VISIBLE_DEVICES"] = "{value}"']
             elif env == "dict":
@@ -250,14 +255,17 @@ def _more_starts(rng, files: dict, starts: list, mods: list) -> None:
         # a notebook: each is a process, its cells run in order
         import json
 
-        header = rng.choice(["none", "none", "policy", "other", "magic"])
+        header = rng.choice(["none", "none", "policy", "other", "magic", "magic-other"])
         cells = []
-        if header == "magic":
-            cells.append(["%env CUDA_DEVICE_ORDER=PCI_BUS_ID", f"%env CUDA_VISIBLE_DEVICES={POLICY}"])
+        sub = rng.random() < 0.3  # in notebooks/, the project root put on sys.path
+        if header.startswith("magic"):
+            value = POLICY if header == "magic" else "0,1"
+            cells.append(["%env CUDA_DEVICE_ORDER=PCI_BUS_ID", f"%env CUDA_VISIBLE_DEVICES={value}"])
         elif header != "none":
             cells.append(["import os"] + _MASKS[header])
         used = _body(rng, mods, indent="")
-        cells.append(["import torch"] + sorted({imp for imp, _ in used}))
+        cells.append((['import sys', 'sys.path.insert(0, "..")'] if sub else [])
+                     + ["import torch"] + sorted({imp for imp, _ in used}))
         if used:
             cells.append([call for _, call in used])
         cells.append([_device_call(rng, rng.choice((0, 1, 1)), False)])
@@ -265,5 +273,6 @@ def _more_starts(rng, files: dict, starts: list, mods: list) -> None:
             {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
              "source": [ln + "\n" for ln in c[:-1]] + [c[-1]]} for c in cells],
             "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-        files["nb0.ipynb"] = json.dumps(nb, indent=1) + "\n"
-        starts.append(("notebook", "nb0.ipynb"))
+        rel = "notebooks/nb0.ipynb" if sub else "nb0.ipynb"
+        files[rel] = json.dumps(nb, indent=1) + "\n"
+        starts.append(("notebook", rel))

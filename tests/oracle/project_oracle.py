@@ -56,14 +56,18 @@ class _Popen:
         self.stdout = self.stderr = self.stdin = None
         self.pid = 0
         argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else []
+        start = None
         if len(argv) >= 2 and argv[0] == sys.executable and argv[1].endswith(".py"):
             path = os.path.abspath(os.path.join(cwd or os.getcwd(), argv[1]))
-            rel = os.path.relpath(path, self.root).replace(os.sep, "/")
+            start = ("script", os.path.relpath(path, self.root).replace(os.sep, "/"))
+        elif len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m":
+            start = ("module", argv[2])
+        if start is not None:
             child_env = dict(os.environ if env is None else env)
             root = self.root
-            record = runner.run_forked(lambda w: _start_child(root, ("script", rel), w, env=child_env), 20.0,
-                                       "child process")
-            _Popen.children.append({"start": rel, "env": [child_env.get(v) for v in runner.ENV], "record": record})
+            record = runner.run_forked(lambda w: _start_child(root, start, w, env=child_env), 20.0, "child process")
+            _Popen.children.append({"start": " ".join(start), "env": [child_env.get(v) for v in runner.ENV],
+                                    "record": record})
             self.returncode = 1 if record["exception"] else 0
 
     def wait(self, timeout=None):
@@ -178,7 +182,7 @@ def _start_child(root: str, start: tuple, w: int, env: dict = None) -> None:
             sys.path.insert(0, os.path.dirname(path))
             sys.argv = [path]
             runpy.run_path(path, run_name="__main__")
-        elif kind == "module":
+        elif kind == "module":  # `python -m NAME` in the project root
             sys.path.insert(0, root)
             runpy.run_module(what, run_name="__main__", alter_sys=True)
         elif kind == "console":  # the installed script: `from mod import func; sys.exit(func())`
@@ -213,7 +217,8 @@ def _start_child(root: str, start: tuple, w: int, env: dict = None) -> None:
     if kind in ("script", "notebook"):
         ran.append(what)
     elif kind == "module":
-        ran.append(what.replace(".", "/") + "/__main__.py")
+        as_file = what.replace(".", "/") + ".py"
+        ran.append(as_file if os.path.isfile(os.path.join(root, as_file)) else what.replace(".", "/") + "/__main__.py")
     result = {"import_env": runner.STATE.import_env, "frozen_env": runner.STATE.frozen_env,
               "calls": runner.STATE.calls, "exception": exc_name, "ran": sorted(set(ran)),
               "stdout": out.getvalue(), "children": _Popen.children}

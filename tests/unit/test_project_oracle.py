@@ -52,3 +52,22 @@ def test_the_oracle_sees_a_remap_without_its_header():
     after = dict(before, calls=[{"name": "torch.cuda.set_device", "line": "m.py:3", "devices": [{"kind": "int", "index": 0, "raw": 0}]}])
     problems = compare(before, after, {}, "1")
     assert [p[0] for p in problems] == ["header", "device"] or [p[0] for p in problems] == ["device"]
+
+
+def test_the_oracle_runs_and_judges_a_child_with_the_env_it_is_given(tmp_path):
+    """A subprocess child is run with the env its parent hands it, recorded under its parent, and
+    judged like any process: a child left on the parent's "0,1" after apply, with no finding in
+    it or its parent, is a `header` problem."""
+    from oracle.project_oracle import compare, run_start
+
+    (tmp_path / "launch.py").write_text(
+        'import os\nimport subprocess\nimport sys\n\nenv = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"}\n'
+        'subprocess.run([sys.executable, "worker.py"], env=env, check=True)\n')
+    (tmp_path / "worker.py").write_text('import torch\n\ntorch.zeros(1, device="cuda:1")\n')
+    got = run_start(str(tmp_path), ("script", "launch.py"))
+    assert [c["start"] for c in got["children"]] == ["script worker.py"]
+    child = got["children"][0]["record"]
+    assert child["import_env"] == ["0,1", None]
+    assert [(c["name"], c["line"]) for c in child["calls"]] == [("torch.zeros", "worker.py:3")]
+    problems = compare(got, got, {}, "1")
+    assert [p[0] for p in problems] == ["header"] and problems[0][1].startswith("child script worker.py")

@@ -375,10 +375,29 @@ def compare(before: dict, after: dict, findings_after: dict, policy: str, also_r
     return problems
 
 
+def _all_ran(record: dict) -> set:
+    """The files a process and its children ran."""
+    out = set(record["ran"])
+    for c in record.get("children", ()):
+        out |= _all_ran(c["record"])
+    return out
+
+
+def _changed(orig: Path, work: Path, rels) -> bool:
+    for rel in rels:
+        a, b = orig / rel, work / rel
+        if not b.is_file() or a.read_bytes() != b.read_bytes():
+            return True
+    return False
+
+
 def judge_project(files: dict, starts: list, rng: random.Random, subsets: int = 2, stdin: bool = True,
-                  equality: bool = True, extra_ways=()) -> list:
+                  equality=True, extra_ways=()) -> list:
     """Problems (family, how applied, start, text) of one generated project. `extra_ways`: more
-    (how, paths) to apply by, how being "subset" or "stdin" (a named case's own)."""
+    (how, paths) to apply by, how being "subset" or "stdin" (a named case's own). `equality`: True
+    (every file), False, or how many files (drawn by `rng`) to compare scan FILE, scan . and stdin
+    on. A start none of whose files (its children's included) changed is not run again: the
+    program is the same, so is its record."""
     from .project_gen import POLICY
 
     problems = []
@@ -390,7 +409,8 @@ def judge_project(files: dict, starts: list, rng: random.Random, subsets: int = 
         py = sorted(rel for rel in files if rel.endswith((".py", ".ipynb")))
         if equality:
             whole = scan_findings(orig, ["."])
-            for rel in py:
+            compared = py if equality is True else sorted(rng.sample(py, min(int(equality), len(py))))
+            for rel in compared:
                 alone = scan_findings(orig, [rel]).get(rel, [])
                 via_stdin = stdin_findings(orig, rel)
                 a = sorted(map(_key, whole.get(rel, [])))
@@ -418,7 +438,7 @@ def judge_project(files: dict, starts: list, rng: random.Random, subsets: int = 
                 problems.append(("internal", how, paths, f"{type(exc).__name__}: {exc}"))
                 continue
             for s in starts:
-                after = run_start(str(work), s)
+                after = run_start(str(work), s) if _changed(orig, work, _all_ran(before[s])) else before[s]
                 for fam, text in compare(before[s], after, left, POLICY):
                     problems.append((fam, f"{how} {' '.join(paths)}", f"{s[0]} {s[1]}", text))
     finally:

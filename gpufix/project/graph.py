@@ -232,13 +232,15 @@ def _path_targets(importer: str, written: str, root: Path, by_rel: dict) -> list
     """The project files a path a file loads by (gpufix.project.imports.path_loads) may name: the
     path from the project root (the usual working folder), from the loader's own folder
     (`os.path.join(os.path.dirname(__file__), ...)`), or, with no better match, any file whose path
-    ends with it (the folder it is run from is not known: every candidate counts)."""
+    ends with it (the folder it is run from is not known: every candidate counts). A bare
+    `__init__.py` under a folder held in a variable (`os.path.join(PATH_TO_PKG, "__init__.py")`)
+    names no file: every package has one."""
     out = []
     for base in (str(root), os.path.dirname(importer)):
         rel = _rel(os.path.normpath(os.path.join(base, written)), root)
         if rel in by_rel:
             out.append(by_rel[rel])
-    if not out:
+    if not out and written != "__init__.py":
         tail = "/" + written
         out = [b for r, b in by_rel.items() if r.endswith(tail)]
     return out

@@ -204,6 +204,15 @@ def test_every_load_by_path_is_followed(tmp_path, load):
     assert got == [("load.py", 1, "GPU101", True)]
 
 
+def test_a_bare_init_under_a_folder_in_a_variable_names_no_file(tmp_path):
+    # diffusers' utils/check_*.py: spec_from_file_location("x", os.path.join(PATH_TO_X, "__init__.py"))
+    loader = ('import importlib.util\nimport os\n\nPATH = "src/other"\n\nif __name__ == "__main__":\n'
+              '    importlib.util.spec_from_file_location("x", os.path.join(PATH, "__init__.py"))\n')
+    root = make(tmp_path, {"pyproject.toml": POLICY, "gpu/__init__.py": "import torch\n", "check.py": loader}, git=False)
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root))
+    assert got == [("gpu/__init__.py", 1, "GPU101", True)]
+
+
 def test_a_notebook_is_a_process_start_with_its_header_in_the_first_code_cell(tmp_path):
     root = make(tmp_path, {"pyproject.toml": POLICY, "lib.py": LIB,
                            "nb.ipynb": notebook("import torch\nfrom lib import work", "work()")})

@@ -226,8 +226,10 @@ def _more_starts(rng, files: dict, starts: list, mods: list) -> None:
             c_top = ["import torch"] + sorted({imp for imp, _ in used})
             c_body = ["", "", "def main():"] + [call for _, call in used]
             c_body.append("    " + _device_call(rng, rng.choice((0, 0, 1)), False))
-            files[child] = "\n".join(c_top + c_body + ["", "", 'if __name__ == "__main__":', "    main()", ""])
-            value = rng.choice(["0", "1", "0,1"])
+            guard = as_module or rng.random() < 0.8  # else module-level code: a script all the same
+            files[child] = "\n".join(c_top + c_body + ["", ""] + (['if __name__ == "__main__":', "    main()", ""]
+                                                               if guard else ["main()", ""]))
+            value = rng.choice(["0", "1", "0,1", "0,1", "", "-1"])  # "" and "-1": a CPU run
             if as_module:
                 argv = f'[sys.executable, "-m", "pkg.worker{k}"]'
             else:
@@ -269,6 +271,11 @@ def _more_starts(rng, files: dict, starts: list, mods: list) -> None:
         if used:
             cells.append([call for _, call in used])
         cells.append([_device_call(rng, rng.choice((0, 1, 1)), False)])
+        workers = sorted(k for k in files if k.startswith("worker") and k.endswith(".py"))
+        if workers and not sub and rng.random() < 0.4:
+            env = rng.choice(["", ', env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"}'])
+            cells.append(["import os", "import subprocess", "import sys",
+                          f'subprocess.run([sys.executable, "{workers[0]}"]{env}, check=True)'])
         nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# run"]}] + [
             {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
              "source": [ln + "\n" for ln in c[:-1]] + [c[-1]]} for c in cells],

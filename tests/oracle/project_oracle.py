@@ -4,8 +4,15 @@ through stdin, still the same set of programs, each pinned to the policy GPU?
 `judge_project(files, starts)` writes the project to a temporary folder, runs every process start
 (tests/oracle/project_gen.py) under the recording stubs of tests/oracle/runner.py before any fix,
 then for each way of applying (the whole tree; random subsets; each file alone through the stdin
-path editors use) fixes a fresh copy and runs every start again. It returns the problems found,
-each tagged with a family:
+path editors use) fixes a fresh copy and runs every start again. A start runs as it would for
+real: a script with its folder on sys.path, `python -m`, pytest (conftest first), the installed
+console script (`from mod import func; func()`), a notebook's code cells in order in its folder
+(`%env` sets the variable). Plugins run by path (`spec_from_file_location`, `runpy.run_path`,
+`exec(open(p).read())`) count as files the process ran. `subprocess.Popen` (so `run`,
+`check_call`, ...) of `[sys.executable, "x.py"]` or `[sys.executable, "-m", "mod"]` runs that child
+in its own fork with exactly the env it is given (or its parent's), recorded under its parent and
+judged like any process, its parent's findings counting for it (the parent hands it its env). It
+returns the problems found, each tagged with a family:
 
 - header   at the first framework import of a process the mask is not the policy's or the order
            not PCI_BUS_ID, and no file the process ran still has a finding that says so

@@ -352,6 +352,27 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
         # pytest imports that package first.
         if str(c) in entries and any(top in c.parents for top in gpu_tops if str(top / "__init__.py") in entries):
             del entries[str(c)]
+    dash_m: set = set()  # top `__init__.py` files that hold a header for `python -m pkg.mod` alone
+    started_m = {m for a in parsed for m in records[a].get("runs_m", ())}
+    for a in sorted(reaches):
+        # A project file starts `python -m pkg.mod` (a subprocess argv, a command string), which
+        # runs the packages' `__init__.py` first: when one of them reaches the GPU, a header in
+        # the module would come after the framework import, so the top `__init__.py` holds one
+        # (decided before the loop below, so that no answer depends on the order files are seen).
+        # The module keeps its own too: run by its path (`python pkg/tool.py`) it runs no
+        # `__init__.py`. Without such a start, the rules below decide (a package whose
+        # `__init__.py` holds a header of its own covers its guarded modules).
+        f = parsed[a]
+        if f.top is None or f.module not in started_m or f.script not in ("a script (`__main__` guard)", "a script (shebang)"):
+            continue
+        top_init = str(f.top / "__init__.py")
+        if top_init in entries or top_init not in parsed:
+            continue
+        chain = [str(d / "__init__.py") for d in (f.path.parent, *f.path.parent.parents) if d == f.top or f.top in d.parents]
+        if any(c in reaches for c in chain):
+            entries[top_init] = (f"the top `__init__.py` of the package `{parsed[top_init].module}` "
+                                 f"(`python -m` runs it before `{_rel(a, root)}`)")
+            dash_m.add(top_init)
     for a in reaches:
         f = parsed[a]
         if a in entries or f.script is None:
@@ -373,7 +394,7 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
         ):
             continue  # a test module: the test runner imports the conftest.py / package above it first
         if f.script in ("a script (`__main__` guard)", "a script (shebang)", "a console-script target") and (
-                f.top is not None and str(f.top / "__init__.py") in entries):
+                f.top is not None and str(f.top / "__init__.py") in entries) and str(f.top / "__init__.py") not in dash_m:
             # `python -m pkg.mod`, and the installed console script's `from pkg.mod import main`,
             # run pkg/__init__.py, which holds the header, first
             continue

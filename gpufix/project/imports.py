@@ -480,12 +480,26 @@ def index_record(a: str, text: str) -> dict:
     loads = path_loads(text)
     if loads:
         record["loads"] = loads
+    started = modules_started(text)
+    if started:
+        record["runs_m"] = started
     return record
 
 
 # What a record holds, in the index cache's key: a cached record of an older shape is never reused
-# (2: the files a file runs by path, `loads`).
-RECORD_FORMAT = 2
+# (2: the files a file runs by path, `loads`; 3: the modules it starts with `python -m`, `runs_m`).
+RECORD_FORMAT = 3
+
+# `[sys.executable, "-m", "pkg.worker"]`, `"python -m pkg.worker ..."` in a command string
+_DASH_M = re.compile(r"""['"]-m['"]\s*,\s*(?:\w+\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]|\bpython[\d.]*\s+-m\s+([A-Za-z_][\w.]*)""")
+
+
+def modules_started(text: str) -> list:
+    """The modules a file starts as processes with `python -m NAME` (an argv list or a command
+    string): evidence that a guarded module inside a package runs as `python -m pkg.mod`."""
+    if "-m" not in text:
+        return []
+    return sorted({a or b for a, b in _DASH_M.findall(text)})
 
 # Calls that run a file given by its path, and the argument holding the path: a plugin loaded by
 # path runs in the loading process as an imported module does.

@@ -339,6 +339,12 @@ def _left_at(where: str, findings_after: dict) -> bool:
     return False
 
 
+def _cpu_run(env) -> bool:
+    """Whether a recorded (mask, order) is an explicit CPU run (`""`, `" "`, `"-1"`): under
+    `cpu-runs = "keep"` (the default) the header leaves it, and no CUDA ordinal names a GPU."""
+    return bool(env) and env[0] is not None and env[0].strip() in ("", "-1")
+
+
 def compare(before: dict, after: dict, findings_after: dict, policy: str, also_ran=()) -> list:
     """Problems of one process start after apply; `also_ran`: files whose findings also speak for
     this process (a child's parent, which hands it its env)."""
@@ -347,7 +353,8 @@ def compare(before: dict, after: dict, findings_after: dict, policy: str, also_r
         problems.append(("exception", f"raises {after['exception']} (before: {before['exception']})"))
         return problems
     ran = set(after["ran"]) | set(before["ran"]) | set(also_ran)
-    if after["import_env"] is not None and after["import_env"] != [policy, "PCI_BUS_ID"]:
+    kept_cpu = _cpu_run(after["import_env"]) and (before["import_env"] or [None])[0] == after["import_env"][0]
+    if after["import_env"] is not None and after["import_env"] != [policy, "PCI_BUS_ID"] and not kept_cpu:
         if not any(f.rule in HEADER_RULES for rel in ran for f in findings_after.get(rel, ())):
             problems.append(("header", f"first framework import under {after['import_env']}, no finding left in {sorted(ran)}"))
     ca, cb = before["calls"], after["calls"]
@@ -361,6 +368,8 @@ def compare(before: dict, after: dict, findings_after: dict, policy: str, also_r
         for d1, d2 in zip(x["devices"], y["devices"]):
             if _is_default(d1) and _is_default(d2):
                 continue
+            if d1["kind"] != "nvml" and _cpu_run(before["frozen_env"]) and _cpu_run(after["frozen_env"]):
+                continue  # a CPU run before and after: no ordinal names a GPU
             p1 = _physical(d1, before["frozen_env"], True)
             p2 = _physical(d2, after["frozen_env"], False)
             if p1 == p2:

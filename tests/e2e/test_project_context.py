@@ -234,6 +234,23 @@ def test_a_child_started_with_its_own_env_gets_the_policys_mask(tmp_path):
     assert (root / "worker.py").read_text() == INSERTED + SHAPES["worker.py"]
 
 
+def test_a_module_started_with_python_m_gets_its_header_before_its_packages_framework_import(tmp_path):
+    # `python -m pkg.worker` runs pkg/__init__.py (which imports torch) before pkg/worker.py
+    launch = ('import subprocess\nimport sys\n\nif __name__ == "__main__":\n'
+              '    subprocess.run([sys.executable, "-m", "pkg.worker"], check=True)\n')
+    root = make(tmp_path, {
+        "pyproject.toml": POLICY,
+        "pkg/__init__.py": "from .mod import work\n",
+        "pkg/mod.py": "import torch\n\n\ndef work():\n    torch.zeros(1)\n",
+        "pkg/worker.py": 'from pkg.mod import work\n\nif __name__ == "__main__":\n    work()\n',
+        "run.py": 'from pkg.mod import work\n\nif __name__ == "__main__":\n    work()\n',
+        "launch.py": launch,
+    }, git=False)
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root))
+    assert got == [("pkg/__init__.py", 1, "GPU101", True), ("pkg/worker.py", 1, "GPU101", True),
+                   ("run.py", 1, "GPU101", True)]
+
+
 @pytest.mark.parametrize("declared", ["pyproject", "setup.cfg"])
 def test_a_console_script_target_gets_one_header(tmp_path, declared):
     # `demo-run` runs `from app.cli import main`: app/__init__.py runs first and holds the header;

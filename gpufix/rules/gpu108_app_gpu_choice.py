@@ -17,6 +17,8 @@ from gpufix.analysis import MASK_VAR, Pos, nodes_on_lines
 from gpufix.collectors import Collector
 from gpufix.rules import Rule, RuleContext
 from gpufix.rules._shared import visible_range
+from gpufix.rules._spawn import child_of
+from gpufix.rules.gpu105_mask_set_too_late import child_cuda_starters
 
 
 # Option names that choose a GPU by index (`--gpu-device-id`, `--device_index`, `--gpus`), not a
@@ -129,8 +131,13 @@ class AppGpuChoice(Rule):
         for w in ctx.mask_writes:
             if w.value_kind != "dynamic" or w.method == "magic":
                 continue
+            child = child_of(ctx.facts, w)
             if w.header:
                 winner = f'this line replaces the policy\'s mask, so the run-time value wins and the policy ("{want}") is not enforced'
+            elif child is not None and not child_cuda_starters(ctx.facts, w):
+                winner = (f"it runs in `{child[0]}()`, which only `{child[1]}` child processes run, before CUDA starts in them: "
+                          f'there the run-time value replaces the policy\'s mask ("{want}") that the child inherits, and '
+                          "names physical GPUs, not the parent's visible ones")
             else:
                 winner = (f'the header sets "{want}" first; this line replaces it when it runs before CUDA starts '
                           "(then the app's value wins), and is ignored after")

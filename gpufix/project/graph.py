@@ -17,6 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     pass
 
+from gpufix.project.children import child_launches
 from gpufix.project.imports import _entry_to_file
 from gpufix.project.meta import _TEST_FILE_RE, _distributes_packages, _rel
 
@@ -37,6 +38,9 @@ class ProjectIndex:
     edges: tuple = ()
     # first-party device helpers: (function name, parameter, position or None, abs path)
     helpers: tuple = ()
+    # scripts other project files start by path: (child, parent, file of the parent's process that
+    # counts its GPUs or ""), see gpufix.project.children
+    launched: tuple = ()
 
     @property
     def entry_map(self) -> dict:
@@ -58,14 +62,19 @@ class ProjectIndex:
         return {"root": self.root, "first_party": list(self.first_party), "entries": [list(e) for e in self.entries],
                 "covered": [list(c) for c in self.covered], "graph_built": self.graph_built,
                 "unparsed": sorted(self.unparsed), "edges": [[a, list(t)] for a, t in self.edges],
-                "helpers": [list(h) for h in self.helpers]}
+                "helpers": [list(h) for h in self.helpers], "launched": [list(x) for x in self.launched]}
 
     @classmethod
     def from_json(cls, data: dict) -> "ProjectIndex":
         return cls(data["root"], tuple(data["first_party"]), tuple(tuple(e) for e in data["entries"]),
                    tuple(tuple(c) for c in data["covered"]), bool(data["graph_built"]), frozenset(data["unparsed"]),
                    tuple((a, tuple(t)) for a, t in data.get("edges", ())),
-                   tuple(tuple(h) for h in data.get("helpers", ())))
+                   tuple(tuple(h) for h in data.get("helpers", ())), tuple(tuple(x) for x in data.get("launched", ())))
+
+    def launched_by(self, a: str) -> list:
+        """(parent, counter) of the project files that start script `a` by path."""
+        a = os.path.abspath(a)
+        return [(p, c) for child, p, c in self.launched if child == a]
 
     @property
     def imports_map(self) -> dict:
@@ -159,7 +168,7 @@ class ProjectIndex:
 
     def fingerprint(self) -> str:
         blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed),
-                     self.helpers)).encode()
+                     self.helpers, self.launched)).encode()
         return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
@@ -378,8 +387,9 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
             covered[a] = "the header of the scripts that import it"
     edges = tuple(sorted((a, tuple(sorted(t))) for a, t in forward.items()))
     helpers = tuple(sorted((h[0], h[1], h[2], a) for a in parsed for h in records[a].get("helpers", ())))
+    launched = child_launches(str(root), {a: records[a] for a in parsed}, forward)
     return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True,
-                        frozenset(unparsed), edges, helpers)
+                        frozenset(unparsed), edges, helpers, launched)
 
 
 def _internal_packages(root: Path, parsed: dict, reverse: dict, gpu_tops: dict) -> set:

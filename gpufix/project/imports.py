@@ -20,6 +20,7 @@ else:  # pragma: no cover
     pass
 
 from gpufix.importscan import _has_main_guard, read_imports  # noqa: F401 (re-exported)
+from gpufix.project.children import counts_gpus, launched_paths
 from gpufix.project.meta import _HAS_INIT, _TEST_FILE_RE, _import_names, module_name
 
 # -- one file's imports ----------------------------------------------------------------------------
@@ -477,6 +478,11 @@ def index_record(a: str, text: str) -> dict:
     helpers = device_helpers(text) if not a.endswith(".ipynb") else []
     if helpers:
         record["helpers"] = helpers
+    launches = launched_paths(text) if not a.endswith(".ipynb") else []
+    if launches:
+        record["launches"] = launches  # the scripts it may start as child processes (gpufix.project.children)
+    if counts_gpus(text):
+        record["counts_gpus"] = True
     return record
 
 

@@ -103,6 +103,27 @@ class GpuOptions(Collector):
             facts.extra[self.name] = gpu_options(tree, facts, _lines_with(text, "add_argument"))
 
 
+def _counting_parent(ctx: RuleContext) -> Optional[tuple]:
+    """(parent, counter), project-relative, when this script is started by a project file whose
+    process counts its GPUs, and the indices that parent sees under the policy's mask are not the
+    physical GPUs of the same numbers (policy "1": its index 0 is physical GPU 1); else None."""
+    import os
+
+    from gpufix.config import is_index_mask
+
+    project = ctx.policy.project
+    mask = ctx.policy_mask
+    if project is None or not project.launched or not ctx.abs_path or not mask:
+        return None
+    if is_index_mask(mask) and all(m == i for i, m in enumerate(mask)):
+        return None  # index i under the policy's mask is physical GPU i: nothing moves
+    for parent, counter in project.launched_by(ctx.abs_path):
+        if counter:
+            rel = lambda a: os.path.relpath(a, project.root).replace(os.sep, "/")  # noqa: E731
+            return rel(parent), rel(counter)
+    return None
+
+
 def _lines_with(text: str, word: str) -> Optional[set]:
     """Line numbers (1-based) of the lines that hold `word`; a call split over lines starts on the
     line of its name (`parser.add_argument(` then the arguments)."""
@@ -121,15 +142,25 @@ def _lines_with(text: str, word: str) -> Optional[set]:
 
 class AppGpuChoice(Rule):
     code = "GPU108"
-    messages = {"mask": ("var", "expr", "winner"), "option": ("flag", "pinned", "want", "count", "visible")}
+    messages = {"mask": ("var", "expr", "winner"), "option": ("flag", "pinned", "want", "count", "visible"),
+                "child-count": ("var", "expr", "parent", "counter", "count", "visible", "want", "first")}
 
     def check(self, ctx: RuleContext):
         if not ctx.policy.has_policy:
             return
         want = ctx.policy.visible_devices
         count = len(ctx.policy_mask or ())
+        counted = _counting_parent(ctx)
         for w in ctx.mask_writes:
             if w.value_kind != "dynamic" or w.method == "magic":
+                continue
+            if counted is not None:
+                # Started by a project file that counts its GPUs under its own mask: the indices it
+                # hands over are relative to that mask, this line makes them physical.
+                parent, counter = counted
+                yield self.finding(ctx, w.value_pos or w.pos, "child-count", var=w.var, expr=w.value_src or "?",
+                                   parent=parent, counter=counter, count=count, visible=visible_range(count),
+                                   want=want, first=str(ctx.policy_mask[0]))
                 continue
             child = child_of(ctx.facts, w)
             if w.header:

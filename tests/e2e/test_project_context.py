@@ -244,3 +244,61 @@ def test_a_helper_default_is_not_remapped_without_its_callers(tmp_path):
     assert (root / "utils/devices.py").read_text() == HELPER
     assert "the other uses of the device helper `device_cuda()`" in proc.stdout
     assert "`stt.py` calls it with an index this run does not remap (it is not part of this run)" in proc.stdout
+
+
+# -- children whose mask is computed from GPU indices the parent counted (RVC-WebUI's training) ----
+RVC_LIKE = {
+    "configs/__init__.py": "",
+    "configs/config.py": "import torch\nGPU_COUNT = torch.cuda.device_count()\n",
+    "webui.py": textwrap.dedent("""\
+        import subprocess
+        from configs.config import GPU_COUNT
+
+        gpus = "-".join(str(i) for i in range(GPU_COUNT))
+
+        if __name__ == "__main__":
+            subprocess.Popen('python train/train.py -g %s' % gpus, shell=True)
+    """),
+    "train/train.py": textwrap.dedent("""\
+        import os
+        import sys
+
+        os.environ["CUDA_VISIBLE_DEVICES"] = sys.argv[2].replace("-", ",")
+        import torch
+
+        if __name__ == "__main__":
+            torch.zeros(1).cuda()
+    """),
+}
+
+
+def test_a_childs_mask_from_indices_its_parent_counted_says_where_the_child_lands(tmp_path):
+    root = make(tmp_path, {"pyproject.toml": POLICY, **RVC_LIKE})
+    proc = run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU108", cwd=root)
+    got = [(f["path"], f["line"], f["fix"], f["message"]) for f in json.loads(proc.stdout)["findings"]]
+    assert got == [("train/train.py", 4, None,
+                    'CUDA_VISIBLE_DEVICES is computed at run time (sys.argv[2].replace("-", ",")) in a script that '
+                    "`webui.py` starts as a child process with GPU indices that its process counts under its own mask "
+                    "(in `configs/config.py`): with the policy's header in force there, it sees only the policy's 1 "
+                    "GPU(s) (cuda:0) and hands over indices into them, but this line replaces the mask \"1\" that the "
+                    "child inherits with those indices, which CUDA reads as physical GPUs (index 0 becomes physical GPU "
+                    "0, not GPU 1): the child runs on another GPU than its parent counted; compose the indices with the "
+                    'inherited mask (take entry i of os.environ["CUDA_VISIBLE_DEVICES"].split(",") for index i), or drop '
+                    "this line so that the inherited mask decides")]
+    assert proc.returncode == 1
+    # report-only: apply leaves the child's line as it is
+    run_gpufix("apply", ".", "--no-backup", "--no-tag", cwd=root)
+    assert 'os.environ["CUDA_VISIBLE_DEVICES"] = sys.argv[2].replace("-", ",")\n' in (root / "train/train.py").read_text()
+
+
+def test_a_childs_run_time_mask_keeps_the_plain_message_when_nothing_moves(tmp_path):
+    # policy "0": the parent's index 0 is physical GPU 0; a parent that counts nothing: no claim
+    files = dict(RVC_LIKE)
+    root = make(tmp_path / "identity", {"pyproject.toml": POLICY.replace('"1"', '"0"'), **files})
+    files["configs/config.py"] = "import torch\nGPU_COUNT = 2\n"
+    other = make(tmp_path / "nocount", {"pyproject.toml": POLICY, **files})
+    for where in (root, other):
+        proc = run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU108", cwd=where)
+        msgs = [f["message"] for f in json.loads(proc.stdout)["findings"]]
+        assert len(msgs) == 1 and msgs[0].startswith("CUDA_VISIBLE_DEVICES is computed at run time "
+                                                     '(sys.argv[2].replace("-", ",")): this line replaces the policy'), msgs

@@ -21,6 +21,7 @@ else:  # pragma: no cover
 
 from gpufix.importscan import _has_main_guard, read_imports  # noqa: F401 (re-exported)
 from gpufix.project.children import counts_gpus, launched_paths
+from gpufix.project.lazy import lazy_framework_names, whole_module_names
 from gpufix.project.meta import _HAS_INIT, _TEST_FILE_RE, _import_names, module_name
 
 # -- one file's imports ----------------------------------------------------------------------------
@@ -478,12 +479,40 @@ def index_record(a: str, text: str) -> dict:
     helpers = device_helpers(text) if not a.endswith(".ipynb") else []
     if helpers:
         record["helpers"] = helpers
+    if not a.endswith(".ipynb"):
+        record.update(_lazy_facts(a, text, f))
     launches = launched_paths(text) if not a.endswith(".ipynb") else []
     if launches:
         record["launches"] = launches  # the scripts it may start as child processes (gpufix.project.children)
     if counts_gpus(text):
         record["counts_gpus"] = True
     return record
+
+
+def _lazy_facts(a: str, text: str, f) -> dict:
+    """The record's `whole` (the names the file may bind as module objects) and, for a file that
+    imports a framework, `lazy_gpu` (its names that import one only when called): see
+    gpufix.project.lazy. Left out when unknown, which the graph reads conservatively."""
+    package = f.module if f.is_init else f.module.rpartition(".")[0]
+    read = read_imports(text)
+    tree = None
+    if read is None:
+        tree = _parse(text)
+        if tree is None:
+            return {}
+    out = {}
+    whole = whole_module_names(text, package, _from_target, statements=read.statements if read is not None else None,
+                               tree=tree)
+    if whole is not None:
+        out["whole"] = whole
+    if f.gpu:
+        tree = tree or _parse(text)
+        fp_catalog = _INDEX_STATE["fp_catalog"]
+        lazy = lazy_framework_names(tree, text, package, lambda n: fp_catalog.framework_of_module(n) is not None) \
+            if tree is not None else None
+        if lazy is not None:
+            out["lazy_gpu"] = lazy
+    return out
 
 
 # A parameter used as a CUDA ordinal: `f"cuda:{index}"`, `"cuda:" + str(index)`, `"cuda:%d" % index`,

@@ -302,3 +302,48 @@ def test_a_childs_run_time_mask_keeps_the_plain_message_when_nothing_moves(tmp_p
         msgs = [f["message"] for f in json.loads(proc.stdout)["findings"]]
         assert len(msgs) == 1 and msgs[0].startswith("CUDA_VISIBLE_DEVICES is computed at run time "
                                                      '(sys.argv[2].replace("-", ",")): this line replaces the policy'), msgs
+
+
+# -- a process that reaches no CUDA framework import gets no header ------------------------------
+def test_a_process_taking_only_names_that_import_no_framework_gets_no_header(tmp_path):
+    """FastChat's API tests take `run_cmd` from `fastchat/utils.py`, whose `import torch` is inside
+    other functions: their process never imports a CUDA framework."""
+    root = make(tmp_path, {
+        "pyproject.toml": POLICY,
+        "app/__init__.py": "",
+        "app/utils.py": textwrap.dedent("""\
+            import os
+
+
+            def run_cmd(cmd):
+                return os.system(cmd)
+
+
+            def gpu_memory():
+                import torch
+                return torch.cuda.mem_get_info()
+
+
+            def report():
+                return gpu_memory()
+        """),
+        "app/model.py": "import torch\n",
+        "app/mixed.py": "from app.model import torch\n\n\ndef run_cmd2():\n    pass\n\n\ndef f():\n    import torch\n",
+        "client.py": 'from app.utils import run_cmd\n\nif __name__ == "__main__":\n    run_cmd("python -m app.serve")\n',
+        "monitor.py": 'from app.utils import report\n\nif __name__ == "__main__":\n    report()\n',
+        "whole.py": 'import app.utils\n\nif __name__ == "__main__":\n    app.utils.run_cmd("x")\n',
+        "client2.py": 'from app.mixed import run_cmd2\n\nif __name__ == "__main__":\n    run_cmd2()\n',
+    })
+    proc = run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root)
+    assert sorted(p for p, _, _, _ in found(proc)) == ["client2.py", "monitor.py", "whole.py"]
+    # the same answer for the file alone and through stdin
+    alone = run_gpufix("scan", "client.py", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root)
+    assert found(alone) == [] and alone.returncode == 0
+    text = (root / "client.py").read_text()
+    piped = run_gpufix("scan", "-", "--stdin-filename", "client.py", "--format", "json", "--no-cache", "--select", "GPU101",
+                       cwd=root, input=text)
+    assert found(piped) == []
+    # taking the function that imports torch instead: the header is asked
+    piped = run_gpufix("scan", "-", "--stdin-filename", "client.py", "--format", "json", "--no-cache", "--select", "GPU101",
+                       cwd=root, input=text.replace("run_cmd", "gpu_memory"))
+    assert found(piped) == [("client.py", 1, "GPU101", True)]

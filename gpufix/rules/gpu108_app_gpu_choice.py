@@ -145,6 +145,9 @@ class AppGpuChoice(Rule):
     messages = {"mask": ("var", "expr", "winner"), "option": ("flag", "pinned", "want", "count", "visible"),
                 "child-count": ("var", "expr", "parent", "counter", "count", "visible", "want", "first")}
 
+    def keeps_own_mask(self, finding) -> bool:
+        return finding.message.startswith(f"{MASK_VAR} is computed at run time")  # not an option
+
     def check(self, ctx: RuleContext):
         if not ctx.policy.has_policy:
             return

@@ -347,3 +347,24 @@ def test_a_process_taking_only_names_that_import_no_framework_gets_no_header(tmp
     piped = run_gpufix("scan", "-", "--stdin-filename", "client.py", "--format", "json", "--no-cache", "--select", "GPU101",
                        cwd=root, input=text.replace("run_cmd", "gpu_memory"))
     assert found(piped) == [("client.py", 1, "GPU101", True)]
+
+
+def test_a_header_in_a_script_that_another_process_imports_never_replaces_that_processs_mask(tmp_path):
+    """lib.py is a script (guard) and a module main.py imports after setting "0,1": a header in
+    lib.py would reset main's mask to "1" at that import and make its `cuda:1` invalid (RVC's
+    extract_f0.py sets its mask from argv, then imports the guarded infer/rmvpe.py)."""
+    main = ('import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "0,1"\n'
+            'import lib\nimport torch\n\nif __name__ == "__main__":\n    x = torch.zeros(1, device="cuda:1")\n')
+    lib = 'import torch\n\n\ndef f():\n    return torch.zeros(1)\n\n\nif __name__ == "__main__":\n    print(f())\n'
+    root = make(tmp_path, {"pyproject.toml": POLICY, "main.py": main, "lib.py": lib})
+    proc = run_gpufix("apply", ".", "--no-backup", "--no-tag", cwd=root)
+    assert (root / "lib.py").read_text() == lib and (root / "main.py").read_text() == main
+    assert proc.returncode == 1
+    scan = run_gpufix("scan", ".", "--format", "json", "--no-cache", cwd=root)
+    msg = next(f["message"] for f in json.loads(scan.stdout)["findings"] if f["path"] == "lib.py" and f["rule"] == "GPU101")
+    assert msg.endswith("(not fixed in this run: safe only together with the processes that import it, and `main.py` keeps "
+                        "a mask that its safe fixes do not replace; fix them together: `gpufix apply lib.py main.py`)")
+    # once main.py sets the policy's mask first, lib.py's header is a no-op there: it is inserted
+    (root / "main.py").write_text(main.replace('"0,1"', '"1"').replace('"cuda:1"', '"cuda:0"'))
+    run_gpufix("apply", ".", "--no-backup", "--no-tag", "--allow-dirty", cwd=root)
+    assert (root / "lib.py").read_text() == INSERTED + lib

@@ -7,7 +7,6 @@ from gpufix.model import Edit, Fix
 from gpufix.rules import Rule, RuleContext, runs_before
 from gpufix.rules._spawn import child_earlier, child_of, spawn_facts
 
-
 # Frameworks that initialise CUDA on the first CUDA call, not on import: a mask set after their
 # import but before any CUDA call still takes effect (torch's lazy init; the libraries built on
 # torch, and cupy, initialise on first use too).

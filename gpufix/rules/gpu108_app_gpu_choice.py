@@ -20,7 +20,6 @@ from gpufix.rules._shared import visible_range
 from gpufix.rules._spawn import child_of
 from gpufix.rules.gpu105_mask_set_too_late import child_cuda_starters
 
-
 # Option names that choose a GPU by index (`--gpu-device-id`, `--device_index`, `--gpus`), not a
 # switch (`--use_cuda`, `--disable_cuda`), a size or a count (`--max-gpu-memory`, `--gpu-split`
 # (gigabytes per GPU), `--num-gpus`) or a setting for whatever GPU is used (`--gpu-layers`,
@@ -117,9 +116,11 @@ def _counting_parent(ctx: RuleContext) -> Optional[tuple]:
         return None
     if is_index_mask(mask) and all(m == i for i, m in enumerate(mask)):
         return None  # index i under the policy's mask is physical GPU i: nothing moves
+    def rel(a: str) -> str:
+        return os.path.relpath(a, project.root).replace(os.sep, "/")
+
     for parent, counter in project.launched_by(ctx.abs_path):
         if counter:
-            rel = lambda a: os.path.relpath(a, project.root).replace(os.sep, "/")  # noqa: E731
             return rel(parent), rel(counter)
     return None
 

@@ -573,6 +573,7 @@ def path_loads(text: str) -> list:
         path = _path_text(arg)
         if path is not None and path not in out:
             out.append(path)
+    return out
 
 
 _TOP_IMPORT = re.compile(r"^(?:import|from)[ \t]+([\w.]+)", re.M)

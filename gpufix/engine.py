@@ -79,19 +79,17 @@ def gather(policy: Policy, results, extra_errors=(), warnings=()) -> ScanResult:
 
 
 def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=None, paths=None,
-                 unsafe: bool = False) -> ScanResult:
+                 unsafe: bool = False, sessions=None) -> ScanResult:
     """[(Policy, FileResult)] -> one ScanResult. Project rules (GPU103 without a policy) judge each
     project (the files sharing a policy) over all of that project's files, not only the ones this
     run named, so that pre-commit's subsets and a full scan agree. Fixes that are safe only
     together with another file's (gpufix.project.fix_holds) lose their fix when that file's is
-    not made in this run."""
-    pairs = hold_dependent_fixes(pairs, unsafe)
+    not made in this run. `sessions`: id(policy) -> gpufix.session.Session of the run's groups,
+    whose result cache the project's other files are linted through."""
+    pairs = hold_dependent_fixes(pairs, unsafe, sessions)
     ordered = sorted((r for _, r in pairs), key=lambda r: r.path)
     findings = [f for r in ordered for f in r.findings]
-    by_policy: dict = {}
-    for pol, r in pairs:
-        by_policy.setdefault(pol, []).append(r)
-    for pol, members in by_policy.items():
+    for pol, members in _by_policy(pairs):
         if not any(r.candidates for r in members):
             continue  # nothing to judge across files (a warm run then loads no rule module)
         enabled = make_rule_filter(pol.select, pol.ignore)
@@ -100,7 +98,8 @@ def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=N
             continue
         universe = members
         if resolver is not None and paths is not None:
-            universe = members + _project_candidates(pol, members, resolver, paths)
+            session = (sessions or {}).get(id(pol))
+            universe = members + _project_candidates(pol, members, resolver, paths, session)
         named = {r.path for r in members}
         for code, project_rule in wanted.items():
             candidates = [
@@ -113,22 +112,45 @@ def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=N
     return ScanResult(policy, ordered, findings, errors, list(warnings))
 
 
-def dependent_holds(pairs, unsafe: bool = False) -> dict:
-    """abs path -> (held rules, note) over the run's [(Policy, FileResult)] (gpufix.project.fix_holds)."""
+def _by_policy(pairs) -> list:
+    """[(Policy, [FileResult])] of [(Policy, FileResult)], equal policies together. Grouped by
+    identity first: a prepared policy holds its project index, and hashing it once per file
+    costs more than a warm run's stats."""
+    groups: list = []
+    by_id: dict = {}
+    for pol, r in pairs:
+        group = by_id.get(id(pol))
+        if group is None:
+            group = next((g for g in groups if g[0] == pol), None)  # one comparison per distinct object
+            if group is None:
+                group = (pol, [])
+                groups.append(group)
+            by_id[id(pol)] = group
+        group[1].append(r)
+    return groups
+
+
+def dependent_holds(pairs, unsafe: bool = False, sessions=None) -> dict:
+    """abs path -> (held rules, note) over the run's [(Policy, FileResult)] (gpufix.project.fix_holds).
+    A project file outside the run that a hold decision needs is linted through the run's result
+    cache (`sessions`, as gather_pairs takes it) when there is one."""
     from gpufix.discover import display_path
     from gpufix.project import fix_holds
 
-    by_policy: dict = {}
-    for pol, r in pairs:
-        by_policy.setdefault(pol, {})[os.path.abspath(r.path)] = r
     holds: dict = {}
-    for pol, results in by_policy.items():
+    for pol, members in _by_policy(pairs):
         if pol.project is None or not pol.project.graph_built:
             continue
-        catalog = catalog_for(pol)
+        results = {os.path.abspath(r.path): r for r in members}
+        session = (sessions or {}).get(id(pol))
+        if session is not None and session.use_prefilter:
+            def lint_other(a, session=session):
+                return _session_result(session, a, display_path(a))
+        else:
+            catalog = catalog_for(pol)
 
-        def lint_other(a, pol=pol, catalog=catalog):
-            return lint_path(a, display_path(a), pol, True, catalog)
+            def lint_other(a, pol=pol, catalog=catalog):
+                return lint_path(a, display_path(a), pol, True, catalog)
 
         holds.update(fix_holds(pol.project, results, lint_other, unsafe, _read_text))
     return holds
@@ -144,8 +166,8 @@ def _read_text(abs_path: str) -> Optional[str]:
         return None
 
 
-def hold_dependent_fixes(pairs, unsafe: bool = False) -> list:
-    holds = dependent_holds(pairs, unsafe)
+def hold_dependent_fixes(pairs, unsafe: bool = False, sessions=None) -> list:
+    holds = dependent_holds(pairs, unsafe, sessions)
     if not holds:
         return list(pairs)
     from gpufix.project import apply_holds
@@ -606,16 +628,23 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
         if message not in warns:
             warns.append(message)
 
+    sessions: dict = {}
     for pol, members in groups.items():
-        if pol.project is None and members:
-            pol = prepare_policy([os.path.commonpath([a for a, _ in members])], pol, members, options.use_cache,
-                                 notice=notice)
-        pairs.extend((pol, r) for r in _scan_group(members, pol, options, progress_factory, notice))
-    return gather_pairs(policy, pairs, warnings=warns, resolver=resolver, paths=paths or ["."])
+        session = _open_session(pol, members, options, notice)
+        sessions[id(session.policy)] = session
+        pairs.extend((session.policy, r) for r in _scan_group(members, session, progress_factory))
+    try:
+        return gather_pairs(policy, pairs, warnings=warns, resolver=resolver, paths=paths or ["."], sessions=sessions)
+    finally:
+        for session in sessions.values():  # with the results of the project files the holds needed
+            session.save()
 
 
-def _scan_group(files, policy: Policy, options: Options, progress_factory, notice=None) -> list:
-    """FileResults of `files`, which share `policy` (through the result cache, in parallel)."""
+def _open_session(policy: Policy, files, options: Options, notice=None):
+    """The group's gpufix.session.Session: its policy prepared once (the project index), its
+    catalogue and rule filter, its result cache opened once."""
+    from gpufix.session import Session
+
     if policy.project is None and files:
         policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache, notice=notice)
     cache = None
@@ -623,6 +652,14 @@ def _scan_group(files, policy: Policy, options: Options, progress_factory, notic
         from gpufix.cache import ResultCache
 
         cache = ResultCache.open(policy, options, notice=notice)
+    return Session(policy, catalog_for(policy), make_rule_filter(policy.select, policy.ignore),
+                   options.use_prefilter, options.jobs, cache)
+
+
+def _scan_group(files, session, progress_factory) -> list:
+    """FileResults of `files`, which share the session's policy (through its result cache, in
+    parallel). The cache is saved by the caller, once the fix holds have added to it."""
+    cache = session.cache
     results: dict = {}
     todo = []
     for abs_path, display in files:
@@ -645,41 +682,75 @@ def _scan_group(files, policy: Policy, options: Options, progress_factory, notic
     progress = progress_factory(len(todo)) if (progress_factory and todo) else None
     try:
         if todo:
-            done = _run_jobs(todo, options.jobs, progress.advance if progress else None, policy, options.use_prefilter)
+            done = _run_jobs(todo, session.jobs, progress.advance if progress else None, session.policy,
+                             session.use_prefilter)
             for (key, display), data in zip(todo, done):
-                if cache and not any(e["kind"] in ("read-error", "internal-error") for e in data["errors"]):
-                    cache.put(key, data)
+                _cache_put(cache, key, data)
                 results[key] = FileResult.from_json(data, display)
     finally:
         if progress:
             progress.close()
-    if cache:
-        cache.save()
     return list(results.values())
 
 
-def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
+def _cache_put(cache, key: str, data: dict) -> None:
+    """A job's result into the cache, unless it could not read the file or gpufix failed on it."""
+    if cache is not None and not any(e["kind"] in ("read-error", "internal-error") for e in data["errors"]):
+        cache.put(key, data)
+
+
+def _session_result(session, abs_path: str, display: str, got=None) -> FileResult:
+    """A project file's result under the session's policy, through its result cache (a file
+    outside the run that a hold decision or a project rule needs): linted at most once a run and
+    only when its cache entry is stale. `got`: its (stat, bytes), when the caller has read it."""
+    key = os.path.abspath(abs_path)
+    got = session.others.get(key)
+    if got is not None:
+        return got
+    hit = session.cache.get(key) if session.cache is not None else None
+    if hit is not None:
+        result = FileResult.from_json(hit, display)
+    else:
+        data = _lint_one(key, display, session.policy, session.use_prefilter, session.catalog, got)
+        _cache_put(session.cache, key, data)
+        result = FileResult.from_json(data, display)
+    session.others[key] = result
+    return result
+
+
+def _project_candidates(policy: Policy, members: list, resolver, paths, session=None) -> list:
     """FileResults (candidates only) of the project's other files, for the project rules. Nothing
     to do when the run already covers the project's folder. Only files that hold one of the
-    project rules' `candidate_bytes` are read further (GPU103 judges mask values)."""
+    project rules' `candidate_bytes` are read further (GPU103 judges mask values); with a
+    `session` (gpufix.session.Session of `policy`), a file whose cache entry is fresh is not read."""
     if not policy.root:
         return []
     root = os.path.realpath(policy.root)
     if any(path_within(root, os.path.realpath(p)) for p in paths if p != "-" and os.path.isdir(p)):
         return []
     have = {r.path for r in members}
-    catalog = catalog_for(policy)
+    catalog = session.catalog if session is not None else catalog_for(policy)
     needles = [r.candidate_bytes for r in project_rules().values()]
     needles = None if any(not n for n in needles) else {b for n in needles for b in n}
+    if session is not None and not session.use_prefilter:
+        session = None  # the project's other files are judged with the prefilter, as without a cache
     out = []
     bare = dataclasses.replace(policy, project=None)  # the discovered files' policy, before its index
     for abs_path, display, pol in discover_files([root], resolver):
         if (pol != policy and pol != bare) or display in have:
             continue
-        got, _ = _read_file(str(abs_path))
-        if got is None or (needles is not None and not any(b in got[1] for b in needles)):
-            continue
-        res = lint_bytes(got[1], os.path.abspath(abs_path), display, policy, True, catalog)
+        key = os.path.abspath(abs_path)
+        hit = session.cache.get(key) if (session is not None and session.cache is not None) else None
+        if hit is not None:
+            res = FileResult.from_json(hit, display)
+        else:
+            got, _ = _read_file(str(abs_path))
+            if got is None or (needles is not None and not any(b in got[1] for b in needles)):
+                continue
+            if session is not None:
+                res = _session_result(session, key, display, got)
+            else:
+                res = lint_bytes(got[1], key, display, policy, True, catalog)
         if res.candidates:
             out.append(FileResult(display, candidates=res.candidates, parsed=True))
     return out
@@ -713,16 +784,22 @@ def _job_init(policy: Policy, use_prefilter: bool) -> None:
 
 
 def _lint_job(args) -> dict:
-    """Lint one file; the result carries the file's stat stamp and content hash taken when it was
-    read (for the cache), so an edit during the scan can never be cached under the new stamp."""
     abs_path, display = args
-    policy = _JOB_STATE["policy"]
+    return _lint_one(abs_path, display, _JOB_STATE["policy"], _JOB_STATE["use_prefilter"], _JOB_STATE["catalog"])
+
+
+def _lint_one(abs_path: str, display: str, policy: Policy, use_prefilter: bool, catalog: ApiCatalog,
+              got=None) -> dict:
+    """Lint one file; the result carries the file's stat stamp and content hash taken when it was
+    read (for the cache), so an edit during the scan can never be cached under the new stamp.
+    `got`: (stat, bytes) of the file from _read_file, when the caller has read it already."""
     try:
-        got, problem = _read_file(abs_path)
         if got is None:
-            return FileResult(display, errors=[_read_problem(display, problem)]).to_json()
+            got, problem = _read_file(abs_path)
+            if got is None:
+                return FileResult(display, errors=[_read_problem(display, problem)]).to_json()
         st, raw = got
-        data = lint_bytes(raw, abs_path, display, policy, _JOB_STATE["use_prefilter"], _JOB_STATE["catalog"]).to_json()
+        data = lint_bytes(raw, abs_path, display, policy, use_prefilter, catalog).to_json()
         data["_stamp"] = [st.st_size, st.st_mtime_ns]
         data["_hash"] = content_hash(raw)
         return data

@@ -440,7 +440,7 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
     for abs_path, display, pol in files:
         groups.setdefault(pol, []).append((abs_path, display))
     prepared = {
-        pol: (prepare_policy([os.path.commonpath([a for a, _ in members])], pol, members, use_cache=False)
+        pol: (prepare_policy([os.path.commonpath([a for a, _ in members])], pol, members, use_cache=False, jobs=opts.jobs)
               if pol.project is None else pol)
         for pol, members in groups.items()
     }

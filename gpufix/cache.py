@@ -266,6 +266,11 @@ class ResultCache:
         self.dirty = True
         return entry[3]
 
+    def hash_of(self, abs_path: str) -> Optional[str]:
+        """The content hash of a file's entry (after `get` hit it: the hash of what it was made from)."""
+        entry = self.entries.get(abs_path)
+        return entry[2] if entry is not None and _valid(entry) and isinstance(entry[2], str) else None
+
     def put(self, abs_path: str, result: dict) -> None:
         """Store a job's result (it carries `_stamp` and `_hash`, taken when the file was read)."""
         stamp = result.pop("_stamp", None)

@@ -443,9 +443,11 @@ def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Pol
     return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard, ""
 
 
-def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrides=None, notice=None) -> Policy:
+def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrides=None, notice=None,
+                   jobs: Optional[int] = None) -> Policy:
     """The policy with the project's index (first-party names; the import graph for the
-    `entrypoints` scope) that the per-file rules need; its per-file entries go through the cache."""
+    `entrypoints` scope) that the per-file rules need; its per-file entries go through the cache.
+    `jobs`: the run's `-j` (1: no worker process)."""
     from gpufix.project import build_index, project_files, run_project_root
 
     graph = policy.effective_header_scope == "entrypoints"
@@ -462,7 +464,7 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrid
         def cache_factory(extra):
             return ResultCache.open(policy, Options(), kind="index", extra=extra, notice=notice)
     index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph,
-                        cache_factory=cache_factory, overrides=overrides, root=root)
+                        cache_factory=cache_factory, overrides=overrides, root=root, jobs=jobs)
     from gpufix.project import helper_apis
 
     helpers = helper_apis(index, policy.extra_apis)  # first-party device helpers are device APIs
@@ -646,7 +648,8 @@ def _open_session(policy: Policy, files, options: Options, notice=None):
     from gpufix.session import Session
 
     if policy.project is None and files:
-        policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache, notice=notice)
+        policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache,
+                                notice=notice, jobs=options.jobs)
     cache = None
     if options.use_cache:
         from gpufix.cache import ResultCache

@@ -133,7 +133,9 @@ def _by_policy(pairs) -> list:
 def dependent_holds(pairs, unsafe: bool = False, sessions=None) -> dict:
     """abs path -> (held rules, note) over the run's [(Policy, FileResult)] (gpufix.project.fix_holds).
     A project file outside the run that a hold decision needs is linted through the run's result
-    cache (`sessions`, as gather_pairs takes it) when there is one."""
+    cache (`sessions`, as gather_pairs takes it) when there is one, and the decisions themselves
+    are kept there with the stamps of every file they read: a warm run whose files are all
+    unchanged reads none of them again."""
     from gpufix.discover import display_path
     from gpufix.project import fix_holds
 
@@ -144,16 +146,78 @@ def dependent_holds(pairs, unsafe: bool = False, sessions=None) -> dict:
         results = {os.path.abspath(r.path): r for r in members}
         session = (sessions or {}).get(id(pol))
         if session is not None and session.use_prefilter:
-            def lint_other(a, session=session):
-                return _session_result(session, a, display_path(a))
-        else:
-            catalog = catalog_for(pol)
+            holds.update(_session_holds(session, results, unsafe, fix_holds))
+            continue
+        catalog = catalog_for(pol)
 
-            def lint_other(a, pol=pol, catalog=catalog):
-                return lint_path(a, display_path(a), pol, True, catalog)
+        def lint_other(a, pol=pol, catalog=catalog):
+            return lint_path(a, display_path(a), pol, True, catalog)
 
         holds.update(fix_holds(pol.project, results, lint_other, unsafe, _read_text))
     return holds
+
+
+def _session_holds(session, results: dict, unsafe: bool, fix_holds) -> dict:
+    """fix_holds over the session's project, through its cache: the decisions are a function of the
+    project index and the policy (both in the cache's name), of the run's files and of the files
+    fix_holds reads (results of files outside the run, texts of a helper's callers), each of
+    which is recorded with its stat stamp and checked by a stat next time."""
+    import hashlib
+
+    from gpufix.discover import display_path
+
+    # Kept only when every run file's result is the cache's (made from a known content hash).
+    cache = session.cache if all(a in session.cached for a in results) else None
+    key = "fix-holds:" + ("unsafe" if unsafe else "safe")
+    digest = None
+    if cache is not None:
+        run = hashlib.blake2b(digest_size=16)
+        for a in sorted(results):
+            run.update(f"{a}\0{cache.hash_of(a)}\0".encode("utf-8", "surrogateescape"))
+        digest = run.hexdigest()
+    saved = cache.get_value(key, digest) if cache is not None else None
+    if saved is not None and _stamps_hold(saved.get("inputs")):
+        return {a: [(frozenset(rules), note, match) for rules, note, match in got] for a, got in saved["holds"].items()}
+    inputs: dict = {}  # abs path -> [size, mtime_ns] of what fix_holds read; None: not cacheable
+
+    def stamp(a: str):
+        try:
+            st = os.stat(a)
+        except OSError:
+            return None
+        return [st.st_size, st.st_mtime_ns]
+
+    def lint_other(a):
+        inputs.setdefault(a, stamp(a))
+        return _session_result(session, a, display_path(a))
+
+    def read_text(a):
+        inputs.setdefault(a, stamp(a))
+        return _read_text(a)
+
+    holds = fix_holds(session.policy.project, results, lint_other, unsafe, read_text)
+    if cache is not None and all(v is not None for v in inputs.values()) and all(stamp(a) == v for a, v in inputs.items()):
+        cache.put_value(key, digest, {
+            "inputs": [[a, *v] for a, v in sorted(inputs.items())],
+            "holds": {a: [[sorted(rules), note, match] for rules, note, match in got] for a, got in holds.items()},
+        })
+    return holds
+
+
+def _stamps_hold(inputs) -> bool:
+    """Whether every [path, size, mtime_ns] of `inputs` still has that stat stamp."""
+    if not isinstance(inputs, list):
+        return False
+    for item in inputs:
+        if not (isinstance(item, list) and len(item) == 3):
+            return False
+        try:
+            st = os.stat(item[0])
+        except (OSError, TypeError, ValueError):
+            return False
+        if [st.st_size, st.st_mtime_ns] != item[1:]:
+            return False
+    return True
 
 
 def _read_text(abs_path: str) -> Optional[str]:
@@ -670,6 +734,7 @@ def _scan_group(files, session, progress_factory) -> list:
         hit = cache.get(key) if cache else None
         if hit is not None:
             results[key] = FileResult.from_json(hit, display)
+            session.cached.add(key)
         else:
             todo.append((key, display))
     if len(todo) > 1:
@@ -688,7 +753,8 @@ def _scan_group(files, session, progress_factory) -> list:
             done = _run_jobs(todo, session.jobs, progress.advance if progress else None, session.policy,
                              session.use_prefilter)
             for (key, display), data in zip(todo, done):
-                _cache_put(cache, key, data)
+                if _cache_put(cache, key, data):
+                    session.cached.add(key)
                 results[key] = FileResult.from_json(data, display)
     finally:
         if progress:
@@ -696,10 +762,12 @@ def _scan_group(files, session, progress_factory) -> list:
     return list(results.values())
 
 
-def _cache_put(cache, key: str, data: dict) -> None:
+def _cache_put(cache, key: str, data: dict) -> bool:
     """A job's result into the cache, unless it could not read the file or gpufix failed on it."""
-    if cache is not None and not any(e["kind"] in ("read-error", "internal-error") for e in data["errors"]):
+    if cache is not None and "_stamp" in data and not any(e["kind"] in ("read-error", "internal-error") for e in data["errors"]):
         cache.put(key, data)
+        return True
+    return False
 
 
 def _session_result(session, abs_path: str, display: str, got=None) -> FileResult:

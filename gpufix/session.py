@@ -23,6 +23,9 @@ class Session:
     # abs path -> FileResult of the project files outside the run linted for the fix holds or the
     # project rules (each at most once per run)
     others: dict = dataclasses.field(default_factory=dict)
+    # abs paths whose result this run took from the cache or put into it: their cache entry's
+    # content hash is what their result was made from
+    cached: set = dataclasses.field(default_factory=set)
 
     def save(self) -> None:
         if self.cache is not None:

@@ -155,7 +155,7 @@ def test_concurrent_scans_do_not_corrupt_the_cache(project):
             assert json.loads(out) == expected
         for f in cache_files(project):
             data = cache_body(f)  # a complete, valid file
-            assert len(data["files"]) == 60
+            assert len([k for k in data["files"] if os.path.isabs(k)]) == 60  # and the run's values (fix holds)
         assert not list((project / ".gpufix" / "cache").glob("*.tmp"))
     assert run_scan(project) == expected
 

@@ -508,10 +508,12 @@ def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Pol
 
 
 def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrides=None, notice=None,
-                   jobs: Optional[int] = None) -> Policy:
+                   jobs: Optional[int] = None, walked=None) -> Policy:
     """The policy with the project's index (first-party names; the import graph for the
     `entrypoints` scope) that the per-file rules need; its per-file entries go through the cache.
-    `jobs`: the run's `-j` (1: no worker process)."""
+    `jobs`: the run's `-j` (1: no worker process). `walked`: (folder, discover_files' triples) of
+    the run's own walk when it was of one folder under this one policy: when that folder is the
+    project's root, the project's files are those, not walked again."""
     from gpufix.project import build_index, project_files, run_project_root
 
     graph = policy.effective_header_scope == "entrypoints"
@@ -520,7 +522,8 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrid
     # its place in the project, never from the command line.
     root = run_project_root(policy, files)
     run_files = files
-    files = project_files(root, policy, files)
+    same_walk = walked is not None and walked[0] == os.path.realpath(root)
+    files = project_files(root, policy, files, walked=walked[1] if same_walk else None)
     cache_factory = None
     if use_cache:
         from gpufix.cache import ResultCache
@@ -684,7 +687,8 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
     options = options or Options()
     warns: list = []
     resolver = resolver or SinglePolicy(policy)
-    files = discover_files(paths or ["."], resolver, warn=warns.append, force_exclude=force_exclude)
+    recording = _RecordingResolver(resolver)
+    files = discover_files(paths or ["."], recording, warn=warns.append, force_exclude=force_exclude)
     groups: dict = {}
     for abs_path, display, pol in files:
         groups.setdefault(pol, []).append((abs_path, display))
@@ -694,9 +698,16 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
         if message not in warns:
             warns.append(message)
 
+    # A walk of one folder in which every folder had the same policy is the walk the project
+    # index would make of that folder (discover_files under that one policy): reused, not redone.
+    walked = None
+    named = paths or ["."]
+    if len(named) == 1 and named[0] != "-" and os.path.isdir(named[0]) and len(recording.dir_policies) == 1:
+        walked = (recording.dir_policies[0], (os.path.realpath(named[0]), files))
     sessions: dict = {}
     for pol, members in groups.items():
-        session = _open_session(pol, members, options, notice)
+        session = _open_session(pol, members, options, notice,
+                                walked[1] if walked is not None and walked[0] == pol else None)
         sessions[id(session.policy)] = session
         pairs.extend((session.policy, r) for r in _scan_group(members, session, progress_factory))
     try:
@@ -706,14 +717,31 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
             session.save()
 
 
-def _open_session(policy: Policy, files, options: Options, notice=None):
+class _RecordingResolver:
+    """A resolver that remembers the distinct policies its folders got during a walk."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.dir_policies: list = []
+
+    def for_dir(self, directory):
+        got = self.inner.for_dir(directory)
+        if not any(got is p for p in self.dir_policies) and got not in self.dir_policies:
+            self.dir_policies.append(got)
+        return got
+
+    def for_path(self, path):
+        return self.inner.for_path(path)
+
+
+def _open_session(policy: Policy, files, options: Options, notice=None, walked=None):
     """The group's gpufix.session.Session: its policy prepared once (the project index), its
-    catalogue and rule filter, its result cache opened once."""
+    catalogue and rule filter, its result cache opened once. `walked`: as prepare_policy takes it."""
     from gpufix.session import Session
 
     if policy.project is None and files:
         policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache,
-                                notice=notice, jobs=options.jobs)
+                                notice=notice, jobs=options.jobs, walked=walked)
     cache = None
     if options.use_cache:
         from gpufix.cache import ResultCache

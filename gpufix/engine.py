@@ -522,8 +522,22 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrid
     # its place in the project, never from the command line.
     root = run_project_root(policy, files)
     run_files = files
-    same_walk = walked is not None and walked[0] == os.path.realpath(root)
-    files = project_files(root, policy, files, walked=walked[1] if same_walk else None)
+    # The launchers are read from the run's own files when the run covers the whole project and
+    # reads their kinds; else from the project's walk, which then also picks up their kinds (a
+    # file's findings come from its project, not from the paths named).
+    covered = (all(k in policy.file_kinds for k in LAUNCHER_KINDS)
+               and any(path_within(os.path.realpath(str(root)), os.path.realpath(p)) for p in paths))
+    launcher_files = run_files if covered else None
+    walk = walked[1] if walked is not None and walked[0] == os.path.realpath(root) else None
+    if walk is None and not covered and (not policy.exclude or (
+            policy.root and os.path.realpath(policy.root) == os.path.realpath(root))):  # the same exclude globs
+        from gpufix.kinds import kind_of
+
+        widened = dataclasses.replace(policy, file_kinds=tuple(policy.file_kinds) + tuple(
+            k for k in LAUNCHER_KINDS if k not in policy.file_kinds))
+        walk = discover_files([str(root)], SinglePolicy(widened))
+        launcher_files = [(p, d) for p, d, _ in walk if kind_of(str(p)) in LAUNCHER_KINDS]
+    files = project_files(root, policy, files, walked=walk)
     cache_factory = None
     if use_cache:
         from gpufix.cache import ResultCache
@@ -535,12 +549,7 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrid
     from gpufix.project import helper_apis
 
     helpers = helper_apis(index, policy.extra_apis)  # first-party device helpers are device APIs
-    # The launchers are read from the run's own files when the run covers the whole project and
-    # reads their kinds; else from a walk of the project root (a file's findings come from its
-    # project, not from the paths named).
-    covered = (all(k in policy.file_kinds for k in LAUNCHER_KINDS)
-               and any(path_within(os.path.realpath(index.root), os.path.realpath(p)) for p in paths))
-    launches = launch_args(index.root, policy.exclude, files=run_files if covered else None)
+    launches = launch_args(index.root, policy.exclude, files=launcher_files)
     return dataclasses.replace(policy, project=index, extra_apis=tuple(policy.extra_apis) + helpers, launch_args=launches)
 
 

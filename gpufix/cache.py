@@ -359,25 +359,17 @@ def _create_new(path: Path, data: bytes) -> None:
 def _write_signed(path: Path, key: bytes, project: str, body: bytes) -> None:
     """Write a fresh temporary file in the cache folder, sign it with its own identity, and rename
     it over `path` (a rename replaces a link at `path`, it never writes through one)."""
-    import tempfile
-
     import time
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        st = os.fstat(fd)
+    from gpufix.fsutil import atomic_write_with
+
+    def write(fh, tmp) -> None:
+        st = os.fstat(fh.fileno())
         # The file's identity: where it lives on disk and the modification time set below (a
         # rename keeps both; a copy, a checkout or a rewrite changes one).
         stamp = time.time_ns() // 1_000_000 * 1_000_000  # whole milliseconds: every filesystem keeps them
-        mac = _mac(key, project, path, (st.st_dev, st.st_ino, stamp), body)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(mac.encode("ascii") + b"\n" + body)
-        os.chmod(tmp, 0o644)
+        fh.write(_mac(key, project, path, (st.st_dev, st.st_ino, stamp), body).encode("ascii") + b"\n" + body)
+        fh.flush()
         os.utime(tmp, ns=(stamp, stamp))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write_with(path, write, mode=0o644, durable=False, follow_links=False, suffix=".tmp")

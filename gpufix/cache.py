@@ -291,6 +291,20 @@ class ResultCache:
         self.entries[key] = [-1, -1, digest, value]
         self.dirty = True
 
+    def get_kept(self, family: str, digest: str):
+        """A value put by `put_kept` under `family` for inputs whose digest is `digest`, or None."""
+        return self.get_value(family + digest, digest)
+
+    def put_kept(self, family: str, digest: str, value: dict, keep: int) -> None:
+        """Store a value for inputs whose digest is `digest`, beside the family's values for other
+        inputs (a full scan's and a pre-commit subset's do not evict each other), keeping the
+        `keep` newest."""
+        self.entries.pop(family + digest, None)  # put last: the newest
+        self.put_value(family + digest, digest, value)
+        kept = [k for k in self.entries if k.startswith(family)]
+        for old in kept[:-keep]:  # the oldest first (a dict keeps the order of insertion)
+            del self.entries[old]
+
     def save(self) -> None:
         if not self.dirty:
             return

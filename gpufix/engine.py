@@ -168,14 +168,14 @@ def _session_holds(session, results: dict, unsafe: bool, fix_holds) -> dict:
 
     # Kept only when every run file's result is the cache's (made from a known content hash).
     cache = session.cache if all(a in session.cached for a in results) else None
-    key = "fix-holds:" + ("unsafe" if unsafe else "safe")
     digest = None
+    family = f"fix-holds:{'unsafe' if unsafe else 'safe'}:"
     if cache is not None:
         run = hashlib.blake2b(digest_size=16)
         for a in sorted(results):
             run.update(f"{a}\0{cache.hash_of(a)}\0".encode("utf-8", "surrogateescape"))
         digest = run.hexdigest()
-    saved = cache.get_value(key, digest) if cache is not None else None
+    saved = cache.get_kept(family, digest) if cache is not None else None
     if saved is not None and _stamps_hold(saved.get("inputs")):
         return {a: [(frozenset(rules), note, match) for rules, note, match in got] for a, got in saved["holds"].items()}
     inputs: dict = {}  # abs path -> [size, mtime_ns] of what fix_holds read; None: not cacheable
@@ -197,10 +197,10 @@ def _session_holds(session, results: dict, unsafe: bool, fix_holds) -> dict:
 
     holds = fix_holds(session.policy.project, results, lint_other, unsafe, read_text)
     if cache is not None and all(v is not None for v in inputs.values()) and all(stamp(a) == v for a, v in inputs.items()):
-        cache.put_value(key, digest, {
+        cache.put_kept(family, digest, {
             "inputs": [[a, *v] for a, v in sorted(inputs.items())],
             "holds": {a: [[sorted(rules), note, match] for rules, note, match in got] for a, got in holds.items()},
-        })
+        }, keep=8)  # the full scan's decisions and a few subsets'
     return holds
 
 

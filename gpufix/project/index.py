@@ -97,13 +97,13 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             h.update((made if made is not None else "entry:" + repr(sorted(entries[a].items()))).encode(
                 "utf-8", "surrogateescape") + b"\0")
         digest = h.hexdigest()
-        saved = cache.get_value("project-index", digest)
+        saved = cache.get_kept("project-index:", digest)
         if saved is not None:
             cache.save()
             return ProjectIndex.from_json(saved)
     index = _build_graph(root, first_party, abs_files, py_files, entries)
     if cache is not None:
-        cache.put_value("project-index", digest, index.to_json())
+        cache.put_kept("project-index:", digest, index.to_json(), keep=4)  # a full scan's and a subset's
         cache.save()
     return index
 

@@ -90,3 +90,22 @@ def test_a_warm_run_sees_an_edit_of_a_file_outside_it(tmp_path, monkeypatch):
     assert fixed == scan("--no-cache", "STT/vad_manager.py")
     assert any(f[2] == "GPU001" and f[4] for f in fixed) and not any("not fixed in this run" in f[3] for f in fixed)
     assert calls["lint"] >= 1  # main.py linted again, nothing else taken from a stale decision
+
+
+def test_j1_starts_no_worker_process_anywhere(tmp_path, monkeypatch):
+    """`-j 1`: the project index's records and the files' results are made in this process (a
+    sandbox without process pools, a debugger, a profile all see the whole run)."""
+    import concurrent.futures
+
+    for i in range(50):  # enough files that both stages would use the pool otherwise
+        (tmp_path / f"m{i:02d}.py").write_text(f"import os\n\nX{i} = {i}\n", encoding="utf-8")
+    (tmp_path / "gpu.py").write_text("import torch\n\nx = torch.zeros(1, device='cuda:1')\n", encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text(POLICY, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+
+    def no_pool(*a, **k):
+        raise AssertionError("a worker pool was started under -j 1")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
+    got = scan("--no-cache", "-j", "1", ".")
+    assert [(f[0], f[1], f[2]) for f in got if f[2] == "GPU001"] == [("gpu.py", 3, "GPU001")]

@@ -556,7 +556,7 @@ _FOCUS_MIN_LINES = 200
 
 def header_line(body: list) -> Optional[int]:
     """The line of the first module statement after the leading strings (docstring) and
-    `from __future__` imports: where gpufix.fixer puts the header (None: nothing there)."""
+    `from __future__` imports: where gpufix.fix.python puts the header (None: nothing there)."""
     k = 0
     while k < len(body) and isinstance(body[k], ast.Expr) and isinstance(body[k].value, ast.Constant) \
             and isinstance(body[k].value.value, (str, bytes)):

@@ -31,7 +31,8 @@ from gpufix.engine import (
     make_rule_filter,
     prepare_policy,
 )
-from gpufix.fixer import FixError, apply_edits
+from gpufix.fix import FixError
+from gpufix.fix.python import apply_edits
 from gpufix.formats import TEXT_KINDS
 from gpufix.fsutil import PlanChanged, plan_file, replace_planned
 from gpufix.model import FileError
@@ -166,7 +167,7 @@ def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: 
         def lint(s: SourceFile) -> FileResult:
             return lint_source(s, policy, catalog, enabled, abs_path=abs_path)
     if src.kind in TEXT_KINDS:
-        from gpufix.formats.fix import fix_text
+        from gpufix.fix.spans import fix_text
 
         return fix_text(src, lint, unsafe)
     fixed: list = []

@@ -515,7 +515,7 @@ def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
     """`apply -`: the fixed code on stdout (or its diff), as `ruff check --fix -` does."""
     from pathlib import Path
 
-    from gpufix.fixer import FixError
+    from gpufix.fix import FixError
     from gpufix.source import ReadError
 
     raw = sys.stdin.buffer.read()

@@ -80,27 +80,6 @@ def insert_edit(lines: Lines, at: int, code: str) -> Edit:
     return Edit("insert-text", line, col, code, end_line=line, end_col=col)
 
 
-class EditConflict(Exception):
-    pass
-
-
-def apply_span_edits(text: str, edits) -> str:
-    """Apply replace-span / insert-text edits (positions in `text`) from the end backwards."""
-    lines = Lines(text)
-    spans = []
-    for e in edits:
-        start = lines.offset(e.line, e.col)
-        end = lines.offset(e.end_line, e.end_col) if e.kind == "replace-span" else start
-        spans.append((start, end, e.code))
-    spans = sorted(set(spans), key=lambda s: (s[0], s[1]))
-    for a, b in zip(spans, spans[1:]):
-        if b[0] < a[1]:
-            raise EditConflict(f"overlapping edits at line {lines.pos(b[0])[0]}")
-    for start, end, code in reversed(spans):
-        text = text[:start] + code + text[end:]
-    return text
-
-
 # A `#` starts a comment at the start of a line or after a blank (shell, Dockerfile, .env, YAML
 # and TOML all agree on that much; a `#` inside a word or a quoted string is not one).
 _HASH_COMMENT_RE = re.compile(r"(?:^|(?<=[ \t]))#[^\n]*", re.M)

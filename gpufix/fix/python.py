@@ -6,7 +6,7 @@ requests to the header (`ensure-header` lines, `move-to-header` statements), a t
 scheduled once at the end of the module, as LibCST's AddImportsVisitor. Formatting and comments
 outside the changed statements are kept: libcst round-trips the rest of the module byte for byte.
 The one exception to libcst: a pass that only adds header lines to a plain module top is placed as
-text (gpufix.header_text), tested to write exactly what the transformation writes.
+text (gpufix.fix.header), tested to write exactly what the transformation writes.
 """
 
 from __future__ import annotations
@@ -17,13 +17,10 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from gpufix.analysis import MASK_VAR, ORDER_VAR
-from gpufix.header_text import CELL_MARKER_PREFIX, header_code
+from gpufix.fix import FixError
+from gpufix.fix.header import CELL_MARKER_PREFIX, header_code
 
 _ENV_ORDER = {ORDER_VAR: 0, MASK_VAR: 1}
-
-
-class FixError(Exception):
-    pass
 
 
 def _is_docstring(stmt) -> bool:
@@ -488,11 +485,11 @@ def apply_edits(text: str, edits) -> tuple:
 
     A pass whose only edits are header lines (most files `apply` changes) is placed as text at the
     anchor `ast` gives, when the module's top is plain enough for that to be exactly what the libcst
-    transformation writes (gpufix.header_text); anything else goes through libcst."""
+    transformation writes (gpufix.fix.header); anything else goes through libcst."""
     edits = list(edits)
     plan = plan_edits(edits)  # unknown kinds fail here, before any parse
     if plan.header.lines and not plan.header.moves and not plan.replace and not plan.inserts:
-        from gpufix.header_text import header_by_text
+        from gpufix.fix.header import header_by_text
 
         done = header_by_text(text, plan.header.lines)
         if done is not None:

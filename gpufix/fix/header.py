@@ -3,7 +3,7 @@ lines) without a libcst parse, transformation and code generation of the whole f
 
 The anchor comes from `ast`: the module's top-level statements grouped into lines as libcst groups
 them (`a; b` is one line), each with the blank and comment lines above it. The text written is what
-the libcst header transformation (gpufix.fixer._Transformer._insert_header) writes for the same
+the libcst header transformation (gpufix.fix.python._Transformer._insert_header) writes for the same
 request, in the cases handled here; anything else (a module that already sets a header variable, a
 statement to move, `\\r` or form feeds, a backslash continuation at a statement's end, a line that is
 neither code, blank nor comment where the header goes, notebooks' cell markers) returns None and
@@ -124,7 +124,7 @@ def _is_future(ln: _Line) -> bool:
 
 
 def _binds_os(ln: _Line) -> bool:
-    """gpufix.fixer._binds_os: only imports, none of a GPU framework, one of them `import os`."""
+    """gpufix.fix.python._binds_os: only imports, none of a GPU framework, one of them `import os`."""
     if ln.compound:
         return False
     binds = False

@@ -52,7 +52,7 @@ for _kind in (
     EditKind("insert", "insert", "insert statement `code` before the statement starting at (line, col), or after it "
              "when `after` is set (on the same line, after a `;`, when that statement shares its line)"),
     # The header is one scheduled transformation: edits only ask for lines in it or for statements
-    # to move into it; it is built once, at the end of the pass (see gpufix.fix.python.HeaderRequest).
+    # to move into it; it is built once, at the end of the pass (see gpufix.fix.header.HeaderRequest).
     EditKind("ensure-header", "header", "make sure the module sets the env lines in `lines` ((name, value[, form]) "
              "tuples) at the top, after the docstring and `from __future__` imports, binding `os`", scheduled=True),
     EditKind("move-to-header", "header", "move the statement starting at (line, col) into the header", scheduled=True),

@@ -318,14 +318,12 @@ def fix_edits(src: SourceFile, finding) -> Optional[list]:
                     return direct
                 return direct if _compiles(_apply(src.text, direct)) or not _compiles(src.text) else None
             if all(e.kind == "ensure-header" for e in edits):
-                from gpufix.fix.header import header_by_text
+                from gpufix.fix.header import HeaderRequest, header_by_text
 
-                request: list = []  # as the fixer's HeaderRequest: one line per variable, the first asked
+                request = HeaderRequest()  # as the fixer's: one line per variable, the first asked
                 for e in edits:
-                    for line in e.lines:
-                        if line[0] not in [known[0] for known in request]:
-                            request.append(tuple(line))
-                done = header_by_text(src.text, request)
+                    request.want(e.lines)
+                done = header_by_text(src.text, request.lines)
                 if done is not None:
                     return diff_text(src.text, done[0])
         return raw_edits(src, fixed_raw(src, [finding.fix]))

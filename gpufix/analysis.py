@@ -14,6 +14,7 @@ import re
 from typing import Optional
 
 from gpufix.catalog import ApiCatalog
+from gpufix.importscan import is_main_guard as _is_main_guard
 
 MASK_VAR = "CUDA_VISIBLE_DEVICES"
 ORDER_VAR = "CUDA_DEVICE_ORDER"
@@ -508,18 +509,6 @@ def is_cpu_guard(stmt, qualname) -> bool:
         return False
     strs = {const_str(e) for e in values.elts}
     return "" in strs and strs <= {"", "-1"}
-
-
-def _is_main_guard(stmt) -> bool:
-    if not isinstance(stmt, ast.If) or not isinstance(stmt.test, ast.Compare):
-        return False
-    test = stmt.test
-    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
-        return False
-    sides = [test.left, test.comparators[0]]
-    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
-    strs = [s for s in sides if _const_str(s) == "__main__"]
-    return bool(names and strs)
 
 
 def focus_lines(text: str, imports: dict, catalog: ApiCatalog) -> Optional[set]:

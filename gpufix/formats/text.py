@@ -14,7 +14,7 @@ from typing import Optional
 
 from gpufix.model import Edit, FileError
 from gpufix.model import ReadError as TextError  # one error type for every reader
-from gpufix.suppress import _IGNORE_RE, _NOQA_RE, _codes
+from gpufix.suppress import directives
 
 
 def decode_text(path: str, raw: bytes) -> tuple:
@@ -102,28 +102,13 @@ def hash_comment_suppressions(text: str) -> tuple:
 
 def comment_suppressions(text: str, comments) -> tuple:
     """({line: codes}, file codes or None) from (offset, comment text, on a line of its own)
-    triples: the directives of Python's `#` comments, in whatever comment syntax the format has
-    (batch files' `REM` and `::`)."""
+    triples: the directives of Python's `#` comments (gpufix.suppress.directives), in whatever
+    comment syntax the format has (batch files' `REM` and `::`)."""
     if "gpufix" not in text and "noqa" not in text.lower():
         return {}, None
     lines = Lines(text)
-    by_line: dict = {}
-    file_codes = None
-    for offset, comment, own_line in comments:
-        if "gpufix" not in comment and "noqa" not in comment.lower():
-            continue
-        line = lines.line_of(offset)
-        for im in _IGNORE_RE.finditer(comment):
-            codes = _codes(im.group("codes"))
-            if im.group("file"):
-                if own_line:
-                    file_codes = (file_codes or set()) | codes
-            else:
-                by_line.setdefault(line, set()).update(codes)
-        nm = _NOQA_RE.search(comment)
-        if nm:
-            by_line.setdefault(line, set()).update(_codes(nm.group("codes")))
-    return by_line, file_codes
+    return directives((lines.line_of(offset), comment, own_line) for offset, comment, own_line in comments
+                      if "gpufix" in comment or "noqa" in comment.lower())
 
 
 def first_error_line(message: str) -> Optional[int]:

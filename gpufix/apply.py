@@ -488,7 +488,7 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
                                  after_result=FileResult.from_json(after_json, display) if after_json else None))
 
     if opts.diff:
-        diffs = [(f.path, _unified_diff(f)) for f in fixes]
+        diffs = [(f.path, _unified_diff(f, project_root(policies[f.abs_path]))) for f in fixes]
         diffs = [(p, d) for p, d in diffs if d]
         return ApplyOutcome([], remaining_result(), diff_text="".join(d for _, d in diffs), diffs=diffs, diff_mode=True)
 
@@ -584,7 +584,25 @@ def _tag(top: str, backup_id: str, warn) -> Optional[str]:
     return name
 
 
-def _unified_diff(f: FileFix) -> str:
+def project_root(policy: Policy) -> Optional[str]:
+    """The folder a file's project starts at: its index's root, else its config's folder."""
+    project = getattr(policy, "project", None)
+    return getattr(project, "root", None) or policy.root
+
+
+def diff_path(given: str, root: Optional[str]) -> str:
+    """A file's name in a diff header (after `a/` and `b/`), as git writes it: relative to the
+    project root when the file lies inside it, however the path was given (absolute, `../x`, from
+    a subfolder), so that `git apply` takes the patch anywhere in the work tree; else the path as
+    given, never with a leading `/` (git's `--no-index` diff of `/tmp/x` says `a/tmp/x`)."""
+    if root and given != "-":  # "-": stdin without a name
+        full, top = os.path.abspath(given), os.path.abspath(root)
+        if _inside(full, top) and full != top:
+            return os.path.relpath(full, top).replace(os.sep, "/")
+    return given.lstrip("/" + os.sep)
+
+
+def _unified_diff(f: FileFix, root: Optional[str] = None) -> str:
     def text(data: bytes) -> list:
         try:
             return diff_lines(read_source(f.path, data).text if not f.path.endswith(".ipynb") else data.decode("utf-8"))
@@ -594,7 +612,7 @@ def _unified_diff(f: FileFix) -> str:
     from gpufix.report.safe import for_terminal
 
     # The header is one line whatever the name holds.
-    return unified_diff(text(f.before), text(f.after), for_terminal(f.path))
+    return unified_diff(text(f.before), text(f.after), for_terminal(diff_path(f.path, root)))
 
 
 NO_NEWLINE = "\\ No newline at end of file\n"

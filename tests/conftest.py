@@ -113,3 +113,43 @@ def _no_user_config():
         os.environ.pop("GPUFIX_USER_CONFIG", None)
     else:
         os.environ["GPUFIX_USER_CONFIG"] = old
+
+
+# ---- the real wheel, built once per session --------------------------------------------------------
+BIN = "Scripts" if WINDOWS else "bin"  # where a venv keeps its programs
+
+
+@pytest.fixture(scope="session")
+def gpufix_wheel(tmp_path_factory) -> Path:
+    """The wheel `pip wheel` builds from this checkout, built once for every test that installs it."""
+    if os.environ.get("GPUFIX_SKIP_WHEEL_TEST"):
+        pytest.skip("GPUFIX_SKIP_WHEEL_TEST is set")
+    dist = tmp_path_factory.mktemp("dist")
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist),
+                            str(ROOT)], capture_output=True, text=True, timeout=600)
+    if build.returncode != 0:  # no hatchling in this environment: build in isolation
+        build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(ROOT)],
+                               capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout + build.stderr
+    return next(dist.glob("gpufix-*.whl"))
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(gpufix_wheel, tmp_path_factory) -> Path:
+    """A fresh venv holding the wheel's gpufix (its modules, catalogue and entry points: the
+    `gpufix` script, the pytest plugin) and no other copy of it. Its dependencies and pytest come
+    from the test runner's environment through a `.pth` line (what they are is the wheel's
+    metadata, checked by tests/e2e/test_wheel.py). Tests must not change it."""
+    import sysconfig
+    import venv
+
+    env = tmp_path_factory.mktemp("wheel-venv") / "venv"
+    venv.create(env, with_pip=False, symlinks=os.name != "nt")
+    py = env / BIN / ("python.exe" if WINDOWS else "python")
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "zz-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    inst = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", "--no-index",
+                           str(gpufix_wheel)], capture_output=True, text=True, timeout=600)
+    assert inst.returncode == 0, inst.stdout + inst.stderr
+    return env

@@ -15,6 +15,11 @@ WINDOWS = sys.platform == "win32"
 POSIX_ONLY = pytest.mark.posix_only
 
 
+# A nested `python -m pytest` run of a test's own small suite: without the runner's other plugins
+# (hypothesis, pytest-asyncio, pytest-lsp), which are not what it tests and cost seconds to import.
+NESTED_PYTEST = ("-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:hypothesispytest", "-p", "no:pytest-lsp")
+
+
 def native(path: str) -> str:
     """A `/` path as gpufix's human formats and --show-files print it on this platform."""
     return path.replace("/", "\\") if WINDOWS else path

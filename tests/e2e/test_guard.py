@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import NESTED_PYTEST as OTHER_PLUGINS_OFF
 from conftest import ROOT, run_gpufix
 
-# the test runner's other pytest plugins are not what these runs test, and cost seconds to import
-OTHER_PLUGINS_OFF = ("-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:hypothesispytest", "-p", "no:pytest-lsp")
 SHOW = "import json, os; print(json.dumps([os.environ.get('CUDA_VISIBLE_DEVICES'), os.environ.get('CUDA_DEVICE_ORDER')]))"
 SHOW_CHILD = ("import subprocess, sys; subprocess.run([sys.executable, '-c', " + repr(SHOW) + "], check=True)")
 

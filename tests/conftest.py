@@ -48,6 +48,25 @@ def run_gpufix(*args, cwd=None, env=None, input=None, timeout=300):
     )
 
 
+def gpufix_in_process(*args, cwd, input=None):
+    """The CLI run in this process (click's runner, in `cwd`): what run_gpufix gives, without an
+    interpreter start per call. For tests that run it many times on one project (a subprocess
+    start is most of a small run); keep run_gpufix for what depends on a fresh process."""
+    import subprocess as _sp
+
+    from click.testing import CliRunner
+
+    from gpufix.cli import cli
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        res = CliRunner().invoke(cli, list(map(str, args)), input=input, env={"NO_COLOR": "1"}, catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    return _sp.CompletedProcess(["gpufix", *map(str, args)], res.exit_code, res.stdout, res.stderr)
+
+
 def git(cwd, *args):
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 

@@ -495,7 +495,7 @@ def stdin_fixed_bytes(policy, name: str, raw: bytes, unsafe: bool) -> bytes:
     Raises ReadError / FixError."""
     import dataclasses
 
-    from gpufix.apply import fix_source
+    from gpufix.fix.passes import fix_source
     from gpufix.catalog import catalog_for
     from gpufix.engine import dependent_holds, lint_source
     from gpufix.project import apply_holds

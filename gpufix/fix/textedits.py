@@ -243,7 +243,7 @@ def fixed_raw(src: SourceFile, fixes) -> bytes:
     applied exactly (overlap, the result would not parse)."""
     from gpufix.fix import FixError
     from gpufix.fix.python import apply_edits
-    from gpufix.apply import _must_parse
+    from gpufix.fix.passes import _must_parse
 
     edits = [e for fx in fixes for e in fx.edits]
     if not edits:
@@ -333,7 +333,7 @@ def fix_edits(src: SourceFile, finding) -> Optional[list]:
 
 def fix_all_raw(src: SourceFile, policy, abs_path: Optional[str], unsafe: bool = False) -> bytes:
     """The bytes `gpufix apply` (all passes) would write for this file, from its text in memory."""
-    from gpufix.apply import fix_source
+    from gpufix.fix.passes import fix_source
 
     new_raw, _ = fix_source(_fresh(src), policy, unsafe, abs_path=abs_path, use_prefilter=True)
     return new_raw

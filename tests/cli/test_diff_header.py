@@ -5,7 +5,7 @@ import subprocess
 
 from project_files import project
 
-from conftest import run_gpufix
+from conftest import gpufix_in_process, run_gpufix
 
 MODULE = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n' \
          'import torch\n\nx = torch.device("cuda:1")\n'
@@ -21,10 +21,12 @@ def test_diff_header_names_the_file_from_the_project_root(tmp_path):
     header = "--- a/pkg/train.py\n+++ b/pkg/train.py\n"
     # an absolute path, run from outside the project; `../` from a subfolder; stdin with an absolute name
     absolute = run_gpufix("apply", "--diff", "--no-cache", root / "pkg" / "train.py", cwd=elsewhere)
-    climbing = run_gpufix("apply", "--diff", "--no-cache", "../pkg/train.py", cwd=root / "pkg")
-    piped = run_gpufix("apply", "-", "--diff", "--stdin-filename", root / "pkg" / "train.py", cwd=elsewhere, input=MODULE)
+    # (the other forms in this process: one interpreter start is most of such a run)
+    climbing = gpufix_in_process("apply", "--diff", "--no-cache", "../pkg/train.py", cwd=root / "pkg")
+    piped = gpufix_in_process("apply", "-", "--diff", "--stdin-filename", root / "pkg" / "train.py", cwd=elsewhere,
+                              input=MODULE)
     # a relative path from a subfolder: git's name too
-    plain = run_gpufix("apply", "--diff", "--no-cache", "train.py", cwd=root / "pkg")
+    plain = gpufix_in_process("apply", "--diff", "--no-cache", "train.py", cwd=root / "pkg")
     for proc in (absolute, climbing, piped, plain):
         assert proc.returncode == 1, proc.stderr
         assert proc.stdout == header + HUNK

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import functools
 import os
 import warnings
-from pathlib import Path
 from typing import Callable, Optional
 
 from gpufix.analysis import source_facts
 from gpufix.collectors import finish_facts
-from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
-from gpufix.config import Policy, SinglePolicy
-from gpufix.discover import PathFilter, discover_files, path_within
+from gpufix.catalog import ApiCatalog, catalog_for
+from gpufix.config import Policy, SinglePolicy, make_rule_filter
+from gpufix.discover import discover_files, path_within
 from gpufix.formats import CONFIG_KINDS, TEXT_KINDS, detect_kind, may_have_findings
 from gpufix.formats import MAX_BYTES as MAX_TEXT_BYTES
 from gpufix.launchers import LAUNCHER_KINDS, launch_args
@@ -30,7 +28,7 @@ from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
 from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, irregular_spelling, is_entrypoint_name, may_call_device_api, parse_anyway
 from gpufix.project import refine_gpu_imports
 from gpufix.source import MAX_FILE_BYTES, ReadError, SourceFile, read_source, split_lines
-from gpufix.suppress import is_suppressed, parse_suppressions
+from gpufix.suppress import Suppressions, per_file_ignored  # noqa: F401 (per_file_ignored: re-exported)
 
 
 # -- the pipeline's entry points: many files ---------------------------------------------------
@@ -340,10 +338,9 @@ def lint_source(
         return _lint_text_source(src, policy, enabled, abs_path)
     catalog = catalog or catalog_for(policy)
     result = FileResult(path=src.path, parsed=True)
-    # Tokenizing for comments is slow: do it up front only when a file-level ignore may be there,
-    # else only when a line that holds a finding mentions `gpufix`/`noqa` (see _Suppressions).
-    sup = _Suppressions(src.text)
-    if sup.file_codes is not None and "*" in sup.file_codes:
+    # Tokenizing for comments is slow: done only when its answer can matter (see Suppressions).
+    sup = Suppressions(per_file_ignored(policy, abs_path), python_text=src.text)
+    if sup.whole_file:
         return result
     try:
         with warnings.catch_warnings():
@@ -367,16 +364,12 @@ def lint_source(
     ctx.abs_path = abs_path
     if src.is_notebook:
         ctx.line_label = lambda line: "{1} of cell {0}".format(*src.cell_of(line))
-    ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
     # A finding the user silenced is never fixed: a rule that changes the mask must know that the
     # ordinal it would otherwise have rewritten stays as written.
-    ctx.suppressed = lambda code, pos: any(code.startswith(c) for c in ignored_here) or sup.suppressed(
-        code, (pos.line, pos.end_line), lines)
+    ctx.suppressed = lambda code, pos: sup.silenced(code, (pos.line, pos.end_line), lines)
 
     def reported(finding: Finding) -> bool:
-        if any(finding.rule.startswith(c) for c in ignored_here):
-            return False
-        return not sup.suppressed(finding.rule, (finding.line, finding.end_line), lines)
+        return not sup.silenced(finding.rule, (finding.line, finding.end_line), lines)
 
     for finding in run_rules(ctx, enabled):
         if reported(finding):
@@ -419,71 +412,7 @@ class FileResult:
         )
 
 
-# -- rule selection and suppression ------------------------------------------------------------
-def make_rule_filter(select: tuple, ignore: tuple) -> Callable[[str], bool]:
-    """ruff's resolution: the most specific matching prefix wins; on a tie, ignore wins."""
-    docs = load_rule_docs()
-
-    def enabled(code: str) -> bool:
-        best_sel = max((len(s) for s in select if code.startswith(s)), default=-1)
-        best_ign = max((len(s) for s in ignore if code.startswith(s)), default=-1)
-        if not select:
-            default = docs[code].default_enabled if code in docs else True
-            best_sel = 0 if default else -1
-        if best_sel < 0:
-            return False
-        return best_sel > best_ign
-
-    return enabled
-
-
-def per_file_ignored(policy: Policy, abs_path: str) -> tuple:
-    codes = []
-    for path_filter, rule_codes in _per_file_filters(policy.per_file_ignores, policy.root):
-        if path_filter.matches(Path(abs_path)):
-            codes.extend(rule_codes)
-    return tuple(codes)
-
-
-@functools.lru_cache(maxsize=8)
-def _per_file_filters(per_file_ignores: tuple, root: Optional[str]) -> tuple:
-    # Compiled once per policy, not once per file.
-    return tuple((PathFilter([glob], root), codes) for glob, codes in per_file_ignores)
-
-
-class _Suppressions:
-    """parse_suppressions, run only when its answer can matter: a line suppression needs a comment
-    with `gpufix` or `noqa` on the finding's line; a file-level one needs `ignore-file`."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.lower = None
-        self.line_map = None
-        self.file_codes = None
-        if "gpufix" in text or "noqa" in text.lower():
-            self.lower = text.lower()
-            if "ignore-file" in self.lower:
-                self._parse()
-
-    def _parse(self):
-        if self.line_map is None:
-            self.line_map, self.file_codes = parse_suppressions(self.text)
-
-    def suppressed(self, code: str, lines_to_check, lines: list) -> bool:
-        if self.lower is None:
-            return False
-        if self.line_map is None:
-            for n in lines_to_check:
-                if 0 < n <= len(lines):
-                    low = lines[n - 1].lower()
-                    if "gpufix" in low or "noqa" in low:
-                        self._parse()
-                        break
-            else:
-                return False
-        return is_suppressed(code, lines_to_check, self.line_map, self.file_codes)
-
-
+# -- rule selection: gpufix.config.make_rule_filter; suppression: gpufix.suppress ---------------
 # -- helpers of the one-file pipeline ----------------------------------------------------------
 def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Policy] = None, abs_path: Optional[str] = None) -> tuple:
     """(whether the file must hold the header, why / what covers it)."""
@@ -578,7 +507,6 @@ def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Option
     from gpufix.rules._text import TextContext
 
     path, text, kind = src.path, src.text, src.kind
-    ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
     if kind == "json":
         by_line, file_codes = {}, None
     elif kind == "batch":  # `REM` and `::` comments, not `#`
@@ -587,7 +515,8 @@ def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Option
         by_line, file_codes = comment_suppressions(text, comments(text))
     else:
         by_line, file_codes = hash_comment_suppressions(text)
-    if file_codes and "*" in file_codes:
+    sup = Suppressions(per_file_ignored(policy, abs_path), by_line, file_codes)
+    if sup.whole_file:
         return FileResult(path, parsed=True)
     try:
         facts = scan_facts(text, kind)
@@ -600,14 +529,14 @@ def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Option
     tctx = TextContext(path, text, policy, facts)
 
     def reported(code: str, lines) -> bool:
-        return not any(code.startswith(c) for c in ignored_here) and not is_suppressed(code, lines, by_line, file_codes)
+        return not sup.silenced(code, lines)
 
     result = FileResult(path, parsed=True)
     for code, rule in load_rules().items():
         if enabled(code):
             result.findings.extend(f for f in rule.check_text(tctx) if reported(f.rule, (f.line, f.end_line)))
     for code, rule in project_rules().items():
-        if enabled(code) and not any(code.startswith(c) for c in ignored_here):
+        if enabled(code) and not sup.rule_off(code):
             result.candidates.extend({"finding": c.finding.to_json(), "value": c.value} for c in rule.collect_text(tctx)
                                      if reported(code, (c.finding.line,)))
     return result

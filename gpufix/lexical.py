@@ -27,6 +27,7 @@ CODE = "code"  # a name, keyword or operator in code: a call, a keyword argument
 STRING_START = "string-start"  # the first character of a string literal's body (the value starts there)
 ANYWHERE = "anywhere"  # code or anywhere in a string literal; never a comment
 OPENING_QUOTE = "opening-quote"  # one of the quotes that open a string literal
+KEYWORD = "keyword"  # a keyword argument's name: in code, after `(` or `,` (blanks and comments between)
 
 _BODIES = {
     "'''": re.compile(r"(?:[^'\\]|\\.|'(?!''))*(?:'''|\Z)", re.S),
@@ -98,12 +99,32 @@ class Lexed:
             return where == STRING_START and pos == self.bodies[i]
         if where == STRING_START or where == OPENING_QUOTE:
             return False
+        if where == KEYWORD:
+            # `index = (...)`, `device_ids = [...]` assign a name: no call's keyword
+            return self._before(pos) in ("(", ",")
         if where == CODE:
             text = self.text
             line = max(text.rfind("\n", 0, pos), text.rfind("\r", 0, pos)) + 1
             if _DEFINED_RE.search(text, line, pos):
                 return False
         return True
+
+
+    def _before(self, pos: int) -> str:
+        """The code character before `pos`, past blanks, line continuations and comments."""
+        text = self.text
+        i = pos - 1
+        while i >= 0:
+            c = text[i]
+            if c in " \t\r\n\f\\":
+                i -= 1
+                continue
+            k = bisect.bisect_right(self.starts, i) - 1
+            if k >= 0 and i < self.ends[k] and self.kinds[k] == COMMENT:
+                i = self.starts[k] - 1
+                continue
+            return c
+        return ""
 
 
 def first_allowed(rx, literal: str, where: str, text: str, lexed: Lexed):

@@ -28,7 +28,7 @@ import importlib
 import pkgutil
 from typing import ClassVar, Iterable, Optional
 
-from gpufix.lexical import ANYWHERE, CODE, STRING_START  # noqa: F401  (re-exported for collectors)
+from gpufix.lexical import ANYWHERE, CODE, KEYWORD, STRING_START  # noqa: F401  (re-exported for collectors)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Collector:
         """(substring, regex source or None[, where]): a file can hold this collector's facts only
         if one substring occurs (and its regex, when given, matches at that substring), at a place
         `where` allows (gpufix.lexical): CODE (the match starts at a name or operator in code: a
-        call, a keyword argument), STRING_START (at the first character of a string literal's
+        call, an import alias), KEYWORD (a call's keyword argument), STRING_START (at the first character of a string literal's
         value), ANYWHERE (code or a string, never a comment; the default)."""
         return ()
 

@@ -7,7 +7,7 @@ import ast
 import re
 
 from gpufix.analysis import CUDA_ORDINAL_CALLS, TF_DEVICE_RE, OrdinalUse, const_str, imports_module, literal_int
-from gpufix.collectors import CODE, Collector, StringForm
+from gpufix.collectors import CODE, KEYWORD, Collector, StringForm
 from gpufix.collectors._patterns import ANYINT, END_OF_LITERAL, GAP, NONZERO, SPELLED_INDEX
 from gpufix.valueflow import Sink
 
@@ -56,7 +56,7 @@ class DeviceApis(Collector):
                     continue  # a string literal: the 'GPU:N' shape above and string_forms below
                 value = _value(spec.value)
                 if spec.keyword:
-                    yield spec.keyword, rf"\b{re.escape(spec.keyword)}(?:\s|\\)*={value}", CODE
+                    yield spec.keyword, rf"\b{re.escape(spec.keyword)}(?:\s|\\)*={value}", KEYWORD
                 if spec.position is not None and name != "*":
                     # `from m import name as alias` calls it by another name: parse the file.
                     yield name, rf"\b{re.escape(name)}\s+as\b", CODE

@@ -36,6 +36,12 @@ def test_places():
     ("import torch\ntorch.cuda.set_device(1)\n", FULL),
     ("import torch\nprint(f'{torch.cuda.set_device(1)}')\n", FULL),
     ("import torch\nx = y.to('' 'cuda:1')\n", FULL),
+    ("import torch\ndevice_ids = [1]\nindex = (1, 2)\n", HEADER),  # assignments, no keyword arguments
+    ("import torch\nm = torch.nn.DataParallel(model, device_ids=[0, 1])\n", FULL),
+    ("import torch\nm = torch.nn.DataParallel(model,  # both\n    device_ids=[0, 1])\n", FULL),
+    ("import torch\ns = f'{torch.device(index=1)}'\n", FULL),
+    ('import torch\n"""Example: f"cuda:{rank}" and "cuda:%d" % rank"""\n', HEADER),
+    ("import torch\nx = y.to('cuda:%d' % rank)\n", FULL),
     ("import os\n# os.environ['CUDA_VISIBLE_DEVICES'] = '1'\n", SKIP),
     ("import os\ns = '''CUDA_VISIBLE_DEVICES'''\n", FULL),  # a string may be the mask's key: kept
 ])

@@ -29,13 +29,18 @@ ANYWHERE = "anywhere"  # code or anywhere in a string literal; never a comment
 OPENING_QUOTE = "opening-quote"  # one of the quotes that open a string literal
 KEYWORD = "keyword"  # a keyword argument's name: in code, after `(` or `,` (blanks and comments between)
 
-_BODIES = {
-    "'''": re.compile(r"(?:[^'\\]|\\.|'(?!''))*(?:'''|\Z)", re.S),
-    '"""': re.compile(r'(?:[^"\\]|\\.|"(?!""))*(?:"""|\Z)', re.S),
-    "'": re.compile(r"(?:[^'\\\r\n]|\\(?:\r\n|.))*(?:'|(?=[\r\n])|\Z)", re.S),
-    '"': re.compile(r'(?:[^"\\\r\n]|\\(?:\r\n|.))*(?:"|(?=[\r\n])|\Z)', re.S),
-}
-_START_RE = re.compile(r"#[^\r\n]*|(?P<prefix>[rRbBuUfF]{0,2})(?P<quote>'''|\"\"\"|'|\")")
+# One token per match: a comment, or a string literal (prefix, quotes and body; each loop unrolled,
+# `[^'\\]*(?:escape-or-lone-quote[^'\\]*)*`, which the regex engine runs fast on long docstrings).
+_TOKEN_RE = re.compile(
+    r"#[^\r\n]*"
+    r"|([rRbBuUfF]{0,2})("
+    r"'''[^'\\]*(?:(?:\\.|'(?!''))[^'\\]*)*(?:'''|\Z)"
+    r'|"""[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*(?:"""|\Z)'
+    r"|'[^'\\\r\n]*(?:\\(?:\r\n|.)[^'\\\r\n]*)*'?"  # a single-quoted one ends at its line's end
+    r'|"[^"\\\r\n]*(?:\\(?:\r\n|.)[^"\\\r\n]*)*"?'
+    r")",
+    re.S,
+)
 _DEFINED_RE = re.compile(r"(?<![\w.])(?:def|class)[ \t]+\Z")  # `def name(`, `class Name(`: no call
 _PEP701 = sys.version_info >= (3, 12)
 
@@ -45,70 +50,83 @@ COMMENT, STRING, FSTRING = 0, 1, 2
 class Lexed:
     """The strings and comments of `text`, read from its start as far as asked."""
 
-    __slots__ = ("text", "starts", "ends", "kinds", "bodies", "done_to", "unknown_from")
+    __slots__ = ("text", "starts", "ends", "kinds", "quotes", "done_to", "unknown_from", "_tokens")
 
     def __init__(self, text: str):
         self.text = text
         self.starts: list = []
         self.ends: list = []
         self.kinds: list = []
-        self.bodies: list = []  # where each string's value starts (after prefix and quotes)
+        self.quotes: list = []  # where each string's opening quote is (after its prefix)
         self.done_to = 0  # every string or comment that starts before this is read
         self.unknown_from = len(text) + 1  # PEP 701: from the first f-string on, every place counts
+        self._tokens = _TOKEN_RE.finditer(text)
 
     def _read_to(self, pos: int) -> None:
-        text, find = self.text, _START_RE.search
-        at = self.done_to
-        while at <= pos:
-            m = find(text, at)
-            if m is None:
-                self.done_to = len(text) + 1
-                return
-            start = m.start()
-            if m.group("quote") is None:
-                end, kind, body = m.end(), COMMENT, start
+        starts, ends, kinds, quotes = self.starts, self.ends, self.kinds, self.quotes
+        for m in self._tokens:
+            start, end = m.span()
+            quote = m.start(2)
+            if quote < 0:
+                kind = COMMENT
+            elif quote == start or "f" not in m.group(1).lower():
+                kind = STRING
             else:
-                body = m.end()
-                end = _BODIES[m.group("quote")].match(text, body).end()
-                kind = FSTRING if "f" in m.group("prefix").lower() else STRING
-                if kind == FSTRING and _PEP701 and start < self.unknown_from:
+                kind = FSTRING
+                if _PEP701 and start < self.unknown_from:
                     self.unknown_from = start
-            self.starts.append(start)
-            self.ends.append(end)
-            self.kinds.append(kind)
-            self.bodies.append(body)
-            at = self.done_to = max(end, start + 1)
+            starts.append(start)
+            ends.append(end)
+            kinds.append(kind)
+            quotes.append(quote)
+            if end > pos:
+                self.done_to = max(end, start + 1)
+                return
+        self.done_to = len(self.text) + 1
+
+    def _body(self, i: int) -> int:
+        """Where string token `i`'s value starts (after its prefix and opening quotes)."""
+        q = self.quotes[i]
+        return q + (3 if self.text.startswith(("'''", '"""'), q) else 1)
 
     def allows(self, pos: int, where: str) -> bool:
         """Whether a test's match that starts at `pos` may stand for what the analysis reads."""
+        return self.resume(pos, where) < 0
+
+    def resume(self, pos: int, where: str) -> int:
+        """-1 when a match that starts at `pos` may stand for what the analysis reads; else the
+        first place after it where one may (past the rest of a string or comment that allows
+        none: a docstring's hundred mentions cost one search, not a hundred)."""
         if pos >= self.done_to:
             self._read_to(pos)
         if pos >= self.unknown_from:
-            return True
+            return -1
         i = bisect.bisect_right(self.starts, pos) - 1
         if i >= 0 and pos < self.ends[i]:
             kind = self.kinds[i]
-            if kind == COMMENT:
-                return False
-            if kind == FSTRING:
-                return True
-            if where == ANYWHERE:
-                return True
-            if where == OPENING_QUOTE:
-                return pos < self.bodies[i]
-            return where == STRING_START and pos == self.bodies[i]
+            if kind == FSTRING or (kind == STRING and where == ANYWHERE):
+                return -1
+            if kind == STRING:
+                body = self._body(i)
+                if where == OPENING_QUOTE and pos < body:
+                    return -1
+                if where == STRING_START:
+                    if pos == body:
+                        return -1
+                    if pos < body:
+                        return body
+            return self.ends[i]
         if where == STRING_START or where == OPENING_QUOTE:
-            return False
+            return pos + 1
         if where == KEYWORD:
             # `index = (...)`, `device_ids = [...]` assign a name: no call's keyword
-            return self._before(pos) in ("(", ",")
+            return -1 if self._before(pos) in ("(", ",") else pos + 1
         if where == CODE:
             text = self.text
             line = max(text.rfind("\n", 0, pos), text.rfind("\r", 0, pos)) + 1
             if _DEFINED_RE.search(text, line, pos):
-                return False
-        return True
-
+                return pos + 1
+        return -1
 
     def _before(self, pos: int) -> str:
         """The code character before `pos`, past blanks, line continuations and comments."""
@@ -129,18 +147,20 @@ class Lexed:
 
 def first_allowed(rx, literal: str, where: str, text: str, lexed: Lexed):
     """The first place a test (`literal`, and `rx` when given) matches where `where` allows, or -1.
-    A rejected match is searched past by one character, not by its length: it may overlap the
-    match that counts."""
+    A rejected match is searched past by one character (or past the string or comment that holds
+    it), not by its length: it may overlap the match that counts."""
     if rx is None:
         i = text.find(literal)
         while i >= 0:
-            if lexed.allows(i, where):
+            nxt = lexed.resume(i, where)
+            if nxt < 0:
                 return i
-            i = text.find(literal, i + 1)
+            i = text.find(literal, nxt)
         return -1
     m = rx.search(text)
     while m is not None:
-        if lexed.allows(m.start(), where):
+        nxt = lexed.resume(m.start(), where)
+        if nxt < 0:
             return m.start()
-        m = rx.search(text, m.start() + 1)
+        m = rx.search(text, nxt)
     return -1

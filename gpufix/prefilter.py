@@ -256,7 +256,7 @@ def classify(text: str, path: str, scope: str, catalog: ApiCatalog, confirm: boo
         return FULL
     if spelled.search(text, lexed):
         return FULL  # `"cuda:\\x31"`, `"cu" "da:1"`: a value the plain tests cannot see
-    if _flow_source(text, lexed) and _named_sink_may_resolve(named, present, lexed):
+    if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, present, lexed) and _flow_source(text, lexed):
         return FULL  # a name at a device argument, and a literal it may hold (gpufix.valueflow)
     if scope == "all":
         return HEADER
@@ -329,38 +329,55 @@ def _flow_source(text: str, lexed) -> bool:
 
 def _named_sink_may_resolve(tests, present: _Present, lexed=None) -> bool:
     """Whether a name at a device argument may be bound to a literal (gpufix.valueflow's own text
-    gate, on the names the catalogue's patterns capture, at matches in code when `lexed`)."""
+    gate, on the names the catalogue's patterns capture). With `lexed`, only a match that starts
+    in code counts: the answer without it comes first (one findall per test), and only when it is
+    yes are the matches of the tests that made it yes confirmed, overlapping ones too (a
+    docstring's match may run into the code after it)."""
     from gpufix.valueflow import _TextGate, name_node
 
     text = present.text
-    names = set()
-    for literal, rx, where in tests:
+    named: dict = {}  # name -> the tests that captured it
+    any_call = []  # tests that matched without a name (an argument after others: any call)
+    for test in tests:
+        literal, rx, _where = test
         if rx is None or not present(literal):
             continue
-        if lexed is None:
-            found = [m.groups() for m in rx.finditer(text)]
-        else:
-            # every match that starts in code, overlapping ones too (a docstring's match may run
-            # into the code after it)
-            found = []
-            m = rx.search(text)
-            while m is not None:
-                if lexed.allows(m.start(), where):
-                    found.append(m.groups())
-                m = rx.search(text, m.start() + 1)
+        found = rx.findall(text)
         if not found:
             continue
         if rx.groups == 0:
-            return True  # an argument after others (any call): no name to look up
+            any_call.append(test)
+            continue
         for groups_ in found:
-            captured = [g for g in groups_ if g]
-            if not captured:
-                return True  # matched an alternative without a name (any call)
-            names.update(captured)
-    if not names:
+            captured = [g for g in ((groups_,) if isinstance(groups_, str) else groups_) if g]
+            if not captured and test not in any_call:
+                any_call.append(test)
+            for n in captured:
+                named.setdefault(n, []).append(test)
+    if any_call and (lexed is None or any(_confirmed_match(t, text, lexed, lambda captured: not captured) for t in any_call)):
+        return True
+    if not named:
         return False
     flow_gate = _TextGate(text)
-    return any(flow_gate.may_resolve(name_node(n)) for n in names)
+    for n, found_by in named.items():  # the gate's own searches are the cost: one name at a time
+        if flow_gate.may_resolve(name_node(n)) and (lexed is None or any(
+                _confirmed_match(t, text, lexed, lambda captured, n=n: n in captured) for t in found_by)):
+            return True
+    return False
+
+
+def _confirmed_match(test, text: str, lexed, good) -> bool:
+    """Whether a match of `test` that starts where its `where` allows has captured names `good` takes."""
+    _literal, rx, where = test
+    m = rx.search(text)
+    while m is not None:
+        nxt = lexed.resume(m.start(), where)
+        if nxt < 0:
+            if good([g for g in m.groups() if g]):
+                return True
+            nxt = m.start() + 1
+        m = rx.search(text, nxt)
+    return False
 
 
 def may_call_device_api(text: str, catalog: ApiCatalog) -> bool:

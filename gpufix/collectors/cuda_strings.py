@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from gpufix.analysis import CUDA_STRING_RE, OrdinalUse, const_str
+from gpufix.analysis import const_str
 from gpufix.collectors import STRING_START, Collector, StringForm
 from gpufix.collectors._patterns import SPELLED_INDEX
+from gpufix.facts import CUDA_STRING_RE, OrdinalUse
 
 
 class CudaStrings(Collector):

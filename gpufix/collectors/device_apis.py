@@ -6,9 +6,10 @@ from __future__ import annotations
 import ast
 import re
 
-from gpufix.analysis import CUDA_ORDINAL_CALLS, TF_DEVICE_RE, OrdinalUse, const_str, imports_module, literal_int
+from gpufix.analysis import const_str, literal_int
 from gpufix.collectors import CODE, KEYWORD, Collector, StringForm
 from gpufix.collectors._patterns import ANYINT, END_OF_LITERAL, GAP, NONZERO, SPELLED_INDEX
+from gpufix.facts import CUDA_ORDINAL_CALLS, TF_DEVICE_RE, OrdinalUse, imports_module
 from gpufix.valueflow import Sink
 
 # Lightning's devices="1," / "0,2": a string that lists indices (a digit string alone is a count).

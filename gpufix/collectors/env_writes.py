@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import ast
 
-from gpufix.analysis import ENV_VARS, const_str, iter_statements
+from gpufix.analysis import const_str, iter_statements
 from gpufix.collectors import AssignmentCollector, StringForm
 from gpufix.collectors._patterns import END_OF_LITERAL
+from gpufix.facts import ENV_VARS
 
 # A substring of each variable's name (a plain spelling; `"CUDA_VISIBLE_" "DEVICES"` is found by the
 # string forms below).

@@ -114,9 +114,8 @@ class EnvWrites(AssignmentCollector):
             mapping, key_name, value_name = it, target.id, None
         else:
             return
-        items = _mapping(mapping, walk)
-        if not items:
-            return
+        # the body is looked at first: reading the mapping may walk the whole tree (_settings_dict),
+        # and most loops write no environment
         for stmt in node.body:
             if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
                 continue
@@ -130,7 +129,7 @@ class EnvWrites(AssignmentCollector):
                 written = (isinstance(value, ast.Subscript) and isinstance(value.slice, ast.Name) and value.slice.id == key_name
                            and ast.dump(value.value) == ast.dump(mapping))
             if written:
-                for key, v in items.items():
+                for key, v in (_mapping(mapping, walk) or {}).items():
                     if key in ENV_VARS:
                         walk.env_write(key, "update", v, sub, environ=sub.value)
                 return

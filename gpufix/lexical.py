@@ -9,8 +9,8 @@ of the text (a `#` or a quote in code starts a comment or a string; a string run
 quote, backslash escapes included; a single-quoted one ends at the end of its line), as far as the
 places asked about need. Two conservative choices keep it a superset of what `ast` reads:
 
-* an f-string is code and string at once (its replacement fields hold expressions): every test
-  counts there; on Python 3.12 and later, where an f-string may nest quotes of its own kind (PEP
+* an f-string (and a PEP 750 t-string) is code and string at once (its replacement fields hold
+  expressions): every test counts there; on Python 3.12 and later, where an f-string may nest quotes of its own kind (PEP
   701), every place from the first f-string on counts;
 * a word glued to a quote is read as a string prefix (`elif"x"` reads as an f-string): at worst a
   hit counts that did not need to.
@@ -33,7 +33,7 @@ KEYWORD = "keyword"  # a keyword argument's name: in code, after `(` or `,` (bla
 # `[^'\\]*(?:escape-or-lone-quote[^'\\]*)*`, which the regex engine runs fast on long docstrings).
 _TOKEN_RE = re.compile(
     r"#[^\r\n]*"
-    r"|([rRbBuUfF]{0,2})("
+    r"|([rRbBuUfFtT]{0,2})("
     r"'''[^'\\]*(?:(?:\\.|'(?!''))[^'\\]*)*(?:'''|\Z)"
     r'|"""[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*(?:"""|\Z)'
     r"|'[^'\\\r\n]*(?:\\(?:\r\n|.)[^'\\\r\n]*)*'?"  # a single-quoted one ends at its line's end
@@ -41,6 +41,8 @@ _TOKEN_RE = re.compile(
     r")",
     re.S,
 )
+# a literal's value may start after backslash-newlines (`"\\<newline>cuda:1"` is "cuda:1")
+_LEADING_BREAKS_RE = re.compile(r"(?:\\(?:\r\n|\r|\n))+")
 _DEFINED_RE = re.compile(r"(?<![\w.])(?:def|class)[ \t]+\Z")  # `def name(`, `class Name(`: no call
 _PEP701 = sys.version_info >= (3, 12)
 
@@ -69,7 +71,7 @@ class Lexed:
             quote = m.start(2)
             if quote < 0:
                 kind = COMMENT
-            elif quote == start or "f" not in m.group(1).lower():
+            elif quote == start or not ("f" in m.group(1).lower() or "t" in m.group(1).lower()):
                 kind = STRING
             else:
                 kind = FSTRING
@@ -111,7 +113,7 @@ class Lexed:
                 if where == OPENING_QUOTE and pos < body:
                     return -1
                 if where == STRING_START:
-                    if pos == body:
+                    if pos == body or (pos > body and _LEADING_BREAKS_RE.fullmatch(self.text, body, pos)):
                         return -1
                     if pos < body:
                         return body

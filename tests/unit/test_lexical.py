@@ -48,3 +48,10 @@ def test_places():
 def test_tiers(text, tier):
     assert classify(text, "mod.py", "gpu-modules", CATALOG) == tier
     assert classify(text, "mod.py", "gpu-modules", CATALOG, confirm=False) == FULL
+
+
+def test_a_value_after_backslash_newlines_and_a_template_string():
+    text = 'x = "\\\ncuda:1"\ny = t"{set_device(2)}"\n'
+    assert _at(text, "cuda:1", STRING_START)  # the value is "cuda:1"
+    assert _at(text, "set_device(2)", CODE)  # a t-string's field is code (Python 3.14)
+    assert classify("import torch\nx = y.to('\\\ncuda:1')\n", "mod.py", "gpu-modules", CATALOG) == FULL

@@ -31,7 +31,14 @@ class ValueFlow(Collector):
         # literal the name may hold, which is no substring test).
         # the "cuda:" forms are matched from the value's start (_PREFIX_RE, _FORMAT_RE, ...): the
         # token starts a literal's text; "/GPU:" has a prefix before "PU:"
-        return tuple((token, None, STRING_START if token.startswith("cuda") else ANYWHERE) for token in FORMAT_TOKENS)
+        tests = [(token, None, STRING_START if token.startswith("cuda") else ANYWHERE) for token in FORMAT_TOKENS]
+        # the format patterns ignore case ("CUDA:{}", "/Gpu:%d"): every other case of the prefix
+        # (its last two characters, then the prefix looked behind; the spellings above excluded)
+        for tail in ("a:", "A:"):
+            tests.append((tail, rf"{tail}(?<=[cC][uU][dD][aA]:)(?<!cuda:)[{{%'\"]", ANYWHERE))
+        for tail in ("u:", "U:"):
+            tests.append((tail, rf"{tail}(?<=[pP][uU]:)(?<!PU:)(?<!pu:)[{{%'\"]", ANYWHERE))
+        return tuple(tests)
 
     def focus_words(self, catalog, imports):
         return ("cuda", "GPU", "gpu")

@@ -43,6 +43,8 @@ def test_places():
     ('import torch\n"""Example: f"cuda:{rank}" and "cuda:%d" % rank"""\n', HEADER),
     ("import torch\nx = y.to('cuda:%d' % rank)\n", FULL),
     ("import os\n# os.environ['CUDA_VISIBLE_DEVICES'] = '1'\n", SKIP),
+    ("import torch\nGPU = 1\nx = y.to('CUDA:{}'.format(GPU))\n", FULL),  # value flow's formats ignore case
+    ("import tensorflow as tf\nGPU = 1\nwith tf.device('/Gpu:%d' % GPU):\n    pass\n", FULL),
     ("import os\ns = '''CUDA_VISIBLE_DEVICES'''\n", FULL),  # a string may be the mask's key: kept
 ])
 def test_tiers(text, tier):

@@ -17,6 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     pass
 
+from gpufix.project.children import child_launches
 from gpufix.project.imports import _entry_to_file
 from gpufix.project.meta import _TEST_FILE_RE, _distributes_packages, _rel
 
@@ -37,6 +38,9 @@ class ProjectIndex:
     edges: tuple = ()
     # first-party device helpers: (function name, parameter, position or None, abs path)
     helpers: tuple = ()
+    # scripts other project files start by path: (child, parent, file of the parent's process that
+    # counts its GPUs or ""), see gpufix.project.children
+    launched: tuple = ()
 
     @property
     def entry_map(self) -> dict:
@@ -58,14 +62,19 @@ class ProjectIndex:
         return {"root": self.root, "first_party": list(self.first_party), "entries": [list(e) for e in self.entries],
                 "covered": [list(c) for c in self.covered], "graph_built": self.graph_built,
                 "unparsed": sorted(self.unparsed), "edges": [[a, list(t)] for a, t in self.edges],
-                "helpers": [list(h) for h in self.helpers]}
+                "helpers": [list(h) for h in self.helpers], "launched": [list(x) for x in self.launched]}
 
     @classmethod
     def from_json(cls, data: dict) -> "ProjectIndex":
         return cls(data["root"], tuple(data["first_party"]), tuple(tuple(e) for e in data["entries"]),
                    tuple(tuple(c) for c in data["covered"]), bool(data["graph_built"]), frozenset(data["unparsed"]),
                    tuple((a, tuple(t)) for a, t in data.get("edges", ())),
-                   tuple(tuple(h) for h in data.get("helpers", ())))
+                   tuple(tuple(h) for h in data.get("helpers", ())), tuple(tuple(x) for x in data.get("launched", ())))
+
+    def launched_by(self, a: str) -> list:
+        """(parent, counter) of the project files that start script `a` by path."""
+        a = os.path.abspath(a)
+        return [(p, c) for child, p, c in self.launched if child == a]
 
     @property
     def imports_map(self) -> dict:
@@ -159,7 +168,7 @@ class ProjectIndex:
 
     def fingerprint(self) -> str:
         blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed),
-                     self.helpers)).encode()
+                     self.helpers, self.launched)).encode()
         return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
@@ -272,14 +281,7 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
     for a, f in parsed.items():
         if a in reverse and f.script == "a file outside any package":
             f.script = None
-    reaches = {a for a, f in parsed.items() if f.gpu}
-    todo = list(reaches)
-    while todo:
-        t = todo.pop()
-        for importer in reverse.get(t, ()):
-            if importer not in reaches:
-                reaches.add(importer)
-                todo.append(importer)
+    reaches = _reaching(parsed, records, reverse, forward, named, targets)
 
     entries: dict = {}
     # Conftest trees: the rootmost conftest.py (no conftest.py in a folder above it, up to the root).
@@ -378,8 +380,65 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
             covered[a] = "the header of the scripts that import it"
     edges = tuple(sorted((a, tuple(sorted(t))) for a, t in forward.items()))
     helpers = tuple(sorted((h[0], h[1], h[2], a) for a in parsed for h in records[a].get("helpers", ())))
+    launched = child_launches(str(root), {a: records[a] for a in parsed}, forward)
     return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True,
-                        frozenset(unparsed), edges, helpers)
+                        frozenset(unparsed), edges, helpers, launched)
+
+
+def _reaching(parsed: dict, records: dict, reverse: dict, forward: dict, named: dict, targets) -> set:
+    """The files whose process reaches a GPU framework import when they run: those that import
+    one, and their importers, except an importer that takes from a module importing a framework
+    only inside functions (gpufix.project.lazy) names that do not import it: that process runs
+    the module's top level only. Such a module counts as lazy only while none of the project
+    files it imports reaches a framework (their imports may run at its import)."""
+    lazy = {a: frozenset(records[a]["lazy_gpu"]) for a in parsed if records[a].get("lazy_gpu")}
+    memo: dict = {}
+
+    def names_only(importer: str, t: str) -> bool:
+        key = (importer, t)
+        if key not in memo:
+            memo[key] = _takes_names_only(importer, t, parsed, records, named, targets, lazy[t])
+        return memo[key]
+
+    exempt = set(lazy)
+    while True:
+        reaches = {a for a, f in parsed.items() if f.gpu}
+        todo = list(reaches)
+        while todo:
+            t = todo.pop()
+            for importer in reverse.get(t, ()):
+                if importer not in reaches and not (t in exempt and names_only(importer, t)):
+                    reaches.add(importer)
+                    todo.append(importer)
+        eager = {t for t in exempt if any(x in reaches for x in forward.get(t, ()))}
+        if not eager:
+            return reaches
+        exempt -= eager
+
+
+def _takes_names_only(importer: str, t: str, parsed: dict, records: dict, named: dict, targets, lazy: frozenset) -> bool:
+    """Whether every import of `importer` that runs `t` binds only names of `t` outside `lazy` (or
+    runs it as the parent package of another module): never `t` as a module object."""
+    whole = records[importer].get("whole")
+    if whole is None:
+        return False  # unknown: as if it used the module whole
+    whole = set(whole)
+    own = set(records[t].get("names", ()))
+    for name in parsed[importer].imports:
+        if name.startswith("pattern:") or t not in targets(importer, name):
+            continue
+        if name in own:
+            if name in whole:
+                return False  # `import t` / `from pkg import t`: the module object, any function of it
+            continue  # the module of a `from t import ...`: its top level runs
+        prefix = max((n for n in own if name.startswith(n + ".")), key=len, default=None)
+        if prefix is None:
+            return False
+        if any(c != t for c, _ in named.get(name, ())):
+            continue  # `t` runs as the package of another module: its top level only
+        if name[len(prefix) + 1:].split(".")[0] in lazy:
+            return False
+    return True
 
 
 def _internal_packages(root: Path, parsed: dict, reverse: dict, gpu_tops: dict) -> set:

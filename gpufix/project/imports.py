@@ -20,6 +20,8 @@ else:  # pragma: no cover
     pass
 
 from gpufix.importscan import _has_main_guard, read_imports  # noqa: F401 (re-exported)
+from gpufix.project.children import counts_gpus, launched_paths
+from gpufix.project.lazy import lazy_framework_names, whole_module_names
 from gpufix.project.meta import _HAS_INIT, _TEST_FILE_RE, _import_names, module_name
 
 # -- one file's imports ----------------------------------------------------------------------------
@@ -421,6 +423,7 @@ def _index_file(a: str, text: str, use_text: bool = True):
             return None
         imports = runtime_imports(tree, module, is_init, is_framework, text)
         main_guard = _has_main_guard(tree)
+    _INDEX_STATE["read"] = (a, read, tree)  # what _lazy_facts reads next, not read twice
     script = None
     if notebook:
         script = "a notebook"
@@ -477,7 +480,47 @@ def index_record(a: str, text: str) -> dict:
     helpers = device_helpers(text) if not a.endswith(".ipynb") else []
     if helpers:
         record["helpers"] = helpers
+    if not a.endswith(".ipynb"):
+        record.update(_lazy_facts(a, text, f))
+    launches = launched_paths(text) if not a.endswith(".ipynb") else []
+    if launches:
+        record["launches"] = launches  # the scripts it may start as child processes (gpufix.project.children)
+    if counts_gpus(text):
+        record["counts_gpus"] = True
     return record
+
+
+_TOP_IMPORT = re.compile(r"^(?:import|from)[ \t]+([\w.]+)", re.M)
+
+
+def _lazy_facts(a: str, text: str, f) -> dict:
+    """The record's `whole` (the names the file may bind as module objects) and, for a file that
+    imports a framework, `lazy_gpu` (its names that import one only when called): see
+    gpufix.project.lazy. Left out when unknown, which the graph reads conservatively."""
+    package = f.module if f.is_init else f.module.rpartition(".")[0]
+    out = {}
+    tree = None
+    if "import_module" not in text and "__import__" not in text:  # else the names are computed: unknown
+        last = _INDEX_STATE.get("read")
+        read, tree = (last[1], last[2]) if last is not None and last[0] == a else (read_imports(text), None)
+        if read is None and tree is None:
+            tree = _parse(text)
+            if tree is None:
+                return {}
+        out["whole"] = whole_module_names(text, package, _from_target, tree=tree,
+                                          statements=read.statements if read is not None else None)
+    fp_catalog = _INDEX_STATE["fp_catalog"]
+
+    def is_framework(n: str) -> bool:
+        return fp_catalog.framework_of_module(n) is not None
+
+    # a framework import at the start of a line runs at import (the usual case): no parse needed
+    if f.gpu and not any(is_framework(m.group(1)) for m in _TOP_IMPORT.finditer(text)):
+        tree = tree or _parse(text)
+        lazy = lazy_framework_names(tree, text, package, is_framework) if tree is not None else None
+        if lazy is not None:
+            out["lazy_gpu"] = lazy
+    return out
 
 
 # A parameter used as a CUDA ordinal: `f"cuda:{index}"`, `"cuda:" + str(index)`, `"cuda:%d" % index`,

@@ -124,6 +124,12 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
     if index is None or not index.graph_built:
         return {}
     REMAP_RULES, MASK_RULES = _rule_sets()
+    from gpufix.rules import load_rules
+
+    rules = load_rules()
+
+    def keeps_own(f) -> bool:
+        return f.rule in rules and rules[f.rule].keeps_own_mask(f)
     others: dict = {}
 
     def result_of(a: str):
@@ -225,6 +231,23 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
                         changed |= hold(c, REMAP_RULES, _hold_note(unfixed, c, root, what), call)
                 if where in results:
                     changed |= hold(where, REMAP_RULES, _hold_note(unfixed, where, root, what), default)
+        # a header in an entry point that other processes import is a mask write in those processes
+        # at that import: harmless where they end this run under the policy's mask set first
+        # (their own header), else it replaces the mask they set or moves their ordinals
+        for e, r in results.items():
+            if e not in index.entry_map or not any(_usable(f, unsafe) and not held(e, f) for f in mask_fixes(r)):
+                continue
+            bad = []
+            for s in starts_of(e):
+                why = entry_state(s)
+                rs = result_of(s)
+                if why is None and rs is not None and any(
+                        keeps_own(f) and (s not in results or held(s, f) or not _usable(f, unsafe)) for f in rs.findings):
+                    why = f"`{_rel(s, root)}` sets a mask of its own that this header would replace when it imports it"
+                if why:
+                    bad.append(why)
+            if bad:
+                changed |= hold(e, MASK_RULES | REMAP_RULES, _hold_note(bad, e, root, "the processes that import it"))
         # masks that would move other files' ordinals
         for e, r in results.items():
             if e not in index.entry_map or not any(_usable(f, unsafe) and not held(e, f) for f in mask_fixes(r)):

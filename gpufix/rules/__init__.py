@@ -252,6 +252,12 @@ class Rule:
     # remaps are safe only once its entry points have none left (gpufix.project.index.fix_holds).
     judges_process_mask: ClassVar[bool] = False
 
+    def keeps_own_mask(self, finding: Finding) -> bool:
+        """Whether `finding`, left unfixed, means the file's process sets a mask of its own other
+        than the policy's (another value, one computed at run time): a header that a module it
+        imports gets would replace it at that import (gpufix.project.index.fix_holds)."""
+        return False
+
     @property
     def doc(self) -> RuleDoc:
         return load_rule_docs()[self.code]

@@ -31,6 +31,10 @@ class WrongVisibleDevices(ProjectRule):
     }
     candidate_bytes = (MASK_VAR.encode(),)  # candidates are literal mask values
 
+    def keeps_own_mask(self, finding) -> bool:
+        # the file's own mask set to another value (not a child's env, a container or a launcher)
+        return finding.message.startswith(f"{MASK_VAR} is set to ")
+
     def check(self, ctx: RuleContext):
         if not ctx.policy.has_policy:
             return  # judged across files: collect() / finish()

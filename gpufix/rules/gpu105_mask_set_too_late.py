@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from gpufix.collectors import Collector
 from gpufix.model import Edit, Fix
 from gpufix.rules import Rule, RuleContext, runs_before
-
+from gpufix.rules._spawn import child_earlier, child_of, spawn_facts
 
 # Frameworks that initialise CUDA on the first CUDA call, not on import: a mask set after their
 # import but before any CUDA call still takes effect (torch's lazy init; the libraries built on
@@ -26,13 +27,49 @@ def _earlier(ctx: RuleContext, w) -> list:
     return [t for t in triggers if runs_before(t, w)]
 
 
+def child_cuda_starters(facts, w) -> list:
+    """The triggers that may start CUDA before write `w` in the spawn child that runs its function
+    (see gpufix.rules._spawn.child_earlier): imports of lazily-initialising frameworks do not."""
+    return [t for t in child_earlier(facts, w) if not _lazy(t)]
+
+
+def _first(triggers: list):
+    return min(triggers, key=lambda t: (t.pos.line, t.pos.col))
+
+
+class SpawnTargets(Collector):
+    """The functions that only `spawn`/`forkserver` child processes run, and the module's
+    `__main__` blocks: facts.extra["spawn-targets"], a gpufix.rules._spawn.SpawnFacts (or None)."""
+
+    name = "spawn-targets"
+    priority = 90
+
+    def finish(self, facts, tree, text: str) -> None:
+        if any(w.ctx is not None and not w.child for w in facts.env_writes):
+            facts.extra[self.name] = spawn_facts(tree, facts.imports, text)
+
+
 class MaskSetTooLate(Rule):
     code = "GPU105"
     judges_process_mask = True
-    messages = {"default": ("var", "trigger", "line"), "lazy": ("var", "trigger", "line")}
+    messages = {"default": ("var", "trigger", "line"), "lazy": ("var", "trigger", "line"),
+                "spawn": ("var", "func", "method", "trigger", "line")}
 
     def check(self, ctx: RuleContext):
         for w, first, movable in ctx.late_writes():
+            child = child_of(ctx.facts, w)
+            if child is not None:
+                # Only a spawn child runs this function: a fresh interpreter that imports this
+                # module and calls it. What runs before the write there is the module's top level
+                # and the function's own lines above it, never the parent's calls.
+                starting = child_cuda_starters(ctx.facts, w)
+                if not starting:
+                    continue  # nothing has started CUDA in the child yet: the mask takes effect
+                certain = _first(starting)
+                yield self.finding(ctx, w.pos, "spawn", var=w.var, func=child[0], method=child[1], trigger=certain.what,
+                                   line=ctx.line_label(certain.pos.line),
+                                   _related=((certain.pos, f"{certain.what}: runs in the child before the mask"),))
+                continue
             fix = Fix("safe", f"move the {w.var} assignment above the first GPU import",
                       (Edit("move-to-header", w.stmt.line, w.stmt.col),)) if movable else None
             earlier = _earlier(ctx, w)

@@ -17,7 +17,8 @@ from gpufix.analysis import MASK_VAR, Pos, nodes_on_lines
 from gpufix.collectors import Collector
 from gpufix.rules import Rule, RuleContext
 from gpufix.rules._shared import visible_range
-
+from gpufix.rules._spawn import child_of
+from gpufix.rules.gpu105_mask_set_too_late import child_cuda_starters
 
 # Option names that choose a GPU by index (`--gpu-device-id`, `--device_index`, `--gpus`), not a
 # switch (`--use_cuda`, `--disable_cuda`), a size or a count (`--max-gpu-memory`, `--gpu-split`
@@ -101,6 +102,29 @@ class GpuOptions(Collector):
             facts.extra[self.name] = gpu_options(tree, facts, _lines_with(text, "add_argument"))
 
 
+def _counting_parent(ctx: RuleContext) -> Optional[tuple]:
+    """(parent, counter), project-relative, when this script is started by a project file whose
+    process counts its GPUs, and the indices that parent sees under the policy's mask are not the
+    physical GPUs of the same numbers (policy "1": its index 0 is physical GPU 1); else None."""
+    import os
+
+    from gpufix.config import is_index_mask
+
+    project = ctx.policy.project
+    mask = ctx.policy_mask
+    if project is None or not project.launched or not ctx.abs_path or not mask:
+        return None
+    if is_index_mask(mask) and all(m == i for i, m in enumerate(mask)):
+        return None  # index i under the policy's mask is physical GPU i: nothing moves
+    def rel(a: str) -> str:
+        return os.path.relpath(a, project.root).replace(os.sep, "/")
+
+    for parent, counter in project.launched_by(ctx.abs_path):
+        if counter:
+            return rel(parent), rel(counter)
+    return None
+
+
 def _lines_with(text: str, word: str) -> Optional[set]:
     """Line numbers (1-based) of the lines that hold `word`; a call split over lines starts on the
     line of its name (`parser.add_argument(` then the arguments)."""
@@ -119,18 +143,36 @@ def _lines_with(text: str, word: str) -> Optional[set]:
 
 class AppGpuChoice(Rule):
     code = "GPU108"
-    messages = {"mask": ("var", "expr", "winner"), "option": ("flag", "pinned", "want", "count", "visible")}
+    messages = {"mask": ("var", "expr", "winner"), "option": ("flag", "pinned", "want", "count", "visible"),
+                "child-count": ("var", "expr", "parent", "counter", "count", "visible", "want", "first")}
+
+    def keeps_own_mask(self, finding) -> bool:
+        return finding.message.startswith(f"{MASK_VAR} is computed at run time")  # not an option
 
     def check(self, ctx: RuleContext):
         if not ctx.policy.has_policy:
             return
         want = ctx.policy.visible_devices
         count = len(ctx.policy_mask or ())
+        counted = _counting_parent(ctx)
         for w in ctx.mask_writes:
             if w.value_kind != "dynamic" or w.method == "magic":
                 continue
+            if counted is not None:
+                # Started by a project file that counts its GPUs under its own mask: the indices it
+                # hands over are relative to that mask, this line makes them physical.
+                parent, counter = counted
+                yield self.finding(ctx, w.value_pos or w.pos, "child-count", var=w.var, expr=w.value_src or "?",
+                                   parent=parent, counter=counter, count=count, visible=visible_range(count),
+                                   want=want, first=str(ctx.policy_mask[0]))
+                continue
+            child = child_of(ctx.facts, w)
             if w.header:
                 winner = f'this line replaces the policy\'s mask, so the run-time value wins and the policy ("{want}") is not enforced'
+            elif child is not None and not child_cuda_starters(ctx.facts, w):
+                winner = (f"it runs in `{child[0]}()`, which only `{child[1]}` child processes run, before CUDA starts in them: "
+                          f'there the run-time value replaces the policy\'s mask ("{want}") that the child inherits, and '
+                          "names physical GPUs, not the parent's visible ones")
             else:
                 winner = (f'the header sets "{want}" first; this line replaces it when it runs before CUDA starts '
                           "(then the app's value wins), and is ignored after")

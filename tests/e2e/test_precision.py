@@ -349,3 +349,50 @@ def test_an_unpackaged_apps_own_packages_are_covered_by_its_scripts(tmp_path):
     assert [p for p, _ in found(scan(tmp_path, "--select", "GPU101"))] == ["tests/__init__.py", "webui.py"]
     write(tmp_path, "pyproject.toml", '[project]\nname = "webui"\n')
     assert [p for p, _ in found(scan(tmp_path, "--select", "GPU101"))] == ["modules/__init__.py", "tests/__init__.py", "webui.py"]
+
+
+def test_gpu105_judges_a_mask_set_in_a_spawn_child_for_that_child(tmp_path):
+    """A function only spawn/forkserver children run: the child imports the module (not its
+    `__main__` block) and then calls it; the parent's calls never run there."""
+    write(tmp_path, "gpufix.toml", 'visible-devices = "1"\n')
+    head = 'import os\nimport multiprocessing as mp\nimport torch\n\n\ndef work(i):\n    os.environ["CUDA_VISIBLE_DEVICES"] = "1"\n\n\n'
+    write(tmp_path, "pool.py", head + 'if __name__ == "__main__":\n    torch.cuda.init()\n'
+          '    with mp.get_context("spawn").Pool(2) as p:\n        p.map(work, [0, 1])\n')
+    write(tmp_path, "init.py", head + 'if __name__ == "__main__":\n    torch.cuda.init()\n'
+          '    mp.get_context("forkserver").Pool(2, initializer=work)\n')
+    write(tmp_path, "proc.py", head + 'if __name__ == "__main__":\n    mp.set_start_method("spawn")\n'
+          '    torch.cuda.init()\n    mp.Process(target=work, args=(0,)).start()\n')
+    write(tmp_path, "pex.py", head + 'if __name__ == "__main__":\n    from concurrent.futures import ProcessPoolExecutor\n'
+          '    torch.cuda.init()\n    ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")).submit(work, 0)\n')
+    write(tmp_path, "tspawn.py", head.replace("multiprocessing as mp", "torch.multiprocessing as mp")
+          + 'torch.cuda.init()\n\nif __name__ == "__main__":\n    mp.spawn(work, nprocs=2)\n')
+    # the default start method (fork on Linux): the child inherits the parent's CUDA state
+    write(tmp_path, "fork.py", head + 'if __name__ == "__main__":\n    mp.Pool(2).map(work, [0, 1])\n')
+    # run in a spawn child and by the parent: judged as the parent's code
+    write(tmp_path, "both.py", head + 'if __name__ == "__main__":\n    work(0)\n    mp.get_context("spawn").Pool(2).map(work, [0])\n')
+    got = sorted((f["path"], f["line"], f["severity"], f["message"]) for f in scan(tmp_path, "--select", "GPU105")["findings"])
+    lazy = ('CUDA_VISIBLE_DEVICES is set after the import of torch on line 3; torch initialises CUDA lazily, so this still '
+            'takes effect unless a CUDA call runs before this line (another import, a `.cuda()` at import time), which is '
+            'easy to break; set it before the import')
+    assert got == [
+        ("both.py", 7, "warning", lazy),
+        ("fork.py", 7, "warning", lazy),
+        ("tspawn.py", 7, "error",
+         "CUDA_VISIBLE_DEVICES is set in `work()`, which runs in a `spawn` child process: the child first imports this "
+         "module, whose call of torch.cuda.init on line 10 runs there before this line and may already have initialised "
+         "CUDA, so the mask is too late to take effect in the child; set it before that line (a header at the top of the "
+         "module runs in the child too) or move that line into `work()` below the mask"),
+    ]
+
+
+def test_gpu108_says_a_spawn_childs_run_time_mask_replaces_the_inherited_one(tmp_path):
+    write(tmp_path, "gpufix.toml", 'visible-devices = "1"\n')
+    write(tmp_path, "kp.py", 'import os\nfrom torch.multiprocessing import Pool, set_start_method\n\n\ndef run(data):\n'
+          '    os.environ["CUDA_VISIBLE_DEVICES"] = data\n\n\nif __name__ == "__main__":\n    set_start_method("spawn")\n'
+          '    Pool(2).imap_unordered(run, ["0", "1"])\n')
+    got = [(f["rule"], f["line"], f["message"]) for f in scan(tmp_path, "--select", "GPU105,GPU108")["findings"]]
+    assert got == [("GPU108", 6,
+                    "CUDA_VISIBLE_DEVICES is computed at run time (data): it runs in `run()`, which only `spawn` child "
+                    "processes run, before CUDA starts in them: there the run-time value replaces the policy's mask (\"1\") "
+                    "that the child inherits, and names physical GPUs, not the parent's visible ones; make the app choose "
+                    "among the policy's GPUs or drop the run-time value")]

@@ -244,3 +244,127 @@ def test_a_helper_default_is_not_remapped_without_its_callers(tmp_path):
     assert (root / "utils/devices.py").read_text() == HELPER
     assert "the other uses of the device helper `device_cuda()`" in proc.stdout
     assert "`stt.py` calls it with an index this run does not remap (it is not part of this run)" in proc.stdout
+
+
+# -- children whose mask is computed from GPU indices the parent counted (RVC-WebUI's training) ----
+RVC_LIKE = {
+    "configs/__init__.py": "",
+    "configs/config.py": "import torch\nGPU_COUNT = torch.cuda.device_count()\n",
+    "webui.py": textwrap.dedent("""\
+        import subprocess
+        from configs.config import GPU_COUNT
+
+        gpus = "-".join(str(i) for i in range(GPU_COUNT))
+
+        if __name__ == "__main__":
+            subprocess.Popen('python train/train.py -g %s' % gpus, shell=True)
+    """),
+    "train/train.py": textwrap.dedent("""\
+        import os
+        import sys
+
+        os.environ["CUDA_VISIBLE_DEVICES"] = sys.argv[2].replace("-", ",")
+        import torch
+
+        if __name__ == "__main__":
+            torch.zeros(1).cuda()
+    """),
+}
+
+
+def test_a_childs_mask_from_indices_its_parent_counted_says_where_the_child_lands(tmp_path):
+    root = make(tmp_path, {"pyproject.toml": POLICY, **RVC_LIKE})
+    proc = run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU108", cwd=root)
+    got = [(f["path"], f["line"], f["fix"], f["message"]) for f in json.loads(proc.stdout)["findings"]]
+    assert got == [("train/train.py", 4, None,
+                    'CUDA_VISIBLE_DEVICES is computed at run time (sys.argv[2].replace("-", ",")) in a script that '
+                    "`webui.py` starts as a child process with GPU indices that its process counts under its own mask "
+                    "(in `configs/config.py`): with the policy's header in force there, it sees only the policy's 1 "
+                    "GPU(s) (cuda:0) and hands over indices into them, but this line replaces the mask \"1\" that the "
+                    "child inherits with those indices, which CUDA reads as physical GPUs (index 0 becomes physical GPU "
+                    "0, not GPU 1): the child runs on another GPU than its parent counted; compose the indices with the "
+                    'inherited mask (take entry i of os.environ["CUDA_VISIBLE_DEVICES"].split(",") for index i), or drop '
+                    "this line so that the inherited mask decides")]
+    assert proc.returncode == 1
+    # report-only: apply leaves the child's line as it is
+    run_gpufix("apply", ".", "--no-backup", "--no-tag", cwd=root)
+    assert 'os.environ["CUDA_VISIBLE_DEVICES"] = sys.argv[2].replace("-", ",")\n' in (root / "train/train.py").read_text()
+
+
+def test_a_childs_run_time_mask_keeps_the_plain_message_when_nothing_moves(tmp_path):
+    # policy "0": the parent's index 0 is physical GPU 0; a parent that counts nothing: no claim
+    files = dict(RVC_LIKE)
+    root = make(tmp_path / "identity", {"pyproject.toml": POLICY.replace('"1"', '"0"'), **files})
+    files["configs/config.py"] = "import torch\nGPU_COUNT = 2\n"
+    other = make(tmp_path / "nocount", {"pyproject.toml": POLICY, **files})
+    for where in (root, other):
+        proc = run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU108", cwd=where)
+        msgs = [f["message"] for f in json.loads(proc.stdout)["findings"]]
+        assert len(msgs) == 1 and msgs[0].startswith("CUDA_VISIBLE_DEVICES is computed at run time "
+                                                     '(sys.argv[2].replace("-", ",")): this line replaces the policy'), msgs
+
+
+# -- a process that reaches no CUDA framework import gets no header ------------------------------
+def test_a_process_taking_only_names_that_import_no_framework_gets_no_header(tmp_path):
+    """FastChat's API tests take `run_cmd` from `fastchat/utils.py`, whose `import torch` is inside
+    other functions: their process never imports a CUDA framework."""
+    root = make(tmp_path, {
+        "pyproject.toml": POLICY,
+        "app/__init__.py": "",
+        "app/utils.py": textwrap.dedent("""\
+            import os
+
+
+            def run_cmd(cmd):
+                return os.system(cmd)
+
+
+            def gpu_memory():
+                import torch
+                return torch.cuda.mem_get_info()
+
+
+            def report():
+                return gpu_memory()
+        """),
+        "app/model.py": "import torch\n",
+        "app/mixed.py": "from app.model import torch\n\n\ndef run_cmd2():\n    pass\n\n\ndef f():\n    import torch\n",
+        "client.py": 'from app.utils import run_cmd\n\nif __name__ == "__main__":\n    run_cmd("python -m app.serve")\n',
+        "monitor.py": 'from app.utils import report\n\nif __name__ == "__main__":\n    report()\n',
+        "whole.py": 'import app.utils\n\nif __name__ == "__main__":\n    app.utils.run_cmd("x")\n',
+        "client2.py": 'from app.mixed import run_cmd2\n\nif __name__ == "__main__":\n    run_cmd2()\n',
+    })
+    proc = run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root)
+    assert sorted(p for p, _, _, _ in found(proc)) == ["client2.py", "monitor.py", "whole.py"]
+    # the same answer for the file alone and through stdin
+    alone = run_gpufix("scan", "client.py", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root)
+    assert found(alone) == [] and alone.returncode == 0
+    text = (root / "client.py").read_text()
+    piped = run_gpufix("scan", "-", "--stdin-filename", "client.py", "--format", "json", "--no-cache", "--select", "GPU101",
+                       cwd=root, input=text)
+    assert found(piped) == []
+    # taking the function that imports torch instead: the header is asked
+    piped = run_gpufix("scan", "-", "--stdin-filename", "client.py", "--format", "json", "--no-cache", "--select", "GPU101",
+                       cwd=root, input=text.replace("run_cmd", "gpu_memory"))
+    assert found(piped) == [("client.py", 1, "GPU101", True)]
+
+
+def test_a_header_in_a_script_that_another_process_imports_never_replaces_that_processs_mask(tmp_path):
+    """lib.py is a script (guard) and a module main.py imports after setting "0,1": a header in
+    lib.py would reset main's mask to "1" at that import and make its `cuda:1` invalid (RVC's
+    extract_f0.py sets its mask from argv, then imports the guarded infer/rmvpe.py)."""
+    main = ('import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "0,1"\n'
+            'import lib\nimport torch\n\nif __name__ == "__main__":\n    x = torch.zeros(1, device="cuda:1")\n')
+    lib = 'import torch\n\n\ndef f():\n    return torch.zeros(1)\n\n\nif __name__ == "__main__":\n    print(f())\n'
+    root = make(tmp_path, {"pyproject.toml": POLICY, "main.py": main, "lib.py": lib})
+    proc = run_gpufix("apply", ".", "--no-backup", "--no-tag", cwd=root)
+    assert (root / "lib.py").read_text() == lib and (root / "main.py").read_text() == main
+    assert proc.returncode == 1
+    scan = run_gpufix("scan", ".", "--format", "json", "--no-cache", cwd=root)
+    msg = next(f["message"] for f in json.loads(scan.stdout)["findings"] if f["path"] == "lib.py" and f["rule"] == "GPU101")
+    assert msg.endswith("(not fixed in this run: safe only together with the processes that import it, and `main.py` keeps "
+                        "a mask that its safe fixes do not replace; fix them together: `gpufix apply lib.py main.py`)")
+    # once main.py sets the policy's mask first, lib.py's header is a no-op there: it is inserted
+    (root / "main.py").write_text(main.replace('"0,1"', '"1"').replace('"cuda:1"', '"cuda:0"'))
+    run_gpufix("apply", ".", "--no-backup", "--no-tag", "--allow-dirty", cwd=root)
+    assert (root / "lib.py").read_text() == INSERTED + lib

@@ -17,10 +17,11 @@ from gpufix.prefilter import FULL, SKIP, classify
 def test_the_bundled_collectors_in_dispatch_order():
     names = [c.name for c in collectors.load_collectors()]
     assert names == ["imports", "env-writes", "child-env", "map-location", "device-apis", "gpu-calls", "cuda-strings",
-                     "value-flow", "gpu-options", "multi-gpu"]
+                     "value-flow", "gpu-options", "multi-gpu", "spawn-targets"]
     # a rule's own fact may live in its rule module (GPU108's options); shared ones in gpufix/collectors/
     modules = {c.name: type(c).__module__ for c in collectors.load_collectors()}
     assert modules["gpu-options"] == "gpufix.rules.gpu108_app_gpu_choice"
+    assert modules["spawn-targets"] == "gpufix.rules.gpu105_mask_set_too_late"
     assert modules["multi-gpu"] == "gpufix.collectors.multi_gpu"
     table = collectors.dispatch_table()
     # map_location marks its dict before the literal collectors read the dict's keys

@@ -10,8 +10,8 @@ quote, backslash escapes included; a single-quoted one ends at the end of its li
 places asked about need. Two conservative choices keep it a superset of what `ast` reads:
 
 * an f-string (and a PEP 750 t-string) is code and string at once (its replacement fields hold
-  expressions): every test counts there; on Python 3.12 and later, where an f-string may nest quotes of its own kind (PEP
-  701), every place from the first f-string on counts;
+  expressions): every test counts there; on Python 3.12 and later, where an f-string may nest
+  quotes of its own kind (PEP 701), every place from the first f-string on counts;
 * a word glued to a quote is read as a string prefix (`elif"x"` reads as an f-string): at worst a
   hit counts that did not need to.
 """

@@ -12,6 +12,7 @@ import ast
 from typing import Optional
 
 from gpufix.catalog import ApiCatalog
+from gpufix.importscan import is_main_guard as _is_main_guard
 
 # The fact types live in a leaf module (gpufix.facts); re-exported here for older imports.
 from gpufix.facts import (  # noqa: F401
@@ -426,18 +427,6 @@ def is_cpu_guard(stmt, qualname) -> bool:
     return "" in strs and strs <= {"", "-1"}
 
 
-def _is_main_guard(stmt) -> bool:
-    if not isinstance(stmt, ast.If) or not isinstance(stmt.test, ast.Compare):
-        return False
-    test = stmt.test
-    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
-        return False
-    sides = [test.left, test.comparators[0]]
-    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
-    strs = [s for s in sides if _const_str(s) == "__main__"]
-    return bool(names and strs)
-
-
 def focus_lines(text: str, imports: dict, catalog: ApiCatalog) -> Optional[set]:
     """Lines that mention something a collector needs, or None when the whole file must be visited
     (see Collector.whole_file_words). Built from the collectors' declarations."""
@@ -472,7 +461,7 @@ _FOCUS_MIN_LINES = 200
 
 def header_line(body: list) -> Optional[int]:
     """The line of the first module statement after the leading strings (docstring) and
-    `from __future__` imports: where gpufix.fixer puts the header (None: nothing there)."""
+    `from __future__` imports: where gpufix.fix.python puts the header (None: nothing there)."""
     k = 0
     while k < len(body) and isinstance(body[k], ast.Expr) and isinstance(body[k].value, ast.Constant) \
             and isinstance(body[k].value.value, (str, bytes)):

@@ -266,6 +266,11 @@ class ResultCache:
         self.dirty = True
         return entry[3]
 
+    def hash_of(self, abs_path: str) -> Optional[str]:
+        """The content hash of a file's entry (after `get` hit it: the hash of what it was made from)."""
+        entry = self.entries.get(abs_path)
+        return entry[2] if entry is not None and _valid(entry) and isinstance(entry[2], str) else None
+
     def put(self, abs_path: str, result: dict) -> None:
         """Store a job's result (it carries `_stamp` and `_hash`, taken when the file was read)."""
         stamp = result.pop("_stamp", None)
@@ -285,6 +290,20 @@ class ResultCache:
     def put_value(self, key: str, digest: str, value: dict) -> None:
         self.entries[key] = [-1, -1, digest, value]
         self.dirty = True
+
+    def get_kept(self, family: str, digest: str):
+        """A value put by `put_kept` under `family` for inputs whose digest is `digest`, or None."""
+        return self.get_value(family + digest, digest)
+
+    def put_kept(self, family: str, digest: str, value: dict, keep: int) -> None:
+        """Store a value for inputs whose digest is `digest`, beside the family's values for other
+        inputs (a full scan's and a pre-commit subset's do not evict each other), keeping the
+        `keep` newest."""
+        self.entries.pop(family + digest, None)  # put last: the newest
+        self.put_value(family + digest, digest, value)
+        kept = [k for k in self.entries if k.startswith(family)]
+        for old in kept[:-keep]:  # the oldest first (a dict keeps the order of insertion)
+            del self.entries[old]
 
     def save(self) -> None:
         if not self.dirty:
@@ -354,25 +373,17 @@ def _create_new(path: Path, data: bytes) -> None:
 def _write_signed(path: Path, key: bytes, project: str, body: bytes) -> None:
     """Write a fresh temporary file in the cache folder, sign it with its own identity, and rename
     it over `path` (a rename replaces a link at `path`, it never writes through one)."""
-    import tempfile
-
     import time
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        st = os.fstat(fd)
+    from gpufix.fsutil import atomic_write_with
+
+    def write(fh, tmp) -> None:
+        st = os.fstat(fh.fileno())
         # The file's identity: where it lives on disk and the modification time set below (a
         # rename keeps both; a copy, a checkout or a rewrite changes one).
         stamp = time.time_ns() // 1_000_000 * 1_000_000  # whole milliseconds: every filesystem keeps them
-        mac = _mac(key, project, path, (st.st_dev, st.st_ino, stamp), body)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(mac.encode("ascii") + b"\n" + body)
-        os.chmod(tmp, 0o644)
+        fh.write(_mac(key, project, path, (st.st_dev, st.st_ino, stamp), body).encode("ascii") + b"\n" + body)
+        fh.flush()
         os.utime(tmp, ns=(stamp, stamp))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write_with(path, write, mode=0o644, durable=False, follow_links=False, suffix=".tmp")

@@ -495,7 +495,7 @@ def stdin_fixed_bytes(policy, name: str, raw: bytes, unsafe: bool) -> bytes:
     Raises ReadError / FixError."""
     import dataclasses
 
-    from gpufix.apply import fix_source
+    from gpufix.fix.passes import fix_source
     from gpufix.catalog import catalog_for
     from gpufix.engine import dependent_holds, lint_source
     from gpufix.project import apply_holds
@@ -515,7 +515,7 @@ def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
     """`apply -`: the fixed code on stdout (or its diff), as `ruff check --fix -` does."""
     from pathlib import Path
 
-    from gpufix.fixer import FixError
+    from gpufix.fix import FixError
     from gpufix.source import ReadError
 
     raw = sys.stdin.buffer.read()
@@ -533,12 +533,12 @@ def _stdin_apply(resolver, name, unsafe, diff, force_exclude):
     except FixError as exc:
         fail(f"{name}: {exc}", 1)
     if diff:
-        from gpufix.apply import diff_lines, unified_diff
+        from gpufix.apply import diff_lines, diff_path, project_root, unified_diff
 
         before = diff_lines(raw.decode("utf-8", "replace"))
         after = diff_lines(new_raw.decode("utf-8", "replace"))
 
-        _write_diff(sys.stdout, unified_diff(before, after, name))
+        _write_diff(sys.stdout, unified_diff(before, after, diff_path(name, project_root(policy))))
         sys.exit(1 if new_raw != raw else 0)
     sys.stdout.buffer.write(new_raw)
     sys.exit(0)

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 # The API catalogue's format, read by gpufix.catalog too: a leaf module both import (re-exported).
 from gpufix.apispec import ARG_VALUE_KINDS, ApiSpec, ArgSpec, ConfigError, parse_api_specs  # noqa: F401
@@ -462,18 +462,29 @@ def resolve_selection(layers) -> tuple:
     return tuple(c for c in docs if c in enabled), ()
 
 
-def enabled_codes(policy: "Policy") -> list:
+def make_rule_filter(select: tuple, ignore: tuple) -> Callable[[str], bool]:
+    """The one test of whether a rule runs, from a policy's (select, ignore) (resolve_selection's
+    result, or selectors as given): ruff's resolution, the most specific matching prefix wins, on
+    a tie ignore wins; with no `select`, a rule's own default."""
     docs = _rule_docs()
-    sel, ign = policy.select, policy.ignore
 
-    def on(code):
-        best_sel = max((len(s) for s in sel if code.startswith(s)), default=-1)
-        best_ign = max((len(s) for s in ign if code.startswith(s)), default=-1)
-        if not sel:
-            best_sel = 0 if docs[code].default_enabled else -1
-        return best_sel >= 0 and best_sel > best_ign
+    def enabled(code: str) -> bool:
+        best_sel = max((len(s) for s in select if code.startswith(s)), default=-1)
+        best_ign = max((len(s) for s in ignore if code.startswith(s)), default=-1)
+        if not select:
+            default = docs[code].default_enabled if code in docs else True
+            best_sel = 0 if default else -1
+        if best_sel < 0:
+            return False
+        return best_sel > best_ign
 
-    return [c for c in docs if on(c)]
+    return enabled
+
+
+def enabled_codes(policy: "Policy") -> list:
+    """The codes a run under `policy` judges (`--show-settings`), in catalogue order."""
+    enabled = make_rule_filter(policy.select, policy.ignore)
+    return [c for c in _rule_docs() if enabled(c)]
 
 
 # -- finding the policy: the nearest config to each file (ruff's hierarchical lookup) ---------------

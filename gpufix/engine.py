@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import functools
 import os
 import warnings
-from pathlib import Path
 from typing import Callable, Optional
 
 from gpufix.analysis import source_facts
 from gpufix.collectors import finish_facts
-from gpufix.catalog import ApiCatalog, catalog_for, load_rule_docs
-from gpufix.config import Policy, SinglePolicy
-from gpufix.discover import PathFilter, discover_files, path_within
+from gpufix.catalog import ApiCatalog, catalog_for
+from gpufix.config import Policy, SinglePolicy, make_rule_filter
+from gpufix.discover import discover_files, path_within
 from gpufix.formats import CONFIG_KINDS, TEXT_KINDS, detect_kind, may_have_findings
 from gpufix.formats import MAX_BYTES as MAX_TEXT_BYTES
 from gpufix.launchers import LAUNCHER_KINDS, launch_args
@@ -30,7 +28,7 @@ from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
 from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, irregular_spelling, is_entrypoint_name, may_call_device_api, parse_anyway
 from gpufix.project import refine_gpu_imports
 from gpufix.source import MAX_FILE_BYTES, ReadError, SourceFile, read_source, split_lines
-from gpufix.suppress import is_suppressed, parse_suppressions
+from gpufix.suppress import Suppressions, per_file_ignored  # noqa: F401 (per_file_ignored: re-exported)
 
 
 # -- the pipeline's entry points: many files ---------------------------------------------------
@@ -79,19 +77,17 @@ def gather(policy: Policy, results, extra_errors=(), warnings=()) -> ScanResult:
 
 
 def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=None, paths=None,
-                 unsafe: bool = False) -> ScanResult:
+                 unsafe: bool = False, sessions=None) -> ScanResult:
     """[(Policy, FileResult)] -> one ScanResult. Project rules (GPU103 without a policy) judge each
     project (the files sharing a policy) over all of that project's files, not only the ones this
     run named, so that pre-commit's subsets and a full scan agree. Fixes that are safe only
     together with another file's (gpufix.project.fix_holds) lose their fix when that file's is
-    not made in this run."""
-    pairs = hold_dependent_fixes(pairs, unsafe)
+    not made in this run. `sessions`: id(policy) -> gpufix.session.Session of the run's groups,
+    whose result cache the project's other files are linted through."""
+    pairs = hold_dependent_fixes(pairs, unsafe, sessions)
     ordered = sorted((r for _, r in pairs), key=lambda r: r.path)
     findings = [f for r in ordered for f in r.findings]
-    by_policy: dict = {}
-    for pol, r in pairs:
-        by_policy.setdefault(pol, []).append(r)
-    for pol, members in by_policy.items():
+    for pol, members in _by_policy(pairs):
         if not any(r.candidates for r in members):
             continue  # nothing to judge across files (a warm run then loads no rule module)
         enabled = make_rule_filter(pol.select, pol.ignore)
@@ -100,7 +96,8 @@ def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=N
             continue
         universe = members
         if resolver is not None and paths is not None:
-            universe = members + _project_candidates(pol, members, resolver, paths)
+            session = (sessions or {}).get(id(pol))
+            universe = members + _project_candidates(pol, members, resolver, paths, session)
         named = {r.path for r in members}
         for code, project_rule in wanted.items():
             candidates = [
@@ -113,17 +110,41 @@ def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=N
     return ScanResult(policy, ordered, findings, errors, list(warnings))
 
 
-def dependent_holds(pairs, unsafe: bool = False) -> dict:
-    """abs path -> (held rules, note) over the run's [(Policy, FileResult)] (gpufix.project.fix_holds)."""
+def _by_policy(pairs) -> list:
+    """[(Policy, [FileResult])] of [(Policy, FileResult)], equal policies together. Grouped by
+    identity first: a prepared policy holds its project index, and hashing it once per file
+    costs more than a warm run's stats."""
+    groups: list = []
+    by_id: dict = {}
+    for pol, r in pairs:
+        group = by_id.get(id(pol))
+        if group is None:
+            group = next((g for g in groups if g[0] == pol), None)  # one comparison per distinct object
+            if group is None:
+                group = (pol, [])
+                groups.append(group)
+            by_id[id(pol)] = group
+        group[1].append(r)
+    return groups
+
+
+def dependent_holds(pairs, unsafe: bool = False, sessions=None) -> dict:
+    """abs path -> (held rules, note) over the run's [(Policy, FileResult)] (gpufix.project.fix_holds).
+    A project file outside the run that a hold decision needs is linted through the run's result
+    cache (`sessions`, as gather_pairs takes it) when there is one, and the decisions themselves
+    are kept there with the stamps of every file they read: a warm run whose files are all
+    unchanged reads none of them again."""
     from gpufix.discover import display_path
     from gpufix.project import fix_holds
 
-    by_policy: dict = {}
-    for pol, r in pairs:
-        by_policy.setdefault(pol, {})[os.path.abspath(r.path)] = r
     holds: dict = {}
-    for pol, results in by_policy.items():
+    for pol, members in _by_policy(pairs):
         if pol.project is None or not pol.project.graph_built:
+            continue
+        results = {os.path.abspath(r.path): r for r in members}
+        session = (sessions or {}).get(id(pol))
+        if session is not None and session.use_prefilter:
+            holds.update(_session_holds(session, results, unsafe, fix_holds))
             continue
         catalog = catalog_for(pol)
 
@@ -132,6 +153,69 @@ def dependent_holds(pairs, unsafe: bool = False) -> dict:
 
         holds.update(fix_holds(pol.project, results, lint_other, unsafe, _read_text))
     return holds
+
+
+def _session_holds(session, results: dict, unsafe: bool, fix_holds) -> dict:
+    """fix_holds over the session's project, through its cache: the decisions are a function of the
+    project index and the policy (both in the cache's name), of the run's files and of the files
+    fix_holds reads (results of files outside the run, texts of a helper's callers), each of
+    which is recorded with its stat stamp and checked by a stat next time."""
+    import hashlib
+
+    from gpufix.discover import display_path
+
+    # Kept only when every run file's result is the cache's (made from a known content hash).
+    cache = session.cache if all(a in session.cached for a in results) else None
+    digest = None
+    family = f"fix-holds:{'unsafe' if unsafe else 'safe'}:"
+    if cache is not None:
+        run = hashlib.blake2b(digest_size=16)
+        for a in sorted(results):
+            run.update(f"{a}\0{cache.hash_of(a)}\0".encode("utf-8", "surrogateescape"))
+        digest = run.hexdigest()
+    saved = cache.get_kept(family, digest) if cache is not None else None
+    if saved is not None and _stamps_hold(saved.get("inputs")):
+        return {a: [(frozenset(rules), note, match) for rules, note, match in got] for a, got in saved["holds"].items()}
+    inputs: dict = {}  # abs path -> [size, mtime_ns] of what fix_holds read; None: not cacheable
+
+    def stamp(a: str):
+        try:
+            st = os.stat(a)
+        except OSError:
+            return None
+        return [st.st_size, st.st_mtime_ns]
+
+    def lint_other(a):
+        inputs.setdefault(a, stamp(a))
+        return _session_result(session, a, display_path(a))
+
+    def read_text(a):
+        inputs.setdefault(a, stamp(a))
+        return _read_text(a)
+
+    holds = fix_holds(session.policy.project, results, lint_other, unsafe, read_text)
+    if cache is not None and all(v is not None for v in inputs.values()) and all(stamp(a) == v for a, v in inputs.items()):
+        cache.put_kept(family, digest, {
+            "inputs": [[a, *v] for a, v in sorted(inputs.items())],
+            "holds": {a: [[sorted(rules), note, match] for rules, note, match in got] for a, got in holds.items()},
+        }, keep=8)  # the full scan's decisions and a few subsets'
+    return holds
+
+
+def _stamps_hold(inputs) -> bool:
+    """Whether every [path, size, mtime_ns] of `inputs` still has that stat stamp."""
+    if not isinstance(inputs, list):
+        return False
+    for item in inputs:
+        if not (isinstance(item, list) and len(item) == 3):
+            return False
+        try:
+            st = os.stat(item[0])
+        except (OSError, TypeError, ValueError):
+            return False
+        if [st.st_size, st.st_mtime_ns] != item[1:]:
+            return False
+    return True
 
 
 def _read_text(abs_path: str) -> Optional[str]:
@@ -144,8 +228,8 @@ def _read_text(abs_path: str) -> Optional[str]:
         return None
 
 
-def hold_dependent_fixes(pairs, unsafe: bool = False) -> list:
-    holds = dependent_holds(pairs, unsafe)
+def hold_dependent_fixes(pairs, unsafe: bool = False, sessions=None) -> list:
+    holds = dependent_holds(pairs, unsafe, sessions)
     if not holds:
         return list(pairs)
     from gpufix.project import apply_holds
@@ -255,10 +339,9 @@ def lint_source(
         return _lint_text_source(src, policy, enabled, abs_path)
     catalog = catalog or catalog_for(policy)
     result = FileResult(path=src.path, parsed=True)
-    # Tokenizing for comments is slow: do it up front only when a file-level ignore may be there,
-    # else only when a line that holds a finding mentions `gpufix`/`noqa` (see _Suppressions).
-    sup = _Suppressions(src.text)
-    if sup.file_codes is not None and "*" in sup.file_codes:
+    # Tokenizing for comments is slow: done only when its answer can matter (see Suppressions).
+    sup = Suppressions(per_file_ignored(policy, abs_path), python_text=src.text)
+    if sup.whole_file:
         return result
     try:
         with warnings.catch_warnings():
@@ -282,16 +365,12 @@ def lint_source(
     ctx.abs_path = abs_path
     if src.is_notebook:
         ctx.line_label = lambda line: "{1} of cell {0}".format(*src.cell_of(line))
-    ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
     # A finding the user silenced is never fixed: a rule that changes the mask must know that the
     # ordinal it would otherwise have rewritten stays as written.
-    ctx.suppressed = lambda code, pos: any(code.startswith(c) for c in ignored_here) or sup.suppressed(
-        code, (pos.line, pos.end_line), lines)
+    ctx.suppressed = lambda code, pos: sup.silenced(code, (pos.line, pos.end_line), lines)
 
     def reported(finding: Finding) -> bool:
-        if any(finding.rule.startswith(c) for c in ignored_here):
-            return False
-        return not sup.suppressed(finding.rule, (finding.line, finding.end_line), lines)
+        return not sup.silenced(finding.rule, (finding.line, finding.end_line), lines)
 
     for finding in run_rules(ctx, enabled):
         if reported(finding):
@@ -334,71 +413,7 @@ class FileResult:
         )
 
 
-# -- rule selection and suppression ------------------------------------------------------------
-def make_rule_filter(select: tuple, ignore: tuple) -> Callable[[str], bool]:
-    """ruff's resolution: the most specific matching prefix wins; on a tie, ignore wins."""
-    docs = load_rule_docs()
-
-    def enabled(code: str) -> bool:
-        best_sel = max((len(s) for s in select if code.startswith(s)), default=-1)
-        best_ign = max((len(s) for s in ignore if code.startswith(s)), default=-1)
-        if not select:
-            default = docs[code].default_enabled if code in docs else True
-            best_sel = 0 if default else -1
-        if best_sel < 0:
-            return False
-        return best_sel > best_ign
-
-    return enabled
-
-
-def per_file_ignored(policy: Policy, abs_path: str) -> tuple:
-    codes = []
-    for path_filter, rule_codes in _per_file_filters(policy.per_file_ignores, policy.root):
-        if path_filter.matches(Path(abs_path)):
-            codes.extend(rule_codes)
-    return tuple(codes)
-
-
-@functools.lru_cache(maxsize=8)
-def _per_file_filters(per_file_ignores: tuple, root: Optional[str]) -> tuple:
-    # Compiled once per policy, not once per file.
-    return tuple((PathFilter([glob], root), codes) for glob, codes in per_file_ignores)
-
-
-class _Suppressions:
-    """parse_suppressions, run only when its answer can matter: a line suppression needs a comment
-    with `gpufix` or `noqa` on the finding's line; a file-level one needs `ignore-file`."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.lower = None
-        self.line_map = None
-        self.file_codes = None
-        if "gpufix" in text or "noqa" in text.lower():
-            self.lower = text.lower()
-            if "ignore-file" in self.lower:
-                self._parse()
-
-    def _parse(self):
-        if self.line_map is None:
-            self.line_map, self.file_codes = parse_suppressions(self.text)
-
-    def suppressed(self, code: str, lines_to_check, lines: list) -> bool:
-        if self.lower is None:
-            return False
-        if self.line_map is None:
-            for n in lines_to_check:
-                if 0 < n <= len(lines):
-                    low = lines[n - 1].lower()
-                    if "gpufix" in low or "noqa" in low:
-                        self._parse()
-                        break
-            else:
-                return False
-        return is_suppressed(code, lines_to_check, self.line_map, self.file_codes)
-
-
+# -- rule selection: gpufix.config.make_rule_filter; suppression: gpufix.suppress ---------------
 # -- helpers of the one-file pipeline ----------------------------------------------------------
 def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Policy] = None, abs_path: Optional[str] = None) -> tuple:
     """(whether the file must hold the header, why / what covers it)."""
@@ -422,9 +437,13 @@ def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Pol
     return src.is_notebook or is_entrypoint_name(src.path) or src.text.startswith("#!") or facts.has_main_guard, ""
 
 
-def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrides=None, notice=None) -> Policy:
+def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrides=None, notice=None,
+                   jobs: Optional[int] = None, walked=None) -> Policy:
     """The policy with the project's index (first-party names; the import graph for the
-    `entrypoints` scope) that the per-file rules need; its per-file entries go through the cache."""
+    `entrypoints` scope) that the per-file rules need; its per-file entries go through the cache.
+    `jobs`: the run's `-j` (1: no worker process). `walked`: (folder, discover_files' triples) of
+    the run's own walk when it was of one folder under this one policy: when that folder is the
+    project's root, the project's files are those, not walked again."""
     from gpufix.project import build_index, project_files, run_project_root
 
     graph = policy.effective_header_scope == "entrypoints"
@@ -433,7 +452,22 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrid
     # its place in the project, never from the command line.
     root = run_project_root(policy, files)
     run_files = files
-    files = project_files(root, policy, files)
+    # The launchers are read from the run's own files when the run covers the whole project and
+    # reads their kinds; else from the project's walk, which then also picks up their kinds (a
+    # file's findings come from its project, not from the paths named).
+    covered = (all(k in policy.file_kinds for k in LAUNCHER_KINDS)
+               and any(path_within(os.path.realpath(str(root)), os.path.realpath(p)) for p in paths))
+    launcher_files = run_files if covered else None
+    walk = walked[1] if walked is not None and walked[0] == os.path.realpath(root) else None
+    if walk is None and not covered and (not policy.exclude or (
+            policy.root and os.path.realpath(policy.root) == os.path.realpath(root))):  # the same exclude globs
+        from gpufix.kinds import kind_of
+
+        widened = dataclasses.replace(policy, file_kinds=tuple(policy.file_kinds) + tuple(
+            k for k in LAUNCHER_KINDS if k not in policy.file_kinds))
+        walk = discover_files([str(root)], SinglePolicy(widened))
+        launcher_files = [(p, d) for p, d, _ in walk if kind_of(str(p)) in LAUNCHER_KINDS]
+    files = project_files(root, policy, files, walked=walk)
     cache_factory = None
     if use_cache:
         from gpufix.cache import ResultCache
@@ -441,16 +475,11 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrid
         def cache_factory(extra):
             return ResultCache.open(policy, Options(), kind="index", extra=extra, notice=notice)
     index = build_index(paths, files, catalog, policy.known_first_party, policy.known_gpu_frameworks, graph=graph,
-                        cache_factory=cache_factory, overrides=overrides, root=root)
+                        cache_factory=cache_factory, overrides=overrides, root=root, jobs=jobs)
     from gpufix.project import helper_apis
 
     helpers = helper_apis(index, policy.extra_apis)  # first-party device helpers are device APIs
-    # The launchers are read from the run's own files when the run covers the whole project and
-    # reads their kinds; else from a walk of the project root (a file's findings come from its
-    # project, not from the paths named).
-    covered = (all(k in policy.file_kinds for k in LAUNCHER_KINDS)
-               and any(path_within(os.path.realpath(index.root), os.path.realpath(p)) for p in paths))
-    launches = launch_args(index.root, policy.exclude, files=run_files if covered else None)
+    launches = launch_args(index.root, policy.exclude, files=launcher_files)
     return dataclasses.replace(policy, project=index, extra_apis=tuple(policy.extra_apis) + helpers, launch_args=launches)
 
 
@@ -479,7 +508,6 @@ def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Option
     from gpufix.rules._text import TextContext
 
     path, text, kind = src.path, src.text, src.kind
-    ignored_here = per_file_ignored(policy, abs_path) if (abs_path and policy.per_file_ignores) else ()
     if kind == "json":
         by_line, file_codes = {}, None
     elif kind == "batch":  # `REM` and `::` comments, not `#`
@@ -488,7 +516,8 @@ def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Option
         by_line, file_codes = comment_suppressions(text, comments(text))
     else:
         by_line, file_codes = hash_comment_suppressions(text)
-    if file_codes and "*" in file_codes:
+    sup = Suppressions(per_file_ignored(policy, abs_path), by_line, file_codes)
+    if sup.whole_file:
         return FileResult(path, parsed=True)
     try:
         facts = scan_facts(text, kind)
@@ -501,14 +530,14 @@ def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Option
     tctx = TextContext(path, text, policy, facts)
 
     def reported(code: str, lines) -> bool:
-        return not any(code.startswith(c) for c in ignored_here) and not is_suppressed(code, lines, by_line, file_codes)
+        return not sup.silenced(code, lines)
 
     result = FileResult(path, parsed=True)
     for code, rule in load_rules().items():
         if enabled(code):
             result.findings.extend(f for f in rule.check_text(tctx) if reported(f.rule, (f.line, f.end_line)))
     for code, rule in project_rules().items():
-        if enabled(code) and not any(code.startswith(c) for c in ignored_here):
+        if enabled(code) and not sup.rule_off(code):
             result.candidates.extend({"finding": c.finding.to_json(), "value": c.value} for c in rule.collect_text(tctx)
                                      if reported(code, (c.finding.line,)))
     return result
@@ -597,7 +626,8 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
     options = options or Options()
     warns: list = []
     resolver = resolver or SinglePolicy(policy)
-    files = discover_files(paths or ["."], resolver, warn=warns.append, force_exclude=force_exclude)
+    recording = _RecordingResolver(resolver)
+    files = discover_files(paths or ["."], recording, warn=warns.append, force_exclude=force_exclude)
     groups: dict = {}
     for abs_path, display, pol in files:
         groups.setdefault(pol, []).append((abs_path, display))
@@ -607,23 +637,63 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
         if message not in warns:
             warns.append(message)
 
+    # A walk of one folder in which every folder had the same policy is the walk the project
+    # index would make of that folder (discover_files under that one policy): reused, not redone.
+    walked = None
+    named = paths or ["."]
+    if len(named) == 1 and named[0] != "-" and os.path.isdir(named[0]) and len(recording.dir_policies) == 1:
+        walked = (recording.dir_policies[0], (os.path.realpath(named[0]), files))
+    sessions: dict = {}
     for pol, members in groups.items():
-        if pol.project is None and members:
-            pol = prepare_policy([os.path.commonpath([a for a, _ in members])], pol, members, options.use_cache,
-                                 notice=notice)
-        pairs.extend((pol, r) for r in _scan_group(members, pol, options, progress_factory, notice))
-    return gather_pairs(policy, pairs, warnings=warns, resolver=resolver, paths=paths or ["."])
+        session = _open_session(pol, members, options, notice,
+                                walked[1] if walked is not None and walked[0] == pol else None)
+        sessions[id(session.policy)] = session
+        pairs.extend((session.policy, r) for r in _scan_group(members, session, progress_factory))
+    try:
+        return gather_pairs(policy, pairs, warnings=warns, resolver=resolver, paths=paths or ["."], sessions=sessions)
+    finally:
+        for session in sessions.values():  # with the results of the project files the holds needed
+            session.save()
 
 
-def _scan_group(files, policy: Policy, options: Options, progress_factory, notice=None) -> list:
-    """FileResults of `files`, which share `policy` (through the result cache, in parallel)."""
+class _RecordingResolver:
+    """A resolver that remembers the distinct policies its folders got during a walk."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.dir_policies: list = []
+
+    def for_dir(self, directory):
+        got = self.inner.for_dir(directory)
+        if not any(got is p for p in self.dir_policies) and got not in self.dir_policies:
+            self.dir_policies.append(got)
+        return got
+
+    def for_path(self, path):
+        return self.inner.for_path(path)
+
+
+def _open_session(policy: Policy, files, options: Options, notice=None, walked=None):
+    """The group's gpufix.session.Session: its policy prepared once (the project index), its
+    catalogue and rule filter, its result cache opened once. `walked`: as prepare_policy takes it."""
+    from gpufix.session import Session
+
     if policy.project is None and files:
-        policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache, notice=notice)
+        policy = prepare_policy([os.path.commonpath([a for a, _ in files])], policy, files, options.use_cache,
+                                notice=notice, jobs=options.jobs, walked=walked)
     cache = None
     if options.use_cache:
         from gpufix.cache import ResultCache
 
         cache = ResultCache.open(policy, options, notice=notice)
+    return Session(policy, catalog_for(policy), make_rule_filter(policy.select, policy.ignore),
+                   options.use_prefilter, options.jobs, cache)
+
+
+def _scan_group(files, session, progress_factory) -> list:
+    """FileResults of `files`, which share the session's policy (through its result cache, in
+    parallel). The cache is saved by the caller, once the fix holds have added to it."""
+    cache = session.cache
     results: dict = {}
     todo = []
     for abs_path, display in files:
@@ -631,6 +701,7 @@ def _scan_group(files, policy: Policy, options: Options, progress_factory, notic
         hit = cache.get(key) if cache else None
         if hit is not None:
             results[key] = FileResult.from_json(hit, display)
+            session.cached.add(key)
         else:
             todo.append((key, display))
     if len(todo) > 1:
@@ -646,41 +717,78 @@ def _scan_group(files, policy: Policy, options: Options, progress_factory, notic
     progress = progress_factory(len(todo)) if (progress_factory and todo) else None
     try:
         if todo:
-            done = _run_jobs(todo, options.jobs, progress.advance if progress else None, policy, options.use_prefilter)
+            done = _run_jobs(todo, session.jobs, progress.advance if progress else None, session.policy,
+                             session.use_prefilter)
             for (key, display), data in zip(todo, done):
-                if cache and not any(e["kind"] in ("read-error", "internal-error") for e in data["errors"]):
-                    cache.put(key, data)
+                if _cache_put(cache, key, data):
+                    session.cached.add(key)
                 results[key] = FileResult.from_json(data, display)
     finally:
         if progress:
             progress.close()
-    if cache:
-        cache.save()
     return list(results.values())
 
 
-def _project_candidates(policy: Policy, members: list, resolver, paths) -> list:
+def _cache_put(cache, key: str, data: dict) -> bool:
+    """A job's result into the cache, unless it could not read the file or gpufix failed on it."""
+    if cache is not None and "_stamp" in data and not any(e["kind"] in ("read-error", "internal-error") for e in data["errors"]):
+        cache.put(key, data)
+        return True
+    return False
+
+
+def _session_result(session, abs_path: str, display: str, got=None) -> FileResult:
+    """A project file's result under the session's policy, through its result cache (a file
+    outside the run that a hold decision or a project rule needs): linted at most once a run and
+    only when its cache entry is stale. `got`: its (stat, bytes), when the caller has read it."""
+    key = os.path.abspath(abs_path)
+    got = session.others.get(key)
+    if got is not None:
+        return got
+    hit = session.cache.get(key) if session.cache is not None else None
+    if hit is not None:
+        result = FileResult.from_json(hit, display)
+    else:
+        data = _lint_one(key, display, session.policy, session.use_prefilter, session.catalog, got)
+        _cache_put(session.cache, key, data)
+        result = FileResult.from_json(data, display)
+    session.others[key] = result
+    return result
+
+
+def _project_candidates(policy: Policy, members: list, resolver, paths, session=None) -> list:
     """FileResults (candidates only) of the project's other files, for the project rules. Nothing
     to do when the run already covers the project's folder. Only files that hold one of the
-    project rules' `candidate_bytes` are read further (GPU103 judges mask values)."""
+    project rules' `candidate_bytes` are read further (GPU103 judges mask values); with a
+    `session` (gpufix.session.Session of `policy`), a file whose cache entry is fresh is not read."""
     if not policy.root:
         return []
     root = os.path.realpath(policy.root)
     if any(path_within(root, os.path.realpath(p)) for p in paths if p != "-" and os.path.isdir(p)):
         return []
     have = {r.path for r in members}
-    catalog = catalog_for(policy)
+    catalog = session.catalog if session is not None else catalog_for(policy)
     needles = [r.candidate_bytes for r in project_rules().values()]
     needles = None if any(not n for n in needles) else {b for n in needles for b in n}
+    if session is not None and not session.use_prefilter:
+        session = None  # the project's other files are judged with the prefilter, as without a cache
     out = []
     bare = dataclasses.replace(policy, project=None)  # the discovered files' policy, before its index
     for abs_path, display, pol in discover_files([root], resolver):
         if (pol != policy and pol != bare) or display in have:
             continue
-        got, _ = _read_file(str(abs_path))
-        if got is None or (needles is not None and not any(b in got[1] for b in needles)):
-            continue
-        res = lint_bytes(got[1], os.path.abspath(abs_path), display, policy, True, catalog)
+        key = os.path.abspath(abs_path)
+        hit = session.cache.get(key) if (session is not None and session.cache is not None) else None
+        if hit is not None:
+            res = FileResult.from_json(hit, display)
+        else:
+            got, _ = _read_file(str(abs_path))
+            if got is None or (needles is not None and not any(b in got[1] for b in needles)):
+                continue
+            if session is not None:
+                res = _session_result(session, key, display, got)
+            else:
+                res = lint_bytes(got[1], key, display, policy, True, catalog)
         if res.candidates:
             out.append(FileResult(display, candidates=res.candidates, parsed=True))
     return out
@@ -714,16 +822,22 @@ def _job_init(policy: Policy, use_prefilter: bool) -> None:
 
 
 def _lint_job(args) -> dict:
-    """Lint one file; the result carries the file's stat stamp and content hash taken when it was
-    read (for the cache), so an edit during the scan can never be cached under the new stamp."""
     abs_path, display = args
-    policy = _JOB_STATE["policy"]
+    return _lint_one(abs_path, display, _JOB_STATE["policy"], _JOB_STATE["use_prefilter"], _JOB_STATE["catalog"])
+
+
+def _lint_one(abs_path: str, display: str, policy: Policy, use_prefilter: bool, catalog: ApiCatalog,
+              got=None) -> dict:
+    """Lint one file; the result carries the file's stat stamp and content hash taken when it was
+    read (for the cache), so an edit during the scan can never be cached under the new stamp.
+    `got`: (stat, bytes) of the file from _read_file, when the caller has read it already."""
     try:
-        got, problem = _read_file(abs_path)
         if got is None:
-            return FileResult(display, errors=[_read_problem(display, problem)]).to_json()
+            got, problem = _read_file(abs_path)
+            if got is None:
+                return FileResult(display, errors=[_read_problem(display, problem)]).to_json()
         st, raw = got
-        data = lint_bytes(raw, abs_path, display, policy, _JOB_STATE["use_prefilter"], _JOB_STATE["catalog"]).to_json()
+        data = lint_bytes(raw, abs_path, display, policy, use_prefilter, catalog).to_json()
         data["_stamp"] = [st.st_size, st.st_mtime_ns]
         data["_hash"] = content_hash(raw)
         return data

@@ -2,7 +2,8 @@
 
 Two ways in:
 * `atomic_write(path, data)`: a temporary file in the same folder, then a rename; the file's mode
-  and owner are kept (a new file gets 0666 less the umask, or `mode`).
+  and owner are kept (a new file gets 0666 less the umask, or `mode`). `atomic_write_with` takes
+  a function that writes into the open temporary file (the cache signs the new file's identity).
 * `replace_planned(planned, data)`: what `apply` writes. It replaces exactly the file it planned
   (`plan_file`): the folder and the file are opened without following a link and must be the
   same inodes as when planned, so a file swapped for a symlink (or a folder swapped for a link
@@ -49,23 +50,34 @@ def atomic_write(path: Path, data: bytes, mode: int = None, durable: bool = True
     file's mode and owner; `durable` also flushes it to disk before the rename (source files,
     backups). A symlink is written through (replacing the link would turn it into a copy), unless
     `follow_links` is False: then a link found there is replaced, never written through."""
+    atomic_write_with(path, lambda fh, tmp: fh.write(data), mode, durable, follow_links)
+
+
+def atomic_write_with(path: Path, write, mode: int = None, durable: bool = True, follow_links: bool = True,
+                      suffix: str = ".gpufix-tmp") -> None:
+    """atomic_write, the content written by `write(fh, tmp)` into the open temporary file (binary)
+    named `tmp`: for a writer whose bytes depend on the new file itself (the cache signs its
+    inode and the mtime it sets). `write` may set the file's times (after flushing what it
+    wrote); the mode and owner are set after it."""
     path = Path(path)
     if follow_links and path.is_symlink():
         path = Path(os.path.realpath(path))
     try:
-        st = os.stat(path)
+        st = os.stat(path) if follow_links else os.lstat(path)
     except FileNotFoundError:
         st = None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        st = None  # a link that is replaced lends the new file neither its target's mode nor owner
     if mode is None:
         mode = stat.S_IMODE(st.st_mode) if st is not None else _umask_mode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".gpufix-tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh, tmp)
+            fh.flush()
             os.fchmod(fh.fileno(), mode)
             _keep_owner(fh.fileno(), st)
             if durable:
-                fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

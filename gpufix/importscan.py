@@ -275,18 +275,28 @@ def _main_guard_lines(text: str) -> list:
     return out
 
 
-def _has_main_guard(tree) -> bool:
-    """Whether a module body holds `if __name__ == "__main__":` (either side of the `==`)."""
+def is_main_guard(stmt) -> bool:
+    """`if __name__ == "__main__":` (either side of the `==`): the one test of a `__main__` guard
+    (the project graph's entry points and the analysis' facts both use it). `!=`, `in`, chained or
+    other comparisons are not guards: `if __name__ != "__main__":` runs its body on import."""
     import ast
 
-    for stmt in tree.body:
-        if isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare):
-            sides = [stmt.test.left, *stmt.test.comparators]
-            if any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) and any(
-                isinstance(s, ast.Constant) and s.value == "__main__" for s in sides
-            ):
-                return True
-    return False
+    if not isinstance(stmt, ast.If) or not isinstance(stmt.test, ast.Compare):
+        return False
+    test = stmt.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = (test.left, test.comparators[0])
+    return (any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
+            and any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides))
+
+
+def has_main_guard(tree) -> bool:
+    """Whether a module body holds a `__main__` guard (is_main_guard)."""
+    return any(is_main_guard(stmt) for stmt in tree.body)
+
+
+_has_main_guard = has_main_guard  # the name gpufix.project re-exports
 
 
 def _is_main_guard(text: str, pos: int) -> bool:
@@ -296,7 +306,7 @@ def _is_main_guard(text: str, pos: int) -> bool:
     line = text[pos: end if end >= 0 else len(text)].rstrip()
     for snippet in (line, line + "\n    pass"):
         try:
-            return _has_main_guard(ast.parse(snippet))
+            return has_main_guard(ast.parse(snippet))
         except (SyntaxError, ValueError):
             continue
     return False

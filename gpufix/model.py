@@ -45,18 +45,18 @@ def register_edit_kind(kind: EditKind) -> EditKind:
 
 
 for _kind in (
-    # Python (gpufix.fixer): three generic edits.
+    # Python (gpufix.fix.python): three generic edits.
     EditKind("replace", None, "replace the node whose source range is exactly (line, col)-(end_line, end_col) with "
              "`code`: an expression when `code` is one (never a name, attribute or call), else the simple statement "
              "(`\"cuda:\" \"1\"` is one node, its first part another with the same start)"),
     EditKind("insert", "insert", "insert statement `code` before the statement starting at (line, col), or after it "
              "when `after` is set (on the same line, after a `;`, when that statement shares its line)"),
     # The header is one scheduled transformation: edits only ask for lines in it or for statements
-    # to move into it; it is built once, at the end of the pass (see gpufix.fixer.HeaderRequest).
+    # to move into it; it is built once, at the end of the pass (see gpufix.fix.header.HeaderRequest).
     EditKind("ensure-header", "header", "make sure the module sets the env lines in `lines` ((name, value[, form]) "
              "tuples) at the top, after the docstring and `from __future__` imports, binding `os`", scheduled=True),
     EditKind("move-to-header", "header", "move the statement starting at (line, col) into the header", scheduled=True),
-    # Other files (gpufix.formats.fix): exact text spans.
+    # Other files (gpufix.fix.spans): exact text spans.
     EditKind("replace-span", None, "(non-Python files) replace the text from (line, col) to (end_line, end_col)"),
     EditKind("insert-text", None, "(non-Python files) insert `code` at (line, col)"),
 ):
@@ -65,7 +65,7 @@ for _kind in (
 
 @dataclasses.dataclass(frozen=True)
 class Edit:
-    """One change, applied by a fixer (gpufix.fixer for Python, gpufix.formats.fix for the other
+    """One change, applied by a fixer (gpufix.fix.python for Python, gpufix.fix.spans for the other
     files). Positions are 1-based lines and 0-based character columns in the analysed source;
     `kind` names an EditKind (EDIT_KINDS)."""
 

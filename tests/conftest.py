@@ -15,6 +15,11 @@ WINDOWS = sys.platform == "win32"
 POSIX_ONLY = pytest.mark.posix_only
 
 
+# A nested `python -m pytest` run of a test's own small suite: without the runner's other plugins
+# (hypothesis, pytest-asyncio, pytest-lsp), which are not what it tests and cost seconds to import.
+NESTED_PYTEST = ("-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:hypothesispytest", "-p", "no:pytest-lsp")
+
+
 def native(path: str) -> str:
     """A `/` path as gpufix's human formats and --show-files print it on this platform."""
     return path.replace("/", "\\") if WINDOWS else path
@@ -41,6 +46,25 @@ def run_gpufix(*args, cwd=None, env=None, input=None, timeout=300):
         [sys.executable, "-m", "gpufix", *map(str, args)],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, input=input,
     )
+
+
+def gpufix_in_process(*args, cwd, input=None):
+    """The CLI run in this process (click's runner, in `cwd`): what run_gpufix gives, without an
+    interpreter start per call. For tests that run it many times on one project (a subprocess
+    start is most of a small run); keep run_gpufix for what depends on a fresh process."""
+    import subprocess as _sp
+
+    from click.testing import CliRunner
+
+    from gpufix.cli import cli
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        res = CliRunner().invoke(cli, list(map(str, args)), input=input, env={"NO_COLOR": "1"}, catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    return _sp.CompletedProcess(["gpufix", *map(str, args)], res.exit_code, res.stdout, res.stderr)
 
 
 def git(cwd, *args):
@@ -113,3 +137,43 @@ def _no_user_config():
         os.environ.pop("GPUFIX_USER_CONFIG", None)
     else:
         os.environ["GPUFIX_USER_CONFIG"] = old
+
+
+# ---- the real wheel, built once per session --------------------------------------------------------
+BIN = "Scripts" if WINDOWS else "bin"  # where a venv keeps its programs
+
+
+@pytest.fixture(scope="session")
+def gpufix_wheel(tmp_path_factory) -> Path:
+    """The wheel `pip wheel` builds from this checkout, built once for every test that installs it."""
+    if os.environ.get("GPUFIX_SKIP_WHEEL_TEST"):
+        pytest.skip("GPUFIX_SKIP_WHEEL_TEST is set")
+    dist = tmp_path_factory.mktemp("dist")
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist),
+                            str(ROOT)], capture_output=True, text=True, timeout=600)
+    if build.returncode != 0:  # no hatchling in this environment: build in isolation
+        build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(ROOT)],
+                               capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout + build.stderr
+    return next(dist.glob("gpufix-*.whl"))
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(gpufix_wheel, tmp_path_factory) -> Path:
+    """A fresh venv holding the wheel's gpufix (its modules, catalogue and entry points: the
+    `gpufix` script, the pytest plugin) and no other copy of it. Its dependencies and pytest come
+    from the test runner's environment through a `.pth` line (what they are is the wheel's
+    metadata, checked by tests/e2e/test_wheel.py). Tests must not change it."""
+    import sysconfig
+    import venv
+
+    env = tmp_path_factory.mktemp("wheel-venv") / "venv"
+    venv.create(env, with_pip=False, symlinks=os.name != "nt")
+    py = env / BIN / ("python.exe" if WINDOWS else "python")
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "zz-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    inst = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", "--no-index",
+                           str(gpufix_wheel)], capture_output=True, text=True, timeout=600)
+    assert inst.returncode == 0, inst.stdout + inst.stderr
+    return env

@@ -225,6 +225,7 @@ def analyze_multigpu(tree: ast.Module, facts, col_of=None) -> MultiGpuFacts:
                     walk(h.body, class_gate)
 
     walk(tree.body)
+    del walk  # it refers to itself through its closure: a cycle that would hold every scope's tree
     mg = MultiGpuFacts(scopes, {})
     # Where a checkpoint is loaded (map_location values) is not a device the code runs on: the
     # weights move on (`.cuda(1)`), and GPU002 already reports device lists.

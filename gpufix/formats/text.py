@@ -14,7 +14,7 @@ from typing import Optional
 
 from gpufix.model import Edit, FileError
 from gpufix.model import ReadError as TextError  # one error type for every reader
-from gpufix.suppress import _IGNORE_RE, _NOQA_RE, _codes
+from gpufix.suppress import directives
 
 
 def decode_text(path: str, raw: bytes) -> tuple:
@@ -80,27 +80,6 @@ def insert_edit(lines: Lines, at: int, code: str) -> Edit:
     return Edit("insert-text", line, col, code, end_line=line, end_col=col)
 
 
-class EditConflict(Exception):
-    pass
-
-
-def apply_span_edits(text: str, edits) -> str:
-    """Apply replace-span / insert-text edits (positions in `text`) from the end backwards."""
-    lines = Lines(text)
-    spans = []
-    for e in edits:
-        start = lines.offset(e.line, e.col)
-        end = lines.offset(e.end_line, e.end_col) if e.kind == "replace-span" else start
-        spans.append((start, end, e.code))
-    spans = sorted(set(spans), key=lambda s: (s[0], s[1]))
-    for a, b in zip(spans, spans[1:]):
-        if b[0] < a[1]:
-            raise EditConflict(f"overlapping edits at line {lines.pos(b[0])[0]}")
-    for start, end, code in reversed(spans):
-        text = text[:start] + code + text[end:]
-    return text
-
-
 # A `#` starts a comment at the start of a line or after a blank (shell, Dockerfile, .env, YAML
 # and TOML all agree on that much; a `#` inside a word or a quoted string is not one).
 _HASH_COMMENT_RE = re.compile(r"(?:^|(?<=[ \t]))#[^\n]*", re.M)
@@ -123,28 +102,13 @@ def hash_comment_suppressions(text: str) -> tuple:
 
 def comment_suppressions(text: str, comments) -> tuple:
     """({line: codes}, file codes or None) from (offset, comment text, on a line of its own)
-    triples: the directives of Python's `#` comments, in whatever comment syntax the format has
-    (batch files' `REM` and `::`)."""
+    triples: the directives of Python's `#` comments (gpufix.suppress.directives), in whatever
+    comment syntax the format has (batch files' `REM` and `::`)."""
     if "gpufix" not in text and "noqa" not in text.lower():
         return {}, None
     lines = Lines(text)
-    by_line: dict = {}
-    file_codes = None
-    for offset, comment, own_line in comments:
-        if "gpufix" not in comment and "noqa" not in comment.lower():
-            continue
-        line = lines.line_of(offset)
-        for im in _IGNORE_RE.finditer(comment):
-            codes = _codes(im.group("codes"))
-            if im.group("file"):
-                if own_line:
-                    file_codes = (file_codes or set()) | codes
-            else:
-                by_line.setdefault(line, set()).update(codes)
-        nm = _NOQA_RE.search(comment)
-        if nm:
-            by_line.setdefault(line, set()).update(_codes(nm.group("codes")))
-    return by_line, file_codes
+    return directives((lines.line_of(offset), comment, own_line) for offset, comment, own_line in comments
+                      if "gpufix" in comment or "noqa" in comment.lower())
 
 
 def first_error_line(message: str) -> Optional[int]:

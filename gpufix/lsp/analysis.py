@@ -1,7 +1,7 @@
 """What the language server computes, without any LSP type: a document's findings from its text in
 memory (the engine's `scan --stdin-filename` path: the file's own policy and project index, the same
 rules, suppressions and project rules), the text edits of its fixes, and the edit that adds a
-suppression comment. Positions are gpufix's (gpufix.textedits): 1-based lines, 0-based columns in
+suppression comment. Positions are gpufix's (gpufix.fix.textedits): 1-based lines, 0-based columns in
 code points, notebook cells by their 1-based index in the notebook's cell list.
 """
 
@@ -20,7 +20,7 @@ from typing import Optional
 
 from gpufix.model import Finding
 from gpufix.source import SourceFile, read_source, split_lines
-from gpufix.textedits import TextEdit, fix_all_raw, fix_edits, raw_edits
+from gpufix.fix.textedits import TextEdit, fix_all_raw, fix_edits, raw_edits
 
 CONFIG_NAMES = ("pyproject.toml", "gpufix.toml")
 
@@ -172,8 +172,8 @@ def quick_fix_edits(analysis: Analysis, finding: Finding) -> Optional[list]:
 def fix_all_edits(analysis: Analysis, unsafe: bool = False) -> list:
     """Every fix `gpufix apply` makes to this text (all passes), as text edits; [] when none or
     when the file cannot be fixed safely."""
-    from gpufix.fixer import FixError
-    from gpufix.textedits import CannotApply
+    from gpufix.fix import FixError
+    from gpufix.fix.textedits import CannotApply
 
     if analysis.src is None or analysis.policy is None or not any(f.fix for f in analysis.findings):
         return []

@@ -17,6 +17,7 @@ else:  # pragma: no cover
     pass
 
 from gpufix.project.graph import ProjectIndex, _build_graph
+from gpufix.cache import content_hash
 from gpufix.project.imports import _index_init, _index_job, index_record
 from gpufix.project.meta import _HAS_INIT, _console_targets, _rel, _setup_console_targets, first_party_names, project_root
 
@@ -29,9 +30,10 @@ def _index_key(root, first_party, console, known_frameworks) -> str:
 
 
 def build_index(paths, files, catalog, known_first_party=(), known_frameworks=(), graph: bool = True,
-                cache_factory=None, overrides=None, root: Optional[Path] = None) -> ProjectIndex:
+                cache_factory=None, overrides=None, root: Optional[Path] = None, jobs: Optional[int] = None) -> ProjectIndex:
     """The ProjectIndex of the project's files (`files`: (abs_path, display) pairs from discover).
-    `overrides`: abs path -> text read elsewhere (stdin), used instead of the file on disk."""
+    `overrides`: abs path -> text read elsewhere (stdin), used instead of the file on disk.
+    `jobs`: worker processes, as scan's `-j` (1: none; None: all cores when there is enough work)."""
     _HAS_INIT.clear()
     overrides = {os.path.abspath(a): t for a, t in (overrides or {}).items()}
     root = root or project_root(paths or ["."])
@@ -65,9 +67,19 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             entries[a] = hit
         else:
             todo.append(a)
-    for a, entry in zip(todo, run_in_workers(_index_job, todo, initializer=_index_init,
+    # What each entry was made from, for the index's digest: the content hash of the file (the
+    # entries are a function of it and of the cache's key), or the entry itself when uncached.
+    made_from: dict = {}
+    if cache is not None:
+        for a in py_files:
+            if a in overrides:
+                made_from[a] = "text:" + content_hash(overrides[a].encode("utf-8", "surrogateescape"))
+            elif a in entries:
+                made_from[a] = cache.hash_of(a)
+    for a, entry in zip(todo, run_in_workers(_index_job, todo, workers=jobs, initializer=_index_init,
                                              initargs=(root, console, fp_catalog))):
         if cache is not None:
+            made_from[a] = entry.get("_hash")
             cache.put(a, entry)
         entry.pop("_stamp", None)
         entry.pop("_hash", None)
@@ -76,18 +88,22 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     if cache is not None:
         # The index is a function of the per-file entries and the project's names: a warm run whose
         # entries all hit reuses the index built from them (the graph walk is most of a warm scan).
-        import json
-
-        blob = json.dumps([str(root), list(first_party), sorted(console), abs_files, [entries[a] for a in py_files]],
-                          sort_keys=True)
-        digest = hashlib.blake2b(blob.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
-        saved = cache.get_value("project-index", digest)
+        # Its key is made from the files' content hashes, never by serialising the entries again.
+        h = hashlib.blake2b(digest_size=16)
+        for part in (str(root), *first_party, "\0", *sorted(console), "\0", *abs_files, "\0"):
+            h.update(part.encode("utf-8", "surrogateescape") + b"\0")
+        for a in py_files:
+            made = made_from.get(a)
+            h.update((made if made is not None else "entry:" + repr(sorted(entries[a].items()))).encode(
+                "utf-8", "surrogateescape") + b"\0")
+        digest = h.hexdigest()
+        saved = cache.get_kept("project-index:", digest)
         if saved is not None:
             cache.save()
             return ProjectIndex.from_json(saved)
     index = _build_graph(root, first_party, abs_files, py_files, entries)
     if cache is not None:
-        cache.put_value("project-index", digest, index.to_json())
+        cache.put_kept("project-index:", digest, index.to_json(), keep=4)  # a full scan's and a subset's
         cache.save()
     return index
 

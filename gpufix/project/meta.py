@@ -205,15 +205,16 @@ def run_project_root(policy, run_files) -> Path:
     return project_root(start)
 
 
-def project_files(root: Path, policy, run_files) -> list:
+def project_files(root: Path, policy, run_files, walked=None) -> list:
     """(abs_path, display) of the project's Python files and notebooks (discovered under the root
-    with the policy's excludes), plus the run's own files."""
+    with the policy's excludes), plus the run's own files. `walked`: what discover_files gave for
+    that same walk (the run's own walk of the root, under the one policy): not walked again."""
     from gpufix.config import SinglePolicy
     from gpufix.discover import discover_files
 
     seen = set()
     out = []
-    for a, d, _ in discover_files([str(root)], SinglePolicy(policy)):
+    for a, d, _ in (walked if walked is not None else discover_files([str(root)], SinglePolicy(policy))):
         a = os.path.abspath(a)
         if a.lower().endswith((".py", ".ipynb")) and a not in seen:  # `Upper.PY` is Python too
             seen.add(a)

@@ -47,7 +47,7 @@ def render_pylint(result, stream) -> None:
 
 
 def render_json_lines(result, stream) -> None:
-    from gpufix.textedits import add_fix_edits
+    from gpufix.fix.textedits import add_fix_edits
 
     docs = [f.to_json() for f in result.findings]
     add_fix_edits(docs, result)

@@ -7,7 +7,7 @@ from gpufix.report.safe import json_text
 
 
 def render_json(result, stream, extra: dict = None) -> None:
-    from gpufix.textedits import add_fix_edits
+    from gpufix.fix.textedits import add_fix_edits
 
     doc = scan_document(result)
     add_fix_edits(doc["findings"], result)  # each fix's text edits, as ruff's JSON has them

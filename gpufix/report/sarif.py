@@ -82,11 +82,11 @@ def _replacement(finding, texts: _FixTexts) -> Optional[dict]:
         return None
     try:
         if all(e.kind in ("replace-span", "insert-text") for e in finding.fix.edits):
-            from gpufix.formats.text import apply_span_edits  # a non-Python file's exact text edits
+            from gpufix.fix.spans import apply_span_edits  # a non-Python file's exact text edits
 
             new_text, applied = apply_span_edits(text, finding.fix.edits), True
         else:
-            from gpufix.fixer import apply_edits
+            from gpufix.fix.python import apply_edits
 
             new_text, applied = apply_edits(text, list(finding.fix.edits))
     except Exception:

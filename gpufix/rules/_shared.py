@@ -106,7 +106,7 @@ def header_lines(ctx: RuleContext, with_mask: bool) -> tuple:
     if with_mask and ctx.policy.has_policy and ctx.mask_change_breaks() is None:
         if ctx.policy.cpu_runs == "keep":
             # `if os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1"):` around the mask line:
-            # a caller's explicit CPU run stays on the CPU (gpufix.fixer._header_stmt)
+            # a caller's explicit CPU run stays on the CPU (gpufix.fix.header.header_code)
             lines.append((MASK_VAR, ctx.policy.visible_devices, "keep-cpu"))
         else:
             lines.append((MASK_VAR, ctx.policy.visible_devices))

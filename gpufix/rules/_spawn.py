@@ -18,6 +18,8 @@ import ast
 import dataclasses
 from typing import Optional
 
+from gpufix.importscan import is_main_guard
+
 SPAWN_METHODS = ("spawn", "forkserver")
 _MP = ("multiprocessing", "torch.multiprocessing")
 # the methods of a pool / executor object whose first argument runs in the workers
@@ -171,12 +173,7 @@ def spawn_facts(tree: ast.Module, imports: dict, text: str) -> Optional[SpawnFac
     return SpawnFacts(functions, blocks)
 
 
-def _is_main_block(stmt) -> bool:
-    if not isinstance(stmt, ast.If) or not isinstance(stmt.test, ast.Compare) or len(stmt.test.ops) != 1:
-        return False
-    sides = [stmt.test.left, stmt.test.comparators[0]]
-    return isinstance(stmt.test.ops[0], ast.Eq) and any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) \
-        and any(_const(s) == "__main__" for s in sides)
+_is_main_block = is_main_guard  # the one test of a `__main__` guard (gpufix.importscan)
 
 
 def child_of(facts, w) -> Optional[tuple]:

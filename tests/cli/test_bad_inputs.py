@@ -483,7 +483,7 @@ def test_regression_apply_survives_a_crash_on_one_file(tmp_path, monkeypatch):
 def test_regression_fixed_code_must_compile():
     """`ast.parse` accepts a misplaced `from __future__`; the fixer's check must not."""
     from gpufix.apply import _must_parse
-    from gpufix.fixer import FixError
+    from gpufix.fix import FixError
 
     bad = "import os\nfrom __future__ import annotations\n"
     with pytest.raises(FixError):

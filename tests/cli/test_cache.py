@@ -155,7 +155,7 @@ def test_concurrent_scans_do_not_corrupt_the_cache(project):
             assert json.loads(out) == expected
         for f in cache_files(project):
             data = cache_body(f)  # a complete, valid file
-            assert len(data["files"]) == 60
+            assert len([k for k in data["files"] if os.path.isabs(k)]) == 60  # and the run's values (fix holds)
         assert not list((project / ".gpufix" / "cache").glob("*.tmp"))
     assert run_scan(project) == expected
 
@@ -449,4 +449,7 @@ def test_the_cached_index_follows_a_change_in_an_imported_module(tmp_path, monke
     assert app_rules() == ["GPU101", "GPU102"] and len(built) == 2
     assert app_rules() == ["GPU101", "GPU102"] and len(built) == 2
     (tmp_path / "helper.py").write_text("import os\n", encoding="utf-8")
-    assert app_rules() == [] and len(built) == 3
+    # back to the first content: the index kept for it is right again (a few are kept per cache)
+    assert app_rules() == [] and len(built) == 2
+    (tmp_path / "helper.py").write_text("import os\nimport torch\n", encoding="utf-8")
+    assert app_rules() == ["GPU101", "GPU102"] and len(built) == 3

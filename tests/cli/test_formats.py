@@ -341,7 +341,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from gpufix.config import Policy  # noqa: E402
 from gpufix.engine import lint_source  # noqa: E402
-from gpufix.formats.fix import fix_text  # noqa: E402
+from gpufix.fix.spans import fix_text  # noqa: E402
 from gpufix.source import ReadError, read_source  # noqa: E402
 
 PROP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import NESTED_PYTEST as OTHER_PLUGINS_OFF
 from conftest import ROOT, run_gpufix
 
-# the test runner's other pytest plugins are not what these runs test, and cost seconds to import
-OTHER_PLUGINS_OFF = ("-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:hypothesispytest", "-p", "no:pytest-lsp")
 SHOW = "import json, os; print(json.dumps([os.environ.get('CUDA_VISIBLE_DEVICES'), os.environ.get('CUDA_DEVICE_ORDER')]))"
 SHOW_CHILD = ("import subprocess, sys; subprocess.run([sys.executable, '-c', " + repr(SHOW) + "], check=True)")
 
@@ -215,26 +214,10 @@ def test_check_reports_the_guard_of_the_environment_it_runs_in(tmp_path, policy_
 
 # ---- the pytest plugin, from a real wheel --------------------------------------------------------
 @pytest.fixture(scope="module")
-def plugin_venv(tmp_path_factory):
-    if os.environ.get("GPUFIX_SKIP_WHEEL_TEST"):
-        pytest.skip("GPUFIX_SKIP_WHEEL_TEST is set")
-    tmp = tmp_path_factory.mktemp("plugin")
-    dist = tmp / "dist"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist),
-                            str(ROOT)], capture_output=True, text=True, timeout=600)
-    if build.returncode != 0:  # no hatchling here: build in isolation
-        build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(ROOT)],
-                               capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stdout + build.stderr
-    wheel = next(dist.glob("gpufix-*.whl"))
-    env = make_venv(tmp / "venv")
-    # gpufix's dependencies and pytest come from the test runner's environment; gpufix itself (with
-    # its entry points) only from the wheel
-    (venv_site(env) / "zz-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
-    inst = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv_python(env)), "install", "-q",
-                           "--no-deps", "--no-index", str(wheel)], capture_output=True, text=True, timeout=600)
-    assert inst.returncode == 0, inst.stdout + inst.stderr
-    return env
+def plugin_venv(wheel_venv):
+    """The session's venv with the real wheel installed (tests/conftest.py): the plugin comes from
+    the wheel's entry points."""
+    return wheel_venv
 
 
 def suite(root: Path, config: str) -> Path:

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import run_gpufix
+from conftest import NESTED_PYTEST, run_gpufix
 
 POLICY = '[tool.gpufix]\nvisible-devices = "1"\n'
 
@@ -103,7 +103,7 @@ def test_conftest_header_is_in_force_when_tests_import_the_framework(tmp_path):
         record.unlink(missing_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CUDA_")}
         env.update(extra_env, RECORD=str(record), PYTHONPATH=str(tmp_path / "stubs"))
-        p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=tmp_path,
+        p = subprocess.run([sys.executable, "-m", "pytest", "-q", *NESTED_PYTEST, "tests"], cwd=tmp_path,
                            env=env, capture_output=True, text=True)
         assert p.returncode == 0, p.stdout + p.stderr
         return [json.loads(line) for line in record.read_text().splitlines()]

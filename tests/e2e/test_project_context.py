@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, init_git_repo, run_gpufix
+from conftest import FIXTURES, gpufix_in_process, init_git_repo, run_gpufix
 
 POLICY = '[tool.gpufix]\nvisible-devices = "1"\ndevice-order = "PCI_BUS_ID"\ncpu-runs = "override"\n'
 HEADER = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'
@@ -129,12 +129,13 @@ def test_folder_subset_and_stdin_findings_are_equal(tmp_path, files):
     names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py"))
     # every file with findings, and a few without
     sample = [n for n in names if n in whole] + [n for n in names if n not in whole][:3]
+    # the whole scan above ran as a user runs it; the many single-file runs run in this process
     for rel in sample:
-        alone = _by_file(run_gpufix("scan", rel, "--format", "json", "--no-cache", cwd=root))
+        alone = _by_file(gpufix_in_process("scan", rel, "--format", "json", "--no-cache", cwd=root))
         assert alone.get(rel, []) == whole.get(rel, []), rel
         text = (root / rel).read_text(encoding="utf-8")
-        piped = _by_file(run_gpufix("scan", "-", "--stdin-filename", rel, "--format", "json", "--no-cache",
-                                    cwd=root, input=text))
+        piped = _by_file(gpufix_in_process("scan", "-", "--stdin-filename", rel, "--format", "json", "--no-cache",
+                                           cwd=root, input=text))
         assert piped.get(rel, []) == whole.get(rel, []), rel
 
 

@@ -1,6 +1,6 @@
-"""The generic edits of the Python fixer (gpufix.fixer): a node replaced at its range, statements
+"""The generic edits of the Python fixer (gpufix.fix.python): a node replaced at its range, statements
 inserted at an anchor, the header requested and placed once; exact text out. And the header placed
-as text (gpufix.header_text) against the libcst transformation it stands in for."""
+as text (gpufix.fix.header) against the libcst transformation it stands in for."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gpufix.fixer import FixError, apply_edits, apply_edits_cst
-from gpufix.header_text import header_by_text
+from gpufix.fix import FixError
+from gpufix.fix.python import apply_edits, apply_edits_cst
+from gpufix.fix.header import header_by_text
 from gpufix.model import EDIT_KINDS, Edit
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""gpufix.textedits: a fix as text edits (the JSON report's `fix.edits`, the language server's
+"""gpufix.fix.textedits: a fix as text edits (the JSON report's `fix.edits`, the language server's
 quick fixes). The edits applied to the text must give exactly what the fixer writes for that fix
 alone, for every fixable finding of the fixtures (Python, notebooks, the other file kinds), also
 where the edits are computed without libcst (a value replaced, a header placed as text)."""
@@ -14,7 +14,7 @@ from gpufix.config import PolicyResolver
 from gpufix.engine import lint_bytes
 from gpufix.lsp.analysis import Analysis, ignore_edit
 from gpufix.source import read_source
-from gpufix.textedits import TextEdit, _apply, diff_text, fix_edits, fixed_raw, raw_edits
+from gpufix.fix.textedits import TextEdit, _apply, diff_text, fix_edits, fixed_raw, raw_edits
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 ORACLE_CASES = Path(__file__).resolve().parents[1] / "oracle" / "cases"  # notebooks with magics, moves

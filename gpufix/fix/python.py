@@ -6,7 +6,7 @@ requests to the header (`ensure-header` lines, `move-to-header` statements), a t
 scheduled once at the end of the module, as LibCST's AddImportsVisitor. Formatting and comments
 outside the changed statements are kept: libcst round-trips the rest of the module byte for byte.
 The one exception to libcst: a pass that only adds header lines to a plain module top is placed as
-text (gpufix.header_text), tested to write exactly what the transformation writes.
+text (gpufix.fix.header), tested to write exactly what the transformation writes.
 """
 
 from __future__ import annotations
@@ -17,13 +17,8 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from gpufix.analysis import MASK_VAR, ORDER_VAR
-from gpufix.header_text import CELL_MARKER_PREFIX, header_code
-
-_ENV_ORDER = {ORDER_VAR: 0, MASK_VAR: 1}
-
-
-class FixError(Exception):
-    pass
+from gpufix.fix import FixError
+from gpufix.fix.header import CELL_MARKER_PREFIX, ENV_ORDER, HeaderRequest, after_leading, binds_os, header_code, in_order
 
 
 def _is_docstring(stmt) -> bool:
@@ -46,11 +41,7 @@ def _split_future_line(body: list) -> list:
     """`from __future__ import annotations; import torch` on one line: the `__future__` part stays a
     line of its own, so that the header can go between it and the rest (a `__future__` import must
     stay first; the rest must come after the header)."""
-    k = 0
-    while k < len(body) and _is_docstring(body[k]):
-        k += 1
-    while k < len(body) and _is_future(body[k]):
-        k += 1
+    k = after_leading(body, _is_docstring, _is_future)
     if k >= len(body) or not isinstance(body[k], cst.SimpleStatementLine):
         return body
     line = body[k]
@@ -72,29 +63,12 @@ def _dotted(node) -> str:
     return ""
 
 
-def _is_framework_module(name: str) -> bool:
-    from gpufix.catalog import load_api_catalog
-
-    return bool(load_api_catalog().framework_of_module(name))
-
-
 def _binds_os(stmt) -> bool:
-    """A line that binds `os` and does nothing else the header must precede: only imports, none
-    of a GPU framework (`import os, torch` / `import os; import torch` import torch before a
-    header placed after them)."""
+    """gpufix.fix.header.binds_os for a libcst line."""
     if not isinstance(stmt, cst.SimpleStatementLine):
         return False
-    binds = False
-    for small in stmt.body:
-        if not isinstance(small, cst.Import):
-            return False
-        for alias in small.names:
-            name = _dotted(alias.name)
-            if _is_framework_module(name):
-                return False
-            if name == "os" and alias.asname is None:
-                binds = True
-    return binds
+    return binds_os([(_dotted(a.name), a.asname) for a in small.names] if isinstance(small, cst.Import) else None
+                    for small in stmt.body)
 
 
 def _is_plain_import_os(stmt) -> bool:
@@ -144,7 +118,7 @@ def _env_var_of(stmt):
     index = target.slice[0].slice
     if isinstance(index, cst.Index) and isinstance(index.value, cst.SimpleString):
         key = index.value.evaluated_value
-        if key in _ENV_ORDER:
+        if key in ENV_ORDER:
             return key
     return None
 
@@ -185,24 +159,6 @@ def _blank_first(stmt, blank: bool):
 
 
 # -- the edits of one pass, collected ------------------------------------------------------------
-@dataclasses.dataclass
-class HeaderRequest:
-    """What a pass's edits ask of the header (the scheduled transformation, like LibCST's
-    AddImportsVisitor): env lines that must be set at the top, and statements to move there. Many
-    fixes may ask for the same line; it is placed once, at the end of the pass."""
-
-    lines: list = dataclasses.field(default_factory=list)  # (var, value) or (var, value, "keep-cpu")
-    moves: set = dataclasses.field(default_factory=set)  # (line, col) of statements to move
-
-    def want(self, lines) -> None:
-        for line in lines:
-            if line[0] not in [known[0] for known in self.lines]:
-                self.lines.append(tuple(line))
-
-    def __bool__(self) -> bool:
-        return bool(self.lines or self.moves)
-
-
 @dataclasses.dataclass
 class _Plan:
     # (line, col, end_line, end_col) -> (code, code is an expression); (line, col, None, None) when
@@ -415,19 +371,14 @@ class _Transformer(cst.CSTTransformer):
         return updated.with_changes(body=body, footer=footer, **changes)
 
     def _insert_header(self, body):
-        k = 0
-        while k < len(body) and _is_docstring(body[k]):
-            k += 1  # the docstring and any string right after it (never split two module strings)
-        while k < len(body) and _is_future(body[k]):
-            k += 1
+        k = after_leading(body, _is_docstring, _is_future)
         moved_vars = {_env_var_of(s) for s in self.moved}
         present = {_env_var_of(s) for s in body} | moved_vars
-        new_lines = [line for line in self.header_lines if line[0] not in present]
-        new_lines.sort(key=lambda item: _ENV_ORDER[item[0]])
+        new_lines = in_order(line for line in self.header_lines if line[0] not in present)
         self.applied += len(new_lines)
         env_stmts = [_header_stmt(line) for line in new_lines]
         block = [_blank_first(s, False) for s in self.moved] + env_stmts
-        block.sort(key=lambda s: _ENV_ORDER.get(_env_var_of(s), 1))
+        block.sort(key=lambda s: ENV_ORDER.get(_env_var_of(s), 1))
 
         i = k
         while i < len(body) and _binds_os(body[i]):
@@ -488,11 +439,11 @@ def apply_edits(text: str, edits) -> tuple:
 
     A pass whose only edits are header lines (most files `apply` changes) is placed as text at the
     anchor `ast` gives, when the module's top is plain enough for that to be exactly what the libcst
-    transformation writes (gpufix.header_text); anything else goes through libcst."""
+    transformation writes (gpufix.fix.header); anything else goes through libcst."""
     edits = list(edits)
     plan = plan_edits(edits)  # unknown kinds fail here, before any parse
     if plan.header.lines and not plan.header.moves and not plan.replace and not plan.inserts:
-        from gpufix.header_text import header_by_text
+        from gpufix.fix.header import header_by_text
 
         done = header_by_text(text, plan.header.lines)
         if done is not None:

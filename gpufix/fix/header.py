@@ -1,9 +1,17 @@
-"""The header placed as text: the common pass of `gpufix apply` (a module that only lacks header
-lines) without a libcst parse, transformation and code generation of the whole file.
+"""The header: the lines a pass asks for, where they go, and the header placed as text.
+
+What the header is and where it goes is decided here, once, for both ways of writing it: the
+request (`HeaderRequest`: one line per variable, the first asked wins, in `ENV_ORDER`), each line's
+code (`header_code`), the anchor (`after_leading`: after the leading strings and `from __future__`
+imports) and which lines bind `os` for it (`binds_os`: only imports, none of a GPU framework).
+gpufix.fix.python's libcst transformation applies those decisions to any module (moves, an existing
+mask block, notebooks); `header_by_text` below applies them as text to a plain module top, the
+common pass of `gpufix apply` (a module that only lacks header lines), without a libcst parse,
+transformation and code generation of the whole file.
 
 The anchor comes from `ast`: the module's top-level statements grouped into lines as libcst groups
 them (`a; b` is one line), each with the blank and comment lines above it. The text written is what
-the libcst header transformation (gpufix.fixer._Transformer._insert_header) writes for the same
+the libcst header transformation (gpufix.fix.python._Transformer._insert_header) writes for the same
 request, in the cases handled here; anything else (a module that already sets a header variable, a
 statement to move, `\\r` or form feeds, a backslash continuation at a statement's end, a line that is
 neither code, blank nor comment where the header goes, notebooks' cell markers) returns None and
@@ -14,14 +22,16 @@ corpus of real modules.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import re
 import tokenize
 import warnings
-from typing import Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 from gpufix.analysis import MASK_VAR, ORDER_VAR
 
+# The order of the header's lines: the device order first, then the mask.
 ENV_ORDER = {ORDER_VAR: 0, MASK_VAR: 1}
 CELL_MARKER_PREFIX = "\x1fgpufix-cell-boundary"
 DEFAULT_INDENT = "    "
@@ -42,10 +52,62 @@ def header_code(line: tuple, indent: str = DEFAULT_INDENT) -> str:
     return f'os.environ["{var}"] = "{value}"\n'
 
 
-def _is_framework_module(name: str) -> bool:
+@dataclasses.dataclass
+class HeaderRequest:
+    """What a pass's edits ask of the header (the scheduled transformation, like LibCST's
+    AddImportsVisitor): env lines that must be set at the top, and statements to move there. Many
+    fixes may ask for the same line; it is placed once, at the end of the pass."""
+
+    lines: list = dataclasses.field(default_factory=list)  # (var, value) or (var, value, "keep-cpu")
+    moves: set = dataclasses.field(default_factory=set)  # (line, col) of statements to move
+
+    def want(self, lines) -> None:
+        for line in lines:
+            if line[0] not in [known[0] for known in self.lines]:
+                self.lines.append(tuple(line))
+
+    def __bool__(self) -> bool:
+        return bool(self.lines or self.moves)
+
+
+def in_order(lines) -> list:
+    """Header lines in the order they are written (ENV_ORDER)."""
+    return sorted(lines, key=lambda item: ENV_ORDER[item[0]])
+
+
+def after_leading(body: Sequence, is_docstring: Callable, is_future: Callable) -> int:
+    """The index of the first module-level line the header may precede: after the docstring and
+    any string right after it (the header never goes between two module strings), then after the
+    `from __future__` imports (which must stay first)."""
+    k = 0
+    while k < len(body) and is_docstring(body[k]):
+        k += 1
+    while k < len(body) and is_future(body[k]):
+        k += 1
+    return k
+
+
+def is_framework_module(name: str) -> bool:
     from gpufix.catalog import load_api_catalog
 
     return bool(load_api_catalog().framework_of_module(name))
+
+
+def binds_os(imports: Iterable) -> bool:
+    """Whether a line whose statements import `imports` (one list of (dotted name, as-name) per
+    statement; None for a statement that is not an `import`) binds `os` and does nothing else the
+    header must precede: only imports, none of a GPU framework (`import os, torch` and
+    `import os; import torch` import torch before a header placed after them)."""
+    binds = False
+    for aliases in imports:
+        if aliases is None:
+            return False
+        for name, asname in aliases:
+            if is_framework_module(name):
+                return False
+            if name == "os" and asname is None:
+                binds = True
+    return binds
 
 
 class _Bail(Exception):
@@ -124,19 +186,9 @@ def _is_future(ln: _Line) -> bool:
 
 
 def _binds_os(ln: _Line) -> bool:
-    """gpufix.fixer._binds_os: only imports, none of a GPU framework, one of them `import os`."""
     if ln.compound:
         return False
-    binds = False
-    for s in ln.stmts:
-        if not isinstance(s, ast.Import):
-            return False
-        for alias in s.names:
-            if _is_framework_module(alias.name):
-                return False
-            if alias.name == "os" and alias.asname is None:
-                binds = True
-    return binds
+    return binds_os([(a.name, a.asname) for a in s.names] if isinstance(s, ast.Import) else None for s in ln.stmts)
 
 
 def _blank(text: str) -> bool:
@@ -175,21 +227,15 @@ def _place(text: str, request: list) -> tuple:
     lines = [line + "\n" for line in text.split("\n")[:-1]]  # ast's lines: `\n` ends one, nothing else
     body = _lines_of(tree, lines)
 
-    k = 0
-    while k < len(body) and _is_docstring(body[k]):
-        k += 1  # the docstring and any string right after it: the header never goes between them
-    while k < len(body) and _is_future(body[k]):
-        k += 1
+    k = after_leading(body, _is_docstring, _is_future)
     if k < len(body) and any(isinstance(s, ast.ImportFrom) and s.module == "__future__" for s in body[k].stmts):
         raise _Bail  # `from __future__ import x; import torch`: libcst splits the line
     head_end = body[k - 1].end if k else body[0].start - 1  # lines [0, head_end) stay first
     rest = body[k:]
 
-    wanted: list = []
-    for line in request:
-        if line[0] not in [w[0] for w in wanted]:
-            wanted.append(tuple(line))
-    wanted.sort(key=lambda item: ENV_ORDER[item[0]])
+    asked = HeaderRequest()
+    asked.want(request)
+    wanted = in_order(asked.lines)
     indent = _first_indent(text) if any(len(w) > 2 for w in wanted) else DEFAULT_INDENT
     block = ["\n"] + [header_code(w, indent) for w in wanted]
 

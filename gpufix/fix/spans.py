@@ -1,13 +1,35 @@
-"""`gpufix apply` for non-Python files: the findings' span edits applied to the text, checked,
-and re-encoded with the file's own BOM and line endings."""
+"""`gpufix apply` for non-Python files: the findings' span edits (`replace-span`, `insert-text`)
+applied to the text, checked, and re-encoded with the file's own BOM and line endings."""
 
 from __future__ import annotations
 
-from gpufix.fixer import FixError
+from gpufix.fix import FixError
 from gpufix.formats import scan_facts
-from gpufix.formats.text import EditConflict, apply_span_edits, encode_text
+from gpufix.formats.text import Lines, encode_text
 from gpufix.formats.tree import ParseError
 from gpufix.source import read_source
+
+
+class EditConflict(Exception):
+    """Two edits of one pass overlap."""
+
+
+def apply_span_edits(text: str, edits) -> str:
+    """Apply replace-span / insert-text edits (positions in `text`) from the end backwards."""
+    lines = Lines(text)
+    spans = []
+    for e in edits:
+        start = lines.offset(e.line, e.col)
+        end = lines.offset(e.end_line, e.end_col) if e.kind == "replace-span" else start
+        spans.append((start, end, e.code))
+    spans = sorted(set(spans), key=lambda s: (s[0], s[1]))
+    for a, b in zip(spans, spans[1:]):
+        if b[0] < a[1]:
+            raise EditConflict(f"overlapping edits at line {lines.pos(b[0])[0]}")
+    for start, end, code in reversed(spans):
+        text = text[:start] + code + text[end:]
+    return text
+
 
 # Every edit of a pass is computed on the same text and they never overlap, so one pass applies
 # them all; a second pass only judges again what the new mask changed (an ordinal that named a GPU

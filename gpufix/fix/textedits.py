@@ -8,7 +8,7 @@ finding's fix or for every fix of the file (the `apply` passes). Nothing is writ
 
 The common fixes need no libcst, so that `scan --format json` stays light: a value replaced at its
 range is that range's text replaced (the fixer keeps the node's parentheses and everything around
-it), a header-only fix is placed as text (gpufix.header_text, which `apply` uses for the same
+it), a header-only fix is placed as text (gpufix.fix.header, which `apply` uses for the same
 case), and the other file kinds' fixes are text spans already. Anything else goes through the fixer.
 
 Positions: `line` 1-based, `col` 0-based in characters (code points), `end` exclusive; for a
@@ -224,7 +224,7 @@ def _apply(text: str, edits) -> str:
 def _text_kind_edits(src: SourceFile, edits) -> list:
     """Other file kinds: their fixes are exact text spans already."""
     from gpufix.formats import scan_facts
-    from gpufix.formats.text import EditConflict, apply_span_edits
+    from gpufix.fix.spans import EditConflict, apply_span_edits
     from gpufix.formats.tree import ParseError
 
     try:
@@ -241,14 +241,16 @@ def fixed_raw(src: SourceFile, fixes) -> bytes:
     """The file's bytes with `fixes` (gpufix.model.Fix) applied in one pass, as `apply`'s first pass
     applies them (through libcst where the fix needs it). Raises CannotApply when they cannot be
     applied exactly (overlap, the result would not parse)."""
-    from gpufix.fixer import FixError, apply_edits
-    from gpufix.apply import _must_parse
+    from gpufix.fix import FixError
+    from gpufix.fix.python import apply_edits
+    from gpufix.fix.passes import _must_parse
 
     edits = [e for fx in fixes for e in fx.edits]
     if not edits:
         return src.raw
     if src.kind not in ("python", "notebook") and not src.is_notebook:
-        from gpufix.formats.text import apply_span_edits, encode_text
+        from gpufix.fix.spans import apply_span_edits
+        from gpufix.formats.text import encode_text
 
         _text_kind_edits(src, edits)  # raises CannotApply as `apply` would refuse
         return encode_text(apply_span_edits(src.text, edits), src.bom)
@@ -316,14 +318,12 @@ def fix_edits(src: SourceFile, finding) -> Optional[list]:
                     return direct
                 return direct if _compiles(_apply(src.text, direct)) or not _compiles(src.text) else None
             if all(e.kind == "ensure-header" for e in edits):
-                from gpufix.header_text import header_by_text
+                from gpufix.fix.header import HeaderRequest, header_by_text
 
-                request: list = []  # as the fixer's HeaderRequest: one line per variable, the first asked
+                request = HeaderRequest()  # as the fixer's: one line per variable, the first asked
                 for e in edits:
-                    for line in e.lines:
-                        if line[0] not in [known[0] for known in request]:
-                            request.append(tuple(line))
-                done = header_by_text(src.text, request)
+                    request.want(e.lines)
+                done = header_by_text(src.text, request.lines)
                 if done is not None:
                     return diff_text(src.text, done[0])
         return raw_edits(src, fixed_raw(src, [finding.fix]))
@@ -333,7 +333,7 @@ def fix_edits(src: SourceFile, finding) -> Optional[list]:
 
 def fix_all_raw(src: SourceFile, policy, abs_path: Optional[str], unsafe: bool = False) -> bytes:
     """The bytes `gpufix apply` (all passes) would write for this file, from its text in memory."""
-    from gpufix.apply import fix_source
+    from gpufix.fix.passes import fix_source
 
     new_raw, _ = fix_source(_fresh(src), policy, unsafe, abs_path=abs_path, use_prefilter=True)
     return new_raw

@@ -1,0 +1,111 @@
+"""Warm runs (issue 21): a run whose files are unchanged takes every result it needs from the result
+cache, including those of project files outside the run that the fix holds and the project rules
+need, and the hold decisions themselves; an edit anywhere they looked is seen. Each test compares
+the findings with a run without any cache (what the user sees must not depend on the cache)."""
+
+import json
+import textwrap
+
+from click.testing import CliRunner
+
+import gpufix.engine as engine
+from gpufix.cli import cli
+
+POLICY = '[tool.gpufix]\nvisible-devices = "1"\ndevice-order = "PCI_BUS_ID"\ncpu-runs = "override"\n'
+HEADER = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'
+VAD = textwrap.dedent("""\
+    import torch
+
+
+    def init():
+        torch.cuda.set_device(1)
+        return torch.zeros(1, device="cuda:1")
+""")
+MAIN = "from STT.vad_manager import init\n\nif __name__ == \"__main__\":\n    init()\n"
+HELPER = "import torch\n\n\ndef device_cuda(index=1):\n    return torch.device(f\"cuda:{index}\")\n"
+
+
+def project(tmp_path, main=MAIN):
+    for rel, text in {"pyproject.toml": POLICY, "STT/vad_manager.py": VAD, "main.py": main,
+                      "utils/devices.py": HELPER,
+                      "stt.py": "from utils.devices import device_cuda\n\n\ndef load():\n    return device_cuda(1)\n"}.items():
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def scan(*args) -> list:
+    got = CliRunner().invoke(cli, ["scan", "--output-format", "json", "--exit-zero", *args])
+    assert got.exit_code == 0, got.output
+    return [(f["path"], f["line"], f["rule"], f["message"], f["fix"] is not None)
+            for f in json.loads(got.output)["findings"]]
+
+
+def counting(monkeypatch) -> dict:
+    """How many files the run lints and how many texts the fix holds read."""
+    calls = {"lint": 0, "text": 0}
+    lint_bytes, read_text = engine.lint_bytes, engine._read_text
+
+    def counted_lint(*a, **k):
+        calls["lint"] += 1
+        return lint_bytes(*a, **k)
+
+    def counted_text(*a, **k):
+        calls["text"] += 1
+        return read_text(*a, **k)
+
+    monkeypatch.setattr(engine, "lint_bytes", counted_lint)
+    monkeypatch.setattr(engine, "_read_text", counted_text)
+    return calls
+
+
+def test_a_warm_run_of_named_files_reads_nothing_outside_them(tmp_path, monkeypatch):
+    root = project(tmp_path)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("GPUFIX_CACHE_DIR", str(tmp_path / "cache"))
+    named = ["STT/vad_manager.py", "utils/devices.py"]
+    expected = scan("--no-cache", *named)
+    # the module's remap is held (main.py does not set the mask), the helper's default too (its
+    # caller stt.py is not in the run): both decisions need files outside the run
+    assert [f[4] for f in expected if f[2] == "GPU001"] and not any(f[4] for f in expected if f[2] == "GPU001")
+    assert scan(".") and scan(*named) == expected  # the full scan fills the cache; the first subset run adds its holds
+    calls = counting(monkeypatch)
+    assert scan(*named) == expected
+    assert calls == {"lint": 0, "text": 0}
+
+
+def test_a_warm_run_sees_an_edit_of_a_file_outside_it(tmp_path, monkeypatch):
+    root = project(tmp_path)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("GPUFIX_CACHE_DIR", str(tmp_path / "cache"))
+    scan(".")
+    held = scan("STT/vad_manager.py")
+    assert held == scan("--no-cache", "STT/vad_manager.py")
+    assert any(f[2] == "GPU001" and not f[4] and "not fixed in this run" in f[3] for f in held)
+    # the entry point now sets the mask: the module's remap is safe alone
+    (root / "main.py").write_text(HEADER + MAIN, encoding="utf-8")
+    calls = counting(monkeypatch)
+    fixed = scan("STT/vad_manager.py")
+    assert fixed == scan("--no-cache", "STT/vad_manager.py")
+    assert any(f[2] == "GPU001" and f[4] for f in fixed) and not any("not fixed in this run" in f[3] for f in fixed)
+    assert calls["lint"] >= 1  # main.py linted again, nothing else taken from a stale decision
+
+
+def test_j1_starts_no_worker_process_anywhere(tmp_path, monkeypatch):
+    """`-j 1`: the project index's records and the files' results are made in this process (a
+    sandbox without process pools, a debugger, a profile all see the whole run)."""
+    import concurrent.futures
+
+    for i in range(50):  # enough files that both stages would use the pool otherwise
+        (tmp_path / f"m{i:02d}.py").write_text(f"import os\n\nX{i} = {i}\n", encoding="utf-8")
+    (tmp_path / "gpu.py").write_text("import torch\n\nx = torch.zeros(1, device='cuda:1')\n", encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text(POLICY, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+
+    def no_pool(*a, **k):
+        raise AssertionError("a worker pool was started under -j 1")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
+    got = scan("--no-cache", "-j", "1", ".")
+    assert [(f[0], f[1], f[2]) for f in got if f[2] == "GPU001"] == [("gpu.py", 3, "GPU001")]

@@ -287,7 +287,8 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
 
 def python_tier(src: SourceFile, abs_path: str, display: str, policy: Policy, catalog: ApiCatalog) -> int:
     """The prefilter's tier of a Python file (gpufix.prefilter), with what the project index knows."""
-    tier = classify(src.text, display, policy.effective_header_scope, catalog)
+    # a notebook's comments may be masked magics (`%env`): its hits count even in comments
+    tier = classify(src.text, display, policy.effective_header_scope, catalog, confirm=not src.is_notebook)
     project = policy.project
     if tier == HEADER and project is not None and project.graph_built and os.path.abspath(abs_path) not in project.entry_map:
         tier = SKIP  # the header findings are only for the entry points the project index names

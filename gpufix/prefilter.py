@@ -28,6 +28,7 @@ import os
 import re
 
 from gpufix.catalog import ApiCatalog
+from gpufix.lexical import ANYWHERE, CODE, OPENING_QUOTE, Lexed, first_allowed
 
 SKIP, HEADER, FULL = 0, 1, 2
 
@@ -39,26 +40,27 @@ _GATES = ("device", "Device", "DEVICE", "memory", "cuda", "stream", "DataParalle
 
 
 class _Tests:
-    """(substring, regex or None) pairs: a file passes if the substring occurs and the regex matches."""
+    """(substring, regex or None, where) triples: a file passes if the substring occurs and the
+    regex matches, at a place the test's `where` allows (see _Lexed)."""
 
     def __init__(self):
         self.items: dict = {}
 
-    def add(self, literal: str, pattern) -> None:
-        entry = self.items.setdefault(literal, [])
+    def add(self, literal: str, pattern, where: str = ANYWHERE) -> None:
+        entry = self.items.setdefault((literal, where), [])
         if pattern is None:
             entry.insert(0, None)
         elif pattern not in entry:
             entry.append(pattern)
 
     def compile(self) -> tuple:
-        """((substring, regex or None), ...)"""
+        """((substring, regex or None, where), ...)"""
         # Every pattern starts with its substring (after `\\b` when it wants one): factor it out so
         # that the regex engine can use its fast literal-prefix search (a leading \\b or an
         # alternation would defeat it); a word boundary before the substring is a lookbehind placed
         # after it. Only a test that asks for it gets one: "PU:" follows the G of "GPU:".
-        groups: dict = {}  # literal -> regex or None
-        for literal, patterns in sorted(self.items.items()):
+        groups = []
+        for (literal, where), patterns in sorted(self.items.items()):
             if None in patterns:
                 rx = None
             else:
@@ -72,8 +74,8 @@ class _Tests:
                     assert p.startswith(esc), (literal, p)
                     tails.append(boundary + p[len(esc):])
                 rx = re.compile(esc + "(?:" + "|".join(tails) + ")")
-            groups[literal] = rx
-        return tuple(groups.items())
+            groups.append((literal, rx, where))
+        return tuple(groups)
 
 
 class _Spelled:
@@ -110,12 +112,15 @@ class _Spelled:
         body = f"(?=[{firsts}])(?:" + "|".join(anchored) + ")"
         self.anchored = tuple(re.compile(re.escape(q) + body) for q in "'\"") if anchored else ()
 
-    def search(self, text: str) -> bool:
+    def search(self, text: str, lexed=None) -> bool:
+        """Whether a form is spelled in `text`; with `lexed`, only where a literal may hold it (an
+        anchored form at a literal's opening quote, a floating one in a literal or in code)."""
         for rx in self.anchored:
-            if rx.search(text):
+            if rx.search(text) and (lexed is None or first_allowed(rx, "", OPENING_QUOTE, text, lexed) >= 0):
                 return True
         for gate, rx in self.floating:
-            if (not gate or any(w in text for w in gate)) and rx.search(text):
+            if (not gate or any(w in text for w in gate)) and rx.search(text) and (
+                    lexed is None or first_allowed(rx, "", ANYWHERE, text, lexed) >= 0):
                 return True
         return False
 
@@ -125,8 +130,8 @@ def _compiled(catalog: ApiCatalog):
     from gpufix.collectors import prefilter_tests, string_forms
 
     ordinal = _Tests()
-    for literal, pattern in prefilter_tests(catalog):
-        ordinal.add(literal, pattern)
+    for literal, pattern, where in prefilter_tests(catalog):
+        ordinal.add(literal, pattern, where)
     roots = sorted({m.split(".")[0] for m in catalog.framework_modules})
     framework_rx = re.compile(r"\b(?:" + "|".join(map(re.escape, roots)) + r")\b")
     # APIs whose call makes a file a GPU module without a GPU framework import (a bare name, or a
@@ -141,9 +146,9 @@ def _compiled(catalog: ApiCatalog):
     risky_tests = tuple((w, re.compile(rf"{re.escape(w)}(?<!\w{re.escape(w)})\b")) for w in sorted(risky))
     named = _Tests()
     for literal, pattern in named_sink_tests(catalog):
-        named.add(literal, pattern)
+        named.add(literal, pattern, CODE)
     ordinal_tests, named_tests = ordinal.compile(), named.compile()
-    gates = _gates([lit for lit, _ in (*ordinal_tests, *risky_tests, *named_tests)])
+    gates = _gates([t[0] for t in (*ordinal_tests, *risky_tests, *named_tests)])
     return ordinal_tests, framework_rx, risky_tests, named_tests, gates, _Spelled(string_forms(catalog))
 
 
@@ -193,6 +198,20 @@ def _any(tests, present: _Present) -> bool:
     return False
 
 
+def _any_confirmed(tests, present: _Present, lexed) -> bool:
+    """Whether a test matches at a place its `where` allows (gpufix.lexical); `lexed` None: anywhere."""
+    text = present.text
+    for literal, rx, where in tests:
+        if not present(literal):
+            continue
+        if lexed is None:
+            if rx is None or rx.search(text):
+                return True
+        elif first_allowed(rx, literal, where, text, lexed) >= 0:
+            return True
+    return False
+
+
 def _import_lines(text: str) -> str:
     """The physical lines that hold the word `import` (with their backslash continuations): an
     import statement names its module's top package on the line of its keyword."""
@@ -226,14 +245,18 @@ def is_entrypoint_name(path: str) -> bool:
     return path.endswith(".ipynb") or bool(TEST_NAME_RE.match(os.path.basename(path)))
 
 
-def classify(text: str, path: str, scope: str, catalog: ApiCatalog) -> int:
+def classify(text: str, path: str, scope: str, catalog: ApiCatalog, confirm: bool = True) -> int:
+    """The file's tier. `confirm`: a test's hit counts only where its declaration says it may
+    (gpufix.lexical: a call shape in code, never in a docstring or a comment); off for a text
+    whose comments may be more than comments (a notebook's masked `%env` magics)."""
     ordinal, _, risky, named, gates, spelled = _compiled(catalog)
     present = _Present(text, gates)
-    if _any(ordinal, present):
+    lexed = Lexed(text) if confirm else None
+    if _any_confirmed(ordinal, present, lexed):
         return FULL
-    if spelled.search(text):
+    if spelled.search(text, lexed):
         return FULL  # `"cuda:\\x31"`, `"cu" "da:1"`: a value the plain tests cannot see
-    if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, present):
+    if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, present, lexed) and _flow_source(text, lexed):
         return FULL  # a name at a device argument, and a literal it may hold (gpufix.valueflow)
     if scope == "all":
         return HEADER
@@ -297,30 +320,64 @@ def named_sink_tests(catalog):
                     yield name, rf"\b{re.escape(name)}{_CALL}"  # after arbitrary arguments: any call
 
 
-def _named_sink_may_resolve(tests, present: _Present) -> bool:
+def _flow_source(text: str, lexed) -> bool:
+    """Whether some literal is bound with `=` in code (an `=` in a docstring binds nothing)."""
+    if lexed is None:
+        return _FLOW_SOURCE_RX.search(text) is not None
+    return first_allowed(_FLOW_SOURCE_RX, "=", CODE, text, lexed) >= 0
+
+
+def _named_sink_may_resolve(tests, present: _Present, lexed=None) -> bool:
     """Whether a name at a device argument may be bound to a literal (gpufix.valueflow's own text
-    gate, on the names the catalogue's patterns capture)."""
+    gate, on the names the catalogue's patterns capture). With `lexed`, only a match that starts
+    in code counts: the answer without it comes first (one findall per test), and only when it is
+    yes are the matches of the tests that made it yes confirmed, overlapping ones too (a
+    docstring's match may run into the code after it)."""
     from gpufix.valueflow import _TextGate, name_node
 
     text = present.text
-    names = set()
-    for literal, rx in tests:
+    named: dict = {}  # name -> the tests that captured it
+    any_call = []  # tests that matched without a name (an argument after others: any call)
+    for test in tests:
+        literal, rx, _where = test
         if rx is None or not present(literal):
             continue
         found = rx.findall(text)
         if not found:
             continue
         if rx.groups == 0:
-            return True  # an argument after others (any call): no name to look up
+            any_call.append(test)
+            continue
         for groups_ in found:
             captured = [g for g in ((groups_,) if isinstance(groups_, str) else groups_) if g]
-            if not captured:
-                return True  # matched an alternative without a name (any call)
-            names.update(captured)
-    if not names:
+            if not captured and test not in any_call:
+                any_call.append(test)
+            for n in captured:
+                named.setdefault(n, []).append(test)
+    if any_call and (lexed is None or any(_confirmed_match(t, text, lexed, lambda captured: not captured) for t in any_call)):
+        return True
+    if not named:
         return False
     flow_gate = _TextGate(text)
-    return any(flow_gate.may_resolve(name_node(n)) for n in names)
+    for n, found_by in named.items():  # the gate's own searches are the cost: one name at a time
+        if flow_gate.may_resolve(name_node(n)) and (lexed is None or any(
+                _confirmed_match(t, text, lexed, lambda captured, n=n: n in captured) for t in found_by)):
+            return True
+    return False
+
+
+def _confirmed_match(test, text: str, lexed, good) -> bool:
+    """Whether a match of `test` that starts where its `where` allows has captured names `good` takes."""
+    _literal, rx, where = test
+    m = rx.search(text)
+    while m is not None:
+        nxt = lexed.resume(m.start(), where)
+        if nxt < 0:
+            if good([g for g in m.groups() if g]):
+                return True
+            nxt = m.start() + 1
+        m = rx.search(text, nxt)
+    return False
 
 
 def may_call_device_api(text: str, catalog: ApiCatalog) -> bool:

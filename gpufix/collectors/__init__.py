@@ -28,6 +28,8 @@ import importlib
 import pkgutil
 from typing import ClassVar, Iterable, Optional
 
+from gpufix.lexical import ANYWHERE, CODE, KEYWORD, STRING_START  # noqa: F401  (re-exported for collectors)
+
 
 @dataclasses.dataclass(frozen=True)
 class StringForm:
@@ -63,8 +65,11 @@ class Collector:
 
     # -- what the collector needs of the text --------------------------------------------------
     def prefilter_tests(self, catalog) -> Iterable[tuple]:
-        """(substring, regex source or None): a file can hold this collector's facts only if one
-        substring occurs (and its regex, when given, matches at that substring)."""
+        """(substring, regex source or None[, where]): a file can hold this collector's facts only
+        if one substring occurs (and its regex, when given, matches at that substring), at a place
+        `where` allows (gpufix.lexical): CODE (the match starts at a name or operator in code: a
+        call, an import alias), KEYWORD (a call's keyword argument), STRING_START (at the first character of a string literal's
+        value), ANYWHERE (code or a string, never a comment; the default)."""
         return ()
 
     def string_forms(self, catalog) -> Iterable["StringForm"]:
@@ -173,10 +178,12 @@ def focus_patterns(catalog) -> tuple:
 
 
 def prefilter_tests(catalog) -> tuple:
+    """(substring, regex source or None, where) of every collector (where: gpufix.lexical)."""
     out = []
     for c in load_collectors():
-        for literal, pattern in c.prefilter_tests(catalog):
-            out.append((literal, pattern))
+        for test in c.prefilter_tests(catalog):
+            literal, pattern = test[0], test[1]
+            out.append((literal, pattern, test[2] if len(test) > 2 else ANYWHERE))
     return tuple(out)
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ast
 
-from gpufix.analysis import ENV_VARS, const_str
+from gpufix.analysis import const_str
 from gpufix.collectors import AssignmentCollector
+from gpufix.facts import ENV_VARS
 
 CHILD_ENV_CALLS = frozenset(
     [f"subprocess.{n}" for n in ("run", "Popen", "call", "check_call", "check_output")]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from gpufix.analysis import CUDA_STRING_RE, OrdinalUse, const_str
-from gpufix.collectors import Collector, StringForm
+from gpufix.analysis import const_str
+from gpufix.collectors import STRING_START, Collector, StringForm
 from gpufix.collectors._patterns import SPELLED_INDEX
+from gpufix.facts import CUDA_STRING_RE, OrdinalUse
 
 
 class CudaStrings(Collector):
@@ -13,7 +14,9 @@ class CudaStrings(Collector):
 
     def prefilter_tests(self, catalog):
         # "cuda:1", and `"cuda:" "1"`, `"cuda:\\x31"`, "cuda:01": the index however it is spelled
-        return (("cuda:", rf"cuda:{SPELLED_INDEX}"),)
+        # CUDA_STRING_RE reads a whole value: "cuda:" starts it, so it starts the literal's text
+        # (`"" "cuda:1"` too: the second literal); "cuda:1" in a docstring's prose is no ordinal
+        return (("cuda:", rf"cuda:{SPELLED_INDEX}", STRING_START),)
 
     def string_forms(self, catalog):
         # CUDA_STRING_RE (`^cuda:(\d+)$`) on the value, however it is spelled

@@ -6,9 +6,10 @@ from __future__ import annotations
 import ast
 import re
 
-from gpufix.analysis import CUDA_ORDINAL_CALLS, TF_DEVICE_RE, OrdinalUse, const_str, imports_module, literal_int
-from gpufix.collectors import Collector, StringForm
+from gpufix.analysis import const_str, literal_int
+from gpufix.collectors import CODE, KEYWORD, Collector, StringForm
 from gpufix.collectors._patterns import ANYINT, END_OF_LITERAL, GAP, NONZERO, SPELLED_INDEX
+from gpufix.facts import CUDA_ORDINAL_CALLS, TF_DEVICE_RE, OrdinalUse, imports_module
 from gpufix.valueflow import Sink
 
 # Lightning's devices="1," / "0,2": a string that lists indices (a digit string alone is a count).
@@ -56,17 +57,17 @@ class DeviceApis(Collector):
                     continue  # a string literal: the 'GPU:N' shape above and string_forms below
                 value = _value(spec.value)
                 if spec.keyword:
-                    yield spec.keyword, rf"\b{re.escape(spec.keyword)}(?:\s|\\)*={value}"
+                    yield spec.keyword, rf"\b{re.escape(spec.keyword)}(?:\s|\\)*={value}", KEYWORD
                 if spec.position is not None and name != "*":
                     # `from m import name as alias` calls it by another name: parse the file.
-                    yield name, rf"\b{re.escape(name)}\s+as\b"
+                    yield name, rf"\b{re.escape(name)}\s+as\b", CODE
                     if spec.position == 0:
-                        yield name, rf"\b{re.escape(name)}{_CALL}{value}"
+                        yield name, rf"\b{re.escape(name)}{_CALL}{value}", CODE
                     elif spec.when_position is not None:
                         # torch.device('cuda', 1): the ordinal follows a string literal.
-                        yield name, rf"\b{re.escape(name)}{_CALL}{_ARGS_BEFORE},{value}"
+                        yield name, rf"\b{re.escape(name)}{_CALL}{_ARGS_BEFORE},{value}", CODE
                     else:
-                        yield name, rf"\b{re.escape(name)}{_CALL}"  # after arbitrary arguments: any call
+                        yield name, rf"\b{re.escape(name)}{_CALL}", CODE  # after arbitrary arguments: any call
         for key in catalog.dict_keys:
             yield key, rf"{re.escape(key)}['\"]{GAP}:{GAP}\+?{NONZERO}"
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import ast
 
-from gpufix.analysis import ENV_VARS, const_str, iter_statements
+from gpufix.analysis import const_str, iter_statements
 from gpufix.collectors import AssignmentCollector, StringForm
 from gpufix.collectors._patterns import END_OF_LITERAL
+from gpufix.facts import ENV_VARS
 
 # A substring of each variable's name (a plain spelling; `"CUDA_VISIBLE_" "DEVICES"` is found by the
 # string forms below).
@@ -113,9 +114,8 @@ class EnvWrites(AssignmentCollector):
             mapping, key_name, value_name = it, target.id, None
         else:
             return
-        items = _mapping(mapping, walk)
-        if not items:
-            return
+        # the body is looked at first: reading the mapping may walk the whole tree (_settings_dict),
+        # and most loops write no environment
         for stmt in node.body:
             if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
                 continue
@@ -129,7 +129,7 @@ class EnvWrites(AssignmentCollector):
                 written = (isinstance(value, ast.Subscript) and isinstance(value.slice, ast.Name) and value.slice.id == key_name
                            and ast.dump(value.value) == ast.dump(mapping))
             if written:
-                for key, v in items.items():
+                for key, v in (_mapping(mapping, walk) or {}).items():
                     if key in ENV_VARS:
                         walk.env_write(key, "update", v, sub, environ=sub.value)
                 return

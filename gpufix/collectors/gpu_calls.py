@@ -3,8 +3,8 @@ write may come too late (GPU105)."""
 
 from __future__ import annotations
 
-from gpufix.analysis import GpuTrigger
 from gpufix.collectors import Collector
+from gpufix.facts import GpuTrigger
 
 
 # Framework calls that never start CUDA: process and thread settings (`set_start_method("spawn")`,

@@ -10,7 +10,7 @@ import ast
 import re
 
 from gpufix.analysis import const_str, literal_int
-from gpufix.collectors import Collector, collector
+from gpufix.collectors import ANYWHERE, STRING_START, Collector, collector
 from gpufix.valueflow import Flow, Sink
 
 # The part of a format string before the one value: "cuda:", "/GPU:", "/device:GPU:".
@@ -29,7 +29,16 @@ class ValueFlow(Collector):
     def prefilter_tests(self, catalog):
         # Names at catalogued device arguments are tested by gpufix.prefilter itself (they need a
         # literal the name may hold, which is no substring test).
-        return tuple((token, None) for token in FORMAT_TOKENS)
+        # the "cuda:" forms are matched from the value's start (_PREFIX_RE, _FORMAT_RE, ...): the
+        # token starts a literal's text; "/GPU:" has a prefix before "PU:"
+        tests = [(token, None, STRING_START if token.startswith("cuda") else ANYWHERE) for token in FORMAT_TOKENS]
+        # the format patterns ignore case ("CUDA:{}", "/Gpu:%d"): every other case of the prefix
+        # (its last two characters, then the prefix looked behind; the spellings above excluded)
+        for tail in ("a:", "A:"):
+            tests.append((tail, rf"{tail}(?<=[cC][uU][dD][aA]:)(?<!cuda:)[{{%'\"]", ANYWHERE))
+        for tail in ("u:", "U:"):
+            tests.append((tail, rf"{tail}(?<=[pP][uU]:)(?<!PU:)(?<!pu:)[{{%'\"]", ANYWHERE))
+        return tuple(tests)
 
     def focus_words(self, catalog, imports):
         return ("cuda", "GPU", "gpu")

@@ -34,9 +34,9 @@ def test_prefilter_tests_are_the_collectors_declarations():
     declared = collectors.prefilter_tests(catalog)
     from gpufix.collectors._patterns import SPELLED_INDEX
 
-    assert ("cuda:", rf"cuda:{SPELLED_INDEX}") in declared
-    assert ("VISIBLE_DEVICES", None) in declared and ("DEVICE_ORDER", None) in declared
-    assert any(lit == "set_device" for lit, _ in declared)
+    assert ("cuda:", rf"cuda:{SPELLED_INDEX}", collectors.STRING_START) in declared
+    assert ("VISIBLE_DEVICES", None, collectors.ANYWHERE) in declared and ("DEVICE_ORDER", None, collectors.ANYWHERE) in declared
+    assert any(lit == "set_device" and where == collectors.CODE for lit, _, where in declared)
 
 
 def _fake_collector_package(tmp_path, text):

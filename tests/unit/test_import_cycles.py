@@ -118,3 +118,11 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path):
 def test_no_import_cycles_inside_gpufix():
     found = cycles(import_graph())
     assert found == [], "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_leaf_modules_import_nothing_of_gpufix():
+    """The fact types (rules and collectors read them) and the prefilter's lexical reading stay
+    leaves: importing them never pulls in the walk, the catalogue or the rules."""
+    graph = import_graph()
+    for leaf in ("gpufix.facts", "gpufix.lexical", "gpufix.spelling", "gpufix.kinds"):
+        assert graph[leaf] == set(), (leaf, graph[leaf])

@@ -110,6 +110,9 @@ STATEMENTS = [
     "GPU = {n} + 1", "subprocess.run(['x'], env={{**os.environ, 'CUDA_VISIBLE_DEVICES': '{n}'}})",
     "subprocess.run(['x'], env=dict(os.environ, CUDA_VISIBLE_DEVICES={n}))",
     "env = os.environ.copy()\nenv['CUDA_VISIBLE_DEVICES'] = '{n}'",
+    # real ones next to text the confirmation rejects, or where it must not reject
+    "x = y.to('' 'cuda:{n}')", 'x = y.to("""cuda:{n}""")', "'''set_device(''' ; torch.cuda.set_device({n})",
+    "print(f'{{torch.cuda.set_device({n})}}')", "x = y.to(f'cuda:{n}')", "d = {{'device_id': {n}}}",
 ]
 DECOYS = [
     '"""Example:\n\n    import torch\n    torch.cuda.set_device(1)\n    x.to("cuda:1")\n"""',
@@ -123,6 +126,11 @@ DECOYS = [
     "value = thing.pipeline",
     "x = y.to(dtype)", "device = torch.device('cuda')\nz = w.to(device)", "t = Trainer(devices=4)",
     "s = 'up to (H, W) pixels'",
+    # hits the prefilter confirms in their token context (gpufix.lexical) and rejects
+    '"""Use device_ids=[1] or DataParallel(m, [0, 1], 1); set_device(1) too."""',
+    "class DistributedDataParallel(torch.nn.Module):\n    pass", "def set_device(n):\n    return n",
+    "msg = 'moved to cuda:1 now'  # torch.cuda.set_device(1)", "x = 1  # device=1, cuda.select_device(1)",
+    "s = '''\nos.environ['CUDA_VISIBLE_DEVICES'] = '1'\n'''",
 ]
 TAILS = ["", "if __name__ == '__main__':\n    main()", "# gpufix: ignore-file", "# gpufix: ignore-file[GPU101]"]
 
@@ -182,6 +190,7 @@ def corpus(tmp_path_factory):
     # an NVML index through a name (GPU003 by value flow), whatever the random draw holds
     (root / "pkg").mkdir(exist_ok=True)
     (root / "pkg" / "nvml_flow.py").write_text("import pynvml\nINDEX = 0\nh = pynvml.nvmlDeviceGetHandleByIndex(INDEX)\n", encoding="utf-8")
+    (root / "pkg" / "mask_int.py").write_text("import os\nos.environ['CUDA_VISIBLE_DEVICES'] = 1\nimport torch\n", encoding="utf-8")
     return root
 
 

@@ -176,6 +176,24 @@ def test_folder_subset_and_stdin_findings_are_equal(tmp_path, files):
         assert piped.get(rel, []) == whole.get(rel, []), rel
 
 
+def test_without_any_marker_a_packages_files_are_judged_from_the_folder_above_it(tmp_path):
+    """No config, no pyproject/setup/.git (a vendored tree, an installed package): a few of a
+    package's files named from elsewhere get the findings of a scan of the folder holding it."""
+    root = make(tmp_path / "tree", {
+        "pkg/__init__.py": "import torch\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/mod.py": "import torch\nx = torch.zeros(1, device='cuda:1')\n",
+        "other/run.py": "import torch\n",
+    }, git=False)
+    policy = ("--visible-devices", "1", "--format", "json", "--no-cache")
+    whole = _by_file(run_gpufix("scan", str(root), *policy, cwd=tmp_path))
+    assert "tree/pkg/__init__.py" in whole
+    named = _by_file(run_gpufix("scan", str(root / "pkg" / "__init__.py"), str(root / "pkg" / "sub" / "mod.py"),
+                                *policy, cwd=tmp_path))
+    assert named == {k: v for k, v in whole.items() if k.startswith("tree/pkg/")}
+    assert "package `pkg`" in named["tree/pkg/__init__.py"][0][3]
+
+
 # -- the ways a process starts: console scripts, plugins by path, children with an env, notebooks ------
 def test_a_plugin_loaded_by_path_runs_in_its_loaders_process(tmp_path):
     # runpy.run_path("plugins/plug.py") runs the plugin in load_plugins.py's process: the plugin's

@@ -7,7 +7,9 @@ Per round, in this order: for each checkout `gpufix scan DIR --visible-devices 1
 warm (a cache filled before the first round, nothing changed), 5 GPU files of DIR named on the
 command line with the warm cache (the pre-commit case) and without any cache; then
 `ruff check --isolated --no-cache DIR`, `grep -rlE` of the device tokens, `python -c pass`.
-Prints medians and each gpufix median's ratio to its baseline (cold: ruff, warm: grep, 5 files:
+Every gpufix run starts in DIR: `python -m` puts the current folder first on sys.path, so a run
+started in a checkout would run that checkout's gpufix whatever PYTHONPATH says. Prints medians
+and each gpufix median's ratio to its baseline (cold: ruff, warm: grep, 5 files:
 python)."""
 
 from __future__ import annotations
@@ -56,13 +58,13 @@ def main(argv=None) -> int:
         envs[name] = {**base, "PYTHONPATH": os.path.abspath(checkout)}
     scan = [sys.executable, "-m", "gpufix", "scan", "--visible-devices", "1", "--exit-zero", "-q"]
     for name in envs:  # fill the caches
-        subprocess.run(scan + [d], env={**envs[name], "GPUFIX_CACHE_DIR": caches[name]}, stdout=subprocess.DEVNULL)
+        subprocess.run(scan + [d], env={**envs[name], "GPUFIX_CACHE_DIR": caches[name]}, stdout=subprocess.DEVNULL, cwd=d)
     try:
         for _ in range(args.rounds):
             for name, env in envs.items():
                 warm = {**env, "GPUFIX_CACHE_DIR": caches[name]}
-                samples.setdefault(f"{name} cold", []).append(timed(scan + ["--no-cache", d], env))
-                samples.setdefault(f"{name} warm", []).append(timed(scan + [d], warm))
+                samples.setdefault(f"{name} cold", []).append(timed(scan + ["--no-cache", d], env, cwd=d))
+                samples.setdefault(f"{name} warm", []).append(timed(scan + [d], warm, cwd=d))
                 samples.setdefault(f"{name} 5 files warm", []).append(timed(scan + five, warm, cwd=d))
                 samples.setdefault(f"{name} 5 files no cache", []).append(timed(scan + ["--no-cache", *five], env, cwd=d))
             samples.setdefault("ruff", []).append(timed([args.ruff, "check", "--isolated", "--no-cache", "--exit-zero", "-q", d]))

@@ -518,6 +518,9 @@ _PATH_LOADERS = {"spec_from_file_location": (1, "location"), "SourceFileLoader":
                  "execfile": (0, "filename")}
 
 
+_PATH_LOAD_CALL = re.compile(r"\b(?:%s)[\s\\]*\(" % "|".join(_PATH_LOADERS))
+
+
 def _path_text(node) -> Optional[str]:
     """The project path a path expression names, from its string pieces in order:
     `"plugins/p.py"`, `os.path.join(HERE, "plugins", "p.py")`, `Path(__file__).parent / "p.py"`
@@ -547,7 +550,10 @@ def path_loads(text: str) -> list:
     spec_from_file_location(name, PATH)`, `SourceFileLoader(name, PATH)`, `imp.load_source`,
     `runpy.run_path(PATH)`, `exec(open(PATH).read())`. The graph resolves them against the
     project's files (gpufix.project.graph), as it resolves imports."""
-    if not any(w in text for w in _PATH_LOADERS):
+    # The names alone are not a gate: "exec" is in every "executor" (that gate parsed and walked
+    # nearly every file of a project, half of a cold scan's index time on diffusers). A load that
+    # this function follows is one of these names called, with a literal piece ending in ".py".
+    if _PATH_LOAD_CALL.search(text) is None or ".py" not in text.lower():
         return []
     tree = _parse(text)
     if tree is None:

@@ -4,24 +4,13 @@ need, and the hold decisions themselves; an edit anywhere they looked is seen. E
 the findings with a run without any cache (what the user sees must not depend on the cache)."""
 
 import json
-import textwrap
 
 from click.testing import CliRunner
+from seed004_project import HEADER, MAIN, POLICY, VAD
 
 import gpufix.engine as engine
 from gpufix.cli import cli
 
-POLICY = '[tool.gpufix]\nvisible-devices = "1"\ndevice-order = "PCI_BUS_ID"\ncpu-runs = "override"\n'
-HEADER = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'
-VAD = textwrap.dedent("""\
-    import torch
-
-
-    def init():
-        torch.cuda.set_device(1)
-        return torch.zeros(1, device="cuda:1")
-""")
-MAIN = "from STT.vad_manager import init\n\nif __name__ == \"__main__\":\n    init()\n"
 HELPER = "import torch\n\n\ndef device_cuda(index=1):\n    return torch.device(f\"cuda:{index}\")\n"
 
 

@@ -10,27 +10,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, gpufix_in_process, init_git_repo, run_gpufix
+from seed004_project import HEADER, MAIN, POLICY, VAD
 
-POLICY = '[tool.gpufix]\nvisible-devices = "1"\ndevice-order = "PCI_BUS_ID"\ncpu-runs = "override"\n'
-HEADER = 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'
 INSERTED = 'import os\n\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n\n'
-
-VAD = textwrap.dedent("""\
-    import torch
-
-
-    def init():
-        torch.cuda.set_device(1)
-        return torch.zeros(1, device="cuda:1")
-""")
-MAIN = textwrap.dedent("""\
-    from STT.vad_manager import init
-
-    if __name__ == "__main__":
-        init()
-""")
 
 
 def make(root: Path, files: dict, git: bool = True) -> Path:

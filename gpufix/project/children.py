@@ -28,6 +28,9 @@ def launched_paths(text: str) -> list:
 
 
 def counts_gpus(text: str) -> bool:
+    # the names first: a plain `in` is many times faster than the pattern's `\b` alternation
+    if "device_count" not in text and "getDeviceCount" not in text and "list_physical_devices" not in text:
+        return False
     return bool(_COUNTS_GPUS.search(text))
 
 

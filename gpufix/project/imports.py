@@ -507,7 +507,8 @@ _DASH_M = re.compile(r"""['"]-m['"]\s*,\s*(?:\w+\s*=\s*)?['"]([A-Za-z_][\w.]*)['
 def modules_started(text: str) -> list:
     """The modules a file starts as processes with `python -m NAME` (an argv list or a command
     string): evidence that a guarded module inside a package runs as `python -m pkg.mod`."""
-    if "-m" not in text:
+    # what _DASH_M needs: a quoted "-m" argument, or "-m" followed by white space
+    if not ("'-m'" in text or '"-m"' in text or any(("-m" + c) in text for c in " \t\n\r\f\v")):
         return []
     return sorted({a or b for a, b in _DASH_M.findall(text)})
 
@@ -518,7 +519,20 @@ _PATH_LOADERS = {"spec_from_file_location": (1, "location"), "SourceFileLoader":
                  "execfile": (0, "filename")}
 
 
-_PATH_LOAD_CALL = re.compile(r"\b(?:%s)[\s\\]*\(" % "|".join(_PATH_LOADERS))
+# One pattern per name, each starting with its literal (which the regex engine finds fast, where a
+# leading `\b(?:a|b)` is tried at every position); the word boundary is checked by hand.
+_PATH_LOAD_CALLS = tuple(re.compile(re.escape(n) + r"[\s\\]*\(") for n in _PATH_LOADERS)
+
+
+def _calls_a_loader(text: str) -> bool:
+    """Whether `text` calls one of _PATH_LOADERS by its name: the name, not inside a longer word,
+    then white space or line continuations, then an opening parenthesis."""
+    for pattern in _PATH_LOAD_CALLS:
+        for m in pattern.finditer(text):
+            before = text[m.start() - 1] if m.start() else " "
+            if not (before.isalnum() or before == "_"):
+                return True
+    return False
 
 
 def _path_text(node) -> Optional[str]:
@@ -553,7 +567,7 @@ def path_loads(text: str) -> list:
     # The names alone are not a gate: "exec" is in every "executor" (that gate parsed and walked
     # nearly every file of a project, half of a cold scan's index time on diffusers). A load that
     # this function follows is one of these names called, with a literal piece ending in ".py".
-    if _PATH_LOAD_CALL.search(text) is None or ".py" not in text.lower():
+    if ".py" not in text.lower() or not _calls_a_loader(text):
         return []
     tree = _parse(text)
     if tree is None:

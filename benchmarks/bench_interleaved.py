@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         ratio = f"  = {v / med[baseline[kind]]:.2f}x {baseline[kind]}" if kind else ""
         print(f"  {k:28s} {v:7.3f} s{ratio}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"corpus": d, "files": files, "rounds": args.rounds, "samples": samples,
+        Path(args.json).write_text(json.dumps({"corpus": os.path.basename(d), "files": files, "rounds": args.rounds, "samples": samples,
                                                "medians": med}, indent=1))
     return 0
 

@@ -28,7 +28,7 @@ from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
 from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, irregular_spelling, is_entrypoint_name, may_call_device_api, parse_anyway
 from gpufix.project import refine_gpu_imports
 from gpufix.source import MAX_FILE_BYTES, ReadError, SourceFile, read_source, split_lines
-from gpufix.suppress import Suppressions, per_file_ignored  # noqa: F401 (per_file_ignored: re-exported)
+from gpufix.suppress import Suppressions, per_file_ignored
 
 
 # -- the pipeline's entry points: many files ---------------------------------------------------
@@ -178,23 +178,16 @@ def _session_holds(session, results: dict, unsafe: bool, fix_holds) -> dict:
         return {a: [(frozenset(rules), note, match) for rules, note, match in got] for a, got in saved["holds"].items()}
     inputs: dict = {}  # abs path -> [size, mtime_ns] of what fix_holds read; None: not cacheable
 
-    def stamp(a: str):
-        try:
-            st = os.stat(a)
-        except OSError:
-            return None
-        return [st.st_size, st.st_mtime_ns]
-
     def lint_other(a):
-        inputs.setdefault(a, stamp(a))
+        inputs.setdefault(a, _stat_stamp(a))
         return _session_result(session, a, display_path(a))
 
     def read_text(a):
-        inputs.setdefault(a, stamp(a))
+        inputs.setdefault(a, _stat_stamp(a))
         return _read_text(a)
 
     holds = fix_holds(session.policy.project, results, lint_other, unsafe, read_text)
-    if cache is not None and all(v is not None for v in inputs.values()) and all(stamp(a) == v for a, v in inputs.items()):
+    if cache is not None and all(v is not None for v in inputs.values()) and all(_stat_stamp(a) == v for a, v in inputs.items()):
         cache.put_kept(family, digest, {
             "inputs": [[a, *v] for a, v in sorted(inputs.items())],
             "holds": {a: [[sorted(rules), note, match] for rules, note, match in got] for a, got in holds.items()},
@@ -202,20 +195,20 @@ def _session_holds(session, results: dict, unsafe: bool, fix_holds) -> dict:
     return holds
 
 
+def _stat_stamp(a) -> Optional[list]:
+    """[size, mtime_ns] of a file, None when it cannot be stat'ed (or `a` is no path)."""
+    try:
+        st = os.stat(a)
+    except (OSError, TypeError, ValueError):
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 def _stamps_hold(inputs) -> bool:
     """Whether every [path, size, mtime_ns] of `inputs` still has that stat stamp."""
     if not isinstance(inputs, list):
         return False
-    for item in inputs:
-        if not (isinstance(item, list) and len(item) == 3):
-            return False
-        try:
-            st = os.stat(item[0])
-        except (OSError, TypeError, ValueError):
-            return False
-        if [st.st_size, st.st_mtime_ns] != item[1:]:
-            return False
-    return True
+    return all(isinstance(item, list) and len(item) == 3 and _stat_stamp(item[0]) == item[1:] for item in inputs)
 
 
 def _read_text(abs_path: str) -> Optional[str]:
@@ -413,8 +406,7 @@ class FileResult:
         )
 
 
-# -- rule selection: gpufix.config.make_rule_filter; suppression: gpufix.suppress ---------------
-# -- helpers of the one-file pipeline ----------------------------------------------------------
+# -- helpers of the one-file pipeline (rules: config.make_rule_filter; suppression: gpufix.suppress) --
 def header_scope_member(scope: str, facts, src: SourceFile, policy: Optional[Policy] = None, abs_path: Optional[str] = None) -> tuple:
     """(whether the file must hold the header, why / what covers it)."""
     if scope == "all":

@@ -488,24 +488,57 @@ def enabled_codes(policy: "Policy") -> list:
 
 
 # -- finding the policy: the nearest config to each file (ruff's hierarchical lookup) ---------------
-PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg")
+# What marks a project's top folder (without a config: where its cross-file judgements are made).
+# `.git` and `gpufix.toml` mark it wherever they are; the build files only outside a package
+# (a `setup.py` inside a package folder is one of its modules: lightning's trainer/setup.py).
+REPOSITORY_MARKERS = (".git", "gpufix.toml")
+BUILD_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg")
+PROJECT_MARKERS = REPOSITORY_MARKERS + BUILD_MARKERS
 
 
-def project_root_without_config(directory: Path) -> Path:
-    """Where a folder's project starts when no config is found: the nearest folder above it that
-    has a .git or a pyproject.toml/setup.py, else the folder itself. Cross-file judgements (GPU103
-    without a policy) are made over this folder, whatever subset of it a run names."""
-    directory = directory.resolve()
-    for d in (directory, *directory.parents):
-        if any((d / m).exists() for m in PROJECT_MARKERS):
-            return d
-    return _fallback_root(directory)
+def marks_project(directory: Path) -> bool:
+    """Whether `directory` is a project's top folder by its own markers (see PROJECT_MARKERS)."""
+    if any((directory / m).exists() for m in REPOSITORY_MARKERS):
+        return True
+    return not (directory / "__init__.py").is_file() and any((directory / m).exists() for m in BUILD_MARKERS)
 
 
-def _fallback_root(directory: Path) -> Path:
-    """No marker above: the current folder when `directory` is inside it, else `directory`."""
-    cwd = Path.cwd().resolve()
-    return cwd if (directory == cwd or cwd in directory.parents) else directory
+def project_root(directory, memo: Optional[dict] = None) -> Path:
+    """The one answer to "where does this folder's project start" (the policy's root without a
+    config file, the project index's root): the nearest folder at or above it that marks a
+    project (marks_project); without any, the folder above the top package holding it (the
+    folder itself when it is no package), so a package's files are judged from the same place
+    whichever of them a run names, and wherever gpufix is started. `memo`: a dict kept by the
+    caller, so that a walk over a big tree looks at each folder's markers once."""
+    directory = Path(directory).resolve()
+    found = _marked_above(directory, memo if memo is not None else {})
+    if found is not None:
+        return found
+    top = directory
+    while (top / "__init__.py").is_file() and top.parent != top:
+        top = top.parent
+    return top
+
+
+def _marked_above(directory: Path, memo: dict) -> Optional[Path]:
+    chain = []
+    d = directory
+    while True:
+        key = str(d)
+        if key in memo:
+            found = memo[key]
+            break
+        chain.append(key)
+        if marks_project(d):
+            found = d
+            break
+        if d.parent == d:
+            found = None
+            break
+        d = d.parent
+    for key in chain:
+        memo[key] = found
+    return found
 
 
 class PolicyResolver:
@@ -564,8 +597,8 @@ class PolicyResolver:
             return hit
         parent = os.path.dirname(key)
         inherited = self._by_dir.get(parent) if parent != key else None
-        if inherited is not None and not os.path.islink(key) and not any(
-            os.path.exists(os.path.join(key, name)) for name in ("gpufix.toml", *PROJECT_MARKERS)
+        if inherited is not None and not os.path.islink(key) and not (
+            os.path.exists(os.path.join(key, "pyproject.toml")) or marks_project(Path(key))
         ):
             # A folder of a walk below a resolved one, with no config and no project marker of its
             # own, belongs to its parent's project (the walk asks for every folder of a big tree).
@@ -580,32 +613,12 @@ class PolicyResolver:
                 self._by_source[src] = self._finish(read_config_file(found))
             policy = self._by_source[src]
         else:
-            root = str(self._project_root(Path(key)))
+            root = str(project_root(key, self._roots))
             if root not in self._by_source:
                 self._by_source[root] = self._finish(Policy(root=root))
             policy = self._by_source[root]
         self._by_dir[key] = policy
         return policy
-
-    def _project_root(self, directory: Path) -> Path:
-        """project_root_without_config, with the marker search memoised per folder, so that a walk
-        over a big tree looks at each folder's markers once."""
-        directory = directory.resolve()
-        found = self._marker_root(directory)
-        if found is not None:
-            return found
-        return _fallback_root(directory)
-
-    def _marker_root(self, directory: Path) -> Optional[Path]:
-        key = str(directory)
-        if key not in self._roots:
-            if any((directory / m).exists() for m in PROJECT_MARKERS):
-                self._roots[key] = directory
-            elif directory.parent == directory:
-                self._roots[key] = None
-            else:
-                self._roots[key] = self._marker_root(directory.parent)
-        return self._roots[key]
 
     def for_path(self, path) -> Policy:
         p = Path(path)

@@ -9,34 +9,23 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
+from gpufix.config import project_root as config_project_root
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
 
-_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git", "gpufix.toml")
 _TEST_FILE_RE = re.compile(r"^(test_.*|.*_test)\.py$")
 
 
 # -- where the project is and what is its own --------------------------------------------------
 def project_root(paths: Iterable[str]) -> Path:
-    """The nearest directory at or above the first scanned path holding pyproject.toml, setup.py,
-    setup.cfg or .git; else the folder that holds the scanned path's top package (the scanned
-    directory itself when it is no package)."""
+    """The project of the first scanned path: config.project_root of its folder (the one
+    definition, shared with the policy's root)."""
     first = Path(next(iter(paths), ".") or ".").resolve()
-    start = first if first.is_dir() else first.parent
-    for directory in (start, *start.parents):
-        if (directory / "__init__.py").is_file():
-            continue  # a package folder is never a project root (lightning's trainer/setup.py)
-        if any((directory / m).exists() for m in _PROJECT_MARKERS):
-            return directory
-    # No marker: a package's files are judged from the folder above its top package, whether the
-    # run names a few of its files or the folder holding it (the same findings either way).
-    top = start
-    while (top / "__init__.py").is_file() and top.parent != top:
-        top = top.parent
-    return top
+    return config_project_root(first if first.is_dir() else first.parent)
 
 
 def _pyproject_name(root: Path) -> Optional[str]:

@@ -47,48 +47,59 @@ def register_edit_kind(kind: EditKind) -> EditKind:
 for _kind in (
     # Python (gpufix.fix.python): three generic edits.
     EditKind("replace", None, "replace the node whose source range is exactly (line, col)-(end_line, end_col) with "
-             "`code`: an expression when `code` is one (never a name, attribute or call), else the simple statement "
+             "`content`: an expression when `code` is one (never a name, attribute or call), else the simple statement "
              "(`\"cuda:\" \"1\"` is one node, its first part another with the same start)"),
-    EditKind("insert", "insert", "insert statement `code` before the statement starting at (line, col), or after it "
+    EditKind("insert", "insert", "insert statement `content` before the statement starting at (line, col), or after it "
              "when `after` is set (on the same line, after a `;`, when that statement shares its line)"),
     # The header is one scheduled transformation: edits only ask for lines in it or for statements
     # to move into it; it is built once, at the end of the pass (see gpufix.fix.header.HeaderRequest).
     EditKind("ensure-header", "header", "make sure the module sets the env lines in `lines` ((name, value[, form]) "
              "tuples) at the top, after the docstring and `from __future__` imports, binding `os`", scheduled=True),
     EditKind("move-to-header", "header", "move the statement starting at (line, col) into the header", scheduled=True),
-    # Other files (gpufix.fix.spans): exact text spans.
-    EditKind("replace-span", None, "(non-Python files) replace the text from (line, col) to (end_line, end_col)"),
-    EditKind("insert-text", None, "(non-Python files) insert `code` at (line, col)"),
+    # Other files (gpufix.fix.spans): exact text spans; also every fix resolved to plain text
+    # (gpufix.fix.textedits: what an editor and the JSON report receive).
+    EditKind("replace-span", None, "replace the text from (line, col) to (end_line, end_col) with `content`"),
+    EditKind("insert-text", None, "(non-Python files) insert `content` at (line, col)"),
 ):
     register_edit_kind(_kind)
 
 
 @dataclasses.dataclass(frozen=True)
 class Edit:
-    """One change, applied by a fixer (gpufix.fix.python for Python, gpufix.fix.spans for the other
-    files). Positions are 1-based lines and 0-based character columns in the analysed source;
-    `kind` names an EditKind (EDIT_KINDS)."""
+    """One change (ruff's Edit: a range and its new content), the one edit type of gpufix: what the
+    rules produce, what the fixers apply (gpufix.fix.python for Python, gpufix.fix.spans for the
+    other files), and what an editor or the JSON report receives (gpufix.fix.textedits resolves
+    any fix into plain `replace-span` edits: range + content). Positions are 1-based lines and
+    0-based character columns, the end exclusive; `kind` names an EditKind (EDIT_KINDS); `cell`,
+    in a notebook's resolved edits, is the 1-based index of the cell the positions are in."""
 
     kind: str
     line: int = 0
     col: int = 0
-    code: str = ""
+    content: str = ""
     lines: tuple = ()
     end_line: int = 0
     end_col: int = 0
     after: bool = False  # `insert`: after the anchor statement instead of before it
+    cell: Optional[int] = None
 
     def __post_init__(self):
         if self.kind not in EDIT_KINDS:
             raise ValueError(f"unknown edit kind {self.kind!r} (known: {', '.join(EDIT_KINDS)})")
+
+    @classmethod
+    def span(cls, line: int, col: int, end_line: int, end_col: int, content: str, cell: Optional[int] = None) -> "Edit":
+        """The text from (line, col) to (end_line, end_col) replaced by `content` (an insertion
+        when the range is empty)."""
+        return cls("replace-span", line, col, content, end_line=end_line, end_col=end_col, cell=cell)
 
     @property
     def isolation(self) -> Optional[str]:
         return EDIT_KINDS[self.kind].isolation
 
     def to_json(self) -> dict:
-        # defaults left out (False == 0); from_json restores them
-        return {k: v for k, v in dataclasses.asdict(self).items() if v not in ("", (), 0) or k == "kind"}
+        """The cache's form: every field that is not its default (from_json restores them)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v not in ("", (), 0, None) or k == "kind"}
 
     @classmethod
     def from_json(cls, data: dict) -> "Edit":
@@ -96,6 +107,17 @@ class Edit:
         if "lines" in data:
             data["lines"] = tuple(tuple(x) for x in data["lines"])
         return cls(**data)
+
+    def report_json(self) -> dict:
+        """A resolved edit as ruff's JSON reports it: 1-based rows and columns, the end exclusive."""
+        out = {
+            "content": self.content,
+            "location": {"row": self.line, "column": self.col + 1},
+            "end_location": {"row": self.end_line, "column": self.end_col + 1},
+        }
+        if self.cell is not None:
+            out["cell"] = self.cell
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

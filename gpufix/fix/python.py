@@ -183,13 +183,13 @@ def _is_expression(code: str) -> bool:
 
 def _plan_replace(plan: _Plan, e) -> None:
     end = (e.end_line, e.end_col) if e.end_line else (None, None)
-    plan.replace.setdefault((e.line, e.col, *end), (e.code, _is_expression(e.code)))
+    plan.replace.setdefault((e.line, e.col, *end), (e.content, _is_expression(e.content)))
 
 
 def _plan_insert(plan: _Plan, e) -> None:
     codes = (plan.insert_after if e.after else plan.insert_before).setdefault((e.line, e.col), [])
-    if e.code not in codes:
-        codes.append(e.code)
+    if e.content not in codes:
+        codes.append(e.content)
 
 
 def _plan_header_lines(plan: _Plan, e) -> None:

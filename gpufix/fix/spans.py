@@ -21,7 +21,7 @@ def apply_span_edits(text: str, edits) -> str:
     for e in edits:
         start = lines.offset(e.line, e.col)
         end = lines.offset(e.end_line, e.end_col) if e.kind == "replace-span" else start
-        spans.append((start, end, e.code))
+        spans.append((start, end, e.content))
     spans = sorted(set(spans), key=lambda s: (s[0], s[1]))
     for a, b in zip(spans, spans[1:]):
         if b[0] < a[1]:

@@ -1,8 +1,9 @@
 """A fix as text edits: the exact ranges and replacement text an editor or another tool applies.
 
-gpufix's own edits (gpufix.model.Edit) are requests to the fixers (replace this node, insert this
+The rules' edits (gpufix.model.Edit) are requests to the fixers (replace this node, insert this
 statement, make sure the header sets these lines), applied with libcst or as checked text spans.
-Other tools need plain text: this module runs the real fixer on the text in memory and diffs the
+Other tools need plain text, the same Edit type of kind `replace-span` (range + content, ruff's
+Edit; `Edit.report_json` is ruff's JSON shape): this module runs the real fixer on the text in memory and diffs the
 result against it, so the edits it gives are exactly what `gpufix apply` would write, for a single
 finding's fix or for every fix of the file (the `apply` passes). Nothing is written to disk.
 
@@ -23,31 +24,11 @@ import difflib
 import json
 from typing import Optional
 
+from gpufix.model import Edit
 from gpufix.source import SourceFile, joined_with_markers, marker_line_map, read_source
 
 # Larger texts are diffed as one block (difflib's line matching is quadratic in the worst case).
 _MAX_DIFF_LINES = 20000
-
-
-@dataclasses.dataclass(frozen=True)
-class TextEdit:
-    line: int
-    col: int
-    end_line: int
-    end_col: int
-    content: str
-    cell: Optional[int] = None
-
-    def to_json(self) -> dict:
-        """ruff's JSON shape: 1-based rows and columns, the end exclusive."""
-        out = {
-            "content": self.content,
-            "location": {"row": self.line, "column": self.col + 1},
-            "end_location": {"row": self.end_line, "column": self.end_col + 1},
-        }
-        if self.cell is not None:
-            out["cell"] = self.cell
-        return out
 
 
 def _line_starts(text: str) -> list:
@@ -124,7 +105,7 @@ def diff_text(old: str, new: str, cell: Optional[int] = None) -> list:
         content = after[p:len(after) - s]
         line, col = _pos(starts, lo)
         end_line, end_col = _pos(starts, hi)
-        edits.append(TextEdit(line, col, end_line, end_col, content, cell))
+        edits.append(Edit.span(line, col, end_line, end_col, content, cell))
     return edits
 
 
@@ -151,7 +132,7 @@ def _compiles(text: str) -> bool:
 
 
 def _value_replacements(src: SourceFile, edits) -> Optional[list]:
-    """The TextEdits of `replace` edits that put an expression in place of a value (not a name, an
+    """The resolved edits of `replace` edits that put an expression in place of a value (not a name, an
     attribute or a call, which the fixer never replaces) at an exact range: the range's text
     replaced, as the fixer writes it. None when any edit is of another kind."""
     import ast
@@ -165,7 +146,7 @@ def _value_replacements(src: SourceFile, edits) -> Optional[list]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ast.parse(e.code.strip(), mode="eval")
+                ast.parse(e.content.strip(), mode="eval")
         except (SyntaxError, ValueError):
             return None
         if lines is None:
@@ -184,7 +165,7 @@ def _value_replacements(src: SourceFile, edits) -> Optional[list]:
             return None
         if isinstance(node, (ast.Name, ast.Attribute, ast.Call)):
             return None
-        out.append(TextEdit(e.line, e.col, e.end_line, e.end_col, e.code))
+        out.append(Edit.span(e.line, e.col, e.end_line, e.end_col, e.content))
     out.sort(key=lambda t: (t.line, t.col))
     for a, b in zip(out, out[1:]):
         if (b.line, b.col) < (a.end_line, a.end_col):
@@ -232,7 +213,7 @@ def _text_kind_edits(src: SourceFile, edits) -> list:
         scan_facts(text, src.kind)  # the fixed file must still parse
     except (EditConflict, ParseError, RecursionError) as exc:
         raise CannotApply(str(exc)) from None
-    out = sorted({TextEdit(e.line, e.col, *((e.end_line, e.end_col) if e.kind == "replace-span" else (e.line, e.col)), e.code)
+    out = sorted({Edit.span(e.line, e.col, *((e.end_line, e.end_col) if e.kind == "replace-span" else (e.line, e.col)), e.content)
                   for e in edits}, key=lambda t: (t.line, t.col, t.end_line, t.end_col))
     return out
 
@@ -368,4 +349,4 @@ def add_fix_edits(finding_docs: list, result) -> None:
         src = sources[finding.path]
         edits = fix_edits(src, finding) if src is not None else None
         doc["fix"]["message"] = finding.fix.title
-        doc["fix"]["edits"] = None if edits is None else [e.to_json() for e in edits]
+        doc["fix"]["edits"] = None if edits is None else [e.report_json() for e in edits]

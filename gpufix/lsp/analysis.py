@@ -18,9 +18,9 @@ import tokenize
 from pathlib import Path
 from typing import Optional
 
-from gpufix.model import Finding
+from gpufix.model import Edit, Finding
 from gpufix.source import SourceFile, read_source, split_lines
-from gpufix.fix.textedits import TextEdit, fix_all_raw, fix_edits, raw_edits
+from gpufix.fix.textedits import fix_all_raw, fix_edits, raw_edits
 
 CONFIG_NAMES = ("pyproject.toml", "gpufix.toml")
 
@@ -213,7 +213,7 @@ def _cell_text(src: SourceFile, cell: int) -> Optional[str]:
     return "".join(source) if isinstance(source, list) else source
 
 
-def ignore_edit(analysis: Analysis, finding: Finding) -> Optional[TextEdit]:
+def ignore_edit(analysis: Analysis, finding: Finding) -> Optional[Edit]:
     """The edit that adds `# gpufix: ignore[CODE]` to the finding's line (or adds CODE to the
     line's existing ignore list), in the comment syntax of the file's kind; None where no comment
     can go (JSON, a line that ends inside a string or continues with a backslash)."""
@@ -241,8 +241,8 @@ def ignore_edit(analysis: Analysis, finding: Finding) -> Optional[TextEdit]:
             if finding.rule in codes:
                 return None
             insert = (", " if codes else "") + finding.rule
-            return TextEdit(line_no, m.end(2), line_no, m.end(2), insert, finding.cell)
+            return Edit.span(line_no, m.end(2), line_no, m.end(2), insert, finding.cell)
         stripped = line.rstrip()
         comment = f"{'  ' if stripped else ''}# gpufix: ignore[{finding.rule}]"
-        return TextEdit(line_no, len(stripped), line_no, len(line), comment, finding.cell)
+        return Edit.span(line_no, len(stripped), line_no, len(line), comment, finding.cell)
     return None

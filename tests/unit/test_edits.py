@@ -137,10 +137,11 @@ def test_header_completes_what_the_module_sets_and_moves_a_late_line():
 # -- kinds, serialisation ------------------------------------------------------------------------
 def test_edits_cross_processes_as_json():
     edits = [Edit("replace", 1, 2, "x", end_line=1, end_col=5), Edit("insert", 3, 4, "y = 1", after=True),
-             Edit("ensure-header", lines=(ORDER, MASK_KEEP)), Edit("move-to-header", 7, 0)]
+             Edit("ensure-header", lines=(ORDER, MASK_KEEP)), Edit("move-to-header", 7, 0),
+             Edit.span(2, 0, 2, 3, "z", cell=4)]
     for e in edits:
         assert Edit.from_json(json.loads(json.dumps(e.to_json()))) == e
-    assert Edit("insert", 3, 4, "y").to_json() == {"kind": "insert", "line": 3, "col": 4, "code": "y"}
+    assert Edit("insert", 3, 4, "y").to_json() == {"kind": "insert", "line": 3, "col": 4, "content": "y"}
     assert {k.name for k in EDIT_KINDS.values() if k.scheduled} == {"ensure-header", "move-to-header"}
     with pytest.raises(FixError, match="cannot apply a 'replace-span' edit"):
         apply_edits("x = 1\n", [Edit("replace-span", 1, 0, "y", end_line=1, end_col=1)])

@@ -13,8 +13,9 @@ from gpufix.catalog import catalog_for
 from gpufix.config import PolicyResolver
 from gpufix.engine import lint_bytes
 from gpufix.lsp.analysis import Analysis, ignore_edit
+from gpufix.model import Edit
 from gpufix.source import read_source
-from gpufix.fix.textedits import TextEdit, _apply, diff_text, fix_edits, fixed_raw, raw_edits
+from gpufix.fix.textedits import _apply, diff_text, fix_edits, fixed_raw, raw_edits
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 ORACLE_CASES = Path(__file__).resolve().parents[1] / "oracle" / "cases"  # notebooks with magics, moves
@@ -94,9 +95,9 @@ def test_diff_text_edits_whole_words():
 
 
 def test_json_shape_is_ruffs():
-    assert TextEdit(2, 4, 2, 12, "'cuda:0'").to_json() == {
+    assert Edit.span(2, 4, 2, 12, "'cuda:0'").report_json() == {
         "content": "'cuda:0'", "location": {"row": 2, "column": 5}, "end_location": {"row": 2, "column": 13}}
-    assert TextEdit(1, 0, 1, 0, "x", cell=3).to_json()["cell"] == 3
+    assert Edit.span(1, 0, 1, 0, "x", cell=3).report_json()["cell"] == 3
 
 
 def _analysis(tmp_path, name: str, text: str) -> tuple:
@@ -142,4 +143,4 @@ def test_raw_edits_of_a_notebook_are_per_cell(tmp_path):
     raw = notebook_bytes([("code", "import torch\n"), ("markdown", "# title\n"), ("code", "x = 'cuda:1'\n")])
     src = read_source("nb.ipynb", raw)
     new = notebook_bytes([("code", "import torch\n"), ("markdown", "# title\n"), ("code", "x = 'cuda:0'\n")])
-    assert raw_edits(src, new) == [TextEdit(1, 10, 1, 11, "0", cell=3)]
+    assert raw_edits(src, new) == [Edit.span(1, 10, 1, 11, "0", cell=3)]

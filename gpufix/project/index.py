@@ -208,7 +208,7 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
         leaves other than the policy's: run after `e`'s header, their write is the mask the
         process ends with (a script importing another script that keeps `"0,1"`)."""
         if e not in run_by_memo:
-            run_by_memo[e] = [a for a in index.run_by(e) if any(v in text_of(a) for v in _MASK_WORDS)]
+            run_by_memo[e] = [a for a in index.run_by(e) if writes_mask_word(a)]
         return [a for a in run_by_memo[e]
                 if any(a not in results or held(a, f) or not _usable(f, unsafe) for f in mask_fixes(result_of(a)))]
 
@@ -222,6 +222,18 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
         if a not in starts_memo:
             starts_memo[a] = index.starting_entries(a)
         return starts_memo[a]
+
+    mask_word: dict = {}
+
+    def writes_mask_word(a: str) -> bool:
+        """Whether `a`'s text names a mask variable. Only that answer is kept: an entry point's
+        process runs most of a library (diffusers: every file's text, 29 MB of `apply`'s peak)."""
+        if a not in mask_word:
+            text = texts.get(a)
+            if text is None:
+                text = (read_text(a) if read_text else None) or ""
+            mask_word[a] = any(v in text for v in _MASK_WORDS)
+        return mask_word[a]
 
     texts: dict = {}
 

@@ -14,18 +14,18 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from gpufix.backup import TAG_PREFIX, new_backup_id, sha256, write_backup
-from gpufix.catalog import catalog_for
 from gpufix.config import Policy, SinglePolicy
 from gpufix.discover import discover_files
 from gpufix.engine import (
     FileResult,
+    Options,
     ScanResult,
+    _open_session,
     _read_file,
     _read_problem,
     gather_pairs,
     lint_bytes,
     lint_path,
-    prepare_policy,
 )
 from gpufix.fix import FixError
 from gpufix.fix.passes import _choose_edits, _must_parse, fix_source  # noqa: F401 (re-exported: gpufix.apply.fix_source)
@@ -226,14 +226,16 @@ def _plan_file(args) -> tuple:
 
     Returns (FileResult as JSON, outcome): outcome is None (nothing to fix), ("error", kind,
     message) or ("fix", raw, new_raw, rules, lint of new_raw as JSON or None). The file is read
-    once: the bytes linted are the bytes fixed."""
-    key, display, policy, use_prefilter, unsafe, *rest = args
+    once: the bytes linted are the bytes fixed. `group`: the index of the file's session in
+    _PLAN_STATE (set by _plan_init, in this process and in every worker)."""
+    key, display, group, unsafe, *rest = args
     hold = rest[0] if rest else None  # (rules, note): fixes safe only with files outside this run
+    policy, catalog, use_prefilter = _PLAN_STATE["groups"][group]
     got, problem = _read_file(key)
     if got is None:
         return FileResult(display, errors=[_read_problem(display, problem)]).to_json(), None
     raw = got[1]
-    res = lint_bytes(raw, key, display, policy, use_prefilter, catalog_for(policy))
+    res = lint_bytes(raw, key, display, policy, use_prefilter, catalog)
     if hold is not None:
         from gpufix.project import apply_holds
 
@@ -256,15 +258,28 @@ def _plan_file(args) -> tuple:
     return res.to_json(), ("fix", raw, new_raw, rules, final[0].to_json() if final else None)
 
 
-def _plan_all(jobs: list, workers: int):
+# Each group's (prepared policy, catalogue, use_prefilter), set in this process and in every worker
+# before the jobs run, so that a job is a few small values and the policy (which holds the
+# project's index) is not pickled once per file (as engine._JOB_STATE for scan).
+_PLAN_STATE: dict = {}
+
+
+def _plan_init(policies: list, use_prefilter: bool) -> None:
+    from gpufix.catalog import catalog_for
+
+    _PLAN_STATE["groups"] = [(pol, catalog_for(pol), use_prefilter) for pol in policies]
+
+
+def _plan_all(jobs: list, workers: int, policies: list, use_prefilter: bool):
     """Yield _plan_file results in order, in the pool scan uses too (libcst is ~50 ms a file: a
     second core halves a big apply)."""
     from gpufix.workers import run_in_workers
 
-    yield from run_in_workers(_plan_file, jobs, workers, per_worker=16)
+    yield from run_in_workers(_plan_file, jobs, workers, per_worker=16, initializer=_plan_init,
+                              initargs=(policies, use_prefilter))
 
 
-def _planned(jobs: list, workers: int, progress_factory) -> list:
+def _planned(jobs: list, workers: int, progress_factory, policies: list, use_prefilter: bool) -> list:
     """_plan_file's results in the order of `jobs`, computed largest file first (as scan does: the
     workers then finish together instead of one chewing on a big file at the end)."""
 
@@ -276,7 +291,8 @@ def _planned(jobs: list, workers: int, progress_factory) -> list:
 
     order = sorted(range(len(jobs)), key=size, reverse=True) if len(jobs) > 1 else list(range(len(jobs)))
     out: list = [None] * len(jobs)
-    for i, got in zip(order, _with_progress(_plan_all([jobs[i] for i in order], workers), progress_factory, len(jobs))):
+    planned = _plan_all([jobs[i] for i in order], workers, policies, use_prefilter)
+    for i, got in zip(order, _with_progress(planned, progress_factory, len(jobs))):
         out[i] = got
     return out
 
@@ -287,23 +303,23 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
     nearest config; without one, under `policy`."""
     resolver = resolver or SinglePolicy(policy)
     files = discover_files(paths or ["."], resolver, warn=warn, force_exclude=opts.force_exclude)
-    # Each policy's files with that policy's project index (entry points, first-party names).
+    # Each policy's files with that policy's session (gpufix.session.Session, built as scan builds
+    # it: the policy prepared once with the project's index, its catalogue); no result cache, the
+    # project index built afresh: apply judges the files as they are now.
     groups: dict = {}
     for abs_path, display, pol in files:
         groups.setdefault(pol, []).append((abs_path, display))
-    prepared = {
-        pol: (prepare_policy([os.path.commonpath([a for a, _ in members])], pol, members, use_cache=False, jobs=opts.jobs)
-              if pol.project is None else pol)
-        for pol, members in groups.items()
-    }
-    files = [(abs_path, display, prepared[pol]) for abs_path, display, pol in files]
+    options = Options(use_prefilter=opts.use_prefilter, use_cache=False, jobs=opts.jobs)
+    sessions = [_open_session(pol, members, options) for pol, members in groups.items()]
+    group_of = {pol: n for n, pol in enumerate(groups)}
+    group_policies = [session.policy for session in sessions]
     results: dict = {}
     policies: dict = {}
     fixes: list = []
     fix_errors: dict = {}
-    jobs = [(os.path.abspath(abs_path), display, pol, opts.use_prefilter, opts.unsafe_fixes) for abs_path, display, pol in files]
+    jobs = [(os.path.abspath(abs_path), display, group_of[pol], opts.unsafe_fixes) for abs_path, display, pol in files]
     for job in jobs:
-        policies[job[0]] = job[2]
+        policies[job[0]] = group_policies[job[2]]
 
     def remaining_result():
         pairs = [(policies[k], r) for k, r in results.items()]
@@ -311,16 +327,17 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
                             unsafe=opts.unsafe_fixes)
 
     workers = opts.jobs if opts.jobs is not None else (os.cpu_count() or 1)
-    planned = _planned(jobs, workers, progress_factory)
+    planned = _planned(jobs, workers, progress_factory, group_policies, opts.use_prefilter)
     # Fixes safe only together with another file's (a module's remap and its entry point's
     # header): when that file's fix is not made in this run, this one is planned again without it.
     from gpufix.engine import dependent_holds
 
-    first = [(job[2], FileResult.from_json(res_json, job[1])) for job, (res_json, _) in zip(jobs, planned)]
+    first = [(policies[job[0]], FileResult.from_json(res_json, job[1])) for job, (res_json, _) in zip(jobs, planned)]
     holds = dependent_holds(first, opts.unsafe_fixes)
     for i, job in enumerate(jobs):
         if job[0] in holds and planned[i][1] is not None:
             planned[i] = _plan_file(job + (holds[job[0]],))
+    _PLAN_STATE.clear()  # the policies hold the project indexes: not kept past the planning
     for (key, display, *_), (res_json, outcome) in zip(jobs, planned):
         res = FileResult.from_json(res_json, display)
         results[key] = res

@@ -230,12 +230,13 @@ def _plan_file(args) -> tuple:
     _PLAN_STATE (set by _plan_init, in this process and in every worker)."""
     key, display, group, unsafe, *rest = args
     hold = rest[0] if rest else None  # (rules, note): fixes safe only with files outside this run
-    policy, catalog, use_prefilter = _PLAN_STATE["groups"][group]
+    session = _PLAN_STATE["groups"][group]
+    policy = session.policy
     got, problem = _read_file(key)
     if got is None:
         return FileResult(display, errors=[_read_problem(display, problem)]).to_json(), None
     raw = got[1]
-    res = lint_bytes(raw, key, display, policy, use_prefilter, catalog)
+    res = lint_bytes(raw, key, display, policy, session.use_prefilter, session.catalog)
     if hold is not None:
         from gpufix.project import apply_holds
 
@@ -247,8 +248,8 @@ def _plan_file(args) -> tuple:
     final: list = []
     try:
         src = read_source(display, raw)
-        new_raw, rules = fix_source(src, policy, unsafe, abs_path=key, first=res, final=final, use_prefilter=use_prefilter,
-                                    hold=hold)
+        new_raw, rules = fix_source(src, policy, unsafe, abs_path=key, first=res, final=final,
+                                    use_prefilter=session.use_prefilter, hold=hold, session=session)
     except (ReadError, OSError) as exc:
         return res.to_json(), ("error", "fix-error", f"cannot fix: {exc}")
     except FixError as exc:
@@ -258,16 +259,16 @@ def _plan_file(args) -> tuple:
     return res.to_json(), ("fix", raw, new_raw, rules, final[0].to_json() if final else None)
 
 
-# Each group's (prepared policy, catalogue, use_prefilter), set in this process and in every worker
+# Each group's gpufix.session.Session (prepared policy, catalogue, rule filter), set in this process and in every worker
 # before the jobs run, so that a job is a few small values and the policy (which holds the
 # project's index) is not pickled once per file (as engine._JOB_STATE for scan).
 _PLAN_STATE: dict = {}
 
 
 def _plan_init(policies: list, use_prefilter: bool) -> None:
-    from gpufix.catalog import catalog_for
+    from gpufix.session import Session
 
-    _PLAN_STATE["groups"] = [(pol, catalog_for(pol), use_prefilter) for pol in policies]
+    _PLAN_STATE["groups"] = [Session.of(pol, use_prefilter) for pol in policies]
 
 
 def _plan_all(jobs: list, workers: int, policies: list, use_prefilter: bool):

@@ -284,8 +284,8 @@ def cli():
 
 
 def _stdin_scan(resolver, name, options, force_exclude):
-    from gpufix.catalog import catalog_for
     from gpufix.engine import gather_pairs, lint_bytes
+    from gpufix.session import Session
 
     policy = resolve(resolver, name if name != "-" else ".")
     if force_exclude and name != "-":
@@ -295,9 +295,9 @@ def _stdin_scan(resolver, name, options, force_exclude):
         if _force_excluded(Path(name), policy):
             return None
     raw = sys.stdin.buffer.read()
-    policy = _stdin_project(policy, name, raw, options.use_cache)
-    catalog = catalog_for(policy)
-    res = lint_bytes(raw, os.path.abspath(name), name, policy, options.use_prefilter, catalog)
+    session = Session.of(_stdin_project(policy, name, raw, options.use_cache), options.use_prefilter)
+    policy = session.policy
+    res = lint_bytes(raw, os.path.abspath(name), name, policy, session.use_prefilter, session.catalog)
     result = gather_pairs(policy, [(policy, res)])
     result.sources[name] = raw  # the JSON report's fix edits are computed from this text, not the file
     return result
@@ -496,19 +496,20 @@ def stdin_fixed_bytes(policy, name: str, raw: bytes, unsafe: bool) -> bytes:
     import dataclasses
 
     from gpufix.fix.passes import fix_source
-    from gpufix.catalog import catalog_for
     from gpufix.engine import dependent_holds, lint_source
     from gpufix.project import apply_holds
+    from gpufix.session import Session
     from gpufix.source import read_source
 
     src = read_source(name, raw)
-    policy = _stdin_project(policy, name, raw)
+    session = Session.of(_stdin_project(policy, name, raw))
+    policy = session.policy
     abs_name = os.path.abspath(name)
-    first = lint_source(src, policy, catalog_for(policy), abs_path=abs_name)
+    first = lint_source(src, policy, session.catalog, session.enabled, abs_path=abs_name)
     hold = dependent_holds([(policy, first)], unsafe).get(abs_name) if name != "-" else None
     if hold is not None:
         first = dataclasses.replace(first, findings=apply_holds(first.findings, hold))
-    return fix_source(src, policy, unsafe, abs_path=abs_name, first=first, hold=hold)[0]
+    return fix_source(src, policy, unsafe, abs_path=abs_name, first=first, hold=hold, session=session)[0]
 
 
 def _stdin_apply(resolver, name, unsafe, diff, force_exclude):

@@ -443,22 +443,20 @@ def prepare_policy(paths, policy: Policy, files, use_cache: bool = True, overrid
     # The whole project's files, whichever of them this run names: a file's findings come from
     # its place in the project, never from the command line.
     root = run_project_root(policy, files)
-    run_files = files
-    # The launchers are read from the run's own files when the run covers the whole project and
-    # reads their kinds; else from the project's walk, which then also picks up their kinds (a
-    # file's findings come from its project, not from the paths named).
-    covered = (all(k in policy.file_kinds for k in LAUNCHER_KINDS)
-               and any(path_within(os.path.realpath(str(root)), os.path.realpath(p)) for p in paths))
-    launcher_files = run_files if covered else None
-    walk = walked[1] if walked is not None and walked[0] == os.path.realpath(root) else None
-    if walk is None and not covered and (not policy.exclude or (
-            policy.root and os.path.realpath(policy.root) == os.path.realpath(root))):  # the same exclude globs
-        from gpufix.kinds import kind_of
+    # The project's one walk (its Python files and notebooks, and its launchers): the run's own
+    # walk when it was of the root with the launchers' kinds, else one walk of the root under the
+    # policy with those kinds added. Either way the launchers are the project's, whichever paths
+    # the run names (a file's findings come from its project, not from the command line).
+    from gpufix.kinds import kind_of
 
+    if (walked is not None and walked[0] == os.path.realpath(root)
+            and all(k in policy.file_kinds for k in LAUNCHER_KINDS)):
+        walk = walked[1]
+    else:
         widened = dataclasses.replace(policy, file_kinds=tuple(policy.file_kinds) + tuple(
             k for k in LAUNCHER_KINDS if k not in policy.file_kinds))
         walk = discover_files([str(root)], SinglePolicy(widened))
-        launcher_files = [(p, d) for p, d, _ in walk if kind_of(str(p)) in LAUNCHER_KINDS]
+    launcher_files = [(p, d) for p, d, _ in walk if kind_of(str(p)) in LAUNCHER_KINDS]
     files = project_files(root, policy, files, walked=walk)
     cache_factory = None
     if use_cache:
@@ -678,8 +676,7 @@ def _open_session(policy: Policy, files, options: Options, notice=None, walked=N
         from gpufix.cache import ResultCache
 
         cache = ResultCache.open(policy, options, notice=notice)
-    return Session(policy, catalog_for(policy), make_rule_filter(policy.select, policy.ignore),
-                   options.use_prefilter, options.jobs, cache)
+    return Session.of(policy, options.use_prefilter, options.jobs, cache)
 
 
 def _scan_group(files, session, progress_factory) -> list:

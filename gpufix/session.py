@@ -1,4 +1,6 @@
-"""What one run's stages share for one policy group, built once per group (`engine._open_session`).
+"""What one run's stages share for one policy group, built once per group (`Session.of` a prepared
+policy: `engine._open_session` for scan and apply, the LSP's analyser per project file, the stdin
+runs).
 
 A scan resolves a group's policy once (the project index, the project's device helpers as APIs,
 the launchers' arguments), builds its catalogue and rule filter once, and opens its result cache
@@ -26,6 +28,14 @@ class Session:
     # abs paths whose result this run took from the cache or put into it: their cache entry's
     # content hash is what their result was made from
     cached: set = dataclasses.field(default_factory=set)
+
+    @classmethod
+    def of(cls, policy, use_prefilter: bool = True, jobs: Optional[int] = None, cache=None) -> "Session":
+        """The session of a prepared policy: its catalogue and rule filter built here, once."""
+        from gpufix.catalog import catalog_for
+        from gpufix.config import make_rule_filter
+
+        return cls(policy, catalog_for(policy), make_rule_filter(policy.select, policy.ignore), use_prefilter, jobs, cache)
 
     def save(self) -> None:
         if self.cache is not None:

@@ -72,7 +72,7 @@ def _reread(src: SourceFile, raw: bytes) -> SourceFile:
 
 def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: Optional[str] = None,
                first: Optional[FileResult] = None, final: Optional[list] = None, use_prefilter: Optional[bool] = None,
-               hold=None) -> tuple:
+               hold=None, session=None) -> tuple:
     """(new raw bytes, sorted rule codes fixed). Raises FixError when a fix cannot be applied safely.
 
     `first`: the lint of `src` the caller already has (its findings are this file's as analysed),
@@ -81,8 +81,8 @@ def fix_source(src: SourceFile, policy: Policy, unsafe: bool = False, abs_path: 
     find nothing left to do), so the caller need not lint them again. `use_prefilter` given (with
     `abs_path`): each pass lints as `gpufix scan` does (engine.lint_bytes, with the prefilter's
     tiers or without), so that lint is the one a re-lint of the written file would make."""
-    catalog = catalog_for(policy)
-    enabled = make_rule_filter(policy.select, policy.ignore)
+    catalog = session.catalog if session is not None else catalog_for(policy)
+    enabled = session.enabled if session is not None else make_rule_filter(policy.select, policy.ignore)
     if use_prefilter is not None and abs_path is not None and src.kind not in TEXT_KINDS:
         def lint(s: SourceFile) -> FileResult:
             return lint_bytes(s.raw, abs_path, s.path, policy, use_prefilter, catalog)

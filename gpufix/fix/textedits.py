@@ -312,11 +312,12 @@ def fix_edits(src: SourceFile, finding) -> Optional[list]:
         return None
 
 
-def fix_all_raw(src: SourceFile, policy, abs_path: Optional[str], unsafe: bool = False) -> bytes:
-    """The bytes `gpufix apply` (all passes) would write for this file, from its text in memory."""
+def fix_all_raw(src: SourceFile, policy, abs_path: Optional[str], unsafe: bool = False, session=None) -> bytes:
+    """The bytes `gpufix apply` (all passes) would write for this file, from its text in memory.
+    `session`: the gpufix.session.Session of `policy`, when the caller has one."""
     from gpufix.fix.passes import fix_source
 
-    new_raw, _ = fix_source(_fresh(src), policy, unsafe, abs_path=abs_path, use_prefilter=True)
+    new_raw, _ = fix_source(_fresh(src), policy, unsafe, abs_path=abs_path, use_prefilter=True, session=session)
     return new_raw
 
 

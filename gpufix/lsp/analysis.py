@@ -35,6 +35,7 @@ class Analysis:
     policy: object
     findings: list
     errors: list
+    session: object = None  # gpufix.session.Session of `policy` (its catalogue, rule filter)
 
 
 def encode_document(text: str) -> bytes:
@@ -97,23 +98,25 @@ class Analyzer:
             folder = os.path.dirname(folder)
         return self.resolver.for_dir(folder)
 
-    def _prepared_policy(self, policy, abs_path: str):
-        """The policy with the project index that `gpufix scan FILE` would build for this file."""
+    def _session(self, policy, abs_path: str):
+        """The gpufix.session.Session of the file: the policy with the project index that
+        `gpufix scan FILE` would build for it, its catalogue and rule filter, built once per
+        project file (again after a save)."""
         from gpufix.engine import prepare_policy
+        from gpufix.session import Session
 
         if not os.path.isfile(abs_path):
             # a new file the editor has not saved: the project index knows nothing of it, so it is
             # judged alone, as `scan --stdin-filename` judges a text
-            return policy
+            return Session.of(policy)
         key = (id(policy), abs_path)
         hit = self._prepared.get(key)
         if hit is None or hit[0] is not policy:
-            display = abs_path
             try:
-                prepared = prepare_policy([abs_path], policy, [(abs_path, display)], use_cache=True)
+                prepared = prepare_policy([abs_path], policy, [(abs_path, abs_path)], use_cache=True)
             except Exception:  # noqa: BLE001 - a project that cannot be indexed is judged file by file
                 prepared = policy
-            hit = self._prepared[key] = (policy, prepared)
+            hit = self._prepared[key] = (policy, Session.of(prepared))
         return hit[1]
 
     def _project_candidates(self, policy, res, abs_path: str) -> list:
@@ -131,7 +134,6 @@ class Analyzer:
     def analyse(self, raw: bytes, abs_path: str, version: Optional[int] = None) -> Analysis:
         """The findings `gpufix scan --stdin-filename PATH` reports for this text (project rules
         included), with the SourceFile they refer to. A bad config is one error, not a crash."""
-        from gpufix.catalog import catalog_for
         from gpufix.config import ConfigError
         from gpufix.engine import gather_pairs, lint_bytes
         from gpufix.model import FileError
@@ -148,8 +150,9 @@ class Analyzer:
                 # the config's `exclude` (or a folder gpufix always skips, .venv, build, ...): as
                 # the pre-commit hooks (--force-exclude) and `ruff server`, no findings there
                 return Analysis(abs_path, version, None, None, [], [])
-            prepared = self._prepared_policy(policy, abs_path)
-            res = lint_bytes(raw, abs_path, abs_path, prepared, True, catalog_for(prepared))
+            session = self._session(policy, abs_path)
+            prepared = session.policy
+            res = lint_bytes(raw, abs_path, abs_path, prepared, session.use_prefilter, session.catalog)
             # The project rules (GPU103 without a policy) judge this file's candidates with the
             # project's other files', read once per project (again after a save), not per keystroke.
             others = self._project_candidates(policy, res, abs_path) if res.candidates else []
@@ -159,7 +162,7 @@ class Analyzer:
             except ReadError:
                 src = None
             findings = [f for f in result.findings if f.path == abs_path]
-            return Analysis(abs_path, version, src, prepared, findings, list(result.errors))
+            return Analysis(abs_path, version, src, prepared, findings, list(result.errors), session)
 
 
 # -- actions -------------------------------------------------------------------------------------
@@ -178,7 +181,7 @@ def fix_all_edits(analysis: Analysis, unsafe: bool = False) -> list:
     if analysis.src is None or analysis.policy is None or not any(f.fix for f in analysis.findings):
         return []
     try:
-        new_raw = fix_all_raw(analysis.src, analysis.policy, analysis.path, unsafe=unsafe)
+        new_raw = fix_all_raw(analysis.src, analysis.policy, analysis.path, unsafe=unsafe, session=analysis.session)
     except (FixError, CannotApply):
         return []
     return raw_edits(analysis.src, new_raw)

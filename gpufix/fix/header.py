@@ -3,9 +3,11 @@
 What the header is and where it goes is decided here, once, for both ways of writing it: the
 request (`HeaderRequest`: one line per variable, the first asked wins, in `ENV_ORDER`), each line's
 code (`header_code`), the anchor (`after_leading`: after the leading strings and `from __future__`
-imports) and which lines bind `os` for it (`binds_os`: only imports, none of a GPU framework).
-gpufix.fix.python's libcst transformation applies those decisions to any module (moves, an existing
-mask block, notebooks); `header_by_text` below applies them as text to a plain module top, the
+imports), which lines bind `os` for it (`binds_os`: only imports, none of a GPU framework) and the
+placement itself (`place_header`: after the line that binds `os`, or with a lone `import os` moved
+up, or a new one; after the comments that lead the file). Each writer only describes its lines to
+place_header and renders its answer: gpufix.fix.python's libcst transformation for any module
+(moves, an existing mask block, notebooks); `header_by_text` below as text for a plain module top, the
 common pass of `gpufix apply` (a module that only lacks header lines), without a libcst parse,
 transformation and code generation of the whole file.
 
@@ -85,6 +87,30 @@ def after_leading(body: Sequence, is_docstring: Callable, is_future: Callable) -
     while k < len(body) and is_future(body[k]):
         k += 1
     return k
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where the header goes in a module's top-level lines (place_header's answer)."""
+
+    head: int  # lines [0, head) stay first: the docstring and the `from __future__` imports
+    after_os: bool  # line `head` binds `os` (binds_os): the header goes right after it
+    moved_os: Optional[int]  # else: a lone `import os` further down (its index), moved up to bind `os`
+    comments_lead: bool  # else: the comments above line `head` stay first, the header after them
+
+
+def place_header(lines: Sequence) -> Placement:
+    """The one placement of the header, for both writers. `lines`: the module's top-level lines,
+    each telling (as attributes, read in this order and only as far as needed, so that a writer
+    may compute them lazily) `docstring`, `future`, `binds_os` (binds_os above), `movable_os` (a
+    lone `import os` with no comment above or after it) and `comment_above` (a comment among the
+    lines above it). The header binds `os` with the line after the leading ones when that line
+    binds it, else with a lone `import os` moved up from further down, else with a new one."""
+    k = after_leading(lines, lambda ln: ln.docstring, lambda ln: ln.future)
+    if k < len(lines) and lines[k].binds_os:
+        return Placement(k, True, None, False)
+    moved = next((n for n in range(k + 1, len(lines)) if lines[n].movable_os), None)
+    return Placement(k, False, moved, k < len(lines) and lines[k].comment_above)
 
 
 def is_framework_module(name: str) -> bool:
@@ -195,6 +221,50 @@ def _blank(text: str) -> bool:
     return text.strip() == ""
 
 
+class _TextTop:
+    """Line `n` of the module's top-level lines (`_Line`s) as place_header reads it; what a line
+    too odd to say raises _Bail (libcst places the header)."""
+
+    __slots__ = ("body", "lines", "n")
+
+    def __init__(self, body: list, lines: list, n: int):
+        self.body, self.lines, self.n = body, lines, n
+
+    @property
+    def docstring(self) -> bool:
+        return _is_docstring(self.body[self.n])
+
+    @property
+    def future(self) -> bool:
+        return _is_future(self.body[self.n])
+
+    @property
+    def binds_os(self) -> bool:
+        return _binds_os(self.body[self.n])
+
+    @property
+    def movable_os(self) -> bool:
+        ln = self.body[self.n]
+        if not _binds_os(ln) or len(ln.stmts) != 1 or len(ln.stmts[0].names) != 1:
+            return False
+        pred = self.body[self.n - 1]  # n > 0: the line after the leading ones does not bind os
+        if pred.compound and self.lines[pred.end:ln.start - 1]:
+            raise _Bail  # which of those lines the block above owns is libcst's call
+        if any(not _blank(g) for g in _gap(self.lines, pred.end, ln.start)):
+            return False  # a comment above it: it stays where it is
+        if ln.start != ln.end:
+            raise _Bail
+        stmt = ln.stmts[0]
+        own = self.lines[ln.start - 1]
+        return "#" not in own.encode("utf-8")[stmt.end_col_offset:].decode("utf-8", "replace")  # no comment after it
+
+    @property
+    def comment_above(self) -> bool:
+        ln = self.body[self.n]
+        prev_end = self.body[self.n - 1].end if self.n else ln.start - 1
+        return any(not _blank(g) for g in _gap(self.lines, prev_end, ln.start))
+
+
 def _gap(lines: list, after: int, before: int) -> list:
     """The lines between line `after` and line `before` (1-based, both excluded): a statement's
     leading lines. Only blank and comment lines can be there."""
@@ -227,7 +297,8 @@ def _place(text: str, request: list) -> tuple:
     lines = [line + "\n" for line in text.split("\n")[:-1]]  # ast's lines: `\n` ends one, nothing else
     body = _lines_of(tree, lines)
 
-    k = after_leading(body, _is_docstring, _is_future)
+    place = place_header([_TextTop(body, lines, n) for n in range(len(body))])
+    k = place.head
     if k < len(body) and any(isinstance(s, ast.ImportFrom) and s.module == "__future__" for s in body[k].stmts):
         raise _Bail  # `from __future__ import x; import torch`: libcst splits the line
     head_end = body[k - 1].end if k else body[0].start - 1  # lines [0, head_end) stay first
@@ -241,7 +312,7 @@ def _place(text: str, request: list) -> tuple:
 
     out = lines[:head_end]
     cut = None  # (first, last) 0-based line indexes removed from the tail: a plain `import os` moved up
-    if rest and _binds_os(rest[0]):
+    if place.after_os:
         os_line = rest[0]
         _gap(lines, head_end, os_line.start)
         if lines[os_line.end - 1].rstrip("\n").endswith("\\"):
@@ -260,29 +331,14 @@ def _place(text: str, request: list) -> tuple:
         return "".join(out), len(wanted)
 
     os_code = ["import os\n"]
-    for n, ln in enumerate(rest):
-        if not _binds_os(ln) or len(ln.stmts) != 1 or len(ln.stmts[0].names) != 1:
-            continue
-        pred = rest[n - 1] if n else None  # never None: rest[0] does not bind os
-        gap = lines[pred.end:ln.start - 1]
-        if pred.compound and gap:
-            raise _Bail  # which of those lines the block above owns is libcst's call
-        gap = _gap(lines, pred.end, ln.start)
-        if any(not _blank(g) for g in gap):
-            continue  # a comment above it: it stays where it is
-        if ln.start != ln.end:
-            raise _Bail
-        stmt = ln.stmts[0]
-        own = lines[ln.start - 1]
-        if "#" in own.encode("utf-8")[stmt.end_col_offset:].decode("utf-8", "replace"):
-            continue  # a comment after it: it stays where it is
-        os_code = [own]
-        cut = (pred.end, ln.end)
-        break
+    if place.moved_os is not None:
+        moved = body[place.moved_os]
+        os_code = [lines[moved.start - 1]]
+        cut = (body[place.moved_os - 1].end, moved.end)
 
     first = rest[0] if rest else None
     lead = _gap(lines, head_end, first.start) if first is not None else []
-    if first is not None and any(not _blank(g) for g in lead):
+    if place.comments_lead:
         # Comments above the first statement lead the file: the header goes after them.
         out += lead + os_code + block + ["\n"]
     else:

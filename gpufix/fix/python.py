@@ -18,7 +18,16 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from gpufix.analysis import MASK_VAR, ORDER_VAR
 from gpufix.fix import FixError
-from gpufix.fix.header import CELL_MARKER_PREFIX, ENV_ORDER, HeaderRequest, after_leading, binds_os, header_code, in_order
+from gpufix.fix.header import (
+    CELL_MARKER_PREFIX,
+    ENV_ORDER,
+    HeaderRequest,
+    after_leading,
+    binds_os,
+    header_code,
+    in_order,
+    place_header,
+)
 
 
 def _is_docstring(stmt) -> bool:
@@ -79,6 +88,21 @@ def _is_plain_import_os(stmt) -> bool:
         and not any(line.comment for line in stmt.leading_lines)
         and stmt.trailing_whitespace.comment is None
     )
+
+
+class _TopLine:
+    """A module-level libcst line as gpufix.fix.header.place_header reads it."""
+
+    __slots__ = ("stmt",)
+
+    def __init__(self, stmt):
+        self.stmt = stmt
+
+    docstring = property(lambda self: _is_docstring(self.stmt))
+    future = property(lambda self: _is_future(self.stmt))
+    binds_os = property(lambda self: _binds_os(self.stmt))
+    movable_os = property(lambda self: _is_plain_import_os(self.stmt))
+    comment_above = property(lambda self: any(line.comment for line in self.stmt.leading_lines))
 
 
 def _header_stmt(line: tuple):
@@ -411,19 +435,17 @@ class _Transformer(cst.CSTTransformer):
             return body[:i] + before + body[i : j + 1] + after + body[j + 1 :]
 
         block[0] = _blank_first(block[0], True)
-        head, rest = body[:k], body[k:]
-        if rest and _binds_os(rest[0]):
+        place = place_header([_TopLine(stmt) for stmt in body])
+        head, rest = body[:place.head], body[place.head:]
+        if place.after_os:
             os_stmt, rest = rest[0], rest[1:]
         else:
-            os_stmt = None
-            for n, stmt in enumerate(rest):
-                if _is_plain_import_os(stmt):
-                    os_stmt = stmt
-                    rest = rest[:n] + rest[n + 1 :]
-                    break
-            if os_stmt is None:
+            if place.moved_os is not None:
+                os_stmt = body[place.moved_os]
+                rest = body[place.head:place.moved_os] + body[place.moved_os + 1:]
+            else:
                 os_stmt = cst.parse_statement("import os")
-            if rest and any(line.comment for line in rest[0].leading_lines):
+            if place.comments_lead:
                 # Comments above the first statement lead the file: the header goes after them.
                 os_stmt = os_stmt.with_changes(leading_lines=rest[0].leading_lines)
                 rest[0] = rest[0].with_changes(leading_lines=[])

@@ -31,7 +31,7 @@ import tokenize
 import warnings
 from typing import Callable, Iterable, Optional, Sequence
 
-from gpufix.analysis import MASK_VAR, ORDER_VAR
+from gpufix.facts import MASK_VAR, ORDER_VAR
 
 # The order of the header's lines: the device order first, then the mask.
 ENV_ORDER = {ORDER_VAR: 0, MASK_VAR: 1}

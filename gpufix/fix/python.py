@@ -16,7 +16,7 @@ import dataclasses
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from gpufix.analysis import MASK_VAR, ORDER_VAR
+from gpufix.facts import MASK_VAR, ORDER_VAR
 from gpufix.fix import FixError
 from gpufix.fix.header import (
     CELL_MARKER_PREFIX,

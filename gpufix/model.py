@@ -47,7 +47,7 @@ def register_edit_kind(kind: EditKind) -> EditKind:
 for _kind in (
     # Python (gpufix.fix.python): three generic edits.
     EditKind("replace", None, "replace the node whose source range is exactly (line, col)-(end_line, end_col) with "
-             "`content`: an expression when `code` is one (never a name, attribute or call), else the simple statement "
+             "`content`: an expression when `content` is one (never a name, attribute or call), else the simple statement "
              "(`\"cuda:\" \"1\"` is one node, its first part another with the same start)"),
     EditKind("insert", "insert", "insert statement `content` before the statement starting at (line, col), or after it "
              "when `after` is set (on the same line, after a `;`, when that statement shares its line)"),

@@ -229,17 +229,18 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
         """Whether `a`'s text names a mask variable. Only that answer is kept: an entry point's
         process runs most of a library (diffusers: every file's text, 29 MB of `apply`'s peak)."""
         if a not in mask_word:
-            text = texts.get(a)
-            if text is None:
-                text = (read_text(a) if read_text else None) or ""
+            text = texts[a] if a in texts else _read(a)
             mask_word[a] = any(v in text for v in _MASK_WORDS)
         return mask_word[a]
 
-    texts: dict = {}
+    texts: dict = {}  # the texts later tests read again (a device helper's callers)
+
+    def _read(a: str) -> str:
+        return (read_text(a) if read_text else None) or ""
 
     def text_of(a: str) -> str:
         if a not in texts:
-            texts[a] = (read_text(a) if read_text else None) or ""
+            texts[a] = _read(a)
         return texts[a]
 
     changed = True

@@ -41,7 +41,7 @@ _PIECES = ["gpu", "gpu_id", "x.gpu", "_gpu", "gpu2", "gpu", "a", " ", "\t", "\n"
            "gpu: gpu = 1", "a: a, gpu = 1, 2"]  # the last two: matches that overlap other occurrences
 
 
-@pytest.mark.parametrize("few", [0, 10_000])  # the compiled per-name regex, and the loop without one
+@pytest.mark.parametrize("few", [0, 2, 10_000])  # the per-name regex, the loop then the regex, the loop alone
 def test_matches_equal_the_per_name_regexes(monkeypatch, few):
     monkeypatch.setattr(valueflow, "_FEW", few)
     rng = random.Random(few)

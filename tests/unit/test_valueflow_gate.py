@@ -11,7 +11,13 @@ import re
 import pytest
 
 from gpufix import valueflow
-from gpufix.valueflow import _BINDING_TAIL, _LITERAL_START, _UNPACK_TAIL, _TextGate, name_node
+from gpufix.valueflow import (
+    _BINDING_TAIL,
+    _LITERAL_START,
+    _UNPACK_TAIL,
+    _TextGate,
+    name_node,
+)
 
 # The patterns as the gate wrote them before (one `re.finditer` / `re.search` per name and call).
 _FIELD_TAIL = (rf"[ \t]*:[^=\n]*=(?!=)[ \t]*(?:(?P<lit>{_LITERAL_START})|[\w.]*field\(|"

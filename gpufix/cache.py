@@ -12,7 +12,7 @@ Writes are atomic (temporary file + rename) and merge entries written meanwhile 
 run, so concurrent runs at worst redo work; a broken or foreign cache file is ignored.
 
 What may change a finding is in the file name: the policy's fingerprint, the prefilter switch, a
-hash of the rule catalogue and of gpufix's own code (so a new rule or API entry, or an edited rule,
+digest of the file stats of the rule catalogue and of gpufix's own code (so a new rule or API entry, or an edited rule,
 never reads stale results), and a hash of the project root (caches are per project, also in a
 shared `$GPUFIX_CACHE_DIR`).
 
@@ -58,22 +58,12 @@ def user_cache_dir() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def code_fingerprint() -> str:
-    """A hash of what decides findings besides the policy: gpufix's code and its rule catalogue."""
-    from gpufix.catalog import catalog_dir
+    """What decides findings besides the policy: gpufix's version and the stats of its code and
+    rule catalogue files (gpufix.snapshot.code_stamp; stats, not bytes: a warm run reads none of
+    them, and an edit, a reinstall or a new rule changes a file's size or modification time)."""
+    from gpufix.snapshot import code_stamp
 
-    package = Path(__file__).resolve().parent
-    h = hashlib.blake2b(digest_size=12)
-    h.update(__version__.encode())
-    files = sorted(package.rglob("*.py")) + sorted(catalog_dir().rglob("*.toml"))
-    for path in files:
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        h.update(str(path.relative_to(path.anchor)).encode("utf-8", "surrogateescape"))
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.hexdigest()
+    return code_stamp()
 
 
 @functools.lru_cache(maxsize=None)

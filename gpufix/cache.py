@@ -43,7 +43,7 @@ from typing import Callable, Optional
 from gpufix import __version__, signing
 
 FORMAT = 4
-_KEY_FILE = "cache-key"
+_KEY_FILE = signing.KEY_FILE
 
 
 def content_hash(raw: bytes) -> str:
@@ -51,9 +51,7 @@ def content_hash(raw: bytes) -> str:
 
 
 def user_cache_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("gpufix", appauthor=False))
+    return Path(signing.user_cache_dir())
 
 
 @functools.lru_cache(maxsize=None)
@@ -289,20 +287,4 @@ def _create_new(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def _write_signed(path: Path, key: bytes, project: str, body: bytes) -> None:
-    """Write a fresh temporary file in the cache folder, sign it with its own identity, and rename
-    it over `path` (a rename replaces a link at `path`, it never writes through one)."""
-    import time
-
-    from gpufix.fsutil import atomic_write_with
-
-    def write(fh, tmp) -> None:
-        st = os.fstat(fh.fileno())
-        # The file's identity: where it lives on disk and the modification time set below (a
-        # rename keeps both; a copy, a checkout or a rewrite changes one).
-        stamp = time.time_ns() // 1_000_000 * 1_000_000  # whole milliseconds: every filesystem keeps them
-        fh.write(_mac(key, project, path, (st.st_dev, st.st_ino, stamp), body).encode("ascii") + b"\n" + body)
-        fh.flush()
-        os.utime(tmp, ns=(stamp, stamp))
-
-    atomic_write_with(path, write, mode=0o644, durable=False, follow_links=False, suffix=".tmp")
+_write_signed = signing.write_signed

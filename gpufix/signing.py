@@ -10,8 +10,16 @@ import hmac
 import os
 import stat as stat_mod
 
+KEY_FILE = "cache-key"  # in the user cache folder: one key signs this user's caches and snapshots
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def user_cache_dir() -> str:
+    """This user's cache folder for gpufix (platformdirs'), where the key lives."""
+    import platformdirs
+
+    return platformdirs.user_cache_dir("gpufix", appauthor=False)
 
 
 class Rejected(Exception):
@@ -100,3 +108,22 @@ def read_nofollow(path, folders=()):
             return (st.st_dev, st.st_ino, st.st_mtime_ns), fh.read()
     finally:
         os.close(fd)
+
+
+def write_signed(path, key: bytes, project: str, body: bytes) -> None:
+    """Write a fresh temporary file in the cache folder, sign it with its own identity, and rename
+    it over `path` (a rename replaces a link at `path`, it never writes through one)."""
+    import time
+
+    from gpufix.fsutil import atomic_write_with
+
+    def write(fh, tmp) -> None:
+        st = os.fstat(fh.fileno())
+        # The file's identity: where it lives on disk and the modification time set below (a
+        # rename keeps both; a copy, a checkout or a rewrite changes one).
+        stamp = time.time_ns() // 1_000_000 * 1_000_000  # whole milliseconds: every filesystem keeps them
+        fh.write(mac(key, project, path, (st.st_dev, st.st_ino, stamp), body).encode("ascii") + b"\n" + body)
+        fh.flush()
+        os.utime(tmp, ns=(stamp, stamp))
+
+    atomic_write_with(path, write, mode=0o644, durable=False, follow_links=False, suffix=".tmp")

@@ -138,8 +138,8 @@ def run_key(argv) -> str:
 
 
 def user_cache_dir() -> str:
-    """platformdirs' user cache folder for gpufix (gpufix.cache.user_cache_dir), worked out without
-    importing platformdirs. The recorder writes a snapshot only where both agree, so a platform
+    """platformdirs' user cache folder for gpufix (gpufix.signing.user_cache_dir), worked out
+    without importing platformdirs. The recorder writes a snapshot only where both agree, so a platform
     this gets wrong has no replay, never a wrong one."""
     home = os.path.expanduser("~")
     if sys.platform == "win32":
@@ -156,7 +156,6 @@ def snapshot_dir() -> str:
     return os.path.join(env if env else user_cache_dir(), "runs")
 
 
-_KEY_FILE = "cache-key"  # gpufix.cache's: one key per user signs caches and snapshots
 _PROJECT = "gpufix-run"  # what a snapshot's MAC binds it to (a cache's binds it to its project)
 
 
@@ -164,7 +163,7 @@ _PROJECT = "gpufix-run"  # what a snapshot's MAC binds it to (a cache's binds it
 
 def replay(argv) -> int | None:
     """The exit code of a replayed scan (its output written again), or None: no valid snapshot."""
-    key = signing.read_key(os.path.join(user_cache_dir(), _KEY_FILE), create=False)
+    key = signing.read_key(os.path.join(user_cache_dir(), signing.KEY_FILE), create=False)
     if key is None:
         return None
     path = os.path.join(snapshot_dir(), f"run-{run_key(argv)}.snap")
@@ -259,9 +258,7 @@ class Recorder:
         self.busy = False
         self.log: list = []
         cache_env = os.environ.get("GPUFIX_CACHE_DIR")
-        from gpufix import cache
-
-        users = os.path.abspath(str(cache.user_cache_dir()))
+        users = os.path.abspath(signing.user_cache_dir())
         if users != os.path.abspath(user_cache_dir()):
             self.refuse("the user cache folder is not where replay would look")
         self.own = [users] + ([os.path.abspath(cache_env)] if cache_env else [])
@@ -466,9 +463,7 @@ class Recorder:
 
 
 def _save(key: str, body: bytes) -> None:
-    from gpufix import cache
-
-    user = cache._user_key()
+    user = signing.read_key(os.path.join(signing.user_cache_dir(), signing.KEY_FILE))
     if user is None:
         return
     folder = snapshot_dir()
@@ -476,7 +471,7 @@ def _save(key: str, body: bytes) -> None:
     path = os.path.join(folder, f"run-{key}.snap")
     if os.path.islink(path) or os.path.islink(folder):
         return
-    cache._write_signed(path, user, _PROJECT, body)
+    signing.write_signed(path, user, _PROJECT, body)
     # Keep the newest KEEP: every distinct command line (pre-commit's file lists) has its own.
     runs = []
     with os.scandir(folder) as it:

@@ -182,15 +182,22 @@ def replay(argv) -> int | None:
             return None
         for p, want in doc["listed"]:
             if _stamp(p, listed=True) != want:
-                return None
+                return _missed(f"folder {p} changed")
         for p, want in doc["paths"]:
             if _stamp(p) != want:
-                return None
+                return _missed(f"{p} changed")
         output, code = doc["output"], doc["code"]
     except (ValueError, EOFError, TypeError, KeyError, AttributeError):
         return None
     _write_output(output)
     return code
+
+
+def _missed(why: str) -> None:
+    """GPUFIX_SNAPSHOT_DEBUG=1: say on stderr why a snapshot was not replayed."""
+    if os.environ.get("GPUFIX_SNAPSHOT_DEBUG"):
+        sys.stderr.write(f"gpufix: snapshot not replayed: {why}\n")
+    return None
 
 
 def _write_output(output) -> None:
@@ -441,6 +448,8 @@ class Recorder:
             return
         self.busy = True  # nothing below is the scan's own reading
         if not (self.replayable and self.refused is None and code in (0, 1)):
+            if os.environ.get("GPUFIX_SNAPSHOT_DEBUG"):
+                sys.__stderr__.write(f"gpufix: no snapshot recorded: {self.refused or 'not a plain scan'}\n")
             return
         if self.git:
             self._git_config_files()
@@ -491,6 +500,12 @@ _ACTIVE: Recorder | None = None
 def begin(argv) -> Recorder | None:
     global _ACTIVE
     if os.environ.get("GPUFIX_NO_SNAPSHOT"):
+        return None
+    try:
+        # Made before anything is stamped: a folder created at the end would change the listing
+        # of the cache folder the scan reads, and the next run would not be replayed.
+        os.makedirs(snapshot_dir(), exist_ok=True)
+    except OSError:
         return None
     _ACTIVE = Recorder(argv)
     _ACTIVE.start()

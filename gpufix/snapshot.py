@@ -189,7 +189,14 @@ def replay(argv) -> int | None:
         output, code = doc["output"], doc["code"]
     except (ValueError, EOFError, TypeError, KeyError, AttributeError):
         return None
-    _write_output(output)
+    try:
+        _write_output(output)
+    except BrokenPipeError:
+        # As the scan itself ends (rich's console): the reader left (`| head`); exit 1, and no
+        # second error when Python flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return code
 
 
@@ -218,14 +225,27 @@ class _Tee:
     """A text stream that writes through to `inner` and remembers what was written, in order with
     the other stream's writes."""
 
-    def __init__(self, inner, which: int, log: list):
-        self._inner, self._which, self._log = inner, which, log
-        self.buffer = _BinaryTee(inner.buffer, which, log) if hasattr(inner, "buffer") else None
+    def __init__(self, inner, which: int, log: list, failed):
+        self._inner, self._which, self._log, self._failed = inner, which, log, failed
+        self.buffer = _BinaryTee(inner.buffer, which, log, failed) if hasattr(inner, "buffer") else None
 
     def write(self, s):
-        written = self._inner.write(s)  # first: a probe such as click's write(b"") must fail unrecorded
+        try:
+            written = self._inner.write(s)
+        except TypeError:  # a probe such as click's write(b""): not output
+            raise
+        except BaseException:  # a closed pipe, a full disk: this output is not the scan's whole output
+            self._failed("a write failed")
+            raise
         self._log.append((self._which, str(s)))
         return written
+
+    def flush(self):
+        try:
+            return self._inner.flush()
+        except BaseException:
+            self._failed("a write failed")
+            raise
 
     def writelines(self, lines):
         for line in lines:
@@ -236,13 +256,24 @@ class _Tee:
 
 
 class _BinaryTee:
-    def __init__(self, inner, which: int, log: list):
-        self._inner, self._which, self._log = inner, which, log
+    def __init__(self, inner, which: int, log: list, failed):
+        self._inner, self._which, self._log, self._failed = inner, which, log, failed
 
     def write(self, b):
-        written = self._inner.write(b)
+        try:
+            written = self._inner.write(b)
+        except BaseException:
+            self._failed("a write failed")
+            raise
         self._log.append((self._which, bytes(b)))
         return written
+
+    def flush(self):
+        try:
+            return self._inner.flush()
+        except BaseException:
+            self._failed("a write failed")
+            raise
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -288,8 +319,8 @@ class Recorder:
                 self._above(p)
 
     def start(self) -> None:
-        sys.stdout = _Tee(sys.stdout, 1, self.log)
-        sys.stderr = _Tee(sys.stderr, 2, self.log)
+        sys.stdout = _Tee(sys.stdout, 1, self.log, self.refuse)
+        sys.stderr = _Tee(sys.stderr, 2, self.log, self.refuse)
         sys.addaudithook(self._hook)
 
     def refuse(self, why: str) -> None:

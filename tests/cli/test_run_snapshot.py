@@ -164,3 +164,20 @@ def test_the_names_probed_above_a_folder_are_those_gpufix_looks_for():
 
     looked_for = {"gpufix.toml", "pyproject.toml", "__init__.py", *config.REPOSITORY_MARKERS, *config.BUILD_MARKERS}
     assert looked_for <= set(snapshot.PROBE_NAMES)
+
+
+@POSIX_ONLY
+def test_a_scan_whose_output_could_not_be_written_is_not_recorded(tmp_path):
+    """A full disk or a closed pipe cuts the output short: that run is never replayed."""
+    if not os.path.exists("/dev/full"):
+        import pytest
+
+        pytest.skip("no /dev/full here")
+    root = project(tmp_path / "proj")
+    e = env(tmp_path)
+    with open("/dev/full", "w") as full:
+        subprocess.run([sys.executable, "-m", "gpufix", *SCAN], cwd=root, env=e, stdout=full,
+                       stderr=subprocess.DEVNULL, timeout=120)
+    assert not list((tmp_path / "cache" / "runs").glob("run-*"))
+    code, out, engine = gpufix(root, e, *SCAN, trace=True)
+    assert engine and (code, out) == gpufix(root, e, *SCAN, "--no-cache")[:2]

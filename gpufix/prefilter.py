@@ -39,6 +39,35 @@ TEST_NAME_RE = re.compile(r"^(test_.*\.py|.*_test\.py|conftest\.py)$")
 _GATES = ("device", "Device", "DEVICE", "memory", "cuda", "stream", "DataParallel", "u:", "U:")
 
 
+class _Lazy:
+    """A regex compiled on its first use. Building the tests costs nothing per test: a run over a
+    few named files (pre-commit's) compiles only the tests whose substring one of its files holds,
+    instead of every test of the catalogue (hundreds of patterns; compiling them was more than
+    parsing the files). After the first use its methods are the compiled pattern's own (bound to
+    the instance, no indirection left), so the big scans pay nothing for the laziness. The pattern
+    and flags are those the eager compile had: the same matches."""
+
+    def __init__(self, pattern: str, flags: int = 0):
+        self.pattern = pattern
+        self.flags = flags
+
+    def _compile(self):
+        rx = re.compile(self.pattern, self.flags)
+        self.search, self.findall, self.groups = rx.search, rx.findall, rx.groups
+        return rx
+
+    def search(self, *args):
+        return self._compile().search(*args)
+
+    def findall(self, *args):
+        return self._compile().findall(*args)
+
+    def __getattr__(self, name):  # `groups` before the first search
+        if name == "groups":
+            return self._compile().groups
+        raise AttributeError(name)
+
+
 class _Tests:
     """(substring, regex or None, where) triples: a file passes if the substring occurs and the
     regex matches, at a place the test's `where` allows (see _Lexed)."""
@@ -73,7 +102,11 @@ class _Tests:
                         boundary = rf"(?<!\w{esc})"
                     assert p.startswith(esc), (literal, p)
                     tails.append(boundary + p[len(esc):])
-                rx = re.compile(esc + "(?:" + "|".join(tails) + ")")
+                # Compiled on first use. Every alternative starts with `literal` (asserted above),
+                # so a text without the substring holds no match: the `str.find`/`in` gate that
+                # runs before the regex (_Present) is a necessary condition of a match, and skipping
+                # the regex (and its compile) when the gate fails cannot drop a hit.
+                rx = _Lazy(esc + "(?:" + "|".join(tails) + ")")
             groups.append((literal, rx, where))
         return tuple(groups)
 
@@ -97,10 +130,10 @@ class _Spelled:
                 first = form.value[0]
                 starts = {first, first.lower(), first.upper()} if form.ignore_case else {first}
                 for c in sorted(starts):
-                    self.floating.append((form.gate, re.compile(re.escape(c) + rest)))
+                    self.floating.append((form.gate, _Lazy(re.escape(c) + rest)))
                 # every escape starts with a backslash: factored out, it is the literal prefix
                 tails = [alt[2:] for c in sorted(starts) for alt in escapes(c).split("|")]
-                self.floating.append((form.gate, re.compile(r"\\(?:" + "|".join(tails) + ")" + rest)))
+                self.floating.append((form.gate, _Lazy(r"\\(?:" + "|".join(tails) + ")" + rest)))
             else:
                 anchored.append(spelled(form.value, form.ignore_case) + form.after)
         # one regex for the forms a literal starts with: a quote, then the value (the scan for
@@ -110,13 +143,15 @@ class _Spelled:
         # the lookahead rejects most quotes at once (the next character starts no value); one regex
         # per quote character, so that the engine's search for its literal first character applies
         body = f"(?=[{firsts}])(?:" + "|".join(anchored) + ")"
-        self.anchored = tuple(re.compile(re.escape(q) + body) for q in "'\"") if anchored else ()
+        # (quote, regex): the regex starts with the quote, so a text without that quote cannot match
+        # (and its regex, the costliest of the prefilter to compile, is not compiled for it)
+        self.anchored = tuple((q, _Lazy(re.escape(q) + body)) for q in "'\"") if anchored else ()
 
     def search(self, text: str, lexed=None) -> bool:
         """Whether a form is spelled in `text`; with `lexed`, only where a literal may hold it (an
         anchored form at a literal's opening quote, a floating one in a literal or in code)."""
-        for rx in self.anchored:
-            if rx.search(text) and (lexed is None or first_allowed(rx, "", OPENING_QUOTE, text, lexed) >= 0):
+        for quote, rx in self.anchored:
+            if quote in text and rx.search(text) and (lexed is None or first_allowed(rx, "", OPENING_QUOTE, text, lexed) >= 0):
                 return True
         for gate, rx in self.floating:
             if (not gate or any(w in text for w in gate)) and rx.search(text) and (
@@ -133,7 +168,7 @@ def _compiled(catalog: ApiCatalog):
     for literal, pattern, where in prefilter_tests(catalog):
         ordinal.add(literal, pattern, where)
     roots = sorted({m.split(".")[0] for m in catalog.framework_modules})
-    framework_rx = re.compile(r"\b(?:" + "|".join(map(re.escape, roots)) + r")\b")
+    framework_rx = _Lazy(r"\b(?:" + "|".join(map(re.escape, roots)) + r")\b")
     # APIs whose call makes a file a GPU module without a GPU framework import (a bare name, or a
     # module outside the frameworks such as `import numba` then `numba.cuda.select_device()`).
     risky = set()
@@ -143,7 +178,8 @@ def _compiled(catalog: ApiCatalog):
         root = api.name.split(".")[0]
         if "." not in api.name or catalog.framework_of_module(root) is None:
             risky.add(api.last_name)
-    risky_tests = tuple((w, re.compile(rf"{re.escape(w)}(?<!\w{re.escape(w)})\b")) for w in sorted(risky))
+    # each starts with its word: the substring gate (_any) is a necessary condition of a match
+    risky_tests = tuple((w, _Lazy(rf"{re.escape(w)}(?<!\w{re.escape(w)})\b")) for w in sorted(risky))
     named = _Tests()
     for literal, pattern in named_sink_tests(catalog):
         named.add(literal, pattern, CODE)
@@ -281,7 +317,7 @@ def _parse_tests(catalog: ApiCatalog, has_policy: bool) -> tuple:
     key = (id(catalog), id(registered), has_policy)
     got = _PARSE_TESTS.get(key)
     if got is None or got[0] is not catalog or got[1] is not registered:
-        tests = tuple((literal, re.compile(rx) if isinstance(rx, str) else rx) for literal, rx in parse_tests(catalog, has_policy))
+        tests = tuple((literal, _Lazy(rx) if isinstance(rx, str) else rx) for literal, rx in parse_tests(catalog, has_policy))
         got = _PARSE_TESTS[key] = (catalog, registered, tests)
     return got[2]
 

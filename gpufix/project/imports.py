@@ -374,13 +374,26 @@ def _read_for_graph(path: Path):
         return stamp, raw, None
 
 
+# The last text parsed and its tree (or None: it does not parse). A record's readers (the imports,
+# the script test, path_loads, device_helpers, _lazy_facts) each want the tree of the same text:
+# one parse serves them all (it was parsed up to three times). Keyed on the text object itself, not
+# its value: comparing long strings would cost more than the memo saves, and the slot holds a
+# reference, so the object cannot be freed and its identity reused. No reader changes the tree (they
+# only walk it). index_record empties the slot when its record is made: no tree outlives its file.
+_LAST_PARSE: list = [None, None]
+
+
 def _parse(text: str):
+    if text is _LAST_PARSE[0]:
+        return _LAST_PARSE[1]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return ast.parse(text)
+            tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
+        tree = None
+    _LAST_PARSE[0], _LAST_PARSE[1] = text, tree
+    return tree
 
 
 # Set before the worker processes fork (and in each by the initializer): what every file's entry needs.
@@ -471,6 +484,14 @@ def index_record(a: str, text: str) -> dict:
     is a script, the dotted names it is importable by. The graph (`_build_graph`) is a plain
     function of these records; `_index_init` must have set the project's root, console scripts
     and catalogue in the process that calls it. {"none": True}: the file does not parse."""
+    try:
+        return _record(a, text)
+    finally:
+        _LAST_PARSE[0] = _LAST_PARSE[1] = None  # the file's tree, parsed once for its readers
+        _INDEX_STATE.pop("read", None)
+
+
+def _record(a: str, text: str) -> dict:
     got = _index_file(a, text)
     if got is None:
         return {"none": True}

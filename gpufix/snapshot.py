@@ -44,6 +44,7 @@ from gpufix import signing
 
 FORMAT = 1
 KEEP = 32  # snapshots kept per cache folder (one per distinct command line, folder and environment)
+KEEP_BYTES = 64 << 20  # and at most this much of them (a snapshot grows with the folders walked)
 
 # What gpufix looks for in the folders above a file or a walked folder (config.find_config,
 # config.marks_project / project_root, project.meta, discover's .gitignore question). A test keeps
@@ -512,17 +513,22 @@ def _save(key: str, body: bytes) -> None:
     if os.path.islink(path) or os.path.islink(folder):
         return
     signing.write_signed(path, user, _PROJECT, body)
-    # Keep the newest KEEP: every distinct command line (pre-commit's file lists) has its own.
+    # Keep the newest KEEP within KEEP_BYTES: every distinct command line (pre-commit's file lists)
+    # has its own.
     runs = []
     with os.scandir(folder) as it:
         for e in it:
             if e.name.startswith("run-") and e.name.endswith(".snap") and e.is_file(follow_symlinks=False):
-                runs.append((e.stat(follow_symlinks=False).st_mtime_ns, e.path))
-    for _, old in sorted(runs)[:-KEEP]:
-        try:
-            os.unlink(old)
-        except OSError:
-            pass
+                st = e.stat(follow_symlinks=False)
+                runs.append((st.st_mtime_ns, st.st_size, e.path))
+    kept, total = 0, 0
+    for _, size, old in sorted(runs, reverse=True):
+        kept, total = kept + 1, total + size
+        if kept > KEEP or (total > KEEP_BYTES and kept > 1):
+            try:
+                os.unlink(old)
+            except OSError:
+                pass
 
 
 _ACTIVE: Recorder | None = None

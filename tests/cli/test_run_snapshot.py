@@ -181,3 +181,18 @@ def test_a_scan_whose_output_could_not_be_written_is_not_recorded(tmp_path):
     assert not list((tmp_path / "cache" / "runs").glob("run-*"))
     code, out, engine = gpufix(root, e, *SCAN, trace=True)
     assert engine and (code, out) == gpufix(root, e, *SCAN, "--no-cache")[:2]
+
+
+def test_old_snapshots_are_pruned(tmp_path, monkeypatch):
+    """One snapshot per command line, the newest KEEP kept (pre-commit's file lists differ each time)."""
+    from gpufix import snapshot
+
+    monkeypatch.setenv("GPUFIX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user"))
+    monkeypatch.setattr(snapshot, "KEEP", 3)
+    runs = tmp_path / "cache" / "runs"
+    for i in range(5):
+        snapshot._save(f"k{i}", b"x" * 10)
+        newest = runs / f"run-k{i}.snap"
+        os.utime(newest, ns=(i * 10**9, i * 10**9))
+    assert sorted(p.name for p in runs.iterdir()) == ["run-k2.snap", "run-k3.snap", "run-k4.snap"]

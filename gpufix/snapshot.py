@@ -103,9 +103,19 @@ def _package_files():
     return out
 
 
+_CODE_STAMP: list = []
+
+
 def code_stamp() -> str:
     """A digest of gpufix's version and of the stats (size, modification time) of its code and
-    catalogue files: a new release, an edited rule or a reinstalled checkout changes it."""
+    catalogue files: a new release, an edited rule or a reinstalled checkout changes it. Once per
+    process (the key is made before the scan starts; the result cache asks again)."""
+    if not _CODE_STAMP:
+        _CODE_STAMP.append(_code_stamp())
+    return _CODE_STAMP[0]
+
+
+def _code_stamp() -> str:
     from gpufix import __version__
 
     h = hashlib.blake2b(digest_size=12)
@@ -280,6 +290,15 @@ class _BinaryTee:
         return getattr(self._inner, name)
 
 
+def _by_import_system() -> bool:
+    """Whether the audited call was made by Python's import system (finding or loading a module)."""
+    try:
+        caller = sys._getframe(2)  # 0: this function, 1: the hook, 2: the code that raised the event
+    except ValueError:
+        return False
+    return caller.f_code.co_filename.startswith("<frozen importlib")
+
+
 class Recorder:
     """What one scan looked at (see the module's doc), gathered by an audit hook."""
 
@@ -303,13 +322,11 @@ class Recorder:
         self.own = [users] + ([os.path.abspath(cache_env)] if cache_env else [])
         import sysconfig
 
-        # The interpreter's and the installed libraries' own files (imports) are not the scan's
-        # input: gpufix's code is in the key, a library installed or removed changes its folder.
-        prefixes = {v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib")}
-        prefixes.add(os.path.dirname(os.path.abspath(__file__)))
-        self.library = tuple(os.path.join(os.path.abspath(p), "") for p in prefixes if p)
-        for p in sys.path:  # an installed or removed library changes its folder's listing
-            if p and os.path.isdir(p) and any(os.path.join(os.path.abspath(p), "").startswith(lib) for lib in self.library):
+        # A library installed, upgraded or removed changes its folder's listing (gpufix's own code
+        # is in the key). What the import system itself lists and opens is not the scan's input.
+        libraries = {os.path.abspath(v) for k, v in sysconfig.get_paths().items() if k in ("purelib", "platlib")}
+        for p in sys.path:
+            if p and os.path.abspath(p) in libraries and os.path.isdir(p):
                 self.listed[os.path.abspath(p)] = _stamp(os.path.abspath(p), listed=True)
         cwd = os.getcwd()
         self._above(cwd, include_self=True)
@@ -332,6 +349,8 @@ class Recorder:
     def _hook(self, event, args):
         if self.busy or self.refused is not None:
             return
+        if event in ("open", "os.scandir", "os.listdir") and _by_import_system():
+            return  # a module's bytecode or its package's folder: gpufix's code, not the scan's input
         if event == "open":
             self._opened(args)
         elif event in ("os.scandir", "os.listdir"):
@@ -362,7 +381,7 @@ class Recorder:
                 self.caches.add(p)
             elif writes:
                 self.refuse(f"wrote {p}")
-            elif not p.startswith(self.library) and p not in self.paths:
+            elif p not in self.paths:
                 self.paths[p] = _stamp(p)
                 self._above(os.path.dirname(p))
         finally:
@@ -374,7 +393,7 @@ class Recorder:
         self.busy = True
         try:
             d = os.path.abspath(os.fsdecode(path if path is not None else "."))
-            if d in self.listed or self._own(d) or d.startswith(self.library):
+            if d in self.listed or self._own(d):
                 return
             self.listed[d] = _stamp(d, listed=True)
             try:

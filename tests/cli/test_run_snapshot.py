@@ -196,3 +196,28 @@ def test_old_snapshots_are_pruned(tmp_path, monkeypatch):
         newest = runs / f"run-k{i}.snap"
         os.utime(newest, ns=(i * 10**9, i * 10**9))
     assert sorted(p.name for p in runs.iterdir()) == ["run-k2.snap", "run-k3.snap", "run-k4.snap"]
+
+
+def test_gpufix_code_and_catalogue_are_in_the_key(tmp_path):
+    """An edited rule file or module (a new size or modification time) changes the code stamp that
+    keys both the snapshots and the result cache."""
+    import shutil
+
+    shutil.copytree(ROOT / "gpufix", tmp_path / "gpufix", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "rules", tmp_path / "rules")
+    probe = [sys.executable, "-c", "from gpufix import snapshot; print(snapshot.code_stamp())"]
+
+    def stamp():
+        return subprocess.run(probe, cwd=tmp_path, env=env(tmp_path, PYTHONPATH=str(tmp_path)), capture_output=True,
+                              text=True, check=True, timeout=60).stdout
+
+    first = stamp()
+    assert stamp() == first
+    rule = sorted((tmp_path / "rules").glob("GPU*.toml"))[0]
+    rule.write_text(rule.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    second = stamp()
+    assert second != first
+    module = tmp_path / "gpufix" / "valueflow.py"
+    st = module.stat()
+    os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert stamp() not in (first, second)

@@ -185,7 +185,8 @@ def _compiled(catalog: ApiCatalog):
         named.add(literal, pattern, CODE)
     ordinal_tests, named_tests = ordinal.compile(), named.compile()
     gates = _gates([t[0] for t in (*ordinal_tests, *risky_tests, *named_tests)])
-    return ordinal_tests, framework_rx, risky_tests, named_tests, gates, _Spelled(string_forms(catalog))
+    return (_by_root(ordinal_tests, gates), framework_rx, risky_tests, _by_root(named_tests, gates), gates,
+            _Spelled(string_forms(catalog)))
 
 
 def irregular_spelling(text: str, catalog: ApiCatalog) -> bool:
@@ -205,6 +206,35 @@ def _gates(literals: list) -> dict:
         if inner:
             out[lit] = max(inner, key=len)
     return out
+
+
+def _by_root(tests: tuple, gates: dict) -> tuple:
+    """The tests grouped by the root of their gate chain (literal -> its gate -> ... -> a literal
+    without one): ((root, ((position in `tests`, test), ...)), ...). Each gate is a substring of
+    the literal it gates, so a text without a root holds none of the literals under it: one
+    search of the root rules out its whole group (on torch's 801 files: 150,079 literal lookups
+    -> 65,775). The positions keep the tests' own order where it matters (_named_sink_may_resolve)."""
+    groups: dict = {}
+    for i, test in enumerate(tests):
+        root = test[0]
+        while root in gates:
+            root = gates[root]
+        groups.setdefault(root, []).append((i, test))
+    return tuple((root, tuple(group)) for root, group in groups.items())
+
+
+def _present_tests(batches: tuple, present) -> list:
+    """The tests whose literal the text holds, in their original order."""
+    out = []
+    for root, group in batches:
+        if present(root):
+            out.extend(entry for entry in group if present(entry[1][0]))
+    out.sort(key=_first)
+    return [test for _, test in out]
+
+
+def _first(entry):
+    return entry[0]
 
 
 class _Present:
@@ -234,17 +264,22 @@ def _any(tests, present: _Present) -> bool:
     return False
 
 
-def _any_confirmed(tests, present: _Present, lexed) -> bool:
-    """Whether a test matches at a place its `where` allows (gpufix.lexical); `lexed` None: anywhere."""
+def _any_confirmed(batches, present: _Present, lexed) -> bool:
+    """Whether a test matches at a place its `where` allows (gpufix.lexical); `lexed` None: anywhere.
+    An answer over all tests: their order does not change it, so the groups (_by_root) are
+    taken as they come, and a group whose root the text lacks is passed over whole."""
     text = present.text
-    for literal, rx, where in tests:
-        if not present(literal):
+    for root, group in batches:
+        if not present(root):
             continue
-        if lexed is None:
-            if rx is None or rx.search(text):
+        for _, (literal, rx, where) in group:
+            if not present(literal):
+                continue
+            if lexed is None:
+                if rx is None or rx.search(text):
+                    return True
+            elif first_allowed(rx, literal, where, text, lexed) >= 0:
                 return True
-        elif first_allowed(rx, literal, where, text, lexed) >= 0:
-            return True
     return False
 
 
@@ -363,7 +398,7 @@ def _flow_source(text: str, lexed) -> bool:
     return first_allowed(_FLOW_SOURCE_RX, "=", CODE, text, lexed) >= 0
 
 
-def _named_sink_may_resolve(tests, present: _Present, lexed=None) -> bool:
+def _named_sink_may_resolve(batches, present: _Present, lexed=None) -> bool:
     """Whether a name at a device argument may be bound to a literal (gpufix.valueflow's own text
     gate, on the names the catalogue's patterns capture). With `lexed`, only a match that starts
     in code counts: the answer without it comes first (one findall per test), and only when it is
@@ -374,9 +409,9 @@ def _named_sink_may_resolve(tests, present: _Present, lexed=None) -> bool:
     text = present.text
     named: dict = {}  # name -> the tests that captured it
     any_call = []  # tests that matched without a name (an argument after others: any call)
-    for test in tests:
+    for test in _present_tests(batches, present):  # in the tests' order: the gate's memo depends on it
         literal, rx, _where = test
-        if rx is None or not present(literal):
+        if rx is None:
             continue
         found = rx.findall(text)
         if not found:

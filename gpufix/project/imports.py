@@ -528,8 +528,9 @@ _DASH_M = re.compile(r"""['"]-m['"]\s*,\s*(?:\w+\s*=\s*)?['"]([A-Za-z_][\w.]*)['
 def modules_started(text: str) -> list:
     """The modules a file starts as processes with `python -m NAME` (an argv list or a command
     string): evidence that a guarded module inside a package runs as `python -m pkg.mod`."""
-    # what _DASH_M needs: a quoted "-m" argument, or "-m" followed by white space
-    if not ("'-m'" in text or '"-m"' in text or any(("-m" + c) in text for c in " \t\n\r\f\v")):
+    # what _DASH_M needs: "-m" (both alternatives hold it; most files have none: one search instead
+    # of the eight below), then a quoted "-m" argument, or "-m" followed by white space
+    if "-m" not in text or not ("'-m'" in text or '"-m"' in text or any(("-m" + c) in text for c in " \t\n\r\f\v")):
         return []
     return sorted({a or b for a, b in _DASH_M.findall(text)})
 

@@ -93,3 +93,22 @@ def test_launched_paths_on_the_bundled_files():
     for path in sorted((REPO / "gpufix").rglob("*.py")) + sorted((REPO / "tests").rglob("*.py")):
         text = path.read_text(encoding="utf-8", errors="replace")
         assert children.launched_paths(text) == launched_paths_reference(text), path
+
+
+ORDINAL_PIECES = st.sampled_from([
+    "cuda:", "cuda", "{", "}", "x", "i2", " ", "'", '"', "+", "str(", "(", ")", "%d", "%", ",", "=", "\n", "_",
+    "é", "set_device(", "device(", "set_", ".cuda(", "device_id", "device_index", "index", "device_",
+])
+
+
+@FAST
+@given(st.lists(ORDINAL_PIECES, max_size=40).map("".join))
+def test_ordinal_names_are_the_whole_text_regex(text):
+    # `device_id=cuda:{y}`: finditer's match `device_id=cuda` hides the `cuda:{y}` inside it
+    expected = {g for m in I._ORDINAL_USE.finditer(text) for g in m.groups() if g}
+    assert I._ordinal_names(text) == expected
+
+
+def test_a_match_hides_the_starts_inside_it():
+    assert I._ordinal_names("device_id=cuda:{y}") == {"cuda"}
+    assert I._ordinal_names("set_device(n) torch.device('cuda', k)") == {"n", "k"}

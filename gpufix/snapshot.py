@@ -486,9 +486,12 @@ class Recorder:
             self._git_config_files()
             if self.refused is not None:
                 return
-        for p in sorted(self.caches):  # as saved: a cache replaced or altered since is a miss
+        # The caches as saved: one replaced, altered or removed since (or its folder swapped for
+        # a link) is a miss. Not their folders' listings: a shared cache folder gets other
+        # projects' files, which change nothing here.
+        for p in sorted(self.caches):
             self.paths[p] = _stamp(p)
-            self.listed[os.path.dirname(p)] = _stamp(os.path.dirname(p), listed=True)
+            self.paths[os.path.dirname(p)] = _stamp(os.path.dirname(p))
         doc = {
             "format": FORMAT,
             "listed": sorted(self.listed.items()),

@@ -6,9 +6,9 @@ ratios are against baselines measured in the same round).
 Per round, in this order: for each checkout `gpufix scan DIR --visible-devices 1` cold (--no-cache),
 warm (a cache filled before the first round, nothing changed), 5 GPU files of DIR named on the
 command line with the warm cache and without any cache, and with --changed the pre-commit case:
-the same 5 files, each edited (a comment line appended, so findings stay the same) just before a
-run with the warm cache (DIR is then copied to a temporary folder first: the corpus is never
-written); then
+5 GPU files of a second copy of DIR, each edited (a comment line appended, so findings stay the
+same) just before a run with the warm cache (DIR is then copied twice to a temporary folder: the
+corpus is never written, and the other runs see no edit); then
 `ruff check --isolated --no-cache DIR`, `grep -rlE` of the device tokens, `python -c pass`.
 Every gpufix run starts in DIR: `python -m` puts the current folder first on sys.path, so a run
 started in a checkout would run that checkout's gpufix whatever PYTHONPATH says. Prints medians
@@ -57,8 +57,11 @@ def main(argv=None) -> int:
     d = os.path.abspath(args.directory)
     copy = None
     if args.changed:
+        # The edited files live in a second copy: the warm runs of the first see no edit.
         copy = tempfile.mkdtemp(prefix="gpufix-bench-corpus-")
-        d = shutil.copytree(d, os.path.join(copy, os.path.basename(d)), symlinks=True)
+        edited = shutil.copytree(d, os.path.join(copy, "edited", os.path.basename(d)), symlinks=True)
+        d = shutil.copytree(d, os.path.join(copy, "kept", os.path.basename(d)), symlinks=True)
+        five_edited = gpu_files(edited)
     five = gpu_files(d)
     files = sum(1 for _ in Path(d).rglob("*.py"))
     base = {k: v for k, v in os.environ.items() if not k.startswith("GPUFIX_") and k != "PYTHONDONTWRITEBYTECODE"}
@@ -72,8 +75,12 @@ def main(argv=None) -> int:
         caches[name] = tempfile.mkdtemp(prefix=f"gpufix-bench-{name}-")
         envs[name] = {**base, "PYTHONPATH": os.path.abspath(checkout)}
     scan = [sys.executable, "-m", "gpufix", "scan", "--visible-devices", "1", "--exit-zero", "-q"]
-    for name in envs:  # fill the caches
+    for name in envs:  # fill the caches (and the run snapshots of the two warm commands)
         subprocess.run(scan + [d], env={**envs[name], "GPUFIX_CACHE_DIR": caches[name]}, stdout=subprocess.DEVNULL, cwd=d)
+        subprocess.run(scan + five, env={**envs[name], "GPUFIX_CACHE_DIR": caches[name]}, stdout=subprocess.DEVNULL, cwd=d)
+        if args.changed:
+            subprocess.run(scan + [edited], env={**envs[name], "GPUFIX_CACHE_DIR": caches[name]},
+                           stdout=subprocess.DEVNULL, cwd=edited)
     try:
         for _ in range(args.rounds):
             for name, env in envs.items():
@@ -83,10 +90,10 @@ def main(argv=None) -> int:
                 samples.setdefault(f"{name} 5 files warm", []).append(timed(scan + five, warm, cwd=d))
                 samples.setdefault(f"{name} 5 files no cache", []).append(timed(scan + ["--no-cache", *five], env, cwd=d))
                 if args.changed:
-                    for f in five:
+                    for f in five_edited:
                         with open(f, "a", encoding="utf-8") as fh:
                             fh.write(f"# edited for a pre-commit run ({name})\n")
-                    samples.setdefault(f"{name} 5 files changed", []).append(timed(scan + five, warm, cwd=d))
+                    samples.setdefault(f"{name} 5 files changed", []).append(timed(scan + five_edited, warm, cwd=edited))
             samples.setdefault("ruff", []).append(timed([args.ruff, "check", "--isolated", "--no-cache", "--exit-zero", "-q", d]))
             samples.setdefault("grep", []).append(timed(["grep", "-rlE", "--include=*.py", TOKENS, d]))
             samples.setdefault("python -c pass", []).append(timed([sys.executable, "-c", "pass"]))

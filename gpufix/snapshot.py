@@ -174,6 +174,8 @@ _PROJECT = "gpufix-run"  # what a snapshot's MAC binds it to (a cache's binds it
 
 def replay(argv) -> int | None:
     """The exit code of a replayed scan (its output written again), or None: no valid snapshot."""
+    if os.environ.get("GPUFIX_NO_SNAPSHOT"):
+        return None
     key = signing.read_key(os.path.join(user_cache_dir(), signing.KEY_FILE), create=False)
     if key is None:
         return None
@@ -198,7 +200,7 @@ def replay(argv) -> int | None:
             if _stamp(p) != want:
                 return _missed(f"{p} changed")
         output, code = doc["output"], doc["code"]
-    except (ValueError, EOFError, TypeError, KeyError, AttributeError):
+    except Exception:  # a snapshot of another shape: a miss, never a failed command
         return None
     try:
         _write_output(output)
@@ -233,22 +235,24 @@ def _write_output(output) -> None:
 # -- recording --------------------------------------------------------------------------------------
 
 class _Tee:
-    """A text stream that writes through to `inner` and remembers what was written, in order with
-    the other stream's writes."""
+    """A stream that writes through to `inner` and remembers what was written (text as str, the
+    binary `buffer`'s writes as bytes), in order with the other stream's writes. A write or flush
+    that fails (a closed pipe, a full disk) tells `failed`: that output is not the scan's whole."""
 
-    def __init__(self, inner, which: int, log: list, failed):
-        self._inner, self._which, self._log, self._failed = inner, which, log, failed
-        self.buffer = _BinaryTee(inner.buffer, which, log, failed) if hasattr(inner, "buffer") else None
+    def __init__(self, inner, which: int, log: list, failed, binary: bool = False):
+        self._inner, self._which, self._log, self._failed, self._binary = inner, which, log, failed, binary
+        if not binary:
+            self.buffer = _Tee(inner.buffer, which, log, failed, True) if hasattr(inner, "buffer") else None
 
-    def write(self, s):
+    def write(self, data):
         try:
-            written = self._inner.write(s)
-        except TypeError:  # a probe such as click's write(b""): not output
+            written = self._inner.write(data)
+        except TypeError:  # a probe such as click's write(b"") on a text stream: not output
             raise
-        except BaseException:  # a closed pipe, a full disk: this output is not the scan's whole output
+        except BaseException:
             self._failed("a write failed")
             raise
-        self._log.append((self._which, str(s)))
+        self._log.append((self._which, bytes(data) if self._binary else str(data)))
         return written
 
     def flush(self):
@@ -261,30 +265,6 @@ class _Tee:
     def writelines(self, lines):
         for line in lines:
             self.write(line)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-
-class _BinaryTee:
-    def __init__(self, inner, which: int, log: list, failed):
-        self._inner, self._which, self._log, self._failed = inner, which, log, failed
-
-    def write(self, b):
-        try:
-            written = self._inner.write(b)
-        except BaseException:
-            self._failed("a write failed")
-            raise
-        self._log.append((self._which, bytes(b)))
-        return written
-
-    def flush(self):
-        try:
-            return self._inner.flush()
-        except BaseException:
-            self._failed("a write failed")
-            raise
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -506,9 +486,12 @@ class Recorder:
             self._git_config_files()
             if self.refused is not None:
                 return
-        for p in sorted(self.caches):  # as saved: a cache replaced or altered since is a miss
+        # The caches as saved: one replaced, altered or removed since (or its folder swapped for
+        # a link) is a miss. Not their folders' listings: a shared cache folder gets other
+        # projects' files, which change nothing here.
+        for p in sorted(self.caches):
             self.paths[p] = _stamp(p)
-            self.listed[os.path.dirname(p)] = _stamp(os.path.dirname(p), listed=True)
+            self.paths[os.path.dirname(p)] = _stamp(os.path.dirname(p))
         doc = {
             "format": FORMAT,
             "listed": sorted(self.listed.items()),

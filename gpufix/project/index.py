@@ -5,6 +5,7 @@ device helpers as APIs (`helper_apis`)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -17,7 +18,6 @@ else:  # pragma: no cover
     pass
 
 from gpufix.project.graph import ProjectIndex, _build_graph
-from gpufix.cache import content_hash
 from gpufix.project.imports import RECORD_FORMAT, _index_init, _index_job, index_record
 from gpufix.project.meta import _HAS_INIT, _console_targets, _rel, _setup_console_targets, first_party_names, project_root
 
@@ -67,35 +67,28 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             entries[a] = hit
         else:
             todo.append(a)
-    # What each entry was made from, for the index's digest: the content hash of the file (the
-    # entries are a function of it and of the cache's key), or the entry itself when uncached.
-    made_from: dict = {}
-    if cache is not None:
-        for a in py_files:
-            if a in overrides:
-                made_from[a] = "text:" + content_hash(overrides[a].encode("utf-8", "surrogateescape"))
-            elif a in entries:
-                made_from[a] = cache.hash_of(a)
     for a, entry in zip(todo, run_in_workers(_index_job, todo, workers=jobs, initializer=_index_init,
                                              initargs=(root, console, fp_catalog))):
+        stamp, made = entry.pop("_stamp", None), entry.pop("_hash", None)
         if cache is not None:
-            made_from[a] = entry.get("_hash")
-            cache.put(a, entry)
-        entry.pop("_stamp", None)
-        entry.pop("_hash", None)
+            entry[_RECORD_DIGEST] = record_digest(entry)  # made once, kept in the cache with it
+            if stamp is not None and made is not None:
+                cache.put(a, {**entry, "_stamp": stamp, "_hash": made})
         entries[a] = entry
     digest = None
     if cache is not None:
         # The index is a function of the per-file entries and the project's names: a warm run whose
         # entries all hit reuses the index built from them (the graph walk is most of a warm scan).
-        # Its key is made from the files' content hashes, never by serialising the entries again.
+        # Its key is made from each entry's own digest (kept in the cache with the entry, never
+        # serialised again): an edit that leaves a file's entry as it was (a function's body, a
+        # comment: the pre-commit case) keeps the index, the graph is not built again.
         h = hashlib.blake2b(digest_size=16)
         for part in (str(root), *first_party, "\0", *sorted(console), "\0", *abs_files, "\0"):
             h.update(part.encode("utf-8", "surrogateescape") + b"\0")
         for a in py_files:
-            made = made_from.get(a)
-            h.update((made if made is not None else "entry:" + repr(sorted(entries[a].items()))).encode(
-                "utf-8", "surrogateescape") + b"\0")
+            entry = entries[a]
+            made = entry.get(_RECORD_DIGEST) or record_digest(entry)
+            h.update(made.encode("ascii") + b"\0")
         digest = h.hexdigest()
         saved = cache.get_kept("project-index:", digest)
         if saved is not None:
@@ -106,6 +99,23 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         cache.put_kept("project-index:", digest, index.to_json(), keep=4)  # a full scan's and a subset's
         cache.save()
     return index
+
+
+_RECORD_DIGEST = "_digest"  # an entry's own digest, beside its fields (no reader asks for it)
+
+
+def record_digest(entry: dict) -> str:
+    """A digest of an index entry's fields (JSON, keys sorted: the same for a fresh entry and for
+    its copy read back from the cache)."""
+    fields = {k: v for k, v in entry.items() if k != _RECORD_DIGEST}
+    body = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=_unordered)
+    return hashlib.blake2b(body.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
+def _unordered(value):
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    raise TypeError(f"an index entry holds a {type(value).__name__}")
 
 
 def _rule_sets() -> tuple:

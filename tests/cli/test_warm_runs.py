@@ -98,3 +98,27 @@ def test_j1_starts_no_worker_process_anywhere(tmp_path, monkeypatch):
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
     got = scan("--no-cache", "-j", "1", ".")
     assert [(f[0], f[1], f[2]) for f in got if f[2] == "GPU001"] == [("gpu.py", 3, "GPU001")]
+
+
+def test_an_edit_that_keeps_a_files_index_entry_keeps_the_project_graph(tmp_path, monkeypatch):
+    """The pre-commit case: a function's body edited, its imports and launches unchanged. The
+    project graph is reused (its key is each file's index entry, not its bytes); an edit of an
+    import builds it again. Findings as without any cache either way."""
+    import gpufix.project.index as index
+
+    root = project(tmp_path)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("GPUFIX_CACHE_DIR", str(tmp_path / "cache"))
+    builds = []
+    real = index._build_graph
+    monkeypatch.setattr(index, "_build_graph", lambda *a, **k: builds.append(1) or real(*a, **k))
+    scan("stt.py")
+    assert builds == [1]
+    stt = root / "stt.py"
+    stt.write_text(stt.read_text(encoding="utf-8").replace("return device_cuda(1)", "return device_cuda(0)"),
+                   encoding="utf-8")
+    assert scan("stt.py") == scan("--no-cache", "stt.py")
+    assert len(builds) == 2  # the --no-cache run builds its own; the cached run reused the graph
+    stt.write_text("import utils\n" + stt.read_text(encoding="utf-8"), encoding="utf-8")
+    assert scan("stt.py") == scan("--no-cache", "stt.py")
+    assert len(builds) == 4

@@ -7,7 +7,7 @@ import re
 import textwrap
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gpufix.catalog import catalog_for
@@ -141,3 +141,15 @@ def test_walk_of_the_lines_naming_a_call_finds_what_a_whole_walk_finds(text):
     whole = _named_calls(ast.walk(tree), words)
     assert _named_calls(I._walk_lines(tree, I._lines_naming(text, words)), words) == whole
     assert whole or text not in AWKWARD_CALLS
+
+
+@FAST
+@given(st.lists(st.lists(st.sampled_from(["if ", "elif ", "if", " ", "\t", "TYPE_CHECKING", "typing.", "not ", ":",
+                                          "\r", "x", "_", "#", " or "]), max_size=6).map("".join),
+                max_size=6).map("\n".join))
+@example("x = 1\nif TYPE_CHECKING or typing.TYPE_CHECKING:\n    import torch\n")
+def test_type_checking_lines_are_the_multiline_regex(text):
+    from gpufix import importscan
+
+    expected = [m.start() for m in importscan._TYPE_CHECKING_LINE.finditer(text)]
+    assert importscan._type_checking_lines(text) == expected

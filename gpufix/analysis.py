@@ -59,6 +59,92 @@ def const_str(node) -> Optional[str]:
 _literal_int, _const_str = literal_int, const_str  # older names
 
 
+# What the walk does at a node besides calling its collectors (bits of a plan's kind).
+_STMT, _FUNC, _LAMBDA, _JOINED, _CALL, _MARK = 1, 2, 4, 8, 16, 32
+
+
+class _Restore:
+    """A mark on the walk's stack: the end of a function or lambda (the enclosing context again)."""
+
+    __slots__ = ("ctx",)
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+
+class _EndStatement:
+    """A mark on the walk's stack: the end of a statement (off stmt_stack)."""
+
+
+_END_STMT = _EndStatement()
+# Fields whose values are only expression contexts / operators (ast's grammar: `ctx`
+# expr_context, `op` operator / unaryop / boolop, `ops` cmpop*): nothing below them to visit
+# when those node types are inert (checked in _walk_plan; tests/unit/test_walk_plan.py checks
+# the grammar claim on parsed code).
+_CONTEXT_FIELDS = frozenset(("ctx", "op", "ops"))
+# Node types whose fields are identifiers and an expression context only (ast's grammar):
+# inert when no collector looks at them or at the contexts.
+_IDENTIFIER_NODES = ("Name", "alias")
+# Fields that hold identifiers, numbers, strings or constants only, never a node (ast's grammar;
+# `name` is an expression in TypeAlias, and `value` one everywhere but in Constant).
+_SCALAR_FIELDS = frozenset(("id", "attr", "arg", "asname", "module", "level", "is_async", "conversion", "simple",
+                            "type_comment", "kind", "name"))
+_SCALAR_IN = {"Constant": ("value",), "Global": ("names",), "Nonlocal": ("names",)}
+_PLANS: dict = {}
+
+
+def _node_classes() -> list:
+    out, stack = [], [ast.AST]
+    while stack:
+        cls = stack.pop()
+        out.append(cls)
+        stack.extend(cls.__subclasses__())
+    return out
+
+
+def _walk_plan(table: dict) -> dict:
+    """Node class -> (its collectors' visit methods, the fields to go down into, kind bits), for
+    every node class that can hold something a collector of `table` (collectors.dispatch_table)
+    looks at; the classes left out are inert: no collector looks at them and nothing under them
+    (Name, alias, contexts, operators), so the walk never enters them. Built once per table."""
+    cached = _PLANS.get(id(table))
+    if cached is not None and cached[0] is table:
+        return cached[1]
+    classes = _node_classes()
+    inert = {cls for cls in classes if not cls._fields and cls.__name__ not in table and not issubclass(cls, ast.stmt)}
+    contexts = [c for c in classes if c in (ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop)
+                or issubclass(c, (ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop))]
+    contexts_inert = all(c in inert for c in contexts)
+    if contexts_inert:
+        inert.update(c for c in classes if c.__name__ in _IDENTIFIER_NODES and c.__name__ not in table)
+    plan = {}
+    for cls in classes:
+        if cls in inert:
+            continue
+        kind = 0
+        if issubclass(cls, ast.stmt):
+            kind |= _STMT
+        if cls is ast.FunctionDef or cls is ast.AsyncFunctionDef:
+            kind |= _FUNC
+        elif cls is ast.Lambda:
+            kind |= _LAMBDA
+        elif cls is ast.JoinedStr:
+            kind |= _JOINED
+        elif cls is ast.Call:
+            kind |= _CALL
+        fields = tuple(
+            f for f in cls._fields
+            if not (contexts_inert and f in _CONTEXT_FIELDS)
+            and not (f in _SCALAR_FIELDS and not (f == "name" and cls.__name__ == "TypeAlias"))
+            and f not in _SCALAR_IN.get(cls.__name__, ())
+        )
+        plan[cls] = (table.get(cls.__name__, ()), fields, kind)
+    plan[_Restore] = plan[_EndStatement] = ((), (), _MARK)
+    _PLANS.clear()  # one table in use at a time (tests swap collector sets)
+    _PLANS[id(table)] = (table, plan)
+    return plan
+
+
 class Analyzer:
     """The one walk over a module's syntax tree. It keeps what every collector needs (positions,
     source text, names resolved through the imports, the enclosing function, source order, the
@@ -89,6 +175,7 @@ class Analyzer:
         self._imports_collected = False
         self._collectors = load_collectors()
         self._table = dispatch_table()
+        self._plan = _walk_plan(self._table)
 
     # -- helpers for collectors ------------------------------------------------------------------
     def pos(self, node) -> Pos:
@@ -290,65 +377,80 @@ class Analyzer:
         return self.facts
 
     def visit(self, node) -> None:
-        if isinstance(node, ast.stmt):
-            self.order += 1
-            self.stmt_stack.append(node)
-            try:
-                self._visit(node)
-            finally:
-                self.stmt_stack.pop()
-        else:
-            self._visit(node)
+        spec = self._plan.get(type(node))
+        if spec is not None:  # (None: a node that can hold nothing any collector looks at)
+            self._walk(spec, node)
 
-    def _visit(self, node) -> None:
-        cls = type(node)
-        if cls is ast.Call:
-            func = node.func
-            self.ambiguous_name = ""
-            self.call_qual = self.qualname(func)
-            self.call_last = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
-            shadowed, before = self.ambiguous_name, len(self.facts.ordinals)
-        for fn in self._table.get(cls.__name__, ()):
-            fn(node, self)
-        if cls is ast.Call and shadowed:
-            for use in self.facts.ordinals[before:]:
-                use.shadowed = shadowed
-        if cls is ast.FunctionDef or cls is ast.AsyncFunctionDef:
-            self._visit_function(node)
-        elif cls is ast.Lambda:
-            saved = self.ctx
-            self.ctx = id(node)
-            self._children(node)
-            self.ctx = saved
-        elif cls is ast.JoinedStr:
-            return  # f-string parts are not string literals of their own
-        else:
-            self._children(node)
+    def _walk(self, spec, node) -> None:
+        """Hand `node` and everything under it to the collectors in source (field) order, each node
+        before its children, through the plan of its type (_walk_plan): the nodes the plan proves
+        inert (names, contexts, operators: more than half of a tree) are never entered. A loop over
+        an explicit stack, not recursion: a file as deep as Python can parse is walked."""
+        plan = self._plan
+        get = plan.get
+        stmt_stack = self.stmt_stack
+        stack = [node]
+        pop = stack.pop
+        while stack:
+            node = pop()
+            spec = get(type(node))
+            if spec is None:
+                continue  # an inert node, or a field's None / string
+            handlers, fields, kind = spec
+            if kind & _STMT:
+                self.order += 1
+                stmt_stack.append(node)
+                stack.append(_END_STMT)
+            elif kind & _MARK:  # the end of a statement, lambda or function: undo what it set
+                if node is _END_STMT:
+                    stmt_stack.pop()
+                else:
+                    self.ctx = node.ctx
+                continue
+            if kind & _CALL:
+                func = node.func
+                self.ambiguous_name = ""
+                self.call_qual = self.qualname(func)
+                tf = type(func)
+                self.call_last = func.attr if tf is ast.Attribute else func.id if tf is ast.Name else None
+                shadowed, before = self.ambiguous_name, len(self.facts.ordinals)
+                for fn in handlers:
+                    fn(node, self)
+                if shadowed:
+                    for use in self.facts.ordinals[before:]:
+                        use.shadowed = shadowed
+            else:
+                for fn in handlers:
+                    fn(node, self)
+            if kind & _JOINED:
+                continue  # f-string parts are not string literals of their own
+            if kind & (_FUNC | _LAMBDA):
+                stack.append(_Restore(self.ctx))
+                self.ctx = id(node)
+            if kind & _FUNC:
+                # decorators and defaults (evaluated when the def runs, but 'cuda:N' defaults are
+                # still ordinals), then the body; not the annotations
+                args = node.args
+                items = [*node.decorator_list, *args.defaults, *args.kw_defaults, *node.body]
+            else:
+                items = []
+                for field in fields:
+                    value = getattr(node, field, None)
+                    if type(value) is list:
+                        items += value
+                    else:
+                        items.append(value)
+            items.reverse()
+            stack += items
 
     def _children(self, node, skip=()) -> None:
         """Visit the node's child fields, except the fields named in `skip`."""
-        for field, value in ast.iter_fields(node):
+        for field in self._plan[type(node)][1]:
             if field in skip:
                 continue
-            if isinstance(value, list):
-                for item in value:
-                    if isinstance(item, ast.AST):
-                        self.visit(item)
-            elif isinstance(value, ast.AST):
-                self.visit(value)
-
-    def _visit_function(self, node) -> None:
-        saved = self.ctx
-        self.ctx = id(node)
-        for dec in getattr(node, "decorator_list", []):
-            self.visit(dec)
-        args = node.args
-        for default in list(args.defaults) + [d for d in args.kw_defaults if d is not None]:
-            # Defaults are evaluated when the def runs, but 'cuda:N' defaults are still ordinals.
-            self.visit(default)
-        for stmt in node.body:
-            self.visit(stmt)
-        self.ctx = saved
+            value = getattr(node, field, None)
+            for item in value if type(value) is list else (value,):
+                self.visit(item)
 
     def _touches_focus(self, node) -> bool:
         # A decorated def or class starts at its first decorator (ast's lineno is the `def` line).

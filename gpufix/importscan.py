@@ -164,7 +164,7 @@ def read_imports(text: str) -> Optional[TextImports]:
             cands.append((line_start + fm.start() + (1 if prefix[fm.start()] in ";:" else 0), at, "from", fm))
         # else `import` inside a line: a string, a comment or an expression, never a statement
     guards = _main_guard_lines(text)
-    checks = [m.start() for m in _TYPE_CHECKING_LINE.finditer(text)] if "TYPE_CHECKING" in text else []
+    checks = _type_checking_lines(text)
     positions = sorted({c[0] for c in cands} | set(guards) | set(checks))
     outside = dict(zip(positions, _outside_strings(text, positions)))
     never_run = []  # (start, end) of `if TYPE_CHECKING:` blocks
@@ -259,6 +259,22 @@ def _type_checking_block(text: str, at: int) -> Optional[tuple]:
             body = True
         pos = nxt + 1
     return (end + 1, n) if body else None
+
+
+def _type_checking_lines(text: str) -> list:
+    """The starts of _TYPE_CHECKING_LINE.finditer(text)'s matches, from the lines that hold the
+    word: a match starts at a line's start (`^`) and ends in that line (no part of it matches "\\n"),
+    so each line holds at most one, and only a line with "TYPE_CHECKING" can (the multi-line
+    pattern was tried at every line of the file)."""
+    out = []
+    at = text.find("TYPE_CHECKING")
+    while at >= 0:
+        line_start = text.rfind("\n", 0, at) + 1
+        if _TYPE_CHECKING_LINE.match(text, line_start):
+            out.append(line_start)
+        nxt = text.find("\n", at)
+        at = text.find("TYPE_CHECKING", nxt) if nxt >= 0 else -1
+    return out
 
 
 def _main_guard_lines(text: str) -> list:

@@ -147,6 +147,56 @@ def _word_positions(text: str, name: str):
         at = find(name, at + size)
 
 
+def _lines_naming(text: str, words) -> list:
+    """The sorted numbers of the lines (as ast numbers them) on which one of `words` appears: where
+    the name of a call by one of these names can be. Lines are broken where ast breaks them (CR LF,
+    CR, LF; no other character) and names are read NFKC-normalised, as the parser reads them (a
+    fullwidth `i` is an `i`); neither changes the number of lines."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isascii():
+        import unicodedata
+
+        text = unicodedata.normalize("NFKC", text)
+    at_lines = set()
+    for word in words:
+        line, last = 1, 0
+        at = text.find(word)
+        while at >= 0:
+            line += text.count("\n", last, at)
+            last = at
+            at_lines.add(line)
+            at = text.find(word, at + 1)
+    return sorted(at_lines)
+
+
+def _walk_lines(tree, lines: list):
+    """The nodes of ast.walk(tree) in its order (breadth first), less the subtrees that lie on none
+    of `lines` (sorted line numbers): a node's descendants lie within its lines, but for a `def`'s
+    or a class' decorators (above its `lineno`) and the parts of an f-string (whose positions are
+    not reliable before Python 3.12: an f-string's parts are all visited). Pruning a subtree from a
+    breadth-first walk leaves the other nodes in the same order."""
+    import bisect
+    from collections import deque
+
+    todo = deque([(tree, True)])
+    while todo:
+        node, prune = todo.popleft()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if prune:
+                end = getattr(child, "end_lineno", None)
+                if end is not None:
+                    start = child.lineno
+                    decorators = getattr(child, "decorator_list", None)
+                    if decorators:
+                        start = min(start, *(d.lineno for d in decorators))
+                    i = bisect.bisect_left(lines, start)
+                    if i == len(lines) or lines[i] > end:
+                        continue  # no line of it holds the name
+            todo.append((child, prune and type(child) is not ast.JoinedStr))
+
+
 @dataclasses.dataclass
 class ModuleImports:
     modules: list  # absolute dotted names imported at run time (lazy ones included)
@@ -193,8 +243,12 @@ def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framewor
                     found.append((f"{target}.{a.name}", {a.asname or a.name}))
     # importlib.import_module("pkg.mod") / import_module(f"extensions.{name}.script"): a dynamic
     # import of a constant name, or of every module whose name fits the pattern ("*" per field).
+    # The call's name is in the text, so only the subtrees on the lines naming one are walked (when
+    # `text` is given): the calls, in the order of a walk of the whole tree.
     dynamic = text is None or "import_module" in text or "__import__" in text
-    for node in (ast.walk(tree) if dynamic else ()):
+    nodes = () if not dynamic else ast.walk(tree) if text is None else _walk_lines(
+        tree, _lines_naming(text, ("import_module", "__import__")))
+    for node in nodes:
         if isinstance(node, ast.Call) and node.args and id(node) not in skip:
             func = node.func
             last = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
@@ -595,7 +649,8 @@ def path_loads(text: str) -> list:
     if tree is None:
         return []
     out = []
-    for node in ast.walk(tree):
+    # only the subtrees on the lines naming a loader: its calls, in the order of a whole-tree walk
+    for node in _walk_lines(tree, _lines_naming(text, _PATH_LOADERS)):
         if not isinstance(node, ast.Call):
             continue
         func = node.func

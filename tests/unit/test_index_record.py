@@ -7,7 +7,7 @@ import re
 import textwrap
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gpufix.catalog import catalog_for
@@ -112,3 +112,44 @@ def test_ordinal_names_are_the_whole_text_regex(text):
 def test_a_match_hides_the_starts_inside_it():
     assert I._ordinal_names("device_id=cuda:{y}") == {"cuda"}
     assert I._ordinal_names("set_device(n) torch.device('cuda', k)") == {"n", "k"}
+
+
+# Where a call's name sits in a line the parser reads otherwise than a text search: a decorator
+# above its `def`, the parts of an f-string, a call split over lines, CR line ends, a fullwidth
+# letter (identifiers are NFKC-normalised).
+AWKWARD_CALLS = [
+    '@register(importlib.import_module("a"))\ndef f():\n    pass\n',
+    '@x\n@y(\n    __import__("b"))\nclass C:\n    pass\n',
+    'x = f"""\n{\nimportlib.import_module(\n"c")}"""\n',
+    'mod = (importlib\n       .import_module(\n    "d"))\n',
+    'a = 1\rb = importlib.import_module("e")\r\nc = exec(open("p.py").read())\n',
+    'importlib.\uff49mport_module("f")\n',
+    'def g():\n    def h():\n        return [__import__(n) for n in ("g",)]\n    return lambda: runpy.run_path("q.py")\n',
+]
+
+
+def _named_calls(nodes, words):
+    return [ast.dump(n) for n in nodes if isinstance(n, ast.Call)
+            and getattr(n.func, "attr", getattr(n.func, "id", None)) in words]
+
+
+@pytest.mark.parametrize("text", AWKWARD_CALLS + [p.read_text(encoding="utf-8") for p in sorted((REPO / "gpufix").rglob("*.py"))
+                                                  if "import_module" in p.read_text(encoding="utf-8")])
+def test_walk_of_the_lines_naming_a_call_finds_what_a_whole_walk_finds(text):
+    words = ("import_module", "__import__", "run_path", "exec")
+    tree = ast.parse(text)
+    whole = _named_calls(ast.walk(tree), words)
+    assert _named_calls(I._walk_lines(tree, I._lines_naming(text, words)), words) == whole
+    assert whole or text not in AWKWARD_CALLS
+
+
+@FAST
+@given(st.lists(st.lists(st.sampled_from(["if ", "elif ", "if", " ", "\t", "TYPE_CHECKING", "typing.", "not ", ":",
+                                          "\r", "x", "_", "#", " or "]), max_size=6).map("".join),
+                max_size=6).map("\n".join))
+@example("x = 1\nif TYPE_CHECKING or typing.TYPE_CHECKING:\n    import torch\n")
+def test_type_checking_lines_are_the_multiline_regex(text):
+    from gpufix import importscan
+
+    expected = [m.start() for m in importscan._TYPE_CHECKING_LINE.finditer(text)]
+    assert importscan._type_checking_lines(text) == expected

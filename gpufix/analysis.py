@@ -173,11 +173,28 @@ class Analyzer:
         self.environ_aliases: set = set()  # names bound only to os.environ itself (`env = os.environ`)
         self.flow_sinks: list = []  # device arguments that are names, followed after the walk (collectors/value_flow.py)
         self._imports_collected = False
+        self._statements: Optional[list] = None
+        self._text: Optional[str] = None
         self._collectors = load_collectors()
         self._table = dispatch_table()
         self._plan = _walk_plan(self._table)
 
     # -- helpers for collectors ------------------------------------------------------------------
+    def statements(self) -> list:
+        """Every statement of the module, nested ones too, in source order (iter_statements):
+        listed once per file for the walk's pre-passes, which each went through the tree again."""
+        if self._statements is None:
+            self._statements = list(iter_statements(self.tree.body))
+        return self._statements
+
+    @property
+    def text(self) -> str:
+        """The lines joined: what the pre-passes test for a word (none of which holds a newline)
+        in one C search instead of one per line."""
+        if self._text is None:
+            self._text = "\n".join(self.lines)
+        return self._text
+
     def pos(self, node) -> Pos:
         end_line = getattr(node, "end_lineno", None) or node.lineno
         end_col = getattr(node, "end_col_offset", None)
@@ -300,7 +317,7 @@ class Analyzer:
         if self._imports_collected:
             return
         self._imports_collected = True
-        for node in reversed(list(iter_statements(self.tree.body))):
+        for node in reversed(self.statements()):
             cls = type(node)
             if cls is ast.Import:
                 for alias in node.names:
@@ -360,8 +377,8 @@ class Analyzer:
         table = self._table
         imports = collector("imports")
         imports.before(self)
-        dynamic = any("import_module" in ln or "__import__" in ln for ln in self.lines)
-        for node in iter_statements(self.tree.body):
+        dynamic = "import_module" in self.text or "__import__" in self.text
+        for node in self.statements():
             cls = type(node)
             if cls is ast.Import or cls is ast.ImportFrom:
                 for fn in table.get(cls.__name__, ()):
@@ -580,7 +597,7 @@ def analyze(tree: ast.Module, lines: list, catalog: ApiCatalog, text: Optional[s
     if text is None or len(lines) < _FOCUS_MIN_LINES:
         return analyzer.run()
     analyzer.collect_imports()
-    if not any(catalog.framework_of_module(m) for m in _imported_modules(tree.body)):
+    if not any(catalog.framework_of_module(m) for m in _imported_modules(analyzer.statements())):
         # Scope may hinge on a device-API call anywhere (a file with no GPU import): look at all.
         return analyzer.run()
     return analyzer.run(focus_lines(text, analyzer.facts.imports, catalog))
@@ -699,8 +716,8 @@ def iter_statements(body):
             stack.pop()
 
 
-def _imported_modules(body):
-    for node in iter_statements(body):
+def _imported_modules(statements):
+    for node in statements:
         if type(node) is ast.Import:
             yield from (alias.name for alias in node.names)
         elif type(node) is ast.ImportFrom and node.module and not node.level:

@@ -15,7 +15,7 @@ class MapLocation(Collector):
     def before(self, walk) -> None:
         # A dict that reaches `map_location` through a name: its keys name where a checkpoint was
         # saved, like the keys of a dict written in the call.
-        if not any("map_location" in line for line in walk.lines):
+        if "map_location" not in walk.text:
             return
         names = set()
         for node in ast.walk(walk.tree):

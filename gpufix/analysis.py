@@ -140,9 +140,39 @@ def _walk_plan(table: dict) -> dict:
         )
         plan[cls] = (table.get(cls.__name__, ()), fields, kind)
     plan[_Restore] = plan[_EndStatement] = ((), (), _MARK)
-    _PLANS.clear()  # one table in use at a time (tests swap collector sets)
+    if len(_PLANS) > 8:
+        _PLANS.clear()  # (tests swap collector sets; a run uses the collectors' table and _NO_HANDLERS)
     _PLANS[id(table)] = (table, plan)
     return plan
+
+
+_NO_HANDLERS: dict = {}
+
+
+def walk_tree(tree):
+    """The nodes of `tree` as `ast.walk` yields them (breadth first, children in field order), less
+    the nodes that hold no other node (names, aliases, contexts, operators: _walk_plan's inert
+    types, more than half of a tree), found without ast.walk's generator per node. For the
+    whole-tree passes that look for statements, calls or other compound nodes."""
+    from collections import deque
+
+    plan = _walk_plan(_NO_HANDLERS)
+    get = plan.get
+    todo = deque((tree,))
+    popleft, append = todo.popleft, todo.append
+    while todo:
+        node = popleft()
+        spec = get(type(node))
+        if spec is not None:
+            for field in spec[1]:
+                value = getattr(node, field, None)
+                if type(value) is list:
+                    for item in value:
+                        if type(item) in plan:
+                            append(item)
+                elif type(value) in plan:
+                    append(value)
+        yield node
 
 
 class Analyzer:

@@ -1,4 +1,4 @@
-from gpufix.cli import main
+from gpufix.entry import main
 
 if __name__ == "__main__":
     main()

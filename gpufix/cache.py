@@ -12,7 +12,7 @@ Writes are atomic (temporary file + rename) and merge entries written meanwhile 
 run, so concurrent runs at worst redo work; a broken or foreign cache file is ignored.
 
 What may change a finding is in the file name: the policy's fingerprint, the prefilter switch, a
-hash of the rule catalogue and of gpufix's own code (so a new rule or API entry, or an edited rule,
+digest of the file stats of the rule catalogue and of gpufix's own code (so a new rule or API entry, or an edited rule,
 never reads stale results), and a hash of the project root (caches are per project, also in a
 shared `$GPUFIX_CACHE_DIR`).
 
@@ -35,18 +35,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import json
 import os
-import secrets
-import stat as stat_mod
 from pathlib import Path
 from typing import Callable, Optional
 
-from gpufix import __version__
+from gpufix import __version__, signing
 
 FORMAT = 4
-_KEY_FILE = "cache-key"
+_KEY_FILE = signing.KEY_FILE
 
 
 def content_hash(raw: bytes) -> str:
@@ -54,109 +51,29 @@ def content_hash(raw: bytes) -> str:
 
 
 def user_cache_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("gpufix", appauthor=False))
+    return Path(signing.user_cache_dir())
 
 
 @functools.lru_cache(maxsize=None)
 def code_fingerprint() -> str:
-    """A hash of what decides findings besides the policy: gpufix's code and its rule catalogue."""
-    from gpufix.catalog import catalog_dir
+    """What decides findings besides the policy: gpufix's version and the stats of its code and
+    rule catalogue files (gpufix.snapshot.code_stamp; stats, not bytes: a warm run reads none of
+    them, and an edit, a reinstall or a new rule changes a file's size or modification time)."""
+    from gpufix.snapshot import code_stamp
 
-    package = Path(__file__).resolve().parent
-    h = hashlib.blake2b(digest_size=12)
-    h.update(__version__.encode())
-    files = sorted(package.rglob("*.py")) + sorted(catalog_dir().rglob("*.toml"))
-    for path in files:
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        h.update(str(path.relative_to(path.anchor)).encode("utf-8", "surrogateescape"))
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.hexdigest()
+    return code_stamp()
 
 
 @functools.lru_cache(maxsize=None)
 def _user_key() -> Optional[bytes]:
-    """This user's secret for signing cache files, created on first use (0600, in the user cache
-    folder, never inside a project). None when it cannot be read or written: then no cache."""
-    path = user_cache_dir() / _KEY_FILE
-    try:
-        key = path.read_bytes()
-        if len(key) >= 32:
-            return key
-    except OSError:
-        pass
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_bytes(32)
-        tmp = str(path) + f".{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key)
-        os.replace(tmp, path)
-        return path.read_bytes()  # a concurrent first run may have won the rename: use its key
-    except OSError:
-        return None
+    """This user's secret for signing cache files (gpufix.signing.read_key)."""
+    return signing.read_key(str(user_cache_dir() / _KEY_FILE))
 
 
-def _mac(key: bytes, project: str, cache_path: Path, identity: tuple, body: bytes) -> str:
-    msg = b"\0".join([
-        b"gpufix-cache-v4", project.encode("utf-8", "surrogateescape"),
-        os.path.abspath(cache_path).encode("utf-8", "surrogateescape"),
-        ":".join(map(str, identity)).encode(), body,
-    ])
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
-
-
-class CacheRejected(Exception):
-    """Why a cache file is not used (said once, as a notice)."""
-
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-
-
-def _links_on_the_way(folders) -> Optional[Path]:
-    """The first of `folders` (those inside the project) that is a symbolic link (or cannot be
-    looked at), or None."""
-    for folder in folders:
-        try:
-            if stat_mod.S_ISLNK(os.lstat(folder).st_mode):
-                return folder
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return folder
-    return None
-
-
-def _read_nofollow(path: Path, folders) -> Optional[tuple]:
-    """((device, inode, mtime_ns), bytes) of a regular file reached without following a link (the file, or
-    one of `folders`); None when it does not exist. CacheRejected when it is a link or not a
-    regular file."""
-    link = _links_on_the_way(folders)
-    if link is not None:
-        raise CacheRejected(f"{link} is a symbolic link")
-    try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if os.path.islink(path):
-            raise CacheRejected(f"{path} is a symbolic link") from None
-        raise CacheRejected(f"{path}: {exc.strerror or exc}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat_mod.S_ISREG(st.st_mode):
-            raise CacheRejected(f"{path} is not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return (st.st_dev, st.st_ino, st.st_mtime_ns), fh.read()
-    finally:
-        os.close(fd)
+_mac = signing.mac
+CacheRejected = signing.Rejected
+_links_on_the_way = signing.links_on_the_way
+_read_nofollow = signing.read_nofollow
 
 
 def _load(path: Path, project: str, folders=()):
@@ -169,8 +86,8 @@ def _load(path: Path, project: str, folders=()):
     if got is None:
         return {}, None
     identity, raw = got
-    mac, sep, body = raw.partition(b"\n")
-    if not sep or not hmac.compare_digest(mac.decode("ascii", "replace"), _mac(key, project, path, identity, body)):
+    body = signing.verified_body(key, project, path, identity, raw)
+    if body is None:
         raise CacheRejected(f"{path} was not written here by gpufix for this project (copied, linked, checked out or altered)")
     try:
         data = json.loads(body)
@@ -363,27 +280,11 @@ def _load_or_notice(path: Path, project: str, folders, notice):
 def _create_new(path: Path, data: bytes) -> None:
     """Create a file that does not exist yet (never through a link: O_EXCL)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | signing.NOFOLLOW, 0o644)
     except FileExistsError:
         return
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
 
 
-def _write_signed(path: Path, key: bytes, project: str, body: bytes) -> None:
-    """Write a fresh temporary file in the cache folder, sign it with its own identity, and rename
-    it over `path` (a rename replaces a link at `path`, it never writes through one)."""
-    import time
-
-    from gpufix.fsutil import atomic_write_with
-
-    def write(fh, tmp) -> None:
-        st = os.fstat(fh.fileno())
-        # The file's identity: where it lives on disk and the modification time set below (a
-        # rename keeps both; a copy, a checkout or a rewrite changes one).
-        stamp = time.time_ns() // 1_000_000 * 1_000_000  # whole milliseconds: every filesystem keeps them
-        fh.write(_mac(key, project, path, (st.st_dev, st.st_ino, stamp), body).encode("ascii") + b"\n" + body)
-        fh.flush()
-        os.utime(tmp, ns=(stamp, stamp))
-
-    atomic_write_with(path, write, mode=0o644, durable=False, follow_links=False, suffix=".tmp")
+_write_signed = signing.write_signed

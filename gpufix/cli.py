@@ -178,8 +178,10 @@ def progress_factory(quiet: bool):
     def factory(total: int):
         if total < 200:
             return None
+        from gpufix import snapshot
         from gpufix.report.progress import Progress
 
+        snapshot.not_replayable("a progress bar")  # cursor moves for this run's terminal only
         return Progress(total)
 
     return factory
@@ -387,6 +389,10 @@ def scan(ctx, paths, config_file, select, extend_select, ignore, visible_devices
                paths, quiet, skip=output)
         return
     result = once(resolver)
+    if not (is_stdin or output or no_cache):
+        from gpufix import snapshot
+
+        snapshot.mark_replayable()  # a plain scan: replayed next time if nothing it read changed
     if exit_zero:
         sys.exit(0)
     sys.exit(1 if (result.findings or result.errors) else 0)

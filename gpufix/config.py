@@ -598,6 +598,8 @@ class PolicyResolver:
         parent = os.path.dirname(key)
         inherited = self._by_dir.get(parent) if parent != key else None
         if inherited is not None and not os.path.islink(key) and not (
+            # pyproject.toml besides marks_project: inside a package it marks no project, but it
+            # may still hold a [tool.gpufix] table, which find_config must read
             os.path.exists(os.path.join(key, "pyproject.toml")) or marks_project(Path(key))
         ):
             # A folder of a walk below a resolved one, with no config and no project marker of its

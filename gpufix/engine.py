@@ -624,6 +624,9 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
     pairs = []
 
     def notice(message: str) -> None:
+        from gpufix import snapshot
+
+        snapshot.not_replayable("a cache notice")  # about this run's cache: said once, not replayed
         if message not in warns:
             warns.append(message)
 

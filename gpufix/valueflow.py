@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import re
 from typing import Optional
 
@@ -311,6 +312,60 @@ _BINDING_TAIL = (
 _UNPACK_TAIL = rf"[ \t]*(?:,[ \t]*[A-Za-z_]\w*[ \t]*)+[)\]]?[ \t]*=(?!=)[^\n]*?[(\[, \t=]{_LITERAL_START}"
 
 
+# The text gate looks for a name followed by a tail (`= 1`, `, b = 1, 2`, `: int = 1`): the regex
+# `NAME(?<![\w.]NAME)TAIL`, the name not after a word character or a dot. Its lookbehind follows the
+# name so that the name is the regex's literal prefix, found by the engine's fast search (a
+# lookbehind in front would make it try the regex at every position of the text: two thirds of the
+# gate's time on torch's files). The same names (`device`, `default`) come back file after file but
+# most are new (156 distinct of 316 on torch-801), and a compile costs more than the search it
+# serves (0.3-0.4 ms): a name that occurs a few times is matched without compiling anything (the
+# tail, compiled once, matched after each occurrence); only a name that occurs often gets its own
+# regex, compiled once per process (bounded cache). Both give the matches `re.finditer(NAME(?<![\w.]
+# NAME)TAIL, text, re.M)` gives (tests/unit/test_valueflow_gate.py checks it).
+_TAIL_RX = {
+    "binding": re.compile(_BINDING_TAIL, re.M),
+    "unpack": re.compile(_UNPACK_TAIL, re.M),
+    # a dataclass / NamedTuple field: `name: T = <literal, field(...) or name>`
+    "field": re.compile(
+        rf"[ \t]*:[^=\n]*=(?!=)[ \t]*(?:(?P<lit>{_LITERAL_START})|[\w.]*field\(|"
+        r"(?P<link>(?!(?:None|True|False)\b)[A-Za-z_][\w.]*)[ \t]*(?:$|[;#]))", re.M),
+}
+_WORD_OR_DOT = re.compile(r"[\w.]")
+_FEW = 24  # up to this many occurrences, a loop in Python is cheaper than compiling a regex
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_rx(name: str, tail: str):
+    esc = re.escape(name)
+    return re.compile(rf"{esc}(?<![\w.]{esc})" + _TAIL_RX[tail].pattern, re.M)
+
+
+def _name_then(text: str, name: str, tail: str):
+    """The matches of the name followed by `_TAIL_RX[tail]`, in order, as `finditer` finds them
+    (each search resumes at the previous match's end); the groups are the tail's."""
+    if text.count(name) > _FEW:
+        yield from _name_rx(name, tail).finditer(text)
+        return
+    tail_rx, n, find, word = _TAIL_RX[tail], len(name), text.find, _WORD_OR_DOT.match
+    i = find(name)
+    while i >= 0:
+        if i == 0 or word(text, i - 1) is None:
+            m = tail_rx.match(text, i + n)
+            if m is not None:
+                yield m
+                i = find(name, m.end())
+                continue
+        i = find(name, i + 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _option_rx(name: str):
+    """An argparse option whose dest is `name`: `"--gpu-id"`, `"gpu_id"`, `dest="gpu_id"` (looked
+    for only in files that call `add_argument`; compiled once per name)."""
+    dashed = "[-_]".join(re.escape(p) for p in name.split("_"))
+    return re.compile(rf"""['"]-{{0,2}}{dashed}['"]|dest\s*=\s*['"]{re.escape(name)}['"]""")
+
+
 class _TextGate:
     """A cheap text test (a superset of what _Index resolves) that spares building the index in the
     many files whose device arguments are names bound only to calls (`device = torch.device(...)`)."""
@@ -325,14 +380,14 @@ class _TextGate:
         if name not in self.bindings:
             lit, links = False, set()
             if name in self.text:
-                for m in re.finditer(rf"{re.escape(name)}(?<![\w.]{re.escape(name)}){_BINDING_TAIL}", self.text, re.M):
+                for m in _name_then(self.text, name, "binding"):
                     if m.group("lit") is not None:
                         lit = True
                         break
                     links.add(m.group("link"))
                 if not lit and "," in self.text:
                     # one of several targets: `name, b = 1, 2` (the literal is somewhere after `=`)
-                    lit = re.search(rf"(?<![\w.]){re.escape(name)}{_UNPACK_TAIL}", self.text, re.M) is not None
+                    lit = next(_name_then(self.text, name, "unpack"), None) is not None
             self.bindings[name] = (lit, links)
         return self.bindings[name]
 
@@ -360,13 +415,11 @@ class _TextGate:
         # an argparse option named after it.
         text = self.text
         if ":" in text and name in text:
-            rx = rf"{re.escape(name)}(?<![\w.]{re.escape(name)})[ \t]*:[^=\n]*=(?!=)[ \t]*(?:(?P<lit>{_LITERAL_START})|[\w.]*field\(|(?P<link>(?!(?:None|True|False)\b)[A-Za-z_][\w.]*)[ \t]*(?:$|[;#]))"
-            for m in re.finditer(rx, text, re.M):
+            for m in _name_then(text, name, "field"):
                 if m.group("link") is None or self.may_resolve(name_node(m.group("link")), depth + 1):
                     return True
         if "add_argument" in text:
-            dashed = "[-_]".join(re.escape(p) for p in name.split("_"))
-            if re.search(rf"""['"]-{{0,2}}{dashed}['"]|dest\s*=\s*['"]{re.escape(name)}['"]""", text):
+            if _option_rx(name).search(text):
                 lit, links = self._bindings("default")
                 return lit or any(self.may_resolve(name_node(link), depth + 1) for link in links)
         return False

@@ -14,7 +14,14 @@ from __future__ import annotations
 import os
 import re
 
-_STARTS_PROCESSES = re.compile(r"\bPopen\b|\bsubprocess\.|\bos\.(?:system|popen|spawn\w*|exec\w*)\s*\(")
+# What starts a process: `\bPopen\b|\bsubprocess\.|\bos\.(?:system|popen|spawn\w*|exec\w*)\s*\(`.
+# One pattern per alternative, each starting with its literal, which the regex engine finds with a
+# substring search (the alternation led by `\b` was tried at every position: 10x slower); the `\b`
+# before it is checked by hand. None of the three can match again inside its own match ("Popen" and
+# "subprocess." do not overlap themselves; the one "." of an `os.` match is its third character), so
+# skipping a match whose `\b` fails never hides one whose `\b` holds.
+_STARTS_PROCESSES = (re.compile(r"Popen\b"), re.compile(r"subprocess\."),
+                     re.compile(r"os\.(?:system|popen|spawn\w*|exec\w*)\s*\("))
 # a `.py` path inside a string literal on one line: `'"%s" train/train.py -e %s'`
 _PY_PATH = re.compile(r"""["'][^"'\r\n]*?(?<![\w.\\/-])((?:[\w.-]+[\\/])*[\w-]+\.py)\b""")
 _COUNTS_GPUS = re.compile(r"\bdevice_count\s*\(|\bgetDeviceCount\s*\(|\blist_physical_devices\s*\(\s*['\"]GPU")
@@ -22,9 +29,33 @@ _COUNTS_GPUS = re.compile(r"\bdevice_count\s*\(|\bgetDeviceCount\s*\(|\blist_phy
 
 def launched_paths(text: str) -> list:
     """The relative `.py` paths named in the string literals of a file that starts processes."""
-    if ".py" not in text or not _STARTS_PROCESSES.search(text):
+    if ".py" not in text or not _starts_processes(text):
         return []
-    return sorted({m.group(1).replace("\\", "/") for m in _PY_PATH.finditer(text)})
+    # No _PY_PATH match crosses a line: none of its parts matches "\n" (the quote, `[^"'\r\n]`,
+    # `[\w.-]`, `[\\/]`), and its lookbehind only looks at a character of the match itself. Each
+    # holds ".py", so only the lines holding ".py" are searched, each up to and with its "\n" (then
+    # the closing `\b` sees what it sees in the whole text): the matches of finditer on the whole
+    # text, found without running the pattern over every other line.
+    found = set()
+    find = text.find
+    at = find(".py")
+    while at >= 0:
+        start = text.rfind("\n", 0, at) + 1
+        end = find("\n", at)
+        end = len(text) if end < 0 else end + 1
+        found.update(m.group(1).replace("\\", "/") for m in _PY_PATH.finditer(text, start, end))
+        at = find(".py", end)
+    return sorted(found)
+
+
+def _starts_processes(text: str) -> bool:
+    """Whether `text` calls what starts a process (_STARTS_PROCESSES), as the pattern led by `\b`."""
+    for pattern in _STARTS_PROCESSES:
+        for m in pattern.finditer(text):
+            before = text[m.start() - 1] if m.start() else " "
+            if not (before.isalnum() or before == "_"):  # `\b` before a word character
+                return True
+    return False
 
 
 def counts_gpus(text: str) -> bool:

@@ -374,13 +374,26 @@ def _read_for_graph(path: Path):
         return stamp, raw, None
 
 
+# The last text parsed and its tree (or None: it does not parse). A record's readers (the imports,
+# the script test, path_loads, device_helpers, _lazy_facts) each want the tree of the same text:
+# one parse serves them all (it was parsed up to three times). Keyed on the text object itself, not
+# its value: comparing long strings would cost more than the memo saves, and the slot holds a
+# reference, so the object cannot be freed and its identity reused. No reader changes the tree (they
+# only walk it). index_record empties the slot when its record is made: no tree outlives its file.
+_LAST_PARSE: list = [None, None]
+
+
 def _parse(text: str):
+    if text is _LAST_PARSE[0]:
+        return _LAST_PARSE[1]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return ast.parse(text)
+            tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
+        tree = None
+    _LAST_PARSE[0], _LAST_PARSE[1] = text, tree
+    return tree
 
 
 # Set before the worker processes fork (and in each by the initializer): what every file's entry needs.
@@ -471,6 +484,14 @@ def index_record(a: str, text: str) -> dict:
     is a script, the dotted names it is importable by. The graph (`_build_graph`) is a plain
     function of these records; `_index_init` must have set the project's root, console scripts
     and catalogue in the process that calls it. {"none": True}: the file does not parse."""
+    try:
+        return _record(a, text)
+    finally:
+        _LAST_PARSE[0] = _LAST_PARSE[1] = None  # the file's tree, parsed once for its readers
+        _INDEX_STATE.pop("read", None)
+
+
+def _record(a: str, text: str) -> dict:
     got = _index_file(a, text)
     if got is None:
         return {"none": True}
@@ -507,8 +528,9 @@ _DASH_M = re.compile(r"""['"]-m['"]\s*,\s*(?:\w+\s*=\s*)?['"]([A-Za-z_][\w.]*)['
 def modules_started(text: str) -> list:
     """The modules a file starts as processes with `python -m NAME` (an argv list or a command
     string): evidence that a guarded module inside a package runs as `python -m pkg.mod`."""
-    # what _DASH_M needs: a quoted "-m" argument, or "-m" followed by white space
-    if not ("'-m'" in text or '"-m"' in text or any(("-m" + c) in text for c in " \t\n\r\f\v")):
+    # what _DASH_M needs: "-m" (both alternatives hold it; most files have none: one search instead
+    # of the eight below), then a quoted "-m" argument, or "-m" followed by white space
+    if "-m" not in text or not ("'-m'" in text or '"-m"' in text or any(("-m" + c) in text for c in " \t\n\r\f\v")):
         return []
     return sorted({a or b for a, b in _DASH_M.findall(text)})
 
@@ -637,6 +659,36 @@ _ORDINAL_USE = re.compile(
     r"""|\.cuda\(\s*(\w+)\s*\)|device_(?:index|id)\s*=\s*(\w+)\b""")
 
 
+# Every alternative of _ORDINAL_USE starts with one of these, so a match can start only where one
+# does ("device(" also inside "set_device(", as finditer also tries there).
+_ORDINAL_STARTS = ("cuda:", "set_device(", "device(", ".cuda(", "device_")
+
+
+def _ordinal_names(text: str) -> set:
+    """The names _ORDINAL_USE.finditer(text) captures, without running the pattern at every
+    character: it is matched only where one of _ORDINAL_STARTS begins (found by substring search),
+    left to right, each match skipping the starts inside it, as finditer's non-overlapping scan does
+    (no match is empty, and the pattern looks at nothing before its start)."""
+    starts = set()
+    find = text.find
+    for literal in _ORDINAL_STARTS:
+        at = find(literal)
+        while at >= 0:
+            starts.add(at)
+            at = find(literal, at + 1)
+    names = set()
+    done = 0  # the end of the last match
+    match = _ORDINAL_USE.match
+    for at in sorted(starts):
+        if at < done:
+            continue
+        m = match(text, at)
+        if m is not None:
+            names.update(g for g in m.groups() if g)
+            done = m.end()
+    return names
+
+
 def device_helpers(text: str) -> list:
     """[[function, parameter, position]] of the module-level functions one of whose parameters is
     used as a CUDA ordinal (seed 004's `def device_cuda(index=1): return torch.device(f"cuda:{index}")`):
@@ -645,7 +697,7 @@ def device_helpers(text: str) -> list:
     whose body uses it (and is not rebound there)."""
     if "def " not in text:
         return []
-    names = {g for m in _ORDINAL_USE.finditer(text) for g in m.groups() if g}
+    names = _ordinal_names(text)
     if not names:
         return []
     tree = _parse(text)
@@ -665,7 +717,7 @@ def device_helpers(text: str) -> list:
         stored = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
         lines = lines if lines is not None else _LINE.findall(text)
         body = _source_segment(lines, fn)
-        used = {g for m in _ORDINAL_USE.finditer(body) for g in m.groups() if g}
+        used = _ordinal_names(body)
         for p in params:
             if p in wanted and p in used and p not in stored:
                 out.append([fn.name, p, positional.index(p) if p in positional else None])

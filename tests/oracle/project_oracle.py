@@ -108,6 +108,11 @@ def _start_child(root: str, start: tuple, w: int, env: dict = None) -> None:
     if not _SYS_PATH:
         _SYS_PATH[:] = sys.path
     sys.path[:] = _SYS_PATH
+    # No bytecode of the project's modules: Python trusts a .pyc whose source has the same size and
+    # the same whole second of mtime, so a start after `apply` changed `cuda:1` to `cuda:0` within
+    # that second would run the code from before (the case passed only where
+    # PYTHONDONTWRITEBYTECODE was set).
+    sys.dont_write_bytecode = True
     if env is None:
         for var in runner.ENV:
             os.environ.pop(var, None)

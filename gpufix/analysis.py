@@ -140,9 +140,39 @@ def _walk_plan(table: dict) -> dict:
         )
         plan[cls] = (table.get(cls.__name__, ()), fields, kind)
     plan[_Restore] = plan[_EndStatement] = ((), (), _MARK)
-    _PLANS.clear()  # one table in use at a time (tests swap collector sets)
+    if len(_PLANS) > 8:
+        _PLANS.clear()  # (tests swap collector sets; a run uses the collectors' table and _NO_HANDLERS)
     _PLANS[id(table)] = (table, plan)
     return plan
+
+
+_NO_HANDLERS: dict = {}
+
+
+def walk_tree(tree):
+    """The nodes of `tree` as `ast.walk` yields them (breadth first, children in field order), less
+    the nodes that hold no other node (names, aliases, contexts, operators: _walk_plan's inert
+    types, more than half of a tree), found without ast.walk's generator per node. For the
+    whole-tree passes that look for statements, calls or other compound nodes."""
+    from collections import deque
+
+    plan = _walk_plan(_NO_HANDLERS)
+    get = plan.get
+    todo = deque((tree,))
+    popleft, append = todo.popleft, todo.append
+    while todo:
+        node = popleft()
+        spec = get(type(node))
+        if spec is not None:
+            for field in spec[1]:
+                value = getattr(node, field, None)
+                if type(value) is list:
+                    for item in value:
+                        if type(item) in plan:
+                            append(item)
+                elif type(value) in plan:
+                    append(value)
+        yield node
 
 
 class Analyzer:
@@ -173,11 +203,28 @@ class Analyzer:
         self.environ_aliases: set = set()  # names bound only to os.environ itself (`env = os.environ`)
         self.flow_sinks: list = []  # device arguments that are names, followed after the walk (collectors/value_flow.py)
         self._imports_collected = False
+        self._statements: Optional[list] = None
+        self._text: Optional[str] = None
         self._collectors = load_collectors()
         self._table = dispatch_table()
         self._plan = _walk_plan(self._table)
 
     # -- helpers for collectors ------------------------------------------------------------------
+    def statements(self) -> list:
+        """Every statement of the module, nested ones too, in source order (iter_statements):
+        listed once per file for the walk's pre-passes, which each went through the tree again."""
+        if self._statements is None:
+            self._statements = list(iter_statements(self.tree.body))
+        return self._statements
+
+    @property
+    def text(self) -> str:
+        """The lines joined: what the pre-passes test for a word (none of which holds a newline)
+        in one C search instead of one per line."""
+        if self._text is None:
+            self._text = "\n".join(self.lines)
+        return self._text
+
     def pos(self, node) -> Pos:
         end_line = getattr(node, "end_lineno", None) or node.lineno
         end_col = getattr(node, "end_col_offset", None)
@@ -300,7 +347,7 @@ class Analyzer:
         if self._imports_collected:
             return
         self._imports_collected = True
-        for node in reversed(list(iter_statements(self.tree.body))):
+        for node in reversed(self.statements()):
             cls = type(node)
             if cls is ast.Import:
                 for alias in node.names:
@@ -360,8 +407,8 @@ class Analyzer:
         table = self._table
         imports = collector("imports")
         imports.before(self)
-        dynamic = any("import_module" in ln or "__import__" in ln for ln in self.lines)
-        for node in iter_statements(self.tree.body):
+        dynamic = "import_module" in self.text or "__import__" in self.text
+        for node in self.statements():
             cls = type(node)
             if cls is ast.Import or cls is ast.ImportFrom:
                 for fn in table.get(cls.__name__, ()):
@@ -580,7 +627,7 @@ def analyze(tree: ast.Module, lines: list, catalog: ApiCatalog, text: Optional[s
     if text is None or len(lines) < _FOCUS_MIN_LINES:
         return analyzer.run()
     analyzer.collect_imports()
-    if not any(catalog.framework_of_module(m) for m in _imported_modules(tree.body)):
+    if not any(catalog.framework_of_module(m) for m in _imported_modules(analyzer.statements())):
         # Scope may hinge on a device-API call anywhere (a file with no GPU import): look at all.
         return analyzer.run()
     return analyzer.run(focus_lines(text, analyzer.facts.imports, catalog))
@@ -699,8 +746,8 @@ def iter_statements(body):
             stack.pop()
 
 
-def _imported_modules(body):
-    for node in iter_statements(body):
+def _imported_modules(statements):
+    for node in statements:
         if type(node) is ast.Import:
             yield from (alias.name for alias in node.names)
         elif type(node) is ast.ImportFrom and node.module and not node.level:

@@ -30,6 +30,11 @@ import re
 from typing import Optional
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+# Node types without fields (expression contexts, operators; `pass`, `break`, `continue`).
+_LEAVES = frozenset(
+    cls for base in (ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.stmt)
+    for cls in base.__subclasses__() if not cls._fields
+)
 _MAX_LINKS = 4
 
 
@@ -194,6 +199,8 @@ class _Index:
             elif cls is ast.Global or cls is ast.Nonlocal:
                 self.globals_in_functions.update(node.names)
             for child in ast.iter_child_nodes(node):
+                if type(child) in _LEAVES:
+                    continue  # a context or operator: binds and reads nothing, and is nobody's parent
                 parent[id(child)] = node
                 stack.append((child, scope, in_class))
         # `global X` in a function: its assignments bind the module's X.

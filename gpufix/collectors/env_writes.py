@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 
-from gpufix.analysis import const_str, iter_statements
+from gpufix.analysis import const_str
 from gpufix.collectors import AssignmentCollector, StringForm
 from gpufix.collectors._patterns import END_OF_LITERAL
 from gpufix.facts import ENV_VARS
@@ -53,11 +53,11 @@ class EnvWrites(AssignmentCollector):
         walk.settings_dicts = None  # name -> ast.Dict, built on first need (_settings_dict)
         if not any(t == "os" or t.startswith("os.") for t in walk.facts.imports.values()):
             return  # nothing binds os.environ: no alias of it
-        if not any(token in line for line in walk.lines for token in ENV_TOKENS):
+        if not any(token in walk.text for token in ENV_TOKENS):
             return  # no mask variable is written through an alias the file never names
         # `env = os.environ` (every binding of the name): an alias through which writes count.
         aliases, others = set(), set()
-        for stmt in iter_statements(walk.tree.body):
+        for stmt in walk.statements():
             if isinstance(stmt, ast.Assign):
                 for target in stmt.targets:
                     for name in _bound_names(target):
@@ -223,7 +223,7 @@ def _settings_dict(walk) -> dict:
         elif cls in (ast.Global, ast.Nonlocal):
             spoiled.update(node.names)
     out = {}
-    for stmt in iter_statements(walk.tree.body):  # (a name bound once in the file: one scope)
+    for stmt in walk.statements():  # (a name bound once in the file: one scope)
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
                 and isinstance(stmt.value, ast.Dict):
             name = stmt.targets[0].id

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 
-from gpufix.analysis import const_str, iter_statements
+from gpufix.analysis import const_str
 from gpufix.collectors import Collector
 
 _IMPORT_FUNCS = ("importlib.import_module", "importlib.__import__")
@@ -34,12 +34,13 @@ class Imports(Collector):
         if any(walk.catalog.framework_of_module(t) for t in imports.values()):
             # A focused walk must still visit the calls of a loader (the statements that name it).
             loaders = _loader_names(walk)
-            if loaders:
-                walk.extra_focus.update(n for n, line in enumerate(walk.lines, 1) if any(f"{name}(" in line for name in loaders))
+            calls = [f"{name}(" for name in loaders if f"{name}(" in walk.text]
+            if calls:
+                walk.extra_focus.update(n for n, line in enumerate(walk.lines, 1) if any(call in line for call in calls))
         if not any(t.split(".")[0] == "importlib" for t in imports.values()) and not _mentions(walk, "__import__"):
             return
         # `torch = importlib.import_module("torch")`: binds the name as `import torch` would.
-        for stmt in iter_statements(walk.tree.body):
+        for stmt in walk.statements():
             if type(stmt) is ast.Assign and len(stmt.targets) == 1 and type(stmt.targets[0]) is ast.Name:
                 module = bound_module(stmt.value, walk)
                 if module and walk.catalog.framework_of_module(module):
@@ -91,20 +92,28 @@ def _loader_names(walk) -> set:
         return set()
     catalog = walk.catalog
     loaders = set()
-    for name, d in defs.items():
-        for stmt in iter_statements(d.body):
-            if (type(stmt) is ast.Import and any(catalog.framework_of_module(a.name) for a in stmt.names)) or (
-                    type(stmt) is ast.ImportFrom and stmt.module and not stmt.level and catalog.framework_of_module(stmt.module)):
-                loaders.add(name)
-                break
+    # The file's statements in source order: a module-level def's own statements follow it, up to
+    # the next module-level statement (one pass over the list, not one walk per def).
+    top = {id(s) for s in walk.tree.body}
+    owner = None
+    for stmt in walk.statements():
+        if id(stmt) in top:
+            owner = stmt if defs.get(getattr(stmt, "name", None)) is stmt else None
+            continue
+        if owner is None or owner.name in loaders:
+            continue
+        if (type(stmt) is ast.Import and any(catalog.framework_of_module(a.name) for a in stmt.names)) or (
+                type(stmt) is ast.ImportFrom and stmt.module and not stmt.level and catalog.framework_of_module(stmt.module)):
+            loaders.add(owner.name)
     grown = bool(loaders)
     lines = walk.lines
     while grown:  # a function whose text calls a loader is one (`def setup(): return load_backend()`)
         grown = False
+        calls = [f"{loader}(" for loader in loaders]
         for name, d in defs.items():
             if name not in loaders:
-                body = lines[d.body[0].lineno - 1:d.end_lineno]
-                if any(f"{loader}(" in ln for ln in body for loader in loaders):
+                body = "\n".join(lines[d.body[0].lineno - 1:d.end_lineno])
+                if any(call in body for call in calls):
                     loaders.add(name)
                     grown = True
     return loaders
@@ -138,7 +147,7 @@ def bound_module(node, walk):
 
 
 def _mentions(walk, word: str) -> bool:
-    return any(word in line for line in walk.lines)
+    return word in walk.text
 
 
 def import_statement(node) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 
+from gpufix.analysis import walk_tree
 from gpufix.collectors import Collector
 
 
@@ -15,10 +16,10 @@ class MapLocation(Collector):
     def before(self, walk) -> None:
         # A dict that reaches `map_location` through a name: its keys name where a checkpoint was
         # saved, like the keys of a dict written in the call.
-        if not any("map_location" in line for line in walk.lines):
+        if "map_location" not in walk.text:
             return
         names = set()
-        for node in ast.walk(walk.tree):
+        for node in walk_tree(walk.tree):  # (no names or contexts: nothing here looks at them alone)
             if isinstance(node, ast.Call):
                 for kw in node.keywords:
                     if kw.arg == "map_location" and isinstance(kw.value, ast.Name):
@@ -28,7 +29,7 @@ class MapLocation(Collector):
                 ):
                     names.add(node.args[1].id)
         if names:
-            for node in ast.walk(walk.tree):
+            for node in walk.statements():  # (an assignment is a statement)
                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and any(
                     isinstance(t, ast.Name) and t.id in names for t in node.targets
                 ):

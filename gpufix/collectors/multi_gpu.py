@@ -23,6 +23,7 @@ import re
 import sys
 from typing import Optional
 
+from gpufix.analysis import walk_tree
 from gpufix.collectors import Collector
 
 if sys.version_info >= (3, 11):
@@ -93,7 +94,7 @@ def _last_name(node) -> Optional[str]:
 
 
 def _calls_count(node, gates: Gates) -> bool:
-    return any(isinstance(n, ast.Call) and _last_name(n.func) in gates.count_calls for n in ast.walk(node))
+    return any(isinstance(n, ast.Call) and _last_name(n.func) in gates.count_calls for n in walk_tree(node))
 
 
 def _gate_of(decorators, gates: Gates) -> Optional[str]:
@@ -116,9 +117,9 @@ def _body_gate(body, gates: Gates) -> Optional[str]:
     """`if torch.cuda.device_count() < 2: pytest.skip(...)` as one of the first statements."""
     for stmt in body[:3]:
         if isinstance(stmt, ast.If) and _calls_count(stmt.test, gates):
-            if any(isinstance(n, ast.Call) and _last_name(n.func) in ("skip", "skipTest") for n in ast.walk(stmt)):
+            if any(isinstance(n, ast.Call) and _last_name(n.func) in ("skip", "skipTest") for n in walk_tree(stmt)):
                 return "a skip when device_count() is too small"
-            if any(isinstance(n, ast.Raise) and "Skip" in ast.dump(n) for n in ast.walk(stmt)):
+            if any(isinstance(n, ast.Raise) and "Skip" in ast.dump(n) for n in walk_tree(stmt)):
                 return "a skip when device_count() is too small"
     return None
 
@@ -151,7 +152,7 @@ _MOCKS = ("Mock", "MagicMock", "PropertyMock", "patch")
 
 
 def _mark(out: dict, node, why: str) -> None:
-    for n in ast.walk(node):
+    for n in walk_tree(node):
         if isinstance(n, ast.Constant):
             out.setdefault((n.lineno, n.col_offset), why)
 
@@ -163,14 +164,14 @@ def _one_walk(tree: ast.Module, want_loaded: bool, want_lists: bool) -> tuple:
     loaded: set = set()
     lists: list = []
     mocked: list = []  # test functions whose GPU calls are mocked: marked after the walk
-    for node in ast.walk(tree):
+    for node in walk_tree(tree):  # (ast.walk's order, less the names and contexts it looks at none of)
         cls = type(node)
         if cls is ast.Call:
             for kw in node.keywords:
                 if kw.arg in ("return_value", "side_effect"):
                     _mark(out, kw.value, "a mock's return value")
                 elif want_loaded and kw.arg == "map_location":
-                    loaded |= {(n.lineno, n.col_offset) for n in ast.walk(kw.value) if isinstance(n, ast.Constant)}
+                    loaded |= {(n.lineno, n.col_offset) for n in walk_tree(kw.value) if isinstance(n, ast.Constant)}
             if _last_name(node.func) in _ASSERT_CALLS:
                 _mark(out, node, "an expected value in an assert")
         elif cls is ast.FunctionDef or cls is ast.AsyncFunctionDef or cls is ast.ClassDef:
@@ -183,7 +184,7 @@ def _one_walk(tree: ast.Module, want_loaded: bool, want_lists: bool) -> tuple:
             if any(isinstance(t, ast.Attribute) and t.attr in ("return_value", "side_effect") for t in node.targets):
                 _mark(out, node.value, "a mock's return value")
         elif cls is ast.Assert:
-            for cmp in ast.walk(node.test):
+            for cmp in walk_tree(node.test):
                 if isinstance(cmp, ast.Compare):
                     for comp in cmp.comparators:
                         _mark(out, comp, "an expected value in an assert")
@@ -194,7 +195,7 @@ def _one_walk(tree: ast.Module, want_loaded: bool, want_lists: bool) -> tuple:
     for node in mocked:
         patched = any(_last_name(d) in ("patch", "object", "multiple") for d in node.decorator_list)
         if not patched:
-            patched = any(isinstance(n, ast.Call) and _last_name(n.func) in _MOCKS for n in ast.walk(node))
+            patched = any(isinstance(n, ast.Call) and _last_name(n.func) in _MOCKS for n in walk_tree(node))
         if patched:
             for stmt in node.body:
                 _mark(out, stmt, "a mocked test")

@@ -94,7 +94,7 @@ class ValueFlow(Collector):
         if not walk.flow_sinks:
             return
         devices = collector("device-apis")
-        for sink, reached in Flow(walk.tree, "\n".join(walk.lines)).reach(walk.flow_sinks, walk.src):
+        for sink, reached in Flow(walk.tree, walk.text).reach(walk.flow_sinks, walk.src):
             start = len(walk.facts.ordinals)
             devices._record(sink.kind, reached.literal, sink.called, sink.called, walk, flow=True)
             for use in walk.facts.ordinals[start:]:

@@ -271,3 +271,14 @@ def test_an_expression_deeper_than_the_recursion_limit_is_walked():
     result = lint_source(read_source("deep.py", text.encode()), policy_from_table({"visible-devices": "1"}, "<test>", root="/nonexistent"))
     assert result.errors == []
     assert sorted((f.rule, f.line) for f in result.findings) == [("GPU001", 2), ("GPU001", 3), ("GPU101", 1), ("GPU102", 1)]
+
+
+@pytest.mark.parametrize("name,text", _sources()[:3] + _sources()[-3:], ids=lambda v: v if isinstance(v, str) and len(v) < 80 else None)
+def test_walk_tree_is_ast_walk_less_the_inert_nodes(name, text):
+    """The whole-tree passes (multi-GPU scopes, map_location names) see the nodes they look for in
+    ast.walk's order."""
+    tree = ast.parse(text)
+    plan = analysis._walk_plan({})
+    expected = [n for n in ast.walk(tree) if n is tree or type(n) in plan]
+    assert [id(n) for n in analysis.walk_tree(tree)] == [id(n) for n in expected]
+    assert len(expected) < 0.6 * sum(1 for _ in ast.walk(tree))

@@ -335,13 +335,19 @@ def _name_rx(name: str, tail: str):
 
 def _name_then(text: str, name: str, tail: str):
     """The matches of the name followed by `_TAIL_RX[tail]`, in order, as `finditer` finds them
-    (each search resumes at the previous match's end); the groups are the tail's."""
-    if text.count(name) > _FEW:
-        yield from _name_rx(name, tail).finditer(text)
-        return
+    (each search resumes at the previous match's end); the groups are the tail's. Past `_FEW`
+    occurrences the rest is left to the name's own regex from the next occurrence on (its search
+    from there finds the leftmost match the loop would have found; its lookbehind still sees the
+    character before that position): no count of the occurrences first, which read the whole text
+    for every name."""
     tail_rx, n, find, word = _TAIL_RX[tail], len(name), text.find, _WORD_OR_DOT.match
     i = find(name)
+    left = _FEW
     while i >= 0:
+        if not left:
+            yield from _name_rx(name, tail).finditer(text, i)
+            return
+        left -= 1
         if i == 0 or word(text, i - 1) is None:
             m = tail_rx.match(text, i + n)
             if m is not None:

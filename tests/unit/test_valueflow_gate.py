@@ -11,7 +11,13 @@ import re
 import pytest
 
 from gpufix import valueflow
-from gpufix.valueflow import _BINDING_TAIL, _LITERAL_START, _UNPACK_TAIL, _TextGate, name_node
+from gpufix.valueflow import (
+    _BINDING_TAIL,
+    _LITERAL_START,
+    _UNPACK_TAIL,
+    _TextGate,
+    name_node,
+)
 
 # The patterns as the gate wrote them before (one `re.finditer` / `re.search` per name and call).
 _FIELD_TAIL = (rf"[ \t]*:[^=\n]*=(?!=)[ \t]*(?:(?P<lit>{_LITERAL_START})|[\w.]*field\(|"
@@ -41,7 +47,7 @@ _PIECES = ["gpu", "gpu_id", "x.gpu", "_gpu", "gpu2", "gpu", "a", " ", "\t", "\n"
            "gpu: gpu = 1", "a: a, gpu = 1, 2"]  # the last two: matches that overlap other occurrences
 
 
-@pytest.mark.parametrize("few", [0, 10_000])  # the compiled per-name regex, and the loop without one
+@pytest.mark.parametrize("few", [0, 2, 10_000])  # the per-name regex, the loop then the regex, the loop alone
 def test_matches_equal_the_per_name_regexes(monkeypatch, few):
     monkeypatch.setattr(valueflow, "_FEW", few)
     rng = random.Random(few)

@@ -141,7 +141,9 @@ def dependent_holds(pairs, unsafe: bool = False, sessions=None) -> dict:
     for pol, members in _by_policy(pairs):
         if pol.project is None or not pol.project.graph_built:
             continue
-        results = {os.path.abspath(r.path): r for r in members}
+        # In path order: the notes of the decisions depend on the order they are made in, and the
+        # run's results come in another order with a cache (hits first) than without.
+        results = dict(sorted(((os.path.abspath(r.path), r) for r in members), key=lambda item: item[0]))
         session = (sessions or {}).get(id(pol))
         if session is not None and session.use_prefilter:
             holds.update(_session_holds(session, results, unsafe, fix_holds))

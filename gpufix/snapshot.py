@@ -538,8 +538,8 @@ _ACTIVE: Recorder | None = None
 
 def begin(argv) -> Recorder | None:
     global _ACTIVE
-    if os.environ.get("GPUFIX_NO_SNAPSHOT"):
-        return None
+    if os.environ.get("GPUFIX_NO_SNAPSHOT") or "--no-cache" in argv:
+        return None  # --no-cache: nothing of this run is kept, not even the snapshot folder
     try:
         # Made before anything is stamped: a folder created at the end would change the listing
         # of the cache folder the scan reads, and the next run would not be replayed.

@@ -41,6 +41,9 @@ class ProjectIndex:
     # scripts other project files start by path: (child, parent, file of the parent's process that
     # counts its GPUs or ""), see gpufix.project.children
     launched: tuple = ()
+    # the .py files whose text names a mask variable (fix_holds: which of the files an entry
+    # point's process runs may set its mask), read with each file's index record
+    names_mask: frozenset = frozenset()
 
     @property
     def entry_map(self) -> dict:
@@ -62,14 +65,16 @@ class ProjectIndex:
         return {"root": self.root, "first_party": list(self.first_party), "entries": [list(e) for e in self.entries],
                 "covered": [list(c) for c in self.covered], "graph_built": self.graph_built,
                 "unparsed": sorted(self.unparsed), "edges": [[a, list(t)] for a, t in self.edges],
-                "helpers": [list(h) for h in self.helpers], "launched": [list(x) for x in self.launched]}
+                "helpers": [list(h) for h in self.helpers], "launched": [list(x) for x in self.launched],
+                "names_mask": sorted(self.names_mask)}
 
     @classmethod
     def from_json(cls, data: dict) -> "ProjectIndex":
         return cls(data["root"], tuple(data["first_party"]), tuple(tuple(e) for e in data["entries"]),
                    tuple(tuple(c) for c in data["covered"]), bool(data["graph_built"]), frozenset(data["unparsed"]),
                    tuple((a, tuple(t)) for a, t in data.get("edges", ())),
-                   tuple(tuple(h) for h in data.get("helpers", ())), tuple(tuple(x) for x in data.get("launched", ())))
+                   tuple(tuple(h) for h in data.get("helpers", ())), tuple(tuple(x) for x in data.get("launched", ())),
+                   frozenset(data.get("names_mask", ())))
 
     def launched_by(self, a: str) -> list:
         """(parent, counter) of the project files that start script `a` by path."""
@@ -168,7 +173,7 @@ class ProjectIndex:
 
     def fingerprint(self) -> str:
         blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed),
-                     self.helpers, self.launched)).encode()
+                     self.helpers, self.launched, sorted(self.names_mask))).encode()
         return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
@@ -428,8 +433,9 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
     edges = tuple(sorted((a, tuple(sorted(t))) for a, t in forward.items()))
     helpers = tuple(sorted((h[0], h[1], h[2], a) for a in parsed for h in records[a].get("helpers", ())))
     launched = child_launches(str(root), {a: records[a] for a in parsed}, forward)
+    names_mask = frozenset(a for a in parsed if records[a].get("names_mask"))
     return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True,
-                        frozenset(unparsed), edges, helpers, launched)
+                        frozenset(unparsed), edges, helpers, launched, names_mask)
 
 
 def _reaching(parsed: dict, records: dict, reverse: dict, forward: dict, named: dict, targets) -> set:

@@ -19,6 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     pass
 
+from gpufix.facts import MASK_VAR, ORDER_VAR
 from gpufix.importscan import _has_main_guard, read_imports  # noqa: F401 (re-exported)
 from gpufix.project.children import counts_gpus, launched_paths
 from gpufix.project.lazy import lazy_framework_names, whole_module_names
@@ -568,12 +569,20 @@ def _record(a: str, text: str) -> dict:
     started = modules_started(text)
     if started:
         record["runs_m"] = started
+    if not a.endswith(".ipynb") and names_mask_variable(text):
+        record["names_mask"] = True  # fix_holds asks it of every file an entry point's process runs
     return record
 
 
+def names_mask_variable(text: str) -> bool:
+    """Whether a file's text names CUDA_VISIBLE_DEVICES or CUDA_DEVICE_ORDER (may write a mask)."""
+    return MASK_VAR in text or ORDER_VAR in text
+
+
 # What a record holds, in the index cache's key: a cached record of an older shape is never reused
-# (2: the files a file runs by path, `loads`; 3: the modules it starts with `python -m`, `runs_m`).
-RECORD_FORMAT = 3
+# (2: the files a file runs by path, `loads`; 3: the modules it starts with `python -m`, `runs_m`;
+# 4: whether it names a mask variable, `names_mask`).
+RECORD_FORMAT = 4
 
 # `[sys.executable, "-m", "pkg.worker"]`, `"python -m pkg.worker ..."` in a command string
 _DASH_M = re.compile(r"""['"]-m['"]\s*,\s*(?:\w+\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]|\bpython[\d.]*\s+-m\s+([A-Za-z_][\w.]*)""")

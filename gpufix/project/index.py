@@ -18,7 +18,7 @@ else:  # pragma: no cover
     pass
 
 from gpufix.project.graph import ProjectIndex, _build_graph
-from gpufix.project.imports import RECORD_FORMAT, _index_init, _index_job, index_record
+from gpufix.project.imports import RECORD_FORMAT, _index_init, _index_job, index_record, names_mask_variable
 from gpufix.project.meta import _HAS_INIT, _console_targets, _rel, _setup_console_targets, first_party_names, project_root
 
 def _index_key(root, first_party, console, known_frameworks) -> str:
@@ -235,12 +235,18 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
 
     mask_word: dict = {}
 
+    indexed = {a for a, _ in index.edges}  # the .py files the index read (a record each)
+
     def writes_mask_word(a: str) -> bool:
-        """Whether `a`'s text names a mask variable. Only that answer is kept: an entry point's
-        process runs most of a library (diffusers: every file's text, 29 MB of `apply`'s peak)."""
+        """Whether `a`'s text names a mask variable: the index read it with the file's record;
+        another file (a notebook) is read, and only the answer kept (an entry point's process runs
+        most of a library: diffusers, every file)."""
         if a not in mask_word:
-            text = texts[a] if a in texts else _read(a)
-            mask_word[a] = any(v in text for v in _MASK_WORDS)
+            if a in indexed and a.endswith(".py"):
+                mask_word[a] = a in index.names_mask
+            else:
+                text = texts[a] if a in texts else _read(a)
+                mask_word[a] = names_mask_variable(text)
         return mask_word[a]
 
     texts: dict = {}  # the texts later tests read again (a device helper's callers)
@@ -329,7 +335,6 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
     return {a: h for a, h in holds.items() if h}
 
 
-_MASK_WORDS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
 
 
 def _literal_call_lines(text: str, name: str, position, param: str) -> set:

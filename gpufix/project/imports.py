@@ -753,6 +753,75 @@ def _ordinal_names(text: str) -> set:
     return names
 
 
+# A module-level `def` starts a line (its indentation is 0: nothing before it, or white space that
+# ends with a form feed, which resets the column): a compound statement never follows `;`, and a
+# backslash-joined line starts where its first line does.
+_LINE_START_DEF = re.compile(r"^(?:[ \t]*\f)*(async\b|def\b)", re.M)
+_AFTER_ASYNC = re.compile(r"[ \t]+def\b")
+_DEF_HEAD = re.compile(r"[ \t]+\w+[ \t]*\(")
+_SIGNATURE_STOP = re.compile(r"[()'\"#\\]")
+_WORD = re.compile(r"\w+")
+
+
+def _module_def_params(text: str) -> Optional[set]:
+    """A superset of the parameter names of the module-level functions of `text` (what ast gives as
+    `args` of the FunctionDefs in tree.body), read from the text: every word between the
+    parentheses of each `def NAME(` that starts a line. None when a signature is not one this reads
+    exactly (a line continuation, a prefixed or triple-quoted or escaped string, type parameters,
+    `async` not followed by `def`, a character outside ASCII, which a name may hold where `\\w`
+    does not match it, or a byte-order mark): then the caller parses. A `def` line inside a string
+    only adds words."""
+    if text.startswith("\ufeff"):
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    out: set = set()
+    for m in _LINE_START_DEF.finditer(text):
+        at = m.end()
+        if m.group(1) == "async":
+            after = _AFTER_ASYNC.match(text, at)
+            if after is None:
+                return None
+            at = after.end()
+        head = _DEF_HEAD.match(text, at)
+        if head is None:
+            return None
+        start = pos = head.end()
+        depth = 1
+        while depth:
+            stop = _SIGNATURE_STOP.search(text, pos)
+            if stop is None:
+                return None
+            c = stop.group()
+            pos = stop.end()
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+            elif c == "#":  # a comment, to the line's end
+                nl = text.find("\n", pos)
+                if nl < 0:
+                    return None
+                pos = nl + 1
+            elif c in "'\"":
+                # a plain one-line string: no prefix (the letter before it would be a word), not
+                # triple-quoted, no backslash; it ends at the next same quote on its line
+                before = text[stop.start() - 1]
+                close = text.find(c, pos)
+                line_end = text.find("\n", pos)
+                if (before.isalnum() or before == "_" or close < 0 or close == pos
+                        or (0 <= line_end < close) or "\\" in text[pos:close]):
+                    return None
+                pos = close + 1
+            else:  # a backslash
+                return None
+        region = text[start:pos - 1]
+        if not region.isascii():
+            return None
+        out.update(_WORD.findall(region))
+    return out
+
+
 def device_helpers(text: str) -> list:
     """[[function, parameter, position]] of the module-level functions one of whose parameters is
     used as a CUDA ordinal (seed 004's `def device_cuda(index=1): return torch.device(f"cuda:{index}")`):
@@ -764,6 +833,9 @@ def device_helpers(text: str) -> list:
     names = _ordinal_names(text)
     if not names:
         return []
+    params = _module_def_params(text)
+    if params is not None and not names & params:
+        return []  # no module-level function has one of the names as a parameter: nothing to parse
     tree = _parse(text)
     if tree is None:
         return []

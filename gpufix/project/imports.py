@@ -588,14 +588,49 @@ RECORD_FORMAT = 4
 _DASH_M = re.compile(r"""['"]-m['"]\s*,\s*(?:\w+\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]|\bpython[\d.]*\s+-m\s+([A-Za-z_][\w.]*)""")
 
 
+# The test modules_started made first, as one search led by the literal "-m": `'-m'`, `"-m"`, or
+# "-m" then white space (the quote before it checked by a lookbehind).
+_DASH_M_GATE = re.compile(r"""-m(?:[ \t\n\r\f\v]|(?<='-m)'|(?<="-m)")""")
+
+
 def modules_started(text: str) -> list:
     """The modules a file starts as processes with `python -m NAME` (an argv list or a command
     string): evidence that a guarded module inside a package runs as `python -m pkg.mod`."""
     # what _DASH_M needs: "-m" (both alternatives hold it; most files have none: one search instead
-    # of the eight below), then a quoted "-m" argument, or "-m" followed by white space
-    if "-m" not in text or not ("'-m'" in text or '"-m"' in text or any(("-m" + c) in text for c in " \t\n\r\f\v")):
+    # of the pattern below), then a quoted "-m" argument, or "-m" followed by white space
+    if "-m" not in text or not _DASH_M_GATE.search(text):
         return []
-    return sorted({a or b for a, b in _DASH_M.findall(text)})
+    return sorted({a or b for a, b in _dash_m_matches(text)})
+
+
+def _dash_m_matches(text: str) -> list:
+    """_DASH_M.findall(text), without trying the pattern at every character: its first alternative
+    starts at a quote before "-m", its second at "python" after a word boundary (`\\b`, which the
+    pattern checks itself: a match at a position sees the characters before it), so it is matched
+    only there, left to right, each match skipping the starts inside it, as findall's
+    non-overlapping scan does (no match is empty)."""
+    starts = []
+    find = text.find
+    at = find("-m")
+    while at >= 0:
+        if at and text[at - 1] in "'\"":
+            starts.append(at - 1)
+        at = find("-m", at + 1)
+    at = find("python")
+    while at >= 0:
+        starts.append(at)
+        at = find("python", at + 6)
+    out = []
+    done = 0
+    match = _DASH_M.match
+    for at in sorted(starts):
+        if at < done:
+            continue
+        m = match(text, at)
+        if m is not None:
+            out.append(m.groups(""))  # findall gives "" for a group that took no part
+            done = m.end()
+    return out
 
 # Calls that run a file given by its path, and the argument holding the path: a plugin loaded by
 # path runs in the loading process as an imported module does.
@@ -612,12 +647,20 @@ _PATH_LOAD_CALLS = tuple(re.compile(re.escape(n) + r"[\s\\]*\(") for n in _PATH_
 def _calls_a_loader(text: str) -> bool:
     """Whether `text` calls one of _PATH_LOADERS by its name: the name, not inside a longer word,
     then white space or line continuations, then an opening parenthesis."""
-    for pattern in _PATH_LOAD_CALLS:
+    for name, pattern in zip(_PATH_LOADERS, _PATH_LOAD_CALLS):
+        if name not in text:
+            continue  # each pattern starts with its name: a substring search settles most
         for m in pattern.finditer(text):
             before = text[m.start() - 1] if m.start() else " "
             if not (before.isalnum() or before == "_"):
                 return True
     return False
+
+
+# ".py" in text.lower(), without lowering the text: of all characters, only ".", "p"/"P" and
+# "y"/"Y" lower to (a string holding) ".", "p" or "y", each to one character (the tests check every
+# code point), so the lowered text holds ".py" exactly where the text holds one of these.
+_PY_ANY_CASE = re.compile(r"\.[pP][yY]")
 
 
 def _path_text(node) -> Optional[str]:
@@ -652,7 +695,7 @@ def path_loads(text: str) -> list:
     # The names alone are not a gate: "exec" is in every "executor" (that gate parsed and walked
     # nearly every file of a project, half of a cold scan's index time on diffusers). A load that
     # this function follows is one of these names called, with a literal piece ending in ".py".
-    if ".py" not in text.lower() or not _calls_a_loader(text):
+    if not _PY_ANY_CASE.search(text) or not _calls_a_loader(text):
         return []
     tree = _parse(text)
     if tree is None:

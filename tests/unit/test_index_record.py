@@ -222,3 +222,50 @@ def test_device_helpers_skips_the_parse_only_where_no_function_takes_a_name(monk
     monkeypatch.setattr(I, "_parse", lambda text: parses.append(1) or ast.parse(text))
     assert I.device_helpers("class C:\n    def m(self, rank):\n        torch.cuda.set_device(rank)\n") == []
     assert parses == []
+
+
+# -- the whole-text scans of path_loads and modules_started, against what they replace ------------
+def test_only_dot_p_and_y_lower_to_dot_p_or_y():
+    # what lets _PY_ANY_CASE stand for `".py" in text.lower()`
+    import sys
+
+    assert [c for c in map(chr, range(sys.maxunicode + 1)) if not 0xD800 <= ord(c) <= 0xDFFF
+            and any(x in c.lower() for x in ".py") and c not in ".pPyY"] == []
+
+
+LOADER_PIECES = st.sampled_from([
+    ".py", ".PY", ".pY", ".Py", ".p", "y", "P", "\u0130", "\u212a", "\u017f", "exec", "execfile", "run_path",
+    "load_source", "SourceFileLoader", "spec_from_file_location", "(", " ", "\\", "\n", "_", "x", ".", "é",
+])
+
+
+def _calls_a_loader_reference(text: str) -> bool:
+    return any(not (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_") if m.start() else True
+               for pattern in I._PATH_LOAD_CALLS for m in pattern.finditer(text))
+
+
+@FAST
+@given(st.lists(LOADER_PIECES, max_size=30).map("".join))
+def test_path_load_gates_are_the_lowered_text_and_the_patterns(text):
+    assert bool(I._PY_ANY_CASE.search(text)) == (".py" in text.lower())
+    assert I._calls_a_loader(text) == _calls_a_loader_reference(text)
+
+
+DASH_M_PIECES = st.sampled_from([
+    "-m", "-", "m", "'", '"', " ", "\t", "\n", "\x0b", "python", "python3.8", "xpython", ",", "=", "x", "pkg.mod",
+    "_", "é", "1", "(",
+])
+
+
+@FAST
+@given(st.lists(DASH_M_PIECES, max_size=30).map("".join))
+@example("'-m', \"pkg.a\" python -m pkg.b python -m 'x'")
+@example('["-m", "pkg.a"]')
+@example("'-m'")
+@example('"-m"')
+@example("'-m\"")
+@example("python -m python -m x")  # the second "python" is inside the first match: findall skips it
+def test_dash_m_scan_is_the_whole_text_findall(text):
+    old_gate = "-m" in text and ("'-m'" in text or '"-m"' in text or any(("-m" + c) in text for c in " \t\n\r\f\v"))
+    assert bool(I._DASH_M_GATE.search(text)) == old_gate
+    assert I._dash_m_matches(text) == I._DASH_M.findall(text)

@@ -275,7 +275,7 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
             if results.keys().isdisjoint(near):
                 continue  # its holds would fall on files of this run only: none is near it
             callers = [c for c in sorted(near)
-                       if re.search(r"\b%s\(" % re.escape(name), text_of(c))]
+                       if _calls(text_of(c), name)]
             default = re.escape(f"{name}()'s default for {param}")
             call = r" in (?:[\w.]+\.)?%s\(\)" % re.escape(name)
             unfixed = []
@@ -340,13 +340,20 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
 
 
 
+def _calls(text: str, name: str) -> bool:
+    """Whether `text` calls `name(` (the substring first: most importers of a helper's module never
+    name it)."""
+    return f"{name}(" in text and re.search(r"\b%s\(" % re.escape(name), text) is not None
+
+
 def _literal_call_lines(text: str, name: str, position, param: str) -> set:
     """Lines of `text` where `name(...)` is called with a non-zero int literal for the helper's
     parameter (positionally, or as `param=`)."""
     out = set()
-    if not text:
+    if not text or f"{name}(" not in text:
         return out
-    pat = re.compile(r"(?<!def )\b%s\(\s*([^()]*)\)" % re.escape(name))
+    # the lookbehind after the name: a regex that starts with one is tried at every character
+    pat = re.compile(r"\b%s\((?<!def %s\()\s*([^()]*)\)" % (re.escape(name), re.escape(name)))
     for m in pat.finditer(text):
         args = [x.strip() for x in m.group(1).split(",")]
         value = None

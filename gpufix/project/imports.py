@@ -99,11 +99,13 @@ def _annotation_only_by_text(tree: ast.Module, names: set, text: str) -> set:
 
     spans = []  # annotation expressions: ((line, byte col), (end line, end byte col))
     import_lines: set = set()
+    imports, annotated = (ast.Import, ast.ImportFrom), (ast.FunctionDef, ast.AsyncFunctionDef, ast.AnnAssign)
     for stmt in iter_statements(tree.body):
-        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        if isinstance(stmt, imports):
             import_lines.update(range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1))
-        for ann in _annotations_of(stmt):
-            spans.append(((ann.lineno, ann.col_offset), (ann.end_lineno or ann.lineno, ann.end_col_offset or 0)))
+        elif isinstance(stmt, annotated):  # the only statements _annotations_of reads
+            for ann in _annotations_of(stmt):
+                spans.append(((ann.lineno, ann.col_offset), (ann.end_lineno or ann.lineno, ann.end_col_offset or 0)))
     if not spans:
         return set()
     lines = text.split("\n")
@@ -111,6 +113,13 @@ def _annotation_only_by_text(tree: ast.Module, names: set, text: str) -> set:
     for line in lines:
         starts.append(starts[-1] + len(line) + 1)
     import bisect
+    from itertools import accumulate
+
+    # `any(a <= pos < b for a, b in spans)` by bisection: of the spans that start at or before
+    # `pos` (a prefix of the spans sorted by start), whether the farthest end lies after it
+    spans.sort()
+    begins = [a for a, _ in spans]
+    reach = list(accumulate((b for _, b in spans), max))
 
     out = set()
     for name in names:
@@ -124,7 +133,8 @@ def _annotation_only_by_text(tree: ast.Module, names: set, text: str) -> set:
             if "#" in line[:col]:
                 continue
             pos = (line_no, len(line[:col].encode("utf-8")))
-            if any(a <= pos < b for a, b in spans):
+            k = bisect.bisect_right(begins, pos)
+            if k and reach[k - 1] > pos:
                 inside += 1
             else:
                 break

@@ -269,3 +269,60 @@ def test_dash_m_scan_is_the_whole_text_findall(text):
     old_gate = "-m" in text and ("'-m'" in text or '"-m"' in text or any(("-m" + c) in text for c in " \t\n\r\f\v"))
     assert bool(I._DASH_M_GATE.search(text)) == old_gate
     assert I._dash_m_matches(text) == I._DASH_M.findall(text)
+
+
+# -- annotation-only names: the span test by bisection, against the scan of every span -------------
+def _annotation_only_reference(tree, names, text):
+    from gpufix.analysis import iter_statements
+
+    spans, import_lines = [], set()
+    for stmt in iter_statements(tree.body):
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            import_lines.update(range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1))
+        for ann in I._annotations_of(stmt):
+            spans.append(((ann.lineno, ann.col_offset), (ann.end_lineno or ann.lineno, ann.end_col_offset or 0)))
+    if not spans:
+        return set()
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    import bisect
+
+    out = set()
+    for name in names:
+        inside = 0
+        for at in I._word_positions(text, name):
+            line_no = bisect.bisect_right(starts, at)
+            if line_no in import_lines:
+                continue
+            line, col = lines[line_no - 1], at - starts[line_no - 1]
+            if "#" in line[:col]:
+                continue
+            if any(a <= (line_no, len(line[:col].encode("utf-8"))) < b for a, b in spans):
+                inside += 1
+            else:
+                break
+        else:
+            if inside:
+                out.add(name)
+    return out
+
+
+ANNOTATED = [
+    "import torch\nimport numpy as np\ndef f(x: torch.Tensor, y: 'np.ndarray' = np.zeros(1)) -> torch.Tensor:\n    return x\n",
+    "import torch\nclass C:\n    t: torch.dtype\n    def m(self, a: torch.Tensor, *b: torch.Tensor, c: int = torch.cuda.device_count(), **d: torch.Size):\n        v: torch.Tensor = a\n",
+    "import torch\ndef f(x: (torch\n       .Tensor)) -> None:\n    pass\nx: torch.Tensor\ny = torch.zeros(1)  # torch\n",
+    "import torch\nasync def g(a: torch.Tensor, /, b: 'torch.Tensor') -> 'é torch':\n    return a\n",
+]
+
+
+@pytest.mark.parametrize("text", ANNOTATED + [p.read_text(encoding="utf-8") for p in sorted((REPO / "gpufix").rglob("*.py"))])
+def test_annotation_only_names_by_bisection_are_the_scan_of_every_span(text):
+    tree = ast.parse(text)
+    names = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+             for a in n.names if a.name != "*"} | {"torch", "np", "Optional", "ast", "x"}
+    got = I._annotation_only_by_text(tree, names, text)
+    assert got == _annotation_only_reference(tree, names, text)
+    if text in ANNOTATED:  # torch only in annotations in the first and the last
+        assert ("torch" in got) == (text in (ANNOTATED[0], ANNOTATED[3]))

@@ -588,14 +588,49 @@ RECORD_FORMAT = 4
 _DASH_M = re.compile(r"""['"]-m['"]\s*,\s*(?:\w+\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]|\bpython[\d.]*\s+-m\s+([A-Za-z_][\w.]*)""")
 
 
+# The test modules_started made first, as one search led by the literal "-m": `'-m'`, `"-m"`, or
+# "-m" then white space (the quote before it checked by a lookbehind).
+_DASH_M_GATE = re.compile(r"""-m(?:[ \t\n\r\f\v]|(?<='-m)'|(?<="-m)")""")
+
+
 def modules_started(text: str) -> list:
     """The modules a file starts as processes with `python -m NAME` (an argv list or a command
     string): evidence that a guarded module inside a package runs as `python -m pkg.mod`."""
     # what _DASH_M needs: "-m" (both alternatives hold it; most files have none: one search instead
-    # of the eight below), then a quoted "-m" argument, or "-m" followed by white space
-    if "-m" not in text or not ("'-m'" in text or '"-m"' in text or any(("-m" + c) in text for c in " \t\n\r\f\v")):
+    # of the pattern below), then a quoted "-m" argument, or "-m" followed by white space
+    if "-m" not in text or not _DASH_M_GATE.search(text):
         return []
-    return sorted({a or b for a, b in _DASH_M.findall(text)})
+    return sorted({a or b for a, b in _dash_m_matches(text)})
+
+
+def _dash_m_matches(text: str) -> list:
+    """_DASH_M.findall(text), without trying the pattern at every character: its first alternative
+    starts at a quote before "-m", its second at "python" after a word boundary (`\\b`, which the
+    pattern checks itself: a match at a position sees the characters before it), so it is matched
+    only there, left to right, each match skipping the starts inside it, as findall's
+    non-overlapping scan does (no match is empty)."""
+    starts = []
+    find = text.find
+    at = find("-m")
+    while at >= 0:
+        if at and text[at - 1] in "'\"":
+            starts.append(at - 1)
+        at = find("-m", at + 1)
+    at = find("python")
+    while at >= 0:
+        starts.append(at)
+        at = find("python", at + 6)
+    out = []
+    done = 0
+    match = _DASH_M.match
+    for at in sorted(starts):
+        if at < done:
+            continue
+        m = match(text, at)
+        if m is not None:
+            out.append(m.groups(""))  # findall gives "" for a group that took no part
+            done = m.end()
+    return out
 
 # Calls that run a file given by its path, and the argument holding the path: a plugin loaded by
 # path runs in the loading process as an imported module does.
@@ -612,12 +647,20 @@ _PATH_LOAD_CALLS = tuple(re.compile(re.escape(n) + r"[\s\\]*\(") for n in _PATH_
 def _calls_a_loader(text: str) -> bool:
     """Whether `text` calls one of _PATH_LOADERS by its name: the name, not inside a longer word,
     then white space or line continuations, then an opening parenthesis."""
-    for pattern in _PATH_LOAD_CALLS:
+    for name, pattern in zip(_PATH_LOADERS, _PATH_LOAD_CALLS):
+        if name not in text:
+            continue  # each pattern starts with its name: a substring search settles most
         for m in pattern.finditer(text):
             before = text[m.start() - 1] if m.start() else " "
             if not (before.isalnum() or before == "_"):
                 return True
     return False
+
+
+# ".py" in text.lower(), without lowering the text: of all characters, only ".", "p"/"P" and
+# "y"/"Y" lower to (a string holding) ".", "p" or "y", each to one character (the tests check every
+# code point), so the lowered text holds ".py" exactly where the text holds one of these.
+_PY_ANY_CASE = re.compile(r"\.[pP][yY]")
 
 
 def _path_text(node) -> Optional[str]:
@@ -652,7 +695,7 @@ def path_loads(text: str) -> list:
     # The names alone are not a gate: "exec" is in every "executor" (that gate parsed and walked
     # nearly every file of a project, half of a cold scan's index time on diffusers). A load that
     # this function follows is one of these names called, with a literal piece ending in ".py".
-    if ".py" not in text.lower() or not _calls_a_loader(text):
+    if not _PY_ANY_CASE.search(text) or not _calls_a_loader(text):
         return []
     tree = _parse(text)
     if tree is None:
@@ -753,6 +796,75 @@ def _ordinal_names(text: str) -> set:
     return names
 
 
+# A module-level `def` starts a line (its indentation is 0: nothing before it, or white space that
+# ends with a form feed, which resets the column): a compound statement never follows `;`, and a
+# backslash-joined line starts where its first line does.
+_LINE_START_DEF = re.compile(r"^(?:[ \t]*\f)*(async\b|def\b)", re.M)
+_AFTER_ASYNC = re.compile(r"[ \t]+def\b")
+_DEF_HEAD = re.compile(r"[ \t]+\w+[ \t]*\(")
+_SIGNATURE_STOP = re.compile(r"[()'\"#\\]")
+_WORD = re.compile(r"\w+")
+
+
+def _module_def_params(text: str) -> Optional[set]:
+    """A superset of the parameter names of the module-level functions of `text` (what ast gives as
+    `args` of the FunctionDefs in tree.body), read from the text: every word between the
+    parentheses of each `def NAME(` that starts a line. None when a signature is not one this reads
+    exactly (a line continuation, a prefixed or triple-quoted or escaped string, type parameters,
+    `async` not followed by `def`, a character outside ASCII, which a name may hold where `\\w`
+    does not match it, or a byte-order mark): then the caller parses. A `def` line inside a string
+    only adds words."""
+    if text.startswith("\ufeff"):
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    out: set = set()
+    for m in _LINE_START_DEF.finditer(text):
+        at = m.end()
+        if m.group(1) == "async":
+            after = _AFTER_ASYNC.match(text, at)
+            if after is None:
+                return None
+            at = after.end()
+        head = _DEF_HEAD.match(text, at)
+        if head is None:
+            return None
+        start = pos = head.end()
+        depth = 1
+        while depth:
+            stop = _SIGNATURE_STOP.search(text, pos)
+            if stop is None:
+                return None
+            c = stop.group()
+            pos = stop.end()
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+            elif c == "#":  # a comment, to the line's end
+                nl = text.find("\n", pos)
+                if nl < 0:
+                    return None
+                pos = nl + 1
+            elif c in "'\"":
+                # a plain one-line string: no prefix (the letter before it would be a word), not
+                # triple-quoted, no backslash; it ends at the next same quote on its line
+                before = text[stop.start() - 1]
+                close = text.find(c, pos)
+                line_end = text.find("\n", pos)
+                if (before.isalnum() or before == "_" or close < 0 or close == pos
+                        or (0 <= line_end < close) or "\\" in text[pos:close]):
+                    return None
+                pos = close + 1
+            else:  # a backslash
+                return None
+        region = text[start:pos - 1]
+        if not region.isascii():
+            return None
+        out.update(_WORD.findall(region))
+    return out
+
+
 def device_helpers(text: str) -> list:
     """[[function, parameter, position]] of the module-level functions one of whose parameters is
     used as a CUDA ordinal (seed 004's `def device_cuda(index=1): return torch.device(f"cuda:{index}")`):
@@ -764,6 +876,9 @@ def device_helpers(text: str) -> list:
     names = _ordinal_names(text)
     if not names:
         return []
+    params = _module_def_params(text)
+    if params is not None and not names & params:
+        return []  # no module-level function has one of the names as a parameter: nothing to parse
     tree = _parse(text)
     if tree is None:
         return []

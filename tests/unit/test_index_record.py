@@ -153,3 +153,119 @@ def test_type_checking_lines_are_the_multiline_regex(text):
 
     expected = [m.start() for m in importscan._TYPE_CHECKING_LINE.finditer(text)]
     assert importscan._type_checking_lines(text) == expected
+
+
+# -- device_helpers: a file none of whose module-level functions takes one of the names is not parsed
+def _module_params(tree) -> set:
+    return {a.arg for fn in tree.body if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs}
+
+
+# Signatures the text reader must read as the parser does, or give up on: form feeds before a
+# module-level `def` (they reset the column), CR line ends, `async`, strings and comments holding
+# parentheses and quotes, defs inside strings and classes, continuation lines at column 0.
+SIGNATURES = [
+    "\fdef f(rank):\n    return rank\n",
+    "  \fdef f(rank):\n    return rank\n",
+    "x = 1\rdef f(rank):\r    pass\r",
+    "async  def f(rank, *, device_id=None): pass\n",
+    'def f(a=")", b="#(", rank=1): pass\n',
+    "def f(a=(1, (2)), # a comment )\n      rank=2): pass\n",
+    "def f(\nrank,\n): pass\n",
+    "def f(a='it''s', rank=1): pass\n",
+    'def f(a=f"{x})", rank=1): pass\n',
+    'def f(a="""x)""", rank=1): pass\n',
+    'def f(a="\\")", rank=1): pass\n',
+    "def f(a, \\\n      rank): pass\n",
+    "def f[T](rank: T): pass\n",
+    'class C:\n    def m(self, rank): pass\n"""\ndef g(index):\n"""\n',
+    "def f(\u00e9, rank): pass\n",
+    "def f(\uff52ank): pass\n",  # the parser reads the fullwidth letter as `r`: `rank`
+    "\ufeffdef f(rank): pass\n",
+    "if x:\n    def f(rank): pass\ndef g(a): pass\n",
+]
+SIGNATURE_PIECES = st.sampled_from([
+    "def ", "async ", "f", "g", "(", ")", "rank", "index", "=", ",", " ", "\t", "\f", "\n", "\r\n", "\r", "#", "'",
+    '"', '"""', "\\", "x", ":", " pass", "    ", "*", "[T]", "class C:\n", "\u00e9", "lambda: ", "f'",
+])
+
+
+@pytest.mark.parametrize("text", SIGNATURES + [p.read_text(encoding="utf-8") for p in sorted((REPO / "gpufix").rglob("*.py"))])
+def test_signature_words_hold_every_module_level_parameter(text):
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        tree = None
+    got = I._module_def_params(text)
+    if tree is not None and got is not None:
+        assert _module_params(tree) <= got
+
+
+@FAST
+@given(st.lists(SIGNATURE_PIECES, max_size=30).map("".join))
+@example("def f(a, rank): pass\n")
+def test_signature_words_of_made_up_texts(text):
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return
+    got = I._module_def_params(text)
+    if got is not None:
+        assert _module_params(tree) <= got
+
+
+def test_device_helpers_skips_the_parse_only_where_no_function_takes_a_name(monkeypatch):
+    uses = "def f(rank):\n    torch.cuda.set_device(rank)\n"
+    assert I.device_helpers(uses) == [["f", "rank", 0]]
+    assert I.device_helpers("\f" + uses) == [["f", "rank", 0]]
+    parses = []
+    monkeypatch.setattr(I, "_parse", lambda text: parses.append(1) or ast.parse(text))
+    assert I.device_helpers("class C:\n    def m(self, rank):\n        torch.cuda.set_device(rank)\n") == []
+    assert parses == []
+
+
+# -- the whole-text scans of path_loads and modules_started, against what they replace ------------
+def test_only_dot_p_and_y_lower_to_dot_p_or_y():
+    # what lets _PY_ANY_CASE stand for `".py" in text.lower()`
+    import sys
+
+    assert [c for c in map(chr, range(sys.maxunicode + 1)) if not 0xD800 <= ord(c) <= 0xDFFF
+            and any(x in c.lower() for x in ".py") and c not in ".pPyY"] == []
+
+
+LOADER_PIECES = st.sampled_from([
+    ".py", ".PY", ".pY", ".Py", ".p", "y", "P", "\u0130", "\u212a", "\u017f", "exec", "execfile", "run_path",
+    "load_source", "SourceFileLoader", "spec_from_file_location", "(", " ", "\\", "\n", "_", "x", ".", "é",
+])
+
+
+def _calls_a_loader_reference(text: str) -> bool:
+    return any(not (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_") if m.start() else True
+               for pattern in I._PATH_LOAD_CALLS for m in pattern.finditer(text))
+
+
+@FAST
+@given(st.lists(LOADER_PIECES, max_size=30).map("".join))
+def test_path_load_gates_are_the_lowered_text_and_the_patterns(text):
+    assert bool(I._PY_ANY_CASE.search(text)) == (".py" in text.lower())
+    assert I._calls_a_loader(text) == _calls_a_loader_reference(text)
+
+
+DASH_M_PIECES = st.sampled_from([
+    "-m", "-", "m", "'", '"', " ", "\t", "\n", "\x0b", "python", "python3.8", "xpython", ",", "=", "x", "pkg.mod",
+    "_", "é", "1", "(",
+])
+
+
+@FAST
+@given(st.lists(DASH_M_PIECES, max_size=30).map("".join))
+@example("'-m', \"pkg.a\" python -m pkg.b python -m 'x'")
+@example('["-m", "pkg.a"]')
+@example("'-m'")
+@example('"-m"')
+@example("'-m\"")
+@example("python -m python -m x")  # the second "python" is inside the first match: findall skips it
+def test_dash_m_scan_is_the_whole_text_findall(text):
+    old_gate = "-m" in text and ("'-m'" in text or '"-m"' in text or any(("-m" + c) in text for c in " \t\n\r\f\v"))
+    assert bool(I._DASH_M_GATE.search(text)) == old_gate
+    assert I._dash_m_matches(text) == I._DASH_M.findall(text)

@@ -8,9 +8,11 @@ import pytest
 
 from gpufix.catalog import load_api_catalog
 from gpufix.lexical import ANYWHERE, CODE, STRING_START, Lexed
-from gpufix.prefilter import FULL, HEADER, SKIP, classify
+from gpufix.prefilter import FULL, HEADER, SKIP
+from gpufix.registry import prefilter
 
 CATALOG = load_api_catalog()
+classify = prefilter(CATALOG).classify
 
 
 def _at(text: str, needle: str, where: str) -> bool:
@@ -48,12 +50,12 @@ def test_places():
     ("import os\ns = '''CUDA_VISIBLE_DEVICES'''\n", FULL),  # a string may be the mask's key: kept
 ])
 def test_tiers(text, tier):
-    assert classify(text, "mod.py", "gpu-modules", CATALOG) == tier
-    assert classify(text, "mod.py", "gpu-modules", CATALOG, confirm=False) == FULL
+    assert classify(text, "mod.py", "gpu-modules") == tier
+    assert classify(text, "mod.py", "gpu-modules", confirm=False) == FULL
 
 
 def test_a_value_after_backslash_newlines_and_a_template_string():
     text = 'x = "\\\ncuda:1"\ny = t"{set_device(2)}"\n'
     assert _at(text, "cuda:1", STRING_START)  # the value is "cuda:1"
     assert _at(text, "set_device(2)", CODE)  # a t-string's field is code (Python 3.14)
-    assert classify("import torch\nx = y.to('\\\ncuda:1')\n", "mod.py", "gpu-modules", CATALOG) == FULL
+    assert classify("import torch\nx = y.to('\\\ncuda:1')\n", "mod.py", "gpu-modules") == FULL

@@ -29,6 +29,7 @@ from gpufix.prefilter import HEADER, SKIP, imports_framework, is_entrypoint_name
 from gpufix.project import refine_gpu_imports
 from gpufix.source import MAX_FILE_BYTES, ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import Suppressions, per_file_ignored
+from gpufix.workers import LINT_STATE
 
 
 # -- the pipeline's entry points: many files ---------------------------------------------------
@@ -802,23 +803,18 @@ def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None, policy: Optio
     return out
 
 
-# Set in the parent before the worker processes fork (or in each worker by the initializer), so
-# that a job is only (abs_path, display) and the policy is not pickled once per file.
-_JOB_STATE: dict = {}
-
-
 def _job_init(policy: Policy, use_prefilter: bool) -> None:
+    """The pool's initializer (gpufix.workers.LINT_STATE): a job is then only (abs_path, display),
+    and the policy is not pickled once per file."""
     import gc
 
     gc.disable()  # see scan(): a worker lives for one scan
-    _JOB_STATE["policy"] = policy
-    _JOB_STATE["use_prefilter"] = use_prefilter
-    _JOB_STATE["catalog"] = catalog_for(policy)
+    LINT_STATE.set(policy=policy, use_prefilter=use_prefilter, catalog=catalog_for(policy))
 
 
 def _lint_job(args) -> dict:
     abs_path, display = args
-    return _lint_one(abs_path, display, _JOB_STATE["policy"], _JOB_STATE["use_prefilter"], _JOB_STATE["catalog"])
+    return _lint_one(abs_path, display, LINT_STATE["policy"], LINT_STATE["use_prefilter"], LINT_STATE["catalog"])
 
 
 def _lint_one(abs_path: str, display: str, policy: Policy, use_prefilter: bool, catalog: ApiCatalog,

@@ -7,7 +7,6 @@ Every error names the file, the key and what is allowed, and is raised as `Confi
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import os
@@ -192,6 +191,8 @@ def policy_from_table(table: Mapping, where: str, root: Optional[str] = None) ->
     if unknown:
         hints = []
         for k in unknown:
+            import difflib
+
             close = difflib.get_close_matches(str(k).replace("_", "-").lower(), sorted(_KNOWN_KEYS), n=1, cutoff=0.6)
             if close:
                 hints.append(f"{k!r}: did you mean {close[0]!r}?")
@@ -271,13 +272,13 @@ USER_CONFIG_ENV = "GPUFIX_USER_CONFIG"  # a file to use instead (an empty value:
 
 def user_config_path() -> Optional[Path]:
     """Where the user config is looked for: $GPUFIX_USER_CONFIG, else gpufix.toml in the user
-    config folder (platformdirs)."""
+    config folder (gpufix.userdirs: platformdirs' folder)."""
     if USER_CONFIG_ENV in os.environ:
         value = os.environ[USER_CONFIG_ENV]
         return Path(value) if value else None
-    import platformdirs
+    from gpufix.userdirs import user_config_dir
 
-    return Path(platformdirs.user_config_dir("gpufix", appauthor=False)) / "gpufix.toml"
+    return Path(user_config_dir()) / "gpufix.toml"
 
 
 _USER_MEMO: dict = {}
@@ -394,6 +395,8 @@ def _rule_docs() -> dict:
 
 def suggest(word: str, candidates) -> str:
     """' (did you mean X?)' for the closest candidate, or ''."""
+    import difflib
+
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

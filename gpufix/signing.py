@@ -16,10 +16,10 @@ NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def user_cache_dir() -> str:
-    """This user's cache folder for gpufix (platformdirs'), where the key lives."""
-    import platformdirs
+    """This user's cache folder for gpufix, where the key lives (gpufix.userdirs)."""
+    from gpufix.userdirs import user_cache_dir as folder
 
-    return platformdirs.user_cache_dir("gpufix", appauthor=False)
+    return folder()
 
 
 class Rejected(Exception):

@@ -149,17 +149,14 @@ def run_key(argv) -> str:
 
 
 def user_cache_dir() -> str:
-    """platformdirs' user cache folder for gpufix (gpufix.signing.user_cache_dir), worked out
-    without importing platformdirs. The recorder writes a snapshot only where both agree, so a platform
-    this gets wrong has no replay, never a wrong one."""
-    home = os.path.expanduser("~")
+    """The user cache folder for gpufix (gpufix.signing.user_cache_dir), on Windows worked out
+    without importing platformdirs. The recorder writes a snapshot only where both agree, so a
+    platform this gets wrong has no replay, never a wrong one."""
     if sys.platform == "win32":
+        home = os.path.expanduser("~")
         base = os.environ.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local")
         return os.path.join(base, "gpufix", "Cache")
-    if sys.platform == "darwin":
-        return os.path.join(home, "Library", "Caches", "gpufix")
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return os.path.join(xdg if os.path.isabs(xdg) else os.path.join(home, ".cache"), "gpufix")
+    return signing.user_cache_dir()
 
 
 def snapshot_dir() -> str:

@@ -49,15 +49,15 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     for a in overrides:
         if a not in abs_files:
             abs_files.append(a)
+    # In discovery order: the graph and its cache key are made in this order, which no edit changes.
     py_files = [a for a in abs_files if Path(a).suffix.lower() in (".py", ".ipynb")]  # shell, configs: no imports
-    # Biggest first, as scan does: the workers then finish together.
-    py_files.sort(key=lambda a: os.path.getsize(a) if os.path.isfile(a) else 0, reverse=True)
     # Per-file entries are cached (a warm scan reads none of the unchanged files), keyed on what
     # they depend on besides the file: the root, the first-party names, the console scripts.
     cache = cache_factory(_index_key(root, first_party, console, known_frameworks)) if cache_factory else None
     entries: dict = {}
     todo = []
-    for a in py_files:
+    # Biggest first, as scan does: the workers then finish together.
+    for a in sorted(py_files, key=lambda a: os.path.getsize(a) if os.path.isfile(a) else 0, reverse=True):
         if a in overrides:
             _index_init(root, console, fp_catalog)
             entries[a] = index_record(a, overrides[a])
@@ -85,10 +85,10 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         h = hashlib.blake2b(digest_size=16)
         for part in (str(root), *first_party, "\0", *sorted(console), "\0", *abs_files, "\0"):
             h.update(part.encode("utf-8", "surrogateescape") + b"\0")
-        for a in py_files:
+        for a in py_files:  # discovery order: an edit that changes a file's size keeps the key
             entry = entries[a]
             made = entry.get(_RECORD_DIGEST) or record_digest(entry)
-            h.update(made.encode("ascii") + b"\0")
+            h.update(a.encode("utf-8", "surrogateescape") + b"\0" + made.encode("ascii") + b"\0")
         digest = h.hexdigest()
         saved = cache.get_kept("project-index:", digest)
         if saved is not None:
@@ -271,8 +271,11 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
                 changed |= hold(a, REMAP_RULES, _hold_note(bad, a, root, "the mask its processes start with"))
         # a helper's default and its callers' literals
         for name, param, position, where in index.helpers:
-            callers = [c for c in sorted({where, *index.importers_map.get(where, ())})
-                       if re.search(r"\b%s\(" % re.escape(name), text_of(c))]
+            near = {where, *index.importers_map.get(where, ())}
+            if results.keys().isdisjoint(near):
+                continue  # its holds would fall on files of this run only: none is near it
+            callers = [c for c in sorted(near)
+                       if _calls(text_of(c), name)]
             default = re.escape(f"{name}()'s default for {param}")
             call = r" in (?:[\w.]+\.)?%s\(\)" % re.escape(name)
             unfixed = []
@@ -337,13 +340,20 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
 
 
 
+def _calls(text: str, name: str) -> bool:
+    """Whether `text` calls `name(` (the substring first: most importers of a helper's module never
+    name it)."""
+    return f"{name}(" in text and re.search(r"\b%s\(" % re.escape(name), text) is not None
+
+
 def _literal_call_lines(text: str, name: str, position, param: str) -> set:
     """Lines of `text` where `name(...)` is called with a non-zero int literal for the helper's
     parameter (positionally, or as `param=`)."""
     out = set()
-    if not text:
+    if not text or f"{name}(" not in text:
         return out
-    pat = re.compile(r"(?<!def )\b%s\(\s*([^()]*)\)" % re.escape(name))
+    # the lookbehind after the name: a regex that starts with one is tried at every character
+    pat = re.compile(r"\b%s\((?<!def %s\()\s*([^()]*)\)" % (re.escape(name), re.escape(name)))
     for m in pat.finditer(text):
         args = [x.strip() for x in m.group(1).split(",")]
         value = None

@@ -44,11 +44,12 @@ def _frame(lines_cache: dict, f):
 def render_text(result, stream, color=False, extra: dict = None, command: str = "scan", show_source: bool = True,
                 show_fixes: bool = False, list_findings: bool = True, unsafe_fixes: bool = False) -> None:
     """`list_findings=False` (apply --remaining count): only the summary, no finding or file error."""
-    # color None: rich decides, honouring NO_COLOR (set and non-empty) and FORCE_COLOR itself
+    # color None: rich decides, honouring NO_COLOR (set and non-empty) and FORCE_COLOR itself.
+    # emoji=False: a repository's `:warning:` in a message or a code frame is printed as written.
     if color is None:
-        console = Console(file=stream, highlight=False, soft_wrap=True)
+        console = Console(file=stream, highlight=False, soft_wrap=True, emoji=False)
     else:
-        console = Console(file=stream, force_terminal=color, no_color=not color, highlight=False, soft_wrap=True)
+        console = Console(file=stream, force_terminal=color, no_color=not color, highlight=False, soft_wrap=True, emoji=False)
     cache: dict = {}
     # One print for all findings: rich's per-call overhead is most of a report of a few hundred.
     out: list = []

@@ -7,6 +7,8 @@ cache: what the user sees must never depend on the snapshot."""
 import os
 import subprocess
 import sys
+
+import pytest
 from pathlib import Path
 
 from conftest import POSIX_ONLY, ROOT, init_git_repo
@@ -221,3 +223,27 @@ def test_gpufix_code_and_catalogue_are_in_the_key(tmp_path):
     st = module.stat()
     os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert stamp() not in (first, second)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows asks platformdirs itself")
+@pytest.mark.parametrize("xdg", [None, "", "relative/dir", "/abs/dir", "  /abs/dir"])
+def test_the_user_folders_are_platformdirs_ones_found_without_importing_it(monkeypatch, tmp_path, xdg):
+    """The key, the snapshots and the user config live where platformdirs puts them, and finding
+    them imports nothing (a replayed scan is 50 ms; platformdirs' import is 15)."""
+    import platformdirs
+
+    from gpufix import userdirs
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
+        if xdg is None:
+            monkeypatch.delenv(var, raising=False)
+        else:
+            monkeypatch.setenv(var, xdg)
+    assert userdirs.user_cache_dir() == platformdirs.user_cache_dir("gpufix", appauthor=False)
+    assert userdirs.user_config_dir() == platformdirs.user_config_dir("gpufix", appauthor=False)
+    code = ("import sys; from gpufix import config, signing; signing.user_cache_dir(); config.user_config_path();"
+            " print('platformdirs' in sys.modules)")
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**{k: v for k, v in os.environ.items() if k != "GPUFIX_USER_CONFIG"}, "PYTHONPATH": str(ROOT)})
+    assert got.stdout.strip() == "False", got.stderr

@@ -124,6 +124,27 @@ def test_an_edit_that_keeps_a_files_index_entry_keeps_the_project_graph(tmp_path
     assert len(builds) == 4
 
 
+def test_edits_that_change_which_file_is_biggest_keep_the_project_graph(tmp_path, monkeypatch):
+    """The index's jobs go biggest file first; the graph's key must not follow that order. A
+    comment that makes `stt.py` the biggest file, then the smallest again, reuses the graph."""
+    import gpufix.project.index as index
+
+    root = project(tmp_path)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("GPUFIX_CACHE_DIR", str(tmp_path / "cache"))
+    builds = []
+    real = index._build_graph
+    monkeypatch.setattr(index, "_build_graph", lambda *a, **k: builds.append(1) or real(*a, **k))
+    stt = root / "stt.py"
+    text = stt.read_text(encoding="utf-8")
+    first = scan("stt.py")
+    stt.write_text(text + "# " + "x" * 4000 + "\n", encoding="utf-8")
+    assert scan("stt.py") == first
+    stt.write_text(text + "# short\n", encoding="utf-8")
+    assert scan("stt.py") == first
+    assert builds == [1]
+
+
 def test_hold_notes_do_not_depend_on_the_order_results_arrive_in(tmp_path, monkeypatch):
     """With a cache the run's results come hits first, then the files linted again; without one,
     largest first. The notes of the hold decisions were made in that order, so a warm run after

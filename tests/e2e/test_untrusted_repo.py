@@ -256,6 +256,17 @@ def test_human_formats_escape_control_characters_one_line_a_finding(hostile, fmt
     assert "\\x1b]0;title\\x07" in text
 
 
+def test_text_format_prints_a_repositorys_emoji_codes_as_written(tmp_path):
+    """rich turns `:warning:` into an emoji by default, in escaped text too: a code frame and a
+    file name would show other characters than the file holds."""
+    (tmp_path / ":fire:.py").write_bytes(b"import torch\ntorch.device('cuda:1')  # :warning: :smile:\n")
+    proc = gpufix("scan", ".", "--visible-devices", "1", "--no-cache", "--format", "text", cwd=tmp_path)
+    assert proc.returncode == 1, err(proc)
+    text = out(proc)
+    assert ":fire:.py:2:" in text and "# :warning: :smile:" in text
+    assert not any(ord(c) > 0x2000 for c in text)
+
+
 def test_junit_is_well_formed_and_json_formats_are_valid_for_any_name(hostile):
     for fmt in ("junit", "json", "json-lines", "sarif", "gitlab"):
         proc = gpufix("scan", ".", "--visible-devices", "1", "--no-cache", "--format", fmt, cwd=hostile)

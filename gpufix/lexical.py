@@ -28,6 +28,37 @@ STRING_START = "string-start"  # the first character of a string literal's body 
 ANYWHERE = "anywhere"  # code or anywhere in a string literal; never a comment
 OPENING_QUOTE = "opening-quote"  # one of the quotes that open a string literal
 KEYWORD = "keyword"  # a keyword argument's name: in code, after `(` or `,` (blanks and comments between)
+# in code, or in a string literal whose whole value is a name (`"CUDA_VISIBLE_DEVICES"`, a key the
+# analysis compares whole), never in prose (`"""CUDA_VISIBLE_DEVICES is adjusted so that..."""`)
+NAME_OR_CODE = "name-or-code"
+_NAME_BODY_RE = re.compile(r"\w+")
+# ... of a call whose callee is one of the given names (`keyword_of`): `value=1` in any call is no
+# `get_guard(value=1)` (a project's device helper whose parameter is `value`).
+_KEYWORD_OF = "keyword-of:"
+
+
+def keyword_of(callees) -> str:
+    """The `where` of a keyword argument that counts only in a call of one of `callees` (last
+    names: `set_device` for `torch.cuda.set_device(device=1)`, `cuda` for `x.cuda(device=1)`), or
+    in a call this reading cannot name (`f()(device=1)`), or in any call when the text imports one
+    of them under another name (`from m import set_device as pick`)."""
+    return _KEYWORD_OF + ",".join(sorted(set(callees)))
+
+
+# ... a call (in code, as CODE) with at least so many arguments (`call_with_args`): a device argument
+# after others, `new_group(ranks, ..., device_id)`, cannot be in `new_group(ranks)`.
+_CALL_ARGS = "call-args:"
+
+
+def call_with_args(n: int) -> str:
+    """The `where` of a call's name that counts only when the call may hold `n` arguments or
+    more (every top-level comma counts one more: a keyword's, a lambda's too)."""
+    return f"{_CALL_ARGS}{n}"
+
+
+# How far the callee of a keyword argument, or a call's closing parenthesis, is looked for: past
+# it, the test counts.
+_CALLEE_REACH = 20_000
 
 # One token per match: a comment, or a string literal (prefix, quotes and body; each loop unrolled,
 # `[^'\\]*(?:escape-or-lone-quote[^'\\]*)*`, which the regex engine runs fast on long docstrings).
@@ -52,7 +83,7 @@ COMMENT, STRING, FSTRING = 0, 1, 2
 class Lexed:
     """The strings and comments of `text`, read from its start as far as asked."""
 
-    __slots__ = ("text", "starts", "ends", "kinds", "quotes", "done_to", "unknown_from", "_tokens")
+    __slots__ = ("text", "starts", "ends", "kinds", "quotes", "done_to", "unknown_from", "_tokens", "_aliased", "_budget", "_last_callee")
 
     def __init__(self, text: str):
         self.text = text
@@ -63,6 +94,11 @@ class Lexed:
         self.done_to = 0  # every string or comment that starts before this is read
         self.unknown_from = len(text) + 1  # PEP 701: from the first f-string on, every place counts
         self._tokens = _TOKEN_RE.finditer(text)
+        self._aliased: dict = {}  # keyword_of's `where` -> whether the text imports a callee under another name
+        # characters the callee search may still read backwards: linear in the text, however many
+        # keywords one long call holds (past it, every keyword counts)
+        self._budget = 2 * len(text) + 50_000
+        self._last_callee = (-1, None)  # (a keyword's place, its callee): a later keyword of the same call stops there
 
     def _read_to(self, pos: int) -> None:
         starts, ends, kinds, quotes = self.starts, self.ends, self.kinds, self.quotes
@@ -86,6 +122,14 @@ class Lexed:
                 return
         self.done_to = len(self.text) + 1
 
+    def _holds_a_name(self, i: int) -> bool:
+        """Whether string token `i`'s body is one name (word characters only, closed on its line)."""
+        body = self._body(i)
+        end = self.ends[i]
+        quote = self.text[self.quotes[i]]
+        close = end - (3 if self.text.startswith(quote * 3, self.quotes[i]) else 1)
+        return close > body and self.text[close:end] == quote * (end - close) and _NAME_BODY_RE.fullmatch(self.text, body, close) is not None
+
     def _body(self, i: int) -> int:
         """Where string token `i`'s value starts (after its prefix and opening quotes)."""
         q = self.quotes[i]
@@ -108,6 +152,8 @@ class Lexed:
             kind = self.kinds[i]
             if kind == FSTRING or (kind == STRING and where == ANYWHERE):
                 return -1
+            if kind == STRING and where == NAME_OR_CODE:
+                return -1 if self._holds_a_name(i) else self.ends[i]
             if kind == STRING:
                 body = self._body(i)
                 if where == OPENING_QUOTE and pos < body:
@@ -123,12 +169,151 @@ class Lexed:
         if where == KEYWORD:
             # `index = (...)`, `device_ids = [...]` assign a name: no call's keyword
             return -1 if self._before(pos) in ("(", ",") else pos + 1
-        if where == CODE:
+        if where.startswith(_KEYWORD_OF):
+            if self._before(pos) not in ("(", ","):
+                return pos + 1
+            return -1 if self._callee_may_be(pos, where) else pos + 1
+        if where == CODE or where.startswith(_CALL_ARGS):
             text = self.text
             line = max(text.rfind("\n", 0, pos), text.rfind("\r", 0, pos)) + 1
             if _DEFINED_RE.search(text, line, pos):
                 return pos + 1
+            if where != CODE and not self._args_at_least(pos, int(where[len(_CALL_ARGS):])):
+                return pos + 1
         return -1
+
+    def _args_at_least(self, pos: int, n: int) -> bool:
+        """Whether the call of the name at `pos` may hold `n` arguments or more: its top-level
+        commas, plus one, reach `n` (a superset: a trailing comma, a keyword or a lambda's
+        parameters count too); true when its parentheses cannot be followed this far."""
+        text = self.text
+        size = len(text)
+        j = pos
+        while j < size and (text[j].isalnum() or text[j] == "_" or ord(text[j]) > 127):
+            j += 1
+        limit = min(size, j + _CALLEE_REACH, j + self._budget)
+        first = j
+        try:
+            opened = False
+            depth = commas = 0
+            held = False  # anything in the parentheses yet
+            while j < limit:
+                if j >= self.done_to:
+                    self._read_to(j)
+                t = bisect.bisect_right(self.starts, j) - 1
+                if t >= 0 and j < self.ends[t]:
+                    if self.kinds[t] != COMMENT:
+                        held = True  # a string argument
+                    j = self.ends[t]
+                    continue
+                c = text[j]
+                if not opened:
+                    if c == "(":
+                        opened = True
+                    elif c not in " \t\r\n\f\\)":
+                        return True  # not the call the test's regex saw: cannot tell
+                elif c in "([{":
+                    depth += 1
+                    held = True
+                elif c in ")]}":
+                    if depth == 0:
+                        return commas + (1 if held else 0) >= n
+                    depth -= 1
+                elif c == "," and depth == 0:
+                    commas += 1
+                    if commas + 1 >= n:
+                        return True
+                elif c not in " \t\r\n\f\\":
+                    held = True
+                j += 1
+            return True
+        finally:
+            self._budget -= j - first
+
+    def _callee_may_be(self, pos: int, where: str) -> bool:
+        """Whether the call whose keyword argument starts at `pos` (in code) may be one of the
+        callees `where` names: its callee's last name is one, or cannot be read here, or the text
+        binds one under another name (an import's `as`)."""
+        callees = where[len(_KEYWORD_OF):].split(",")
+        aliased = self._aliased.get(where)
+        if aliased is None:
+            aliased = self._aliased[where] = any(
+                re.search(r"\b%s\s+as\b" % re.escape(c), self.text) for c in callees if c)
+        if aliased:
+            return True
+        name = self._callee_name(pos)
+        if name is None:
+            return True
+        if not name.isascii():
+            import unicodedata
+
+            name = unicodedata.normalize("NFKC", name)  # Python reads identifiers NFKC-normalised
+        return name in callees
+
+    def _callee_name(self, pos: int):
+        """The last name of the callee of the call whose argument list holds `pos` (in code), ""
+        when `pos` is in no call's parentheses, None when it cannot be told (a callee that is no
+        name, such as `f()(...)` or `x[0](...)`, or a call longer than this looks)."""
+        stop = max(-1, pos - 1 - _CALLEE_REACH, pos - 1 - self._budget)
+        name, i = self._opener_callee(pos, stop)
+        self._budget -= pos - 1 - i
+        self._last_callee = (pos, name)
+        return name
+
+    def _opener_callee(self, pos: int, stop: int) -> tuple:
+        """(_callee_name's answer, where the backward search ended)."""
+        text = self.text
+        starts, ends = self.starts, self.ends
+        k = bisect.bisect_right(starts, pos - 1) - 1  # the last string or comment before pos
+        depth = 0
+        i = pos - 1
+        last, last_name = self._last_callee
+        while i > stop:
+            if i < last and depth == 0 and last < pos:
+                # back at an earlier keyword's place with the brackets between balanced: its call
+                return last_name, i
+            if k >= 0 and i < ends[k]:
+                if i >= starts[k]:
+                    i = starts[k] - 1  # a string or comment is no bracket
+                k -= 1
+                continue
+            c = text[i]
+            if c in ")]}":
+                depth += 1
+            elif c in "([{":
+                if depth == 0:
+                    if c != "(":
+                        return "", i  # a keyword in a list or a dict display: no call's
+                    return self._name_before(i), i
+                depth -= 1
+            i -= 1
+        return (None if i > -1 else ""), i
+
+    def _name_before(self, i: int):
+        """The name that ends before the `(` at `i` (blanks, line continuations and comments
+        between), or None when something else does (`f()(`, `x[0](`, a string)."""
+        text = self.text
+        starts, ends = self.starts, self.ends
+        j = i - 1
+        while j >= 0:
+            d = text[j]
+            if d in " \t\r\n\f\\":
+                j -= 1
+                continue
+            m = bisect.bisect_right(starts, j) - 1
+            if m >= 0 and j < ends[m]:
+                if self.kinds[m] == COMMENT:
+                    j = starts[m] - 1
+                    continue
+                return None  # the end of a string
+            break
+        end = j + 1
+        while j >= 0 and (text[j].isalnum() or text[j] == "_" or ord(text[j]) > 127):
+            j -= 1
+        name = text[j + 1:end]
+        if not name or name[0].isdigit():
+            return None
+        return name
 
     def _before(self, pos: int) -> str:
         """The code character before `pos`, past blanks, line continuations and comments."""

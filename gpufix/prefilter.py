@@ -30,7 +30,7 @@ import os
 import re
 
 from gpufix.catalog import ApiCatalog
-from gpufix.lexical import ANYWHERE, CODE, OPENING_QUOTE, Lexed, first_allowed
+from gpufix.lexical import ANYWHERE, CODE, OPENING_QUOTE, Lexed, call_with_args, first_allowed, keyword_of
 
 SKIP, HEADER, FULL = 0, 1, 2
 
@@ -203,8 +203,8 @@ class Prefilter:
             ordinal.add(literal, pattern, where)
         framework_rx, risky_tests, _ = _catalog_tests(catalog)
         named = _Tests()
-        for literal, pattern in named_sink_tests(catalog):
-            named.add(literal, pattern, CODE)
+        for literal, pattern, where in named_sink_tests(catalog):
+            named.add(literal, pattern, where)
         ordinal_tests, named_tests = ordinal.compile(), named.compile()
         gates = _gates([t[0] for t in (*ordinal_tests, *risky_tests, *named_tests)])
         return (_by_root(ordinal_tests, gates), framework_rx, risky_tests, _by_root(named_tests, gates), gates,
@@ -383,18 +383,28 @@ _NAMED_VALUE = r"(?:\s|\\|\(|#[^\n]*)*([A-Za-z_][\w.]*)"  # captured: the name t
 def named_sink_tests(catalog):
     """... and a catalogued device argument that is a name: the same shapes as the device-apis
     collector's literal tests, with a captured name where they expect a literal."""
+    keyword_callees: dict = {}  # as the literal tests' (device_apis): a keyword counts in its APIs' calls
     for api in catalog.apis:
         name = api.last_name
         for spec in api.args:
             if spec.keyword:
-                yield spec.keyword, rf"\b{re.escape(spec.keyword)}(?:\s|\\)*={_NAMED_VALUE}"
+                callees = keyword_callees.setdefault(spec.keyword, set())
+                if callees is not None:
+                    if api.name == "*" or not name or "*" in name:
+                        keyword_callees[spec.keyword] = None
+                    else:
+                        callees.add(name)
             if spec.position is not None and name != "*":
                 if spec.position == 0:
-                    yield name, rf"\b{re.escape(name)}{_CALL}{_NAMED_VALUE}"
+                    yield name, rf"\b{re.escape(name)}{_CALL}{_NAMED_VALUE}", CODE
                 elif spec.when_position is not None:
-                    yield name, rf"\b{re.escape(name)}{_CALL}{_ARGS_BEFORE},{_NAMED_VALUE}"
+                    yield name, rf"\b{re.escape(name)}{_CALL}{_ARGS_BEFORE},{_NAMED_VALUE}", CODE
                 else:
-                    yield name, rf"\b{re.escape(name)}{_CALL}"  # after arbitrary arguments: any call
+                    # after arbitrary arguments: any call with enough of them
+                    yield name, rf"\b{re.escape(name)}{_CALL}", call_with_args(spec.position + 1)
+    for keyword, callees in keyword_callees.items():
+        yield (keyword, rf"\b{re.escape(keyword)}(?:\s|\\)*={_NAMED_VALUE}",
+               CODE if callees is None else keyword_of(callees))
 
 
 def _flow_source(text: str, lexed) -> bool:

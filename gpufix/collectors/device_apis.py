@@ -8,6 +8,7 @@ import re
 
 from gpufix.analysis import const_str, literal_int
 from gpufix.collectors import CODE, KEYWORD, Collector, StringForm
+from gpufix.lexical import call_with_args, keyword_of
 from gpufix.collectors._patterns import ANYINT, END_OF_LITERAL, GAP, NONZERO, SPELLED_INDEX
 from gpufix.facts import CUDA_ORDINAL_CALLS, TF_DEVICE_RE, OrdinalUse, imports_module
 from gpufix.valueflow import Sink
@@ -50,6 +51,10 @@ class DeviceApis(Collector):
         # identifier: no word boundary before it (the G is a word character).
         for literal in ("PU:", "pu:", "Pu:", "pU:"):
             yield literal, rf"{literal}{SPELLED_INDEX}"  # "/GPU:1", "/GPU:" "1", "/GPU:\\x31"
+        # A keyword argument counts only in a call of an API that takes it (`value=1` in any call
+        # is no `get_guard(value=1)`, a project's helper): each keyword test names the callees of
+        # the APIs that declare it, or none where one of them matches any callee ("*").
+        keyword_callees: dict = {}
         for api in catalog.apis:
             name = api.last_name
             for spec in api.args:
@@ -57,7 +62,13 @@ class DeviceApis(Collector):
                     continue  # a string literal: the 'GPU:N' shape above and string_forms below
                 value = _value(spec.value)
                 if spec.keyword:
-                    yield spec.keyword, rf"\b{re.escape(spec.keyword)}(?:\s|\\)*={value}", KEYWORD
+                    test = (spec.keyword, rf"\b{re.escape(spec.keyword)}(?:\s|\\)*={value}")
+                    callees = keyword_callees.setdefault(test, set())
+                    if callees is not None:
+                        if api.name == "*" or not name or "*" in name:
+                            keyword_callees[test] = None
+                        else:
+                            callees.add(name)
                 if spec.position is not None and name != "*":
                     # `from m import name as alias` calls it by another name: parse the file.
                     yield name, rf"\b{re.escape(name)}\s+as\b", CODE
@@ -67,7 +78,10 @@ class DeviceApis(Collector):
                         # torch.device('cuda', 1): the ordinal follows a string literal.
                         yield name, rf"\b{re.escape(name)}{_CALL}{_ARGS_BEFORE},{value}", CODE
                     else:
-                        yield name, rf"\b{re.escape(name)}{_CALL}", CODE  # after arbitrary arguments: any call
+                        # after arbitrary arguments: any call with enough of them
+                        yield name, rf"\b{re.escape(name)}{_CALL}", call_with_args(spec.position + 1)
+        for (keyword, pattern), callees in keyword_callees.items():
+            yield keyword, pattern, KEYWORD if callees is None else keyword_of(callees)
         for key in catalog.dict_keys:
             yield key, rf"{re.escape(key)}['\"]{GAP}:{GAP}\+?{NONZERO}"
 

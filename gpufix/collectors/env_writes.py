@@ -19,6 +19,7 @@ import ast
 
 from gpufix.analysis import const_str
 from gpufix.collectors import AssignmentCollector, StringForm
+from gpufix.lexical import NAME_OR_CODE
 from gpufix.collectors._patterns import END_OF_LITERAL
 from gpufix.facts import ENV_VARS
 
@@ -34,7 +35,9 @@ class EnvWrites(AssignmentCollector):
     priority = 20
 
     def prefilter_tests(self, catalog):
-        return tuple((token, None) for token in ENV_TOKENS)
+        # what the analysis reads holds the name in code (`dict(os.environ, CUDA_VISIBLE_DEVICES=...)`)
+        # or as a whole literal (a key, compared whole); a spelled one is a string form (below)
+        return tuple((token, None, NAME_OR_CODE) for token in ENV_TOKENS)
 
     def string_forms(self, catalog):
         # the key is compared whole (`const_str(key) in ENV_VARS`)

@@ -12,6 +12,7 @@ import pytest
 from gpufix import collectors, registry
 from gpufix.analysis import Analyzer
 from gpufix.catalog import load_api_catalog
+from gpufix.lexical import NAME_OR_CODE
 from gpufix.prefilter import FULL, SKIP
 from gpufix.registry import Collectors
 
@@ -37,7 +38,7 @@ def test_prefilter_tests_are_the_collectors_declarations():
     from gpufix.collectors._patterns import SPELLED_INDEX
 
     assert ("cuda:", rf"cuda:{SPELLED_INDEX}", collectors.STRING_START) in declared
-    assert ("VISIBLE_DEVICES", None, collectors.ANYWHERE) in declared and ("DEVICE_ORDER", None, collectors.ANYWHERE) in declared
+    assert ("VISIBLE_DEVICES", None, NAME_OR_CODE) in declared and ("DEVICE_ORDER", None, NAME_OR_CODE) in declared
     assert any(lit == "set_device" and where == collectors.CODE for lit, _, where in declared)
 
 

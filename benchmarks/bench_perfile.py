@@ -87,7 +87,7 @@ def main(argv=None) -> int:
 
         print(f"  cProfile (cumulative share of lint_bytes): prefilter {cum('python_tier'):.1f}%, "
               f"ast.parse {cum('parse', 'ast.py'):.1f}%, analysis walk {cum('source_facts'):.1f}%, "
-              f"refine_gpu_imports {cum('refine_gpu_imports'):.1f}%, finish hooks {cum('finish_facts'):.1f}%, "
+              f"refine_gpu_imports {cum('refine_gpu_imports'):.1f}%, finish hooks {cum('finish_facts') + cum('finish', 'registry.py'):.1f}%, "
               f"rules {cum('run_rules'):.1f}%")
     return 0
 

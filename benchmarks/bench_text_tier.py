@@ -22,18 +22,29 @@ for d, dirs, files in os.walk(sys.argv[1]):
             except (OSError, UnicodeDecodeError):
                 pass
 t0 = time.process_time()
-from gpufix import prefilter
 from gpufix.catalog import load_api_catalog
-from gpufix.collectors import load_collectors
 
 catalog = load_api_catalog()
-load_collectors()
+try:
+    from gpufix import registry
+except ImportError:  # a checkout from before gpufix.registry (the prefilter's functions took the catalogue)
+    from gpufix import prefilter as old
+    from gpufix.collectors import load_collectors
+
+    load_collectors()
+    classify = lambda text, path, scope: old.classify(text, path, scope, catalog)  # noqa: E731
+    irregular_spelling = lambda text: old.irregular_spelling(text, catalog)  # noqa: E731
+    parse_anyway = lambda text, has_policy: old.parse_anyway(text, catalog, has_policy)  # noqa: E731
+else:
+    registry.collectors()
+    pf = registry.prefilter(catalog)
+    classify, irregular_spelling, parse_anyway = pf.classify, pf.irregular_spelling, pf.parse_anyway
 t1 = time.process_time()
 for path, text in texts:
-    if prefilter.classify(text, path, "gpu-modules", catalog):
-        prefilter.irregular_spelling(text, catalog)
+    if classify(text, path, "gpu-modules"):
+        irregular_spelling(text)
     else:
-        prefilter.parse_anyway(text, catalog, True)
+        parse_anyway(text, True)
 t2 = time.process_time()
 print(f"{len(texts)} files, {sum(len(t) for _, t in texts) / 1e6:.1f} MB: imports and catalogue {t1 - t0:.3f} s, "
       f"text tier {t2 - t1:.3f} s CPU")

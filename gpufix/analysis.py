@@ -1,5 +1,7 @@
 """One pass over Python's `ast` that collects the facts every rule needs: the walk is here, what is
-collected is in gpufix/collectors/ (one module per kind of fact).
+collected is in gpufix/collectors/ (one module per kind of fact). The collectors are handed down
+(gpufix.registry.Collectors: the set, its dispatch table and focus words): this module never looks
+them up.
 
 Names are resolved through the file's own imports (`import torch as T`, `from torch import cuda`,
 `from numba import cuda`, `from pynvml import *`), never by matching source text. Positions are
@@ -104,7 +106,7 @@ def _node_classes() -> list:
 
 def _walk_plan(table: dict) -> dict:
     """Node class -> (its collectors' visit methods, the fields to go down into, kind bits), for
-    every node class that can hold something a collector of `table` (collectors.dispatch_table)
+    every node class that can hold something a collector of `table` (gpufix.registry.Collectors.table)
     looks at; the classes left out are inert: no collector looks at them and nothing under them
     (Name, alias, contexts, operators), so the walk never enters them. Built once per table."""
     cached = _PLANS.get(id(table))
@@ -179,11 +181,11 @@ class Analyzer:
     """The one walk over a module's syntax tree. It keeps what every collector needs (positions,
     source text, names resolved through the imports, the enclosing function, source order, the
     statement stack) and hands each node to the collectors that look at its type
-    (gpufix/collectors/), before going down into it. Rules never see the tree: only `facts`."""
+    (gpufix/collectors/), before going down into it. Rules never see the tree: only `facts`.
+    `collectors`: the set to run (gpufix.registry.Collectors: `registry.collectors()` for the
+    shipped ones)."""
 
-    def __init__(self, tree: ast.Module, lines: list, catalog: ApiCatalog):
-        from gpufix.collectors import dispatch_table, load_collectors
-
+    def __init__(self, tree: ast.Module, lines: list, catalog: ApiCatalog, collectors):
         self.tree = tree
         self.lines = lines
         self.col = _Columns(lines)
@@ -205,11 +207,17 @@ class Analyzer:
         self._imports_collected = False
         self._statements: Optional[list] = None
         self._text: Optional[str] = None
-        self._collectors = load_collectors()
-        self._table = dispatch_table()
+        self.collectors = collectors
+        self._collectors = collectors.all
+        self._table = collectors.table
         self._plan = _walk_plan(self._table)
 
     # -- helpers for collectors ------------------------------------------------------------------
+    def collector(self, name: str):
+        """The collector named `name` of this walk's set (one collector may record through
+        another's method: value flow through the device APIs')."""
+        return self.collectors.get(name)
+
     def statements(self) -> list:
         """Every statement of the module, nested ones too, in source order (iter_statements):
         listed once per file for the walk's pre-passes, which each went through the tree again."""
@@ -400,12 +408,10 @@ class Analyzer:
     def run_header(self) -> Facts:
         """Only what the header rules need: GPU framework imports and the `__main__` guard (for a
         file whose text holds no ordinal and no mask variable: the prefilter's HEADER tier)."""
-        from gpufix.collectors import collector
-
         self.facts.has_main_guard = any(_is_main_guard(s) for s in self.tree.body)
         self.facts.first_stmt_line = header_line(self.tree.body)
         table = self._table
-        imports = collector("imports")
+        imports = self.collector("imports")
         imports.before(self)
         dynamic = "import_module" in self.text or "__import__" in self.text
         for node in self.statements():
@@ -576,12 +582,10 @@ def is_cpu_guard(stmt, qualname) -> bool:
     return "" in strs and strs <= {"", "-1"}
 
 
-def focus_lines(text: str, imports: dict, catalog: ApiCatalog) -> Optional[set]:
-    """Lines that mention something a collector needs, or None when the whole file must be visited
-    (see Collector.whole_file_words). Built from the collectors' declarations."""
-    from gpufix import collectors
-
-    if any(word in text for word in collectors.whole_file_words()):
+def focus_lines(text: str, imports: dict, catalog: ApiCatalog, collectors) -> Optional[set]:
+    """Lines that mention something a collector of `collectors` needs, or None when the whole file
+    must be visited (see Collector.whole_file_words). Built from the collectors' declarations."""
+    if any(word in text for word in collectors.whole_file_words):
         return None
     words = collectors.focus_words(catalog, imports)
     # A word that contains another adds nothing ("set_device" holds "device"); str.find in C is
@@ -620,37 +624,40 @@ def header_line(body: list) -> Optional[int]:
     return body[k].lineno if k < len(body) else None
 
 
-def analyze(tree: ast.Module, lines: list, catalog: ApiCatalog, text: Optional[str] = None) -> Facts:
-    """The facts of a module. Given its `text`, a big file is analysed by focused statements only
-    (same facts: the equivalence tests compare both on every fixture and a generated corpus)."""
-    analyzer = Analyzer(tree, lines, catalog)
+def analyze(tree: ast.Module, lines: list, catalog: ApiCatalog, collectors, text: Optional[str] = None) -> Facts:
+    """The facts of a module (`collectors`: gpufix.registry.Collectors). Given its `text`, a big
+    file is analysed by focused statements only (same facts: the equivalence tests compare both on
+    every fixture and a generated corpus)."""
+    analyzer = Analyzer(tree, lines, catalog, collectors)
     if text is None or len(lines) < _FOCUS_MIN_LINES:
         return analyzer.run()
     analyzer.collect_imports()
     if not any(catalog.framework_of_module(m) for m in _imported_modules(analyzer.statements())):
         # Scope may hinge on a device-API call anywhere (a file with no GPU import): look at all.
         return analyzer.run()
-    return analyzer.run(focus_lines(text, analyzer.facts.imports, catalog))
+    return analyzer.run(focus_lines(text, analyzer.facts.imports, catalog, collectors))
 
 
-def header_facts(tree: ast.Module, lines: list, catalog: ApiCatalog, text: str) -> Facts:
+def header_facts(tree: ast.Module, lines: list, catalog: ApiCatalog, collectors, text: str) -> Facts:
     """The facts of a HEADER-tier file (see Analyzer.run_header); the full analysis when it imports
     no GPU framework but may call a device API (scope then depends on that call)."""
     from gpufix.prefilter import may_call_device_api
 
-    facts = Analyzer(tree, lines, catalog).run_header()
+    facts = Analyzer(tree, lines, catalog, collectors).run_header()
     if not facts.gpu_imports and may_call_device_api(text, catalog):
-        return analyze(tree, lines, catalog)
+        return analyze(tree, lines, catalog, collectors)
     return facts
 
 
-def source_facts(src, tree: ast.Module, lines: list, catalog: ApiCatalog, header_only: bool = False, focused: bool = True) -> Facts:
-    """The facts of a read source file (gpufix.source.SourceFile): the walk's, plus the notebook's
-    `%env` magics, which set the environment without being Python."""
+def source_facts(src, tree: ast.Module, lines: list, catalog: ApiCatalog, collectors, header_only: bool = False,
+                 focused: bool = True) -> Facts:
+    """The facts of a read source file (gpufix.source.SourceFile): the walk's (by `collectors`,
+    gpufix.registry.Collectors), plus the notebook's `%env` magics, which set the environment
+    without being Python."""
     if header_only:
-        facts = header_facts(tree, lines, catalog, src.text)
+        facts = header_facts(tree, lines, catalog, collectors, src.text)
     else:
-        facts = analyze(tree, lines, catalog, text=src.text if focused else None)
+        facts = analyze(tree, lines, catalog, collectors, text=src.text if focused else None)
     for name, value, line in src.env_magics:
         if name in ENV_VARS:
             p = Pos(line, 0, line, 0)

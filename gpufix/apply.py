@@ -35,6 +35,7 @@ from gpufix.source import (
     ReadError,
     read_source,
 )
+from gpufix.workers import PLAN_STATE
 
 
 
@@ -227,10 +228,10 @@ def _plan_file(args) -> tuple:
     Returns (FileResult as JSON, outcome): outcome is None (nothing to fix), ("error", kind,
     message) or ("fix", raw, new_raw, rules, lint of new_raw as JSON or None). The file is read
     once: the bytes linted are the bytes fixed. `group`: the index of the file's session in
-    _PLAN_STATE (set by _plan_init, in this process and in every worker)."""
+    gpufix.workers.PLAN_STATE (set by _plan_init, in this process and in every worker)."""
     key, display, group, unsafe, *rest = args
     hold = rest[0] if rest else None  # (rules, note): fixes safe only with files outside this run
-    session = _PLAN_STATE["groups"][group]
+    session = PLAN_STATE["groups"][group]
     policy = session.policy
     got, problem = _read_file(key)
     if got is None:
@@ -259,16 +260,13 @@ def _plan_file(args) -> tuple:
     return res.to_json(), ("fix", raw, new_raw, rules, final[0].to_json() if final else None)
 
 
-# Each group's gpufix.session.Session (prepared policy, catalogue, rule filter), set in this process and in every worker
-# before the jobs run, so that a job is a few small values and the policy (which holds the
-# project's index) is not pickled once per file (as engine._JOB_STATE for scan).
-_PLAN_STATE: dict = {}
-
-
 def _plan_init(policies: list, use_prefilter: bool) -> None:
+    """The pool's initializer (gpufix.workers.PLAN_STATE): each group's gpufix.session.Session
+    (prepared policy, catalogue, rule filter), so that a job is a few small values and the policy
+    (which holds the project's index) is not pickled once per file."""
     from gpufix.session import Session
 
-    _PLAN_STATE["groups"] = [Session.of(pol, use_prefilter) for pol in policies]
+    PLAN_STATE.set(groups=[Session.of(pol, use_prefilter) for pol in policies])
 
 
 def _plan_all(jobs: list, workers: int, policies: list, use_prefilter: bool):
@@ -338,7 +336,7 @@ def run_apply(paths, policy: Policy, opts: ApplyOptions, warn: Callable = lambda
     for i, job in enumerate(jobs):
         if job[0] in holds and planned[i][1] is not None:
             planned[i] = _plan_file(job + (holds[job[0]],))
-    _PLAN_STATE.clear()  # the policies hold the project indexes: not kept past the planning
+    PLAN_STATE.clear()  # the policies hold the project indexes: not kept past the planning
     for (key, display, *_), (res_json, outcome) in zip(jobs, planned):
         res = FileResult.from_json(res_json, display)
         results[key] = res

@@ -14,8 +14,8 @@ import os
 import warnings
 from typing import Callable, Optional
 
+from gpufix import registry
 from gpufix.analysis import source_facts
-from gpufix.collectors import finish_facts
 from gpufix.catalog import ApiCatalog, catalog_for
 from gpufix.config import Policy, SinglePolicy, make_rule_filter
 from gpufix.discover import discover_files, path_within
@@ -24,11 +24,12 @@ from gpufix.formats import MAX_BYTES as MAX_TEXT_BYTES
 from gpufix.launchers import LAUNCHER_KINDS, launch_args
 from gpufix.model import Edit, FileError, Finding, Fix
 from gpufix.cache import content_hash
-from gpufix.rules import Candidate, RuleContext, project_rules, run_rules
-from gpufix.prefilter import HEADER, SKIP, classify, imports_framework, irregular_spelling, is_entrypoint_name, may_call_device_api, parse_anyway
+from gpufix.rules import Candidate, RuleContext, run_rules
+from gpufix.prefilter import HEADER, SKIP, imports_framework, is_entrypoint_name, may_call_device_api
 from gpufix.project import refine_gpu_imports
 from gpufix.source import MAX_FILE_BYTES, ReadError, SourceFile, read_source, split_lines
 from gpufix.suppress import Suppressions, per_file_ignored
+from gpufix.workers import LINT_STATE
 
 
 # -- the pipeline's entry points: many files ---------------------------------------------------
@@ -91,7 +92,7 @@ def gather_pairs(policy: Policy, pairs, extra_errors=(), warnings=(), resolver=N
         if not any(r.candidates for r in members):
             continue  # nothing to judge across files (a warm run then loads no rule module)
         enabled = make_rule_filter(pol.select, pol.ignore)
-        wanted = {code: rule for code, rule in project_rules().items() if enabled(code)}
+        wanted = {code: rule for code, rule in registry.project_rules().items() if enabled(code)}
         if not wanted:
             continue
         universe = members
@@ -276,18 +277,19 @@ def lint_bytes(raw: bytes, abs_path: str, display: str, policy: Policy, use_pref
         return FileResult(display)
     # The focused walk of a big file looks for words: a value spelled with escapes or implicit
     # concatenation (`"cu" "da:1"`) holds none of them, so such a file is walked whole.
-    focused = tier == HEADER or not irregular_spelling(src.text, catalog)
+    focused = tier == HEADER or not registry.prefilter(catalog).irregular_spelling(src.text)
     return lint_source(src, policy, catalog, abs_path=abs_path, header_only=tier == HEADER, focused=focused)
 
 
 def python_tier(src: SourceFile, abs_path: str, display: str, policy: Policy, catalog: ApiCatalog) -> int:
     """The prefilter's tier of a Python file (gpufix.prefilter), with what the project index knows."""
     # a notebook's comments may be masked magics (`%env`): its hits count even in comments
-    tier = classify(src.text, display, policy.effective_header_scope, catalog, confirm=not src.is_notebook)
+    prefilter = registry.prefilter(catalog)
+    tier = prefilter.classify(src.text, display, policy.effective_header_scope, confirm=not src.is_notebook)
     project = policy.project
     if tier == HEADER and project is not None and project.graph_built and os.path.abspath(abs_path) not in project.entry_map:
         tier = SKIP  # the header findings are only for the entry points the project index names
-    if tier == SKIP and parse_anyway(src.text, catalog, policy.has_policy):
+    if tier == SKIP and prefilter.parse_anyway(src.text, policy.has_policy):
         tier = HEADER  # a collector's whole-tree facts (an app's GPU option) need no framework import
     if tier == SKIP and project is not None and project.graph_built and (
         os.path.abspath(abs_path) in project.entry_map
@@ -343,9 +345,10 @@ def lint_source(
             warnings.simplefilter("ignore")
             tree = ast.parse(src.text, filename=src.path)
         lines = split_lines(src.text)
-        facts = source_facts(src, tree, lines, catalog, header_only=header_only, focused=focused)
+        collectors = registry.collectors()
+        facts = source_facts(src, tree, lines, catalog, collectors, header_only=header_only, focused=focused)
         facts = refine_gpu_imports(facts, tree, src.text)
-        finish_facts(facts, tree, src.text, policy)  # the collectors' whole-tree facts
+        collectors.finish(facts, tree, src.text, policy)  # the collectors' whole-tree facts
     except SyntaxError as exc:
         result.errors.append(_syntax_error(src, exc))
         return result
@@ -367,10 +370,10 @@ def lint_source(
     def reported(finding: Finding) -> bool:
         return not sup.silenced(finding.rule, (finding.line, finding.end_line), lines)
 
-    for finding in run_rules(ctx, enabled):
+    for finding in run_rules(registry.rules(), ctx, enabled):
         if reported(finding):
             result.findings.append(_to_cell(src, finding))
-    for code, project_rule in project_rules().items():
+    for code, project_rule in registry.project_rules().items():
         if not enabled(code):
             continue
         for cand in project_rule.collect(ctx):
@@ -496,7 +499,6 @@ def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Option
     from gpufix.formats import scan_facts
     from gpufix.formats.text import comment_suppressions, hash_comment_suppressions
     from gpufix.formats.tree import ParseError
-    from gpufix.rules import load_rules
     from gpufix.rules._text import TextContext
 
     path, text, kind = src.path, src.text, src.kind
@@ -525,10 +527,10 @@ def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Option
         return not sup.silenced(code, lines)
 
     result = FileResult(path, parsed=True)
-    for code, rule in load_rules().items():
+    for code, rule in registry.rules().items():
         if enabled(code):
             result.findings.extend(f for f in rule.check_text(tctx) if reported(f.rule, (f.line, f.end_line)))
-    for code, rule in project_rules().items():
+    for code, rule in registry.project_rules().items():
         if enabled(code) and not sup.rule_off(code):
             result.candidates.extend({"finding": c.finding.to_json(), "value": c.value} for c in rule.collect_text(tctx)
                                      if reported(code, (c.finding.line,)))
@@ -762,7 +764,7 @@ def _project_candidates(policy: Policy, members: list, resolver, paths, session=
         return []
     have = {r.path for r in members}
     catalog = session.catalog if session is not None else catalog_for(policy)
-    needles = [r.candidate_bytes for r in project_rules().values()]
+    needles = [r.candidate_bytes for r in registry.project_rules().values()]
     needles = None if any(not n for n in needles) else {b for n in needles for b in n}
     if session is not None and not session.use_prefilter:
         session = None  # the project's other files are judged with the prefilter, as without a cache
@@ -801,23 +803,18 @@ def _run_jobs(jobs_args: list, jobs: Optional[int], progress=None, policy: Optio
     return out
 
 
-# Set in the parent before the worker processes fork (or in each worker by the initializer), so
-# that a job is only (abs_path, display) and the policy is not pickled once per file.
-_JOB_STATE: dict = {}
-
-
 def _job_init(policy: Policy, use_prefilter: bool) -> None:
+    """The pool's initializer (gpufix.workers.LINT_STATE): a job is then only (abs_path, display),
+    and the policy is not pickled once per file."""
     import gc
 
     gc.disable()  # see scan(): a worker lives for one scan
-    _JOB_STATE["policy"] = policy
-    _JOB_STATE["use_prefilter"] = use_prefilter
-    _JOB_STATE["catalog"] = catalog_for(policy)
+    LINT_STATE.set(policy=policy, use_prefilter=use_prefilter, catalog=catalog_for(policy))
 
 
 def _lint_job(args) -> dict:
     abs_path, display = args
-    return _lint_one(abs_path, display, _JOB_STATE["policy"], _JOB_STATE["use_prefilter"], _JOB_STATE["catalog"])
+    return _lint_one(abs_path, display, LINT_STATE["policy"], LINT_STATE["use_prefilter"], LINT_STATE["catalog"])
 
 
 def _lint_one(abs_path: str, display: str, policy: Policy, use_prefilter: bool, catalog: ApiCatalog,

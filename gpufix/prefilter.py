@@ -13,12 +13,14 @@ can find:
 * FULL:   everything else: parse and run the whole analysis.
 
 The FULL tier's tests are the fact collectors' own declarations (gpufix/collectors/: each says
-which text its facts need), so the prefilter cannot drift from the analysis; the device-API ones are
-derived from the catalogue (rules/apis/*.toml plus the policy's own APIs): for an API that takes an
-ordinal, a call of its last name with a literal at the ordinal's position (or a mention of the name
-when the position is not the first, or when the name is re-bound with `as`), and for a keyword,
-`keyword=` followed by a literal. Tests are a plain substring search first (fast in C), then a
-regex only when the substring is there.
+which text its facts need), so the prefilter cannot drift from the analysis. They are handed down:
+a `Prefilter` is built from one set of collectors under one catalogue (gpufix.registry.prefilter
+builds the shipped collectors' once per catalogue); this module never looks the collectors up.
+The device-API ones are derived from the catalogue (rules/apis/*.toml plus the policy's own APIs):
+for an API that takes an ordinal, a call of its last name with a literal at the ordinal's position
+(or a mention of the name when the position is not the first, or when the name is re-bound with
+`as`), and for a keyword, `keyword=` followed by a literal. Tests are a plain substring search
+first (fast in C), then a regex only when the substring is there.
 """
 
 from __future__ import annotations
@@ -161,12 +163,9 @@ class _Spelled:
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(catalog: ApiCatalog):
-    from gpufix.collectors import prefilter_tests, string_forms
-
-    ordinal = _Tests()
-    for literal, pattern, where in prefilter_tests(catalog):
-        ordinal.add(literal, pattern, where)
+def _catalog_tests(catalog: ApiCatalog) -> tuple:
+    """(framework import regex, risky-call tests, their gates): the tests that come from the
+    catalogue alone, not from the collectors."""
     roots = sorted({m.split(".")[0] for m in catalog.framework_modules})
     framework_rx = _Lazy(r"\b(?:" + "|".join(map(re.escape, roots)) + r")\b")
     # APIs whose call makes a file a GPU module without a GPU framework import (a bare name, or a
@@ -180,19 +179,74 @@ def _compiled(catalog: ApiCatalog):
             risky.add(api.last_name)
     # each starts with its word: the substring gate (_any) is a necessary condition of a match
     risky_tests = tuple((w, _Lazy(rf"{re.escape(w)}(?<!\w{re.escape(w)})\b")) for w in sorted(risky))
-    named = _Tests()
-    for literal, pattern, where in named_sink_tests(catalog):
-        named.add(literal, pattern, where)
-    ordinal_tests, named_tests = ordinal.compile(), named.compile()
-    gates = _gates([t[0] for t in (*ordinal_tests, *risky_tests, *named_tests)])
-    return (_by_root(ordinal_tests, gates), framework_rx, risky_tests, _by_root(named_tests, gates), gates,
-            _Spelled(string_forms(catalog)))
+    return framework_rx, risky_tests, _gates([t[0] for t in risky_tests])
 
 
-def irregular_spelling(text: str, catalog: ApiCatalog) -> bool:
-    """Whether a string form the collectors read may be spelled with escapes or implicit
-    concatenation in `text` (the focused walk, which looks for words, must then walk it whole)."""
-    return _compiled(catalog)[5].search(text)
+class Prefilter:
+    """The prefilter of one set of collectors (`declared`: what gpufix.registry.Collectors offers,
+    `prefilter_tests`, `string_forms` and `parse_tests`) under one catalogue. Its tests are built
+    on first use (a run whose files all come from the cache builds none), and each regex is
+    compiled the first time a file holds its substring (_Lazy)."""
+
+    def __init__(self, catalog: ApiCatalog, declared):
+        self.catalog = catalog
+        self.declared = declared
+        self._parse: dict = {}  # has_policy -> the parse tests
+
+    @functools.cached_property
+    def tests(self) -> tuple:
+        """(ordinal tests by root, framework regex, risky tests, named-sink tests by root, gates,
+        string forms)."""
+        catalog = self.catalog
+        ordinal = _Tests()
+        for literal, pattern, where in self.declared.prefilter_tests(catalog):
+            ordinal.add(literal, pattern, where)
+        framework_rx, risky_tests, _ = _catalog_tests(catalog)
+        named = _Tests()
+        for literal, pattern, where in named_sink_tests(catalog):
+            named.add(literal, pattern, where)
+        ordinal_tests, named_tests = ordinal.compile(), named.compile()
+        gates = _gates([t[0] for t in (*ordinal_tests, *risky_tests, *named_tests)])
+        return (_by_root(ordinal_tests, gates), framework_rx, risky_tests, _by_root(named_tests, gates), gates,
+                _Spelled(self.declared.string_forms(catalog)))
+
+    def classify(self, text: str, path: str, scope: str, confirm: bool = True) -> int:
+        """The file's tier. `confirm`: a test's hit counts only where its declaration says it may
+        (gpufix.lexical: a call shape in code, never in a docstring or a comment); off for a text
+        whose comments may be more than comments (a notebook's masked `%env` magics)."""
+        ordinal, _, risky, named, gates, spelled = self.tests
+        present = _Present(text, gates)
+        lexed = Lexed(text) if confirm else None
+        if _any_confirmed(ordinal, present, lexed):
+            return FULL
+        if spelled.search(text, lexed):
+            return FULL  # `"cuda:\\x31"`, `"cu" "da:1"`: a value the plain tests cannot see
+        if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, present, lexed) and _flow_source(text, lexed):
+            return FULL  # a name at a device argument, and a literal it may hold (gpufix.valueflow)
+        if scope == "all":
+            return HEADER
+        if not imports_framework(text, self.catalog) and not _any(risky, present):
+            return SKIP
+        if scope == "gpu-modules":
+            return HEADER
+        if is_entrypoint_name(path) or text.startswith("#!") or "__main__" in text:
+            return HEADER
+        return SKIP
+
+    def irregular_spelling(self, text: str) -> bool:
+        """Whether a string form the collectors read may be spelled with escapes or implicit
+        concatenation in `text` (the focused walk, which looks for words, must then walk it whole)."""
+        return self.tests[5].search(text)
+
+    def parse_anyway(self, text: str, has_policy: bool) -> bool:
+        """Whether a collector's `parse_tests` want a file parsed (in the HEADER tier) that `classify`
+        would skip: whole-tree facts (an app's GPU option) may sit in a file that imports no GPU
+        framework. `has_policy`: a policy is set (collectors that run only under one count)."""
+        tests = self._parse.get(has_policy)
+        if tests is None:
+            tests = self._parse[has_policy] = tuple(
+                (literal, _Lazy(rx) if isinstance(rx, str) else rx) for literal, rx in self.declared.parse_tests(self.catalog, has_policy))
+        return any(literal in text and (rx is None or rx.search(text)) for literal, rx in tests)
 
 
 def _gates(literals: list) -> dict:
@@ -309,59 +363,11 @@ def imports_framework(text: str, catalog: ApiCatalog) -> bool:
     """Whether the text may import a GPU framework (a superset: comments and strings count too)."""
     if "import" not in text:
         return False
-    return bool(_compiled(catalog)[1].search(_import_lines(text)))
+    return bool(_catalog_tests(catalog)[0].search(_import_lines(text)))
 
 
 def is_entrypoint_name(path: str) -> bool:
     return path.endswith(".ipynb") or bool(TEST_NAME_RE.match(os.path.basename(path)))
-
-
-def classify(text: str, path: str, scope: str, catalog: ApiCatalog, confirm: bool = True) -> int:
-    """The file's tier. `confirm`: a test's hit counts only where its declaration says it may
-    (gpufix.lexical: a call shape in code, never in a docstring or a comment); off for a text
-    whose comments may be more than comments (a notebook's masked `%env` magics)."""
-    ordinal, _, risky, named, gates, spelled = _compiled(catalog)
-    present = _Present(text, gates)
-    lexed = Lexed(text) if confirm else None
-    if _any_confirmed(ordinal, present, lexed):
-        return FULL
-    if spelled.search(text, lexed):
-        return FULL  # `"cuda:\\x31"`, `"cu" "da:1"`: a value the plain tests cannot see
-    if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, present, lexed) and _flow_source(text, lexed):
-        return FULL  # a name at a device argument, and a literal it may hold (gpufix.valueflow)
-    if scope == "all":
-        return HEADER
-    if not imports_framework(text, catalog) and not _any(risky, present):
-        return SKIP
-    if scope == "gpu-modules":
-        return HEADER
-    if is_entrypoint_name(path) or text.startswith("#!") or "__main__" in text:
-        return HEADER
-    return SKIP
-
-
-_PARSE_TESTS: dict = {}
-
-
-def _parse_tests(catalog: ApiCatalog, has_policy: bool) -> tuple:
-    # Keyed on identity: hashing the catalogue (a frozen dataclass of every API) costs more than
-    # the tests themselves, and this runs for every file the other tests would skip.
-    from gpufix.collectors import load_collectors, parse_tests
-
-    registered = load_collectors()
-    key = (id(catalog), id(registered), has_policy)
-    got = _PARSE_TESTS.get(key)
-    if got is None or got[0] is not catalog or got[1] is not registered:
-        tests = tuple((literal, _Lazy(rx) if isinstance(rx, str) else rx) for literal, rx in parse_tests(catalog, has_policy))
-        got = _PARSE_TESTS[key] = (catalog, registered, tests)
-    return got[2]
-
-
-def parse_anyway(text: str, catalog: ApiCatalog, has_policy: bool) -> bool:
-    """Whether a collector's `parse_tests` want a file parsed (in the HEADER tier) that `classify`
-    would skip: whole-tree facts (an app's GPU option) may sit in a file that imports no GPU
-    framework. `has_policy`: a policy is set (collectors that run only under one count)."""
-    return any(literal in text and (rx is None or rx.search(text)) for literal, rx in _parse_tests(catalog, has_policy))
 
 
 # Value flow (gpufix.valueflow): a device argument that is a name matters only when some literal
@@ -463,5 +469,5 @@ def _confirmed_match(test, text: str, lexed, good) -> bool:
 
 def may_call_device_api(text: str, catalog: ApiCatalog) -> bool:
     """Whether a file without a GPU framework import may still call a catalogued device API."""
-    compiled = _compiled(catalog)
-    return _any(compiled[2], _Present(text, compiled[4]))
+    _, risky, gates = _catalog_tests(catalog)
+    return _any(risky, _Present(text, gates))

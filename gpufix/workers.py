@@ -1,5 +1,7 @@
 """The one worker pool scan and apply share: run a function over many files, in forked worker
-processes when there is enough work, results in the input order."""
+processes when there is enough work, results in the input order; and what each worker process
+holds for its pool's jobs (`WorkerState`: scan's lint, apply's planning, the project index's
+records), with when it is set and cleared, in one place."""
 
 from __future__ import annotations
 
@@ -68,3 +70,68 @@ def run_in_workers(
             return
     for item in items:
         yield fn(item)
+
+
+class WorkerState:
+    """What the processes of one pool hold for its jobs, in one named place.
+
+    The pool's initializer `set`s it (replacing what was there) in this process first and then in
+    every worker before its first job, forked or spawned: a spawned worker imports the job's
+    module, which imports this one, so each process has its own copy and the initializer fills
+    it. A job reads it (`state["key"]`, `get`); a value a job leaves for the next reader of the
+    same file is `put` and `pop`ped by that job. Jobs are then a few small values: what every job
+    needs (a policy that holds the project's index) is not pickled once per file. `holds` says
+    what the state holds and when it is cleared (gpufix's own: `STATES`, below)."""
+
+    def __init__(self, name: str, holds: str):
+        self.name = name
+        self.holds = holds
+        self._values: dict = {}
+
+    def set(self, **values) -> None:
+        self._values = dict(values)
+
+    def put(self, key: str, value) -> None:
+        self._values[key] = value
+
+    def get(self, key: str, default=None):
+        return self._values.get(key, default)
+
+    def pop(self, key: str, default=None):
+        return self._values.pop(key, default)
+
+    def clear(self) -> None:
+        self._values = {}
+
+    def __getitem__(self, key: str):
+        try:
+            return self._values[key]
+        except KeyError:
+            raise LookupError(f"the {self.name} worker state holds no {key!r}: its pool's initializer sets it") from None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._values
+
+    def __repr__(self) -> str:
+        return f"WorkerState({self.name!r}, holding {sorted(self._values)})"
+
+
+# What a worker process of gpufix holds: one state per pool, each set by that pool's initializer.
+LINT_STATE = WorkerState(
+    "lint",
+    "scan's per-file lint (gpufix.engine._lint_job): the policy, whether the prefilter is on, the "
+    "policy's catalogue. Set by engine._job_init for each scan; kept until the next scan replaces it "
+    "(a worker lives for one scan).")
+PLAN_STATE = WorkerState(
+    "plan",
+    "apply's planning (gpufix.apply._plan_file): one gpufix.session.Session per policy group. Set by "
+    "apply._plan_init; cleared when the planning ends, in this process (the sessions' policies hold "
+    "the project indexes: not kept past it).")
+INDEX_STATE = WorkerState(
+    "index",
+    "the project index's records (gpufix.project.imports.index_record): the project's root, its "
+    "console scripts, the first-party catalogue; and `read`, the last file's import reading and tree, "
+    "put by _index_file for the record's later readers of the same file (_lazy_facts: the file is "
+    "not read twice), popped when the record is made. Set by imports._index_init for each index "
+    "build (which also forgets which folders hold an `__init__.py`).")
+STATES = (LINT_STATE, PLAN_STATE, INDEX_STATE)

@@ -17,16 +17,16 @@ without one the collector does not run and its `parse_tests` let nothing through
 
 A collector keeps its facts in `facts.extra[<its name>]`, so that adding one never touches the
 `Facts` class. Adding a fact means adding one module here, or defining the collector in the module
-of the one rule that reads it (gpufix/rules/gpuNNN_*.py): both are discovered.
+of the one rule that reads it (gpufix/rules/gpuNNN_*.py): gpufix.registry finds both, builds the
+dispatch table and the prefilter's tests from their declarations (gpufix.registry.Collectors), and
+hands them down. This package holds only the base classes and the collector modules: it never
+imports the registry or the rules.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib
-import pkgutil
-from typing import ClassVar, Iterable, Optional
+from typing import ClassVar, Iterable
 
 from gpufix.lexical import ANYWHERE, CODE, KEYWORD, STRING_START  # noqa: F401  (re-exported for collectors)
 
@@ -120,93 +120,3 @@ class AssignmentCollector(Collector):
     def visit_AnnAssign(self, node, walk) -> None:
         if node.value is not None:
             self.assigned([node.target], node.value, walk)
-
-
-def classes_defined_in(package, base: type) -> list:
-    """The subclasses of `base` defined (not imported) in the public modules of `package`, in
-    module order: how both collectors and rules (gpufix.rules.discover_rules) are found."""
-    found = []
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, base) and obj.__module__ == module.__name__:
-                found.append(obj)
-    return found
-
-
-def discover_collectors(*packages) -> tuple:
-    """Every Collector subclass defined in the modules of `packages` (default: this package and
-    the rule modules, gpufix.rules), instantiated, by priority."""
-    if not packages:
-        packages = (importlib.import_module(__name__), importlib.import_module("gpufix.rules"))
-    found = [cls for package in packages for cls in classes_defined_in(package, Collector) if cls.name]
-    names = [c.name for c in found]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise RuntimeError(f"two collectors are named {', '.join(dupes)}")
-    return tuple(cls() for cls in sorted(found, key=lambda c: (c.priority, c.name)))
-
-
-@functools.lru_cache(maxsize=None)
-def load_collectors() -> tuple:
-    return discover_collectors()
-
-
-@functools.lru_cache(maxsize=None)
-def dispatch_table() -> dict:
-    """AST node class name -> the bound visit methods of the collectors that look at it, in order."""
-    table: dict = {}
-    for collector in load_collectors():
-        for attr in dir(collector):
-            if attr.startswith("visit_"):
-                table.setdefault(attr[len("visit_"):], []).append(getattr(collector, attr))
-    return {k: tuple(v) for k, v in table.items()}
-
-
-def whole_file_words() -> tuple:
-    return tuple(sorted({w for c in load_collectors() for w in c.whole_file_words()}))
-
-
-def focus_words(catalog, imports: dict) -> frozenset:
-    return frozenset(w for c in load_collectors() for w in c.focus_words(catalog, imports))
-
-
-def focus_patterns(catalog) -> tuple:
-    return tuple(rx for c in load_collectors() for rx in c.focus_patterns(catalog))
-
-
-def prefilter_tests(catalog) -> tuple:
-    """(substring, regex source or None, where) of every collector (where: gpufix.lexical)."""
-    out = []
-    for c in load_collectors():
-        for test in c.prefilter_tests(catalog):
-            literal, pattern = test[0], test[1]
-            out.append((literal, pattern, test[2] if len(test) > 2 else ANYWHERE))
-    return tuple(out)
-
-
-def string_forms(catalog) -> tuple:
-    return tuple(form for c in load_collectors() for form in c.string_forms(catalog))
-
-
-def parse_tests(catalog, has_policy: bool) -> tuple:
-    """The collectors' `parse_tests` that apply with (or without) a policy."""
-    return tuple(test for c in load_collectors() if has_policy or not c.only_with_policy for test in c.parse_tests(catalog))
-
-
-def finish_facts(facts, tree, text: str, policy) -> None:
-    """Run every collector's per-file `finish` hook (those that run under `policy`)."""
-    for c in _finishers(load_collectors()):
-        if c.runs_under(policy):
-            c.finish(facts, tree, text)
-
-
-@functools.lru_cache(maxsize=4)
-def _finishers(registered: tuple) -> tuple:
-    return tuple(c for c in registered if type(c).finish is not Collector.finish)
-
-
-def collector(name: str) -> Optional[Collector]:
-    return next((c for c in load_collectors() if c.name == name), None)

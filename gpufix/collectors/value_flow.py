@@ -10,7 +10,7 @@ import ast
 import re
 
 from gpufix.analysis import const_str, literal_int
-from gpufix.collectors import ANYWHERE, STRING_START, Collector, collector
+from gpufix.collectors import ANYWHERE, STRING_START, Collector
 from gpufix.valueflow import Flow, Sink
 
 # The part of a format string before the one value: "cuda:", "/GPU:", "/device:GPU:".
@@ -49,7 +49,7 @@ class ValueFlow(Collector):
         elif in_place and literal_int(node) is not None:
             # "cuda:{}".format(1), "cuda:%d" % 1, "cuda:" + str(1): the literal is the ordinal
             # (one in an f-string, f"cuda:{1}", is left alone)
-            devices = collector("device-apis")
+            devices = walk.collector("device-apis")
             start = len(walk.facts.ordinals)
             devices._record("ordinal", node, called, called, walk, flow=True)
             for use in walk.facts.ordinals[start:]:
@@ -93,7 +93,7 @@ class ValueFlow(Collector):
     def after(self, walk) -> None:
         if not walk.flow_sinks:
             return
-        devices = collector("device-apis")
+        devices = walk.collector("device-apis")
         for sink, reached in Flow(walk.tree, walk.text).reach(walk.flow_sinks, walk.src):
             start = len(walk.facts.ordinals)
             devices._record(sink.kind, reached.literal, sink.called, sink.called, walk, flow=True)

@@ -34,9 +34,9 @@ MAX_PASSES = 8
 # mask is "1", a second pass would call it GPU 1 and "remap" it to cuda:0).
 # The rules say so themselves (Rule.fixes_first_pass_only).
 def _first_pass_only() -> frozenset:
-    from gpufix.rules import load_rules
+    from gpufix import registry
 
-    return frozenset(code for code, rule in load_rules().items() if rule.fixes_first_pass_only)
+    return frozenset(code for code, rule in registry.rules().items() if rule.fixes_first_pass_only)
 
 
 def _choose_edits(findings, unsafe: bool, first_pass: bool = True) -> tuple:

@@ -201,20 +201,27 @@ def resolver_for(root: Path, named: dict):
     root_s = str(root)
     src_s = os.path.join(root_s, "src")
     tops_at: dict = {}
+    at_base: dict = {}  # (dotted name, sys.path folder) -> the files it names there, in `named`'s order
     for name, cands in named.items():
         top = name.split(".", 1)[0]
-        for _, base in cands:
+        for c, base in cands:
             tops_at.setdefault(base, set()).add(top)
+            at_base.setdefault((name, base), []).append(c)
     memo: dict = {}
+
+    chains: dict = {}  # a folder -> the sys.path folders its files search (one walk up per folder)
 
     def bases_for(here: str, top: str) -> list:
         if top in _STDLIB:
             return [here]
-        out = [here, root_s, src_s]
-        d = here
-        while d.startswith(root_s + os.sep):
-            d = os.path.dirname(d)
-            out.append(d)
+        out = chains.get(here)
+        if out is None:
+            out = [here, root_s, src_s]
+            d = here
+            while d.startswith(root_s + os.sep):
+                d = os.path.dirname(d)
+                out.append(d)
+            chains[here] = out
         return out
 
     def targets(importer: str, name: str) -> list:
@@ -234,7 +241,7 @@ def resolver_for(root: Path, named: dict):
         for base in bases_for(here, parts[0]):
             if parts[0] in tops_at.get(base, ()):
                 for i in range(1, len(parts) + 1):
-                    out += [c for c, b in named.get(".".join(parts[:i]), ()) if b == base]
+                    out += at_base.get((".".join(parts[:i]), base), ())
                 break
         memo[key] = out
         return out

@@ -24,6 +24,7 @@ from gpufix.importscan import _has_main_guard, read_imports  # noqa: F401 (re-ex
 from gpufix.project.children import counts_gpus, launched_paths
 from gpufix.project.lazy import lazy_framework_names, whole_module_names
 from gpufix.project.meta import _HAS_INIT, _TEST_FILE_RE, _import_names, module_name
+from gpufix.workers import INDEX_STATE
 
 # -- one file's imports ----------------------------------------------------------------------------
 def _is_type_checking(test) -> bool:
@@ -461,12 +462,10 @@ def _parse(text: str):
     return tree
 
 
-# Set before the worker processes fork (and in each by the initializer): what every file's entry needs.
-_INDEX_STATE: dict = {}
-
-
 def _index_init(root, console, fp_catalog) -> None:
-    _INDEX_STATE.update(root=root, console=console, fp_catalog=fp_catalog)
+    """The pool's initializer (gpufix.workers.INDEX_STATE): what every file's record needs, set
+    in this process and in each worker before its first record."""
+    INDEX_STATE.set(root=root, console=console, fp_catalog=fp_catalog)
     _HAS_INIT.clear()
 
 
@@ -474,7 +473,7 @@ def _index_file(a: str, text: str, use_text: bool = True):
     """(_File, the dotted names the file is importable by) of one .py/.ipynb file; None when it
     does not parse. Its imports are read from the text (gpufix.importscan) when the text settles
     them, else from `ast` (`use_text=False`: always from `ast`, what the tests compare with)."""
-    root, console, fp_catalog = _INDEX_STATE["root"], _INDEX_STATE["console"], _INDEX_STATE["fp_catalog"]
+    root, console, fp_catalog = INDEX_STATE["root"], INDEX_STATE["console"], INDEX_STATE["fp_catalog"]
     p = Path(a)
     notebook = p.suffix.lower() == ".ipynb"
     import_names = [] if notebook else list(_import_names(p, root))
@@ -501,7 +500,7 @@ def _index_file(a: str, text: str, use_text: bool = True):
             return None
         imports = runtime_imports(tree, module, is_init, is_framework, text)
         main_guard = _has_main_guard(tree)
-    _INDEX_STATE["read"] = (a, read, tree)  # what _lazy_facts reads next, not read twice
+    INDEX_STATE.put("read", (a, read, tree))  # what _lazy_facts reads next, not read twice
     script = None
     if notebook:
         script = "a notebook"
@@ -553,7 +552,7 @@ def index_record(a: str, text: str) -> dict:
         return _record(a, text)
     finally:
         _LAST_PARSE[0] = _LAST_PARSE[1] = None  # the file's tree, parsed once for its readers
-        _INDEX_STATE.pop("read", None)
+        INDEX_STATE.pop("read")
 
 
 def _record(a: str, text: str) -> dict:
@@ -746,7 +745,7 @@ def _lazy_facts(a: str, text: str, f) -> dict:
     out = {}
     tree = None
     if "import_module" not in text and "__import__" not in text:  # else the names are computed: unknown
-        last = _INDEX_STATE.get("read")
+        last = INDEX_STATE.get("read")
         read, tree = (last[1], last[2]) if last is not None and last[0] == a else (read_imports(text), None)
         if read is None and tree is None:
             tree = _parse(text)
@@ -754,7 +753,7 @@ def _lazy_facts(a: str, text: str, f) -> dict:
                 return {}
         out["whole"] = whole_module_names(text, package, _from_target, tree=tree,
                                           statements=read.statements if read is not None else None)
-    fp_catalog = _INDEX_STATE["fp_catalog"]
+    fp_catalog = INDEX_STATE["fp_catalog"]
 
     def is_framework(n: str) -> bool:
         return fp_catalog.framework_of_module(n) is not None

@@ -122,9 +122,9 @@ def _rule_sets() -> tuple:
     """(remap rules, mask rules): the rules whose fixes read an ordinal through the mask the
     file's processes will have (Rule.fixes_first_pass_only), and those about the mask an entry
     point sets (Rule.judges_process_mask). The rules say so themselves."""
-    from gpufix.rules import load_rules
+    from gpufix.registry import rules as registered
 
-    rules = load_rules()
+    rules = registered()
     return (frozenset(c for c, r in rules.items() if r.fixes_first_pass_only),
             frozenset(c for c, r in rules.items() if r.judges_process_mask))
 
@@ -150,9 +150,9 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
     if index is None or not index.graph_built:
         return {}
     REMAP_RULES, MASK_RULES = _rule_sets()
-    from gpufix.rules import load_rules
+    from gpufix.registry import rules as registered
 
-    rules = load_rules()
+    rules = registered()
 
     def keeps_own(f) -> bool:
         return f.rule in rules and rules[f.rule].keeps_own_mask(f)

@@ -105,18 +105,30 @@ def module_name(abs_path: Path, root: Optional[Path] = None) -> tuple:
     if root is not None:
         # Folders strictly below the root, walked as strings (Path.parents is slow over 2,000 files).
         under = str(root).rstrip(os.sep) + os.sep
-        directory_s = os.path.dirname(str(abs_path))
+        path_s = os.fspath(abs_path)  # a str must be normalised (os.path.abspath's)
+        directory_s = os.path.dirname(path_s)
         while directory_s.startswith(under) and os.path.dirname(directory_s) != directory_s:
-            if _HAS_INIT.get(directory_s) or (directory_s not in _HAS_INIT and _package_dir(Path(directory_s), root)):
+            # strictly below the root (never the root itself, which is no package): _package_dir
+            got = _HAS_INIT.get(directory_s)
+            if got is None:
+                got = _HAS_INIT[directory_s] = os.path.isfile(os.path.join(directory_s, "__init__.py"))
+            if got:
                 top = directory_s
             directory_s = os.path.dirname(directory_s)
-        top = Path(top) if top is not None else None
-    if root is None:  # no project root: the run of package folders only
-        top = None
-        directory = abs_path.parent
-        while _package_dir(directory):
-            top = directory
-            directory = directory.parent
+        if top is None:
+            return _stem(path_s), None
+        # the path below the top package's parent, as strings (pathlib's parts cost more than the
+        # rest of a warm run's project reading): `pkg/sub/mod.py` -> pkg.sub.mod
+        parts = path_s[len(os.path.dirname(top)) + 1:].split(os.sep)
+        parts[-1] = _stem(parts[-1])
+        if parts[-1] == "__init__":
+            parts.pop()
+        return ".".join(parts), Path(top)
+    top = None  # no project root: the run of package folders only
+    directory = abs_path.parent
+    while _package_dir(directory):
+        top = directory
+        directory = directory.parent
     if top is None:
         return abs_path.stem, None
     rel = abs_path.relative_to(top.parent).with_suffix("")
@@ -124,6 +136,13 @@ def module_name(abs_path: Path, root: Optional[Path] = None) -> tuple:
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts), top
+
+
+def _stem(path: str) -> str:
+    """pathlib's `stem` of a path's last part, on a string."""
+    name = os.path.basename(path)
+    i = name.rfind(".")
+    return name[:i] if 0 < i < len(name) - 1 else name
 
 
 def _import_names(abs_path: Path, root: Path) -> list:
@@ -157,10 +176,10 @@ def first_party_names(root: Path, files: Iterable[str], known_first_party=(), kn
             except OSError:
                 pass
     for f in files:
-        p = Path(f)
-        if p.suffix.lower() != ".py":
+        name = os.path.basename(f)
+        if len(name) <= 3 or not name.lower().endswith(".py"):  # pathlib's suffix: ".py" alone has none
             continue
-        _, top = module_name(p, root)
+        _, top = module_name(f, root)
         if top is not None and top.name.isidentifier():
             names.add(top.name)
     names -= {m.split(".")[0] for m in known_frameworks}

@@ -2,16 +2,16 @@
 
 A rule's metadata, docs, message templates and VALID/INVALID examples live in the catalogue
 (`rules/<CODE>.toml`); its module holds only what it decides. Adding a rule means adding its
-catalogue file and one module here: `load_rules()` finds every module of this package, and checks
-when it loads that every catalogue entry has a rule, every rule an entry, and that the message
-variants and placeholders each rule declares are exactly those of its templates.
+catalogue file and one module here: gpufix.registry finds every module of this package (its
+`rules()`), and checks with `verify` when it loads them that every catalogue entry has a rule,
+every rule an entry, and that the message variants and placeholders each rule declares are exactly
+those of its templates. This package never imports the registry: the engine hands the rules to
+`run_rules`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib
 import string
 from typing import Callable, ClassVar, Iterable, Optional
 
@@ -348,36 +348,10 @@ def verify(rules: dict, docs: dict) -> None:
         raise RuntimeError("the rules do not match the catalogue:\n  " + "\n  ".join(problems))
 
 
-def discover_rules(package=None) -> dict:
-    """code -> Rule instance for every Rule subclass defined in the modules of `package`."""
-    from gpufix.collectors import classes_defined_in
-
-    package = package or importlib.import_module(__name__)
-    found = {}
-    for cls in classes_defined_in(package, Rule):
-        if not cls.code:
-            continue
-        if cls.code in found:
-            raise RuntimeError(f"two rules claim {cls.code}: {type(found[cls.code]).__name__} and {cls.__name__}")
-        found[cls.code] = cls()
-    return found
-
-
-@functools.lru_cache(maxsize=None)
-def load_rules() -> dict:
-    """code -> Rule, in code order, verified against the catalogue."""
-    rules = discover_rules()
-    verify(rules, load_rule_docs())
-    return {code: rules[code] for code in sorted(rules)}
-
-
-def project_rules() -> dict:
-    return {code: r for code, r in load_rules().items() if isinstance(r, ProjectRule)}
-
-
-def run_rules(ctx: RuleContext, enabled: Callable[[str], bool]) -> list:
+def run_rules(rules: dict, ctx: RuleContext, enabled: Callable[[str], bool]) -> list:
+    """The findings of the `enabled` rules of `rules` (code -> Rule: gpufix.registry.rules())."""
     findings = []
-    for code, r in load_rules().items():
+    for code, r in rules.items():
         if enabled(code):
             findings.extend(r.check(ctx))
     return findings

@@ -205,12 +205,12 @@ def test_the_new_rule_is_listed_and_explained(checkout):
 
 def test_the_pipeline_names_no_rule():
     """The pipeline is generic: no rule code, and no rule or collector module, in the engine, the
-    prefilter, the walk, apply and the fixer, or the non-Python readers (a rule-specific hook
-    there is what this guards against)."""
+    prefilter, the walk, the registry, the worker pool, apply and the fixer, or the non-Python
+    readers (a rule-specific hook there is what this guards against)."""
     import ast
     import re
 
-    names = ("engine.py", "prefilter.py", "analysis.py", "cache.py", "apply.py")
+    names = ("engine.py", "prefilter.py", "analysis.py", "cache.py", "apply.py", "registry.py", "workers.py")
     pipeline = [ROOT / "gpufix" / n for n in names] + sorted((ROOT / "gpufix" / "project").glob("*.py"))
     pipeline += sorted((ROOT / "gpufix" / "fix").glob("*.py"))
     pipeline += sorted((ROOT / "gpufix" / "formats").glob("*.py"))

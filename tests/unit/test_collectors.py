@@ -1,6 +1,7 @@
 """Facts come from collectors (gpufix/collectors/): one walk dispatches each node to the collectors
 that look at its type; the prefilter's FULL-tier tests and the focused walk's words are the
-collectors' own declarations."""
+collectors' own declarations. gpufix.registry finds them and hands them down: a test hands down a
+set of its own (`Collectors(...)`), nothing is patched."""
 
 import ast
 import sys
@@ -8,23 +9,24 @@ import textwrap
 
 import pytest
 
-from gpufix import collectors
+from gpufix import collectors, registry
 from gpufix.analysis import Analyzer
 from gpufix.catalog import load_api_catalog
 from gpufix.lexical import NAME_OR_CODE
-from gpufix.prefilter import FULL, SKIP, classify
+from gpufix.prefilter import FULL, SKIP
+from gpufix.registry import Collectors
 
 
 def test_the_bundled_collectors_in_dispatch_order():
-    names = [c.name for c in collectors.load_collectors()]
+    names = [c.name for c in registry.collectors().all]
     assert names == ["imports", "env-writes", "child-env", "map-location", "device-apis", "gpu-calls", "cuda-strings",
                      "value-flow", "gpu-options", "multi-gpu", "spawn-targets"]
     # a rule's own fact may live in its rule module (GPU108's options); shared ones in gpufix/collectors/
-    modules = {c.name: type(c).__module__ for c in collectors.load_collectors()}
+    modules = {c.name: type(c).__module__ for c in registry.collectors().all}
     assert modules["gpu-options"] == "gpufix.rules.gpu108_app_gpu_choice"
     assert modules["spawn-targets"] == "gpufix.rules.gpu105_mask_set_too_late"
     assert modules["multi-gpu"] == "gpufix.collectors.multi_gpu"
-    table = collectors.dispatch_table()
+    table = registry.collectors().table
     # map_location marks its dict before the literal collectors read the dict's keys
     assert [m.__self__.name for m in table["Dict"]] == ["child-env", "map-location", "device-apis"]
     assert [m.__self__.name for m in table["Call"]] == ["imports", "env-writes", "child-env", "map-location", "device-apis", "gpu-calls", "value-flow"]
@@ -32,7 +34,7 @@ def test_the_bundled_collectors_in_dispatch_order():
 
 def test_prefilter_tests_are_the_collectors_declarations():
     catalog = load_api_catalog()
-    declared = collectors.prefilter_tests(catalog)
+    declared = registry.collectors().prefilter_tests(catalog)
     from gpufix.collectors._patterns import SPELLED_INDEX
 
     assert ("cuda:", rf"cuda:{SPELLED_INDEX}", collectors.STRING_START) in declared
@@ -70,29 +72,23 @@ NEW_COLLECTOR = """
 """
 
 
-def test_a_new_collector_module_is_dispatched_and_feeds_the_prefilter(tmp_path, monkeypatch):
+def test_a_new_collector_module_is_dispatched_and_feeds_the_prefilter(tmp_path):
     """Adding a fact = adding one module: the walk calls it and the prefilter lets its files through."""
     pkg = _fake_collector_package(tmp_path, NEW_COLLECTOR)
-    found = collectors.discover_collectors(pkg)
+    found = registry.discover_collectors(pkg)
     assert [c.name for c in found] == ["sleeps"]
-    combined = collectors.load_collectors() + found
-    monkeypatch.setattr(collectors, "load_collectors", lambda: combined)
-    collectors.dispatch_table.cache_clear()
-    from gpufix import prefilter
-
-    prefilter._compiled.cache_clear()
+    combined = Collectors(registry.collectors().all + found)
     try:
         catalog = load_api_catalog()
         text = "import time\nimport os\ntime.sleep(5)\n"
-        assert classify(text, "x.py", "gpu-modules", catalog) == FULL
-        assert classify("import time\nimport os\ntime.sleep(0)\n", "x.py", "gpu-modules", catalog) == SKIP
+        assert combined.prefilter(catalog).classify(text, "x.py", "gpu-modules") == FULL
+        assert combined.prefilter(catalog).classify("import time\nimport os\ntime.sleep(0)\n", "x.py", "gpu-modules") == SKIP
+        assert registry.prefilter(catalog).classify(text, "x.py", "gpu-modules") == SKIP  # (the shipped set's own)
         tree = ast.parse(text)
-        facts = Analyzer(tree, text.splitlines(), catalog).run()
+        facts = Analyzer(tree, text.splitlines(), catalog, combined).run()
         assert facts.extra == {"sleeps": [3]}
+        assert "sleeps" not in {fn.__self__.name for fn in registry.collectors().table["Call"]}
     finally:
-        monkeypatch.undo()
-        collectors.dispatch_table.cache_clear()
-        prefilter._compiled.cache_clear()
         sys.modules.pop("fakecollectors", None)
         sys.modules.pop("fakecollectors.sleeps", None)
 
@@ -100,7 +96,7 @@ def test_a_new_collector_module_is_dispatched_and_feeds_the_prefilter(tmp_path, 
 def test_two_collectors_with_one_name_are_refused(tmp_path):
     pkg = _fake_collector_package(tmp_path, NEW_COLLECTOR + NEW_COLLECTOR.replace("class Sleeps", "class Again"))
     with pytest.raises(RuntimeError, match="two collectors are named sleeps"):
-        collectors.discover_collectors(pkg)
+        registry.discover_collectors(pkg)
     sys.modules.pop("fakecollectors", None)
     sys.modules.pop("fakecollectors.sleeps", None)
 
@@ -118,34 +114,29 @@ WHOLE_TREE_COLLECTOR = """
 """
 
 
-def test_a_whole_tree_collector_runs_once_per_file_and_only_under_a_policy(tmp_path, monkeypatch):
+def test_a_whole_tree_collector_runs_once_per_file_and_only_under_a_policy(tmp_path):
     """`finish` sees the whole text/tree after the walk; `parse_tests` lift a file the prefilter
     would skip; `only_with_policy` turns both off without a policy."""
-    from gpufix.collectors import finish_facts
     from gpufix.config import Policy
-    from gpufix.prefilter import parse_anyway
 
     pkg = _fake_collector_package(tmp_path, WHOLE_TREE_COLLECTOR)
-    found = collectors.discover_collectors(pkg)
-    combined = collectors.load_collectors() + found
-    monkeypatch.setattr(collectors, "load_collectors", lambda: combined)
-    collectors.dispatch_table.cache_clear()
+    combined = Collectors(registry.collectors().all + registry.discover_collectors(pkg))
     try:
         catalog = load_api_catalog()
+        prefilter = combined.prefilter(catalog)
         text = "import os\n\n# TODO(gpu): choose\n"
-        assert classify(text, "x.py", "gpu-modules", catalog) == SKIP
-        assert parse_anyway(text, catalog, has_policy=True)
-        assert not parse_anyway(text, catalog, has_policy=False)
-        assert not parse_anyway("import os\nTODO(gpu) = 1\n", catalog, has_policy=True)  # its regex decides
+        assert prefilter.classify(text, "x.py", "gpu-modules") == SKIP
+        assert prefilter.parse_anyway(text, has_policy=True)
+        assert not prefilter.parse_anyway(text, has_policy=False)
+        assert not prefilter.parse_anyway("import os\nTODO(gpu) = 1\n", has_policy=True)  # its regex decides
+        assert not registry.prefilter(catalog).parse_anyway(text, has_policy=True)  # (the shipped set's own)
         tree = ast.parse(text)
-        facts = Analyzer(tree, text.splitlines(), catalog).run()
-        finish_facts(facts, tree, text, Policy(visible_devices="1"))
+        facts = Analyzer(tree, text.splitlines(), catalog, combined).run()
+        combined.finish(facts, tree, text, Policy(visible_devices="1"))
         assert facts.extra == {"todos": [3]}
-        facts = Analyzer(tree, text.splitlines(), catalog).run()
-        finish_facts(facts, tree, text, Policy())
+        facts = Analyzer(tree, text.splitlines(), catalog, combined).run()
+        combined.finish(facts, tree, text, Policy())
         assert facts.extra == {}
     finally:
-        monkeypatch.undo()
-        collectors.dispatch_table.cache_clear()  # it was built from the patched list
         sys.modules.pop("fakecollectors", None)
         sys.modules.pop("fakecollectors.sleeps", None)

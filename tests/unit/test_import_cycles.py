@@ -3,7 +3,10 @@
 Every `import` and `from ... import` of a gpufix module is an edge (at module level or inside a
 function: a deferred import that closes a loop is a cycle too, only a hidden one), read with `ast`
 over the package's files. `from gpufix.pkg import name` counts as an import of `gpufix.pkg.name`
-when that is a module, else of `gpufix.pkg`; a package's `__init__` is a module of its own."""
+when that is a module, else of `gpufix.pkg`; a package's `__init__` is a module of its own. A call
+that imports a module named by a literal (`importlib.import_module("gpufix.rules")`,
+`__import__("gpufix.x")`) is an import too: it was how the collectors once reached up into the
+rules unseen."""
 
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ def import_graph(package: Path = PACKAGE) -> dict:
             targets = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.Call):
+                targets = _imported_by_call(node)
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = mod.split(".") if is_pkg else mod.split(".")[:-1]
@@ -49,6 +54,19 @@ def import_graph(package: Path = PACKAGE) -> dict:
                 if target and target != mod and target.startswith("gpufix"):
                     graph[mod].add(target)
     return graph
+
+
+def _imported_by_call(call: ast.Call) -> list:
+    """[module] of `importlib.import_module("gpufix.x")` / `import_module(...)` / `__import__(...)`
+    with a literal gpufix module name (a name computed at run time cannot be read here)."""
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    if name not in ("import_module", "__import__") or not call.args:
+        return []
+    arg = call.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and (arg.value == "gpufix" or arg.value.startswith("gpufix.")):
+        return [arg.value]
+    return []
 
 
 def _runtime_nodes(tree):
@@ -113,6 +131,50 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path):
     (pkg / "d.py").write_text("import gpufix.a\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from gpufix import e\n")
     (pkg / "e.py").write_text("import gpufix.d\n")
     assert cycles(import_graph(pkg)) == [["gpufix.a", "gpufix.b", "gpufix.sub.c"]]
+
+
+def test_an_import_by_a_literal_name_is_an_import(tmp_path):
+    """`importlib.import_module("gpufix.x")` closes a cycle as `import gpufix.x` would; a computed
+    name or another package's module is no edge."""
+    pkg = tmp_path / "gpufix"
+    (pkg / "low").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "low" / "__init__.py").write_text(
+        "import importlib\n\ndef found():\n    return importlib.import_module('gpufix.high')\n")
+    (pkg / "high.py").write_text("from gpufix.low import found\n")
+    (pkg / "other.py").write_text(
+        "from importlib import import_module\nimport_module('json')\nimport_module(f'gpufix.{x}')\n"
+        "__import__('gpufix.mid')\n")
+    (pkg / "mid.py").write_text("")
+    graph = import_graph(pkg)
+    assert graph["gpufix.low"] == {"gpufix.high"} and graph["gpufix.other"] == {"gpufix.mid"}
+    assert cycles(graph) == [["gpufix.high", "gpufix.low"]]
+
+
+def reaches(graph: dict, start: str) -> set:
+    """The modules `start` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_the_registry_is_above_what_it_registers():
+    """gpufix.registry finds the rules and collectors and builds the walk's dispatch table and the
+    prefilter's tests: none of them, nor the walk or the prefilter, imports it (they are handed what
+    it builds), and the collectors never import the rules."""
+    graph = import_graph()
+    below = [m for m in graph if m.startswith(("gpufix.collectors", "gpufix.rules"))]
+    below += ["gpufix.analysis", "gpufix.prefilter", "gpufix.facts", "gpufix.catalog"]
+    upward = {m: sorted(r for r in reaches(graph, m) if r == "gpufix.registry") for m in below}
+    assert {m: r for m, r in upward.items() if r} == {}
+    assert {"gpufix.rules", "gpufix.collectors", "gpufix.prefilter"} <= graph["gpufix.registry"]
+    for m in graph:
+        if m.startswith("gpufix.collectors"):
+            assert not any(r.startswith("gpufix.rules") for r in reaches(graph, m)), m
 
 
 def test_no_import_cycles_inside_gpufix():

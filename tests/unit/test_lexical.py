@@ -8,9 +8,14 @@ import pytest
 
 from gpufix.catalog import load_api_catalog
 from gpufix.lexical import ANYWHERE, CODE, NAME_OR_CODE, STRING_START, Lexed, call_with_args, keyword_of
-from gpufix.prefilter import FULL, HEADER, SKIP, classify
+from gpufix.prefilter import FULL, HEADER, SKIP
+from gpufix.registry import prefilter
 
 CATALOG = load_api_catalog()
+
+
+def classify(text: str, path: str, scope: str, catalog=CATALOG, confirm: bool = True) -> int:
+    return prefilter(catalog).classify(text, path, scope, confirm=confirm)
 
 
 def _at(text: str, needle: str, where: str) -> bool:

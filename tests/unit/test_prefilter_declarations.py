@@ -13,7 +13,7 @@ import json
 import pytest
 
 from gpufix.catalog import catalog_for
-from gpufix.collectors import load_collectors, string_forms
+from gpufix import registry
 from gpufix.config import Policy
 from gpufix.engine import _finding_to_cache, lint_bytes
 
@@ -192,11 +192,11 @@ def test_the_same_in_a_big_file(text):
 def test_every_declared_string_form_is_exercised():
     """A collector that declares a new string form needs its spellings above."""
     catalog = catalog_for(Policy(visible_devices="1"))
-    values = {form.value.lower() for form in string_forms(catalog)}
+    values = {form.value.lower() for form in registry.collectors().string_forms(catalog)}
     keys = set(catalog.dict_keys)
     covered = {"cuda:", "pu:", "cuda_visible_devices", "cuda_device_order", "device_id"}
     assert values - {k.lower() for k in keys} <= covered, values
-    assert [c.name for c in load_collectors() if list(c.string_forms(catalog))]
+    assert [c.name for c in registry.collectors().all if list(c.string_forms(catalog))]
 
 
 def test_a_pep695_file_is_judged_alike_with_and_without_the_prefilter():

@@ -5,26 +5,32 @@ from __future__ import annotations
 
 import re
 
-from gpufix import prefilter
+from gpufix import registry
 from gpufix.catalog import load_api_catalog
-from gpufix.prefilter import FULL, SKIP, _Lazy, classify
+from gpufix.prefilter import FULL, SKIP, Prefilter, _Lazy
 
 
 def test_building_the_tests_compiles_nothing(monkeypatch):
     catalog = load_api_catalog()
-    prefilter._compiled(catalog)  # the collectors' own module-level regexes are not the prefilter's
-    prefilter._compiled.cache_clear()
+    shipped = registry.collectors()
+    assert registry.prefilter(catalog).tests  # the collectors' own module-level regexes are not the prefilter's
     compiled = []
     real = re.compile
     monkeypatch.setattr(re, "compile", lambda *a, **k: compiled.append(a[0]) or real(*a, **k))
-    prefilter._compiled(catalog)
+    fresh = Prefilter(catalog, shipped)
+    assert fresh.tests
     assert compiled == []
     # a file without any test's substring compiles no test either (the substring gates first)
-    assert classify("x = 1\n", "a.py", "gpu-modules", catalog) == SKIP
+    assert fresh.classify("x = 1\n", "a.py", "gpu-modules") == SKIP
     assert compiled == []
-    assert classify("import torch\ntorch.cuda.set_device(1)\n", "a.py", "gpu-modules", catalog) == FULL
+    assert fresh.classify("import torch\ntorch.cuda.set_device(1)\n", "a.py", "gpu-modules") == FULL
     monkeypatch.undo()
-    prefilter._compiled.cache_clear()
+
+
+def test_the_registry_builds_one_prefilter_per_catalogue():
+    catalog = load_api_catalog()
+    assert registry.prefilter(catalog) is registry.prefilter(catalog) is registry.collectors().prefilter(catalog)
+    assert registry.prefilter(catalog).declared is registry.collectors()
 
 
 def test_lazy_regex_is_the_regex():

@@ -81,7 +81,7 @@ def read_only(kind: str, raw: bytes) -> None:
     from gpufix.formats import TEXT_KINDS, scan_facts
     from gpufix.formats.text import hash_comment_suppressions
     from gpufix.formats.tree import ParseError
-    from gpufix.prefilter import classify
+    from gpufix.registry import prefilter
     from gpufix.source import ReadError, read_source
     from gpufix.suppress import parse_suppressions
 
@@ -97,7 +97,7 @@ def read_only(kind: str, raw: bytes) -> None:
             pass
     else:
         parse_suppressions(src.text)
-        classify(src.text, src.path, "entry-points", CATALOG)
+        prefilter(CATALOG).classify(src.text, src.path, "entry-points")
 
 
 def best_time(kind: str, raw: bytes, tries: int = 3) -> float:

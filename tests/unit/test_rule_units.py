@@ -1,4 +1,4 @@
-"""Rules are units: one module per code, found by discovery, checked against the catalogue when
+"""Rules are units: one module per code, found by discovery (gpufix.registry), checked against the catalogue when
 they load (every entry has a rule, every rule an entry, message variants and placeholders agree)."""
 
 import sys
@@ -7,7 +7,9 @@ import textwrap
 import pytest
 
 from gpufix.catalog import load_rule_docs
-from gpufix.rules import ProjectRule, Rule, discover_rules, load_rules, verify
+from gpufix.registry import discover_rules
+from gpufix.registry import rules as load_rules
+from gpufix.rules import ProjectRule, Rule, verify
 
 
 def test_every_catalogue_entry_has_exactly_one_rule_module():

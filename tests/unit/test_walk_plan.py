@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES
-from gpufix import analysis, collectors
+from gpufix import analysis, registry
 from gpufix.analysis import Analyzer
 from gpufix.catalog import load_api_catalog
 
@@ -175,7 +175,7 @@ class _GenericWalk(Analyzer):
 def _recorded(cls, tree, lines, catalog, focus=None):
     """Every collector call of a walk: which handler, on which node, in which walk state."""
     log = []
-    table = collectors.dispatch_table()
+    table = registry.collectors().table
 
     def spy(name, fn):
         def call(node, walk):
@@ -186,7 +186,7 @@ def _recorded(cls, tree, lines, catalog, focus=None):
         return call
 
     spied = {k: tuple(spy(f"{k}:{fn.__self__.name}", fn) for fn in v) for k, v in table.items()}
-    walk = cls(tree, lines, catalog)
+    walk = cls(tree, lines, catalog, registry.collectors())
     walk._table = spied
     walk._plan = analysis._walk_plan(spied)
     facts = walk.run(focus)
@@ -213,7 +213,7 @@ def test_the_plan_walk_calls_the_collectors_as_the_generic_walk_did(name, text):
 def test_the_inert_node_types_hold_nothing_to_visit():
     """The grammar claims the plan relies on, checked on this Python's parser output: an inert
     node's children are inert, and a field the plan does not enter holds only inert nodes."""
-    plan = analysis._walk_plan(collectors.dispatch_table())
+    plan = analysis._walk_plan(registry.collectors().table)
     assert ast.Name not in plan and ast.Load not in plan and ast.Add not in plan and ast.alias not in plan
     assert ast.Call in plan and ast.Constant in plan and ast.Pass in plan  # (statements count: source order)
     seen = set()
@@ -239,7 +239,7 @@ def test_the_inert_node_types_hold_nothing_to_visit():
 
 def test_a_collector_of_an_inert_type_makes_it_walked(monkeypatch):
     """The plan is built from the collectors' table: a collector of `Name` gets every name."""
-    table = dict(collectors.dispatch_table())
+    table = dict(registry.collectors().table)
     names = []
 
     class Names:
@@ -252,11 +252,11 @@ def test_a_collector_of_an_inert_type_makes_it_walked(monkeypatch):
     plan = analysis._walk_plan(table)
     assert ast.Name in plan
     tree = ast.parse("import torch\ntorch.cuda.set_device(gpu)\nx = [a, b.c]\n")
-    walk = Analyzer(tree, [], load_api_catalog())
+    walk = Analyzer(tree, [], load_api_catalog(), registry.collectors())
     walk._table, walk._plan = table, plan
     walk.run()
     assert names == ["torch", "gpu", "x", "a", "b"]
-    analysis._walk_plan(collectors.dispatch_table())  # (the plan of the real table again)
+    analysis._walk_plan(registry.collectors().table)  # (the plan of the real table again)
 
 
 def test_an_expression_deeper_than_the_recursion_limit_is_walked():

@@ -1,19 +1,21 @@
-"""The worker pool scan and apply share (gpufix.workers)."""
+"""The worker pool scan and apply share (gpufix.workers), and what its processes hold (WorkerState)."""
 
 import os
 
-from gpufix import workers
-from gpufix.workers import run_in_workers
+import pytest
 
-STATE = {}
+from gpufix import workers
+from gpufix.workers import WorkerState, run_in_workers
+
+STATE = WorkerState("test", "the tag of the test's pool")
 
 
 def _init(tag):
-    STATE["tag"] = tag
+    STATE.set(tag=tag)
 
 
 def _job(x):
-    return (x * x, STATE.get("tag"), os.getpid())
+    return (x * x, STATE["tag"], os.getpid())
 
 
 def test_results_in_input_order_from_worker_processes():
@@ -58,3 +60,31 @@ def test_start_method_default_and_bad_values(monkeypatch):
 
     monkeypatch.setenv(workers.START_METHOD_ENV, "threads")  # not a start method: the default
     assert workers.start_method() == ("fork" if sys.platform.startswith("linux") else None)
+
+
+def test_a_worker_state_names_what_it_holds():
+    state = WorkerState("demo", "a tag")
+    state.set(tag="a", other=1)
+    state.set(tag="b")  # set replaces: nothing of an earlier pool's is left
+    assert state["tag"] == "b" and "other" not in state and state.get("other") is None
+    state.put("read", 1)
+    assert state.pop("read") == 1 and state.pop("read") is None
+    state.clear()
+    with pytest.raises(LookupError, match="the demo worker state holds no 'tag': its pool's initializer sets it"):
+        state["tag"]
+    assert [s.name for s in workers.STATES] == ["lint", "plan", "index"] and all(s.holds for s in workers.STATES)
+
+
+def test_apply_lets_go_of_its_sessions_and_the_index_of_its_last_read(tmp_path, monkeypatch):
+    """apply's plan state holds the sessions (their policies hold the project index) only while it
+    plans; an index record leaves no file's reading behind."""
+    from gpufix.apply import ApplyOptions, run_apply
+    from gpufix.config import Policy
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    (tmp_path / "train.py").write_text("import torch\ntorch.cuda.set_device(1)\n")
+    monkeypatch.chdir(tmp_path)
+    out = run_apply(["."], Policy(visible_devices="1"), ApplyOptions(tag=False, backup=False, diff=True, allow_dirty=True, jobs=1))
+    assert [path for path, _ in out.diffs] == ["train.py"]
+    assert "groups" not in workers.PLAN_STATE
+    assert "root" in workers.INDEX_STATE and "read" not in workers.INDEX_STATE

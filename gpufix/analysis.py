@@ -678,10 +678,11 @@ def _module_level(body):
             yield from _module_level(handler.body)
 
 
-def nodes_on_lines(tree: ast.Module, lines: set):
+def nodes_on_lines(tree: ast.Module, lines: set, keep=None):
     """Every node of the statements that span one of `lines` (sorted or not): a compound statement's
     own fields (test, decorators, ...) are walked, its blocks entered statement by statement, so a
-    search for calls on a few lines of a big file does not walk the whole tree."""
+    search for calls on a few lines of a big file does not walk the whole tree. `keep(stmt)`: false
+    for a simple statement (one with no block) that cannot hold what the caller looks for."""
     import bisect
 
     wanted = sorted(lines)
@@ -701,6 +702,8 @@ def nodes_on_lines(tree: ast.Module, lines: set):
         node = stack.pop()
         if hasattr(node, "lineno") and not spans(node):
             continue
+        if keep is not None and isinstance(node, ast.stmt) and not isinstance(node, _COMPOUND) and not keep(node):
+            continue
         blocks = []
         for _name, value in ast.iter_fields(node):
             if isinstance(value, list):
@@ -714,6 +717,11 @@ def nodes_on_lines(tree: ast.Module, lines: set):
         if not isinstance(node, ast.match_case):
             yield node
         stack.extend(reversed(blocks))
+
+
+# statements with blocks of statements (nodes_on_lines enters them)
+_COMPOUND = tuple(getattr(ast, n) for n in ("FunctionDef", "AsyncFunctionDef", "ClassDef", "If", "For", "AsyncFor", "While",
+                                          "With", "AsyncWith", "Try", "TryStar", "Match") if hasattr(ast, n))
 
 
 def _blocks_of(stmt) -> list:

@@ -31,6 +31,7 @@ _GPU_OPTION_RE = re.compile(
 # Text that may hold such an option: files without a GPU import are parsed for it too. Every name
 # _GPU_OPTION_RE accepts holds gpu, cuda or device, in any of the call's flags (`"-g", "--gpu_id"`),
 # however the flag is spelled (an escape or implicit concatenation: a backslash or two quotes).
+_OPTION_WORD_RE = re.compile(r"gpu|cuda|device|\\|['\"]\s*['\"]", re.I)
 OPTION_TEXT_RE = re.compile(
     r"add_argument(?:[\s\\)]|#[^\r\n]*(?=[\r\n]|\Z))*\((?:[^()]|\([^()]*\))*?(?:gpu|cuda|device|\\|['\"]\s*['\"])", re.I)
 
@@ -55,13 +56,22 @@ def _dest(call: ast.Call) -> Optional[tuple]:
     return flags, long.lstrip("-").replace("-", "_")
 
 
-def gpu_options(tree: ast.Module, facts, lines: Optional[set] = None) -> list:
+def gpu_options(tree: ast.Module, facts, lines: Optional[set] = None, text: Optional[str] = None) -> list:
     """argparse options (add_argument calls) whose name picks a GPU, and whether the file feeds
     them into the mask or a device index. `lines`: the lines that may hold such a call (only their
     statements are walked)."""
     out = []
     mask_sources = " ".join(w.value_src or "" for w in facts.env_writes if w.var == MASK_VAR and w.value_kind == "dynamic")
-    for node in (ast.walk(tree) if lines is None else nodes_on_lines(tree, lines)):
+    keep = None
+    if lines is not None and text is not None:
+        split = text.split("\n")
+
+        def keep(stmt) -> bool:
+            # a GPU option's flags hold one of these words (_GPU_OPTION_RE; its help, when not,
+            # says gpu or cuda), or spell them (an escape, two literals): a statement whose text
+            # holds none (most of a training script's options) holds no such call
+            return _OPTION_WORD_RE.search("\n".join(split[stmt.lineno - 1:stmt.end_lineno or stmt.lineno])) is not None
+    for node in (ast.walk(tree) if lines is None else nodes_on_lines(tree, lines, keep)):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"):
             continue
         got = _dest(node)
@@ -99,7 +109,7 @@ class GpuOptions(Collector):
 
     def finish(self, facts, tree, text: str) -> None:
         if "add_argument" in text:
-            facts.extra[self.name] = gpu_options(tree, facts, _lines_with(text, "add_argument"))
+            facts.extra[self.name] = gpu_options(tree, facts, _lines_with(text, "add_argument"), text)
 
 
 def _counting_parent(ctx: RuleContext) -> Optional[tuple]:

@@ -72,3 +72,34 @@ def test_same_calls_as_a_full_walk_on_the_bundled_files():
             assert calls_named(nodes_on_lines(tree, lines_with(text, word)), word) == full, (path, word)
             checked += bool(full)
     assert checked > 5
+
+
+OPTIONS = textwrap.dedent('''\
+    import argparse
+    parser = argparse.ArgumentParser()
+    for name in ("lr", "epochs"):
+        parser.add_argument(f"--{name}")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--gpu_ids", type=str, default="1")
+    parser.add_argument("-g", help="which one to use")
+    parser.add_argument("--\\x67pu", type=int)
+    parser.add_argument("--g" "pu-index", type=int)
+    parser.add_argument("--device-index", help="the CUDA card")
+    parser.add_argument("--seed"); parser.add_argument("--cuda_device")
+    ''')
+
+
+def test_statements_kept_hold_every_gpu_option():
+    """GPU108 walks only the statements whose text may hold a GPU option's flag (a GPU word, an
+    escape, two literals): it finds what a walk of the whole tree finds."""
+    from gpufix.analysis import Facts
+    from gpufix.rules.gpu108_app_gpu_choice import gpu_options
+
+    tree = ast.parse(OPTIONS)
+    whole = gpu_options(tree, Facts())
+    assert [o.flag for o in whole] == ["--gpu_ids", "--gpu", "--gpu-index", "--device-index", "--cuda_device"]
+    assert gpu_options(tree, Facts(), lines_with(OPTIONS, "add_argument"), OPTIONS) == whole
+    kept = []
+    list(nodes_on_lines(tree, lines_with(OPTIONS, "add_argument"), keep=lambda st: kept.append(st.lineno) or False))
+    assert kept == [4, 5, 6, 8, 9, 10, 11, 12, 12]  # simple statements only: the `for` is entered

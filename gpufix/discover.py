@@ -191,12 +191,12 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
     seen = set()
     out = []
 
-    def add(p: Path, policy, real: Optional[str] = None):
+    def add(p: Path, policy, real: Optional[str] = None, shown: Optional[str] = None):
         key = real or os.path.realpath(p)
         if key in seen:
             return
         seen.add(key)
-        out.append((p, display_path(p), policy))
+        out.append((p, shown if shown is not None else display_path(p), policy))
 
     for raw in paths:
         p = Path(raw)
@@ -227,8 +227,10 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                     warn(f"{display_path(Path(d))}: cannot list folder: {exc.strerror}")
                 continue
             # A file that is no link resolves to its folder's real path plus its name: one
-            # realpath per folder, not one per file.
+            # realpath per folder, not one per file; its display path is its folder's plus its name.
             real_d = os.path.realpath(d)
+            shown_d = display_path(d)
+            shown_d = "" if shown_d == "." else shown_d if shown_d.endswith("/") else shown_d + "/"
             for entry in entries:
                 ep = Path(entry.path)
                 try:
@@ -262,6 +264,6 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                     continue
                 if excl is not None and excl.matches(ep):
                     continue
-                add(ep, policy, real)
+                add(ep, policy, real, shown_d + entry.name)
     out.sort(key=lambda item: item[1])
     return out

@@ -293,20 +293,10 @@ class Lexed:
         """The name that ends before the `(` at `i` (blanks, line continuations and comments
         between), or None when something else does (`f()(`, `x[0](`, a string)."""
         text = self.text
-        starts, ends = self.starts, self.ends
-        j = i - 1
-        while j >= 0:
-            d = text[j]
-            if d in " \t\r\n\f\\":
-                j -= 1
-                continue
-            m = bisect.bisect_right(starts, j) - 1
-            if m >= 0 and j < ends[m]:
-                if self.kinds[m] == COMMENT:
-                    j = starts[m] - 1
-                    continue
-                return None  # the end of a string
-            break
+        j = self._back(i - 1)
+        m = bisect.bisect_right(self.starts, j) - 1
+        if j < 0 or (m >= 0 and j < self.ends[m]):
+            return None  # the start of the text, or the end of a string
         end = j + 1
         while j >= 0 and (text[j].isalnum() or text[j] == "_" or ord(text[j]) > 127):
             j -= 1
@@ -317,19 +307,45 @@ class Lexed:
 
     def _before(self, pos: int) -> str:
         """The code character before `pos`, past blanks, line continuations and comments."""
+        i = self._back(pos - 1)
+        return self.text[i] if i >= 0 else ""
+
+    def _back(self, i: int) -> int:
+        """The last place at or before `i` that is no blank, line continuation or comment; -1: none."""
         text = self.text
-        i = pos - 1
         while i >= 0:
-            c = text[i]
-            if c in " \t\r\n\f\\":
+            if text[i] in " \t\r\n\f\\":
                 i -= 1
                 continue
             k = bisect.bisect_right(self.starts, i) - 1
             if k >= 0 and i < self.ends[k] and self.kinds[k] == COMMENT:
                 i = self.starts[k] - 1
                 continue
-            return c
-        return ""
+            return i
+        return -1
+
+
+def lines_naming(text: str, words) -> list:
+    """The sorted numbers of the lines (as ast numbers them) on which one of `words` appears: where
+    the name of a call by one of these names can be. Lines are broken where ast breaks them (CR LF,
+    CR, LF; no other character) and names are read NFKC-normalised, as the parser reads them (a
+    fullwidth `i` is an `i`); neither changes the number of lines."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isascii():
+        import unicodedata
+
+        text = unicodedata.normalize("NFKC", text)
+    at_lines = set()
+    for word in words:
+        line, last = 1, 0
+        at = text.find(word)
+        while at >= 0:
+            line += text.count("\n", last, at)
+            last = at
+            at_lines.add(line)
+            at = text.find(word, at + 1)
+    return sorted(at_lines)
 
 
 def first_allowed(rx, literal: str, where: str, text: str, lexed: Lexed):

@@ -22,28 +22,21 @@ def _xdg(var: str):
 def user_cache_dir() -> str:
     """`$XDG_CACHE_HOME/gpufix`, else `~/.cache/gpufix` (Linux) or `~/Library/Caches/gpufix`
     (macOS); platformdirs' on Windows."""
-    if sys.platform == "win32":
-        import platformdirs
-
-        return platformdirs.user_cache_dir(APP, appauthor=False)
-    base = _xdg("XDG_CACHE_HOME")
-    if base:
-        return posixpath.join(base, APP)
-    home = os.path.expanduser("~")
-    return os.path.join(home, "Library", "Caches", APP) if sys.platform == "darwin" else os.path.join(home, ".cache", APP)
+    return _folder("user_cache_dir", "XDG_CACHE_HOME", (".cache",), ("Library", "Caches"))
 
 
 def user_config_dir() -> str:
     """`$XDG_CONFIG_HOME/gpufix`, else `~/.config/gpufix` (Linux) or
     `~/Library/Application Support/gpufix` (macOS); platformdirs' on Windows."""
+    return _folder("user_config_dir", "XDG_CONFIG_HOME", (".config",), ("Library", "Application Support"))
+
+
+def _folder(platformdirs_name: str, xdg_var: str, linux: tuple, macos: tuple) -> str:
     if sys.platform == "win32":
         import platformdirs
 
-        return platformdirs.user_config_dir(APP, appauthor=False)
-    base = _xdg("XDG_CONFIG_HOME")
+        return getattr(platformdirs, platformdirs_name)(APP, appauthor=False)
+    base = _xdg(xdg_var)
     if base:
         return posixpath.join(base, APP)
-    home = os.path.expanduser("~")
-    if sys.platform == "darwin":
-        return os.path.join(home, "Library", "Application Support", APP)
-    return os.path.join(home, ".config", APP)
+    return os.path.join(os.path.expanduser("~"), *(macos if sys.platform == "darwin" else linux), APP)

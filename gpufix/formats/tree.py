@@ -330,7 +330,7 @@ def parse_yaml(text: str) -> list:
     from ruamel.yaml.error import YAMLError
 
     try:
-        docs = list(YAML(typ="rt", pure=True).compose_all(text))
+        docs = list(YAML(typ="safe", pure=True).compose_all(text))
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

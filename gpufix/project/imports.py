@@ -21,6 +21,7 @@ else:  # pragma: no cover
 
 from gpufix.facts import MASK_VAR, ORDER_VAR
 from gpufix.importscan import _has_main_guard, read_imports  # noqa: F401 (re-exported)
+from gpufix.lexical import lines_naming
 from gpufix.project.children import counts_gpus, launched_paths
 from gpufix.project.lazy import lazy_framework_names, whole_module_names
 from gpufix.project.meta import _HAS_INIT, _TEST_FILE_RE, _import_names, module_name
@@ -159,29 +160,6 @@ def _word_positions(text: str, name: str):
         at = find(name, at + size)
 
 
-def _lines_naming(text: str, words) -> list:
-    """The sorted numbers of the lines (as ast numbers them) on which one of `words` appears: where
-    the name of a call by one of these names can be. Lines are broken where ast breaks them (CR LF,
-    CR, LF; no other character) and names are read NFKC-normalised, as the parser reads them (a
-    fullwidth `i` is an `i`); neither changes the number of lines."""
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.isascii():
-        import unicodedata
-
-        text = unicodedata.normalize("NFKC", text)
-    at_lines = set()
-    for word in words:
-        line, last = 1, 0
-        at = text.find(word)
-        while at >= 0:
-            line += text.count("\n", last, at)
-            last = at
-            at_lines.add(line)
-            at = text.find(word, at + 1)
-    return sorted(at_lines)
-
-
 def _walk_lines(tree, lines: list):
     """The nodes of ast.walk(tree) in its order (breadth first), less the subtrees that lie on none
     of `lines` (sorted line numbers): a node's descendants lie within its lines, but for a `def`'s
@@ -259,7 +237,7 @@ def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framewor
     # `text` is given): the calls, in the order of a walk of the whole tree.
     dynamic = text is None or "import_module" in text or "__import__" in text
     nodes = () if not dynamic else ast.walk(tree) if text is None else _walk_lines(
-        tree, _lines_naming(text, ("import_module", "__import__")))
+        tree, lines_naming(text, ("import_module", "__import__")))
     for node in nodes:
         if isinstance(node, ast.Call) and node.args and id(node) not in skip:
             func = node.func
@@ -711,7 +689,7 @@ def path_loads(text: str) -> list:
         return []
     out = []
     # only the subtrees on the lines naming a loader: its calls, in the order of a whole-tree walk
-    for node in _walk_lines(tree, _lines_naming(text, _PATH_LOADERS)):
+    for node in _walk_lines(tree, lines_naming(text, _PATH_LOADERS)):
         if not isinstance(node, ast.Call):
             continue
         func = node.func

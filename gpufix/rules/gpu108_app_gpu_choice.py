@@ -15,6 +15,7 @@ from typing import Optional
 
 from gpufix.analysis import MASK_VAR, Pos, nodes_on_lines
 from gpufix.collectors import Collector
+from gpufix.lexical import lines_naming
 from gpufix.rules import Rule, RuleContext
 from gpufix.rules._shared import visible_range
 from gpufix.rules._spawn import child_of
@@ -64,7 +65,7 @@ def gpu_options(tree: ast.Module, facts, lines: Optional[set] = None, text: Opti
     mask_sources = " ".join(w.value_src or "" for w in facts.env_writes if w.var == MASK_VAR and w.value_kind == "dynamic")
     keep = None
     if lines is not None and text is not None:
-        split = text.split("\n")
+        split = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # lines as ast numbers them
 
         def keep(stmt) -> bool:
             # a GPU option's flags hold one of these words (_GPU_OPTION_RE; its help, when not,
@@ -109,7 +110,7 @@ class GpuOptions(Collector):
 
     def finish(self, facts, tree, text: str) -> None:
         if "add_argument" in text:
-            facts.extra[self.name] = gpu_options(tree, facts, _lines_with(text, "add_argument"), text)
+            facts.extra[self.name] = gpu_options(tree, facts, set(lines_naming(text, ("add_argument",))), text)
 
 
 def _counting_parent(ctx: RuleContext) -> Optional[tuple]:
@@ -133,22 +134,6 @@ def _counting_parent(ctx: RuleContext) -> Optional[tuple]:
         if counter:
             return rel(parent), rel(counter)
     return None
-
-
-def _lines_with(text: str, word: str) -> Optional[set]:
-    """Line numbers (1-based) of the lines that hold `word`; a call split over lines starts on the
-    line of its name (`parser.add_argument(` then the arguments)."""
-    if "\r" in text:
-        return None  # a lone CR ends a line for Python, not for a count of "\n": walk it all
-    out = set()
-    line, last = 1, 0
-    at = text.find(word)
-    while at >= 0:
-        line += text.count("\n", last, at)
-        last = at
-        out.add(line)
-        at = text.find(word, at + len(word))
-    return out
 
 
 class AppGpuChoice(Rule):

@@ -100,10 +100,8 @@ def test_j1_starts_no_worker_process_anywhere(tmp_path, monkeypatch):
     assert [(f[0], f[1], f[2]) for f in got if f[2] == "GPU001"] == [("gpu.py", 3, "GPU001")]
 
 
-def test_an_edit_that_keeps_a_files_index_entry_keeps_the_project_graph(tmp_path, monkeypatch):
-    """The pre-commit case: a function's body edited, its imports and launches unchanged. The
-    project graph is reused (its key is each file's index entry, not its bytes); an edit of an
-    import builds it again. Findings as without any cache either way."""
+def counting_graph_builds(tmp_path, monkeypatch) -> tuple:
+    """(the project's root, the list that grows by one each time the project graph is built)."""
     import gpufix.project.index as index
 
     root = project(tmp_path)
@@ -112,6 +110,14 @@ def test_an_edit_that_keeps_a_files_index_entry_keeps_the_project_graph(tmp_path
     builds = []
     real = index._build_graph
     monkeypatch.setattr(index, "_build_graph", lambda *a, **k: builds.append(1) or real(*a, **k))
+    return root, builds
+
+
+def test_an_edit_that_keeps_a_files_index_entry_keeps_the_project_graph(tmp_path, monkeypatch):
+    """The pre-commit case: a function's body edited, its imports and launches unchanged. The
+    project graph is reused (its key is each file's index entry, not its bytes); an edit of an
+    import builds it again. Findings as without any cache either way."""
+    root, builds = counting_graph_builds(tmp_path, monkeypatch)
     scan("stt.py")
     assert builds == [1]
     stt = root / "stt.py"
@@ -127,14 +133,7 @@ def test_an_edit_that_keeps_a_files_index_entry_keeps_the_project_graph(tmp_path
 def test_edits_that_change_which_file_is_biggest_keep_the_project_graph(tmp_path, monkeypatch):
     """The index's jobs go biggest file first; the graph's key must not follow that order. A
     comment that makes `stt.py` the biggest file, then the smallest again, reuses the graph."""
-    import gpufix.project.index as index
-
-    root = project(tmp_path)
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("GPUFIX_CACHE_DIR", str(tmp_path / "cache"))
-    builds = []
-    real = index._build_graph
-    monkeypatch.setattr(index, "_build_graph", lambda *a, **k: builds.append(1) or real(*a, **k))
+    root, builds = counting_graph_builds(tmp_path, monkeypatch)
     stt = root / "stt.py"
     text = stt.read_text(encoding="utf-8")
     first = scan("stt.py")

@@ -103,3 +103,14 @@ def test_statements_kept_hold_every_gpu_option():
     kept = []
     list(nodes_on_lines(tree, lines_with(OPTIONS, "add_argument"), keep=lambda st: kept.append(st.lineno) or False))
     assert kept == [4, 5, 6, 8, 9, 10, 11, 12, 12]  # simple statements only: the `for` is entered
+
+
+def test_an_option_whose_call_name_python_reads_nfkc_normalised_is_found():
+    """`p.ａｄｄ_argument(...)` is `p.add_argument(...)` to Python: its line is walked."""
+    from gpufix.analysis import Facts
+    from gpufix.rules.gpu108_app_gpu_choice import GpuOptions
+
+    text = 'import argparse\np = argparse.ArgumentParser()\np.add_argument("--lr")\np.\uff41\uff44\uff44_argument("--gpu_ids")\n'
+    facts = Facts()
+    GpuOptions().finish(facts, ast.parse(text), text)
+    assert [o.flag for o in facts.extra["gpu-options"]] == ["--gpu_ids"]

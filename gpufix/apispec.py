@@ -26,6 +26,23 @@ class ApiSpec:
         return self.name.rsplit(".", 1)[-1]
 
 
+def callees_by(pairs) -> dict:
+    """key -> the last names of the APIs paired with it (how their calls are written), or None
+    when one of them matches any callee (`*`, or a wildcard last part); keys in first-seen order.
+    `pairs`: (key, ApiSpec), the key being what a prefilter test is made of (a keyword)."""
+    out: dict = {}
+    for key, api in pairs:
+        names = out.setdefault(key, set())
+        if names is None:
+            continue
+        name = api.last_name
+        if api.name == "*" or not name or "*" in name:
+            out[key] = None
+        else:
+            names.add(name)
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class ArgSpec:
     position: Optional[int] = None

@@ -29,6 +29,7 @@ import functools
 import os
 import re
 
+from gpufix.apispec import callees_by
 from gpufix.catalog import ApiCatalog
 from gpufix.lexical import ANYWHERE, CODE, OPENING_QUOTE, Lexed, call_with_args, first_allowed, keyword_of
 
@@ -383,17 +384,12 @@ _NAMED_VALUE = r"(?:\s|\\|\(|#[^\n]*)*([A-Za-z_][\w.]*)"  # captured: the name t
 def named_sink_tests(catalog):
     """... and a catalogued device argument that is a name: the same shapes as the device-apis
     collector's literal tests, with a captured name where they expect a literal."""
-    keyword_callees: dict = {}  # as the literal tests' (device_apis): a keyword counts in its APIs' calls
+    keyword_apis = []  # as the literal tests' (device_apis): a keyword counts in its APIs' calls
     for api in catalog.apis:
         name = api.last_name
         for spec in api.args:
             if spec.keyword:
-                callees = keyword_callees.setdefault(spec.keyword, set())
-                if callees is not None:
-                    if api.name == "*" or not name or "*" in name:
-                        keyword_callees[spec.keyword] = None
-                    else:
-                        callees.add(name)
+                keyword_apis.append((spec.keyword, api))
             if spec.position is not None and name != "*":
                 if spec.position == 0:
                     yield name, rf"\b{re.escape(name)}{_CALL}{_NAMED_VALUE}", CODE
@@ -402,7 +398,7 @@ def named_sink_tests(catalog):
                 else:
                     # after arbitrary arguments: any call with enough of them
                     yield name, rf"\b{re.escape(name)}{_CALL}", call_with_args(spec.position + 1)
-    for keyword, callees in keyword_callees.items():
+    for keyword, callees in callees_by(keyword_apis).items():
         yield (keyword, rf"\b{re.escape(keyword)}(?:\s|\\)*={_NAMED_VALUE}",
                CODE if callees is None else keyword_of(callees))
 

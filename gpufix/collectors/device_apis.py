@@ -7,6 +7,7 @@ import ast
 import re
 
 from gpufix.analysis import const_str, literal_int
+from gpufix.apispec import callees_by
 from gpufix.collectors import CODE, KEYWORD, Collector, StringForm
 from gpufix.lexical import call_with_args, keyword_of
 from gpufix.collectors._patterns import ANYINT, END_OF_LITERAL, GAP, NONZERO, SPELLED_INDEX
@@ -54,7 +55,7 @@ class DeviceApis(Collector):
         # A keyword argument counts only in a call of an API that takes it (`value=1` in any call
         # is no `get_guard(value=1)`, a project's helper): each keyword test names the callees of
         # the APIs that declare it, or none where one of them matches any callee ("*").
-        keyword_callees: dict = {}
+        keyword_apis = []
         for api in catalog.apis:
             name = api.last_name
             for spec in api.args:
@@ -62,13 +63,7 @@ class DeviceApis(Collector):
                     continue  # a string literal: the 'GPU:N' shape above and string_forms below
                 value = _value(spec.value)
                 if spec.keyword:
-                    test = (spec.keyword, rf"\b{re.escape(spec.keyword)}(?:\s|\\)*={value}")
-                    callees = keyword_callees.setdefault(test, set())
-                    if callees is not None:
-                        if api.name == "*" or not name or "*" in name:
-                            keyword_callees[test] = None
-                        else:
-                            callees.add(name)
+                    keyword_apis.append(((spec.keyword, rf"\b{re.escape(spec.keyword)}(?:\s|\\)*={value}"), api))
                 if spec.position is not None and name != "*":
                     # `from m import name as alias` calls it by another name: parse the file.
                     yield name, rf"\b{re.escape(name)}\s+as\b", CODE
@@ -80,7 +75,7 @@ class DeviceApis(Collector):
                     else:
                         # after arbitrary arguments: any call with enough of them
                         yield name, rf"\b{re.escape(name)}{_CALL}", call_with_args(spec.position + 1)
-        for (keyword, pattern), callees in keyword_callees.items():
+        for (keyword, pattern), callees in callees_by(keyword_apis).items():
             yield keyword, pattern, KEYWORD if callees is None else keyword_of(callees)
         for key in catalog.dict_keys:
             yield key, rf"{re.escape(key)}['\"]{GAP}:{GAP}\+?{NONZERO}"

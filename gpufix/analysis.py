@@ -702,7 +702,7 @@ def nodes_on_lines(tree: ast.Module, lines: set, keep=None):
         node = stack.pop()
         if hasattr(node, "lineno") and not spans(node):
             continue
-        if keep is not None and isinstance(node, ast.stmt) and not isinstance(node, _COMPOUND) and not keep(node):
+        if keep is not None and type(node) in _SIMPLE_STATEMENTS and not keep(node):
             continue
         blocks = []
         for _name, value in ast.iter_fields(node):
@@ -717,11 +717,6 @@ def nodes_on_lines(tree: ast.Module, lines: set, keep=None):
         if not isinstance(node, ast.match_case):
             yield node
         stack.extend(reversed(blocks))
-
-
-# statements with blocks of statements (nodes_on_lines enters them)
-_COMPOUND = tuple(getattr(ast, n) for n in ("FunctionDef", "AsyncFunctionDef", "ClassDef", "If", "For", "AsyncFor", "While",
-                                          "With", "AsyncWith", "Try", "TryStar", "Match") if hasattr(ast, n))
 
 
 def _blocks_of(stmt) -> list:

@@ -338,8 +338,6 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
     return {a: h for a, h in holds.items() if h}
 
 
-
-
 def _calls(text: str, name: str) -> bool:
     """Whether `text` calls `name(` (the substring first: most importers of a helper's module never
     name it)."""

@@ -86,7 +86,7 @@ def _setup_console_targets(root: Path) -> list:
 _HAS_INIT: dict = {}
 
 
-def _package_dir(path: Path, root: Optional[Path] = None) -> bool:
+def _package_dir(path, root: Optional[Path] = None) -> bool:
     # The project root itself is never a package (a stray `__init__.py` next to setup.py).
     if root is not None and path == root:
         return False
@@ -108,11 +108,7 @@ def module_name(abs_path: Path, root: Optional[Path] = None) -> tuple:
         path_s = os.fspath(abs_path)  # a str must be normalised (os.path.abspath's)
         directory_s = os.path.dirname(path_s)
         while directory_s.startswith(under) and os.path.dirname(directory_s) != directory_s:
-            # strictly below the root (never the root itself, which is no package): _package_dir
-            got = _HAS_INIT.get(directory_s)
-            if got is None:
-                got = _HAS_INIT[directory_s] = os.path.isfile(os.path.join(directory_s, "__init__.py"))
-            if got:
+            if _package_dir(directory_s):  # strictly below the root: never the root itself
                 top = directory_s
             directory_s = os.path.dirname(directory_s)
         if top is None:

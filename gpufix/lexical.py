@@ -83,7 +83,7 @@ COMMENT, STRING, FSTRING = 0, 1, 2
 class Lexed:
     """The strings and comments of `text`, read from its start as far as asked."""
 
-    __slots__ = ("text", "starts", "ends", "kinds", "quotes", "done_to", "unknown_from", "_tokens", "_aliased", "_budget", "_last_callee")
+    __slots__ = ("text", "starts", "ends", "kinds", "quotes", "done_to", "unknown_from", "_tokens", "_callees", "_budget", "_last_callee")
 
     def __init__(self, text: str):
         self.text = text
@@ -94,7 +94,7 @@ class Lexed:
         self.done_to = 0  # every string or comment that starts before this is read
         self.unknown_from = len(text) + 1  # PEP 701: from the first f-string on, every place counts
         self._tokens = _TOKEN_RE.finditer(text)
-        self._aliased: dict = {}  # keyword_of's `where` -> whether the text imports a callee under another name
+        self._callees: dict = {}  # keyword_of's `where` -> (its callees, whether the text imports one under another name)
         # characters the callee search may still read backwards: linear in the text, however many
         # keywords one long call holds (past it, every keyword counts)
         self._budget = 2 * len(text) + 50_000
@@ -189,7 +189,7 @@ class Lexed:
         text = self.text
         size = len(text)
         j = pos
-        while j < size and (text[j].isalnum() or text[j] == "_" or ord(text[j]) > 127):
+        while j < size and _is_name_char(text[j]):
             j += 1
         limit = min(size, j + _CALLEE_REACH, j + self._budget)
         first = j
@@ -234,11 +234,11 @@ class Lexed:
         """Whether the call whose keyword argument starts at `pos` (in code) may be one of the
         callees `where` names: its callee's last name is one, or cannot be read here, or the text
         binds one under another name (an import's `as`)."""
-        callees = where[len(_KEYWORD_OF):].split(",")
-        aliased = self._aliased.get(where)
-        if aliased is None:
-            aliased = self._aliased[where] = any(
-                re.search(r"\b%s\s+as\b" % re.escape(c), self.text) for c in callees if c)
+        got = self._callees.get(where)
+        if got is None:
+            callees = frozenset(c for c in where[len(_KEYWORD_OF):].split(",") if c)
+            got = self._callees[where] = (callees, any(re.search(r"\b%s\s+as\b" % re.escape(c), self.text) for c in callees))
+        callees, aliased = got
         if aliased:
             return True
         name = self._callee_name(pos)
@@ -298,7 +298,7 @@ class Lexed:
         if j < 0 or (m >= 0 and j < self.ends[m]):
             return None  # the start of the text, or the end of a string
         end = j + 1
-        while j >= 0 and (text[j].isalnum() or text[j] == "_" or ord(text[j]) > 127):
+        while j >= 0 and _is_name_char(text[j]):
             j -= 1
         name = text[j + 1:end]
         if not name or name[0].isdigit():
@@ -323,6 +323,12 @@ class Lexed:
                 continue
             return i
         return -1
+
+
+def _is_name_char(c: str) -> bool:
+    """A character of a name as this reading takes it: a letter, digit or `_`, or any character
+    outside ASCII (Python's own test, after NFKC, is left to the callers)."""
+    return c.isalnum() or c == "_" or ord(c) > 127
 
 
 def lines_naming(text: str, words) -> list:

@@ -40,7 +40,7 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
-from gpufix import __version__, signing
+from gpufix import __version__, signing, userdirs
 
 FORMAT = 4
 _KEY_FILE = signing.KEY_FILE
@@ -51,7 +51,7 @@ def content_hash(raw: bytes) -> str:
 
 
 def user_cache_dir() -> Path:
-    return Path(signing.user_cache_dir())
+    return Path(userdirs.user_cache_dir())
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,13 +15,6 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
-def user_cache_dir() -> str:
-    """This user's cache folder for gpufix, where the key lives (gpufix.userdirs)."""
-    from gpufix.userdirs import user_cache_dir as folder
-
-    return folder()
-
-
 class Rejected(Exception):
     """Why a signed file is not used (said once, as a notice)."""
 

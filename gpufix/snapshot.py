@@ -40,7 +40,7 @@ import os
 import stat as stat_mod
 import sys
 
-from gpufix import signing
+from gpufix import signing, userdirs
 
 FORMAT = 1
 KEEP = 32  # snapshots kept per cache folder (one per distinct command line, folder and environment)
@@ -149,14 +149,14 @@ def run_key(argv) -> str:
 
 
 def user_cache_dir() -> str:
-    """The user cache folder for gpufix (gpufix.signing.user_cache_dir), on Windows worked out
+    """The user cache folder for gpufix (gpufix.userdirs.user_cache_dir), on Windows worked out
     without importing platformdirs. The recorder writes a snapshot only where both agree, so a
     platform this gets wrong has no replay, never a wrong one."""
     if sys.platform == "win32":
         home = os.path.expanduser("~")
         base = os.environ.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local")
         return os.path.join(base, "gpufix", "Cache")
-    return signing.user_cache_dir()
+    return userdirs.user_cache_dir()
 
 
 def snapshot_dir() -> str:
@@ -293,7 +293,7 @@ class Recorder:
         self.busy = False
         self.log: list = []
         cache_env = os.environ.get("GPUFIX_CACHE_DIR")
-        users = os.path.abspath(signing.user_cache_dir())
+        users = os.path.abspath(userdirs.user_cache_dir())
         if users != os.path.abspath(user_cache_dir()):
             self.refuse("the user cache folder is not where replay would look")
         self.own = [users] + ([os.path.abspath(cache_env)] if cache_env else [])
@@ -503,7 +503,7 @@ class Recorder:
 
 
 def _save(key: str, body: bytes) -> None:
-    user = signing.read_key(os.path.join(signing.user_cache_dir(), signing.KEY_FILE))
+    user = signing.read_key(os.path.join(userdirs.user_cache_dir(), signing.KEY_FILE))
     if user is None:
         return
     folder = snapshot_dir()

@@ -242,7 +242,7 @@ def test_the_user_folders_are_platformdirs_ones_found_without_importing_it(monke
             monkeypatch.setenv(var, xdg)
     assert userdirs.user_cache_dir() == platformdirs.user_cache_dir("gpufix", appauthor=False)
     assert userdirs.user_config_dir() == platformdirs.user_config_dir("gpufix", appauthor=False)
-    code = ("import sys; from gpufix import config, signing; signing.user_cache_dir(); config.user_config_path();"
+    code = ("import sys; from gpufix import config, snapshot, userdirs; userdirs.user_cache_dir(); snapshot.user_cache_dir(); config.user_config_path();"
             " print('platformdirs' in sys.modules)")
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**{k: v for k, v in os.environ.items() if k != "GPUFIX_USER_CONFIG"}, "PYTHONPATH": str(ROOT)})

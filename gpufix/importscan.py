@@ -266,32 +266,28 @@ def _type_checking_block(text: str, at: int) -> Optional[tuple]:
 
 
 def _type_checking_lines(text: str) -> list:
-    """The starts of _TYPE_CHECKING_LINE.finditer(text)'s matches, from the lines that hold the
-    word: a match starts at a line's start (`^`) and ends in that line (no part of it matches "\\n"),
-    so each line holds at most one, and only a line with "TYPE_CHECKING" can (the multi-line
-    pattern was tried at every line of the file)."""
-    out = []
-    at = text.find("TYPE_CHECKING")
-    while at >= 0:
-        line_start = text.rfind("\n", 0, at) + 1
-        if _TYPE_CHECKING_LINE.match(text, line_start):
-            out.append(line_start)
-        nxt = text.find("\n", at)
-        at = text.find("TYPE_CHECKING", nxt) if nxt >= 0 else -1
-    return out
+    """The starts of _TYPE_CHECKING_LINE.finditer(text)'s matches (see _lines_starting)."""
+    return _lines_starting(text, "TYPE_CHECKING", _TYPE_CHECKING_LINE)
 
 
 def _main_guard_lines(text: str) -> list:
-    """Offsets of the lines that start with `if` and mention `__main__` (a search for the word, not
-    a multi-line regex over the whole file)."""
+    """Offsets of the lines that start with `if` and mention `__main__` (see _lines_starting)."""
+    return _lines_starting(text, "__main__", _MAIN_GUARD_LINE)
+
+
+def _lines_starting(text: str, word: str, line_rx) -> list:
+    """The starts of `line_rx`'s matches, from the lines that hold `word`: each match starts at a
+    line's start (`^`), ends in that line (no part of it matches "\n") and holds `word`, so each
+    line holds at most one, and only a line with the word can (a multi-line pattern would be tried
+    at every line of the file)."""
     out = []
-    at = text.find("__main__")
+    at = text.find(word)
     while at >= 0:
         line_start = text.rfind("\n", 0, at) + 1
-        if text.startswith("if", line_start) and _MAIN_GUARD_LINE.match(text, line_start):
+        if line_rx.match(text, line_start):
             out.append(line_start)
         nxt = text.find("\n", at)
-        at = text.find("__main__", nxt) if nxt >= 0 else -1
+        at = text.find(word, nxt) if nxt >= 0 else -1
     return out
 
 

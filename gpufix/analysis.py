@@ -534,6 +534,10 @@ class Analyzer:
             self.stmt_stack.append(stmt)
             saved = self.ctx
             try:
+                # the statement's own handlers, as the full walk calls them (a module-level def is
+                # a loader whose calls import a framework, collectors/imports.py, whatever it names)
+                for fn in self._plan[cls][0]:
+                    fn(stmt, self)
                 if cls in (ast.FunctionDef, ast.AsyncFunctionDef):
                     if touches:
                         for dec in stmt.decorator_list:

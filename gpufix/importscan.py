@@ -138,10 +138,13 @@ def _split_names(chunk: str) -> Optional[tuple]:
     return tuple(names) if names else None
 
 
-def read_imports(text: str) -> Optional[TextImports]:
+def read_imports(text: str, dynamic: bool = False) -> Optional[TextImports]:
     """The import statements and `__main__` guard of `text`, or None when the text cannot settle
-    them (see the module docstring)."""
-    if "import_module" in text or "__import__" in text:  # _UNSETTLED_WORDS
+    them (see the module docstring). `dynamic`: read the statements of a file that names
+    `import_module` / `__import__` too (its dynamic imports are then the caller's to read: the
+    words are never part of a statement this reads, `__import__` and `import_module` being other
+    names than the keyword)."""
+    if not dynamic and ("import_module" in text or "__import__" in text):  # _UNSETTLED_WORDS
         return None
     cands = []  # (statement start, `import` keyword position, kind, from-prefix match)
     find = text.find

@@ -6,9 +6,10 @@ as ruff's whole run. Import statements have a shape plain text settles: the keyw
 line, after `from X`, at the start of a statement. What text cannot settle, this module does not
 guess: `read_imports` returns None (the caller parses the file with `ast`) for
 
-* a file that mentions `import_module` / `__import__` (dynamic imports, read from call arguments),
-  or tests `TYPE_CHECKING` (imports that never run) other than as `if TYPE_CHECKING:` with an
-  indented block;
+* a file that mentions `import_module` / `__import__` (dynamic imports, read from call arguments:
+  with `dynamic=True` its statements are read all the same, and the caller reads the calls from
+  the file's tree), or tests `TYPE_CHECKING` (imports that never run) other than as
+  `if TYPE_CHECKING:` with an indented block;
 * a statement whose shape it does not know (a continuation line it cannot follow, a name list it
   cannot split).
 

@@ -180,13 +180,7 @@ def replay(argv) -> int | None:
     if key is None:
         return None
     path = os.path.join(snapshot_dir(), f"run-{run_key(argv)}.snap")
-    try:
-        got = signing.read_nofollow(path)
-    except signing.Rejected:
-        return None
-    if got is None:
-        return None
-    body = signing.verified_body(key, _PROJECT, path, got[0], got[1])
+    body = _read_signed(key, _PROJECT, path)[1]
     if body is None:
         return None
     try:
@@ -216,16 +210,26 @@ def replay(argv) -> int | None:
     return code
 
 
-def _still_ours(key: bytes, path: str, project) -> bool:
-    """Whether a cache file that changed since the snapshot would be read without a word: gone,
-    or a regular file (reached without a link) signed with this user's key for its project."""
+def _read_signed(key: bytes, project: str, path: str) -> tuple:
+    """(found, body) of a file gpufix signs: found False when it does not exist; body None when
+    it is not a regular file reached without a link and signed with `key` for `project`, its name
+    and its identity on disk."""
     try:
         got = signing.read_nofollow(path)
     except signing.Rejected:
-        return False
+        return True, None
     if got is None:
-        return True
-    return project is not None and signing.verified_body(key, project, path, got[0], got[1]) is not None
+        return False, None
+    return True, signing.verified_body(key, project, path, got[0], got[1])
+
+
+def _still_ours(key: bytes, path: str, project) -> bool:
+    """Whether a cache file that changed since the snapshot would be read without a word: gone,
+    or still signed with this user's key for its project."""
+    if project is None:
+        return not os.path.lexists(path)
+    found, body = _read_signed(key, project, path)
+    return not found or body is not None
 
 
 def _missed(why: str) -> None:

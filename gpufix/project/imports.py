@@ -909,10 +909,14 @@ def _source_segment(lines: list, node) -> str:
                     lines[last].encode()[:end_col].decode()])
 
 
-def _entry_to_file(a: str, entry: dict):
+def _entry_to_file(a: str, entry: dict, tops: Optional[dict] = None):
+    """(_File, importable names) of a record; None for a file that does not parse. `tops`: a
+    dict the caller keeps, top package folder -> its Path (a project has few: one Path each)."""
     if entry.get("none"):
         return None
-    top = Path(entry["top"]) if entry["top"] is not None else None
+    top = entry["top"]
+    if top is not None:
+        top = (tops.get(top) or tops.setdefault(top, Path(top))) if tops is not None else Path(top)
     return _File(Path(a), entry["module"], top, entry["is_init"], list(entry["imports"]), entry["gpu"], entry["script"]), entry["names"]
 
 

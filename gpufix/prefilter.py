@@ -260,7 +260,7 @@ def _gates(literals: list) -> dict:
         inner = [w for w in words if len(w) < len(lit) and w in lit]
         if inner:
             out[lit] = max(inner, key=len)
-    return out
+    return _Gates(out)
 
 
 def _by_root(tests: tuple, gates: dict) -> tuple:
@@ -292,22 +292,78 @@ def _first(entry):
     return entry[0]
 
 
+class _Gates(dict):
+    """literal -> its gate (_gates), and for a gate that many literals sit under, how far around
+    one of its occurrences those literals reach (`reach`: gate -> (before, after))."""
+
+    def __init__(self, gates: dict):
+        super().__init__(gates)
+        under: dict = {}
+        for literal, gate in gates.items():
+            under.setdefault(gate, []).append(literal)
+        # A literal holds its gate: each of its occurrences holds one of the gate's, `literal.find(gate)`
+        # characters after its start. So a literal occurs in a text iff it occurs in the text's
+        # slices [p - before, p + after) around every occurrence p of its gate.
+        self.reach = {gate: (max(lit.find(gate) for lit in lits), max(len(lit) - lit.find(gate) for lit in lits))
+                      for gate, lits in under.items() if len(lits) >= _MIN_UNDER}
+        assert not any("\0" in lit for lit in gates), "a literal holds the separator of _Present's slices"
+
+
+# A gate with at least so many literals under it is searched for its occurrences (_Present.around):
+# the search of its literals then reads only the text around those.
+_MIN_UNDER = 2
+# ... unless it occurs so often that the slices around its occurrences would be more than this share
+# of the text (the literals are then searched in the whole text)
+_AROUND_SHARE = 4
+
+
 class _Present:
     """Which literals a text holds, each searched at most once and only when its gate is there."""
 
-    __slots__ = ("text", "gates", "known")
+    __slots__ = ("text", "gates", "known", "around")
 
     def __init__(self, text: str, gates: dict):
         self.text = text
         self.gates = gates
         self.known: dict = {}
+        self.around: dict = {}  # gate -> the text's slices around its occurrences (or the text)
 
     def __call__(self, literal: str) -> bool:
         got = self.known.get(literal)
         if got is None:
             gate = self.gates.get(literal)
-            got = (gate is None or self(gate)) and literal in self.text
+            if gate is None:
+                got = literal in self.text
+            else:
+                got = self(gate) and literal in self._around(gate)
             self.known[literal] = got
+        return got
+
+    def _around(self, gate: str) -> str:
+        """The slices of the text around each occurrence of `gate` (a present gate), joined by NUL,
+        which no literal holds (so no match spans two slices, and each match is one of the text's);
+        or the whole text when `gate` has few literals under it or too many occurrences."""
+        got = self.around.get(gate)
+        if got is None:
+            text = self.text
+            got = text
+            reach = getattr(self.gates, "reach", {}).get(gate)
+            if reach is not None:
+                before, after = reach
+                budget = len(text) // _AROUND_SHARE
+                find = text.find
+                parts = []
+                p = find(gate)
+                while p >= 0:
+                    budget -= before + after
+                    if budget < 0:
+                        parts = None
+                        break
+                    parts.append(text[max(0, p - before):p + after])
+                    p = find(gate, p + 1)
+                if parts is not None:
+                    got = "\0".join(parts)
+            self.around[gate] = got
         return got
 
 

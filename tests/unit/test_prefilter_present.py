@@ -66,3 +66,47 @@ def test_no_literal_is_found_across_two_slices():
                     crafted += 1
                     _check(text)
     assert crafted > 10
+
+
+_PF = registry.prefilter(load_api_catalog())
+def _chain(literal: str):
+    while literal is not None:
+        yield literal
+        literal = GATES.get(literal)
+
+
+# every test with a regex whose literal lies under a gate with slices, or is one (ordinal, named)
+LOCATED = [(lit, rx) for batches in (_PF.tests[0], _PF.tests[3]) for _root, group in batches for _, (lit, rx, _where) in group
+           if rx is not None and any(g in GATES.reach for g in _chain(lit))]
+CODE_PIECES = PIECES + ["(", ")", "1", "0", "[", ",", " ", "#c\n", "\\\n", "x", " as y", "=", "'", '"', ".", "dev"]
+
+
+def _check_located(text: str) -> None:
+    for text in (text, text + " " * 4000):
+        present = _Present(text, GATES)
+        for lit, rx in LOCATED:
+            if not present(lit):
+                continue
+            located = present.located(lit, rx)
+            assert located is not rx or len(text) < 4000, lit  # a long text with few occurrences: located
+            assert located.findall(text) == rx.findall(text), (lit, text)
+            for pos in (0, 1, len(text) // 3, len(text) // 2):
+                m, want = located.search(text, pos), rx.search(text, pos)
+                assert (m and (m.span(), m.groups())) == (want and (want.span(), want.groups())), (lit, pos, text)
+
+
+def test_the_located_searches_cover_the_device_tests():
+    assert len(LOCATED) > 20 and {"device", "set_device", "device_ids"} <= {lit for lit, _ in LOCATED}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(CODE_PIECES), max_size=30))
+def test_located_search_is_the_regex_search(pieces):
+    _check_located("".join(pieces))
+
+
+def test_located_search_at_the_edges():
+    for lit, _rx in LOCATED:
+        for text in (lit + "(1)", "x." + lit + "(1, 2)", lit + "=1 " + lit + " (\\\n 1) " + lit + "(a, b, c)", lit + lit + "(1)",
+                     lit + "(" + lit + "(x", lit + "=" + lit + "=x", "(" + lit + "=" + lit + "=1"):
+            _check_located(text)

@@ -11,6 +11,7 @@ Names are resolved through the file's own imports (`import torch as T`, `from to
 from __future__ import annotations
 
 import ast
+import functools
 from typing import Optional
 
 from gpufix.catalog import ApiCatalog
@@ -534,6 +535,10 @@ class Analyzer:
             self.stmt_stack.append(stmt)
             saved = self.ctx
             try:
+                # the statement's own handlers, as the full walk calls them (a module-level def is
+                # a loader whose calls import a framework, collectors/imports.py, whatever it names)
+                for fn in self._plan[cls][0]:
+                    fn(stmt, self)
                 if cls in (ast.FunctionDef, ast.AsyncFunctionDef):
                     if touches:
                         for dec in stmt.decorator_list:
@@ -582,15 +587,20 @@ def is_cpu_guard(stmt, qualname) -> bool:
     return "" in strs and strs <= {"", "-1"}
 
 
+@functools.lru_cache(maxsize=64)
+def _minimal_words(words: frozenset) -> tuple:
+    """The words none of which holds another: one that does adds no line ("set_device" holds
+    "device"); str.find in C is much faster than one regex alternation over all the words. The
+    same set comes back file after file (it depends on the file's imports): worked out once."""
+    return tuple(w for w in words if w and not any(o != w and o in w for o in words))
+
+
 def focus_lines(text: str, imports: dict, catalog: ApiCatalog, collectors) -> Optional[set]:
     """Lines that mention something a collector of `collectors` needs, or None when the whole file
     must be visited (see Collector.whole_file_words). Built from the collectors' declarations."""
     if any(word in text for word in collectors.whole_file_words):
         return None
-    words = collectors.focus_words(catalog, imports)
-    # A word that contains another adds nothing ("set_device" holds "device"); str.find in C is
-    # much faster than one regex alternation over all the words.
-    minimal = [w for w in words if w and not any(o != w and o in w for o in words)]
+    minimal = _minimal_words(collectors.focus_words(catalog, imports))
     hits = []
     for word in minimal:
         i = text.find(word)
@@ -678,11 +688,13 @@ def _module_level(body):
             yield from _module_level(handler.body)
 
 
-def nodes_on_lines(tree: ast.Module, lines: set, keep=None):
+def nodes_on_lines(tree: ast.Module, lines: set, keep=None, walk=ast.walk):
     """Every node of the statements that span one of `lines` (sorted or not): a compound statement's
     own fields (test, decorators, ...) are walked, its blocks entered statement by statement, so a
     search for calls on a few lines of a big file does not walk the whole tree. `keep(stmt)`: false
-    for a simple statement (one with no block) that cannot hold what the caller looks for."""
+    for a simple statement (one with no block) that cannot hold what the caller looks for. `walk`:
+    how a statement's expressions are walked (walk_tree: ast.walk's nodes less the names,
+    contexts and operators, for a caller that looks for calls)."""
     import bisect
 
     wanted = sorted(lines)
@@ -711,9 +723,9 @@ def nodes_on_lines(tree: ast.Module, lines: set, keep=None):
                     if isinstance(item, (ast.stmt, ast.excepthandler, ast.match_case)):
                         blocks.append(item)
                     elif isinstance(item, ast.AST):
-                        yield from ast.walk(item)
+                        yield from walk(item)
             elif isinstance(value, ast.AST):
-                yield from ast.walk(value)
+                yield from walk(value)
         if not isinstance(node, ast.match_case):
             yield node
         stack.extend(reversed(blocks))

@@ -87,11 +87,30 @@ def _unpacked(target, name, stmt):
     return value.elts[next(i for i, e in enumerate(target.elts) if e is name)]
 
 
+def _node_classes() -> list:
+    out, stack = [], [ast.AST]
+    while stack:
+        cls = stack.pop()
+        out.append(cls)
+        stack.extend(cls.__subclasses__())
+    return out
+
+
+# Fields whose values are expression contexts / operators only (ast's grammar), all in _LEAVES:
+# nothing to index under them.
+_LEAF_FIELDS = frozenset(("ctx", "op", "ops"))
+# Node class -> the fields that may hold a child node, in field order (what ast.iter_child_nodes
+# reads, less the leaf fields).
+_CHILD_FIELDS = {cls: tuple(f for f in cls._fields if f not in _LEAF_FIELDS) for cls in _node_classes()}
+# The node classes the index goes down into: not the leaves, and not the nodes that hold no other
+# node and bind or read nothing (constants, the aliases an import statement reads itself).
+_INDEXED = frozenset(cls for cls in _CHILD_FIELDS if cls not in _LEAVES and cls not in (ast.Constant, ast.alias, ast.AST))
+
+
 class _Index:
     """Bindings and reads of the whole module, built once per file (only when a sink needs it)."""
 
     def __init__(self, tree: ast.Module):
-        self.parent: dict = {}
         self.scope_names: dict = {}  # id(function) -> {name: [Definition]}
         self.module_names: dict = {}  # name -> [Definition]
         self.attr_defs: dict = {}  # attribute name -> [Definition] (argparse dests, fields)
@@ -101,21 +120,31 @@ class _Index:
         self.positional_class_calls: set = set()  # classes constructed with positional arguments
         self.field_classes: dict = {}  # field name -> class name
         self.globals_in_functions: set = set()
+        # The scope of every name node (the innermost function whose body holds it; None: the
+        # module), and of every function the scope its `def` is in: a read's scopes, innermost
+        # first, without a parent map of every node of the tree.
+        self.name_scope: dict = {}  # id(Name) -> function or None
+        self.outer_scope: dict = {}  # id(function) -> function or None
+        self._chains: dict = {}
         self._walk(tree)
 
     # -- scopes --------------------------------------------------------------------------------
     def scopes(self, node) -> list:
         """The functions whose scope a read at `node` looks in, innermost first (class bodies and
         a function's own defaults/decorators are not its scope)."""
-        out = []
-        prev, cur = node, self.parent.get(id(node))
-        while cur is not None:
-            if isinstance(cur, _FUNCS):
-                body = cur.body if isinstance(cur.body, list) else [cur.body]
-                if any(prev is s for s in body):
-                    out.append(cur)
-            prev, cur = cur, self.parent.get(id(cur))
-        return out
+        if type(node) is not ast.Name:
+            return []  # (only names are looked up by scope)
+        scope = self.name_scope.get(id(node))
+        if scope is None:
+            return []
+        chain = self._chains.get(id(scope))
+        if chain is None:
+            chain, cur = [], scope
+            while cur is not None:
+                chain.append(cur)
+                cur = self.outer_scope[id(cur)]
+            self._chains[id(scope)] = chain
+        return chain
 
     def _names_of(self, scope) -> dict:
         return self.module_names if scope is None else self.scope_names.setdefault(id(scope), {})
@@ -125,17 +154,47 @@ class _Index:
             Definition(value, label or name, ("name", id(scope) if scope else None, name), blocked))
 
     def _walk(self, tree):
-        """One pass: parents, bindings per scope (a function's defaults, decorators and annotations
-        belong to the enclosing scope, its body to its own; class bodies bind class attributes)."""
-        parent = self.parent
-        stack = [(tree, None, False)]
+        """One pass: bindings per scope (a function's defaults, decorators and annotations belong
+        to the enclosing scope, its body to its own; class bodies bind class attributes), reads.
+        Nodes are visited in the order of a stack of ast.iter_child_nodes (last child first), each
+        with its parent and grandparent (what a name's binding is read from)."""
+        name_reads, attr_reads, attr_stores = self.name_reads, self.attr_reads, self.attr_stores
+        name_scope, fields_of, indexed = self.name_scope, _CHILD_FIELDS, _INDEXED
+        Name, Attribute, Load, Call = ast.Name, ast.Attribute, ast.Load, ast.Call
+        funcs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+        stack = [(tree, None, False, None, None)]
+        pop, push = stack.pop, stack.append
         while stack:
-            node, scope, in_class = stack.pop()
+            node, scope, in_class, par, grand = pop()
             cls = type(node)
-            if cls is ast.FunctionDef or cls is ast.AsyncFunctionDef or cls is ast.Lambda:
+            if cls is Name:
+                name_scope[id(node)] = scope
+                if type(node.ctx) is Load:
+                    name_reads.setdefault(node.id, []).append(node)
+                elif not in_class:  # a class body binds class attributes (fields: _class_fields)
+                    value = None
+                    if type(par) is ast.Assign and len(par.targets) == 1 and par.targets[0] is node:
+                        value = par.value
+                    elif isinstance(par, ast.NamedExpr) and par.target is node:
+                        # `(gpu := 1)`: where the expression's own value is used too (`if (gpu := 1):`),
+                        # rewriting the literal would change that use
+                        if not isinstance(grand, ast.Expr):
+                            self._add(scope, node.id, par.value, blocked=f"the value of `{node.id} := ...` is also used where it is assigned")
+                            continue
+                        value = par.value
+                    elif isinstance(par, (ast.Tuple, ast.List)):
+                        value = _unpacked(par, node, grand)  # `a, gpu = 0, 1`
+                    elif isinstance(par, ast.AnnAssign) and par.target is node:
+                        value = par.value
+                        if value is None:
+                            continue  # `x: int` binds nothing
+                    self._add(scope, node.id, value)
+                continue
+            if cls in funcs:
                 a = node.args
                 if cls is not ast.Lambda and not in_class:
                     self._add(scope, node.name, None)
+                self.outer_scope[id(node)] = scope
                 positional = a.posonlyargs + a.args
                 defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
                 fname = getattr(node, "name", "lambda")
@@ -144,65 +203,44 @@ class _Index:
                 for arg in (a.vararg, a.kwarg):
                     if arg is not None:
                         self._add(node, arg.arg, None, f"*{arg.arg}")
-                body = node.body if isinstance(node.body, list) else [node.body]
+                body = {id(b) for b in node.body} if type(node.body) is list else {id(node.body)}
                 for child in ast.iter_child_nodes(node):
-                    parent[id(child)] = node
-                    if any(child is b for b in body):
-                        stack.append((child, node, False))
+                    if id(child) in body:
+                        push((child, node, False, node, par))
                     else:
-                        stack.append((child, scope, in_class))
+                        push((child, scope, in_class, node, par))
                 continue
             if cls is ast.ClassDef:
                 if not in_class:
                     self._add(scope, node.name, None)
                 self._class_fields(node)
+                body = {id(b) for b in node.body}
                 for child in ast.iter_child_nodes(node):
-                    parent[id(child)] = node
-                    stack.append((child, scope, any(child is b for b in node.body)))
+                    push((child, scope, id(child) in body, node, par))
                 continue
-            if cls is ast.Name:
-                if type(node.ctx) is ast.Load:
-                    self.name_reads.setdefault(node.id, []).append(node)
-                elif not in_class:  # a class body binds class attributes (fields: _class_fields)
-                    value = None
-                    par = parent.get(id(node))
-                    if isinstance(par, ast.Assign) and len(par.targets) == 1 and par.targets[0] is node:
-                        value = par.value
-                    elif isinstance(par, ast.NamedExpr) and par.target is node:
-                        # `(gpu := 1)`: where the expression's own value is used too (`if (gpu := 1):`),
-                        # rewriting the literal would change that use
-                        if not isinstance(parent.get(id(par)), ast.Expr):
-                            self._add(scope, node.id, par.value, blocked=f"the value of `{node.id} := ...` is also used where it is assigned")
-                            continue
-                        value = par.value
-                    elif isinstance(par, (ast.Tuple, ast.List)):
-                        value = _unpacked(par, node, parent.get(id(par)))  # `a, gpu = 0, 1`
-                    elif isinstance(par, ast.AnnAssign) and par.target is node:
-                        value = par.value
-                        if value is None:
-                            continue  # `x: int` binds nothing
-                    self._add(scope, node.id, value)
-                continue
-            if cls is ast.Attribute:
-                if type(node.ctx) is ast.Load:
-                    self.attr_reads.setdefault(node.attr, []).append(node)
+            if cls is Attribute:
+                if type(node.ctx) is Load:
+                    attr_reads.setdefault(node.attr, []).append(node)
                 else:
-                    self.attr_stores[node.attr] = self.attr_stores.get(node.attr, 0) + 1
+                    attr_stores[node.attr] = attr_stores.get(node.attr, 0) + 1
+            elif cls is Call:
+                self._call(node)
             elif cls is ast.Import or cls is ast.ImportFrom:
                 for alias in node.names:
                     if alias.name != "*":
                         self._add(scope, (alias.asname or alias.name).split(".")[0], None)
             elif cls is ast.ExceptHandler and node.name:
                 self._add(scope, node.name, None)
-            elif cls is ast.Call:
-                self._call(node)
             elif cls is ast.Global or cls is ast.Nonlocal:
                 self.globals_in_functions.update(node.names)
-            for child in ast.iter_child_nodes(node):
-                if type(child) in _LEAVES:
-                    continue  # a context or operator: binds and reads nothing, and is nobody's parent
-                parent[id(child)] = node
-                stack.append((child, scope, in_class))
+            for field in fields_of[cls]:
+                value = getattr(node, field, None)
+                if type(value) is list:
+                    for item in value:
+                        if type(item) in indexed:
+                            push((item, scope, in_class, node, par))
+                elif type(value) in indexed:
+                    push((value, scope, in_class, node, par))
         # `global X` in a function: its assignments bind the module's X.
         for names in self.scope_names.values():
             for name in self.globals_in_functions & set(names):

@@ -13,7 +13,7 @@ import dataclasses
 import re
 from typing import Optional
 
-from gpufix.analysis import MASK_VAR, Pos, nodes_on_lines
+from gpufix.analysis import MASK_VAR, Pos, nodes_on_lines, walk_tree
 from gpufix.collectors import Collector
 from gpufix.lexical import lines_naming
 from gpufix.rules import Rule, RuleContext
@@ -72,7 +72,7 @@ def gpu_options(tree: ast.Module, facts, lines: Optional[set] = None, text: Opti
             # says gpu or cuda), or spell them (an escape, two literals): a statement whose text
             # holds none (most of a training script's options) holds no such call
             return _OPTION_WORD_RE.search("\n".join(split[stmt.lineno - 1:stmt.end_lineno or stmt.lineno])) is not None
-    for node in (ast.walk(tree) if lines is None else nodes_on_lines(tree, lines, keep)):
+    for node in (ast.walk(tree) if lines is None else nodes_on_lines(tree, lines, keep, walk_tree)):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"):
             continue
         got = _dest(node)

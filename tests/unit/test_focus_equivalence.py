@@ -89,6 +89,16 @@ CASES["value-flow-and-child-masks"] = """
             return f"cuda:{{GPU}}"
         """
 
+# a loader of the file's own, called on a line that names no device word (imports.before's
+# extra focus lines): the import it runs is the file's GPU import
+CASES["loader-called-late"] = """
+        def load_backend():
+            import torch
+            return torch
+        {pad}
+        backend = load_backend()
+        """
+
 POLICIES = [
     {},
     {"visible-devices": "1"},
@@ -125,3 +135,22 @@ def test_focused_equals_full_on_padded_fixtures():
             continue  # padding above a __future__ import would be a syntax error
         big = read_source(path.name, (PADDING + "\n" + text).encode())
         assert _findings(big, policy, True) == _findings(big, policy, False), path
+
+
+def test_focused_walk_visits_the_calls_of_a_loader():
+    # the loader's call names no device word: only imports.before's extra focus lines bring it in
+    import ast
+
+    from gpufix import registry
+    from gpufix.analysis import analyze
+    from gpufix.catalog import catalog_for
+
+    text = textwrap.dedent(CASES["loader-called-late"]).lstrip("\n").format(pad=PADDING)
+    tree, lines = ast.parse(text), text.split("\n")
+    catalog = catalog_for(policy_from_table({"visible-devices": "1"}, "<test>", root="/nonexistent"))
+
+    def imports(focused):
+        facts = analyze(tree, lines, catalog, registry.collectors(), text=text if focused else None)
+        return [(g.what, g.pos.line, g.via_call) for g in facts.gpu_imports]
+
+    assert imports(True) == imports(False) == [("import of torch", 2, False), ("import of torch", len(lines) - 1, True)]

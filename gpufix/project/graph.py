@@ -223,6 +223,14 @@ def resolver_for(root: Path, named: dict):
             at_base.setdefault((name, base), []).append(c)
     # the top names of the project's files: an import of any other (`torch`, `os`) names none
     every_top = frozenset(name.split(".", 1)[0] for name in named)
+    # A top name held by one sys.path folder only, the root or `src/` (which every importer's
+    # folders hold): its imports name the same files from every folder (asked once, not per folder).
+    bases_of: dict = {}
+    for base, tops in tops_at.items():
+        for top in tops:
+            bases_of.setdefault(top, set()).add(base)
+    anywhere = {top for top, bases in bases_of.items() if len(bases) == 1 and bases & {root_s, src_s}
+                and top not in _STDLIB}
     memo: dict = {}  # (importer's folder, dotted name) -> the files it names
 
     chains: dict = {}  # a folder -> the sys.path folders its files search (one walk up per folder)
@@ -251,7 +259,7 @@ def resolver_for(root: Path, named: dict):
         if parts[0] not in every_top:
             return []
         here = os.path.dirname(importer)
-        key = (here, name)
+        key = ("", name) if parts[0] in anywhere else (here, name)
         got = memo.get(key)
         if got is not None:
             return got
@@ -270,9 +278,10 @@ def resolver_for(root: Path, named: dict):
         here = os.path.dirname(importer)
         out: set = set()
         for name in names:
-            if name.partition(".")[0] not in every_top and not name.startswith("pattern:"):
+            top = name.partition(".")[0]
+            if top not in every_top and not name.startswith("pattern:"):
                 continue  # a module of no project file (what `targets` says without a lookup)
-            got = memo.get((here, name))
+            got = memo.get(("", name) if top in anywhere else (here, name))
             out.update(got if got is not None else targets(importer, name))
         return out
 
@@ -473,6 +482,14 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
                 continue
         entries[a] = f.script
     covered: dict = {}
+    rels: dict = {}  # the few headers that cover the GPU modules: each one's path made once
+
+    def rel(a: str) -> str:
+        got = rels.get(a)
+        if got is None:
+            got = rels[a] = _rel(a, root)
+        return got
+
     for a in reaches:
         if a in entries or not parsed[a].gpu:
             continue
@@ -480,9 +497,9 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
         p = f.path
         init = str(f.top / "__init__.py") if f.top is not None else None
         if init in entries:
-            covered[a] = f"the header of `{_rel(init, root)}`"
+            covered[a] = f"the header of `{rel(init)}`"
         elif conftest_above(p) is not None and str(conftest_above(p)) in entries:
-            covered[a] = f"the header of `{_rel(str(conftest_above(p)), root)}`"
+            covered[a] = f"the header of `{rel(str(conftest_above(p)))}`"
         else:
             covered[a] = "the header of the scripts that import it"
     edges = tuple(sorted((a, tuple(sorted(t))) for a, t in forward.items()))

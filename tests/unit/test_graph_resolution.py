@@ -77,6 +77,7 @@ def _names_of(a: str) -> list:
        st.lists(_ASKED, max_size=8))
 @example(["/r/pkg/__init__.py", "/r/pkg/mod.py"], ["/r/x/a.py"], ["pkg.mod", "torch", "os", "pkg"])
 @example(["/r/x/os.py", "/r/os.py"], ["/r/x/a.py", "/r/a.py"], ["os", "os.path", "x.os"])
+@example(["/r/x/mod.py"], ["/r/x/a.py", "/r/a.py"], ["mod", "x.mod"])  # `mod` beside one importer only
 def test_a_files_imports_resolved_at_once_are_each_resolved_alone(files, importers, asked):
     named: dict = {}
     for a in files:

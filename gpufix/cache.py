@@ -37,6 +37,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -82,6 +83,7 @@ def _load(path: Path, project: str, folders=()):
     key = _user_key()
     if key is None:
         return {}, None
+    _tell_snapshot(path, project)
     got = _read_nofollow(path, folders)
     if got is None:
         return {}, None
@@ -103,6 +105,14 @@ def _load(path: Path, project: str, folders=()):
     except OSError:
         mtime = None
     return files, mtime
+
+
+def _tell_snapshot(path, project: str) -> None:
+    # A scan being recorded (gpufix.snapshot) keeps the project each cache file is signed for, so
+    # that its replay can tell another gpufix run's additions from a cache planted or altered.
+    snapshot = sys.modules.get("gpufix.snapshot")
+    if snapshot is not None:
+        snapshot.note_cache(path, project)
 
 
 def _valid(entry) -> bool:
@@ -264,6 +274,7 @@ class ResultCache:
             doc = {"version": __version__, "format": FORMAT, "files": entries}
             body = json.dumps(doc, separators=(",", ":")).encode("utf-8")
             _write_signed(path, key, self.project, body)
+            _tell_snapshot(path, self.project)
             return True
         except OSError:
             return False  # a read-only tree: try the next place, or run without a cache

@@ -232,7 +232,6 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
             shown_d = display_path(d)
             shown_d = "" if shown_d == "." else shown_d if shown_d.endswith("/") else shown_d + "/"
             for entry in entries:
-                ep = Path(entry.path)
                 try:
                     is_dir = entry.is_dir(follow_symlinks=False)
                     is_link = entry.is_symlink()
@@ -241,6 +240,7 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                 if is_dir:
                     if skipped_dir(entry.name):
                         continue
+                    ep = Path(entry.path)
                     if ignored and (ep.resolve().as_posix() + "/") in ignored:
                         continue
                     if excl is not None and excl.matches(ep, is_dir=True):
@@ -249,6 +249,7 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                     continue
                 if kind_of(entry.name) not in kinds:
                     continue
+                ep = Path(entry.path)
                 real = None if is_link else os.path.join(real_d, entry.name)
                 if is_config_file(ep, policy, real):
                     continue

@@ -6,9 +6,10 @@ as ruff's whole run. Import statements have a shape plain text settles: the keyw
 line, after `from X`, at the start of a statement. What text cannot settle, this module does not
 guess: `read_imports` returns None (the caller parses the file with `ast`) for
 
-* a file that mentions `import_module` / `__import__` (dynamic imports, read from call arguments),
-  or tests `TYPE_CHECKING` (imports that never run) other than as `if TYPE_CHECKING:` with an
-  indented block;
+* a file that mentions `import_module` / `__import__` (dynamic imports, read from call arguments:
+  with `dynamic=True` its statements are read all the same, and the caller reads the calls from
+  the file's tree), or tests `TYPE_CHECKING` (imports that never run) other than as
+  `if TYPE_CHECKING:` with an indented block;
 * a statement whose shape it does not know (a continuation line it cannot follow, a name list it
   cannot split).
 
@@ -138,10 +139,13 @@ def _split_names(chunk: str) -> Optional[tuple]:
     return tuple(names) if names else None
 
 
-def read_imports(text: str) -> Optional[TextImports]:
+def read_imports(text: str, dynamic: bool = False) -> Optional[TextImports]:
     """The import statements and `__main__` guard of `text`, or None when the text cannot settle
-    them (see the module docstring)."""
-    if "import_module" in text or "__import__" in text:  # _UNSETTLED_WORDS
+    them (see the module docstring). `dynamic`: read the statements of a file that names
+    `import_module` / `__import__` too (its dynamic imports are then the caller's to read: the
+    words are never part of a statement this reads, `__import__` and `import_module` being other
+    names than the keyword)."""
+    if not dynamic and ("import_module" in text or "__import__" in text):  # _UNSETTLED_WORDS
         return None
     cands = []  # (statement start, `import` keyword position, kind, from-prefix match)
     find = text.find

@@ -25,6 +25,7 @@ first (fast in C), then a regex only when the substring is there.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import os
 import re
@@ -56,7 +57,7 @@ class _Lazy:
 
     def _compile(self):
         rx = re.compile(self.pattern, self.flags)
-        self.search, self.findall, self.groups = rx.search, rx.findall, rx.groups
+        self.search, self.findall, self.match, self.groups = rx.search, rx.findall, rx.match, rx.groups
         return rx
 
     def search(self, *args):
@@ -65,10 +66,45 @@ class _Lazy:
     def findall(self, *args):
         return self._compile().findall(*args)
 
-    def __getattr__(self, name):  # `groups` before the first search
-        if name == "groups":
-            return self._compile().groups
+    def __getattr__(self, name):  # `groups` (or `match`) before the first search
+        if name in ("groups", "match"):
+            return getattr(self._compile(), name)
         raise AttributeError(name)
+
+
+class _Located:
+    """A test's regex, all of whose matches start with its literal, searched only at the literal's
+    occurrences (`places`, all of them, in order; _Present.places): the leftmost match at or after
+    a place is the first of the occurrences from there, in order, where the regex matches (`match`
+    at a position reads the text before it too, for a lookbehind or `\\b`). The same answers as
+    the regex's own search and findall, without reading the text between the occurrences."""
+
+    __slots__ = ("rx", "places", "groups")
+
+    def __init__(self, rx, places: list):
+        self.rx = rx
+        self.places = places
+        self.groups = rx.groups
+
+    def search(self, text: str, pos: int = 0):
+        places = self.places
+        match = self.rx.match
+        for k in range(bisect.bisect_left(places, pos) if pos else 0, len(places)):
+            m = match(text, places[k])
+            if m is not None:
+                return m
+        return None
+
+    def findall(self, text: str) -> list:
+        """As re's findall: the non-overlapping matches from the left (none is empty: each holds the
+        literal), as group 0, group 1, or the tuple of groups (an unmatched one as "")."""
+        out = []
+        groups = self.groups
+        m = self.search(text)
+        while m is not None:
+            out.append(m.group() if groups == 0 else (m.group(1) or "") if groups == 1 else m.groups(""))
+            m = self.search(text, m.end())
+        return out
 
 
 class _Tests:
@@ -146,21 +182,45 @@ class _Spelled:
         # the lookahead rejects most quotes at once (the next character starts no value); one regex
         # per quote character, so that the engine's search for its literal first character applies
         body = f"(?=[{firsts}])(?:" + "|".join(anchored) + ")"
-        # (quote, regex): the regex starts with the quote, so a text without that quote cannot match
-        # (and its regex, the costliest of the prefilter to compile, is not compiled for it)
-        self.anchored = tuple((q, _Lazy(re.escape(q) + body)) for q in "'\"") if anchored else ()
+        # (quote, gate, regex): the regex starts with the quote, so a text without that quote cannot
+        # match. The regex is the costliest of the prefilter to compile (12 ms a quote, more than a
+        # small run's parsing), so it is compiled and run only where its gate (_first_irregularity)
+        # matches, which every match of it does, at the same place.
+        gate = _first_irregularity([f for f in forms if f.at_start], BREAK)
+        self.anchored = tuple((q, _Lazy(re.escape(q) + gate), _Lazy(re.escape(q) + body)) for q in "'\"") if anchored else ()
 
-    def search(self, text: str, lexed=None) -> bool:
+    def search(self, text: str, lexed=None, present=None) -> bool:
         """Whether a form is spelled in `text`; with `lexed`, only where a literal may hold it (an
-        anchored form at a literal's opening quote, a floating one in a literal or in code)."""
-        for quote, rx in self.anchored:
-            if quote in text and rx.search(text) and (lexed is None or first_allowed(rx, "", OPENING_QUOTE, text, lexed) >= 0):
+        anchored form at a literal's opening quote, a floating one in a literal or in code).
+        `present`: the text's _Present, which may know the gate words already."""
+        for quote, gate, rx in self.anchored:
+            if quote in text and gate.search(text) and rx.search(text) and (lexed is None or first_allowed(rx, "", OPENING_QUOTE, text, lexed) >= 0):
                 return True
+        if present is None:
+            present = _Present(text, {})
         for gate, rx in self.floating:
-            if (not gate or any(w in text for w in gate)) and rx.search(text) and (
+            if (not gate or any(present(w) for w in gate)) and rx.search(text) and (
                     lexed is None or first_allowed(rx, "", ANYWHERE, text, lexed) >= 0):
                 return True
         return False
+
+
+def _first_irregularity(forms, brk: str) -> str:
+    """A regex (to follow an opening quote) that matches wherever a literal may start with one of
+    the `forms` (gpufix.spelling.spelled): the value spelled plainly; or a plain part of it, then
+    the first character that is not plain: a backslash (an escape, a line continuation) or `brk`
+    (the end of one literal and the start of the next); or at once an escape of its first
+    character (`\\x63`, `\\u0043`, `\\N{...}`, `\\143`). Every spelling is one of these."""
+    alternatives = []
+    for form in forms:
+        flag = "(?i:{})" if form.ignore_case else "(?:{})"
+        value = form.value
+        prefixes = "|".join(re.escape(value[:i]) for i in range(len(value) - 1, 0, -1))
+        alternatives.append(flag.format(re.escape(value)))
+        if prefixes:
+            alternatives.append(flag.format(prefixes) + rf"(?:\\|{brk})")
+    alternatives.append(r"\\[uUNx0-7]")
+    return "(?:" + "|".join(alternatives) + ")"
 
 
 @functools.lru_cache(maxsize=16)
@@ -220,7 +280,7 @@ class Prefilter:
         lexed = Lexed(text) if confirm else None
         if _any_confirmed(ordinal, present, lexed):
             return FULL
-        if spelled.search(text, lexed):
+        if spelled.search(text, lexed, present):
             return FULL  # `"cuda:\\x31"`, `"cu" "da:1"`: a value the plain tests cannot see
         if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, present, lexed) and _flow_source(text, lexed):
             return FULL  # a name at a device argument, and a literal it may hold (gpufix.valueflow)
@@ -260,7 +320,7 @@ def _gates(literals: list) -> dict:
         inner = [w for w in words if len(w) < len(lit) and w in lit]
         if inner:
             out[lit] = max(inner, key=len)
-    return out
+    return _Gates(out)
 
 
 def _by_root(tests: tuple, gates: dict) -> tuple:
@@ -292,23 +352,100 @@ def _first(entry):
     return entry[0]
 
 
+class _Gates(dict):
+    """literal -> its gate (_gates), and for a gate that many literals sit under, how far around
+    one of its occurrences those literals reach (`reach`: gate -> (before, after))."""
+
+    def __init__(self, gates: dict):
+        super().__init__(gates)
+        under: dict = {}
+        for literal, gate in gates.items():
+            under.setdefault(gate, []).append(literal)
+        # A literal holds its gate: each of its occurrences holds one of the gate's, `literal.find(gate)`
+        # characters after its start. So a literal occurs in a text iff it occurs in the text's
+        # slices [p - before, p + after) around every occurrence p of its gate.
+        self.reach = {gate: (max(lit.find(gate) for lit in lits), max(len(lit) - lit.find(gate) for lit in lits))
+                      for gate, lits in under.items() if len(lits) >= _MIN_UNDER}
+        assert not any("\0" in lit for lit in gates), "a literal holds the separator of _Present's slices"
+
+
+# A gate with at least so many literals under it is searched for its occurrences (_Present.around):
+# the search of its literals then reads only the text around those.
+_MIN_UNDER = 2
+# ... unless it occurs so often that the slices around its occurrences would be more than this share
+# of the text (the literals are then searched in the whole text)
+_AROUND_SHARE = 4
+
+
 class _Present:
     """Which literals a text holds, each searched at most once and only when its gate is there."""
 
-    __slots__ = ("text", "gates", "known")
+    __slots__ = ("text", "gates", "known", "around", "at")
 
     def __init__(self, text: str, gates: dict):
         self.text = text
         self.gates = gates
         self.known: dict = {}
+        self.around: dict = {}  # gate -> the text's slices around its occurrences (or the text)
+        self.at: dict = {}  # gate -> all its occurrences, in order (only where `around` has slices)
 
     def __call__(self, literal: str) -> bool:
         got = self.known.get(literal)
         if got is None:
             gate = self.gates.get(literal)
-            got = (gate is None or self(gate)) and literal in self.text
+            if gate is None:
+                got = literal in self.text
+            else:
+                got = self(gate) and literal in self._around(gate)
             self.known[literal] = got
         return got
+
+    def _around(self, gate: str) -> str:
+        """The slices of the text around each occurrence of `gate` (a present gate), joined by NUL,
+        which no literal holds (so no match spans two slices, and each match is one of the text's);
+        or the whole text when `gate` has few literals under it or too many occurrences."""
+        got = self.around.get(gate)
+        if got is None:
+            text = self.text
+            got = text
+            reach = getattr(self.gates, "reach", {}).get(gate)
+            if reach is not None:
+                before, after = reach
+                budget = len(text) // _AROUND_SHARE
+                find = text.find
+                parts = []
+                places = []
+                p = find(gate)
+                while p >= 0:
+                    budget -= before + after
+                    if budget < 0:
+                        parts = None
+                        break
+                    places.append(p)
+                    parts.append(text[max(0, p - before):p + after])
+                    p = find(gate, p + 1)
+                if parts is not None:
+                    got = "\0".join(parts)
+                    self.at[gate] = places
+            self.around[gate] = got
+        return got
+
+    def located(self, literal: str, rx):
+        """`rx` (a test's regex, whose matches start with `literal`, a present literal), searched
+        only at the literal's occurrences (_Located) where they are known: those of a gate with
+        slices, and of the literals under it (each of its occurrences holds the gate at one offset)."""
+        gate = literal
+        reach = getattr(self.gates, "reach", {})
+        while gate is not None and gate not in reach:
+            gate = self.gates.get(gate)
+        if gate is None or (gate not in self.at and self._around(gate) is self.text):
+            return rx  # no gate with slices above it, or too many occurrences for them
+        places = self.at[gate]
+        if gate != literal:
+            offset = literal.find(gate)
+            starts = self.text.startswith
+            places = [q for q in (p - offset for p in places) if q >= 0 and starts(literal, q)]
+        return _Located(rx, places)
 
 
 def _any(tests, present: _Present) -> bool:
@@ -330,6 +467,8 @@ def _any_confirmed(batches, present: _Present, lexed) -> bool:
         for _, (literal, rx, where) in group:
             if not present(literal):
                 continue
+            if rx is not None:
+                rx = present.located(literal, rx)
             if lexed is None:
                 if rx is None or rx.search(text):
                     return True
@@ -422,9 +561,11 @@ def _named_sink_may_resolve(batches, present: _Present, lexed=None) -> bool:
     named: dict = {}  # name -> the tests that captured it
     any_call = []  # tests that matched without a name (an argument after others: any call)
     for test in _present_tests(batches, present):  # in the tests' order: the gate's memo depends on it
-        literal, rx, _where = test
+        literal, rx, where = test
         if rx is None:
             continue
+        rx = present.located(literal, rx)
+        test = (literal, rx, where)  # confirmed (_confirmed_match) at the same occurrences
         found = rx.findall(text)
         if not found:
             continue

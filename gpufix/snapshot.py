@@ -14,8 +14,11 @@ audit hook (PEP 578) records what it looked at:
   and the project markers), present or absent;
 * for `git ls-files` (the .gitignore question), the files git reads: its index, its excludes and
   every config file `git config --list --show-origin` names;
-* the caches it used, stamped once it has saved them (a cache file replaced, planted or altered
-  since is seen: the scan then runs and says what it thinks of that cache).
+* the caches it used, stamped once it has saved them, each with the project its signature binds
+  it to. A cache that changed since is still good for replay when it is gone or still carries this
+  user's signature for that project (another run of gpufix, such as pre-commit's on a few files,
+  added entries to it: a cache is a memo, the scan's output is the same with it); one replaced,
+  planted or altered is a miss, and the scan then runs and says what it thinks of that cache.
 
 A scan is recorded only when the CLI says it is a plain one (`mark_replayable`: no --fix, --watch,
 stdin, -o or --no-cache, no progress bar, no cache notice) and exits with 0 or 1; a run that writes
@@ -42,7 +45,7 @@ import sys
 
 from gpufix import signing, userdirs
 
-FORMAT = 1
+FORMAT = 2
 KEEP = 32  # snapshots kept per cache folder (one per distinct command line, folder and environment)
 KEEP_BYTES = 64 << 20  # and at most this much of them (a snapshot grows with the folders walked)
 
@@ -177,13 +180,7 @@ def replay(argv) -> int | None:
     if key is None:
         return None
     path = os.path.join(snapshot_dir(), f"run-{run_key(argv)}.snap")
-    try:
-        got = signing.read_nofollow(path)
-    except signing.Rejected:
-        return None
-    if got is None:
-        return None
-    body = signing.verified_body(key, _PROJECT, path, got[0], got[1])
+    body = _read_signed(key, _PROJECT, path)[1]
     if body is None:
         return None
     try:
@@ -196,6 +193,9 @@ def replay(argv) -> int | None:
         for p, want in doc["paths"]:
             if _stamp(p) != want:
                 return _missed(f"{p} changed")
+        for p, want, project in doc["caches"]:
+            if _stamp(p) != want and not _still_ours(key, p, project):
+                return _missed(f"cache {p} changed")
         output, code = doc["output"], doc["code"]
     except Exception:  # a snapshot of another shape: a miss, never a failed command
         return None
@@ -208,6 +208,28 @@ def replay(argv) -> int | None:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     return code
+
+
+def _read_signed(key: bytes, project: str, path: str) -> tuple:
+    """(found, body) of a file gpufix signs: found False when it does not exist; body None when
+    it is not a regular file reached without a link and signed with `key` for `project`, its name
+    and its identity on disk."""
+    try:
+        got = signing.read_nofollow(path)
+    except signing.Rejected:
+        return True, None
+    if got is None:
+        return False, None
+    return True, signing.verified_body(key, project, path, got[0], got[1])
+
+
+def _still_ours(key: bytes, path: str, project) -> bool:
+    """Whether a cache file that changed since the snapshot would be read without a word: gone,
+    or still signed with this user's key for its project."""
+    if project is None:
+        return not os.path.lexists(path)
+    found, body = _read_signed(key, project, path)
+    return not found or body is not None
 
 
 def _missed(why: str) -> None:
@@ -287,6 +309,7 @@ class Recorder:
         self.paths: dict = {}
         self.above_done: set = set()
         self.caches: set = set()  # gpufix's own cache files this run read or wrote
+        self.bindings: dict = {}  # cache file -> the project its signature binds it to (note_cache)
         self.git = False
         self.refused: str | None = None
         self.replayable = False
@@ -486,13 +509,15 @@ class Recorder:
         # The caches as saved: one replaced, altered or removed since (or its folder swapped for
         # a link) is a miss. Not their folders' listings: a shared cache folder gets other
         # projects' files, which change nothing here.
+        caches = []
         for p in sorted(self.caches):
-            self.paths[p] = _stamp(p)
+            caches.append((p, _stamp(p), self.bindings.get(p)))
             self.paths[os.path.dirname(p)] = _stamp(os.path.dirname(p))
         doc = {
             "format": FORMAT,
             "listed": sorted(self.listed.items()),
             "paths": sorted(self.paths.items()),
+            "caches": caches,
             "output": self.log,
             "code": code,
         }
@@ -552,6 +577,13 @@ def mark_replayable() -> None:
     """Called by the CLI for a plain scan: its output may be replayed when nothing changed."""
     if _ACTIVE is not None:
         _ACTIVE.replayable = True
+
+
+def note_cache(path, project: str) -> None:
+    """Called by the result cache for each file it reads or writes: the project its signature
+    binds it to, so that replay can check a cache that changed since (_still_ours)."""
+    if _ACTIVE is not None and os.getpid() == _ACTIVE.pid:
+        _ACTIVE.bindings[os.path.abspath(os.fspath(path))] = project
 
 
 def not_replayable(why: str) -> None:

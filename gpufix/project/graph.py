@@ -187,6 +187,20 @@ def _name_base(a: str, name: str) -> str:
     return base
 
 
+def _name_bases(a: str, names: list) -> list:
+    """[_name_base(a, name) for name in names]: a file's names differ only in their number of dots
+    (`pkg.mod`, `mod`), so each folder above it is computed once."""
+    folders = [a]  # folders[k]: `a` with k parts cut
+    init = 1 if os.path.basename(a) == "__init__.py" else 0
+    out = []
+    for name in names:
+        up = name.count(".") + 1 + init
+        while len(folders) <= up:
+            folders.append(os.path.dirname(folders[-1]))
+        out.append(folders[up])
+    return out
+
+
 _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) | frozenset(sys.builtin_module_names)
 
 
@@ -207,7 +221,17 @@ def resolver_for(root: Path, named: dict):
         for c, base in cands:
             tops_at.setdefault(base, set()).add(top)
             at_base.setdefault((name, base), []).append(c)
-    memo: dict = {}
+    # the top names of the project's files: an import of any other (`torch`, `os`) names none
+    every_top = frozenset(name.split(".", 1)[0] for name in named)
+    # A top name held by one sys.path folder only, the root or `src/` (which every importer's
+    # folders hold): its imports name the same files from every folder (asked once, not per folder).
+    bases_of: dict = {}
+    for base, tops in tops_at.items():
+        for top in tops:
+            bases_of.setdefault(top, set()).add(base)
+    anywhere = {top for top, bases in bases_of.items() if len(bases) == 1 and bases & {root_s, src_s}
+                and top not in _STDLIB}
+    memo: dict = {}  # (importer's folder, dotted name) -> the files it names
 
     chains: dict = {}  # a folder -> the sys.path folders its files search (one walk up per folder)
 
@@ -231,12 +255,14 @@ def resolver_for(root: Path, named: dict):
             rx = re.compile(fnmatch.translate(name[len("pattern:"):]).replace(".*", "[^.]*"))
             return sorted({c for n, cands in named.items() if rx.match(n) for c, base in cands
                            if base in (root_s, src_s)})
+        parts = name.split(".")
+        if parts[0] not in every_top:
+            return []
         here = os.path.dirname(importer)
-        key = (here, name)
+        key = ("", name) if parts[0] in anywhere else (here, name)
         got = memo.get(key)
         if got is not None:
             return got
-        parts = name.split(".")
         out: list = []
         for base in bases_for(here, parts[0]):
             if parts[0] in tops_at.get(base, ()):
@@ -246,7 +272,37 @@ def resolver_for(root: Path, named: dict):
         memo[key] = out
         return out
 
+    def targets_of(importer: str, names) -> set:
+        """The set of the files all of `names` run (`targets` of each), the importer's folder found
+        once: `from pkg.sub import a, b, c` names pkg/__init__.py and pkg/sub/__init__.py 4 times."""
+        here = os.path.dirname(importer)
+        out: set = set()
+        for name in names:
+            top = name.partition(".")[0]
+            if top not in every_top and not name.startswith("pattern:"):
+                continue  # a module of no project file (what `targets` says without a lookup)
+            got = memo.get(("", name) if top in anywhere else (here, name))
+            out.update(got if got is not None else targets(importer, name))
+        return out
+
+    targets.of = targets_of  # the graph's first walk asks for all of a file's imports at once
     return targets
+
+
+def _rels(paths, root: Path) -> dict:
+    """{_rel(a, root): a for a in paths}, by string where that is the same: a normalised absolute
+    POSIX path under the root (pathlib's relative_to costs ~50x a slice; Windows paths compare
+    case-blind, so they keep it)."""
+    root_s = str(root)
+    prefix = root_s + "/"
+    fast = os.name == "posix" and root_s.startswith("/") and not root_s.startswith("//") and root_s != "/"
+    out = {}
+    for a in paths:
+        rest = a[len(prefix):] if fast and a.startswith(prefix) else None
+        if rest is None or "//" in f"/{rest}/" or "/./" in f"/{rest}/":
+            rest = _rel(a, root)  # outside the root, or not normalised: as pathlib says
+        out[rest] = a
+    return out
 
 
 def _path_targets(importer: str, written: str, root: Path, by_rel: dict) -> list:
@@ -272,15 +328,16 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
     parsed: dict = {}
     named: dict = {}
     unparsed: set = set()
+    tops: dict = {}
     for a in py_files:
-        got = _entry_to_file(a, entries[a])
+        got = _entry_to_file(a, entries[a], tops)
         if got is None:
             unparsed.add(a)
             continue
         f, import_names = got
         parsed[a] = f
-        for name in import_names:
-            named.setdefault(name, []).append((a, _name_base(a, name)))
+        for name, base in zip(import_names, _name_bases(a, import_names)):
+            named.setdefault(name, []).append((a, base))
     parsed = {a: parsed[a] for a in abs_files if a in parsed}  # discovery order, as before
     by_module = {name: [(a, base == str(root)) for a, base in cands] for name, cands in named.items()}
     targets = resolver_for(root, named)
@@ -290,12 +347,12 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
     by_rel = None
     for a, f in parsed.items():
         outs = forward.setdefault(a, set())
-        found = [t for name in f.imports for t in targets(a, name)]
+        found = targets.of(a, f.imports)  # a set: the graph's edges are sets
         loads = records[a].get("loads", ())
         if loads:
             if by_rel is None:
-                by_rel = {_rel(b, root): b for b in parsed}
-            found += [t for s in loads for t in _path_targets(a, s, root, by_rel)]
+                by_rel = _rels(parsed, root)
+            found.update(t for s in loads for t in _path_targets(a, s, root, by_rel))
         for t in found:
             if t != a:
                 reverse.setdefault(t, set()).add(a)
@@ -425,6 +482,14 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
                 continue
         entries[a] = f.script
     covered: dict = {}
+    rels: dict = {}  # the few headers that cover the GPU modules: each one's path made once
+
+    def rel(a: str) -> str:
+        got = rels.get(a)
+        if got is None:
+            got = rels[a] = _rel(a, root)
+        return got
+
     for a in reaches:
         if a in entries or not parsed[a].gpu:
             continue
@@ -432,9 +497,9 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
         p = f.path
         init = str(f.top / "__init__.py") if f.top is not None else None
         if init in entries:
-            covered[a] = f"the header of `{_rel(init, root)}`"
+            covered[a] = f"the header of `{rel(init)}`"
         elif conftest_above(p) is not None and str(conftest_above(p)) in entries:
-            covered[a] = f"the header of `{_rel(str(conftest_above(p)), root)}`"
+            covered[a] = f"the header of `{rel(str(conftest_above(p)))}`"
         else:
             covered[a] = "the header of the scripts that import it"
     edges = tuple(sorted((a, tuple(sorted(t))) for a, t in forward.items()))

@@ -231,26 +231,7 @@ def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framewor
             for a in node.names:
                 if a.name != "*":
                     found.append((f"{target}.{a.name}", {a.asname or a.name}))
-    # importlib.import_module("pkg.mod") / import_module(f"extensions.{name}.script"): a dynamic
-    # import of a constant name, or of every module whose name fits the pattern ("*" per field).
-    # The call's name is in the text, so only the subtrees on the lines naming one are walked (when
-    # `text` is given): the calls, in the order of a walk of the whole tree.
-    dynamic = text is None or "import_module" in text or "__import__" in text
-    nodes = () if not dynamic else ast.walk(tree) if text is None else _walk_lines(
-        tree, lines_naming(text, ("import_module", "__import__")))
-    for node in nodes:
-        if isinstance(node, ast.Call) and node.args and id(node) not in skip:
-            func = node.func
-            last = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
-            if last not in ("import_module", "__import__"):
-                continue
-            arg = node.args[0]
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                found.append((arg.value, set()))
-            elif isinstance(arg, ast.JoinedStr):
-                pattern = "".join(v.value if isinstance(v, ast.Constant) else "*" for v in arg.values)
-                if pattern.replace("*", "").strip("."):
-                    found.append(("pattern:" + pattern, set()))
+    found += [(name, set()) for name in dynamic_imports(tree, text)]
     gpu_bound = set()
     for name, bound in found:
         if is_framework(name):
@@ -262,6 +243,32 @@ def runtime_imports(tree: ast.Module, module: str, is_package: bool, is_framewor
         if is_framework(name) and not (bound and bound <= annotation_only):
             gpu.append(name)
     return ModuleImports(modules, gpu)
+
+
+def dynamic_imports(tree: ast.Module, text: Optional[str] = None) -> list:
+    """The modules `importlib.import_module("pkg.mod")` / `import_module(f"extensions.{name}.script")`
+    / `__import__("x")` import: a constant name, or "pattern:" and the name with "*" for each
+    field (every module whose name fits), in the order of a walk of the whole tree. The call's
+    name is in the text, so only the subtrees on the lines naming one are walked (when `text` is
+    given)."""
+    if text is not None and "import_module" not in text and "__import__" not in text:
+        return []
+    nodes = ast.walk(tree) if text is None else _walk_lines(tree, lines_naming(text, ("import_module", "__import__")))
+    out = []
+    for node in nodes:
+        if isinstance(node, ast.Call) and node.args:
+            func = node.func
+            last = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+            if last not in ("import_module", "__import__"):
+                continue
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                out.append(arg.value)
+            elif isinstance(arg, ast.JoinedStr):
+                pattern = "".join(v.value if isinstance(v, ast.Constant) else "*" for v in arg.values)
+                if pattern.replace("*", "").strip("."):
+                    out.append("pattern:" + pattern)
+    return out
 
 
 _RUNTIME_BEFORE = re.compile(
@@ -472,6 +479,20 @@ def _index_file(a: str, text: str, use_text: bool = True):
     if read is not None:
         imports = runtime_imports_from_text(read.statements, text, module, is_init, is_framework)
         main_guard = read.has_main_guard
+    elif use_text and ("import_module" in text or "__import__" in text):
+        # Dynamic imports are read from the tree (a call's argument), which the file must have
+        # anyway (one that does not parse has no record); its statements are read from the text
+        # (most of them big files: a walk of every statement cost more than their reading).
+        statements = read_imports(text, dynamic=True)
+        if statements is not None:
+            tree = _parse(text)
+            if tree is None:
+                return None
+            imports = runtime_imports_from_text(statements.statements, text, module, is_init, is_framework)
+            if imports is not None:
+                dynamic = dynamic_imports(tree, text)
+                imports = ModuleImports(imports.modules + dynamic, imports.gpu + [n for n in dynamic if is_framework(n)])
+                main_guard = _has_main_guard(tree)
     if imports is None:
         tree = _parse(text)
         if tree is None:
@@ -909,10 +930,14 @@ def _source_segment(lines: list, node) -> str:
                     lines[last].encode()[:end_col].decode()])
 
 
-def _entry_to_file(a: str, entry: dict):
+def _entry_to_file(a: str, entry: dict, tops: Optional[dict] = None):
+    """(_File, importable names) of a record; None for a file that does not parse. `tops`: a
+    dict the caller keeps, top package folder -> its Path (a project has few: one Path each)."""
     if entry.get("none"):
         return None
-    top = Path(entry["top"]) if entry["top"] is not None else None
+    top = entry["top"]
+    if top is not None:
+        top = (tops.get(top) or tops.setdefault(top, Path(top))) if tops is not None else Path(top)
     return _File(Path(a), entry["module"], top, entry["is_init"], list(entry["imports"]), entry["gpu"], entry["script"]), entry["names"]
 
 

@@ -50,14 +50,13 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         if a not in abs_files:
             abs_files.append(a)
     # In discovery order: the graph and its cache key are made in this order, which no edit changes.
-    py_files = [a for a in abs_files if Path(a).suffix.lower() in (".py", ".ipynb")]  # shell, configs: no imports
+    py_files = [a for a in abs_files if _suffix(a).lower() in (".py", ".ipynb")]  # shell, configs: no imports
     # Per-file entries are cached (a warm scan reads none of the unchanged files), keyed on what
     # they depend on besides the file: the root, the first-party names, the console scripts.
     cache = cache_factory(_index_key(root, first_party, console, known_frameworks)) if cache_factory else None
     entries: dict = {}
     todo = []
-    # Biggest first, as scan does: the workers then finish together.
-    for a in sorted(py_files, key=lambda a: os.path.getsize(a) if os.path.isfile(a) else 0, reverse=True):
+    for a in py_files:
         if a in overrides:
             _index_init(root, console, fp_catalog)
             entries[a] = index_record(a, overrides[a])
@@ -67,6 +66,9 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             entries[a] = hit
         else:
             todo.append(a)
+    # Biggest first, as scan does: the workers then finish together. Only the files to read are
+    # sorted (a warm run's cache hits need no second and third stat each).
+    todo.sort(key=lambda a: os.path.getsize(a) if os.path.isfile(a) else 0, reverse=True)
     for a, entry in zip(todo, run_in_workers(_index_job, todo, workers=jobs, initializer=_index_init,
                                              initargs=(root, console, fp_catalog))):
         stamp, made = entry.pop("_stamp", None), entry.pop("_hash", None)
@@ -99,6 +101,13 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         cache.put_kept("project-index:", digest, index.to_json(), keep=4)  # a full scan's and a subset's
         cache.save()
     return index
+
+
+def _suffix(path: str) -> str:
+    """pathlib's `suffix` of a path, on a string (a warm run asks it of every project file)."""
+    name = os.path.basename(path)
+    i = name.rfind(".")
+    return name[i:] if 0 < i < len(name) - 1 else ""
 
 
 _RECORD_DIGEST = "_digest"  # an entry's own digest, beside its fields (no reader asks for it)

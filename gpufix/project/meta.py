@@ -103,14 +103,8 @@ def module_name(abs_path: Path, root: Optional[Path] = None) -> tuple:
     namespace portions (`TTS/vc/configs` under `TTS/`: importing it runs `TTS/__init__.py` first)."""
     top = None
     if root is not None:
-        # Folders strictly below the root, walked as strings (Path.parents is slow over 2,000 files).
-        under = str(root).rstrip(os.sep) + os.sep
         path_s = os.fspath(abs_path)  # a str must be normalised (os.path.abspath's)
-        directory_s = os.path.dirname(path_s)
-        while directory_s.startswith(under) and os.path.dirname(directory_s) != directory_s:
-            if _package_dir(directory_s):  # strictly below the root: never the root itself
-                top = directory_s
-            directory_s = os.path.dirname(directory_s)
+        top = _top_package(path_s, str(root).rstrip(os.sep) + os.sep)
         if top is None:
             return _stem(path_s), None
         # the path below the top package's parent, as strings (pathlib's parts cost more than the
@@ -132,6 +126,19 @@ def module_name(abs_path: Path, root: Optional[Path] = None) -> tuple:
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts), top
+
+
+def _top_package(path_s: str, under: str):
+    """The outermost folder holding an `__init__.py` between the file `path_s` and the root
+    (`under`: the root's path and a separator), as a string; None when there is none. Folders
+    strictly below the root, walked as strings (Path.parents is slow over 2,000 files)."""
+    top = None
+    directory_s = os.path.dirname(path_s)
+    while directory_s.startswith(under) and os.path.dirname(directory_s) != directory_s:
+        if _package_dir(directory_s):  # strictly below the root: never the root itself
+            top = directory_s
+        directory_s = os.path.dirname(directory_s)
+    return top
 
 
 def _stem(path: str) -> str:
@@ -171,13 +178,14 @@ def first_party_names(root: Path, files: Iterable[str], known_first_party=(), kn
                         names.add(child.stem)
             except OSError:
                 pass
+    under = str(root).rstrip(os.sep) + os.sep
     for f in files:
         name = os.path.basename(f)
         if len(name) <= 3 or not name.lower().endswith(".py"):  # pathlib's suffix: ".py" alone has none
             continue
-        _, top = module_name(f, root)
-        if top is not None and top.name.isidentifier():
-            names.add(top.name)
+        top = _top_package(os.fspath(f), under)
+        if top is not None and os.path.basename(top).isidentifier():
+            names.add(os.path.basename(top))
     names -= {m.split(".")[0] for m in known_frameworks}
     return tuple(sorted(names))
 

@@ -75,6 +75,37 @@ def test_an_edit_of_the_same_size_is_seen(tmp_path):
     assert "train.py" not in out
 
 
+def test_entries_another_run_adds_to_the_cache_keep_the_snapshot(tmp_path):
+    """pre-commit's runs on a few files add to the cache the full scan read: the next full scan
+    is still replayed (a cache is a memo), and prints what a scan without any cache prints."""
+    root = project(tmp_path / "proj")
+    e = env(tmp_path)
+    expected = settled(root, e, *SCAN)
+    caches = {p: p.read_bytes() for p in (tmp_path / "cache").glob("*.json")}
+    gpufix(root, e, "scan", "pkg/clean.py", "pkg/train.py", "--exit-zero")
+    assert any(p.read_bytes() != raw for p, raw in caches.items())  # the case under test happened
+    code, out, engine = gpufix(root, e, *SCAN, trace=True)
+    assert not engine and (code, out) == expected == gpufix(root, e, *SCAN, "--no-cache")[:2]
+    for p in caches:  # caches removed since: the scan would start from nothing, without a word
+        p.unlink()
+    assert gpufix(root, e, *SCAN, trace=True) == (*expected, False)
+
+
+def test_a_cache_altered_since_the_snapshot_is_a_miss(tmp_path):
+    """A cache file changed by anything but this user's gpufix: the scan runs, ignores that cache
+    with a notice, and records no snapshot of a run that said so."""
+    root = project(tmp_path / "proj")
+    e = env(tmp_path)
+    expected = settled(root, e, *SCAN)
+    (scan_cache,) = (tmp_path / "cache").glob("scan-*.json")
+    raw = scan_cache.read_bytes()
+    scan_cache.write_bytes(raw.replace(b"GPU001", b"GPU002"))  # same size, signature broken
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "gpufix", *SCAN], cwd=root, env=e,
+                          capture_output=True, text=True, timeout=120)
+    assert "gpufix.engine" in proc.stderr and "ignored the scan cache" in proc.stderr
+    assert (proc.returncode, proc.stdout) == expected
+
+
 def test_a_new_file_in_a_walked_folder_is_seen(tmp_path):
     root = project(tmp_path / "proj")
     e = env(tmp_path)

@@ -326,3 +326,52 @@ def test_annotation_only_names_by_bisection_are_the_scan_of_every_span(text):
     assert got == _annotation_only_reference(tree, names, text)
     if text in ANNOTATED:  # torch only in annotations in the first and the last
         assert ("torch" in got) == (text in (ANNOTATED[0], ANNOTATED[3]))
+
+
+# -- a file naming import_module / __import__: statements from the text, calls from the tree ------
+DYNAMIC_PIECES = st.sampled_from([
+    "import torch\n", "import os, importlib\n", "from torch import Tensor\n", "from . import sib\n",
+    'm = importlib.import_module("torch.cuda")\n', "m = __import__(name)\n", 'x = __import__("os")\n',
+    'p = import_module(f"pkg.{n}.x")\n', 'q = import_module(f"{n}")\n', "def f(x: Tensor) -> Tensor:\n    return x\n",
+    "def g():\n    import numpy\n    return importlib.import_module('cupy')\n",
+    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch\n    __import__('jax')\n",
+    'if __name__ == "__main__":\n    main()\n', "Tensor([1])\n", "s = '''\nimport tensorflow\n'''\n",
+    "try: import_module('a.b')\nexcept ImportError: pass\n", "def h(t: 'torch.Tensor'): pass\n",
+])
+
+
+def _file_fields(got):
+    if got is None:
+        return None
+    f, names = got
+    return (f.module, f.top, f.is_init, f.imports, f.gpu, f.script, names)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(DYNAMIC_PIECES, min_size=1, max_size=8).map("".join), st.sampled_from(["pkg/mod.py", "tool.py"]))
+@example('import torch\nm = importlib.import_module("torch.cuda")\n', "pkg/mod.py")
+@example("from torch import Tensor\ndef f(x: Tensor): pass\nm = __import__(n)\n", "tool.py")
+@example("import_module('x'\n", "tool.py")  # does not parse: no record, as before
+def test_dynamic_import_files_read_as_ast_reads_them(indexed, text, where):
+    # (the fixture's project is the same for every example: nothing here writes into it)
+    a = str(indexed / where)
+    assert _file_fields(I._index_file(a, text)) == _file_fields(I._index_file(a, text, use_text=False))
+
+
+def test_dynamic_import_files_of_the_repository_read_as_ast_reads_them(indexed):
+    a = str(indexed / "pkg" / "mod.py")
+    texts = [p.read_text(encoding="utf-8", errors="replace")
+             for root in ("gpufix", "tests", "fixtures") for p in sorted((REPO / root).rglob("*.py"))]
+    dynamic = [t for t in texts if "import_module" in t or "__import__" in t]
+    assert len(dynamic) > 5
+    for text in dynamic:
+        assert _file_fields(I._index_file(a, text)) == _file_fields(I._index_file(a, text, use_text=False))
+
+
+def test_dynamic_imports_of_a_constant_or_a_pattern(indexed):
+    text = ('import importlib\nm = importlib.import_module("torch.cuda")\n'
+            'p = importlib.import_module(f"pkg.{name}.x")\nq = __import__(other)\nr = __import__(f"{n}")\n')
+    record = I.index_record(str(indexed / "pkg" / "mod.py"), text)
+    assert record["imports"] == ["importlib", "torch.cuda", "pattern:pkg.*.x"]
+    assert record["gpu"] is True

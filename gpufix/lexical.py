@@ -72,6 +72,35 @@ _TOKEN_RE = re.compile(
     r")",
     re.S,
 )
+# Where the next token can start: a comment's `#` or a string's opening quote (its prefix, at most two
+# letters, is read backwards from there). _TOKEN_RE's own search would try every prefix letter
+# (`r`, `t`, `f`, `b`, `u`: a fifth of the characters of code) as the start of a literal.
+_OPENER_RE = re.compile(r"[#'\"]")
+_PREFIX_LETTERS = frozenset("rRbBuUfFtT")
+
+
+def _token_matches(text: str):
+    """`_TOKEN_RE.finditer(text)`'s matches, found faster: each is the match at the place its search
+    from the previous one's end would find. That place is the first `#` or quote from there, or
+    the start of the letters of `[rRbBuUfFtT]{0,2}` just before that quote (as many as there are,
+    up to two, from the previous end on): the regex matches at no place before it (a literal's
+    prefix is followed by its quote), and at each quote and `#` it matches."""
+    search, match = _OPENER_RE.search, _TOKEN_RE.match
+    pos = 0
+    while True:
+        opener = search(text, pos)
+        if opener is None:
+            return
+        start = opener.start()
+        if text[start] != "#":
+            lowest = max(pos, start - 2)
+            while start > lowest and text[start - 1] in _PREFIX_LETTERS:
+                start -= 1
+        m = match(text, start)
+        yield m
+        pos = m.end()
+
+
 # a literal's value may start after backslash-newlines (`"\\<newline>cuda:1"` is "cuda:1")
 _LEADING_BREAKS_RE = re.compile(r"(?:\\(?:\r\n|\r|\n))+")
 _DEFINED_RE = re.compile(r"(?<![\w.])(?:def|class)[ \t]+\Z")  # `def name(`, `class Name(`: no call
@@ -93,7 +122,7 @@ class Lexed:
         self.quotes: list = []  # where each string's opening quote is (after its prefix)
         self.done_to = 0  # every string or comment that starts before this is read
         self.unknown_from = len(text) + 1  # PEP 701: from the first f-string on, every place counts
-        self._tokens = _TOKEN_RE.finditer(text)
+        self._tokens = _token_matches(text)
         self._callees: dict = {}  # keyword_of's `where` -> (its callees, whether the text imports one under another name)
         # characters the callee search may still read backwards: linear in the text, however many
         # keywords one long call holds (past it, every keyword counts)

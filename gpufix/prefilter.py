@@ -189,14 +189,17 @@ class _Spelled:
         gate = _first_irregularity([f for f in forms if f.at_start], BREAK)
         self.anchored = tuple((q, _Lazy(re.escape(q) + gate), _Lazy(re.escape(q) + body)) for q in "'\"") if anchored else ()
 
-    def search(self, text: str, lexed=None) -> bool:
+    def search(self, text: str, lexed=None, present=None) -> bool:
         """Whether a form is spelled in `text`; with `lexed`, only where a literal may hold it (an
-        anchored form at a literal's opening quote, a floating one in a literal or in code)."""
+        anchored form at a literal's opening quote, a floating one in a literal or in code).
+        `present`: the text's _Present, which may know the gate words already."""
         for quote, gate, rx in self.anchored:
             if quote in text and gate.search(text) and rx.search(text) and (lexed is None or first_allowed(rx, "", OPENING_QUOTE, text, lexed) >= 0):
                 return True
+        if present is None:
+            present = _Present(text, {})
         for gate, rx in self.floating:
-            if (not gate or any(w in text for w in gate)) and rx.search(text) and (
+            if (not gate or any(present(w) for w in gate)) and rx.search(text) and (
                     lexed is None or first_allowed(rx, "", ANYWHERE, text, lexed) >= 0):
                 return True
         return False
@@ -277,7 +280,7 @@ class Prefilter:
         lexed = Lexed(text) if confirm else None
         if _any_confirmed(ordinal, present, lexed):
             return FULL
-        if spelled.search(text, lexed):
+        if spelled.search(text, lexed, present):
             return FULL  # `"cuda:\\x31"`, `"cu" "da:1"`: a value the plain tests cannot see
         if _FLOW_SOURCE_RX.search(text) and _named_sink_may_resolve(named, present, lexed) and _flow_source(text, lexed):
             return FULL  # a name at a device argument, and a literal it may hold (gpufix.valueflow)

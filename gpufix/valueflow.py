@@ -96,6 +96,14 @@ def _node_classes() -> list:
     return out
 
 
+# Statements that hold no block (ast's grammar): no decorators above them.
+_SIMPLE_STATEMENTS = frozenset(
+    getattr(ast, name) for name in (
+        "Expr", "Assign", "AugAssign", "AnnAssign", "Return", "Import", "ImportFrom", "Pass", "Break",
+        "Continue", "Raise", "Assert", "Delete", "Global", "Nonlocal", "TypeAlias",
+    ) if hasattr(ast, name)
+)
+_STATEMENTS = frozenset(cls for cls in _node_classes() if issubclass(cls, ast.stmt))
 # Fields whose values are expression contexts / operators only (ast's grammar), all in _LEAVES:
 # nothing to index under them.
 _LEAF_FIELDS = frozenset(("ctx", "op", "ops"))
@@ -110,7 +118,10 @@ _INDEXED = frozenset(cls for cls in _CHILD_FIELDS if cls not in _LEAVES and cls 
 class _Index:
     """Bindings and reads of the whole module, built once per file (only when a sink needs it)."""
 
-    def __init__(self, tree: ast.Module):
+    def __init__(self, tree: ast.Module, lines: Optional[list] = None):
+        # `lines`: sorted line numbers; a statement (with its decorators) that spans none of them
+        # is left out (None: every statement is indexed). See Flow._restricted_index.
+        self._lines = lines
         self.scope_names: dict = {}  # id(function) -> {name: [Definition]}
         self.module_names: dict = {}  # name -> [Definition]
         self.attr_defs: dict = {}  # attribute name -> [Definition] (argparse dests, fields)
@@ -164,6 +175,21 @@ class _Index:
         funcs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
         stack = [(tree, None, False, None, None)]
         pop, push = stack.pop, stack.append
+        wanted, statements = self._lines, _STATEMENTS
+        off = None
+        if wanted is not None:
+            import bisect
+
+            bisect_left, n_wanted, simple = bisect.bisect_left, len(wanted), _SIMPLE_STATEMENTS
+
+            def off(stmt) -> bool:
+                """Whether `stmt` spans none of the wanted lines: names none of the words
+                (Flow._restricted_index)."""
+                first = stmt.lineno
+                if type(stmt) not in simple and getattr(stmt, "decorator_list", None):
+                    first = min(first, *(d.lineno for d in stmt.decorator_list))  # (above the `def`)
+                k = bisect_left(wanted, first)
+                return k == n_wanted or wanted[k] > (stmt.end_lineno or stmt.lineno)
         while stack:
             node, scope, in_class, par, grand = pop()
             cls = type(node)
@@ -205,6 +231,8 @@ class _Index:
                         self._add(node, arg.arg, None, f"*{arg.arg}")
                 body = {id(b) for b in node.body} if type(node.body) is list else {id(node.body)}
                 for child in ast.iter_child_nodes(node):
+                    if off is not None and type(child) in statements and off(child):
+                        continue
                     if id(child) in body:
                         push((child, node, False, node, par))
                     else:
@@ -216,6 +244,8 @@ class _Index:
                 self._class_fields(node)
                 body = {id(b) for b in node.body}
                 for child in ast.iter_child_nodes(node):
+                    if off is not None and type(child) in statements and off(child):
+                        continue
                     push((child, scope, id(child) in body, node, par))
                 continue
             if cls is Attribute:
@@ -238,6 +268,8 @@ class _Index:
                 if type(value) is list:
                     for item in value:
                         if type(item) in indexed:
+                            if off is not None and type(item) in statements and off(item):
+                                continue
                             push((item, scope, in_class, node, par))
                 elif type(value) in indexed:
                     push((value, scope, in_class, node, par))
@@ -487,13 +519,53 @@ class Flow:
             self._index = _Index(self.tree)
         return self._index
 
+    def _restricted_index(self, sinks: list) -> _Index:
+        """An index of the statements that name what `sinks` can reach: answers every question
+        reach() asks as the whole module's index does. What reach() looks up is keyed by a name:
+        the sinks' names, the names their definitions' values are (links, followed again), the
+        class of a dataclass field (its positional constructions). Every binding, read, store or
+        `global` of a name lies in a statement whose text holds the name (read NFKC-normalised,
+        as lines_naming reads it) or, for an argparse dest spelled from its flags, `add_argument`;
+        a statement whose lines (a def's decorators included) hold none of the words holds no such
+        node, and no scope of one (the functions around a name's statement span its lines).
+        Leaving those statements out removes subtrees from the walk, which leaves the other nodes
+        in the same order. So: words := the sinks' names;
+        index those statements; add the links and field classes of every definition of a word;
+        again until nothing is added. `global X` of a word merges function bindings into the
+        module's in an order that depends on statements left out: then the whole index."""
+        if not self.text:
+            return self.index
+        from gpufix.lexical import lines_naming
+
+        words = {s.node.id if isinstance(s.node, ast.Name) else s.node.attr for s in sinks}
+        for _ in range(2 * _MAX_LINKS + 2):
+            index = _Index(self.tree, lines_naming(self.text, sorted(words | {"add_argument"})))
+            if index.globals_in_functions & words:
+                break
+            more = set()
+            for word in words:
+                defs = [*index.module_names.get(word, ()), *index.attr_defs.get(word, ())]
+                for names in index.scope_names.values():
+                    defs += names.get(word, ())
+                for d in defs:
+                    if type(d.value) is ast.Name:
+                        more.add(d.value.id)
+                    elif type(d.value) is ast.Attribute:
+                        more.add(d.value.attr)
+                if word in index.field_classes:
+                    more.add(index.field_classes[word])
+            if more <= words:
+                return index
+            words |= more
+        return self.index
+
     def reach(self, sinks: list, src) -> list:
         """[(sink, Reached)] for every literal that can reach a sink; `src(node)` gives source text."""
         gate = _TextGate(self.text)
         live = [s for s in sinks if gate.may_resolve(s.node)]
         if not live:
             return []
-        index = self.index
+        index = self._index if self._index is not None else self._restricted_index(live)
         device_ids = {id(s.node) for s in sinks}
         out = []
         for sink in live:

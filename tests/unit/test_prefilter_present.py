@@ -110,3 +110,12 @@ def test_located_search_at_the_edges():
         for text in (lit + "(1)", "x." + lit + "(1, 2)", lit + "=1 " + lit + " (\\\n 1) " + lit + "(a, b, c)", lit + lit + "(1)",
                      lit + "(" + lit + "(x", lit + "=" + lit + "=x", "(" + lit + "=" + lit + "=1"):
             _check_located(text)
+
+
+def test_a_device_string_spelled_with_escapes_or_concatenation_is_analysed():
+    # the string forms read anywhere in a literal (`PU:` of `/GPU:1`, gated on the word `device`)
+    from gpufix.prefilter import FULL
+
+    for literal in (r'"/GPU:\x31"', r'"/gpu:\u0031"', '"/GPU:" "1"', '"/device:GP" "U:1"', r'"/G\x50U:1"'):
+        text = f"import tensorflow as tf\n\nwith tf.device({literal}):\n    pass\n"
+        assert _PF.classify(text, "m.py", "gpu-modules") == FULL, literal

@@ -17,6 +17,10 @@ import gc
 import os
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_perfile import project_under_policy  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -26,15 +30,9 @@ def main(argv=None) -> int:
     d, rounds = os.path.abspath(args[0]), int(args[1]) if len(args) > 1 else 5
     sys.setrecursionlimit(10000)
     from gpufix import engine, registry
-    from gpufix.catalog import catalog_for
-    from gpufix.config import PolicyResolver
-    from gpufix.discover import discover_files
     from gpufix.source import ReadError, read_source
 
-    files = discover_files([d], PolicyResolver(overrides={"visible_devices": "1"}))
-    members = [(a, disp) for a, disp, _ in files]
-    policy = engine.prepare_policy([d], files[0][2], members, use_cache=False)
-    catalog = catalog_for(policy)
+    members, policy, catalog = project_under_policy(d)
     todo = []
     for a, disp in members:
         with open(a, "rb") as fh:

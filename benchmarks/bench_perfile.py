@@ -25,14 +25,8 @@ def main(argv=None) -> int:
     sys.setrecursionlimit(10000)
     gc.disable()
     from gpufix import engine
-    from gpufix.catalog import catalog_for
-    from gpufix.config import PolicyResolver
-    from gpufix.discover import discover_files
 
-    files = discover_files([d], PolicyResolver(overrides={"visible_devices": "1"}))
-    members = [(a, disp) for a, disp, _ in files]
-    policy = engine.prepare_policy([d], files[0][2], members, use_cache=False)
-    catalog = catalog_for(policy)
+    members, policy, catalog = project_under_policy(d)
     raws = []
     for a, disp in members:
         with open(a, "rb") as fh:
@@ -90,6 +84,21 @@ def main(argv=None) -> int:
               f"refine_gpu_imports {cum('refine_gpu_imports'):.1f}%, finish hooks {cum('finish_facts') + cum('finish', 'registry.py'):.1f}%, "
               f"rules {cum('run_rules'):.1f}%")
     return 0
+
+
+def project_under_policy(d: str) -> tuple:
+    """((abs path, display) of every file a scan of `d` reads, the policy `--visible-devices 1`
+    with the project's index, its catalogue): what a cold scan of `d` judges each file under.
+    Shared by the per-file benchmarks (bench_lint_stages imports it)."""
+    from gpufix import engine
+    from gpufix.catalog import catalog_for
+    from gpufix.config import PolicyResolver
+    from gpufix.discover import discover_files
+
+    files = discover_files([d], PolicyResolver(overrides={"visible_devices": "1"}))
+    members = [(a, disp) for a, disp, _ in files]
+    policy = engine.prepare_policy([d], files[0][2], members, use_cache=False)
+    return members, policy, catalog_for(policy)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Optional
 
 from gpufix.catalog import ApiCatalog
 from gpufix.importscan import is_main_guard as _is_main_guard
+from gpufix.valueflow import node_classes
 
 # The fact types live in a leaf module (gpufix.facts); re-exported here for older imports.
 from gpufix.facts import (  # noqa: F401
@@ -96,15 +97,6 @@ _SCALAR_IN = {"Constant": ("value",), "Global": ("names",), "Nonlocal": ("names"
 _PLANS: dict = {}
 
 
-def _node_classes() -> list:
-    out, stack = [], [ast.AST]
-    while stack:
-        cls = stack.pop()
-        out.append(cls)
-        stack.extend(cls.__subclasses__())
-    return out
-
-
 def _walk_plan(table: dict) -> dict:
     """Node class -> (its collectors' visit methods, the fields to go down into, kind bits), for
     every node class that can hold something a collector of `table` (gpufix.registry.Collectors.table)
@@ -113,7 +105,7 @@ def _walk_plan(table: dict) -> dict:
     cached = _PLANS.get(id(table))
     if cached is not None and cached[0] is table:
         return cached[1]
-    classes = _node_classes()
+    classes = node_classes()
     inert = {cls for cls in classes if not cls._fields and cls.__name__ not in table and not issubclass(cls, ast.stmt)}
     contexts = [c for c in classes if c in (ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop)
                 or issubclass(c, (ast.expr_context, ast.operator, ast.unaryop, ast.boolop, ast.cmpop))]
@@ -601,17 +593,23 @@ def focus_lines(text: str, imports: dict, catalog: ApiCatalog, collectors) -> Op
     if any(word in text for word in collectors.whole_file_words):
         return None
     minimal = _minimal_words(collectors.focus_words(catalog, imports))
+    return lines_holding(text, minimal, collectors.focus_patterns(catalog))
+
+
+def lines_holding(text: str, words, patterns=()) -> set:
+    """The 1-based lines of `text` (lines joined by "\n") that hold one of `words` (none holds a
+    newline) or a match of one of `patterns`: found by str.find in C, not by a test of every line
+    in Python."""
     hits = []
-    for word in minimal:
+    for word in words:
         i = text.find(word)
         while i != -1:
             hits.append(i)
             i = text.find(word, i + len(word))
-    for rx in collectors.focus_patterns(catalog):
+    for rx in patterns:
         hits.extend(m.start() for m in rx.finditer(text))
     hits.sort()
-    lines = set()
-    line, pos = 1, 0
+    lines, line, pos = set(), 1, 0
     for hit in hits:
         line += text.count("\n", pos, hit)
         pos = hit

@@ -87,7 +87,8 @@ def _unpacked(target, name, stmt):
     return value.elts[next(i for i, e in enumerate(target.elts) if e is name)]
 
 
-def _node_classes() -> list:
+def node_classes() -> list:
+    """Every class of `ast` node (ast.AST and all its subclasses)."""
     out, stack = [], [ast.AST]
     while stack:
         cls = stack.pop()
@@ -103,13 +104,13 @@ _SIMPLE_STATEMENTS = frozenset(
         "Continue", "Raise", "Assert", "Delete", "Global", "Nonlocal", "TypeAlias",
     ) if hasattr(ast, name)
 )
-_STATEMENTS = frozenset(cls for cls in _node_classes() if issubclass(cls, ast.stmt))
+_STATEMENTS = frozenset(cls for cls in node_classes() if issubclass(cls, ast.stmt))
 # Fields whose values are expression contexts / operators only (ast's grammar), all in _LEAVES:
 # nothing to index under them.
 _LEAF_FIELDS = frozenset(("ctx", "op", "ops"))
 # Node class -> the fields that may hold a child node, in field order (what ast.iter_child_nodes
 # reads, less the leaf fields).
-_CHILD_FIELDS = {cls: tuple(f for f in cls._fields if f not in _LEAF_FIELDS) for cls in _node_classes()}
+_CHILD_FIELDS = {cls: tuple(f for f in cls._fields if f not in _LEAF_FIELDS) for cls in node_classes()}
 # The node classes the index goes down into: not the leaves, and not the nodes that hold no other
 # node and bind or read nothing (constants, the aliases an import statement reads itself).
 _INDEXED = frozenset(cls for cls in _CHILD_FIELDS if cls not in _LEAVES and cls not in (ast.Constant, ast.alias, ast.AST))

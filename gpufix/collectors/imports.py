@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 
-from gpufix.analysis import const_str
+from gpufix.analysis import const_str, lines_holding
 from gpufix.collectors import Collector
 
 _IMPORT_FUNCS = ("importlib.import_module", "importlib.__import__")
@@ -36,7 +36,7 @@ class Imports(Collector):
             loaders = _loader_names(walk)
             calls = [f"{name}(" for name in loaders if f"{name}(" in walk.text]
             if calls:
-                walk.extra_focus.update(_lines_holding(walk.text, calls))
+                walk.extra_focus.update(lines_holding(walk.text, calls))
         if not any(t.split(".")[0] == "importlib" for t in imports.values()) and not _mentions(walk, "__import__"):
             return
         # `torch = importlib.import_module("torch")`: binds the name as `import torch` would.
@@ -144,24 +144,6 @@ def bound_module(node, walk):
     if name is None or walk.qualname(node.func) in _IMPORT_FUNCS:
         return name
     return name.split(".")[0]
-
-
-def _lines_holding(text: str, words) -> set:
-    """The 1-based lines of `text` (lines joined by "\n") that hold one of `words` (none holds a
-    newline): found by str.find in C, not by a test of every line in Python."""
-    hits = []
-    for word in words:
-        i = text.find(word)
-        while i != -1:
-            hits.append(i)
-            i = text.find(word, i + len(word))
-    hits.sort()
-    lines, line, pos = set(), 1, 0
-    for hit in hits:
-        line += text.count("\n", pos, hit)
-        pos = hit
-        lines.add(line)
-    return lines
 
 
 def _mentions(walk, word: str) -> bool:

@@ -6,8 +6,9 @@ A leaf module.
 
 The reading is Python's own tokenizer's for strings and comments, done by one regex from the start
 of the text (a `#` or a quote in code starts a comment or a string; a string runs to its closing
-quote, backslash escapes included; a single-quoted one ends at the end of its line), as far as the
-places asked about need. Two conservative choices keep it a superset of what `ast` reads:
+quote, backslash escapes included; a single-quoted one ends at the end of its line), matched at
+each `#` or opening quote (a string's prefix read backwards from its quote), as far as the places
+asked about need. Two conservative choices keep it a superset of what `ast` reads:
 
 * an f-string (and a PEP 750 t-string) is code and string at once (its replacement fields hold
   expressions): every test counts there; on Python 3.12 and later, where an f-string may nest

@@ -443,6 +443,14 @@ def _option_rx(name: str):
     return re.compile(rf"""['"]-{{0,2}}{dashed}['"]|dest\s*=\s*['"]{re.escape(name)}['"]""")
 
 
+def _may_name_option(text: str, name: str) -> bool:
+    """Whether `_option_rx(name)` may match in `text`: each of its matches ends with the name's last
+    `_` part and a closing quote. Two substring searches spare the regex, whose search tries every
+    quote of the text (a tenth of the prefilter's time on diffusers' training scripts)."""
+    last = name.rpartition("_")[2]
+    return last + '"' in text or last + "'" in text
+
+
 class _TextGate:
     """A cheap text test (a superset of what _Index resolves) that spares building the index in the
     many files whose device arguments are names bound only to calls (`device = torch.device(...)`)."""
@@ -496,7 +504,7 @@ class _TextGate:
                 if m.group("link") is None or self.may_resolve(name_node(m.group("link")), depth + 1):
                     return True
         if "add_argument" in text:
-            if _option_rx(name).search(text):
+            if _may_name_option(text, name) and _option_rx(name).search(text):
                 lit, links = self._bindings("default")
                 return lit or any(self.may_resolve(name_node(link), depth + 1) for link in links)
         return False

@@ -63,3 +63,28 @@ def test_gate_follows_bindings():
     gate = _TextGate(text)
     assert gate.may_resolve(name_node("idx")) and gate.may_resolve(name_node("cfg.gpu_id"))
     assert not _TextGate(text).may_resolve(name_node("device"))
+
+
+_OPTION_PIECES = ["'", '"', "-", "--", "_", "gpu", "id", "gpu_id", "gpu-id", "dest", "=", " ", "\n", "device", "x", "add_argument("]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_option_substring_gate_is_a_necessary_condition(seed):
+    # the option regex is run only where its substring gate passes: it may never hide a match
+    rnd = random.Random(seed)
+    for _ in range(3000):
+        text = "".join(rnd.choice(_OPTION_PIECES) for _ in range(rnd.randrange(12)))
+        for name in ("gpu_id", "device", "id", "gpu_", "x"):
+            if valueflow._option_rx(name).search(text):
+                assert valueflow._may_name_option(text, name), (name, text)
+
+
+def test_an_attribute_bound_through_an_argparse_option_lifts_the_file():
+    from gpufix import registry
+    from gpufix.catalog import load_api_catalog
+    from gpufix.prefilter import FULL
+
+    pf = registry.prefilter(load_api_catalog())
+    for option in ('"--gpu-id"', "'--gpu_id'", '"gpu_id"', 'dest="gpu_id"'):
+        text = f"import argparse, torch\np = argparse.ArgumentParser()\np.add_argument({option}, default=1)\nargs = p.parse_args()\ntorch.cuda.set_device(args.gpu_id)\n"
+        assert pf.classify(text, "m.py", "gpu-modules") == FULL, option

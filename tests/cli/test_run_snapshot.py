@@ -84,8 +84,14 @@ def test_entries_another_run_adds_to_the_cache_keep_the_snapshot(tmp_path):
     caches = {p: p.read_bytes() for p in (tmp_path / "cache").glob("*.json")}
     gpufix(root, e, "scan", "pkg/clean.py", "pkg/train.py", "--exit-zero")
     assert any(p.read_bytes() != raw for p, raw in caches.items())  # the case under test happened
+    snaps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache" / "runs").glob("run-*.snap")}
     code, out, engine = gpufix(root, e, *SCAN, trace=True)
     assert not engine and (code, out) == expected == gpufix(root, e, *SCAN, "--no-cache")[:2]
+    # the replay took the caches' new stamps into its snapshot (once): the next one only stats them
+    restamped = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache" / "runs").glob("run-*.snap")}
+    assert sum(restamped[p] != t for p, t in snaps.items()) == 1
+    assert gpufix(root, e, *SCAN, trace=True) == (*expected, False)
+    assert {p: p.stat().st_mtime_ns for p in restamped} == restamped
     for p in caches:  # caches removed since: the scan would start from nothing, without a word
         p.unlink()
     assert gpufix(root, e, *SCAN, trace=True) == (*expected, False)

@@ -192,9 +192,16 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
     def mask_fixes(r) -> list:
         return [f for f in r.findings if f.rule in MASK_RULES] if r is not None else []
 
+    remaps_of: dict = {}  # a file's remap findings: its result does not change while holds are added
+
     def pending_remaps(a: str) -> list:
         """The file's remap findings that this run will not fix."""
-        return [f for f in remaps(result_of(a)) if a not in results or held(a, f) or not _usable(f, unsafe)]
+        found = remaps_of.get(a)
+        if found is None:
+            found = remaps_of[a] = remaps(result_of(a))
+        if not found:
+            return found
+        return [f for f in found if a not in results or held(a, f) or not _usable(f, unsafe)]
 
     root = Path(index.root)
     entry_why: dict = {}
@@ -221,13 +228,22 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
         return entry_why[e]
 
     run_by_memo: dict = {}
+    runs: dict = {}
+
+    def runs_of(e: str) -> list:
+        """index.run_by(e), walked once a run (the graph does not change while holds are added:
+        diffusers' 154 entry points each run most of the library, every round of the loop below)."""
+        got = runs.get(e)
+        if got is None:
+            got = runs[e] = index.run_by(e)
+        return got
 
     def overriders(e: str) -> list:
         """Files a process started at `e` runs (imports, loads by path) that write a mask this run
         leaves other than the policy's: run after `e`'s header, their write is the mask the
         process ends with (a script importing another script that keeps `"0,1"`)."""
         if e not in run_by_memo:
-            run_by_memo[e] = [a for a in index.run_by(e) if writes_mask_word(a)]
+            run_by_memo[e] = [a for a in runs_of(e) if writes_mask_word(a)]
         return [a for a in run_by_memo[e]
                 if any(a not in results or held(a, f) or not _usable(f, unsafe) for f in mask_fixes(result_of(a)))]
 
@@ -336,7 +352,7 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
             if e not in index.entry_map or not any(_usable(f, unsafe) and not held(e, f) for f in mask_fixes(r)):
                 continue
             bad = []
-            for a in index.run_by(e):
+            for a in runs_of(e):
                 if a in index.entry_map or not pending_remaps(a):
                     continue  # sets its own mask (or has its own finding), or is fixed with it
                 bad.append(f"`{_rel(a, root)}` has ordinals that this run does not remap"

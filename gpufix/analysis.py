@@ -14,9 +14,9 @@ import ast
 import functools
 from typing import Optional
 
+from gpufix.astkinds import SIMPLE_STATEMENTS, node_classes
 from gpufix.catalog import ApiCatalog
 from gpufix.importscan import is_main_guard as _is_main_guard
-from gpufix.valueflow import node_classes
 
 # The fact types live in a leaf module (gpufix.facts); re-exported here for older imports.
 from gpufix.facts import (  # noqa: F401
@@ -712,7 +712,7 @@ def nodes_on_lines(tree: ast.Module, lines: set, keep=None, walk=ast.walk):
         node = stack.pop()
         if hasattr(node, "lineno") and not spans(node):
             continue
-        if keep is not None and type(node) in _SIMPLE_STATEMENTS and not keep(node):
+        if keep is not None and type(node) in SIMPLE_STATEMENTS and not keep(node):
             continue
         blocks = []
         for _name, value in ast.iter_fields(node):
@@ -737,22 +737,13 @@ def _blocks_of(stmt) -> list:
     return [b for b in blocks if b]
 
 
-# Statements that hold no block: most of a module; iter_statements moves past them at once.
-_SIMPLE_STATEMENTS = frozenset(
-    getattr(ast, name) for name in (
-        "Expr", "Assign", "AugAssign", "AnnAssign", "Return", "Import", "ImportFrom", "Pass", "Break",
-        "Continue", "Raise", "Assert", "Delete", "Global", "Nonlocal", "TypeAlias",
-    ) if hasattr(ast, name)
-)
-
-
 def iter_statements(body):
     """Every statement of `body` and of the blocks nested in it, in source order; expressions are
     not entered (imports are statements, so this finds them all, fast). A stack of iterators, not
     nested generators: a deep file's statements each passed up through every level was most of
     the walk."""
     stack = [iter(body)]
-    simple = _SIMPLE_STATEMENTS
+    simple = SIMPLE_STATEMENTS
     while stack:
         for stmt in stack[-1]:
             yield stmt

@@ -29,6 +29,8 @@ import functools
 import re
 from typing import Optional
 
+from gpufix.astkinds import SIMPLE_STATEMENTS, node_classes
+
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 # Node types without fields (expression contexts, operators; `pass`, `break`, `continue`).
 _LEAVES = frozenset(
@@ -87,23 +89,6 @@ def _unpacked(target, name, stmt):
     return value.elts[next(i for i, e in enumerate(target.elts) if e is name)]
 
 
-def node_classes() -> list:
-    """Every class of `ast` node (ast.AST and all its subclasses)."""
-    out, stack = [], [ast.AST]
-    while stack:
-        cls = stack.pop()
-        out.append(cls)
-        stack.extend(cls.__subclasses__())
-    return out
-
-
-# Statements that hold no block (ast's grammar): no decorators above them.
-_SIMPLE_STATEMENTS = frozenset(
-    getattr(ast, name) for name in (
-        "Expr", "Assign", "AugAssign", "AnnAssign", "Return", "Import", "ImportFrom", "Pass", "Break",
-        "Continue", "Raise", "Assert", "Delete", "Global", "Nonlocal", "TypeAlias",
-    ) if hasattr(ast, name)
-)
 _STATEMENTS = frozenset(cls for cls in node_classes() if issubclass(cls, ast.stmt))
 # Fields whose values are expression contexts / operators only (ast's grammar), all in _LEAVES:
 # nothing to index under them.
@@ -181,7 +166,7 @@ class _Index:
         if wanted is not None:
             import bisect
 
-            bisect_left, n_wanted, simple = bisect.bisect_left, len(wanted), _SIMPLE_STATEMENTS
+            bisect_left, n_wanted, simple = bisect.bisect_left, len(wanted), SIMPLE_STATEMENTS
 
             def off(stmt) -> bool:
                 """Whether `stmt` spans none of the wanted lines: names none of the words

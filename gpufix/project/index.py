@@ -19,7 +19,8 @@ else:  # pragma: no cover
 
 from gpufix.project.graph import ProjectIndex, _build_graph
 from gpufix.project.imports import RECORD_FORMAT, _index_init, _index_job, index_record, names_mask_variable
-from gpufix.project.meta import _HAS_INIT, _console_targets, _rel, _setup_console_targets, first_party_names, project_root
+from gpufix.project.meta import (_HAS_INIT, _console_targets, _rel, _setup_console_targets, _suffix, first_party_names,
+                                  project_root)
 
 def _index_key(root, first_party, console, known_frameworks) -> str:
     import hashlib
@@ -101,13 +102,6 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         cache.put_kept("project-index:", digest, index.to_json(), keep=4)  # a full scan's and a subset's
         cache.save()
     return index
-
-
-def _suffix(path: str) -> str:
-    """pathlib's `suffix` of a path, on a string (a warm run asks it of every project file)."""
-    name = os.path.basename(path)
-    i = name.rfind(".")
-    return name[i:] if 0 < i < len(name) - 1 else ""
 
 
 _RECORD_DIGEST = "_digest"  # an entry's own digest, beside its fields (no reader asks for it)

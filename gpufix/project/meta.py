@@ -141,11 +141,20 @@ def _top_package(path_s: str, under: str):
     return top
 
 
-def _stem(path: str) -> str:
-    """pathlib's `stem` of a path's last part, on a string."""
+def _stem_and_suffix(path: str) -> tuple:
+    """pathlib's `stem` and `suffix` of a path's last part, on a string (the warm runs ask them of
+    every project file)."""
     name = os.path.basename(path)
     i = name.rfind(".")
-    return name[:i] if 0 < i < len(name) - 1 else name
+    return (name[:i], name[i:]) if 0 < i < len(name) - 1 else (name, "")
+
+
+def _stem(path: str) -> str:
+    return _stem_and_suffix(path)[0]
+
+
+def _suffix(path: str) -> str:
+    return _stem_and_suffix(path)[1]
 
 
 def _import_names(abs_path: Path, root: Path) -> list:

@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gpufix.project import graph as G
-from gpufix.project.meta import _rel
+from gpufix.project.meta import _rel, _stem, _suffix
 
 ROOT = "/r"
 
@@ -108,3 +108,14 @@ _PATHS = st.lists(st.sampled_from(["r", "r2", "a", ".git", ".", "..", "", "b.py"
 @example(["/r/a.py", "/r", "/r2/a.py", "/r//a.py", "/r/./a.py", "/r/a/", "/r/.git/x.py", "/x.py"], "/r")
 def test_relative_paths_by_string_are_pathlibs(paths, root):
     assert G._rels(paths, Path(root)) == {_rel(a, Path(root)): a for a in paths}
+
+
+@given(st.lists(st.sampled_from(["a", ".", "py", "ipynb", "PY", "x.y"]), min_size=1, max_size=4).map("".join)
+       .filter(lambda name: name not in (".", "..")),  # a file's name (pathlib reads these as folders)
+       st.sampled_from(["", "/r/", "/r/.d/"]))
+@example("..py", "/r/")
+@example(".py", "")
+def test_stem_and_suffix_by_string_are_pathlibs(name, folder):
+    """The warm runs' string forms of `Path.stem` / `Path.suffix` (project.meta)."""
+    path = folder + name
+    assert (_stem(path), _suffix(path)) == (Path(path).stem, Path(path).suffix)

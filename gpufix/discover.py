@@ -5,6 +5,7 @@ Explicitly named files are always scanned."""
 from __future__ import annotations
 
 import functools
+import operator
 import os
 from pathlib import Path
 from typing import Optional
@@ -175,6 +176,9 @@ def _force_excluded(p: Path, policy) -> bool:
     return filt.matches(p)
 
 
+_entry_name = operator.attrgetter("name")
+
+
 def _folder_prefix(shown: str) -> str:
     """A folder's display path as the prefix of its entries' ("" for the current directory)."""
     return "" if shown == "." else shown if shown.endswith("/") else shown + "/"
@@ -252,12 +256,16 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
             excl = path_filter(tuple(policy.exclude), policy.root) if policy.exclude else None
             kinds = kinds_of(policy)
             try:
-                entries = sorted(os.scandir(d), key=lambda e: e.name, reverse=True)
+                entries = sorted(os.scandir(d), key=_entry_name, reverse=True)
             except OSError as exc:
                 if warn:
                     warn(f"{display_path(Path(d))}: cannot list folder: {exc.strerror}")
                 continue
             below = shown_d if not _absolute_shown(shown_d) else None
+            # os.path.join(d, name) for an entry's name (no separator in it, never absolute) is the
+            # folder's joined prefix plus the name: two joins a folder, not two an entry
+            d_prefix = "" if d == "." else os.path.join(d, "")
+            real_prefix = os.path.join(real_d, "")
             for entry in entries:
                 try:
                     is_dir = entry.is_dir(follow_symlinks=False)
@@ -268,20 +276,20 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                 if is_dir:
                     if skipped_dir(name):
                         continue
-                    real = os.path.join(real_d, name)  # a folder, not a link: its real path
+                    real = real_prefix + name  # a folder, not a link: its real path
                     if ignored and (_as_posix(real) + "/") in ignored:
                         continue
-                    ep = name if d == "." else os.path.join(d, name)  # str(Path(entry.path))
+                    ep = d_prefix + name  # str(Path(entry.path))
                     if excl is not None and excl.matches(ep, is_dir=True):
                         continue
                     stack.append((ep, real, None if below is None else below + name + "/"))
                     continue
                 if kind_of_name(name) not in kinds:
                     continue
-                ep = name if d == "." else os.path.join(d, name)
+                ep = d_prefix + name
                 # A file that is no link resolves to its folder's real path plus its name; its
                 # display path is its folder's plus its name.
-                real = None if is_link else os.path.join(real_d, name)
+                real = None if is_link else real_prefix + name
                 if is_config_file(ep, policy, real):
                     continue
                 if is_link:

@@ -56,7 +56,10 @@ def kind_of_name(name: str) -> Optional[str]:
         return "dockerfile"
     if low == ".env" or low.startswith(".env."):
         return "dotenv"
-    return _EXT.get(os.path.splitext(name)[1].lower())
+    # os.path.splitext(name)[1].lower() of a name without a separator: from the last dot, unless
+    # only dots come before it (`.bashrc`, `..py` have none)
+    i = low.rfind(".")
+    return _EXT.get(low[i:]) if i > 0 and low[:i].lstrip(".") else None
 
 
 _SHELL_SHEBANG_RE = re.compile(rb"^#![ \t]*\S*/(?:env[ \t]+)?(?:ba|z|k|da)?sh\b")

@@ -79,12 +79,14 @@ TRICKY_NAMES = [
     ".Dockerfile", "x.DOCKERFILE", "Containerfile", "containerfile.gpu", "Dockerfile\n", "Dockerfile.\n", "a\n.Dockerfile",
     "DOCKERFİLE", "dockerfıle", "Doc\u212aerfile", "Dockerfile2", "notDockerfile", "file", "LE.py", "run.PY", ".env",
     ".ENV.local", "a.env", "..py", ".py", "x.", "Makefile", "compose.YML", "setup.cfg", "RUN.BAT", "x.Psm1",
+    ".a.py", "...", "a..py", "..a.sh", ".bashrc", "x.tar.json", "İ.PY", "a.py.", "a. py", "noext",
 ]
 
 
 def test_the_name_test_is_the_regex_first_one():
     # kind_of_name runs the Dockerfile regex only on names holding "le" (re.I matches only L/l and
-    # E/e there; İ and ı match i, the Kelvin sign k): the same kinds as the regex on every name
+    # E/e there; İ and ı match i, the Kelvin sign k), and finds the suffix without splitext: the
+    # same kinds as the regex on every name and splitext
     for name in TRICKY_NAMES:
         assert kinds.kind_of_name(name) == _kind_regex_first(name) == kinds.kind_of("some/dir/" + name), name
     assert kinds.kind_of_name("DOCKERFİLE") == kinds.kind_of_name("Doc\u212aerfile") == "dockerfile"

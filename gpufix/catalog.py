@@ -225,11 +225,18 @@ def _catalog_for(extra: tuple, first_party: tuple, known_frameworks: tuple) -> A
 
 
 def _read_toml(path: Path) -> dict:
+    from gpufix import rxcache
+
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read()
+        return rxcache.parsed(raw, _toml_of)  # from the user's store when a run that uses the cache has it on
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RuntimeError(f"broken catalogue file {path}: {exc}") from None
+
+
+def _toml_of(raw: bytes) -> dict:
+    return tomllib.loads(raw.decode())  # what tomllib.load does with the file's bytes
 
 
 @functools.lru_cache(maxsize=None)

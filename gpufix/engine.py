@@ -619,9 +619,9 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
           force_exclude: bool = False) -> ScanResult:
     options = options or Options()
     if options.use_cache:  # compiled regexes from the user's store (gpufix.rxcache), as the caches
-        from gpufix import rxcache, userdirs
+        from gpufix import rxcache
 
-        rxcache.enable(os.environ.get("GPUFIX_CACHE_DIR") or userdirs.user_cache_dir())
+        rxcache.enable_for_user()
     warns: list = []
     resolver = resolver or SinglePolicy(policy)
     recording = _RecordingResolver(resolver)

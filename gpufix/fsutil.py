@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import stat
 import tempfile
 from pathlib import Path
@@ -163,6 +162,8 @@ def replace_planned(planned: PlannedFile, data: bytes, expect_before: bytes = No
                                   "(the other names would keep the old bytes)")
             if expect_before is not None and fh.read() != expect_before:
                 raise PlanChanged("file changed while gpufix was running")
+        import secrets  # only apply writes here: a scan's cache writes use atomic_write_with
+
         tmp = f".{name}.{secrets.token_hex(4)}.gpufix-tmp"
         wfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600, dir_fd=dfd)
         with os.fdopen(wfd, "wb") as out:

@@ -20,16 +20,10 @@ import ast
 import dataclasses
 import functools
 import re
-import sys
 from typing import Optional
 
 from gpufix.analysis import walk_tree
 from gpufix.collectors import Collector
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +35,9 @@ class Gates:
 
 @functools.lru_cache(maxsize=1)
 def load_gates() -> Gates:
-    from gpufix.catalog import catalog_dir
+    from gpufix.catalog import catalog_dir, read_catalogue_file
 
-    with open(catalog_dir() / "multigpu-gates.toml", "rb") as fh:
-        data = tomllib.load(fh)
+    data = read_catalogue_file(catalog_dir() / "multigpu-gates.toml")
     return Gates(
         frozenset(data.get("decorators", ())),
         tuple((k["name"], k["keyword"]) for k in data.get("keywords", ())),

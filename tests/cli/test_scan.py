@@ -257,7 +257,8 @@ def test_scan_does_not_import_torch_libcst_git_or_rich_for_json(tmp_path):
 def test_a_pre_commit_scan_imports_no_parser_or_module_it_does_not_use(tmp_path):
     """The pre-commit case: files named in a project whose cache is warm, one of them edited, the
     text report on a pipe. Without a TOML file to read (no pyproject.toml, no gpufix.toml) it
-    imports no TOML parser (the rule catalogue is read from its parsed form, rules/catalogue.json),
+    imports no TOML parser (the rule catalogue is read from its parsed form, rules/catalogue.json), no
+    tempfile (the cache is written through fsutil._mkstemp),
     none of the modules only apply, `check` or a terminal need, and no framework."""
     write(tmp_path, "train.py", "import os\nimport torch\nx = torch.device('cuda:1')\n")
     write(tmp_path, "util.py", "def f():\n    return 1\n")
@@ -272,7 +273,7 @@ def test_a_pre_commit_scan_imports_no_parser_or_module_it_does_not_use(tmp_path)
         f"sys.argv = ['gpufix', *{args!r}]\n"
         "try:\n    runpy.run_module('gpufix', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
-        "unused = ('tomllib', 'tomli', 'secrets', 'difflib', 'torch', 'pynvml', 'libcst', 'git', 'rich', 'gpufix.apply',\n"
+        "unused = ('tomllib', 'tomli', 'secrets', 'tempfile', 'difflib', 'torch', 'pynvml', 'libcst', 'git', 'rich', 'gpufix.apply',\n"
         "          'gpufix.fix.python', 'gpufix.hardware.commands', 'gpufix.formats.tree')\n"
         "sys.stderr.write('IMPORTED=' + ','.join(m for m in unused if m in sys.modules))\n"
     )

@@ -30,6 +30,8 @@ def catalog_dir() -> Path:
 
 @dataclasses.dataclass(frozen=True)
 class RuleDoc:
+    """One rule's catalogue entry (rules/<CODE>.toml): its docs, messages and examples."""
+
     code: str
     name: str
     severity: str
@@ -76,6 +78,8 @@ class RuleDoc:
 
 @dataclasses.dataclass(frozen=True)
 class Framework:
+    """A GPU framework of the API catalogue: its module names and the dict keys that hold devices."""
+
     name: str
     modules: tuple
     dict_keys: tuple = ()
@@ -83,6 +87,8 @@ class Framework:
 
 @dataclasses.dataclass(frozen=True)
 class ApiCatalog:
+    """The device-API catalogue (rules/apis/*.toml) in force for a project: frameworks and API specs."""
+
     frameworks: tuple
     apis: tuple  # ApiSpec
 

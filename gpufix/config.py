@@ -28,6 +28,8 @@ RULE_CODE_RE = LazyPattern(r"^GPU\d{0,3}$")
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
+    """The GPU policy and settings in force for a file: config file, user config and command line merged."""
+
     visible_devices: Optional[str] = None  # None: no policy
     device_order: str = "PCI_BUS_ID"
     min_memory_gib: float = 20.0

@@ -121,6 +121,8 @@ class PlanChanged(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class PlannedFile:
+    """A file apply plans to replace: its real path and the identities of it and its folder when planned."""
+
     path: str  # the real path (no symlink in it)
     dir_id: tuple  # (st_dev, st_ino) of its folder
     file_id: tuple  # (st_dev, st_ino) of the file

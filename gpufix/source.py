@@ -29,6 +29,8 @@ _ENV_MAGIC_RE = LazyPattern(r"^\s*%(?:set_)?env\s+([A-Za-z_][A-Za-z0-9_]*)(?:\s*
 
 @dataclasses.dataclass
 class Cell:
+    """A notebook code cell's place in the joined module analysed for it."""
+
     index: int  # 1-based position in the notebook's cell list
     first_line: int  # 1-based line of the joined module where this cell starts
     n_lines: int
@@ -38,6 +40,8 @@ class Cell:
 
 @dataclasses.dataclass
 class SourceFile:
+    """A Python file or notebook as read: its bytes, the text analysed and how to write it back."""
+
     path: str  # as shown to the user (relative, "/" separators)
     raw: bytes
     text: str  # the Python source analysed (for notebooks: the joined, magic-masked code cells)

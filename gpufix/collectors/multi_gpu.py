@@ -28,6 +28,8 @@ from gpufix.collectors import Collector
 
 @dataclasses.dataclass(frozen=True)
 class Gates:
+    """What keeps code to multi-GPU machines (rules/multigpu-gates.toml): decorators, keywords, count calls."""
+
     decorators: frozenset
     keywords: tuple  # (name, keyword)
     count_calls: frozenset
@@ -47,6 +49,8 @@ def load_gates() -> Gates:
 
 @dataclasses.dataclass
 class Scope:
+    """A function, class or module that addresses several GPUs on purpose, and the gate that keeps it there."""
+
     node: object  # ast.FunctionDef / ClassDef / Module
     name: str
     line: int
@@ -59,6 +63,8 @@ class Scope:
 
 @dataclasses.dataclass
 class MultiGpuFacts:
+    """A file's multi-GPU scopes and the ordinals in it that are plain data."""
+
     scopes: list  # Scope, innermost last in source order
     data_lines: dict  # (line, col) of an ordinal -> why it is plain data
 

@@ -184,6 +184,8 @@ def _walk_lines(tree, lines: list):
 
 @dataclasses.dataclass
 class ModuleImports:
+    """The modules a file imports at run time, and which of them are GPU frameworks."""
+
     modules: list  # absolute dotted names imported at run time (lazy ones included)
     gpu: list  # of those, GPU framework modules
 
@@ -388,6 +390,8 @@ def _defines(body) -> bool:
 # -- the whole project -----------------------------------------------------------------------------
 @dataclasses.dataclass
 class _File:
+    """One project file as the graph sees it: module name, package, imports, GPU use, script or not."""
+
     path: Path
     module: str
     top: Optional[Path]  # top package dir (None: outside any package)

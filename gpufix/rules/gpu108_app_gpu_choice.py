@@ -40,6 +40,8 @@ OPTION_TEXT_RE = re.compile(
 
 @dataclasses.dataclass
 class GpuOption:
+    """A command-line option of the app that picks a GPU, and what its value reaches."""
+
     flag: str
     dest: str
     line: int

@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from gpufix.maskvalues import hides_all, normalized  # noqa: F401  (re-exported for the readers)
+
 
 MASK_VAR = "CUDA_VISIBLE_DEVICES"
 ORDER_VAR = "CUDA_DEVICE_ORDER"
@@ -30,7 +32,6 @@ UNKNOWN = "unknown"
 FILE_MASK = "file"
 NO_MASK = "no-mask"
 # Values that hide every GPU on purpose (a CPU-only run), not a choice of GPU.
-_NO_GPU_VALUES = ("", "-1", "none", "void", "nodevfiles")
 
 
 @dataclasses.dataclass
@@ -102,11 +103,3 @@ class FileFacts:
         self.ordinals.extend(other.ordinals)
         self.lists.extend(other.lists)
         self.pins.extend(other.pins)
-
-
-def normalized(value: str) -> str:
-    return ",".join(part.strip() for part in value.strip().split(","))
-
-
-def hides_all(value: Optional[str]) -> bool:
-    return value is not None and value.strip().strip("'\"").lower() in _NO_GPU_VALUES

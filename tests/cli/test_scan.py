@@ -259,7 +259,8 @@ def test_a_pre_commit_scan_imports_no_parser_or_module_it_does_not_use(tmp_path)
     text report on a pipe. Without a TOML file to read (no pyproject.toml, no gpufix.toml) it
     imports no TOML parser (the rule catalogue is read from its parsed form, rules/catalogue.json), no
     tempfile (the cache is written through fsutil._mkstemp),
-    none of the modules only apply, `check` or a terminal need, and no framework."""
+    none of the modules only apply, `check`, a terminal or non-Python files (formats.facts, the text
+    rules' context) need, and no framework."""
     write(tmp_path, "train.py", "import os\nimport torch\nx = torch.device('cuda:1')\n")
     write(tmp_path, "util.py", "def f():\n    return 1\n")
     env = {"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GPUFIX_USER_CONFIG": "",
@@ -274,7 +275,8 @@ def test_a_pre_commit_scan_imports_no_parser_or_module_it_does_not_use(tmp_path)
         "try:\n    runpy.run_module('gpufix', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
         "unused = ('tomllib', 'tomli', 'secrets', 'tempfile', 'difflib', 'torch', 'pynvml', 'libcst', 'git', 'rich', 'gpufix.apply',\n"
-        "          'gpufix.fix.python', 'gpufix.hardware.commands', 'gpufix.formats.tree')\n"
+        "          'gpufix.fix.python', 'gpufix.hardware.commands', 'gpufix.formats.tree', 'gpufix.formats.facts',\n"
+        "          'gpufix.rules._text')\n"
         "sys.stderr.write('IMPORTED=' + ','.join(m for m in unused if m in sys.modules))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)

@@ -139,13 +139,19 @@ def _counting_parent(ctx: RuleContext) -> Optional[tuple]:
     return None
 
 
+_IN_CHILDREN = "child processes run, before CUDA starts in them"  # GPU108's words for a spawn target's write
+
+
 class AppGpuChoice(Rule):
     code = "GPU108"
     messages = {"mask": ("var", "expr", "winner"), "option": ("flag", "pinned", "want", "count", "visible"),
                 "child-count": ("var", "expr", "parent", "counter", "count", "visible", "want", "first")}
 
     def keeps_own_mask(self, finding) -> bool:
-        return finding.message.startswith(f"{MASK_VAR} is computed at run time")  # not an option
+        # A mask computed at run time (not an option) in the file's own process: a write that only
+        # spawn children run (a spawn pool's `run()`) sets theirs, never the mask of a process
+        # that imports the file (gpufix.project.index.fix_holds).
+        return finding.message.startswith(f"{MASK_VAR} is computed at run time") and _IN_CHILDREN not in finding.message
 
     def check(self, ctx: RuleContext):
         if not ctx.policy.has_policy:
@@ -168,7 +174,7 @@ class AppGpuChoice(Rule):
             if w.header:
                 winner = f'this line replaces the policy\'s mask, so the run-time value wins and the policy ("{want}") is not enforced'
             elif child is not None and not child_cuda_starters(ctx.facts, w):
-                winner = (f"it runs in `{child[0]}()`, which only `{child[1]}` child processes run, before CUDA starts in them: "
+                winner = (f"it runs in `{child[0]}()`, which only `{child[1]}` {_IN_CHILDREN}: "
                           f'there the run-time value replaces the policy\'s mask ("{want}") that the child inherits, and '
                           "names physical GPUs, not the parent's visible ones")
             else:

@@ -35,6 +35,8 @@ from gpufix.workers import LINT_STATE
 # -- the pipeline's entry points: many files ---------------------------------------------------
 @dataclasses.dataclass
 class Options:
+    """How a scan runs: prefilter, cache and worker count (not what it judges: that is the policy)."""
+
     use_prefilter: bool = True
     use_cache: bool = True
     jobs: Optional[int] = None  # None: all cores when there is enough work
@@ -42,6 +44,8 @@ class Options:
 
 @dataclasses.dataclass
 class ScanResult:
+    """What a scan found: the per-file results, the findings, errors and warnings, under its policy."""
+
     policy: Policy
     results: list  # FileResult, sorted by path
     findings: list
@@ -387,6 +391,8 @@ def lint_source(
 
 @dataclasses.dataclass
 class FileResult:
+    """One file's result: its findings and errors, and the candidates its project rules judge across files."""
+
     path: str
     findings: list = dataclasses.field(default_factory=list)
     errors: list = dataclasses.field(default_factory=list)

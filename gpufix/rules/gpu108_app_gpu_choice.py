@@ -20,25 +20,28 @@ from gpufix.rules import Rule, RuleContext
 from gpufix.rules._shared import visible_range
 from gpufix.rules._spawn import child_of
 from gpufix.rules.gpu105_mask_set_too_late import child_cuda_starters
+from gpufix.deferred import LazyPattern
 
 # Option names that choose a GPU by index (`--gpu-device-id`, `--device_index`, `--gpus`), not a
 # switch (`--use_cuda`, `--disable_cuda`), a size or a count (`--max-gpu-memory`, `--gpu-split`
 # (gigabytes per GPU), `--num-gpus`) or a setting for whatever GPU is used (`--gpu-layers`,
 # `--gpu-compute-type`). Matched on the name with dashes as underscores.
-_GPU_OPTION_RE = re.compile(
+_GPU_OPTION_RE = LazyPattern(
     r"^(?:gpus?|devices|device_ids?|cuda_devices?|[a-z_]*(?:gpu|cuda)_devices?"
     r"|[a-z_]*(?:gpu|cuda|device)_?(?:id|ids|index|indices|idx))$"
 )
 # Text that may hold such an option: files without a GPU import are parsed for it too. Every name
 # _GPU_OPTION_RE accepts holds gpu, cuda or device, in any of the call's flags (`"-g", "--gpu_id"`),
 # however the flag is spelled (an escape or implicit concatenation: a backslash or two quotes).
-_OPTION_WORD_RE = re.compile(r"gpu|cuda|device|\\|['\"]\s*['\"]", re.I)
+_OPTION_WORD_RE = LazyPattern(r"gpu|cuda|device|\\|['\"]\s*['\"]", re.I)
 OPTION_TEXT_RE = re.compile(
     r"add_argument(?:[\s\\)]|#[^\r\n]*(?=[\r\n]|\Z))*\((?:[^()]|\([^()]*\))*?(?:gpu|cuda|device|\\|['\"]\s*['\"])", re.I)
 
 
 @dataclasses.dataclass
 class GpuOption:
+    """A command-line option of the app that picks a GPU, and what its value reaches."""
+
     flag: str
     dest: str
     line: int

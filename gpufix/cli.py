@@ -363,11 +363,6 @@ def scan(ctx, paths, config_file, select, extend_select, ignore, visible_devices
         return
     if allow_dirty:
         fail("--allow-dirty goes with --fix")
-    if not no_cache:  # before the config is read: the rule catalogue comes from the user's store too
-        from gpufix import rxcache
-
-        rxcache.enable_for_user()
-        ctx.call_on_close(rxcache.disable)  # off again once the command is done, however it ends
     resolver = make_resolver(config_file, select, extend_select, ignore, visible_devices, header_scope)
     _show_and_exit(resolver, paths, show_settings, show_files, force_exclude)
     is_stdin, name = read_stdin_target(paths, stdin_filename)

@@ -2,8 +2,7 @@
 compiler (its parser and code generator are written in Python, and the prefilter's and value
 flow's patterns took 20-30 ms to compile in every run over a few named files, more than parsing
 those files) is kept in one signed file in the user cache folder, and a later run that uses the
-cache hands it to the C engine (`_sre.compile`) without compiling again. The same file keeps the
-parsed rule catalogue (`parsed`: each TOML file's data for its exact bytes, as marshal data).
+cache hands it to the C engine (`_sre.compile`) without compiling again.
 
 What is kept is exactly what `re.compile` gives: an entry is stored only once the pattern it makes
 compares equal to `re.compile(pattern, flags)` (a Pattern's equality is its pattern, flags and
@@ -45,7 +44,7 @@ _PROJECT = "gpufix-regexes"  # what the signature binds the file to (gpufix.sign
 _folder = None  # the user cache folder, while a run that uses the cache is on
 _key = None
 _stored = None  # (pattern, flags) -> (flags, code as bytes, groups, groupindex, indexgroup)
-_missed: dict = {}  # (pattern, flags) compiled this run that the store lacked; ("parsed", ...) -> marshal data
+_missed: dict = {}  # (pattern, flags) compiled this run that the store lacked
 
 
 def enable(folder: str) -> None:
@@ -121,37 +120,6 @@ def compile(pattern, flags=0):
     return re.compile(pattern, flags)
 
 
-def parsed(raw: bytes, parse):
-    """parse(raw) for one of gpufix's own data files (a catalogue TOML: tomllib is Python too, and
-    the 23 catalogue files took 10-18 ms to read in every process), from the store when it holds
-    that parser's result for these bytes. The store keeps the result as marshal data, read again
-    for each call: a caller gets objects of its own."""
-    import marshal
-
-    if _folder is not None:
-        stored = _stored if _stored is not None else _load()
-        key = ("parsed", f"{parse.__module__}.{parse.__qualname__}", _digest(raw))
-        blob = stored.get(key)
-        if isinstance(blob, bytes):
-            try:
-                return marshal.loads(blob)
-            except Exception:  # not this interpreter's marshal data: parsed below, stored again
-                pass
-        result = parse(raw)
-        try:
-            _missed[key] = marshal.dumps(result)  # a value marshal cannot write (a datetime) is not kept
-        except ValueError:
-            pass
-        return result
-    return parse(raw)
-
-
-def _digest(raw: bytes) -> bytes:
-    import hashlib
-
-    return hashlib.blake2b(raw, digest_size=16).digest()
-
-
 def _parts_of(pattern, flags: int):
     """What _sre.compile takes for the pattern (re._compiler.compile's steps), or None when the
     pattern it makes is not the one re.compile makes."""
@@ -182,17 +150,13 @@ def save() -> None:
         if _key is None:
             return
         merged = dict(_stored if _stored is not None else _load())
-        for key, value in _missed.items():
-            if key[0] == "parsed" and isinstance(key[1], str) and isinstance(value, bytes):
-                merged[key] = value  # a data file's parse, as marshal data
-                continue
+        for key in _missed:
             parts = _parts_of(*key)
             if parts is not None:
                 merged[key] = parts
-        size = sum(len(v) if isinstance(v, bytes) else len(v[1]) for v in merged.values())
+        size = sum(len(parts[1]) for parts in merged.values())
         while len(merged) > MAX_ENTRIES or size > MAX_CODE_BYTES:  # the oldest go first
-            dropped = merged.pop(next(iter(merged)))
-            size -= len(dropped) if isinstance(dropped, bytes) else len(dropped[1])
+            size -= len(merged.pop(next(iter(merged)))[1])
         os.makedirs(_folder, exist_ok=True)
         _noted()
         signing.write_signed(_path(), _key, _PROJECT, marshal.dumps(merged))

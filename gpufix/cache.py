@@ -9,16 +9,19 @@ hashed, and an unchanged hash still hits. The stamp and hash are the ones taken 
 read for linting, so a file edited during a scan is never cached under its new stamp.
 
 The format is made for small runs (pre-commit's few files in a warm project): after the MAC line
-and a header line (cache format, gpufix version, the interpreter and its marshal version), the body
-is marshal data mapping each key to its stamp, its content hash, a short tag and its value as
-marshal bytes of its own. A run decodes the table of keys (no value), then only the values it asks
-for (the project index's key needs each file entry's tag, not its fields); a save encodes only the
-values this run put and writes the other entries' bytes as they were read. marshal is for trusted
-data: a body is decoded only once its MAC verified (this user's gpufix wrote it) and only when its
-header names this interpreter's marshal (another Python, an older format or another gpufix version
-reads as an empty cache, without a word); a file is read only up to MAX_BYTES, and decoding a
-verified body is linear in its size. Measured on torch (801 files, a 1.3 MB index cache), the cache
-I/O of a 5-file run went from ~45 ms (JSON: load, then dump of every entry) to ~5 ms.
+and a header line (cache format, gpufix version, the interpreter and its marshal version) come the
+table, marshal data mapping each key to its stamp, content hash, a short tag and where its value's
+marshal bytes lie, then the area of those bytes. A run decodes the table only, then just the values
+it asks for (the project index's key needs each file entry's tag, not its fields). A save encodes
+only the values this run put and appends them to the area, which is written again as it was read
+(never decoded or encoded); once replaced values outweigh the live ones (and _COMPACT_SLACK) a save
+compacts it. marshal is for trusted data: a body is decoded only once its MAC verified (this
+user's gpufix wrote it) and only when its header names this interpreter's marshal (another Python,
+an older format or another gpufix version reads as an empty cache, without a word); a file is read
+only up to MAX_BYTES, and decoding a verified body is linear in its size. What is left of a small
+run's cache I/O is one read, one HMAC and one rename per cache file (~1 ms per MB): measured on
+torch-801 (1.3 MB index cache) and diffusers (4.8 MB), a 5-file run's cache work went from ~45 and
+~170 ms (JSON load, then a dump of every entry) to ~5 and ~15 ms.
 
 Writes are atomic (temporary file + rename) and merge entries written meanwhile by a concurrent
 run: each save holds `<cache file>.lock` (flock; msvcrt.locking on Windows) while it reads what
@@ -101,32 +104,52 @@ _read_nofollow = signing.read_nofollow
 
 
 def _load(path: Path, project: str, folders=()):
-    """(rows, identity) of a cache file: ({}, None) when missing or of another format; rows are
-    {key: (size, mtime_ns, hash, tag, value as marshal bytes)}, the values not decoded. Raises
+    """(rows, area, identity) of a cache file (_decode; identity: its (device, inode, mtime_ns));
+    ({}, b"", None) when missing or of another format, nothing decoded but the table. Raises
     CacheRejected when it is not one this user's gpufix wrote for this project under this name
     (forged, copied, linked, broken)."""
     key = _user_key()
     if key is None:
-        return {}, None
+        return {}, b"", None
     _tell_snapshot(path, project)
     got = _read_nofollow(path, folders, MAX_BYTES)
     if got is None:
-        return {}, None
+        return {}, b"", None
     identity, raw = got
     body = signing.verified_body(key, project, path, identity, raw)
     if body is None:
         raise CacheRejected(f"{path} was not written here by gpufix for this project (copied, linked, checked out or altered)")
     if not body.startswith(_HEADER):
-        return {}, None  # another gpufix, cache format or interpreter: an empty cache
+        return {}, b"", None  # another gpufix, cache format or interpreter: an empty cache
+    return (*_decode(body, path), identity)
+
+
+def _decode(body: bytes, path) -> tuple:
+    """(rows, area) of a verified body: after the header, the table's length, the table (marshal:
+    {key: (size, mtime_ns, hash, tag, offset, length)}), then the area that holds each value's
+    marshal bytes at its offset. Nothing is copied and no value decoded: `_value` does that for
+    the keys a run asks for."""
+    # Only this user's gpufix, on this interpreter, wrote these bytes (their MAC verified): marshal
+    # is for such data. The work is linear in the body, which is at most MAX_BYTES.
+    view = memoryview(body)
+    start = len(_HEADER)
+    end = body.find(b"\n", start)
     try:
-        # Only this user's gpufix, on this interpreter, wrote these bytes (their MAC verified):
-        # marshal is for such data. Its work is linear in the body, which is at most MAX_BYTES.
-        rows = marshal.loads(memoryview(body)[len(_HEADER):])
+        at = end + 1 + int(body[start:end])
+        if end < 0 or at > len(body):
+            raise ValueError
+        rows = marshal.loads(view[end + 1:at])
     except (ValueError, EOFError, TypeError):
         raise CacheRejected(f"{path} is not a gpufix cache") from None
     if not isinstance(rows, dict):
         raise CacheRejected(f"{path} holds no entries")
-    return rows, identity
+    return rows, view[at:]
+
+
+def _encode(rows: dict, area) -> bytes:
+    """A body of `rows` whose values lie in `area` at their offsets (as _decode gives them)."""
+    table = marshal.dumps(rows, marshal.version)
+    return b"".join([_HEADER, b"%d\n" % len(table), table, area])
 
 
 def _tell_snapshot(path, project: str) -> None:
@@ -139,12 +162,13 @@ def _tell_snapshot(path, project: str) -> None:
 
 def _valid(row) -> bool:
     return (
-        isinstance(row, tuple) and len(row) == 5 and isinstance(row[0], int) and isinstance(row[1], int)
-        and (isinstance(row[4], bytes) or row[4] is _FRESH)
+        isinstance(row, tuple) and len(row) == 6 and isinstance(row[0], int) and isinstance(row[1], int)
+        and (row[4] is _FRESH or (isinstance(row[4], int) and isinstance(row[5], int)))
     )
 
 
-_FRESH = object()  # a row's value slot while its value (put this run) is not encoded yet
+_FRESH = object()  # a row's offset while its value (put this run) is not encoded yet
+_COMPACT_SLACK = 1 << 20  # bytes of replaced values a cache file keeps before a save compacts it
 
 
 class Hit:
@@ -162,9 +186,12 @@ class Hit:
 
 class ResultCache:
     def __init__(self, path: Path, rows: dict, identity=None, fallback: Path = None, project: str = "",
-                 folders=(), notice: Optional[Callable] = None):
+                 folders=(), notice: Optional[Callable] = None, area=b""):
         self.path = path
-        self._rows = rows  # key -> (size, mtime_ns, hash, tag, marshal bytes of the value, or _FRESH)
+        # key -> (size, mtime_ns, hash, tag, offset, length): the value's marshal bytes are
+        # area[offset:offset + length]; offset _FRESH: put this run, in _values
+        self._rows = rows
+        self._area = area
         self._values: dict = {}  # key -> its value, decoded or put (each decoded at most once)
         self._changed: dict = {}  # keys whose row this run changed, in order (a dict: ordered, unique)
         self._deleted: set = set()
@@ -208,17 +235,20 @@ class ResultCache:
             folders = (project / ".gpufix", root)
             fallback = user_cache_dir() / "scans" / name
         path = root / name
-        rows, identity = _load_or_notice(path, project_id, folders, notice)
+        rows, area, identity = _load_or_notice(path, project_id, folders, notice)
         if not rows and fallback is not None and not os.access(project, os.W_OK):
             path, fallback, folders = fallback, None, ()
-            rows, identity = _load_or_notice(path, project_id, folders, notice)
-        return cls(path, rows, identity, fallback, project_id, folders, notice)
+            rows, area, identity = _load_or_notice(path, project_id, folders, notice)
+        return cls(path, rows, identity, fallback, project_id, folders, notice, area)
 
     def _value(self, key: str):
         if key in self._values:
             return self._values[key]
+        _, _, _, _, offset, length = self._rows[key]
         try:
-            value = marshal.loads(self._rows[key][4])
+            if not 0 <= offset <= offset + length <= len(self._area):
+                raise ValueError
+            value = marshal.loads(self._area[offset:offset + length])
         except (ValueError, EOFError, TypeError):
             value = None  # never written so by gpufix: a miss
         self._values[key] = value
@@ -252,7 +282,7 @@ class ResultCache:
         if content_hash(raw) != row[2]:
             return False
         # same content, new stamp: a hit, and remember the stamp (the value is kept as it is)
-        self._change(abs_path, (row[0], st.st_mtime_ns, row[2], row[3], row[4]))
+        self._change(abs_path, (row[0], st.st_mtime_ns, *row[2:]))
         return True
 
     def get(self, abs_path: str):
@@ -281,7 +311,7 @@ class ResultCache:
         digest = result.pop("_hash", None)
         if stamp is None or digest is None:
             return
-        self._change(abs_path, (stamp[0], stamp[1], digest, tag, _FRESH))
+        self._change(abs_path, (stamp[0], stamp[1], digest, tag, _FRESH, 0))
         self._values[abs_path] = result
 
     def get_value(self, key: str, digest: str):
@@ -293,7 +323,7 @@ class ResultCache:
         return value if isinstance(value, dict) else None
 
     def put_value(self, key: str, digest: str, value: dict) -> None:
-        self._change(key, (-1, -1, digest, None, _FRESH))
+        self._change(key, (-1, -1, digest, None, _FRESH, 0))
         self._values[key] = value
 
     def get_kept(self, family: str, digest: str):
@@ -322,15 +352,13 @@ class ResultCache:
             if path is not None and self._write(path, folders):
                 return
 
-    def _encoded_changes(self) -> dict:
-        """This run's changed rows, each value encoded once (marshal, as a verified body is read)."""
-        out = {}
+    def _changes(self) -> list:
+        """(key, row, value bytes) of each row this run changed: a value put is encoded here, once
+        (marshal, as _value reads it); a row only restamped has None (its bytes are in our area)."""
+        out = []
         for k in self._changed:
             row = self._rows[k]
-            if row[4] is _FRESH:
-                row = (*row[:4], marshal.dumps(self._values[k], marshal.version))
-                self._rows[k] = row
-            out[k] = row
+            out.append((k, row, marshal.dumps(self._values[k], marshal.version) if row[4] is _FRESH else None))
         return out
 
     def _write(self, path: Path, folders) -> bool:
@@ -353,30 +381,33 @@ class ResultCache:
                 if not os.path.lexists(gitignore):
                     _create_new(gitignore, b"# created by gpufix\n*\n")
             try:
-                changes = self._encoded_changes()
+                changes = self._changes()
             except (ValueError, TypeError):
                 return False  # a value marshal cannot write (never one gpufix puts): no cache
             with _locked(path):
-                rows = self._rows
+                rows, area = self._rows, self._area
                 # A concurrent run may have saved since we loaded (pre-commit runs chunks of the
                 # file list in parallel): its rows, with this run's changes on top. Done under the
                 # lock, so that no save lands between this read and the rename below.
                 if path != self.path or _identity(path) != self.identity:
                     try:
-                        theirs, _ = _load(path, self.project, folders)
+                        theirs, their_area, _ = _load(path, self.project, folders)
                     except CacheRejected:
                         theirs = {}
                     if theirs:
-                        for k in (*self._deleted, *changes):
+                        for k in self._deleted:
                             theirs.pop(k, None)
-                        theirs.update(changes)
-                        for family, keep in self._keep.items():
-                            for old in _beyond_keep(theirs, family, keep):
-                                del theirs[old]
-                        rows = theirs
-                body = _HEADER + marshal.dumps(rows, marshal.version)
-                written = _write_signed(path, key, self.project, body)
-            self._rows = rows
+                        rows, area = theirs, their_area
+                if rows is not self._rows:  # this run's restamped rows: their bytes, from our area
+                    changes = [(k, row, self._area[row[4]:row[4] + row[5]] if blob is None else blob)
+                               for k, row, blob in changes]
+                rows, area = _appended(rows, area, changes)
+                for family, keep in self._keep.items():
+                    for old in _beyond_keep(rows, family, keep):
+                        del rows[old]
+                rows, area = _compacted(rows, area)
+                written = _write_signed(path, key, self.project, _encode(rows, area))
+            self._rows, self._area = rows, area
             self._changed.clear()
             self._deleted.clear()
             self.path, self.identity = path, written
@@ -384,6 +415,38 @@ class ResultCache:
             return True
         except OSError:
             return False  # a read-only tree: try the next place, or run without a cache
+        except (TypeError, IndexError, ValueError):
+            return False  # rows of another shape (signed by this user's key, not by this gpufix)
+
+
+def _appended(rows: dict, area, changes: list) -> tuple:
+    """`rows` and `area` with `changes` laid over them: each changed value's bytes appended to the
+    area (the others' bytes are written again as they were read, never decoded or encoded)."""
+    blobs = [area]
+    at = len(area)
+    for k, row, blob in changes:
+        rows.pop(k, None)  # last: the newest
+        if blob is None:  # restamped: its bytes are where they were
+            rows[k] = row
+            continue
+        rows[k] = (*row[:4], at, len(blob))
+        blobs.append(blob)
+        at += len(blob)
+    return rows, b"".join(blobs) if len(blobs) > 1 else area
+
+
+def _compacted(rows: dict, area) -> tuple:
+    """`rows` and `area` without the bytes of values replaced or removed, once they are more than
+    the live values and _COMPACT_SLACK together (an area only grows between compactions)."""
+    live = sum(r[5] for r in rows.values())
+    if len(area) <= 2 * live + _COMPACT_SLACK:
+        return rows, area
+    out, blobs, at = {}, [], 0
+    for k, r in rows.items():
+        out[k] = (*r[:4], at, r[5])
+        blobs.append(area[r[4]:r[4] + r[5]])
+        at += r[5]
+    return out, b"".join(blobs)
 
 
 def _beyond_keep(rows: dict, family: str, keep: int) -> list:
@@ -460,7 +523,7 @@ def _load_or_notice(path: Path, project: str, folders, notice):
         return _load(path, project, folders)
     except CacheRejected as exc:
         notice(f"ignored the scan cache: {exc}")
-        return {}, None
+        return {}, b"", None
 
 
 def _create_new(path: Path, data: bytes) -> None:

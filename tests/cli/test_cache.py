@@ -48,18 +48,22 @@ def run_scan(root: Path, *args, env_extra=None) -> dict:
 
 def cache_body(path: Path) -> dict:
     """A cache file's entries, {key: [size, mtime_ns, content hash, value]}: its first line is the
-    HMAC that signs the rest, a header line (format, gpufix version, interpreter), then marshal data."""
+    HMAC that signs the rest, a header line (format, gpufix version, interpreter), then the table
+    of entries and the values (marshal)."""
+    from gpufix import cache
+
     mac, body = path.read_bytes().split(b"\n", 1)
-    assert len(mac) == 64
-    header, rows = body.split(b"\n", 1)
-    assert header.startswith(b"gpufix-cache ")
-    return {k: [r[0], r[1], r[2], marshal.loads(r[4])] for k, r in marshal.loads(rows).items()}
+    assert len(mac) == 64 and body.startswith(cache._HEADER)
+    rows, area = cache._decode(body, path)
+    return {k: [r[0], r[1], r[2], marshal.loads(area[r[4]:r[4] + r[5]])] for k, r in rows.items()}
 
 
-def encoded_body(path: Path, entries: dict) -> bytes:
-    """The body of cache file `path` with its entries replaced by `entries` (as cache_body gives)."""
-    header = path.read_bytes().split(b"\n", 2)[1]
-    return header + b"\n" + marshal.dumps({k: (e[0], e[1], e[2], None, marshal.dumps(e[3])) for k, e in entries.items()})
+def encoded_body(entries: dict) -> bytes:
+    """A cache file's body holding `entries` (as cache_body gives them), as gpufix writes one."""
+    from gpufix import cache
+
+    rows, area = cache._appended({}, b"", [(k, (e[0], e[1], e[2], None, 0, 0), marshal.dumps(e[3])) for k, e in entries.items()])
+    return cache._encode(rows, area)
 
 
 def cache_files(root: Path) -> list:
@@ -269,7 +273,7 @@ def _forged_body(f: Path) -> bytes:
     data = cache_body(f)
     for entry in data.values():
         entry[3]["findings"] = []
-    return encoded_body(f, data)
+    return encoded_body(data)
 
 
 def test_a_cache_made_with_another_users_key_is_ignored(project, tmp_path_factory):
@@ -465,8 +469,8 @@ def test_the_cached_index_follows_a_change_in_an_imported_module(tmp_path, monke
 def _open_raw(path: Path, project: str = ""):
     from gpufix import cache
 
-    rows, identity = cache._load(path, project)
-    return cache.ResultCache(path, rows, identity, project=project)
+    rows, area, identity = cache._load(path, project)
+    return cache.ResultCache(path, rows, identity, project=project, area=area)
 
 
 def _entry(tmp_path: Path, name: str) -> tuple:
@@ -560,3 +564,39 @@ def test_a_cache_file_past_the_size_limit_is_not_read(project, monkeypatch):
     monkeypatch.setattr(cache, "MAX_BYTES", 99)
     with pytest.raises(cache.CacheRejected, match="larger than 99 bytes"):
         cache._load(f, "")
+
+
+def test_a_verified_body_of_the_wrong_shape_is_rejected_not_a_traceback():
+    from gpufix import cache
+
+    good = encoded_body({"/a.py": [1, 2, "h", {"x": 1}]})
+    rows, area = cache._decode(good, "c")
+    assert marshal.loads(area[rows["/a.py"][4]:][:rows["/a.py"][5]]) == {"x": 1}
+    table_at = len(cache._HEADER)
+    bad = [good[:table_at] + b"9999\n" + good[good.index(b"\n", table_at) + 1:], cache._HEADER + b"x\n",
+           cache._HEADER + b"3\n" + marshal.dumps([1]), cache._HEADER + b"12", good[:table_at + 3]]
+    for body in bad:
+        with pytest.raises(cache.CacheRejected):
+            cache._decode(body, "c")
+    # rows of another shape or values past the end are misses, never a traceback
+    odd = cache.ResultCache(Path("c"), {"k": (-1, -1, "d", None, 5, 99), "j": (1,)}, area=b"abc")
+    assert odd.get_value("k", "d") is None and odd.get_value("j", "d") is None
+
+
+def test_a_cache_rewritten_many_times_stays_compact(tmp_path, monkeypatch):
+    """A save appends only the values it changed; the bytes of replaced values are dropped once
+    they outweigh the live ones: the file stays about the size of its entries."""
+    from gpufix import cache
+
+    monkeypatch.setattr(cache, "_COMPACT_SLACK", 0)
+    path = tmp_path / "scan-x.cache"
+    files = [_entry(tmp_path, f"m{i}.py") for i in range(20)]
+    for round_ in range(12):
+        c = _open_raw(path)
+        for p, r in files[round_ % 3::3]:
+            c.put(p, {**r, "findings": [round_] * 50})
+        c.save()
+    got = _open_raw(path)
+    assert [got.get(p)["findings"][0] for p, _ in files] == [9 + i % 3 for i in range(20)]
+    live = sum(len(marshal.dumps(got.get(p))) for p, _ in files)
+    assert path.stat().st_size < 4 * live

@@ -119,12 +119,12 @@ def _load(path: Path, project: str, folders=()):
     body = signing.verified_body(key, project, path, identity, raw)
     if body is None:
         raise CacheRejected(f"{path} was not written here by gpufix for this project (copied, linked, checked out or altered)")
-    if not body.startswith(_HEADER):
+    if body[:len(_HEADER)] != _HEADER:
         return {}, b"", None  # another gpufix, cache format or interpreter: an empty cache
     return (*_decode(body, path), identity)
 
 
-def _decode(body: bytes, path) -> tuple:
+def _decode(body, path) -> tuple:
     """(rows, area) of a verified body: after the header, the table's length, the table (marshal:
     {key: (size, mtime_ns, hash, tag, offset, length)}), then the area that holds each value's
     marshal bytes at its offset. Nothing is copied and no value decoded: `_value` does that for
@@ -133,9 +133,10 @@ def _decode(body: bytes, path) -> tuple:
     # is for such data. The work is linear in the body, which is at most MAX_BYTES.
     view = memoryview(body)
     start = len(_HEADER)
-    end = body.find(b"\n", start)
+    end = bytes(view[start:start + 24]).find(b"\n")
+    end = start + end if end >= 0 else -1
     try:
-        at = end + 1 + int(body[start:end])
+        at = end + 1 + int(bytes(view[start:end]))
         if end < 0 or at > len(body):
             raise ValueError
         rows = marshal.loads(view[end + 1:at])
@@ -146,10 +147,11 @@ def _decode(body: bytes, path) -> tuple:
     return rows, view[at:]
 
 
-def _encode(rows: dict, area) -> bytes:
-    """A body of `rows` whose values lie in `area` at their offsets (as _decode gives them)."""
+def _encode(rows: dict, area: list) -> list:
+    """The chunks of a body of `rows` whose values lie at their offsets in the concatenation of
+    `area`'s chunks (as _appended gives them)."""
     table = marshal.dumps(rows, marshal.version)
-    return b"".join([_HEADER, b"%d\n" % len(table), table, area])
+    return [_HEADER, b"%d\n" % len(table), table, *area]
 
 
 def _tell_snapshot(path, project: str) -> None:
@@ -241,14 +243,20 @@ class ResultCache:
             rows, area, identity = _load_or_notice(path, project_id, folders, notice)
         return cls(path, rows, identity, fallback, project_id, folders, notice, area)
 
+    def _area_bytes(self):
+        if isinstance(self._area, list):  # as saved: its chunks, joined when a value is read
+            self._area = b"".join(self._area)
+        return self._area
+
     def _value(self, key: str):
         if key in self._values:
             return self._values[key]
         _, _, _, _, offset, length = self._rows[key]
+        area = self._area_bytes()
         try:
-            if not 0 <= offset <= offset + length <= len(self._area):
+            if not 0 <= offset <= offset + length <= len(area):
                 raise ValueError
-            value = marshal.loads(self._area[offset:offset + length])
+            value = marshal.loads(area[offset:offset + length])
         except (ValueError, EOFError, TypeError):
             value = None  # never written so by gpufix: a miss
         self._values[key] = value
@@ -385,7 +393,7 @@ class ResultCache:
             except (ValueError, TypeError):
                 return False  # a value marshal cannot write (never one gpufix puts): no cache
             with _locked(path):
-                rows, area = self._rows, self._area
+                rows, area = self._rows, self._area_bytes()
                 # A concurrent run may have saved since we loaded (pre-commit runs chunks of the
                 # file list in parallel): its rows, with this run's changes on top. Done under the
                 # lock, so that no save lands between this read and the rename below.
@@ -399,7 +407,7 @@ class ResultCache:
                             theirs.pop(k, None)
                         rows, area = theirs, their_area
                 if rows is not self._rows:  # this run's restamped rows: their bytes, from our area
-                    changes = [(k, row, self._area[row[4]:row[4] + row[5]] if blob is None else blob)
+                    changes = [(k, row, self._area_bytes()[row[4]:row[4] + row[5]] if blob is None else blob)
                                for k, row, blob in changes]
                 rows, area = _appended(rows, area, changes)
                 for family, keep in self._keep.items():
@@ -420,8 +428,9 @@ class ResultCache:
 
 
 def _appended(rows: dict, area, changes: list) -> tuple:
-    """`rows` and `area` with `changes` laid over them: each changed value's bytes appended to the
-    area (the others' bytes are written again as they were read, never decoded or encoded)."""
+    """`rows` and the chunks of their area with `changes` laid over them: each changed value's
+    bytes appended to `area` (the others' bytes are written again as read, never decoded, encoded
+    or copied)."""
     blobs = [area]
     at = len(area)
     for k, row, blob in changes:
@@ -432,21 +441,23 @@ def _appended(rows: dict, area, changes: list) -> tuple:
         rows[k] = (*row[:4], at, len(blob))
         blobs.append(blob)
         at += len(blob)
-    return rows, b"".join(blobs) if len(blobs) > 1 else area
+    return rows, blobs
 
 
-def _compacted(rows: dict, area) -> tuple:
-    """`rows` and `area` without the bytes of values replaced or removed, once they are more than
-    the live values and _COMPACT_SLACK together (an area only grows between compactions)."""
+def _compacted(rows: dict, area: list) -> tuple:
+    """`rows` and the chunks of their area without the bytes of values replaced or removed, once
+    they are more than the live values and _COMPACT_SLACK together (an area only grows between
+    compactions)."""
     live = sum(r[5] for r in rows.values())
-    if len(area) <= 2 * live + _COMPACT_SLACK:
+    if sum(map(len, area)) <= 2 * live + _COMPACT_SLACK:
         return rows, area
+    area = b"".join(area)
     out, blobs, at = {}, [], 0
     for k, r in rows.items():
         out[k] = (*r[:4], at, r[5])
         blobs.append(area[r[4]:r[4] + r[5]])
         at += r[5]
-    return out, b"".join(blobs)
+    return out, blobs
 
 
 def _beyond_keep(rows: dict, family: str, keep: int) -> list:

@@ -19,21 +19,26 @@ class Rejected(Exception):
     """Why a signed file is not used (said once, as a notice)."""
 
 
-def mac(key: bytes, project: str, path, identity: tuple, body: bytes) -> str:
+def mac(key: bytes, project: str, path, identity: tuple, body) -> str:
+    """The MAC of a signed file's body (bytes, or a list of the chunks it is made of)."""
     h = hmac.new(key, b"\0".join([
         b"gpufix-cache-v4", project.encode("utf-8", "surrogateescape"),
         os.path.abspath(path).encode("utf-8", "surrogateescape"),
         ":".join(map(str, identity)).encode(), b"",
     ]), hashlib.sha256)
-    h.update(body)  # the body is not copied into one message with the rest
+    for chunk in body if isinstance(body, list) else (body,):
+        h.update(chunk)  # the body is not copied into one message with the rest
     return h.hexdigest()
 
 
 def verified_body(key: bytes, project: str, path, identity: tuple, raw: bytes):
-    """The body of a signed file's bytes `raw`, or None when its MAC is not `key`'s for this
-    project, name and identity."""
-    signature, sep, body = raw.partition(b"\n")
-    if not sep or not hmac.compare_digest(signature.decode("ascii", "replace"), mac(key, project, path, identity, body)):
+    """The body of a signed file's bytes `raw` (a memoryview of them, nothing copied), or None
+    when its MAC is not `key`'s for this project, name and identity."""
+    end = raw.find(b"\n")
+    if end < 0:
+        return None
+    body = memoryview(raw)[end + 1:]
+    if not hmac.compare_digest(raw[:end].decode("ascii", "replace"), mac(key, project, path, identity, body)):
         return None
     return body
 
@@ -106,10 +111,11 @@ def read_nofollow(path, folders=(), limit=None):
         os.close(fd)
 
 
-def write_signed(path, key: bytes, project: str, body: bytes) -> tuple:
+def write_signed(path, key: bytes, project: str, body) -> tuple:
     """Write a fresh temporary file in the cache folder, sign it with its own identity, and rename
     it over `path` (a rename replaces a link at `path`, it never writes through one). Returns that
     identity: (device, inode, mtime_ns), what read_nofollow gives for the file while it is there.
+    `body`: bytes, or a list of the chunks it is made of (written one after the other, never joined).
     (gpufix.fsutil's atomic write, less what a signed file needs not: a small run that saves a
     cache imports nothing for it.)"""
     import time
@@ -130,7 +136,8 @@ def write_signed(path, key: bytes, project: str, body: bytes) -> tuple:
             stamp = time.time_ns() // 1_000_000 * 1_000_000  # whole milliseconds: every filesystem keeps them
             identity = (st.st_dev, st.st_ino, stamp)
             fh.write(mac(key, project, path, identity, body).encode("ascii") + b"\n")
-            fh.write(body)
+            for chunk in body if isinstance(body, list) else (body,):
+                fh.write(chunk)
             fh.flush()
             os.utime(tmp, ns=(stamp, stamp))
             if hasattr(os, "fchmod"):

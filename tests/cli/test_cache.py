@@ -63,7 +63,7 @@ def encoded_body(entries: dict) -> bytes:
     from gpufix import cache
 
     rows, area = cache._appended({}, b"", [(k, (e[0], e[1], e[2], None, 0, 0), marshal.dumps(e[3])) for k, e in entries.items()])
-    return cache._encode(rows, area)
+    return b"".join(cache._encode(rows, area))
 
 
 def cache_files(root: Path) -> list:

@@ -12,11 +12,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
-
 from gpufix.project.children import child_launches
 from gpufix.project.imports import _entry_to_file
 from gpufix.project.meta import _TEST_FILE_RE, _distributes_packages, _rel

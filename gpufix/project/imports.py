@@ -9,15 +9,9 @@ import ast
 import dataclasses
 import os
 import re
-import sys
 import warnings
 from pathlib import Path
 from typing import Optional
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 from gpufix.facts import MASK_VAR, ORDER_VAR
 from gpufix.importscan import _has_main_guard, read_imports  # noqa: F401 (re-exported)

@@ -8,14 +8,8 @@ import hashlib
 import json
 import os
 import re
-import sys
 from pathlib import Path
-from typing import Optional
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
+from typing import NamedTuple, Optional
 
 from gpufix.project.graph import ProjectIndex, _build_graph
 from gpufix.project.imports import RECORD_FORMAT, _index_init, _index_job, index_record, names_mask_variable
@@ -125,6 +119,16 @@ def _unordered(value):
     raise TypeError(f"an index entry holds a {type(value).__name__}")
 
 
+class _OwnMask(NamedTuple):
+    """Why a fix is held: `path`, which the process started at `entry` runs after that entry's
+    header, keeps a mask of its own (paths relative to the root). `by_hand`: no fix of this run
+    replaces it (a mask computed at run time, a write inside a function)."""
+
+    path: str
+    entry: str
+    by_hand: bool
+
+
 def _rule_sets() -> tuple:
     """(remap rules, mask rules): the rules whose fixes read an ordinal through the mask the
     file's processes will have (Rule.fixes_first_pass_only), and those about the mask an entry
@@ -204,8 +208,8 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
     root = Path(index.root)
     entry_why: dict = {}
 
-    def entry_state(e: str) -> Optional[str]:
-        """None when every process started at `e` will run under the policy's mask; else why not."""
+    def entry_state(e: str) -> list:
+        """[] when every process started at `e` will run under the policy's mask; else why not."""
         if e not in entry_why:
             r = result_of(e)
             mine = mask_fixes(r)
@@ -218,12 +222,10 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
                 why = f"`{_rel(e, root)}` keeps a mask that its safe fixes do not replace"
             entry_why[e] = why
         if any(f.rule in MASK_RULES for f in (result_of(e).findings if result_of(e) is not None else ()) if held(e, f)):
-            return f"the fix of `{_rel(e, root)}` is held"
+            return [f"the fix of `{_rel(e, root)}` is held"]
         if entry_why[e] is None:
-            later = overriders(e)
-            if later:
-                return _overridden(e, later)
-        return entry_why[e]
+            return _overridden(e, overriders(e))
+        return [entry_why[e]]
 
     run_by_memo: dict = {}
     runs: dict = {}
@@ -245,9 +247,9 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
         return [a for a in run_by_memo[e]
                 if any(a not in results or held(a, f) or not _usable(f, unsafe) for f in mask_fixes(result_of(a)))]
 
-    def _overridden(e: str, later: list) -> str:
-        return "; ".join(f"`{_rel(a, root)}`, which `{_rel(e, root)}`'s process runs, keeps a mask of its own"
-                         for a in later)
+    def _overridden(e: str, later: list) -> list:
+        return [_OwnMask(_rel(a, root), _rel(e, root), any(not _usable(f, unsafe) for f in mask_fixes(result_of(a))))
+                for a in later]
 
     starts_memo: dict = {}
 
@@ -289,7 +291,7 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
         for a, r in results.items():
             if a in index.entry_map or not any(_usable(f, unsafe) and not held(a, f) for f in remaps(r)):
                 continue
-            bad = [w for w in (entry_state(e) for e in starts_of(a)) if w]
+            bad = [w for e in starts_of(a) for w in entry_state(e)]
             if bad:
                 changed |= hold(a, REMAP_RULES, _hold_note(bad, a, root, "the mask its processes start with"))
         # a helper's default and its callers' literals
@@ -327,7 +329,7 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
                 continue
             later = overriders(e)
             if later:
-                changed |= hold(e, REMAP_RULES, _hold_note([_overridden(e, later)], e, root, "the mask its process ends with"))
+                changed |= hold(e, REMAP_RULES, _hold_note(_overridden(e, later), e, root, "the mask its process ends with"))
         # a header in an entry point that other processes import is a mask write in those processes
         # at that import: harmless where they end this run under the policy's mask set first
         # (their own header), else it replaces the mask they set or moves their ordinals
@@ -338,11 +340,10 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
             for s in starts_of(e):
                 why = entry_state(s)
                 rs = result_of(s)
-                if why is None and rs is not None and any(
+                if not why and rs is not None and any(
                         keeps_own(f) and (s not in results or held(s, f) or not _usable(f, unsafe)) for f in rs.findings):
-                    why = f"`{_rel(s, root)}` sets a mask of its own that this header would replace when it imports it"
-                if why:
-                    bad.append(why)
+                    why = [f"`{_rel(s, root)}` sets a mask of its own that this header would replace when it imports it"]
+                bad += why
             if bad:
                 changed |= hold(e, MASK_RULES | REMAP_RULES, _hold_note(bad, e, root, "the processes that import it"))
         # masks that would move other files' ordinals
@@ -389,12 +390,42 @@ def _literal_call_lines(text: str, name: str, position, param: str) -> set:
 
 
 def _hold_note(reasons: list, path: str, root: Path, what: str) -> str:
-    """The clause a held fix's message ends with: why, and the command that fixes the group."""
+    """The clause a held fix's message ends with: why, and the command that fixes the group.
+    `reasons`: sentences, and _OwnMask records, told once per file that keeps a mask (one module
+    of a library is run by most of its entry points: yolov5's `select_device`)."""
+    reasons = _own_masks_told(reasons)
     shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
     files = [_rel(path, root)] + [m for r in reasons for m in re.findall(r"`([^`]+\.(?:py|ipynb))`", r)]
     files = list(dict.fromkeys(files))
     command = "gpufix apply " + " ".join(files[:4]) + (" ..." if len(files) > 4 else "")
     return f" (not fixed in this run: safe only together with {what}, and {shown}; fix them together: `{command}`)"
+
+
+def _own_masks_told(reasons: list) -> list:
+    """`reasons` as sentences, the _OwnMask records of one file merged into one, where the first
+    of them was."""
+    groups: dict = {}
+    for r in reasons:
+        if isinstance(r, _OwnMask):
+            groups.setdefault((r.path, r.by_hand), []).append(r.entry)
+    out, told = [], set()
+    for r in reasons:
+        if not isinstance(r, _OwnMask):
+            out.append(r)
+            continue
+        key = (r.path, r.by_hand)
+        if key in told:
+            continue
+        told.add(key)
+        entries = list(dict.fromkeys(groups[key]))
+        if len(entries) == 1:
+            where = f"`{entries[0]}`'s process"
+        else:
+            named = [f"`{e}`" for e in entries[:3]] + ([f"{len(entries) - 3} more"] if len(entries) > 3 else [])
+            where = "the processes of " + ", ".join(named[:-1]) + " and " + named[-1]
+        out.append(f"`{r.path}` keeps a mask of its own in {where}"
+                   + (", which no fix of this run replaces: make it keep the policy's mask by hand" if r.by_hand else ""))
+    return out
 
 
 def apply_holds(findings: list, holds) -> list:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gpufix.collectors import Collector
+from gpufix.formats.facts import MASK_VAR, hides_all
 from gpufix.model import Edit, Fix
 from gpufix.rules import Rule, RuleContext, runs_before
 from gpufix.rules._spawn import child_earlier, child_of, spawn_facts
@@ -31,6 +32,13 @@ def child_cuda_starters(facts, w) -> list:
     """The triggers that may start CUDA before write `w` in the spawn child that runs its function
     (see gpufix.rules._spawn.child_earlier): imports of lazily-initialising frameworks do not."""
     return [t for t in child_earlier(facts, w) if not _lazy(t)]
+
+
+def _explicit_cpu_run(ctx: RuleContext, w) -> bool:
+    """Whether write `w` is a literal mask that hides every GPU (`""`, `"-1"`) kept as an explicit
+    CPU run (`cpu-runs = "keep"`, as GPU103 keeps it)."""
+    return (w.var == MASK_VAR and w.value_kind == "str" and ctx.policy.cpu_runs == "keep"
+            and hides_all(str(w.value)))
 
 
 def _first(triggers: list):
@@ -73,6 +81,10 @@ class MaskSetTooLate(Rule):
             fix = Fix("safe", f"move the {w.var} assignment above the first GPU import",
                       (Edit("move-to-header", w.stmt.line, w.stmt.col),)) if movable else None
             earlier = _earlier(ctx, w)
+            if all(_lazy(t) for t in earlier) and _explicit_cpu_run(ctx, w):
+                # A CPU run chosen before CUDA starts (yolov5's `--device cpu`): should CUDA have
+                # started after all, the process keeps the mask it had, never a forbidden GPU.
+                continue
             if all(_lazy(t) for t in earlier):
                 # Only imports of lazily-initialising frameworks come first: CUDA has not started
                 # unless something else started it. Fragile, not certainly too late: a warning.

@@ -481,6 +481,25 @@ def test_a_process_taking_only_names_that_import_no_framework_gets_no_header(tmp
     assert found(piped) == [("client.py", 1, "GPU101", True)]
 
 
+def test_a_module_that_sets_the_mask_at_run_time_in_many_processes_is_named_once_with_what_to_do(tmp_path):
+    """yolov5: `utils/torch_utils.py`'s select_device() writes the mask from `--device` in every
+    script's process; `export.py` (a script the others import) keeps its header fix held. The
+    reason names that module once, with the processes, and says that no fix replaces its write."""
+    util = ('import os\nimport torch\n\n\ndef select_device(device):\n'
+            '    os.environ["CUDA_VISIBLE_DEVICES"] = device\n    return torch.device("cuda:0")\n')
+    lib = 'import torch\nimport util\n\n\ndef run():\n    return torch.zeros(1)\n\n\nif __name__ == "__main__":\n    run()\n'
+    script = 'import lib\nimport util\n\nif __name__ == "__main__":\n    util.select_device("0")\n'
+    files = {"pyproject.toml": POLICY, "util.py": util, "lib.py": lib}
+    files.update({f"s{i}.py": script for i in range(1, 6)})
+    root = make(tmp_path, files)
+    scan = run_gpufix("scan", ".", "--format", "json", "--no-cache", cwd=root)
+    msg = next(f["message"] for f in json.loads(scan.stdout)["findings"] if f["path"] == "lib.py" and f["rule"] == "GPU101")
+    assert msg.endswith("(not fixed in this run: safe only together with the processes that import it, and `util.py` "
+                        "keeps a mask of its own in the processes of `s1.py`, `s2.py`, `s3.py` and 2 more, which no fix "
+                        "of this run replaces: make it keep the policy's mask by hand; "
+                        "fix them together: `gpufix apply lib.py util.py s1.py s2.py ...`)"), msg
+
+
 def test_a_header_in_a_script_that_another_process_imports_never_replaces_that_processs_mask(tmp_path):
     """lib.py is a script (guard) and a module main.py imports after setting "0,1": a header in
     lib.py would reset main's mask to "1" at that import and make its `cuda:1` invalid (RVC's

@@ -45,6 +45,8 @@ def callees_by(pairs) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class ArgSpec:
+    """Which argument of a catalogued call holds a device index, and what kind of value it holds."""
+
     position: Optional[int] = None
     keyword: Optional[str] = None
     # what the argument holds: "ordinal" (int), "ordinal-list" (GPU002), "ordinal-dict-values"

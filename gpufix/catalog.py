@@ -1,24 +1,23 @@
 """The rule catalogue (rules/*.toml) and the device-API catalogue (rules/apis/*.toml), as data.
 
 In a wheel the catalogue is shipped inside the package as `gpufix/_catalog`; in a checkout it is the
-top-level `rules/` directory.
+top-level `rules/` directory. Its TOML files are read through their parsed form, `catalogue.json`
+beside them (see read_catalogue_file), so that a run does not parse TOML.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
+import os
 import re
-import sys
 from pathlib import Path
 from typing import Optional
 
 from gpufix.apispec import ConfigError, parse_api_specs
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from gpufix.deferred import toml_parser
 
 
 def catalog_dir() -> Path:
@@ -31,6 +30,8 @@ def catalog_dir() -> Path:
 
 @dataclasses.dataclass(frozen=True)
 class RuleDoc:
+    """One rule's catalogue entry (rules/<CODE>.toml): its docs, messages and examples."""
+
     code: str
     name: str
     severity: str
@@ -77,6 +78,8 @@ class RuleDoc:
 
 @dataclasses.dataclass(frozen=True)
 class Framework:
+    """A GPU framework of the API catalogue: its module names and the dict keys that hold devices."""
+
     name: str
     modules: tuple
     dict_keys: tuple = ()
@@ -84,6 +87,8 @@ class Framework:
 
 @dataclasses.dataclass(frozen=True)
 class ApiCatalog:
+    """The device-API catalogue (rules/apis/*.toml) in force for a project: frameworks and API specs."""
+
     frameworks: tuple
     apis: tuple  # ApiSpec
 
@@ -224,11 +229,44 @@ def _catalog_for(extra: tuple, first_party: tuple, known_frameworks: tuple) -> A
     return load_api_catalog().with_extra(extra).for_project(first_party, known_frameworks)
 
 
-def _read_toml(path: Path) -> dict:
+# The catalogue's TOML files as parsed, each with the sha256 of the bytes it was parsed from
+# (scripts/gen_catalogue.py writes it; tests/cli/test_docs_sync.py fails when it is stale). Every
+# scan reads the whole catalogue: parsing its TOML took about 20 ms per process, importing the
+# parser 5 ms more, against about 1 ms for this file. A file added or edited since the JSON was
+# written does not hash the same and is parsed from its TOML: the same data, only slower.
+PARSED_CATALOGUE = "catalogue.json"
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed_catalogue(top: str) -> dict:
+    """{relative posix path: {"sha256": hex digest of its bytes, "json": its table as JSON text}}."""
+    try:
+        with open(os.path.join(top, PARSED_CATALOGUE), "rb") as fh:
+            files = json.loads(fh.read()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return files if isinstance(files, dict) else {}
+
+
+def read_catalogue_file(path: Path, top: Optional[Path] = None) -> dict:
+    """The table of one catalogue file below `top` (default: catalog_dir()): its parsed form from
+    catalogue.json when the file's bytes still have the digest recorded there, else tomllib's."""
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+            raw = fh.read()
+    except OSError as exc:
+        raise RuntimeError(f"broken catalogue file {path}: {exc}") from None
+    top = catalog_dir() if top is None else top
+    try:
+        entry = _parsed_catalogue(str(top)).get(Path(path).relative_to(top).as_posix())
+    except ValueError:  # not below the catalogue's folder
+        entry = None
+    if isinstance(entry, dict) and entry.get("sha256") == hashlib.sha256(raw).hexdigest():
+        return json.loads(entry["json"])  # a new object each call, as the parser gives
+    tomllib = toml_parser()  # imported only for a file catalogue.json does not hold as it is now
+    try:
+        return tomllib.loads(raw.decode())  # what tomllib.load(fh) does with the bytes
+    except tomllib.TOMLDecodeError as exc:
         raise RuntimeError(f"broken catalogue file {path}: {exc}") from None
 
 
@@ -236,8 +274,9 @@ def _read_toml(path: Path) -> dict:
 def load_api_catalog() -> ApiCatalog:
     frameworks = []
     apis: list = []
-    for path in sorted((catalog_dir() / "apis").glob("*.toml")):
-        data = _read_toml(path)
+    top = catalog_dir()
+    for path in sorted((top / "apis").glob("*.toml")):
+        data = read_catalogue_file(path, top)
         name = data.get("framework", path.stem)
         frameworks.append(Framework(name, tuple(data.get("modules", ())), tuple(data.get("dict-keys", ()))))
         try:
@@ -247,8 +286,8 @@ def load_api_catalog() -> ApiCatalog:
     return ApiCatalog(tuple(frameworks), tuple(apis))
 
 
-def _rule_from_toml(path: Path) -> RuleDoc:
-    d = _read_toml(path)
+def _rule_from_toml(path: Path, top: Optional[Path] = None) -> RuleDoc:
+    d = read_catalogue_file(path, top)
     return RuleDoc(
         code=d["code"],
         name=d["name"],
@@ -269,8 +308,9 @@ def _rule_from_toml(path: Path) -> RuleDoc:
 @functools.lru_cache(maxsize=None)
 def load_rule_docs() -> dict:
     docs = {}
-    for path in sorted(catalog_dir().glob("GPU*.toml")):
-        doc = _rule_from_toml(path)
+    top = catalog_dir()
+    for path in sorted(top.glob("GPU*.toml")):
+        doc = _rule_from_toml(path, top)
         if doc.code != path.stem:
             raise RuntimeError(f"catalogue file {path} declares code {doc.code}")
         docs[doc.code] = doc

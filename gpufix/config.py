@@ -11,27 +11,25 @@ import hashlib
 import json
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 # The API catalogue's format, read by gpufix.catalog too: a leaf module both import (re-exported).
 from gpufix.apispec import ARG_VALUE_KINDS, ApiSpec, ArgSpec, ConfigError, parse_api_specs  # noqa: F401
+from gpufix.deferred import toml_parser
 from gpufix.kinds import ALL_KINDS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on old Pythons only
-    import tomli as tomllib
+from gpufix.deferred import LazyPattern
 
 HEADER_SCOPES = ("gpu-modules", "entrypoints", "all")
 FILE_KINDS = ALL_KINDS  # gpufix.kinds: the one list of input kinds
 DEVICE_ORDERS = ("PCI_BUS_ID", "FASTEST_FIRST")
-RULE_CODE_RE = re.compile(r"^GPU\d{0,3}$")
+RULE_CODE_RE = LazyPattern(r"^GPU\d{0,3}$")
 
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
+    """The GPU policy and settings in force for a file: config file, user config and command line merged."""
+
     visible_devices: Optional[str] = None  # None: no policy
     device_order: str = "PCI_BUS_ID"
     min_memory_gib: float = 20.0
@@ -100,7 +98,7 @@ class Policy:
         }
 
 
-_UUID_RE = re.compile(r"^(GPU|MIG)-[0-9A-Za-z-]+(/\d+/\d+)?$")
+_UUID_RE = LazyPattern(r"^(GPU|MIG)-[0-9A-Za-z-]+(/\d+/\d+)?$")
 _INDEX_RE = re.compile(r"^\d+$")
 
 
@@ -327,6 +325,7 @@ def with_user_settings(policy: Policy) -> Policy:
 
 
 def _load_toml(path: Path) -> dict:
+    tomllib = toml_parser()  # imported here: a run that finds no TOML config never needs it
     try:
         with open(path, "rb") as fh:
             raw = fh.read()

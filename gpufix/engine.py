@@ -35,6 +35,8 @@ from gpufix.workers import LINT_STATE
 # -- the pipeline's entry points: many files ---------------------------------------------------
 @dataclasses.dataclass
 class Options:
+    """How a scan runs: prefilter, cache and worker count (not what it judges: that is the policy)."""
+
     use_prefilter: bool = True
     use_cache: bool = True
     jobs: Optional[int] = None  # None: all cores when there is enough work
@@ -42,6 +44,8 @@ class Options:
 
 @dataclasses.dataclass
 class ScanResult:
+    """What a scan found: the per-file results, the findings, errors and warnings, under its policy."""
+
     policy: Policy
     results: list  # FileResult, sorted by path
     findings: list
@@ -370,9 +374,12 @@ def lint_source(
     def reported(finding: Finding) -> bool:
         return not sup.silenced(finding.rule, (finding.line, finding.end_line), lines)
 
-    for finding in run_rules(registry.rules(), ctx, enabled):
-        if reported(finding):
-            result.findings.append(_to_cell(src, finding))
+    remap_codes, mask_codes = registry.fixed_together()
+    together = remap_codes | mask_codes
+    for finding in run_rules(registry.rules(), ctx, lambda code: enabled(code) or code in together):
+        if reported(finding):  # a silenced one is its owner's: theirs to judge (RuleContext.mask_change_breaks)
+            (result.findings if enabled(finding.rule) else result.unselected).append(_to_cell(src, finding))
+    result.findings, result.unselected = withhold_split_fixes(result.findings, result.unselected)
     for code, project_rule in registry.project_rules().items():
         if not enabled(code):
             continue
@@ -384,12 +391,18 @@ def lint_source(
 
 @dataclasses.dataclass
 class FileResult:
+    """One file's result: its findings and errors, and the candidates its project rules judge across files."""
+
     path: str
     findings: list = dataclasses.field(default_factory=list)
     errors: list = dataclasses.field(default_factory=list)
     # project rules' per-file candidates ({"finding": ..., "value": ...}), judged across files in gather()
     candidates: list = dataclasses.field(default_factory=list)
     parsed: bool = False
+    # The findings of the remap and mask rules the run does not select (`--select GPU001`): never
+    # reported nor fixed, but the file's mask and ordinals are what they are whichever rules a run
+    # selects, and the fixes that go with theirs are held for them (withhold_split_fixes, fix_holds).
+    unselected: list = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -398,6 +411,7 @@ class FileResult:
             "errors": [dataclasses.asdict(e) for e in self.errors],
             "candidates": self.candidates,
             "parsed": self.parsed,
+            "unselected": [_finding_to_cache(f) for f in self.unselected],
         }
 
     @classmethod
@@ -408,7 +422,46 @@ class FileResult:
             errors=[FileError(**{**e, "path": path}) for e in data["errors"]],
             candidates=data["candidates"],
             parsed=data["parsed"],
+            unselected=[_finding_from_cache(f, path) for f in data.get("unselected", ())],
         )
+
+
+def withhold_split_fixes(findings: list, unselected: list) -> tuple:
+    """(findings, unselected): `findings` with the fixes of the remap and mask rules withheld while
+    a fix of theirs that goes with them is in `unselected` (a rule the run does not select), and
+    `unselected` less the findings whose fix the selected ones make anyway (GPU101's header sets
+    the order GPU102's would). A remap is right only under the mask a header or value fix puts in
+    force, and that fix keeps an ordinal's meaning only once it is remapped (`apply --select
+    GPU001` on a file without the header would move `cuda:1` to physical GPU 0): made together
+    or not at all, as fix_holds does across files."""
+    if not any(f.fix is not None for f in unselected):
+        return findings, unselected
+    remap_codes, mask_codes = registry.fixed_together()
+    together = remap_codes | mask_codes
+    made = [e for f in findings if f.fix is not None and f.rule in together for e in f.fix.edits]
+    unselected = [f for f in unselected if f.fix is None or not all(_made_with(e, made) for e in f.fix.edits)]
+    missing = [f for f in unselected if f.fix is not None]
+    if not missing:
+        return findings, unselected
+    codes = sorted({f.rule for f in missing})
+    told = [f"{f.rule} on line {f.line}" for f in sorted(missing, key=lambda f: (f.line, f.rule))]
+    told = told[:3] + ([f"{len(told) - 3} more"] if len(told) > 3 else [])
+    note = (f" (not fixed in this run: safe only together with the {'fix' if len(missing) == 1 else 'fixes'} of "
+            f"{_and(told)}, which this run does not select; select {_and(codes)} too)")
+    return [dataclasses.replace(f, fix=None, message=f.message + note) if f.fix is not None and f.rule in together else f
+            for f in findings], unselected
+
+
+def _made_with(edit: Edit, made: list) -> bool:
+    """Whether the selected fixes' edits `made` make `edit` too: the same edit, or a header that
+    holds its lines (GPU101's header sets the order that GPU102's would)."""
+    if edit.kind == "ensure-header":
+        return any(e.kind == "ensure-header" and set(edit.lines) <= set(e.lines) for e in made)
+    return edit in made
+
+
+def _and(items: list) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 # -- helpers of the one-file pipeline (rules: config.make_rule_filter; suppression: gpufix.suppress) --
@@ -527,9 +580,13 @@ def _lint_text_source(src: SourceFile, policy: Policy, enabled, abs_path: Option
         return not sup.silenced(code, lines)
 
     result = FileResult(path, parsed=True)
+    remap_codes, mask_codes = registry.fixed_together()
+    together = remap_codes | mask_codes
     for code, rule in registry.rules().items():
-        if enabled(code):
-            result.findings.extend(f for f in rule.check_text(tctx) if reported(f.rule, (f.line, f.end_line)))
+        if enabled(code) or code in together:
+            (result.findings if enabled(code) else result.unselected).extend(
+                f for f in rule.check_text(tctx) if reported(f.rule, (f.line, f.end_line)))
+    result.findings, result.unselected = withhold_split_fixes(result.findings, result.unselected)
     for code, rule in registry.project_rules().items():
         if enabled(code) and not sup.rule_off(code):
             result.candidates.extend({"finding": c.finding.to_json(), "value": c.value} for c in rule.collect_text(tctx)

@@ -18,6 +18,8 @@ TF_DEVICE_RE = re.compile(r"^(?P<prefix>.*?/?(?:device:)?)(?P<kind>GPU):(?P<inde
 
 @dataclasses.dataclass
 class Pos:
+    """A source range: 1-based lines, 0-based columns in characters (ast's are in bytes), the end exclusive."""
+
     line: int
     col: int
     end_line: int
@@ -26,6 +28,8 @@ class Pos:
 
 @dataclasses.dataclass
 class EnvWrite:
+    """A write of an environment variable in the code (os.environ[...] = ..., putenv, %env, ...)."""
+
     var: str
     method: str  # setitem | update | setdefault | putenv | magic
     value_kind: str  # str | int | other-literal | dynamic
@@ -61,6 +65,8 @@ class GpuTrigger:
 
 @dataclasses.dataclass
 class OrdinalUse:
+    """A device ordinal the code uses: where, its value, and the API or literal that carries it."""
+
     kind: str  # cuda-string | int | tf-device | list | dict-keys | nvml-index
     pos: Pos
     value: object  # int, or for lists/dicts a tuple of (int, Pos)
@@ -75,6 +81,8 @@ class OrdinalUse:
 
 @dataclasses.dataclass
 class Facts:
+    """What the one walk of a Python file collected for the rules: imports, GPU triggers, env writes, ordinals."""
+
     imports: dict = dataclasses.field(default_factory=dict)
     star_modules: list = dataclasses.field(default_factory=list)
     gpu_imports: list = dataclasses.field(default_factory=list)  # GpuTrigger

@@ -14,15 +14,42 @@ Two ways in:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
-import secrets
 import stat
-import tempfile
 from pathlib import Path
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+# tempfile.mkstemp's flags, name alphabet and number of tries (tempfile's _bin_openflags,
+# _RandomNameSequence.characters, TMP_MAX).
+_TEMP_FLAGS = (os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_NOINHERIT", 0)
+               | getattr(os, "O_BINARY", 0))
+_TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+_TEMP_TRIES = getattr(os, "TMP_MAX", 10000)
+
+
+def _mkstemp(folder, prefix: str, suffix: str) -> tuple:
+    """tempfile.mkstemp(suffix, prefix, folder): a new file (O_EXCL, mode 0600) named prefix + 8
+    random characters + suffix, opened for writing; (fd, path). Written here because importing
+    tempfile (with shutil, random, bz2 and lzma) cost every run that writes its cache 4-5 ms. A
+    name only has to be unlikely to exist already: O_EXCL makes the creation safe either way."""
+    folder = os.path.abspath(folder)
+    for _ in range(_TEMP_TRIES):
+        name = "".join(_TEMP_CHARS[b % len(_TEMP_CHARS)] for b in os.urandom(8))
+        path = os.path.join(folder, prefix + name + suffix)
+        try:
+            return os.open(path, _TEMP_FLAGS, 0o600), path
+        except FileExistsError:
+            continue
+        except PermissionError:
+            # Windows raises this when a folder has the name, as tempfile knows
+            if os.name == "nt" and os.path.isdir(folder) and os.access(folder, os.W_OK):
+                continue
+            raise
+    raise FileExistsError(errno.EEXIST, "No usable temporary file name found")
 
 
 def _umask_mode() -> int:
@@ -70,7 +97,7 @@ def atomic_write_with(path: Path, write, mode: int = None, durable: bool = True,
         st = None  # a link that is replaced lends the new file neither its target's mode nor owner
     if mode is None:
         mode = stat.S_IMODE(st.st_mode) if st is not None else _umask_mode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = _mkstemp(path.parent, f".{path.name}.", suffix)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh, tmp)
@@ -94,6 +121,8 @@ class PlanChanged(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class PlannedFile:
+    """A file apply plans to replace: its real path and the identities of it and its folder when planned."""
+
     path: str  # the real path (no symlink in it)
     dir_id: tuple  # (st_dev, st_ino) of its folder
     file_id: tuple  # (st_dev, st_ino) of the file
@@ -163,6 +192,8 @@ def replace_planned(planned: PlannedFile, data: bytes, expect_before: bytes = No
                                   "(the other names would keep the old bytes)")
             if expect_before is not None and fh.read() != expect_before:
                 raise PlanChanged("file changed while gpufix was running")
+        import secrets  # only apply writes here: a scan's cache writes use atomic_write_with
+
         tmp = f".{name}.{secrets.token_hex(4)}.gpufix-tmp"
         wfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600, dir_fd=dfd)
         with os.fdopen(wfd, "wb") as out:

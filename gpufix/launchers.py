@@ -21,8 +21,10 @@ import os
 import re
 from typing import Iterable
 
-_PYTHON_RE = re.compile(r"^(?:python[\d.]*|py|pythonw)(?:\.exe)?$", re.I)
-_OPTION_RE = re.compile(r"^(--?[A-Za-z][\w-]*)(?:=(\d+))?$")
+from gpufix.deferred import LazyPattern
+
+_PYTHON_RE = LazyPattern(r"^(?:python[\d.]*|py|pythonw)(?:\.exe)?$", re.I)
+_OPTION_RE = LazyPattern(r"^(--?[A-Za-z][\w-]*)(?:=(\d+))?$")
 LAUNCHER_KINDS = ("shell", "powershell", "batch")
 
 

@@ -122,6 +122,8 @@ class Edit:
 
 @dataclasses.dataclass(frozen=True)
 class Fix:
+    """A fix of one finding: its applicability, title and edits."""
+
     applicability: Applicability  # given as the enum or its value ("safe" | "unsafe")
     title: str
     edits: tuple = ()
@@ -140,6 +142,8 @@ class Fix:
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
+    """One finding as reported: rule, place (1-based line and column), message, optional fix."""
+
     rule: str
     path: str
     line: int  # 1-based
@@ -182,6 +186,8 @@ class Finding:
 
 @dataclasses.dataclass(frozen=True)
 class FileError:
+    """A file gpufix could not judge (unreadable, undecodable, not parseable, ...), as reported."""
+
     path: str
     kind: str  # read-error | decode-error | binary-file | syntax-error | notebook-error | too-large | fix-error
     message: str

@@ -74,6 +74,19 @@ def project_rules() -> dict:
     return {code: r for code, r in rules().items() if isinstance(r, ProjectRule)}
 
 
+@functools.lru_cache(maxsize=None)
+def fixed_together() -> tuple:
+    """(remap codes, mask codes): the rules whose fixes read an ordinal through the mask the file's
+    processes will have (Rule.fixes_first_pass_only), and those about the mask or order a process
+    sets (Rule.judges_process_mask). A remap is right only under the mask the mask rules' fixes
+    put in force, and a mask fix keeps the meaning of an ordinal only once it is remapped: their
+    fixes are made together or not at all, in a file (gpufix.engine) and across the files of a
+    process (gpufix.project.index.fix_holds). The rules say so themselves."""
+    found = rules()
+    return (frozenset(c for c, r in found.items() if r.fixes_first_pass_only),
+            frozenset(c for c, r in found.items() if r.judges_process_mask))
+
+
 # -- collectors -------------------------------------------------------------------------------------
 def discover_collectors(*packages) -> tuple:
     """Every Collector subclass defined in the modules of `packages` (default: gpufix.collectors and

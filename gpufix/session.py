@@ -16,6 +16,8 @@ from typing import Any, Callable, Optional
 
 @dataclasses.dataclass(eq=False)
 class Session:
+    """What one run needs once: the prepared policy, its catalogue, rule selection and cache."""
+
     policy: Any  # gpufix.config.Policy, prepared (its `project` set when the scope needs one)
     catalog: Any  # gpufix.catalog.ApiCatalog of `policy`
     enabled: Callable[[str], bool]  # the policy's rule selection

@@ -18,16 +18,19 @@ import warnings
 from typing import Optional
 
 from gpufix.model import FileError, ReadError  # noqa: F401  (ReadError: re-exported)
+from gpufix.deferred import LazyPattern
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 _NEWLINE_RE = re.compile(r"\r\n|\r|\n")
 # `%env NAME=VALUE` / `%env NAME VALUE` (and IPython's `%set_env`, the same magic) sets an
 # environment variable in a notebook kernel.
-_ENV_MAGIC_RE = re.compile(r"^\s*%(?:set_)?env\s+([A-Za-z_][A-Za-z0-9_]*)(?:\s*=\s*|\s+)(.*?)\s*$")
+_ENV_MAGIC_RE = LazyPattern(r"^\s*%(?:set_)?env\s+([A-Za-z_][A-Za-z0-9_]*)(?:\s*=\s*|\s+)(.*?)\s*$")
 
 
 @dataclasses.dataclass
 class Cell:
+    """A notebook code cell's place in the joined module analysed for it."""
+
     index: int  # 1-based position in the notebook's cell list
     first_line: int  # 1-based line of the joined module where this cell starts
     n_lines: int
@@ -37,6 +40,8 @@ class Cell:
 
 @dataclasses.dataclass
 class SourceFile:
+    """A Python file or notebook as read: its bytes, the text analysed and how to write it back."""
+
     path: str  # as shown to the user (relative, "/" separators)
     raw: bytes
     text: str  # the Python source analysed (for notebooks: the joined, magic-masked code cells)
@@ -103,13 +108,13 @@ def encode_python(src: SourceFile, text: str) -> bytes:
 
 
 # `obj?`, `obj.attr??`: IPython help.
-_HELP_RE = re.compile(r"^[A-Za-z_][\w.]*(?:\(\))?\?{1,2}\s*$")
+_HELP_RE = LazyPattern(r"^[A-Za-z_][\w.]*(?:\(\))?\?{1,2}\s*$")
 # Automagics (a line magic without its `%`), masked only where the line is not Python anyway.
-_AUTOMAGIC_RE = re.compile(
+_AUTOMAGIC_RE = LazyPattern(
     r"^(?:pip|conda|mamba|micromamba|ls|cd|pwd|cat|mkdir|rm|cp|mv|env|matplotlib|load_ext|reload_ext|autoreload|time|timeit|run)\s+\S"
 )
 # `files = !ls`, `out = %sx cmd`: a shell escape or magic whose output is assigned.
-_ASSIGN_MAGIC_RE = re.compile(r"^[A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*\s*=\s*[!%]")
+_ASSIGN_MAGIC_RE = LazyPattern(r"^[A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*\s*=\s*[!%]")
 
 
 def _not_python(line: str) -> bool:
@@ -244,7 +249,7 @@ def read_source(path: str, raw: bytes) -> SourceFile:
 
 
 CELL_MARKER = "# \x1fgpufix-cell-boundary {index}"
-_CELL_MARKER_RE = re.compile(r"^# \x1fgpufix-cell-boundary (\d+)$", re.M)
+_CELL_MARKER_RE = LazyPattern(r"^# \x1fgpufix-cell-boundary (\d+)$", re.M)
 
 
 def joined_with_markers(src: SourceFile) -> str:

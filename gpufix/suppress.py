@@ -13,8 +13,10 @@ import tokenize
 from pathlib import Path
 from typing import Optional
 
-_IGNORE_RE = re.compile(r"gpufix\s*:\s*ignore(?P<file>-file)?(?:\[(?P<codes>[^\]]*)\])?", re.I)
-_NOQA_RE = re.compile(r"\bnoqa\b(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.I)
+from gpufix.deferred import LazyPattern
+
+_IGNORE_RE = LazyPattern(r"gpufix\s*:\s*ignore(?P<file>-file)?(?:\[(?P<codes>[^\]]*)\])?", re.I)
+_NOQA_RE = LazyPattern(r"\bnoqa\b(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*))?", re.I)
 ALL = "*"
 
 

@@ -13,9 +13,10 @@ from gpufix.lexical import call_with_args, keyword_of
 from gpufix.collectors._patterns import ANYINT, END_OF_LITERAL, GAP, NONZERO, SPELLED_INDEX
 from gpufix.facts import CUDA_ORDINAL_CALLS, TF_DEVICE_RE, OrdinalUse, imports_module
 from gpufix.valueflow import Sink
+from gpufix.deferred import LazyPattern
 
 # Lightning's devices="1," / "0,2": a string that lists indices (a digit string alone is a count).
-INDEX_STRING_RE = re.compile(r"^\s*\d+\s*(?:,\s*\d+\s*)*,\s*$|^\s*\d+\s*(?:,\s*\d+\s*)+$")
+INDEX_STRING_RE = LazyPattern(r"^\s*\d+\s*(?:,\s*\d+\s*)*,\s*$|^\s*\d+\s*(?:,\s*\d+\s*)+$")
 
 # Where the argument of each kind starts (after GAP), for each value `_record` below reads: a
 # literal, or (nvml-index) a call, which `_record` follows to a CUDA ordinal whatever its local

@@ -20,20 +20,16 @@ import ast
 import dataclasses
 import functools
 import re
-import sys
 from typing import Optional
 
 from gpufix.analysis import walk_tree
 from gpufix.collectors import Collector
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 
 @dataclasses.dataclass(frozen=True)
 class Gates:
+    """What keeps code to multi-GPU machines (rules/multigpu-gates.toml): decorators, keywords, count calls."""
+
     decorators: frozenset
     keywords: tuple  # (name, keyword)
     count_calls: frozenset
@@ -41,10 +37,9 @@ class Gates:
 
 @functools.lru_cache(maxsize=1)
 def load_gates() -> Gates:
-    from gpufix.catalog import catalog_dir
+    from gpufix.catalog import catalog_dir, read_catalogue_file
 
-    with open(catalog_dir() / "multigpu-gates.toml", "rb") as fh:
-        data = tomllib.load(fh)
+    data = read_catalogue_file(catalog_dir() / "multigpu-gates.toml")
     return Gates(
         frozenset(data.get("decorators", ())),
         tuple((k["name"], k["keyword"]) for k in data.get("keywords", ())),
@@ -54,6 +49,8 @@ def load_gates() -> Gates:
 
 @dataclasses.dataclass
 class Scope:
+    """A function, class or module that addresses several GPUs on purpose, and the gate that keeps it there."""
+
     node: object  # ast.FunctionDef / ClassDef / Module
     name: str
     line: int
@@ -66,6 +63,8 @@ class Scope:
 
 @dataclasses.dataclass
 class MultiGpuFacts:
+    """A file's multi-GPU scopes and the ordinals in it that are plain data."""
+
     scopes: list  # Scope, innermost last in source order
     data_lines: dict  # (line, col) of an ordinal -> why it is plain data
 

@@ -12,12 +12,13 @@ import re
 from gpufix.analysis import const_str, literal_int
 from gpufix.collectors import ANYWHERE, STRING_START, Collector
 from gpufix.valueflow import Flow, Sink
+from gpufix.deferred import LazyPattern
 
 # The part of a format string before the one value: "cuda:", "/GPU:", "/device:GPU:".
-_PREFIX_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)$", re.I)
-_FORMAT_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)\{0?\}$", re.I)
-_FORMAT_FIELD_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)\{([A-Za-z_]\w*)\}$", re.I)  # "cuda:{gpu}".format(gpu=...)
-_PERCENT_RE = re.compile(r"^(?:cuda:|/?(?:device:)?GPU:)%[dis]$", re.I)
+_PREFIX_RE = LazyPattern(r"^(?:cuda:|/?(?:device:)?GPU:)$", re.I)
+_FORMAT_RE = LazyPattern(r"^(?:cuda:|/?(?:device:)?GPU:)\{0?\}$", re.I)
+_FORMAT_FIELD_RE = LazyPattern(r"^(?:cuda:|/?(?:device:)?GPU:)\{([A-Za-z_]\w*)\}$", re.I)  # "cuda:{gpu}".format(gpu=...)
+_PERCENT_RE = LazyPattern(r"^(?:cuda:|/?(?:device:)?GPU:)%[dis]$", re.I)
 # Substrings one of which each formatted form holds (the prefilter's FULL test for them).
 FORMAT_TOKENS = ("cuda:{", "cuda:%", "cuda:'", 'cuda:"', "PU:{", "pu:{", "PU:%", "pu:%", "PU:'", 'PU:"', "pu:'", 'pu:"')
 

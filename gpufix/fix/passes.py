@@ -32,11 +32,11 @@ MAX_PASSES = 8
 # Ordinal remaps are computed against the file's mask *before* the fix; a later pass would read
 # them through the mask this apply has just rewritten (`cuda:1` under "1,0" is GPU 0; once the
 # mask is "1", a second pass would call it GPU 1 and "remap" it to cuda:0).
-# The rules say so themselves (Rule.fixes_first_pass_only).
+# The rules say so themselves (Rule.fixes_first_pass_only): the remap rules of registry.fixed_together.
 def _first_pass_only() -> frozenset:
     from gpufix import registry
 
-    return frozenset(code for code, rule in registry.rules().items() if rule.fixes_first_pass_only)
+    return registry.fixed_together()[0]
 
 
 def _choose_edits(findings, unsafe: bool, first_pass: bool = True) -> tuple:

@@ -23,11 +23,10 @@ on the command line is always read.
 
 from __future__ import annotations
 
-import re
-
 from gpufix.model import FileError
 
 from gpufix.kinds import ALL_KINDS, CASELESS_KINDS, CONFIG_KINDS, MAX_BYTES, PYTHON_KINDS, TEXT_KINDS, detect_kind, kind_of  # noqa: F401
+from gpufix.deferred import LazyPattern
 
 # The cheap test run on the raw bytes before any decoding or parsing: a file without one of these
 # can hold no finding. Env-style files need a variable name or a `cuda:N`; configs may also hold a
@@ -36,8 +35,8 @@ _ENV_TOKENS = (b"VISIBLE_DEVICES", b"DEVICE_ORDER", b"cuda:")
 # A device key as a key: followed by `:` (YAML, JSON) or `=` (TOML), after an optional quote (a
 # tokenizer's vocab.json holds "devices" as a word, not as a key). Matched only where `gpu` or
 # `device` occurs (found by bytes.find: a regex scan of a multi-megabyte file is 100x slower).
-_GPU_KEY_RE = re.compile(rb"gpu(?:[_-]?(?:ids?|index|idx)|s)[\"']?[ \t]*[:=]")
-_DEVICE_KEY_RE = re.compile(rb"device(?:[_-]?(?:ids?|index)|s)?[\"']?[ \t]*[:=]")
+_GPU_KEY_RE = LazyPattern(rb"gpu(?:[_-]?(?:ids?|index|idx)|s)[\"']?[ \t]*[:=]")
+_DEVICE_KEY_RE = LazyPattern(rb"device(?:[_-]?(?:ids?|index)|s)?[\"']?[ \t]*[:=]")
 
 
 def _has_device_key(low: bytes) -> bool:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from gpufix.maskvalues import hides_all, normalized  # noqa: F401  (re-exported for the readers)
+
 
 MASK_VAR = "CUDA_VISIBLE_DEVICES"
 ORDER_VAR = "CUDA_DEVICE_ORDER"
@@ -30,11 +32,12 @@ UNKNOWN = "unknown"
 FILE_MASK = "file"
 NO_MASK = "no-mask"
 # Values that hide every GPU on purpose (a CPU-only run), not a choice of GPU.
-_NO_GPU_VALUES = ("", "-1", "none", "void", "nodevfiles")
 
 
 @dataclasses.dataclass
 class EnvSet:
+    """A setting of CUDA_VISIBLE_DEVICES or CUDA_DEVICE_ORDER in a non-Python file, with its value's span."""
+
     var: str
     value: Optional[str]  # None: not a literal (`$GPU`, `${{ matrix.gpu }}`)
     start: int  # the value's span (what a fix replaces); the variable's position when value is None
@@ -52,6 +55,8 @@ class EnvSet:
 
 @dataclasses.dataclass
 class Ordinal:
+    """A device ordinal written in a non-Python file, with the span a fix replaces."""
+
     what: str  # as the message shows it ("cuda:1", "gpu_id: 1")
     value: int
     start: int  # span of the replaceable text
@@ -65,6 +70,8 @@ class Ordinal:
 
 @dataclasses.dataclass
 class IndexList:
+    """A list of device indices under a config key (`trainer.devices: [0, 1]`)."""
+
     where: str  # the key path ("trainer.devices")
     indices: list
     start: int
@@ -73,6 +80,8 @@ class IndexList:
 
 @dataclasses.dataclass
 class ContainerPin:
+    """The host GPUs a container is given (NVIDIA_VISIBLE_DEVICES, compose `device_ids`)."""
+
     what: str  # "NVIDIA_VISIBLE_DEVICES" or "device_ids"
     entries: list  # host GPU indices (ints) or UUID strings
     start: int
@@ -82,6 +91,8 @@ class ContainerPin:
 
 @dataclasses.dataclass
 class FileFacts:
+    """What a non-Python file's reader extracted for the text rules."""
+
     env: list = dataclasses.field(default_factory=list)
     ordinals: list = dataclasses.field(default_factory=list)
     lists: list = dataclasses.field(default_factory=list)
@@ -92,11 +103,3 @@ class FileFacts:
         self.ordinals.extend(other.ordinals)
         self.lists.extend(other.lists)
         self.pins.extend(other.pins)
-
-
-def normalized(value: str) -> str:
-    return ",".join(part.strip() for part in value.strip().split(","))
-
-
-def hides_all(value: Optional[str]) -> bool:
-    return value is not None and value.strip().strip("'\"").lower() in _NO_GPU_VALUES

@@ -15,6 +15,7 @@ from typing import Optional
 from gpufix.model import Edit, FileError
 from gpufix.model import ReadError as TextError  # one error type for every reader
 from gpufix.suppress import directives
+from gpufix.deferred import LazyPattern
 
 
 def decode_text(path: str, raw: bytes) -> tuple:
@@ -82,7 +83,7 @@ def insert_edit(lines: Lines, at: int, code: str) -> Edit:
 
 # A `#` starts a comment at the start of a line or after a blank (shell, Dockerfile, .env, YAML
 # and TOML all agree on that much; a `#` inside a word or a quoted string is not one).
-_HASH_COMMENT_RE = re.compile(r"(?:^|(?<=[ \t]))#[^\n]*", re.M)
+_HASH_COMMENT_RE = LazyPattern(r"(?:^|(?<=[ \t]))#[^\n]*", re.M)
 
 
 def hash_comment_suppressions(text: str) -> tuple:

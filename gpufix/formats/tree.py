@@ -29,18 +29,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from typing import Optional
 
 from gpufix.formats import shell
 from gpufix.formats.facts import (CONTAINER_VAR, ENV_VARS, FILE_MASK, MASK_VAR, NO_MASK, ORDER_VAR, ContainerPin, EnvSet,
                                   FileFacts, IndexList, Ordinal, hides_all, normalized)
 from gpufix.formats.text import Lines, newline_of
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from gpufix.deferred import toml_parser
 
 
 class ParseError(Exception):
@@ -498,6 +493,7 @@ def _toml_key(raw: str) -> list:
 
 
 def parse_toml(text: str) -> list:
+    tomllib = toml_parser()  # imported here: the YAML and JSON readers of this module do not need it
     try:
         tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

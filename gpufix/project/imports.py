@@ -20,6 +20,7 @@ from gpufix.project.children import counts_gpus, launched_paths
 from gpufix.project.lazy import lazy_framework_names, whole_module_names
 from gpufix.project.meta import _HAS_INIT, _TEST_FILE_RE, _import_names, module_name
 from gpufix.workers import INDEX_STATE
+from gpufix.deferred import LazyPattern
 
 # -- one file's imports ----------------------------------------------------------------------------
 def _is_type_checking(test) -> bool:
@@ -183,6 +184,8 @@ def _walk_lines(tree, lines: list):
 
 @dataclasses.dataclass
 class ModuleImports:
+    """The modules a file imports at run time, and which of them are GPU frameworks."""
+
     modules: list  # absolute dotted names imported at run time (lazy ones included)
     gpu: list  # of those, GPU framework modules
 
@@ -387,6 +390,8 @@ def _defines(body) -> bool:
 # -- the whole project -----------------------------------------------------------------------------
 @dataclasses.dataclass
 class _File:
+    """One project file as the graph sees it: module name, package, imports, GPU use, script or not."""
+
     path: Path
     module: str
     top: Optional[Path]  # top package dir (None: outside any package)
@@ -587,7 +592,7 @@ def names_mask_variable(text: str) -> bool:
 RECORD_FORMAT = 4
 
 # `[sys.executable, "-m", "pkg.worker"]`, `"python -m pkg.worker ..."` in a command string
-_DASH_M = re.compile(r"""['"]-m['"]\s*,\s*(?:\w+\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]|\bpython[\d.]*\s+-m\s+([A-Za-z_][\w.]*)""")
+_DASH_M = LazyPattern(r"""['"]-m['"]\s*,\s*(?:\w+\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]|\bpython[\d.]*\s+-m\s+([A-Za-z_][\w.]*)""")
 
 
 # The test modules_started made first, as one search led by the literal "-m": `'-m'`, `"-m"`, or
@@ -801,11 +806,11 @@ def _ordinal_names(text: str) -> set:
 # A module-level `def` starts a line (its indentation is 0: nothing before it, or white space that
 # ends with a form feed, which resets the column): a compound statement never follows `;`, and a
 # backslash-joined line starts where its first line does.
-_LINE_START_DEF = re.compile(r"^(?:[ \t]*\f)*(async\b|def\b)", re.M)
-_AFTER_ASYNC = re.compile(r"[ \t]+def\b")
-_DEF_HEAD = re.compile(r"[ \t]+\w+[ \t]*\(")
-_SIGNATURE_STOP = re.compile(r"[()'\"#\\]")
-_WORD = re.compile(r"\w+")
+_LINE_START_DEF = LazyPattern(r"^(?:[ \t]*\f)*(async\b|def\b)", re.M)
+_AFTER_ASYNC = LazyPattern(r"[ \t]+def\b")
+_DEF_HEAD = LazyPattern(r"[ \t]+\w+[ \t]*\(")
+_SIGNATURE_STOP = LazyPattern(r"[()'\"#\\]")
+_WORD = LazyPattern(r"\w+")
 
 
 def _module_def_params(text: str) -> Optional[set]:
@@ -909,7 +914,7 @@ def device_helpers(text: str) -> list:
 # str.splitlines). ast.get_source_segment splits the whole text again, a character at a time, for
 # every node it is asked about: quadratic in a file's functions (measured: 8.8 of 29.6 s of a
 # cold sequential torch scan). The text is split once here instead.
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+_LINE = LazyPattern(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
 def _source_segment(lines: list, node) -> str:

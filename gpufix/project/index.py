@@ -4,6 +4,7 @@ device helpers as APIs (`helper_apis`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -129,17 +130,6 @@ class _OwnMask(NamedTuple):
     by_hand: bool
 
 
-def _rule_sets() -> tuple:
-    """(remap rules, mask rules): the rules whose fixes read an ordinal through the mask the
-    file's processes will have (Rule.fixes_first_pass_only), and those about the mask an entry
-    point sets (Rule.judges_process_mask). The rules say so themselves."""
-    from gpufix.registry import rules as registered
-
-    rules = registered()
-    return (frozenset(c for c, r in rules.items() if r.fixes_first_pass_only),
-            frozenset(c for c, r in rules.items() if r.judges_process_mask))
-
-
 def _usable(f, unsafe: bool) -> bool:
     return f.fix is not None and (f.fix.applicability == "safe" or unsafe)
 
@@ -160,8 +150,9 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
     of a project file outside the run (or None); `read_text(abs_path)`: a file's text (or None)."""
     if index is None or not index.graph_built:
         return {}
-    REMAP_RULES, MASK_RULES = _rule_sets()
-    from gpufix.registry import rules as registered
+    from gpufix.registry import fixed_together, rules as registered
+
+    REMAP_RULES, MASK_RULES = fixed_together()
 
     rules = registered()
 
@@ -188,11 +179,33 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
         got.append((frozenset(rules), note, match))
         return True
 
+    judged: dict = {}  # id(result) -> (its findings for judging processes, ids of the unselected)
+
+    def findings_of(r) -> list:
+        """What a file's processes do: its reported findings, and those of the remap and mask
+        rules the run does not select (FileResult.unselected), which it never fixes."""
+        if r is None:
+            return []
+        got = judged.get(id(r))
+        if got is None:
+            extra = [dataclasses.replace(f, fix=None) for f in r.unselected]
+            got = judged[id(r)] = (r.findings + extra, {id(f) for f in extra})
+        return got[0]
+
+    def unselected(r, f) -> bool:
+        findings_of(r)
+        return r is not None and id(f) in judged[id(r)][1]
+
     def remaps(r) -> list:
-        return [f for f in r.findings if f.rule in REMAP_RULES] if r is not None else []
+        return [f for f in findings_of(r) if f.rule in REMAP_RULES]
 
     def mask_fixes(r) -> list:
-        return [f for f in r.findings if f.rule in MASK_RULES] if r is not None else []
+        return [f for f in findings_of(r) if f.rule in MASK_RULES]
+
+    def mask_findings(r) -> list:
+        """The mask rules' findings and those that say the file sets a mask of its own (GPU108's
+        mask computed at run time is no mask rule's: it has no fix)."""
+        return [f for f in findings_of(r) if f.rule in MASK_RULES or keeps_own(f)]
 
     remaps_of: dict = {}  # a file's remap findings: its result does not change while holds are added
 
@@ -212,10 +225,13 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
         """[] when every process started at `e` will run under the policy's mask; else why not."""
         if e not in entry_why:
             r = result_of(e)
-            mine = mask_fixes(r)
+            mine = mask_findings(r)
             why = None
+            off = sorted({f.rule for f in mine if unselected(r, f)})
             if r is None or r.errors:
                 why = f"`{_rel(e, root)}` cannot be read"
+            elif off:
+                why = f"`{_rel(e, root)}` does not set the policy's mask yet: this run does not select {', '.join(off)}"
             elif mine and e not in results:
                 why = f"`{_rel(e, root)}` does not set the policy's mask yet and is not part of this run"
             elif any(not _usable(f, unsafe) for f in mine):
@@ -245,10 +261,10 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
         if e not in run_by_memo:
             run_by_memo[e] = [a for a in runs_of(e) if writes_mask_word(a)]
         return [a for a in run_by_memo[e]
-                if any(a not in results or held(a, f) or not _usable(f, unsafe) for f in mask_fixes(result_of(a)))]
+                if any(a not in results or held(a, f) or not _usable(f, unsafe) for f in mask_findings(result_of(a)))]
 
     def _overridden(e: str, later: list) -> list:
-        return [_OwnMask(_rel(a, root), _rel(e, root), any(not _usable(f, unsafe) for f in mask_fixes(result_of(a))))
+        return [_OwnMask(_rel(a, root), _rel(e, root), any(not _usable(f, unsafe) for f in mask_findings(result_of(a))))
                 for a in later]
 
     starts_memo: dict = {}
@@ -341,7 +357,7 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
                 why = entry_state(s)
                 rs = result_of(s)
                 if not why and rs is not None and any(
-                        keeps_own(f) and (s not in results or held(s, f) or not _usable(f, unsafe)) for f in rs.findings):
+                        keeps_own(f) and (s not in results or held(s, f) or not _usable(f, unsafe)) for f in findings_of(rs)):
                     why = [f"`{_rel(s, root)}` sets a mask of its own that this header would replace when it imports it"]
                 bad += why
             if bad:
@@ -352,10 +368,13 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
                 continue
             bad = []
             for a in runs_of(e):
-                if a in index.entry_map or not pending_remaps(a):
+                pending = pending_remaps(a) if a not in index.entry_map else []
+                if not pending:
                     continue  # sets its own mask (or has its own finding), or is fixed with it
+                off = sorted({f.rule for f in pending if unselected(result_of(a), f)})
                 bad.append(f"`{_rel(a, root)}` has ordinals that this run does not remap"
-                           + ("" if a in results else " (it is not part of this run)"))
+                           + ("" if a in results else " (it is not part of this run)")
+                           + (f" (this run does not select {', '.join(off)})" if off else ""))
             if bad:
                 # its own remaps were computed for the mask its fix puts in force: held with it
                 changed |= hold(e, MASK_RULES | REMAP_RULES, _hold_note(bad, e, root, "its mask"))

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
 from gpufix.config import project_root as config_project_root
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from gpufix.deferred import LazyPattern, toml_parser
 
 
 _TEST_FILE_RE = re.compile(r"^(test_.*|.*_test)\.py$")
@@ -28,11 +23,23 @@ def project_root(paths: Iterable[str]) -> Path:
     return config_project_root(first if first.is_dir() else first.parent)
 
 
-def _pyproject_name(root: Path) -> Optional[str]:
+def _read_pyproject(root: Path) -> Optional[dict]:
+    """The project's pyproject.toml as a dict; None when it is missing, unreadable or not TOML."""
     try:
         with open(root / "pyproject.toml", "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            raw = fh.read()
+    except OSError:
+        return None
+    tomllib = toml_parser()  # imported only once there is a pyproject.toml to read
+    try:
+        return tomllib.loads(raw.decode())  # what tomllib.load(fh) does with the bytes
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+
+
+def _pyproject_name(root: Path) -> Optional[str]:
+    data = _read_pyproject(root)
+    if data is None:
         return None
     project = data.get("project")
     name = project.get("name") if isinstance(project, dict) else None
@@ -43,10 +50,8 @@ def _pyproject_name(root: Path) -> Optional[str]:
 
 def _console_targets(root: Path) -> list:
     """Modules named by `[project.scripts]` / `[project.gui-scripts]` ("pkg.cli:main" -> "pkg.cli")."""
-    try:
-        with open(root / "pyproject.toml", "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+    data = _read_pyproject(root)
+    if data is None:
         return []
     project = data.get("project")
     out = []
@@ -58,7 +63,7 @@ def _console_targets(root: Path) -> list:
     return out
 
 
-_SETUP_SCRIPT_RE = re.compile(r"""['"]\s*[\w.-]+\s*=\s*([\w.]+)\s*:\s*\w+""")
+_SETUP_SCRIPT_RE = LazyPattern(r"""['"]\s*[\w.-]+\s*=\s*([\w.]+)\s*:\s*\w+""")
 
 
 def _setup_console_targets(root: Path) -> list:
@@ -204,10 +209,8 @@ def _distributes_packages(root: Path) -> bool:
     setup.cfg): then its packages may be imported by programs outside it."""
     if (root / "setup.py").is_file() or (root / "setup.cfg").is_file():
         return True
-    try:
-        with open(root / "pyproject.toml", "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+    data = _read_pyproject(root)
+    if data is None:
         return False
     tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
     return isinstance(data.get("project"), dict) or isinstance(tool.get("poetry"), dict)

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import re
 
+from gpufix.deferred import LazyPattern
+
 # C0 controls (tab and newline included: one line per finding), DEL, C1 controls, the line and
 # paragraph separators, bidi embeddings/overrides/isolates (Trojan Source), lone surrogates.
 _UNSAFE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_SURROGATE_RE = LazyPattern("[\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -50,7 +52,7 @@ def utf8_text(value) -> str:
 
 
 # XML 1.0 allows tab, LF, CR and everything from U+0020 but the surrogates and U+FFFE/U+FFFF.
-_XML_UNSAFE_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_XML_UNSAFE_RE = LazyPattern("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def for_xml(value) -> str:

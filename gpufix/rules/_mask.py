@@ -13,6 +13,8 @@ UNKNOWN = "unknown"  # a mask we cannot read statically (dynamic value, several 
 
 @dataclasses.dataclass
 class Remap:
+    """Where an ordinal read under a file's own mask lands under the policy's mask."""
+
     physical: object  # int or uuid string or None (unknown)
     new_index: Optional[int]  # position under the policy; None: hidden or unknown
     known: bool

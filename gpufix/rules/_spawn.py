@@ -29,6 +29,8 @@ _POOL_METHODS = frozenset(("map", "imap", "imap_unordered", "starmap", "map_asyn
 
 @dataclasses.dataclass
 class SpawnFacts:
+    """The functions only spawned child processes run, and the file's `__main__` blocks."""
+
     # id(FunctionDef) of a module-level function that only spawn children run -> (name, method, line)
     functions: dict
     # (first line, last line) of the module's `if __name__ == "__main__":` blocks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import TYPE_CHECKING
 
 from gpufix.analysis import TF_DEVICE_RE, OrdinalUse
 from gpufix.model import Fix
@@ -11,8 +12,10 @@ from gpufix.rules import UNKNOWN, Rule, RuleContext
 from gpufix.collectors.multi_gpu import in_gated_test, in_multi_gpu_code, unsafe_context
 from gpufix.formats import text as fmt
 from gpufix.launchers import passed_to
-from gpufix.rules._text import TextContext
 from gpufix.rules._shared import describe_ordinal, mask_text, quote_like, remap, remap_applicability, replace_edit, visible_range
+
+if TYPE_CHECKING:  # the text rules' context: imported by the engine for non-Python files only
+    from gpufix.rules._text import TextContext
 
 
 def _replacement(use: OrdinalUse, new: int) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpufix.rules import UNKNOWN, Rule, RuleContext
-from gpufix.rules._text import TextContext
 from gpufix.rules._shared import mask_text, remap, visible_range
 from gpufix.collectors.multi_gpu import in_gated_test
+
+if TYPE_CHECKING:  # the text rules' context: imported by the engine for non-Python files only
+    from gpufix.rules._text import TextContext
 
 
 class HiddenDeviceInList(Rule):

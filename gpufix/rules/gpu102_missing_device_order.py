@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpufix.analysis import ORDER_VAR, Pos
 from gpufix.config import is_index_mask, parse_mask
 from gpufix.model import Edit, Fix
 from gpufix.rules import Rule, RuleContext
 from gpufix.formats import text as fmt
-from gpufix.rules._text import TextContext
 from gpufix.rules._shared import header_lines
+
+if TYPE_CHECKING:  # the text rules' context: imported by the engine for non-Python files only
+    from gpufix.rules._text import TextContext
 
 
 class MissingDeviceOrder(Rule):

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from gpufix.analysis import MASK_VAR
 from gpufix.rules import Candidate, ProjectRule, RuleContext
 from gpufix.config import is_index_mask
 from gpufix.formats import text as fmt
-from gpufix.formats.facts import hides_all, normalized
+from gpufix.maskvalues import hides_all, normalized
 from gpufix.model import Finding, Fix
-from gpufix.rules._text import TextContext, quoted
 from gpufix.rules._shared import mask_fix_applicability, mask_text, normalized_mask, unique_values, value_fix
+
+if TYPE_CHECKING:  # the text rules' context: imported by the engine for non-Python files only
+    from gpufix.rules._text import TextContext
 
 
 class WrongVisibleDevices(ProjectRule):
@@ -65,6 +68,8 @@ class WrongVisibleDevices(ProjectRule):
 
     def check_text(self, tctx: TextContext):
         """The same judgement on a non-Python file's facts (gpufix.formats)."""
+        from gpufix.rules._text import quoted  # loaded with the text rules' context, not for Python files
+
         want = tctx.policy.visible_devices
         composed = set()  # the pins whose container's own mask already selects the policy's GPUs
         if want is not None:

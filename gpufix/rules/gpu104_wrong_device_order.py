@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpufix.analysis import ORDER_VAR
 from gpufix.rules import Rule, RuleContext
 from gpufix.formats import text as fmt
 from gpufix.model import Fix
-from gpufix.rules._text import TextContext, quoted
 from gpufix.rules._shared import unique_values, value_fix
+
+if TYPE_CHECKING:  # the text rules' context: imported by the engine for non-Python files only
+    from gpufix.rules._text import TextContext
 
 
 class WrongDeviceOrder(Rule):
@@ -25,6 +29,8 @@ class WrongDeviceOrder(Rule):
 
     def check_text(self, tctx: TextContext):
         """The same judgement on a non-Python file's facts (gpufix.formats)."""
+        from gpufix.rules._text import quoted  # loaded with the text rules' context, not for Python files
+
         want = tctx.policy.device_order
         for e in tctx.facts.env:
             if e.var != ORDER_VAR or e.value is None or e.value.strip() == want:

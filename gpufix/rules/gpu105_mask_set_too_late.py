@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gpufix.collectors import Collector
-from gpufix.formats.facts import MASK_VAR, hides_all
+from gpufix.facts import MASK_VAR
+from gpufix.maskvalues import hides_all
 from gpufix.model import Edit, Fix
 from gpufix.rules import Rule, RuleContext, runs_before
 from gpufix.rules._spawn import child_earlier, child_of, spawn_facts

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpufix.model import Fix
 from gpufix.rules import Rule, RuleContext
 from gpufix.analysis import MASK_VAR, ORDER_VAR
 from gpufix.formats import text as fmt
-from gpufix.rules._text import TextContext
 from gpufix.rules._shared import replace_edit, unique_values
+
+if TYPE_CHECKING:  # the text rules' context: imported by the engine for non-Python files only
+    from gpufix.rules._text import TextContext
 
 
 class NonStringMaskValue(Rule):

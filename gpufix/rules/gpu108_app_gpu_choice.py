@@ -20,25 +20,28 @@ from gpufix.rules import Rule, RuleContext
 from gpufix.rules._shared import visible_range
 from gpufix.rules._spawn import child_of
 from gpufix.rules.gpu105_mask_set_too_late import child_cuda_starters
+from gpufix.deferred import LazyPattern
 
 # Option names that choose a GPU by index (`--gpu-device-id`, `--device_index`, `--gpus`), not a
 # switch (`--use_cuda`, `--disable_cuda`), a size or a count (`--max-gpu-memory`, `--gpu-split`
 # (gigabytes per GPU), `--num-gpus`) or a setting for whatever GPU is used (`--gpu-layers`,
 # `--gpu-compute-type`). Matched on the name with dashes as underscores.
-_GPU_OPTION_RE = re.compile(
+_GPU_OPTION_RE = LazyPattern(
     r"^(?:gpus?|devices|device_ids?|cuda_devices?|[a-z_]*(?:gpu|cuda)_devices?"
     r"|[a-z_]*(?:gpu|cuda|device)_?(?:id|ids|index|indices|idx))$"
 )
 # Text that may hold such an option: files without a GPU import are parsed for it too. Every name
 # _GPU_OPTION_RE accepts holds gpu, cuda or device, in any of the call's flags (`"-g", "--gpu_id"`),
 # however the flag is spelled (an escape or implicit concatenation: a backslash or two quotes).
-_OPTION_WORD_RE = re.compile(r"gpu|cuda|device|\\|['\"]\s*['\"]", re.I)
+_OPTION_WORD_RE = LazyPattern(r"gpu|cuda|device|\\|['\"]\s*['\"]", re.I)
 OPTION_TEXT_RE = re.compile(
     r"add_argument(?:[\s\\)]|#[^\r\n]*(?=[\r\n]|\Z))*\((?:[^()]|\([^()]*\))*?(?:gpu|cuda|device|\\|['\"]\s*['\"])", re.I)
 
 
 @dataclasses.dataclass
 class GpuOption:
+    """A command-line option of the app that picks a GPU, and what its value reaches."""
+
     flag: str
     dest: str
     line: int
@@ -136,13 +139,19 @@ def _counting_parent(ctx: RuleContext) -> Optional[tuple]:
     return None
 
 
+_IN_CHILDREN = "child processes run, before CUDA starts in them"  # GPU108's words for a spawn target's write
+
+
 class AppGpuChoice(Rule):
     code = "GPU108"
     messages = {"mask": ("var", "expr", "winner"), "option": ("flag", "pinned", "want", "count", "visible"),
                 "child-count": ("var", "expr", "parent", "counter", "count", "visible", "want", "first")}
 
     def keeps_own_mask(self, finding) -> bool:
-        return finding.message.startswith(f"{MASK_VAR} is computed at run time")  # not an option
+        # A mask computed at run time (not an option) in the file's own process: a write that only
+        # spawn children run (a spawn pool's `run()`) sets theirs, never the mask of a process
+        # that imports the file (gpufix.project.index.fix_holds).
+        return finding.message.startswith(f"{MASK_VAR} is computed at run time") and _IN_CHILDREN not in finding.message
 
     def check(self, ctx: RuleContext):
         if not ctx.policy.has_policy:
@@ -165,7 +174,7 @@ class AppGpuChoice(Rule):
             if w.header:
                 winner = f'this line replaces the policy\'s mask, so the run-time value wins and the policy ("{want}") is not enforced'
             elif child is not None and not child_cuda_starters(ctx.facts, w):
-                winner = (f"it runs in `{child[0]}()`, which only `{child[1]}` child processes run, before CUDA starts in them: "
+                winner = (f"it runs in `{child[0]}()`, which only `{child[1]}` {_IN_CHILDREN}: "
                           f'there the run-time value replaces the policy\'s mask ("{want}") that the child inherits, and '
                           "names physical GPUs, not the parent's visible ones")
             else:

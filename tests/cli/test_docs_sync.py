@@ -85,3 +85,13 @@ def test_explain_prints_the_catalogue_doc():
         assert out.stdout.strip() == doc.markdown().strip()
     unknown = run_gpufix("explain", "GPU999")
     assert unknown.returncode == 2 and "unknown rule" in unknown.stderr
+
+
+def test_the_parsed_catalogue_is_up_to_date():
+    """rules/catalogue.json (what a run reads instead of parsing the TOML) holds every catalogue
+    file as it parses now (fix: python scripts/gen_catalogue.py)."""
+    spec = importlib.util.spec_from_file_location("gen_catalogue", ROOT / "scripts" / "gen_catalogue.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert (ROOT / "rules" / "catalogue.json").read_text(encoding="utf-8") == gen.render(), \
+        "rules/catalogue.json is out of date: run python scripts/gen_catalogue.py"

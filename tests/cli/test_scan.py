@@ -1,6 +1,7 @@
 """`gpufix scan` as a user runs it: exit codes, JSON, selection, suppression, config, notebooks."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -251,6 +252,36 @@ def test_scan_does_not_import_torch_libcst_git_or_rich_for_json(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert "HEAVY=" in proc.stderr and proc.stderr.rsplit("HEAVY=", 1)[1] == ""
+
+
+def test_a_pre_commit_scan_imports_no_parser_or_module_it_does_not_use(tmp_path):
+    """The pre-commit case: files named in a project whose cache is warm, one of them edited, the
+    text report on a pipe. Without a TOML file to read (no pyproject.toml, no gpufix.toml) it
+    imports no TOML parser (the rule catalogue is read from its parsed form, rules/catalogue.json), no
+    tempfile (the cache is written through fsutil._mkstemp),
+    none of the modules only apply, `check`, a terminal or non-Python files (formats.facts, the text
+    rules' context) need, and no framework."""
+    write(tmp_path, "train.py", "import os\nimport torch\nx = torch.device('cuda:1')\n")
+    write(tmp_path, "util.py", "def f():\n    return 1\n")
+    env = {"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GPUFIX_USER_CONFIG": "",
+           "GPUFIX_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["scan", "--visible-devices", "1", "train.py", "util.py"]
+    first = subprocess.run([sys.executable, "-m", "gpufix", *args], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert "GPU001" in first.stdout and first.returncode == 1, first.stderr
+    write(tmp_path, "util.py", "def f():\n    return 2\n")
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['gpufix', *{args!r}]\n"
+        "try:\n    runpy.run_module('gpufix', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "unused = ('tomllib', 'tomli', 'secrets', 'tempfile', 'difflib', 'torch', 'pynvml', 'libcst', 'git', 'rich', 'gpufix.apply',\n"
+        "          'gpufix.fix.python', 'gpufix.hardware.commands', 'gpufix.formats.tree', 'gpufix.formats.facts',\n"
+        "          'gpufix.rules._text')\n"
+        "sys.stderr.write('IMPORTED=' + ','.join(m for m in unused if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert "GPU001" in proc.stdout and "train.py:3" in proc.stdout, proc.stdout + proc.stderr
+    assert "IMPORTED=" in proc.stderr and proc.stderr.rsplit("IMPORTED=", 1)[1] == ""
 
 
 def test_rules_and_explain(tmp_path):

@@ -203,7 +203,10 @@ def test_every_load_by_path_is_followed(tmp_path, load):
     loader = f"import importlib.util\nimport os\nfrom pathlib import Path\n\nif __name__ == \"__main__\":\n    {load}\n"
     root = make(tmp_path, {"pyproject.toml": POLICY, "plugins/plug.py": PLUGIN, "load.py": loader}, git=False)
     got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root))
-    assert got == [("load.py", 1, "GPU101", True)]
+    # not fixable in a run that does not select GPU001: the header would move the plugin's cuda:1
+    assert got == [("load.py", 1, "GPU101", False)]
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101,GPU001", cwd=root))
+    assert got == [("load.py", 1, "GPU101", True), ("plugins/plug.py", 5, "GPU001", True)]
 
 
 def test_a_bare_init_under_a_folder_in_a_variable_names_no_file(tmp_path):
@@ -266,8 +269,9 @@ def test_a_console_script_target_gets_one_header(tmp_path, declared):
         files["setup.cfg"] = ("[metadata]\nname = demo\n\n[options.entry_points]\nconsole_scripts =\n"
                               "    demo-run = app.cli:main\n    demo-tool = tool:main\n")
     root = make(tmp_path, files, git=False)
-    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root))
-    assert got == [("app/__init__.py", 1, "GPU101", True), ("tool.py", 1, "GPU101", True)]
+    # GPU001 too: the headers go with the remap of cli.py's set_device(1) (without it they are held)
+    got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101,GPU001", cwd=root))
+    assert [g for g in got if g[2] == "GPU101"] == [("app/__init__.py", 1, "GPU101", True), ("tool.py", 1, "GPU101", True)]
 
 
 # -- item 2: Python's import semantics --------------------------------------------------------------

@@ -10,6 +10,7 @@ from gpufix.apply import fix_source
 from gpufix.catalog import load_rule_docs
 from gpufix.config import Policy, policy_from_table
 from gpufix.engine import lint_source
+from gpufix.registry import fixed_together
 from gpufix.source import read_source
 
 DEFAULT_POLICY = {"visible-devices": "1"}
@@ -65,6 +66,12 @@ def test_invalid_example(code, example):
     if "output" not in example:
         return
     unsafe = load_rule_docs()[code].fix == "unsafe"
+    remap_codes, mask_codes = fixed_together()
+    if code in remap_codes:
+        # a remap is made only with the header or mask value it is right under (withhold_split_fixes):
+        # the example's output shows both
+        policy = _policy({**example, "policy": {**example.get("policy", DEFAULT_POLICY),
+                                                "select": [code, *sorted(mask_codes)]}})
     fixed, rules = fix_source(src, policy, unsafe=unsafe)
     expected = textwrap.dedent(example["output"]).lstrip("\n")
     assert fixed.decode("utf-8") == expected

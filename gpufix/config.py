@@ -16,9 +16,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 # The API catalogue's format, read by gpufix.catalog too: a leaf module both import (re-exported).
 from gpufix.apispec import ARG_VALUE_KINDS, ApiSpec, ArgSpec, ConfigError, parse_api_specs  # noqa: F401
-from gpufix.deferred import toml_parser
+from gpufix.deferred import LazyPattern, toml_parser
 from gpufix.kinds import ALL_KINDS
-from gpufix.deferred import LazyPattern
 
 HEADER_SCOPES = ("gpu-modules", "entrypoints", "all")
 FILE_KINDS = ALL_KINDS  # gpufix.kinds: the one list of input kinds

@@ -19,20 +19,26 @@ class Rejected(Exception):
     """Why a signed file is not used (said once, as a notice)."""
 
 
-def mac(key: bytes, project: str, path, identity: tuple, body: bytes) -> str:
-    msg = b"\0".join([
+def mac(key: bytes, project: str, path, identity: tuple, body) -> str:
+    """The MAC of a signed file's body (bytes, or a list of the chunks it is made of)."""
+    h = hmac.new(key, b"\0".join([
         b"gpufix-cache-v4", project.encode("utf-8", "surrogateescape"),
         os.path.abspath(path).encode("utf-8", "surrogateescape"),
-        ":".join(map(str, identity)).encode(), body,
-    ])
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+        ":".join(map(str, identity)).encode(), b"",
+    ]), hashlib.sha256)
+    for chunk in body if isinstance(body, list) else (body,):
+        h.update(chunk)  # the body is not copied into one message with the rest
+    return h.hexdigest()
 
 
 def verified_body(key: bytes, project: str, path, identity: tuple, raw: bytes):
-    """The body of a signed file's bytes `raw`, or None when its MAC is not `key`'s for this
-    project, name and identity."""
-    signature, sep, body = raw.partition(b"\n")
-    if not sep or not hmac.compare_digest(signature.decode("ascii", "replace"), mac(key, project, path, identity, body)):
+    """The body of a signed file's bytes `raw` (a memoryview of them, nothing copied), or None
+    when its MAC is not `key`'s for this project, name and identity."""
+    end = raw.find(b"\n")
+    if end < 0:
+        return None
+    body = memoryview(raw)[end + 1:]
+    if not hmac.compare_digest(raw[:end].decode("ascii", "replace"), mac(key, project, path, identity, body)):
         return None
     return body
 
@@ -78,10 +84,10 @@ def links_on_the_way(folders):
     return None
 
 
-def read_nofollow(path, folders=()):
+def read_nofollow(path, folders=(), limit=None):
     """((device, inode, mtime_ns), bytes) of a regular file reached without following a link (the
-    file, or one of `folders`); None when it does not exist. Rejected when it is a link or not a
-    regular file."""
+    file, or one of `folders`); None when it does not exist. Rejected when it is a link, not a
+    regular file, or larger than `limit` bytes (it is never read then)."""
     link = links_on_the_way(folders)
     if link is not None:
         raise Rejected(f"{link} is a symbolic link")
@@ -97,26 +103,57 @@ def read_nofollow(path, folders=()):
         st = os.fstat(fd)
         if not stat_mod.S_ISREG(st.st_mode):
             raise Rejected(f"{path} is not a regular file")
+        if limit is not None and st.st_size > limit:
+            raise Rejected(f"{path} is larger than {limit} bytes")
         with os.fdopen(fd, "rb", closefd=False) as fh:
             return (st.st_dev, st.st_ino, st.st_mtime_ns), fh.read()
     finally:
         os.close(fd)
 
 
-def write_signed(path, key: bytes, project: str, body: bytes) -> None:
+def write_signed(path, key: bytes, project: str, body) -> tuple:
     """Write a fresh temporary file in the cache folder, sign it with its own identity, and rename
-    it over `path` (a rename replaces a link at `path`, it never writes through one)."""
+    it over `path` (a rename replaces a link at `path`, it never writes through one). Returns that
+    identity: (device, inode, mtime_ns), what read_nofollow gives for the file while it is there.
+    `body`: bytes, or a list of the chunks it is made of (written one after the other, never joined).
+    (gpufix.fsutil's atomic write, less what a signed file needs not: a small run that saves a
+    cache imports nothing for it.)"""
     import time
 
-    from gpufix.fsutil import atomic_write_with
-
-    def write(fh, tmp) -> None:
-        st = os.fstat(fh.fileno())
-        # The file's identity: where it lives on disk and the modification time set below (a
-        # rename keeps both; a copy, a checkout or a rewrite changes one).
-        stamp = time.time_ns() // 1_000_000 * 1_000_000  # whole milliseconds: every filesystem keeps them
-        fh.write(mac(key, project, path, (st.st_dev, st.st_ino, stamp), body).encode("ascii") + b"\n" + body)
-        fh.flush()
-        os.utime(tmp, ns=(stamp, stamp))
-
-    atomic_write_with(path, write, mode=0o644, durable=False, follow_links=False, suffix=".tmp")
+    path = os.fspath(path)
+    try:
+        old = os.lstat(path)
+        old = None if stat_mod.S_ISLNK(old.st_mode) else old
+    except OSError:
+        old = None
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            st = os.fstat(fh.fileno())
+            # The file's identity: where it lives on disk and the modification time set below (a
+            # rename keeps both; a copy, a checkout or a rewrite changes one).
+            stamp = time.time_ns() // 1_000_000 * 1_000_000  # whole milliseconds: every filesystem keeps them
+            identity = (st.st_dev, st.st_ino, stamp)
+            fh.write(mac(key, project, path, identity, body).encode("ascii") + b"\n")
+            for chunk in body if isinstance(body, list) else (body,):
+                fh.write(chunk)
+            fh.flush()
+            os.utime(tmp, ns=(stamp, stamp))
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), 0o644)
+            else:
+                os.chmod(tmp, 0o644)
+            if old is not None and hasattr(os, "fchown"):
+                try:  # as root, a rewrite must not hand a user's cache to root
+                    os.fchown(fh.fileno(), old.st_uid, old.st_gid)
+                except OSError:
+                    pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return identity

@@ -57,7 +57,7 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             _index_init(root, console, fp_catalog)
             entries[a] = index_record(a, overrides[a])
             continue
-        hit = cache.get(a) if cache else None
+        hit = cache.get_lazily(a) if cache else None  # decoded only if the graph is built again
         if hit is not None:
             entries[a] = hit
         else:
@@ -71,7 +71,7 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         if cache is not None:
             entry[_RECORD_DIGEST] = record_digest(entry)  # made once, kept in the cache with it
             if stamp is not None and made is not None:
-                cache.put(a, {**entry, "_stamp": stamp, "_hash": made})
+                cache.put(a, {**entry, "_stamp": stamp, "_hash": made}, tag=entry[_RECORD_DIGEST])
         entries[a] = entry
     digest = None
     if cache is not None:
@@ -85,13 +85,17 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             h.update(part.encode("utf-8", "surrogateescape") + b"\0")
         for a in py_files:  # discovery order: an edit that changes a file's size keeps the key
             entry = entries[a]
-            made = entry.get(_RECORD_DIGEST) or record_digest(entry)
+            if isinstance(entry, dict):
+                made = entry.get(_RECORD_DIGEST) or record_digest(entry)
+            else:  # a cache.Hit: its tag is the entry's digest, its fields are not decoded
+                made = entry.tag if isinstance(entry.tag, str) else record_digest(entry.value())
             h.update(a.encode("utf-8", "surrogateescape") + b"\0" + made.encode("ascii") + b"\0")
         digest = h.hexdigest()
         saved = cache.get_kept("project-index:", digest)
         if saved is not None:
             cache.save()
             return ProjectIndex.from_json(saved)
+    entries = {a: e if isinstance(e, dict) else e.value() for a, e in entries.items()}  # cache.Hits decoded
     index = _build_graph(root, first_party, abs_files, py_files, entries)
     if cache is not None:
         cache.put_kept("project-index:", digest, index.to_json(), keep=4)  # a full scan's and a subset's

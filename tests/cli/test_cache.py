@@ -4,6 +4,7 @@ with --no-cache, safe under concurrent runs, a corrupt cache file ignored."""
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import subprocess
 import sys
@@ -46,15 +47,28 @@ def run_scan(root: Path, *args, env_extra=None) -> dict:
 
 
 def cache_body(path: Path) -> dict:
-    """A cache file's JSON document (its first line is the HMAC that signs the rest)."""
+    """A cache file's entries, {key: [size, mtime_ns, content hash, value]}: its first line is the
+    HMAC that signs the rest, a header line (format, gpufix version, interpreter), then the table
+    of entries and the values (marshal)."""
+    from gpufix import cache
+
     mac, body = path.read_bytes().split(b"\n", 1)
-    assert len(mac) == 64
-    return json.loads(body)
+    assert len(mac) == 64 and body.startswith(cache._HEADER)
+    rows, area = cache._decode(body, path)
+    return {k: [r[0], r[1], r[2], marshal.loads(area[r[4]:r[4] + r[5]])] for k, r in rows.items()}
+
+
+def encoded_body(entries: dict) -> bytes:
+    """A cache file's body holding `entries` (as cache_body gives them), as gpufix writes one."""
+    from gpufix import cache
+
+    rows, area = cache._appended({}, b"", [(k, (e[0], e[1], e[2], None, 0, 0), marshal.dumps(e[3])) for k, e in entries.items()])
+    return b"".join(cache._encode(rows, area))
 
 
 def cache_files(root: Path) -> list:
     d = root / ".gpufix" / "cache"
-    return sorted(d.glob("scan-*.json")) if d.is_dir() else []
+    return sorted(d.glob("scan-*.cache")) if d.is_dir() else []
 
 
 @pytest.fixture
@@ -155,7 +169,7 @@ def test_concurrent_scans_do_not_corrupt_the_cache(project):
             assert json.loads(out) == expected
         for f in cache_files(project):
             data = cache_body(f)  # a complete, valid file
-            assert len([k for k in data["files"] if os.path.isabs(k)]) == 60  # and the run's values (fix holds)
+            assert len([k for k in data if os.path.isabs(k)]) == 60  # and the run's values (fix holds)
         assert not list((project / ".gpufix" / "cache").glob("*.tmp"))
     assert run_scan(project) == expected
 
@@ -177,7 +191,7 @@ def test_cache_dir_from_environment(project, tmp_path_factory):
     where = tmp_path_factory.mktemp("cachedir")
     expected = run_scan(project, "--no-cache")
     assert run_scan(project, env_extra={"GPUFIX_CACHE_DIR": str(where)}) == expected
-    assert list(where.glob("scan-*.json")) and not (project / ".gpufix").exists()
+    assert list(where.glob("scan-*.cache")) and not (project / ".gpufix").exists()
     assert run_scan(project, env_extra={"GPUFIX_CACHE_DIR": str(where)}) == expected
 
 
@@ -231,11 +245,7 @@ def _plant_forged_entry(project: Path) -> None:
     """Replace every cached result with 'no findings', keeping the (valid) stamps: what an attacker
     who cannot sign writes into .gpufix/cache."""
     for f in cache_files(project):
-        mac, body = f.read_bytes().split(b"\n", 1)
-        data = json.loads(body)
-        for entry in data["files"].values():
-            entry[3]["findings"] = []
-        f.write_bytes(b"0" * 64 + b"\n" + json.dumps(data).encode())
+        f.write_bytes(b"0" * 64 + b"\n" + _forged_body(f))
 
 
 def test_a_forged_cache_entry_is_ignored(project):
@@ -261,9 +271,9 @@ def _sign(f: Path, key: bytes, project: Path, body: bytes) -> None:
 
 def _forged_body(f: Path) -> bytes:
     data = cache_body(f)
-    for entry in data["files"].values():
+    for entry in data.values():
         entry[3]["findings"] = []
-    return json.dumps(data).encode()
+    return encoded_body(data)
 
 
 def test_a_cache_made_with_another_users_key_is_ignored(project, tmp_path_factory):
@@ -350,7 +360,7 @@ def test_a_cache_linked_or_copied_under_another_policys_name_is_not_replayed(pro
     zero = run_scan(project, "--visible-devices", "0", env_extra=env)
     one = run_scan(project, "--visible-devices", "1", env_extra=env)
     assert zero["findings"] != one["findings"]
-    files = sorted(shared.glob("scan-*.json"), key=lambda p: p.stat().st_mtime_ns)
+    files = sorted(shared.glob("scan-*.cache"), key=lambda p: p.stat().st_mtime_ns)
     assert len(files) == 2
     first, second = files  # the "0" policy's cache, then the "1" policy's
     for how in ("copy", "link"):
@@ -417,7 +427,7 @@ def test_the_project_index_is_cached_per_file(tmp_path, monkeypatch):
     monkeypatch.setattr(project, "_read_for_graph", lambda p: parsed.append(p.name) or real(p))
     first = scan_in_process(tmp_path, monkeypatch)
     assert sorted(parsed) == [f"s{i}.py" for i in range(6)]
-    assert list((tmp_path / ".gpufix" / "cache").glob("index-*.json"))
+    assert list((tmp_path / ".gpufix" / "cache").glob("index-*.cache"))
     parsed.clear()
     again = scan_in_process(tmp_path, monkeypatch)
     assert parsed == [] and [f.rule for f in again.findings] == [f.rule for f in first.findings]
@@ -453,3 +463,140 @@ def test_the_cached_index_follows_a_change_in_an_imported_module(tmp_path, monke
     assert app_rules() == [] and len(built) == 2
     (tmp_path / "helper.py").write_text("import os\nimport torch\n", encoding="utf-8")
     assert app_rules() == ["GPU101", "GPU102"] and len(built) == 3
+
+
+# -- the format: values decoded on demand, concurrent saves merged under a lock -------------------
+def _open_raw(path: Path, project: str = ""):
+    from gpufix import cache
+
+    rows, area, identity = cache._load(path, project)
+    return cache.ResultCache(path, rows, identity, project=project, area=area)
+
+
+def _entry(tmp_path: Path, name: str) -> tuple:
+    f = tmp_path / name
+    f.write_text(f"# {name}\n", encoding="utf-8")
+    st = f.stat()
+    return str(f), {"_stamp": [st.st_size, st.st_mtime_ns], "_hash": "h-" + name, "findings": [name]}
+
+
+def test_concurrent_saves_keep_every_runs_entries(tmp_path, monkeypatch):
+    """Two runs load the same cache; one saves while the other is between reading the file and
+    renaming its own over it (pre-commit's parallel chunks): both runs' entries are kept."""
+    import threading
+
+    from gpufix import cache
+
+    path = tmp_path / "scan-x.cache"
+    a, b = _open_raw(path), _open_raw(path)
+    (pa, ra), (pb, rb) = _entry(tmp_path, "a.py"), _entry(tmp_path, "b.py")
+    a.put(pa, ra)
+    b.put(pb, rb)
+    real = cache._write_signed
+    others = []
+
+    def slow_write(*args):
+        if not others:  # a's save, inside its critical section: b saves now
+            others.append(threading.Thread(target=b.save))
+            others[0].start()
+            others[0].join(0.3)  # b waits for the lock (without one, b would be renamed over here)
+        return real(*args)
+
+    monkeypatch.setattr(cache, "_write_signed", slow_write)
+    a.save()
+    others[0].join(10)
+    monkeypatch.setattr(cache, "_write_signed", real)
+    got = _open_raw(path)
+    assert got.get(pa) == {"findings": ["a.py"]} and got.get(pb) == {"findings": ["b.py"]}
+    # saved one after the other, the second merges the first's entries too
+    c, d = _open_raw(path), _open_raw(path)
+    (pc, rc), (pd, rd) = _entry(tmp_path, "c.py"), _entry(tmp_path, "d.py")
+    c.put(pc, rc)
+    d.put(pd, rd)
+    c.save()
+    d.save()
+    got = _open_raw(path)
+    assert [bool(got.get(p)) for p in (pa, pb, pc, pd)] == [True] * 4
+
+
+def test_pre_commit_chunks_in_parallel_fill_one_cache(project):
+    """pre-commit splits the file list and runs gpufix on each chunk at once: every chunk's files
+    end up in the cache, and the next run reads them all from it with the output of a cold run."""
+    files = sorted(str(p.relative_to(project)) for p in (project / "pkg").glob("*.py"))
+    chunks = [files[i::3] for i in range(3)]
+    env = _env()
+    cmd = [sys.executable, "-m", "gpufix", "scan", "--format", "json", "--exit-zero", "-q"]
+    procs = [subprocess.Popen(cmd + chunk, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for chunk in chunks]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and not err, err
+    (scan_cache,) = cache_files(project)
+    assert sorted(os.path.relpath(k, project) for k in cache_body(scan_cache) if os.path.isabs(k)) == files
+    proc = subprocess.run(cmd + files, cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    cold = subprocess.run(cmd + files + ["--no-cache"], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert (proc.stdout, proc.stderr) == (cold.stdout, cold.stderr)
+
+
+def test_a_cache_of_another_interpreter_or_format_is_empty_and_silent(project):
+    """A cache file signed by this user's gpufix on another Python (another marshal format) or of
+    an older format is never decoded: the run starts from an empty cache, says nothing, and
+    rewrites it."""
+    from gpufix import cache
+
+    expected = run_gpufix_scan(project, "--no-cache")
+    run_scan(project)
+    key = (Path(os.environ["XDG_CACHE_HOME"]) / "gpufix" / "cache-key").read_bytes()
+    for f in cache_files(project):
+        header, rows = f.read_bytes().split(b"\n", 2)[1:]
+        assert header + b"\n" == cache._HEADER
+        _sign(f, key, project, header.replace(cache._INTERPRETER.encode(), b"cpython-99-9") + b"\n" + b"\xff" * 64)
+    proc = run_gpufix_scan(project)
+    assert (proc.stdout, proc.stderr) == (expected.stdout, expected.stderr)
+    assert all(f.read_bytes().split(b"\n", 2)[1] + b"\n" == cache._HEADER for f in cache_files(project))
+
+
+def test_a_cache_file_past_the_size_limit_is_not_read(project, monkeypatch):
+    from gpufix import cache
+
+    f = project / "scan-big.cache"
+    f.write_bytes(b"x" * 100)
+    monkeypatch.setattr(cache, "MAX_BYTES", 99)
+    with pytest.raises(cache.CacheRejected, match="larger than 99 bytes"):
+        cache._load(f, "")
+
+
+def test_a_verified_body_of_the_wrong_shape_is_rejected_not_a_traceback():
+    from gpufix import cache
+
+    good = encoded_body({"/a.py": [1, 2, "h", {"x": 1}]})
+    rows, area = cache._decode(good, "c")
+    assert marshal.loads(area[rows["/a.py"][4]:][:rows["/a.py"][5]]) == {"x": 1}
+    table_at = len(cache._HEADER)
+    bad = [good[:table_at] + b"9999\n" + good[good.index(b"\n", table_at) + 1:], cache._HEADER + b"x\n",
+           cache._HEADER + b"3\n" + marshal.dumps([1]), cache._HEADER + b"12", good[:table_at + 3]]
+    for body in bad:
+        with pytest.raises(cache.CacheRejected):
+            cache._decode(body, "c")
+    # rows of another shape or values past the end are misses, never a traceback
+    odd = cache.ResultCache(Path("c"), {"k": (-1, -1, "d", None, 5, 99), "j": (1,)}, area=b"abc")
+    assert odd.get_value("k", "d") is None and odd.get_value("j", "d") is None
+
+
+def test_a_cache_rewritten_many_times_stays_compact(tmp_path, monkeypatch):
+    """A save appends only the values it changed; the bytes of replaced values are dropped once
+    they outweigh the live ones: the file stays about the size of its entries."""
+    from gpufix import cache
+
+    monkeypatch.setattr(cache, "_COMPACT_SLACK", 0)
+    path = tmp_path / "scan-x.cache"
+    files = [_entry(tmp_path, f"m{i}.py") for i in range(20)]
+    for round_ in range(12):
+        c = _open_raw(path)
+        for p, r in files[round_ % 3::3]:
+            c.put(p, {**r, "findings": [round_] * 50})
+        c.save()
+    got = _open_raw(path)
+    assert [got.get(p)["findings"][0] for p, _ in files] == [9 + i % 3 for i in range(20)]
+    live = sum(len(marshal.dumps(got.get(p))) for p, _ in files)
+    assert path.stat().st_size < 4 * live

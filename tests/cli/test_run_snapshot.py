@@ -81,7 +81,7 @@ def test_entries_another_run_adds_to_the_cache_keep_the_snapshot(tmp_path):
     root = project(tmp_path / "proj")
     e = env(tmp_path)
     expected = settled(root, e, *SCAN)
-    caches = {p: p.read_bytes() for p in (tmp_path / "cache").glob("*.json")}
+    caches = {p: p.read_bytes() for p in (tmp_path / "cache").glob("*.cache")}
     gpufix(root, e, "scan", "pkg/clean.py", "pkg/train.py", "--exit-zero")
     assert any(p.read_bytes() != raw for p, raw in caches.items())  # the case under test happened
     snaps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache" / "runs").glob("run-*.snap")}
@@ -103,7 +103,7 @@ def test_a_cache_altered_since_the_snapshot_is_a_miss(tmp_path):
     root = project(tmp_path / "proj")
     e = env(tmp_path)
     expected = settled(root, e, *SCAN)
-    (scan_cache,) = (tmp_path / "cache").glob("scan-*.json")
+    (scan_cache,) = (tmp_path / "cache").glob("scan-*.cache")
     raw = scan_cache.read_bytes()
     scan_cache.write_bytes(raw.replace(b"GPU001", b"GPU002"))  # same size, signature broken
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "gpufix", *SCAN], cwd=root, env=e,

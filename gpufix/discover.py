@@ -5,6 +5,7 @@ Explicitly named files are always scanned."""
 from __future__ import annotations
 
 import functools
+import operator
 import os
 from pathlib import Path
 from typing import Optional
@@ -25,15 +26,22 @@ class PathFilter:
         import pathspec
 
         self.root = Path(root).resolve() if root else Path.cwd().resolve()
+        self._below = str(self.root).rstrip(os.sep) + os.sep
         self.patterns = tuple(patterns)
         self.spec = pathspec.GitIgnoreSpec.from_lines(self.patterns) if self.patterns else None
 
     def relative(self, path: Path):
+        # A path below the root, as a string: what relative_to gives, without two Paths an entry
+        # (a walk asks for each of its entries). Anything else (the root itself, another
+        # spelling of it, a path outside it) takes pathlib's way.
+        absolute = os.path.abspath(path)
+        if absolute.startswith(self._below) and not WINDOWS and len(absolute) > len(self._below):
+            return absolute[len(self._below):]
         try:
             return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
         except ValueError:
             try:
-                return path.resolve().relative_to(self.root).as_posix()
+                return Path(path).resolve().relative_to(self.root).as_posix()
             except ValueError:
                 return None
 
@@ -149,7 +157,7 @@ class _Fixed:
 
 
 def discover(paths, exclude=(), root=None, respect_gitignore=True, warn=None, kinds=None, skip=None) -> list:
-    """[(absolute Path, display path)] in a stable order, without duplicates, one exclude list.
+    """[(path, display path)] (paths as discover_files gives them) in a stable order, without duplicates, one exclude list.
     `kinds`: the file kinds a folder scan picks up (gpufix.formats; default: all); `skip`: a file a
     folder scan leaves out (the policy's own config file: gpufix's settings, not the project's)."""
     resolver = _Fixed(exclude, root, kinds, skip)
@@ -168,11 +176,32 @@ def _force_excluded(p: Path, policy) -> bool:
     return filt.matches(p)
 
 
+_entry_name = operator.attrgetter("name")
+
+
+def _folder_prefix(shown: str) -> str:
+    """A folder's display path as the prefix of its entries' ("" for the current directory)."""
+    return "" if shown == "." else shown if shown.endswith("/") else shown + "/"
+
+
+def _absolute_shown(prefix: str) -> bool:
+    """Whether a folder prefix is an absolute path (display_path shows a path outside the current
+    directory so): its subfolders are then shown by display_path itself, since the current
+    directory may lie below it."""
+    return prefix.startswith("/") or os.path.isabs(prefix)
+
+
+def _as_posix(path: str) -> str:
+    """Path(path).as_posix() of a normalised absolute path string (realpath's), without a Path."""
+    return path if os.sep == "/" else Path(path).as_posix()
+
+
 def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exclude=False) -> list:
-    """[(absolute Path, display path, Policy)]: each file with the policy of its nearest config,
-    whose `exclude` also decides which folders are walked (ruff's hierarchical lookup), whose
-    `file-kinds` which files a folder scan reads, and whose own config file is not scanned."""
-    from gpufix.kinds import ALL_KINDS, kind_of
+    """[(path, display path, Policy)]: each file with the policy of its nearest config, whose `exclude` also decides which folders are walked (ruff's hierarchical lookup), whose
+    `file-kinds` which files a folder scan reads, and whose own config file is not scanned. A path
+    is a string (no Path is made per entry): a named path as pathlib spells it, a found file as its
+    folder's path joined with its name."""
+    from gpufix.kinds import ALL_KINDS, kind_of, kind_of_name
 
     def kinds_of(policy) -> frozenset:
         kinds = getattr(policy, "file_kinds", None)
@@ -191,7 +220,7 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
     seen = set()
     out = []
 
-    def add(p: Path, policy, real: Optional[str] = None, shown: Optional[str] = None):
+    def add(p: str, policy, real: Optional[str] = None, shown: Optional[str] = None):
         key = real or os.path.realpath(p)
         if key in seen:
             return
@@ -210,47 +239,57 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
             named_kind = kind_of(p.name)
             if named_kind is not None and named_kind not in kinds_of(policy):
                 continue
-            add(p, policy)
+            add(str(p), policy)
             continue
         ignored = _git_ignored(p) if respect_gitignore else set()
         scan_root = os.path.realpath(p)
-        stack = [p]
+        # Each folder's real path and display path come from its parent's: a folder that is no link
+        # is its parent's real path plus its name (os.path.realpath costs an lstat per part of the
+        # path), and below a folder shown relative to the current directory, its display path is
+        # the parent's plus its name. One realpath and one display_path a walk, not one a folder.
+        stack = [(str(p), scan_root, _folder_prefix(display_path(p)))]
         while stack:
-            d = stack.pop()
+            d, real_d, shown_d = stack.pop()
+            if shown_d is None:  # a folder shown by its absolute path: the current directory may be below it
+                shown_d = _folder_prefix(display_path(d))
             policy = resolver.for_dir(d)
             excl = path_filter(tuple(policy.exclude), policy.root) if policy.exclude else None
             kinds = kinds_of(policy)
             try:
-                entries = sorted(os.scandir(d), key=lambda e: e.name, reverse=True)
+                entries = sorted(os.scandir(d), key=_entry_name, reverse=True)
             except OSError as exc:
                 if warn:
                     warn(f"{display_path(Path(d))}: cannot list folder: {exc.strerror}")
                 continue
-            # A file that is no link resolves to its folder's real path plus its name: one
-            # realpath per folder, not one per file; its display path is its folder's plus its name.
-            real_d = os.path.realpath(d)
-            shown_d = display_path(d)
-            shown_d = "" if shown_d == "." else shown_d if shown_d.endswith("/") else shown_d + "/"
+            below = shown_d if not _absolute_shown(shown_d) else None
+            # os.path.join(d, name) for an entry's name (no separator in it, never absolute) is the
+            # folder's joined prefix plus the name: two joins a folder, not two an entry
+            d_prefix = "" if d == "." else os.path.join(d, "")
+            real_prefix = os.path.join(real_d, "")
             for entry in entries:
                 try:
                     is_dir = entry.is_dir(follow_symlinks=False)
                     is_link = entry.is_symlink()
                 except OSError:
                     continue
+                name = entry.name
                 if is_dir:
-                    if skipped_dir(entry.name):
+                    if skipped_dir(name):
                         continue
-                    ep = Path(entry.path)
-                    if ignored and (ep.resolve().as_posix() + "/") in ignored:
+                    real = real_prefix + name  # a folder, not a link: its real path
+                    if ignored and (_as_posix(real) + "/") in ignored:
                         continue
+                    ep = d_prefix + name  # str(Path(entry.path))
                     if excl is not None and excl.matches(ep, is_dir=True):
                         continue
-                    stack.append(ep)
+                    stack.append((ep, real, None if below is None else below + name + "/"))
                     continue
-                if kind_of(entry.name) not in kinds:
+                if kind_of_name(name) not in kinds:
                     continue
-                ep = Path(entry.path)
-                real = None if is_link else os.path.join(real_d, entry.name)
+                ep = d_prefix + name
+                # A file that is no link resolves to its folder's real path plus its name; its
+                # display path is its folder's plus its name.
+                real = None if is_link else real_prefix + name
                 if is_config_file(ep, policy, real):
                     continue
                 if is_link:
@@ -261,10 +300,10 @@ def discover_files(paths, resolver, respect_gitignore=True, warn=None, force_exc
                         continue
                     if not path_within(target, scan_root):
                         continue  # a link out of the tree is not part of this codebase
-                if ignored and Path(real or ep.resolve()).as_posix() in ignored:
+                if ignored and (_as_posix(real) if real is not None else Path(ep).resolve().as_posix()) in ignored:
                     continue
                 if excl is not None and excl.matches(ep):
                     continue
-                add(ep, policy, real, shown_d + entry.name)
+                add(ep, policy, real, shown_d + name)
     out.sort(key=lambda item: item[1])
     return out

@@ -675,6 +675,10 @@ def _finding_from_cache(d: dict, path: str) -> Finding:
 def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_factory=None, resolver=None,
           force_exclude: bool = False) -> ScanResult:
     options = options or Options()
+    if options.use_cache:  # compiled regexes from the user's store (gpufix.rxcache), as the caches
+        from gpufix import rxcache
+
+        rxcache.enable_for_user()
     warns: list = []
     resolver = resolver or SinglePolicy(policy)
     recording = _RecordingResolver(resolver)
@@ -708,6 +712,11 @@ def _scan(paths, policy: Policy, options: Optional[Options] = None, progress_fac
     finally:
         for session in sessions.values():  # with the results of the project files the holds needed
             session.save()
+        if options.use_cache:
+            from gpufix import rxcache
+
+            rxcache.save()  # the patterns this run compiled that the store lacked
+            rxcache.disable()
 
 
 class _RecordingResolver:

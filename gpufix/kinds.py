@@ -44,13 +44,22 @@ _EXT = {
 
 def kind_of(path: str) -> Optional[str]:
     """The kind of a file from its name, or None (not read)."""
-    name = os.path.basename(path)
-    if _DOCKERFILE_RE.match(name):
-        return "dockerfile"
+    return kind_of_name(os.path.basename(path))
+
+
+def kind_of_name(name: str) -> Optional[str]:
+    """kind_of of a file's name (its path's last part: a folder walk has it already)."""
     low = name.lower()
+    # Every name the Dockerfile regex matches holds "le" in any case ("Dockerfile", "Containerfile";
+    # under re.I only `L`/`l` and `E`/`e` match those letters): the regex runs on those names only.
+    if "le" in low and _DOCKERFILE_RE.match(name):
+        return "dockerfile"
     if low == ".env" or low.startswith(".env."):
         return "dotenv"
-    return _EXT.get(os.path.splitext(name)[1].lower())
+    # os.path.splitext(name)[1].lower() of a name without a separator: from the last dot, unless
+    # only dots come before it (`.bashrc`, `..py` have none)
+    i = low.rfind(".")
+    return _EXT.get(low[i:]) if i > 0 and low[:i].lstrip(".") else None
 
 
 _SHELL_SHEBANG_RE = re.compile(rb"^#![ \t]*\S*/(?:env[ \t]+)?(?:ba|z|k|da)?sh\b")

@@ -30,6 +30,7 @@ import functools
 import os
 import re
 
+from gpufix import rxcache
 from gpufix.apispec import callees_by
 from gpufix.catalog import ApiCatalog
 from gpufix.lexical import ANYWHERE, CODE, OPENING_QUOTE, Lexed, call_with_args, first_allowed, keyword_of
@@ -56,7 +57,7 @@ class _Lazy:
         self.flags = flags
 
     def _compile(self):
-        rx = re.compile(self.pattern, self.flags)
+        rx = rxcache.compile(self.pattern, self.flags)  # from the user's store of compiled regexes, if on
         self.search, self.findall, self.match, self.groups = rx.search, rx.findall, rx.match, rx.groups
         return rx
 

@@ -392,8 +392,10 @@ _FEW = 24  # up to this many occurrences, a loop in Python is cheaper than compi
 
 @functools.lru_cache(maxsize=4096)
 def _name_rx(name: str, tail: str):
+    from gpufix import rxcache
+
     esc = re.escape(name)
-    return re.compile(rf"{esc}(?<![\w.]{esc})" + _TAIL_RX[tail].pattern, re.M)
+    return rxcache.compile(rf"{esc}(?<![\w.]{esc})" + _TAIL_RX[tail].pattern, re.M)
 
 
 def _name_then(text: str, name: str, tail: str):

@@ -193,11 +193,25 @@ def first_party_names(root: Path, files: Iterable[str], known_first_party=(), kn
             except OSError:
                 pass
     under = str(root).rstrip(os.sep) + os.sep
+    tops: dict = {}  # folder -> _top_package of a file in it, each folder's from its parent's
+
+    def top_of(folder: str):
+        if folder in tops:
+            return tops[folder]
+        parent = os.path.dirname(folder)
+        top = None
+        if folder.startswith(under) and parent != folder:  # strictly below the root
+            top = top_of(parent)  # the outermost wins: the parent's, if it has one
+            if top is None and _package_dir(folder):
+                top = folder
+        tops[folder] = top
+        return top
+
     for f in files:
         name = os.path.basename(f)
         if len(name) <= 3 or not name.lower().endswith(".py"):  # pathlib's suffix: ".py" alone has none
             continue
-        top = _top_package(os.fspath(f), under)
+        top = top_of(os.path.dirname(os.fspath(f)))
         if top is not None and os.path.basename(top).isidentifier():
             names.add(os.path.basename(top))
     names -= {m.split(".")[0] for m in known_frameworks}

@@ -60,3 +60,33 @@ def test_a_kind_is_accepted_discovered_and_read(kind, tmp_path, monkeypatch):
     assert [r.path for r in res.results] == [EXAMPLES[kind][0]]  # discovered: this kind only
     assert not res.errors
     assert [f.rule for f in res.findings if f.rule == "GPU103"] == ["GPU103"]  # read by its reader
+
+
+def _kind_regex_first(name: str):
+    """The name test as it was written first: the Dockerfile regex on every name."""
+    import os
+
+    if kinds._DOCKERFILE_RE.match(name):
+        return "dockerfile"
+    low = name.lower()
+    if low == ".env" or low.startswith(".env."):
+        return "dotenv"
+    return kinds._EXT.get(os.path.splitext(name)[1].lower())
+
+
+TRICKY_NAMES = [
+    "Dockerfile", "dockerfile", "DOCKERFILE", "Dockerfile.dev", "Dockerfile.", "Dockerfile.py", "app.Dockerfile",
+    ".Dockerfile", "x.DOCKERFILE", "Containerfile", "containerfile.gpu", "Dockerfile\n", "Dockerfile.\n", "a\n.Dockerfile",
+    "DOCKERFİLE", "dockerfıle", "Doc\u212aerfile", "Dockerfile2", "notDockerfile", "file", "LE.py", "run.PY", ".env",
+    ".ENV.local", "a.env", "..py", ".py", "x.", "Makefile", "compose.YML", "setup.cfg", "RUN.BAT", "x.Psm1",
+    ".a.py", "...", "a..py", "..a.sh", ".bashrc", "x.tar.json", "İ.PY", "a.py.", "a. py", "noext",
+]
+
+
+def test_the_name_test_is_the_regex_first_one():
+    # kind_of_name runs the Dockerfile regex only on names holding "le" (re.I matches only L/l and
+    # E/e there; İ and ı match i, the Kelvin sign k), and finds the suffix without splitext: the
+    # same kinds as the regex on every name and splitext
+    for name in TRICKY_NAMES:
+        assert kinds.kind_of_name(name) == _kind_regex_first(name) == kinds.kind_of("some/dir/" + name), name
+    assert kinds.kind_of_name("DOCKERFİLE") == kinds.kind_of_name("Doc\u212aerfile") == "dockerfile"

@@ -102,7 +102,10 @@ def atomic_write_with(path: Path, write, mode: int = None, durable: bool = True,
         with os.fdopen(fd, "wb") as fh:
             write(fh, tmp)
             fh.flush()
-            os.fchmod(fh.fileno(), mode)
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), mode)
+            else:  # Windows before Python 3.13
+                os.chmod(tmp, mode)
             _keep_owner(fh.fileno(), st)
             if durable:
                 os.fsync(fh.fileno())
@@ -192,7 +195,7 @@ def replace_planned(planned: PlannedFile, data: bytes, expect_before: bytes = No
                                   "(the other names would keep the old bytes)")
             if expect_before is not None and fh.read() != expect_before:
                 raise PlanChanged("file changed while gpufix was running")
-        import secrets  # only apply writes here: a scan's cache writes use atomic_write_with
+        import secrets  # only apply writes here: a scan's cache writes use atomic_write_with (signing)
 
         tmp = f".{name}.{secrets.token_hex(4)}.gpufix-tmp"
         wfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600, dir_fd=dfd)

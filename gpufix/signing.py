@@ -115,45 +115,25 @@ def write_signed(path, key: bytes, project: str, body) -> tuple:
     """Write a fresh temporary file in the cache folder, sign it with its own identity, and rename
     it over `path` (a rename replaces a link at `path`, it never writes through one). Returns that
     identity: (device, inode, mtime_ns), what read_nofollow gives for the file while it is there.
-    `body`: bytes, or a list of the chunks it is made of (written one after the other, never joined).
-    (gpufix.fsutil's atomic write, less what a signed file needs not: a small run that saves a
-    cache imports nothing for it.)"""
+    `body`: bytes, or a list of the chunks it is made of (written one after the other, never joined)."""
     import time
 
-    path = os.fspath(path)
-    try:
-        old = os.lstat(path)
-        old = None if stat_mod.S_ISLNK(old.st_mode) else old
-    except OSError:
-        old = None
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.urandom(6).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | getattr(os, "O_BINARY", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            st = os.fstat(fh.fileno())
-            # The file's identity: where it lives on disk and the modification time set below (a
-            # rename keeps both; a copy, a checkout or a rewrite changes one).
-            stamp = time.time_ns() // 1_000_000 * 1_000_000  # whole milliseconds: every filesystem keeps them
-            identity = (st.st_dev, st.st_ino, stamp)
-            fh.write(mac(key, project, path, identity, body).encode("ascii") + b"\n")
-            for chunk in body if isinstance(body, list) else (body,):
-                fh.write(chunk)
-            fh.flush()
-            os.utime(tmp, ns=(stamp, stamp))
-            if hasattr(os, "fchmod"):
-                os.fchmod(fh.fileno(), 0o644)
-            else:
-                os.chmod(tmp, 0o644)
-            if old is not None and hasattr(os, "fchown"):
-                try:  # as root, a rewrite must not hand a user's cache to root
-                    os.fchown(fh.fileno(), old.st_uid, old.st_gid)
-                except OSError:
-                    pass
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from gpufix.fsutil import atomic_write_with
+
+    identity = None
+
+    def write(fh, tmp) -> None:
+        nonlocal identity
+        st = os.fstat(fh.fileno())
+        # The file's identity: where it lives on disk and the modification time set below (a
+        # rename keeps both; a copy, a checkout or a rewrite changes one).
+        stamp = time.time_ns() // 1_000_000 * 1_000_000  # whole milliseconds: every filesystem keeps them
+        identity = (st.st_dev, st.st_ino, stamp)
+        fh.write(mac(key, project, path, identity, body).encode("ascii") + b"\n")
+        for chunk in body if isinstance(body, list) else (body,):
+            fh.write(chunk)
+        fh.flush()
+        os.utime(tmp, ns=(stamp, stamp))
+
+    atomic_write_with(path, write, mode=0o644, durable=False, follow_links=False, suffix=".tmp")
     return identity

@@ -14,8 +14,8 @@ from typing import NamedTuple, Optional
 
 from gpufix.project.graph import ProjectIndex, _build_graph
 from gpufix.project.imports import RECORD_FORMAT, _index_init, _index_job, index_record, names_mask_variable
-from gpufix.project.meta import (_HAS_INIT, _console_targets, _rel, _setup_console_targets, _suffix, first_party_names,
-                                  project_root)
+from gpufix.project.meta import (_HAS_INIT, _console_targets, _distributes_packages, _rel, _setup_console_targets,
+                                  _suffix, first_party_names, project_root)
 
 def _index_key(root, first_party, console, known_frameworks) -> str:
     import hashlib
@@ -81,7 +81,10 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         # serialised again): an edit that leaves a file's entry as it was (a function's body, a
         # comment: the pre-commit case) keeps the index, the graph is not built again.
         h = hashlib.blake2b(digest_size=16)
-        for part in (str(root), *first_party, "\0", *sorted(console), "\0", *abs_files, "\0"):
+        # Whether the project is packaged decides which package `__init__.py` files are entry points
+        # (graph._internal_packages), and an edit of setup.cfg or pyproject.toml can change it.
+        packaged = "packaged" if _distributes_packages(root) else "application"
+        for part in (str(root), packaged, *first_party, "\0", *sorted(console), "\0", *abs_files, "\0"):
             h.update(part.encode("utf-8", "surrogateescape") + b"\0")
         for a in py_files:  # discovery order: an edit that changes a file's size keeps the key
             entry = entries[a]

@@ -218,10 +218,38 @@ def first_party_names(root: Path, files: Iterable[str], known_first_party=(), kn
     return tuple(sorted(names))
 
 
+# setuptools' declarative configuration: `[metadata]`, `[options]` and its `[options.*]` tables.
+# A setup.cfg without them configures tools only (flake8, pycodestyle, isort, pytest, mypy).
+_SETUPTOOLS_SECTION_RE = LazyPattern(r"^[ \t]*\[[ \t]*(?:metadata|options(?:\.[^\]\n]*)?)[ \t]*\]", re.M)
+_SETUP_CFG_MAX_BYTES = 1 << 20
+
+
+def _setup_cfg_packages(path: Path) -> Optional[bool]:
+    """Whether a setup.cfg declares a distribution (a setuptools section); None when there is no
+    such file. A file that cannot be read whole (too big, unreadable, not text) counts as one:
+    being packaged makes more files entry points, which asks for more headers, never fewer."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(_SETUP_CFG_MAX_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None if not path.exists() else True
+    if len(raw) > _SETUP_CFG_MAX_BYTES:
+        return True
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return True
+    return _SETUPTOOLS_SECTION_RE.search(text) is not None
+
+
 def _distributes_packages(root: Path) -> bool:
-    """Whether the project is packaged (pyproject `[project]` or `[tool.poetry]`, setup.py,
-    setup.cfg): then its packages may be imported by programs outside it."""
-    if (root / "setup.py").is_file() or (root / "setup.cfg").is_file():
+    """Whether the project is packaged (pyproject `[project]` or `[tool.poetry]`, setup.py, a
+    setup.cfg with setuptools' `[metadata]` or `[options]`): then its packages may be imported by
+    programs outside it. A setup.cfg that only configures tools (`[flake8]`, `[pycodestyle]`) is
+    no package: an application's folders stay its own scripts' internals."""
+    if (root / "setup.py").is_file() or _setup_cfg_packages(root / "setup.cfg"):
         return True
     data = _read_pyproject(root)
     if data is None:

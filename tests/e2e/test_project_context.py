@@ -274,6 +274,14 @@ def test_a_console_script_target_gets_one_header(tmp_path, declared):
     assert [g for g in got if g[2] == "GPU101"] == [("app/__init__.py", 1, "GPU101", True), ("tool.py", 1, "GPU101", True)]
 
 
+# text-generation-webui's shape: an application whose script imports a package of its own
+WEBUI_APP = {
+    "modules/api/__init__.py": "",
+    "modules/api/embeddings.py": "import torch\n\n\ndef embed():\n    return torch.zeros(1)\n",
+    "server.py": "from modules.api.embeddings import embed\n\nif __name__ == \"__main__\":\n    embed()\n",
+}
+
+
 @pytest.mark.parametrize("setup_cfg, packaged", [
     ("[pycodestyle]\nmax-line-length = 120\n", False),
     ("[flake8]\nmax-line-length = 120\n\n[tool:pytest]\naddopts = -q\n", False),
@@ -286,13 +294,7 @@ def test_a_setup_cfg_makes_a_package_only_when_it_declares_one(tmp_path, setup_c
     # pycodestyle. No other program imports `modules.api`: server.py's header covers it, and an
     # empty modules/api/__init__.py needs none. A distribution's package may be imported by any
     # program: its top `__init__.py` holds the header.
-    root = make(tmp_path, {
-        "pyproject.toml": POLICY,
-        "setup.cfg": setup_cfg,
-        "modules/api/__init__.py": "",
-        "modules/api/embeddings.py": "import torch\n\n\ndef embed():\n    return torch.zeros(1)\n",
-        "server.py": "from modules.api.embeddings import embed\n\nif __name__ == \"__main__\":\n    embed()\n",
-    }, git=False)
+    root = make(tmp_path, {"pyproject.toml": POLICY, "setup.cfg": setup_cfg, **WEBUI_APP}, git=False)
     got = found(run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU101", cwd=root))
     assert got == ([("modules/api/__init__.py", 1, "GPU101", True)] if packaged else []) + [("server.py", 1, "GPU101", True)]
 
@@ -300,13 +302,8 @@ def test_a_setup_cfg_makes_a_package_only_when_it_declares_one(tmp_path, setup_c
 def test_an_edit_of_setup_cfg_is_seen_by_a_warm_run(tmp_path):
     # the cached project index was made while setup.cfg configured pycodestyle only; a [metadata]
     # section makes the project a distribution, whose package __init__.py holds the header
-    root = make(tmp_path / "p", {
-        "pyproject.toml": POLICY,
-        "setup.cfg": "[pycodestyle]\nmax-line-length = 120\n",
-        "modules/api/__init__.py": "",
-        "modules/api/embeddings.py": "import torch\n\n\ndef embed():\n    return torch.zeros(1)\n",
-        "server.py": "from modules.api.embeddings import embed\n\nif __name__ == \"__main__\":\n    embed()\n",
-    }, git=False)
+    root = make(tmp_path / "p", {"pyproject.toml": POLICY, "setup.cfg": "[pycodestyle]\nmax-line-length = 120\n",
+                                 **WEBUI_APP}, git=False)
     env = {"GPUFIX_CACHE_DIR": str(tmp_path / "cache")}
     for _ in range(2):
         got = found(run_gpufix("scan", ".", "--format", "json", "--select", "GPU101", cwd=root, env=env))

@@ -14,7 +14,7 @@ from typing import Optional
 
 from gpufix.project.children import child_launches
 from gpufix.project.imports import _entry_to_file
-from gpufix.project.meta import _TEST_FILE_RE, _distributes_packages, _rel
+from gpufix.project.meta import _TEST_FILE_RE, _rel
 
 @dataclasses.dataclass(frozen=True)
 class ProjectIndex:
@@ -318,7 +318,8 @@ def _path_targets(importer: str, written: str, root: Path, by_rel: dict) -> list
     return out
 
 
-def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list, entries: dict) -> ProjectIndex:
+def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list, entries: dict,
+                 packaged: bool) -> ProjectIndex:
     records = entries
     parsed: dict = {}
     named: dict = {}
@@ -395,7 +396,7 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
         f = parsed[a]
         if f.top is not None:
             gpu_tops.setdefault(f.top, a)
-    internal = _internal_packages(root, parsed, reverse, gpu_tops)
+    internal = _internal_packages(parsed, reverse, gpu_tops, packaged)
     for a, f in parsed.items():
         p = f.path
         if f.is_init and f.top == p.parent and p.parent in gpu_tops and p.parent not in internal:
@@ -561,12 +562,12 @@ def _takes_names_only(importer: str, t: str, parsed: dict, records: dict, named:
     return True
 
 
-def _internal_packages(root: Path, parsed: dict, reverse: dict, gpu_tops: dict) -> set:
+def _internal_packages(parsed: dict, reverse: dict, gpu_tops: dict, packaged: bool) -> set:
     """Top packages of an application that is not packaged, which its own scripts import: every
     process that runs them starts in one of those scripts, whose header covers them (a header in
     the package's `__init__.py` would be a second one). A package with tests stays an entry
     point: pytest imports it first."""
-    if not gpu_tops or _distributes_packages(root):
+    if not gpu_tops or packaged:
         return set()
     out = set()
     for top in gpu_tops:

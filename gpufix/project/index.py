@@ -40,6 +40,10 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
     fp_catalog = catalog.for_project(first_party, known_frameworks)
 
     console = set(_console_targets(root)) | set(_setup_console_targets(root))
+    # Whether the project is packaged decides which package `__init__.py` files are entry points
+    # (graph._internal_packages); an edit of setup.cfg or pyproject.toml can change it, so the kept
+    # index's digest holds it too.
+    packaged = _distributes_packages(root)
     from gpufix.workers import run_in_workers
 
     for a in overrides:
@@ -81,10 +85,7 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
         # serialised again): an edit that leaves a file's entry as it was (a function's body, a
         # comment: the pre-commit case) keeps the index, the graph is not built again.
         h = hashlib.blake2b(digest_size=16)
-        # Whether the project is packaged decides which package `__init__.py` files are entry points
-        # (graph._internal_packages), and an edit of setup.cfg or pyproject.toml can change it.
-        packaged = "packaged" if _distributes_packages(root) else "application"
-        for part in (str(root), packaged, *first_party, "\0", *sorted(console), "\0", *abs_files, "\0"):
+        for part in (str(root), "packaged" if packaged else "application", *first_party, "\0", *sorted(console), "\0", *abs_files, "\0"):
             h.update(part.encode("utf-8", "surrogateescape") + b"\0")
         for a in py_files:  # discovery order: an edit that changes a file's size keeps the key
             entry = entries[a]
@@ -99,7 +100,7 @@ def build_index(paths, files, catalog, known_first_party=(), known_frameworks=()
             cache.save()
             return ProjectIndex.from_json(saved)
     entries = {a: e if isinstance(e, dict) else e.value() for a, e in entries.items()}  # cache.Hits decoded
-    index = _build_graph(root, first_party, abs_files, py_files, entries)
+    index = _build_graph(root, first_party, abs_files, py_files, entries, packaged)
     if cache is not None:
         cache.put_kept("project-index:", digest, index.to_json(), keep=4)  # a full scan's and a subset's
         cache.save()

@@ -224,17 +224,17 @@ _SETUPTOOLS_SECTION_RE = LazyPattern(r"^[ \t]*\[[ \t]*(?:metadata|options(?:\.[^
 _SETUP_CFG_MAX_BYTES = 1 << 20
 
 
-def _setup_cfg_packages(path: Path) -> Optional[bool]:
-    """Whether a setup.cfg declares a distribution (a setuptools section); None when there is no
-    such file. A file that cannot be read whole (too big, unreadable, not text) counts as one:
-    being packaged makes more files entry points, which asks for more headers, never fewer."""
+def _setup_cfg_packages(path: Path) -> bool:
+    """Whether a setup.cfg declares a distribution (a setuptools section). A file that cannot be
+    read whole (too big, unreadable, not text) counts as one: being packaged makes more files
+    entry points, which asks for more headers, never fewer."""
     try:
         with open(path, "rb") as fh:
             raw = fh.read(_SETUP_CFG_MAX_BYTES + 1)
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return False  # no setup.cfg file
     except OSError:
-        return None if not path.exists() else True
+        return True
     if len(raw) > _SETUP_CFG_MAX_BYTES:
         return True
     try:

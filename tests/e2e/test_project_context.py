@@ -563,3 +563,22 @@ def test_a_header_in_a_script_that_another_process_imports_never_replaces_that_p
     (root / "main.py").write_text(main.replace('"0,1"', '"1"').replace('"cuda:1"', '"cuda:0"'))
     run_gpufix("apply", ".", "--no-backup", "--no-tag", "--allow-dirty", cwd=root)
     assert (root / "lib.py").read_text() == INSERTED + lib
+
+
+def test_a_hold_found_late_in_a_chain_still_holds_the_entry_points_that_run_it(tmp_path):
+    """other.py runs mod2.py, which is not in the run: other's header is held. mod.py's remap is
+    right only under the mask of every process that runs it, other's included: held next. main.py
+    runs mod.py: its header alone would make mod's `set_device(1)` an invalid ordinal, so it is
+    held last, although mod's remap was still to be made when main's header was first judged."""
+    mod = "import torch\n\n\ndef run():\n    torch.cuda.set_device(1)\n"
+    main = 'import torch\nimport mod\n\nif __name__ == "__main__":\n    mod.run()\n'
+    other = 'import torch\nimport mod\nimport mod2\n\nif __name__ == "__main__":\n    mod.run()\n    mod2.go()\n'
+    files = {"pyproject.toml": POLICY, "main.py": main, "other.py": other, "mod.py": mod, "mod2.py": mod.replace("run", "go")}
+    root = make(tmp_path, files)
+    proc = run_gpufix("apply", "main.py", "other.py", "mod.py", "--no-backup", "--no-tag", cwd=root)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert {rel: (root / rel).read_text() for rel in files} == files
+    assert ("main.py:1:1: GPU101 A script (`__main__` guard) never sets CUDA_VISIBLE_DEVICES before its process reaches "
+            'a GPU framework; insert os.environ["CUDA_VISIBLE_DEVICES"] = "1" before the first import (not fixed in this '
+            "run: safe only together with its mask, and `mod.py` has ordinals that this run does not remap; fix them "
+            "together: `gpufix apply main.py mod.py`)") in proc.stdout

@@ -512,9 +512,12 @@ def is_entrypoint_name(path: str) -> bool:
 
 
 # Value flow (gpufix.valueflow): a device argument that is a name matters only when some literal
-# is bound with `=` somewhere in the file (an assignment, a default, argparse's `default=`) ...
+# is bound with `=` somewhere in the file (an assignment, a default, argparse's `default=`), or
+# follows a comma after an `=` on its line (`b, gpu = f(x), 1`: the last target's element; the
+# scan from an `=` stops at the next one, so the search stays linear) ...
+_FLOW_LITERAL = r"(?:\d|\[(?:\s|\(|#[^\n]*)*\d|[rRuU]?['\"](?:\s*\d|[^'\"\n]*[Pp][Uu]:\d))"
 _FLOW_SOURCE_RX = re.compile(
-    r"=" + r"(?:\s|\\|\(|#[^\n]*)*" + r"(?:\d|\[(?:\s|\(|#[^\n]*)*\d|[rRuU]?['\"](?:\s*\d|[^'\"\n]*[Pp][Uu]:\d))"
+    r"=(?:(?:\s|\\|\(|#[^\n]*)*" + _FLOW_LITERAL + r"|(?!=)[^\n=]*?,[ \t]*(?:\(\s*)*" + _FLOW_LITERAL + ")"
 )
 _CALL = r"(?:[\s\\)]|#[^\r\n]*(?=[\r\n]|\Z))*\("
 _ARGS_BEFORE = r"(?:[^()]|\([^()]*\))*"

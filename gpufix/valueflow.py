@@ -364,9 +364,6 @@ _BINDING_TAIL = (
 )
 
 
-# `name, b = 1, 2`: more targets after the name, then `=` and a literal anywhere on the line.
-_UNPACK_TAIL = rf"[ \t]*(?:,[ \t]*[A-Za-z_]\w*[ \t]*)+[)\]]?[ \t]*=(?!=)[^\n]*?[(\[, \t=]{_LITERAL_START}"
-
 
 # The text gate looks for a name followed by a tail (`= 1`, `, b = 1, 2`, `: int = 1`): the regex
 # `NAME(?<![\w.]NAME)TAIL`, the name not after a word character or a dot. Its lookbehind follows the
@@ -380,7 +377,6 @@ _UNPACK_TAIL = rf"[ \t]*(?:,[ \t]*[A-Za-z_]\w*[ \t]*)+[)\]]?[ \t]*=(?!=)[^\n]*?[
 # NAME)TAIL, text, re.M)` gives (tests/unit/test_valueflow_gate.py checks it).
 _TAIL_RX = {
     "binding": re.compile(_BINDING_TAIL, re.M),
-    "unpack": re.compile(_UNPACK_TAIL, re.M),
     # a dataclass / NamedTuple field: `name: T = <literal, field(...) or name>`
     "field": re.compile(
         rf"[ \t]*:[^=\n]*=(?!=)[ \t]*(?:(?P<lit>{_LITERAL_START})|[\w.]*field\(|"
@@ -398,15 +394,15 @@ def _name_rx(name: str, tail: str):
     return rxcache.compile(rf"{esc}(?<![\w.]{esc})" + _TAIL_RX[tail].pattern, re.M)
 
 
-def _name_then(text: str, name: str, tail: str):
+def _name_then(text: str, name: str, tail: str, start: int = 0):
     """The matches of the name followed by `_TAIL_RX[tail]`, in order, as `finditer` finds them
     (each search resumes at the previous match's end); the groups are the tail's. Past `_FEW`
     occurrences the rest is left to the name's own regex from the next occurrence on (its search
     from there finds the leftmost match the loop would have found; its lookbehind still sees the
     character before that position): no count of the occurrences first, which read the whole text
-    for every name."""
+    for every name. `start`: where the first search begins."""
     tail_rx, n, find, word = _TAIL_RX[tail], len(name), text.find, _WORD_OR_DOT.match
-    i = find(name)
+    i = find(name, start)
     left = _FEW
     while i >= 0:
         if not left:
@@ -458,8 +454,9 @@ class _TextGate:
                         break
                     links.add(m.group("link"))
                 if not lit and "," in self.text:
-                    # one of several targets: `name, b = 1, 2` (the literal is somewhere after `=`)
-                    lit = next(_name_then(self.text, name, "unpack"), None) is not None
+                    # one of several targets: `name, b = 1, 2`, `b, name = f(x), 1`, `name, b = x, y`
+                    lit, more = _unpack_bindings(self.text, name)
+                    links |= more
             self.bindings[name] = (lit, links)
         return self.bindings[name]
 
@@ -487,14 +484,117 @@ class _TextGate:
         # an argparse option named after it.
         text = self.text
         if ":" in text and name in text:
-            for m in _name_then(text, name, "field"):
+            start = 0
+            while True:
+                m = next(_name_then(text, name, "field", start), None)
+                if m is None:
+                    break
+                # `device: torch.device, base: int = 10000`: a signature's annotation, the `=` a
+                # later parameter's; a field's annotation ends at its own `=` (resume after the
+                # comma or bracket that ends it: no field starts before that)
+                colon = text.index(":", m.start())
+                early = _first_top_level(text, colon + 1, text.index("=", colon), commas=True)
+                if early >= 0:
+                    start = early
+                    continue
                 if m.group("link") is None or self.may_resolve(name_node(m.group("link")), depth + 1):
                     return True
-        if "add_argument" in text:
-            if _may_name_option(text, name) and _option_rx(name).search(text):
-                lit, links = self._bindings("default")
-                return lit or any(self.may_resolve(name_node(link), depth + 1) for link in links)
+                start = m.end()
+        if "add_argument" in text and _may_name_option(text, name):
+            for m in _option_rx(name).finditer(text):
+                # The option's own default (what _Index reads: the `default=` of the same call),
+                # not any option's: the text from the `add_argument` before the option's name to
+                # the next one holds that call's arguments (a keyword follows the flags; a `dest=`
+                # may follow `default=`, which still lies after the call's `add_argument`).
+                lo = text.rfind("add_argument", 0, m.start())
+                hi = text.find("add_argument", m.end())
+                lit, links = _TextGate(text[max(lo, 0):hi if hi >= 0 else len(text)])._bindings("default")
+                if lit or any(self.may_resolve(name_node(link), depth + 1) for link in links):
+                    return True
         return False
+
+
+# An assignment with several targets, read around each occurrence of a name: the targets after it
+# (`name, b =`) or a comma before it and its `=` (`b, name =`), then the value on the rest of the
+# line, which holds the name's element somewhere: a literal that may be it, or the names it may be.
+_TARGETS_AFTER = re.compile(r"[ \t]*(?:,[ \t]*[A-Za-z_]\w*[ \t]*)+[)\]]?[ \t]*=(?!=)")
+_LAST_TARGET = re.compile(r"[ \t]*[)\]]?[ \t]*=(?!=)")
+_LITERAL_IN_VALUE = re.compile(rf"(?:[^\n]*?[(\[, \t=])?{_LITERAL_START}")
+_VALUE_NAME = re.compile(r"(?<![\w.'\"])(?!(?:None|True|False)\b)([A-Za-z_][\w.]*)(?![\w.(\['\"])")
+
+
+def _unpack_bindings(text: str, name: str) -> tuple:
+    """(a literal may be bound to `name` by an assignment of several targets, the dotted names it
+    may be bound to): a superset of what _Index reads (`a, name = 0, 1`, `(a, name) = (x, 1)`).
+    The `=` of a keyword argument is no assignment's (`conv2d(x, weight, stride=1)`, `def f(gpu,
+    b=1)`): an assignment is a statement, which no bracket holds, so a bracket that the rest of its
+    line closes without opening it says the `=` is inside a call or a signature; the search
+    resumes at that bracket, before which no statement starts. In linear time: once a value is
+    read, the rest of its line is read with it (a later occurrence there would read a part of it)."""
+    find, n, word = text.find, len(name), _WORD_OR_DOT.match
+    links: set = set()
+    i = find(name)
+    while i >= 0:
+        eq = None
+        if i == 0 or word(text, i - 1) is None:
+            eq = _TARGETS_AFTER.match(text, i + n)
+            if eq is None:
+                j = i - 1
+                while j >= 0 and text[j] in " \t":
+                    j -= 1
+                if j >= 0 and text[j] == ",":
+                    eq = _LAST_TARGET.match(text, i + n)
+        if eq is None:
+            i = find(name, i + 1)
+            continue
+        closed = _first_top_level(text, eq.end(), len(text), commas=False)
+        if closed >= 0:
+            i = find(name, closed)
+            continue
+        end = text.find("\n", eq.end())
+        end = len(text) if end < 0 else end
+        if _LITERAL_IN_VALUE.match(text, eq.end(), end) is not None:
+            return True, links
+        links.update(_VALUE_NAME.findall(text, eq.end(), end))
+        i = find(name, end)
+    return False, links
+
+
+def _first_top_level(text: str, pos: int, end: int, commas: bool) -> int:
+    """Reading `text[pos:end]` as code, up to the end of its line: the position of the first
+    bracket it closes without opening it (and, with `commas`, of the first comma outside the
+    brackets it opens), or -1 when there is none or the reading is unsure. Plain strings on the
+    line are passed over; the reading gives up (-1) at a comment, a backslash, an f- or t-string
+    (whose fields may hold quotes and brackets of their own), a triple quote, or a string that does
+    not end on the line."""
+    depth = 0
+    while pos < end:
+        c = text[pos]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            if depth == 0:
+                return pos
+            depth -= 1
+        elif c == "," and commas and depth == 0:
+            return pos
+        elif c == "'" or c == '"':
+            k = pos
+            while k > 0 and text[k - 1].isalpha():
+                k -= 1
+            if any(p in "fFtT" for p in text[k:pos]) or text.startswith(c * 3, pos):
+                return -1
+            pos += 1
+            while pos < end and text[pos] != c:
+                if text[pos] in "\n\r":
+                    return -1
+                pos += 2 if text[pos] == "\\" else 1
+            if pos >= end:
+                return -1
+        elif c in "\n\r#\\":
+            return -1
+        pos += 1
+    return -1
 
 
 def name_node(dotted: str):

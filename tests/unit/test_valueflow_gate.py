@@ -5,6 +5,7 @@ reaches a device argument."""
 
 from __future__ import annotations
 
+import ast
 import random
 import re
 
@@ -14,7 +15,6 @@ from gpufix import valueflow
 from gpufix.valueflow import (
     _BINDING_TAIL,
     _LITERAL_START,
-    _UNPACK_TAIL,
     _TextGate,
     name_node,
 )
@@ -26,18 +26,12 @@ _FIELD_TAIL = (rf"[ \t]*:[^=\n]*=(?!=)[ \t]*(?:(?P<lit>{_LITERAL_START})|[\w.]*f
 
 def _reference(text: str, name: str, tail: str) -> list:
     esc = re.escape(name)
-    if tail == "unpack":  # searched with the lookbehind in front
-        m = re.search(rf"(?<![\w.]){esc}{_UNPACK_TAIL}", text, re.M)
-        return [m.end()] if m else []
     pattern = {"binding": _BINDING_TAIL, "field": _FIELD_TAIL}[tail]
     return [(m.end(), m.group("lit"), m.group("link"))
             for m in re.finditer(rf"{esc}(?<![\w.]{esc}){pattern}", text, re.M)]
 
 
 def _fast(text: str, name: str, tail: str) -> list:
-    if tail == "unpack":
-        m = next(valueflow._name_then(text, name, tail), None)
-        return [m.end()] if m else []
     return [(m.end(), m.group("lit"), m.group("link")) for m in valueflow._name_then(text, name, tail)]
 
 
@@ -54,7 +48,7 @@ def test_matches_equal_the_per_name_regexes(monkeypatch, few):
     for _ in range(1500):
         text = "".join(rng.choice(_PIECES) for _ in range(rng.randint(1, 30)))
         for name in ("gpu", "a", "gpu_id"):
-            for tail in ("binding", "unpack", "field"):
+            for tail in ("binding", "field"):
                 assert _fast(text, name, tail) == _reference(text, name, tail), (text, name, tail)
 
 
@@ -88,3 +82,88 @@ def test_an_attribute_bound_through_an_argparse_option_lifts_the_file():
     for option in ('"--gpu-id"', "'--gpu_id'", '"gpu_id"', 'dest="gpu_id"'):
         text = f"import argparse, torch\np = argparse.ArgumentParser()\np.add_argument({option}, default=1)\nargs = p.parse_args()\ntorch.cuda.set_device(args.gpu_id)\n"
         assert pf.classify(text, "m.py", "gpu-modules") == FULL, option
+
+
+# -- the gate holds every literal _Index resolves, and no keyword argument's ------------------------
+_NAMES = ("gpu", "dev", "n")
+_VALUES = ("0", "1", "'cuda:1'", "'1'", "[1]", "(1)", "f(x)", "None", "'cpu'", "x", "g(k=1)", "'a)'")
+_LINES = (
+    "{a} = {v}", "{a}, {b} = {v}, {w}", "({a}, {b}) = ({v}, {w})", "[{a}, {b}] = [{v}, {w}]",
+    "{a}, {b}, {c} = {v}, {w}, {v}", "{c}, {a} = {v}, {w}", "if x: {a}, {b} = {v}, {w}",
+    "x = 1; {a}, {b} = {v}, {w}", "{a}, {b} = {v}, {w}  # )", "{a}, {b} = {v}, f'{{x}})'",
+    "f({a}, {b}={v})", "y = f({a}, {b}={v}, k='s')", "z = h({c}, {a}={v}), {w}",
+    "def g({a}, {b}={v}): pass", "def g({a}: int, {b}: int = {v}): pass",
+    "def g(self, {a}, {b}='s', c={v}): pass", "q = lambda {a}, {b}={v}: {a}",
+    "@dataclass\nclass C:\n    {a}: int = {v}", "@dataclass\nclass D:\n    {a}: Tuple[int, int] = {v}",
+    "@dataclass\nclass E:\n    {a}: 'Optional[int]' = {v}", "def k({a}: T, {b}: int = {v}): pass",
+    "p.add_argument('--{a}', default={v})", "p.add_argument('--{a}', type=int)\np.add_argument('--{b}', default={v})",
+    "p.add_argument('--x', default={v}, dest='{a}')", "p.add_argument('--{a}', default={b})",
+    "{a} = {b}", "{a} = {c}.{b}", "{a} = ({v},\n  {w})", "use({a}, {b}, args.{a}, o.{b})",
+)
+
+
+def _reads(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
+            yield node
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_gate_holds_every_literal_the_index_resolves(seed):
+    """Every read the analysis's index can follow to a literal that may be an ordinal is one the
+    text gate lets through: the prefilter and the analysis (Flow.reach) both skip what it denies."""
+    rng = random.Random(seed)
+    checked = 0
+    for _ in range(400):
+        names = dict(zip("abc", rng.sample(_NAMES, 3)))
+        lines = [rng.choice(_LINES).format(v=rng.choice(_VALUES), w=rng.choice(_VALUES), **names)
+                 for _ in range(rng.randint(1, 5))]
+        text = "\n".join(lines) + "\nuse(gpu, dev, n, args.gpu, o.dev, cfg.n)\n"
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        index = valueflow._Index(tree)
+        flow = valueflow.Flow(tree, text)
+        for node in _reads(tree):
+            literals = [lit for lit, _, _ in flow._follow(node, index, {id(node)}, lambda e: "?", 0, frozenset())]
+            if any(re.match(_LITERAL_START, ast.get_source_segment(text, lit) or "") for lit in literals):
+                checked += 1
+                assert _TextGate(text).may_resolve(node), (text, ast.dump(node))
+    assert checked > 100
+
+
+@pytest.mark.parametrize("text, name", [
+    # diffusers' downsampling.py: a name passed before keyword arguments is no unpack
+    ("output = F.conv2d(upfirdn_input, weight, stride=stride_value, padding=0)\n", "weight"),
+    ("model.enable_group_offload(torch_device, offload_type='block_level', num_blocks=3)\n", "torch_device"),
+    ("def get_inputs(self, device, generator_device='cpu', seed=1, guidance_scale=7.0):\n    pass\n", "device"),
+    # a signature's annotation ends at its comma: the `= 10000` is the next parameter's
+    ("def forward_impl(self, seq_len: int, device: torch.device, base: int = 10000):\n    pass\n", "x.device"),
+    # the option's own default, not another option's
+    ("p.add_argument('--device', type=str, default='cuda')\np.add_argument('--steps', type=int, default=50)\n", "args.device"),
+])
+def test_a_keyword_argument_or_another_options_default_is_no_binding(text, name):
+    assert not _TextGate(text).may_resolve(name_node(name))
+
+
+@pytest.mark.parametrize("text, name", [
+    ("b, gpu = f(x), 1\n", "gpu"), ("(b, gpu) = (f(x), 1)\n", "gpu"), ("gpu, b = 1, f(x)\n", "gpu"),
+    ("if x: gpu, b = 1, 2\n", "gpu"), ("p.add_argument('--steps', default=50)\np.add_argument('--gpu', default=1)\n", "args.gpu"),
+    ("p.add_argument('--g', default=1, dest='gpu')\n", "args.gpu"), ("GPU = 1\np.add_argument('--gpu', default=GPU)\n", "args.gpu"),
+    ("@dataclass\nclass C:\n    gpu: Tuple[int, int] = (1, 2)\n", "c.gpu"),
+])
+def test_the_bindings_a_user_writes_still_lift(text, name):
+    assert _TextGate(text).may_resolve(name_node(name))
+
+
+def test_the_last_target_of_an_unpack_is_followed_to_its_literal(tmp_path):
+    from gpufix.config import load_policy
+    from gpufix.engine import Options, scan
+
+    path = tmp_path / "t.py"
+    path.write_text("import torch\nb, gpu = f(x), 1\ntorch.cuda.set_device(gpu)\n")
+    policy = load_policy([str(path)], overrides={"visible_devices": "1", "select": ("GPU001",), "ignore": ()})
+    for prefilter in (True, False):
+        found = scan([str(path)], policy, Options(use_prefilter=prefilter, use_cache=False, jobs=1)).findings
+        assert [(f.rule, f.line, f.column) for f in found] == [("GPU001", 2, 16)], prefilter

@@ -6,7 +6,8 @@ in a fresh process per checkout, alternately, from a neutral folder):
 Per .py file: `classify` in the gpu-modules scope with confirmation (as a scan with a policy),
 then what the engine asks next (`irregular_spelling` for a file to analyse, `parse_anyway` for one
 it skips). The files are read before the clock starts; the first pass pays every regex compile,
-as a scan's process does."""
+as a scan's process does. Then how many files (and MB) the tier sends to the full analysis and to
+the header-only reading."""
 import os
 import sys
 import time
@@ -40,11 +41,18 @@ else:
     pf = registry.prefilter(catalog)
     classify, irregular_spelling, parse_anyway = pf.classify, pf.irregular_spelling, pf.parse_anyway
 t1 = time.process_time()
+tiers = []
 for path, text in texts:
-    if classify(text, path, "gpu-modules"):
+    tier = classify(text, path, "gpu-modules")
+    tiers.append(tier)
+    if tier:
         irregular_spelling(text)
     else:
         parse_anyway(text, True)
 t2 = time.process_time()
 print(f"{len(texts)} files, {sum(len(t) for _, t in texts) / 1e6:.1f} MB: imports and catalogue {t1 - t0:.3f} s, "
       f"text tier {t2 - t1:.3f} s CPU")
+# What the tier sends on: the full analysis (the costliest stage per file), the header-only reading.
+for name, value in (("full analysis", 2), ("header only", 1)):
+    picked = [t for (_, t), tier in zip(texts, tiers) if tier == value]
+    print(f"  {name}: {len(picked)} files, {sum(map(len, picked)) / 1e6:.2f} MB")

@@ -308,7 +308,9 @@ def notebook_bytes_from_marked(src: SourceFile, marked_text: str) -> bytes:
         old_source = "".join(cell["source"]) if info.source_was_list else cell["source"]
         nl = detect_newline(old_source)  # a cell written with "\r\n" keeps them
         new_source = nl.join(restored)
-        if old_source.endswith(("\n", "\r")) and not new_source.endswith(nl):
+        if old_source.endswith(("\n", "\r")):
+            # read_notebook dropped the empty line after the cell's last newline: put it back
+            # (a cell ending in a blank line, "x\n\n", reads as ["x", ""] and ends in two).
             new_source += nl
         if new_source == old_source:
             continue

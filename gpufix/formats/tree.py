@@ -166,15 +166,16 @@ class Walker:
         if not isinstance(node.value, str):
             return
         if shell_key and self.yaml and node.style in ("", "|", ">"):
-            before = len(self.facts.env)
+            before, ordinals_before = len(self.facts.env), len(self.facts.ordinals)
             shell.scan(self.text, node.start, node.end, self.facts, form="config")
-            for e in self.facts.env[before:]:
+            for e in self.facts.env[before:] + self.facts.ordinals[ordinals_before:]:
                 e.scope = _scope(path)
             return
         m = _CUDA_RE.match(node.value)
         if m and (node.style or self.text[node.start:node.end] == node.value):
             q = 1 if node.style in ("'", '"') else 0
-            self.facts.ordinals.append(Ordinal(node.value, int(m.group(1)), node.start + q, node.end - q, "cuda:{}"))
+            self.facts.ordinals.append(Ordinal(node.value, int(m.group(1)), node.start + q, node.end - q, "cuda:{}",
+                                               scope=_scope(path + ("",))))
 
     def walk(self, node: Node, path: tuple = (), shell_key: bool = False) -> None:
         if node.kind == "scalar":
@@ -239,6 +240,29 @@ class Walker:
                     self.seen.add(id(child))
                     continue
             self.walk(child, path + (key,), shell_key or (k in SHELL_KEYS))
+
+
+def _runners(text: str, doc: Node) -> list:
+    """A GitHub Actions workflow's jobs whose `runs-on` names no `self-hosted` label (a hosted
+    runner, a runner group, a label computed per run): (("jobs", name), the `runs-on` text). Such a
+    job runs on a machine the policy may not describe (a cloud runner with one GPU, where the
+    policy's "1" hides it)."""
+    if doc.kind != "map":
+        return []
+    jobs = next((n for k, _, n in doc.items if k == "jobs"), None)
+    if jobs is None or jobs.kind != "map":
+        return []
+    out = []
+    for name, _, job in jobs.items:
+        runs_on = next((n for k, _, n in job.items if k == "runs-on"), None) if job.kind == "map" else None
+        if runs_on is None:
+            continue
+        labels = [runs_on] if runs_on.kind == "scalar" else runs_on.items if runs_on.kind == "seq" else [
+            n for k, _, v in runs_on.items if k == "labels" for n in ([v] if v.kind == "scalar" else v.items)]
+        if any(n.kind == "scalar" and str(n.value).strip().lower() == "self-hosted" for n in labels):
+            continue
+        out.append((("jobs", name), " ".join(text[runs_on.start:runs_on.end].split())))
+    return out
 
 
 def _scope(path: tuple) -> tuple:
@@ -562,6 +586,8 @@ def scan(text: str, kind: str) -> FileFacts:
             w.walk(d)
             if len(docs) > 1:
                 _own_document(w.facts, n, env_before, ordinals_before)
+            elif kind == "yaml":
+                w.facts.runners = _runners(text, d)
     except RecursionError:
         raise ParseError(f"{kind.upper()} nested too deeply to read") from None
     return finish(w.facts)

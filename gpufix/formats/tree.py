@@ -18,7 +18,8 @@ What the walker reads (keys compared in lower case, `-` taken as `_`):
   `devices: "1,"`; an int there is a count, not an index);
 * any string value that is exactly `cuda:N`;
 * YAML strings under `run`, `script`, `command`, `entrypoint`, `before_script`, `after_script`,
-  `cmd` (CI steps, compose commands): read as shell command lines.
+  `cmd` (CI steps, compose commands): read as shell command lines, each under the mask of the
+  innermost environment block around it when it sets none itself.
 
 Not followed on purpose: a bare `device: 1` or `gpu: 1` (a count as often as an index), `gpus: 2`
 (a count), other keys' numbers, templated YAML (Helm/Jinja `{{ }}` files that do not parse),
@@ -107,6 +108,11 @@ class Walker:
         self.json = False  # set by scan() for JSON (TOML is the other non-YAML format)
         self.facts = FileFacts()
         self.seen: set = set()
+        # the masks of environment blocks (a CI job's or step's `env:`, a compose service's
+        # `environment:`, a Kubernetes container's `env`), in force for the commands under them,
+        # and the ordinals of those commands that set no mask of their own (see _inherit_masks)
+        self.block_masks: list = []
+        self.inheriting: list = []
 
     def _editable(self, node: Node) -> bool:
         raw = self.text[node.start:node.end]
@@ -124,6 +130,8 @@ class Walker:
         start, end = node.start, node.end
         e = EnvSet(var, value, start, end, style, self._editable(node) and value is not None,
                    non_string=k8s and node.kind == "scalar" and not isinstance(v, str), form="config", scope=_scope(scope))
+        if var == MASK_VAR:
+            self.block_masks.append(e)
         if key_start is not None:
             prefix = self._line_prefix(key_start)
             if self.yaml and prefix.strip() == "":
@@ -152,6 +160,8 @@ class Walker:
         editable = self._editable(node) and self.text[start - 1] == "="
         e = EnvSet(var, None if "$" in value else value, start, end, "", editable and "$" not in value, form="config",
                    scope=_scope(scope))
+        if var == MASK_VAR:
+            self.block_masks.append(e)
         prefix = self._line_prefix(node.start)
         if self.yaml and re.match(r"^\s*-\s+$", prefix):
             quote = raw[0] if q else ""
@@ -170,6 +180,7 @@ class Walker:
             shell.scan(self.text, node.start, node.end, self.facts, form="config")
             for e in self.facts.env[before:] + self.facts.ordinals[ordinals_before:]:
                 e.scope = _scope(path)
+            self.inheriting.extend(o for o in self.facts.ordinals[ordinals_before:] if o.mask == NO_MASK)
             return
         m = _CUDA_RE.match(node.value)
         if m and (node.style or self.text[node.start:node.end] == node.value):
@@ -240,6 +251,22 @@ class Walker:
                     self.seen.add(id(child))
                     continue
             self.walk(child, path + (key,), shell_key or (k in SHELL_KEYS))
+
+
+def _inherit_masks(w: Walker) -> None:
+    """A command that sets no mask of its own runs under the innermost environment block around it
+    (a step's `env:`, else its job's, else the workflow's; a compose service's `environment:` for
+    its `command:`): its ordinals are read through that block's mask (None: computed at run time),
+    as CUDA reads them there."""
+    for o in w.inheriting:
+        best = None
+        for e in w.block_masks:
+            if e.scope is not None and o.scope[:len(e.scope)] == e.scope and (best is None or len(e.scope) >= len(best.scope)):
+                best = e
+        if best is not None:
+            o.mask = best.value
+    w.inheriting.clear()
+    w.block_masks.clear()
 
 
 def _runners(text: str, doc: Node) -> list:
@@ -584,6 +611,7 @@ def scan(text: str, kind: str) -> FileFacts:
         for n, d in enumerate(docs):
             env_before, ordinals_before = len(w.facts.env), len(w.facts.ordinals)
             w.walk(d)
+            _inherit_masks(w)
             if len(docs) > 1:
                 _own_document(w.facts, n, env_before, ordinals_before)
             elif kind == "yaml":

@@ -95,8 +95,9 @@ class InvalidDeviceOrdinal(Rule):
             if not r.known:
                 if use.value < len(policy_mask):
                     continue
-                reason = ("the file's own mask is not a single literal" if file_mask == UNKNOWN
-                          else "an index cannot be matched with the GPU UUIDs the policy names")
+                reason = ("an index cannot be matched with the GPU UUIDs the policy names" if file_mask != UNKNOWN
+                          else "the file's own mask is not a single literal" if o.mask == FILE_MASK
+                          else "the mask it runs under is computed at run time")
                 yield self.finding(ctx, use.pos, "unknown", what=what, mask=mask, count=len(policy_mask), reason=reason)
             elif r.new_index is None:
                 if unsafe_context(ctx, use) is not None:
@@ -149,8 +150,9 @@ class InvalidDeviceOrdinal(Rule):
             if not known:
                 if o.value < len(policy_mask):
                     continue
-                reason = ("the file's own mask is not a single literal" if file_mask == UNKNOWN
-                          else "an index cannot be matched with the GPU UUIDs the policy names")
+                reason = ("an index cannot be matched with the GPU UUIDs the policy names" if file_mask != UNKNOWN
+                          else "the file's own mask is not a single literal" if o.mask == FILE_MASK
+                          else "the mask it runs under is computed at run time")
                 yield self.finding(tctx, tctx.pos(o.start, o.end), "unknown", what=o.what, index=o.value, mask=mask,
                                    count=len(policy_mask), reason=reason)
             elif new is None:

@@ -269,6 +269,51 @@ def test_a_ci_job_on_a_runner_that_is_not_self_hosted_gets_unsafe_fixes_only(tmp
     assert (root / ".github/workflows/gpu.yml").read_text() == safe.replace('"0"', '"1"').replace("cuda:1", "cuda:0")
 
 
+def test_a_run_step_reads_its_ordinals_through_the_env_block_around_it(tmp_path):
+    """A step's command that sets no mask runs under its step's `env:`, else its job's, else the
+    workflow's: under the job's "1,0", cuda:1 is physical GPU 0, which the policy hides (no fix;
+    remapping it to cuda:0 named physical GPU 1 while the mask stayed). A compose command runs
+    under its service's environment."""
+    workflow = ("on: push\n"
+                "env:\n"
+                "  CUDA_VISIBLE_DEVICES: \"0\"\n"
+                "jobs:\n"
+                "  test:\n"
+                "    runs-on: [self-hosted, gpu]\n"
+                "    env:\n"
+                "      CUDA_DEVICE_ORDER: PCI_BUS_ID\n"
+                "      CUDA_VISIBLE_DEVICES: \"1,0\"\n"
+                "    steps:\n"
+                "      - run: python bench.py --device cuda:1\n"
+                "      - env:\n"
+                "          CUDA_VISIBLE_DEVICES: ${{ matrix.gpu }}\n"
+                "        run: python bench.py --device cuda:1\n")
+    compose = ("services:\n"
+               "  app:\n"
+               "    environment:\n"
+               "      CUDA_DEVICE_ORDER: PCI_BUS_ID\n"
+               "      CUDA_VISIBLE_DEVICES: \"1\"\n"
+               "    command: python serve.py --device cuda:1\n")
+    root = project(tmp_path, {".github/workflows/gpu.yml": workflow, "compose.yaml": compose})
+    report = scan(root)
+    got = [(f["path"], f["line"], f["rule"], f["message"], f["fix"]["applicability"] if f["fix"] else None)
+           for f in report["findings"]]
+    assert got == [
+        (".github/workflows/gpu.yml", 3, "GPU103", 'CUDA_VISIBLE_DEVICES is set to "0", but the policy requires "1"; '
+         'set it to "1"', "safe"),
+        (".github/workflows/gpu.yml", 9, "GPU103", 'CUDA_VISIBLE_DEVICES is set to "1,0", but the policy requires "1"; '
+         'set it to "1"', "unsafe"),
+        (".github/workflows/gpu.yml", 11, "GPU001", 'cuda:1 means physical GPU 0, which CUDA_VISIBLE_DEVICES="1" hides; '
+         "choose a GPU the policy allows or change the policy", None),
+        (".github/workflows/gpu.yml", 14, "GPU001", 'cuda:1 does not exist under CUDA_VISIBLE_DEVICES="1" (1 visible '
+         "GPU(s)); the physical GPU it meant is unknown (the mask it runs under is computed at run time): fix it by hand",
+         None),
+        # under the compose service's "1", cuda:1 names no GPU: the policy's GPU is cuda:0
+        ("compose.yaml", 6, "GPU001", 'cuda:1 means physical GPU 1, which is cuda:0 under CUDA_VISIBLE_DEVICES="1"; '
+         "use cuda:0", "safe"),
+    ]
+
+
 def test_crlf_and_bom_shell_script_keeps_its_bytes(tmp_path):
     raw = b"\xef\xbb\xbf#!/bin/sh\r\nCUDA_VISIBLE_DEVICES=0 python a.py --device cuda:1\r\n"
     root = project(tmp_path, {"run.sh": raw})

@@ -95,9 +95,8 @@ class InvalidDeviceOrdinal(Rule):
             if not r.known:
                 if use.value < len(policy_mask):
                     continue
-                reason = ("an index cannot be matched with the GPU UUIDs the policy names" if file_mask != UNKNOWN
-                          else "the file's own mask is not a single literal" if o.mask == FILE_MASK
-                          else "the mask it runs under is computed at run time")
+                reason = ("the file's own mask is not a single literal" if file_mask == UNKNOWN
+                          else "an index cannot be matched with the GPU UUIDs the policy names")
                 yield self.finding(ctx, use.pos, "unknown", what=what, mask=mask, count=len(policy_mask), reason=reason)
             elif r.new_index is None:
                 if unsafe_context(ctx, use) is not None:

@@ -281,6 +281,7 @@ def notebook_bytes_from_marked(src: SourceFile, marked_text: str) -> bytes:
         bodies[int(parts[i])] = parts[i + 1]
     nb = src.notebook
     by_index = {c.index: c for c in src.cells}
+    changed = {}  # cell index -> its new source
     for idx, cell in enumerate(nb["cells"], 1):
         if idx not in by_index:
             continue
@@ -308,7 +309,9 @@ def notebook_bytes_from_marked(src: SourceFile, marked_text: str) -> bytes:
         old_source = "".join(cell["source"]) if info.source_was_list else cell["source"]
         nl = detect_newline(old_source)  # a cell written with "\r\n" keeps them
         new_source = nl.join(restored)
-        if old_source.endswith(("\n", "\r")) and not new_source.endswith(nl):
+        if old_source.endswith(("\n", "\r")):
+            # read_notebook dropped the empty line after the cell's last newline: put it back
+            # (a cell ending in a blank line, "x\n\n", reads as ["x", ""] and ends in two).
             new_source += nl
         if new_source == old_source:
             continue
@@ -316,7 +319,126 @@ def notebook_bytes_from_marked(src: SourceFile, marked_text: str) -> bytes:
             cell["source"] = [ln for ln in re.split(r"(?<=\n)", new_source) if ln]
         else:
             cell["source"] = new_source
-    return dump_notebook(nb, src.raw)
+        changed[idx] = cell["source"]
+    return _splice_sources(src.raw, nb, changed) or dump_notebook(nb, src.raw)
+
+
+def _json_value_end(text: str, i: int) -> int:
+    """The end of the JSON value that starts at text[i] (the text is valid JSON: json.loads read it)."""
+    depth = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            i += 1
+            while text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        elif c in "{[":
+            depth += 1
+        elif c in "}]":
+            if depth == 0:
+                return i  # the end of the object or list a number or literal is the last value of
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        elif depth == 0 and c in ", \t\r\n":
+            return i
+        i += 1
+        if depth == 0 and c == '"':
+            return i
+    return i
+
+
+def _members(text: str, i: int):
+    """(key, value start, value end) of the members of the JSON object at text[i] == "{"."""
+    i += 1
+    while True:
+        i = _skip_ws(text, i)
+        if text[i] == "}":
+            return
+        end = _json_value_end(text, i)
+        key = json.loads(text[i:end])
+        i = _skip_ws(text, _skip_ws(text, end) + 1)  # past the ":"
+        end = _json_value_end(text, i)
+        yield key, i, end
+        i = _skip_ws(text, end)
+        if text[i] == ",":
+            i += 1
+
+
+def _skip_ws(text: str, i: int) -> int:
+    while text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def _source_spans(text: str) -> Optional[dict]:
+    """{cell index (1-based): (start, end) of its "source" value} in a notebook's JSON text."""
+    i = _skip_ws(text, 0)
+    if text[i] != "{":
+        return None
+    cells = next(((s, e) for k, s, e in _members(text, i) if k == "cells"), None)
+    if cells is None or text[cells[0]] != "[":
+        return None
+    spans = {}
+    i, idx = cells[0] + 1, 0
+    while True:
+        i = _skip_ws(text, i)
+        if text[i] == "]":
+            return spans
+        idx += 1
+        end = _json_value_end(text, i)
+        if text[i] == "{":
+            for k, s, e in _members(text, i):
+                if k == "source":
+                    spans[idx] = (s, e)
+        i = _skip_ws(text, end)
+        if text[i] == ",":
+            i += 1
+
+
+def _splice_sources(original: bytes, nb: dict, changed: dict) -> Optional[bytes]:
+    """The notebook's original bytes with only the "source" values of the `changed` cells rewritten,
+    each in the layout the file gives it (one string per line at the list's indentation, `\\u`
+    escapes in an ASCII file, its newlines), so that a notebook apply fixes keeps every other byte;
+    None when the text cannot be spliced (dump_notebook writes it whole then)."""
+    text = original.decode("utf-8-sig", errors="replace")
+    try:
+        spans = _source_spans(text)
+    except (IndexError, ValueError):
+        return None
+    if not spans or any(idx not in spans for idx in changed):
+        return None
+    ascii_only = text.isascii() and "\\u" in text
+    out, at = [], 0
+    for idx in sorted(changed, key=lambda k: spans[k][0]):
+        start, end = spans[idx]
+        old, new = text[start:end], changed[idx]
+        if isinstance(new, list) and old.startswith("["):
+            m = re.match(r"\[(\r?\n)([ \t]*)", old)
+            if new and m:  # one string per line, closed on a line of its own
+                close = re.search(r"(\r?\n[ \t]*)\]$", old)
+                sep = "," + m.group(1) + m.group(2)
+                value = ("[" + m.group(1) + m.group(2) + sep.join(json.dumps(x, ensure_ascii=ascii_only) for x in new)
+                         + (close.group(1) if close else m.group(1)) + "]")
+            elif new and old != "[]":  # on one line
+                value = "[" + ", ".join(json.dumps(x, ensure_ascii=ascii_only) for x in new) + "]"
+            elif not new:
+                value = "[]"
+            else:
+                return None  # an empty list gives no layout to follow
+        elif isinstance(new, str) and old.startswith('"'):
+            value = json.dumps(new, ensure_ascii=ascii_only)
+        else:
+            return None
+        out += [text[at:start], value]
+        at = end
+    out.append(text[at:])
+    spliced = "".join(out)
+    if json.loads(spliced) != nb:
+        return None
+    data = spliced.encode("utf-8")
+    return codecs.BOM_UTF8 + data if original.startswith(codecs.BOM_UTF8) else data
 
 
 def dump_notebook(nb: dict, original: bytes) -> bytes:

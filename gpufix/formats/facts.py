@@ -66,6 +66,7 @@ class Ordinal:
     # command's own prefix or the last export before it): a string, None (not literal) or NO_MASK;
     # FILE_MASK: judge against the file's single literal mask, as in Python.
     mask: object = "file"
+    scope: Optional[tuple] = None  # YAML/JSON/TOML: the key path it is in (as EnvSet.scope)
 
 
 @dataclasses.dataclass
@@ -97,9 +98,24 @@ class FileFacts:
     ordinals: list = dataclasses.field(default_factory=list)
     lists: list = dataclasses.field(default_factory=list)
     pins: list = dataclasses.field(default_factory=list)
+    # CI jobs that run on a runner the policy may not describe (a GitHub Actions job whose
+    # `runs-on` does not name `self-hosted`): (scope, the `runs-on` text), scope as EnvSet.scope
+    runners: list = dataclasses.field(default_factory=list)
+
+    def runner_of(self, scope: Optional[tuple]) -> Optional[str]:
+        """The `runs-on` text of the CI job a setting at `scope` is in force for, when that job runs
+        on a runner the policy may not describe (a workflow's own `env` is in force in every job)."""
+        if scope is None:
+            return None
+        for job, runs_on in self.runners:
+            n = min(len(job), len(scope))
+            if job[:n] == scope[:n]:
+                return runs_on
+        return None
 
     def extend(self, other: "FileFacts") -> None:
         self.env.extend(other.env)
         self.ordinals.extend(other.ordinals)
         self.lists.extend(other.lists)
         self.pins.extend(other.pins)
+        self.runners.extend(other.runners)

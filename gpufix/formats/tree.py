@@ -18,7 +18,8 @@ What the walker reads (keys compared in lower case, `-` taken as `_`):
   `devices: "1,"`; an int there is a count, not an index);
 * any string value that is exactly `cuda:N`;
 * YAML strings under `run`, `script`, `command`, `entrypoint`, `before_script`, `after_script`,
-  `cmd` (CI steps, compose commands): read as shell command lines.
+  `cmd` (CI steps, compose commands): read as shell command lines, each under the mask of the
+  innermost environment block around it when it sets none itself.
 
 Not followed on purpose: a bare `device: 1` or `gpu: 1` (a count as often as an index), `gpus: 2`
 (a count), other keys' numbers, templated YAML (Helm/Jinja `{{ }}` files that do not parse),
@@ -107,6 +108,11 @@ class Walker:
         self.json = False  # set by scan() for JSON (TOML is the other non-YAML format)
         self.facts = FileFacts()
         self.seen: set = set()
+        # the masks of environment blocks (a CI job's or step's `env:`, a compose service's
+        # `environment:`, a Kubernetes container's `env`), in force for the commands under them,
+        # and the ordinals of those commands that set no mask of their own (see _inherit_masks)
+        self.block_masks: list = []
+        self.inheriting: list = []
 
     def _editable(self, node: Node) -> bool:
         raw = self.text[node.start:node.end]
@@ -124,6 +130,8 @@ class Walker:
         start, end = node.start, node.end
         e = EnvSet(var, value, start, end, style, self._editable(node) and value is not None,
                    non_string=k8s and node.kind == "scalar" and not isinstance(v, str), form="config", scope=_scope(scope))
+        if var == MASK_VAR:
+            self.block_masks.append(e)
         if key_start is not None:
             prefix = self._line_prefix(key_start)
             if self.yaml and prefix.strip() == "":
@@ -152,6 +160,8 @@ class Walker:
         editable = self._editable(node) and self.text[start - 1] == "="
         e = EnvSet(var, None if "$" in value else value, start, end, "", editable and "$" not in value, form="config",
                    scope=_scope(scope))
+        if var == MASK_VAR:
+            self.block_masks.append(e)
         prefix = self._line_prefix(node.start)
         if self.yaml and re.match(r"^\s*-\s+$", prefix):
             quote = raw[0] if q else ""
@@ -166,15 +176,17 @@ class Walker:
         if not isinstance(node.value, str):
             return
         if shell_key and self.yaml and node.style in ("", "|", ">"):
-            before = len(self.facts.env)
+            before, ordinals_before = len(self.facts.env), len(self.facts.ordinals)
             shell.scan(self.text, node.start, node.end, self.facts, form="config")
-            for e in self.facts.env[before:]:
+            for e in self.facts.env[before:] + self.facts.ordinals[ordinals_before:]:
                 e.scope = _scope(path)
+            self.inheriting.extend(o for o in self.facts.ordinals[ordinals_before:] if o.mask == NO_MASK)
             return
         m = _CUDA_RE.match(node.value)
         if m and (node.style or self.text[node.start:node.end] == node.value):
             q = 1 if node.style in ("'", '"') else 0
-            self.facts.ordinals.append(Ordinal(node.value, int(m.group(1)), node.start + q, node.end - q, "cuda:{}"))
+            self.facts.ordinals.append(Ordinal(node.value, int(m.group(1)), node.start + q, node.end - q, "cuda:{}",
+                                               scope=_scope(path + ("",))))
 
     def walk(self, node: Node, path: tuple = (), shell_key: bool = False) -> None:
         if node.kind == "scalar":
@@ -239,6 +251,45 @@ class Walker:
                     self.seen.add(id(child))
                     continue
             self.walk(child, path + (key,), shell_key or (k in SHELL_KEYS))
+
+
+def _inherit_masks(w: Walker) -> None:
+    """A command that sets no mask of its own runs under the innermost environment block around it
+    (a step's `env:`, else its job's, else the workflow's; a compose service's `environment:` for
+    its `command:`): its ordinals are read through that block's mask (None: computed at run time),
+    as CUDA reads them there."""
+    for o in w.inheriting:
+        best = None
+        for e in w.block_masks:
+            if e.scope is not None and o.scope[:len(e.scope)] == e.scope and (best is None or len(e.scope) >= len(best.scope)):
+                best = e
+        if best is not None:
+            o.mask = best.value
+    w.inheriting.clear()
+    w.block_masks.clear()
+
+
+def _runners(text: str, doc: Node) -> list:
+    """A GitHub Actions workflow's jobs whose `runs-on` names no `self-hosted` label (a hosted
+    runner, a runner group, a label computed per run): (("jobs", name), the `runs-on` text). Such a
+    job runs on a machine the policy may not describe (a cloud runner with one GPU, where the
+    policy's "1" hides it)."""
+    if doc.kind != "map":
+        return []
+    jobs = next((n for k, _, n in doc.items if k == "jobs"), None)
+    if jobs is None or jobs.kind != "map":
+        return []
+    out = []
+    for name, _, job in jobs.items:
+        runs_on = next((n for k, _, n in job.items if k == "runs-on"), None) if job.kind == "map" else None
+        if runs_on is None:
+            continue
+        labels = [runs_on] if runs_on.kind == "scalar" else runs_on.items if runs_on.kind == "seq" else [
+            n for k, _, v in runs_on.items if k == "labels" for n in ([v] if v.kind == "scalar" else v.items)]
+        if any(n.kind == "scalar" and str(n.value).strip().lower() == "self-hosted" for n in labels):
+            continue
+        out.append((("jobs", name), " ".join(text[runs_on.start:runs_on.end].split())))
+    return out
 
 
 def _scope(path: tuple) -> tuple:
@@ -560,8 +611,11 @@ def scan(text: str, kind: str) -> FileFacts:
         for n, d in enumerate(docs):
             env_before, ordinals_before = len(w.facts.env), len(w.facts.ordinals)
             w.walk(d)
+            _inherit_masks(w)
             if len(docs) > 1:
                 _own_document(w.facts, n, env_before, ordinals_before)
+            elif kind == "yaml":
+                w.facts.runners = _runners(text, d)
     except RecursionError:
         raise ParseError(f"{kind.upper()} nested too deeply to read") from None
     return finish(w.facts)

@@ -39,6 +39,9 @@ class ProjectIndex:
     # the .py files whose text names a mask variable (fix_holds: which of the files an entry
     # point's process runs may set its mask), read with each file's index record
     names_mask: frozenset = frozenset()
+    # (abs path, attribute names read in the values it writes into CUDA_VISIBLE_DEVICES) for the
+    # files that write one from an attribute (`str(args.cuda_device)`): GPU108's options
+    mask_attrs: tuple = ()
 
     @property
     def entry_map(self) -> dict:
@@ -61,7 +64,7 @@ class ProjectIndex:
                 "covered": [list(c) for c in self.covered], "graph_built": self.graph_built,
                 "unparsed": sorted(self.unparsed), "edges": [[a, list(t)] for a, t in self.edges],
                 "helpers": [list(h) for h in self.helpers], "launched": [list(x) for x in self.launched],
-                "names_mask": sorted(self.names_mask)}
+                "names_mask": sorted(self.names_mask), "mask_attrs": [[a, list(t)] for a, t in self.mask_attrs]}
 
     @classmethod
     def from_json(cls, data: dict) -> "ProjectIndex":
@@ -69,12 +72,20 @@ class ProjectIndex:
                    tuple(tuple(c) for c in data["covered"]), bool(data["graph_built"]), frozenset(data["unparsed"]),
                    tuple((a, tuple(t)) for a, t in data.get("edges", ())),
                    tuple(tuple(h) for h in data.get("helpers", ())), tuple(tuple(x) for x in data.get("launched", ())),
-                   frozenset(data.get("names_mask", ())))
+                   frozenset(data.get("names_mask", ())), tuple((a, tuple(t)) for a, t in data.get("mask_attrs", ())))
 
     def launched_by(self, a: str) -> list:
         """(parent, counter) of the project files that start script `a` by path."""
         a = os.path.abspath(a)
         return [(p, c) for child, p, c in self.launched if child == a]
+
+    def mask_attrs_of_importers(self, a: str) -> frozenset:
+        """The attribute names that the project files importing `a` write into a mask (their own or
+        a child's environment, as GPU108 counts a write in the option's own file): an option `a`
+        parses (`args.cuda_device`) that one of them writes into CUDA_VISIBLE_DEVICES."""
+        a = os.path.abspath(a)
+        attrs = dict(self.mask_attrs)
+        return frozenset(x for imp in self.importers_map.get(a, ()) for x in attrs.get(imp, ()))
 
     @property
     def imports_map(self) -> dict:
@@ -168,7 +179,7 @@ class ProjectIndex:
 
     def fingerprint(self) -> str:
         blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed),
-                     self.helpers, self.launched, sorted(self.names_mask))).encode()
+                     self.helpers, self.launched, sorted(self.names_mask), self.mask_attrs)).encode()
         return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
@@ -502,8 +513,9 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
     helpers = tuple(sorted((h[0], h[1], h[2], a) for a in parsed for h in records[a].get("helpers", ())))
     launched = child_launches(str(root), {a: records[a] for a in parsed}, forward)
     names_mask = frozenset(a for a in parsed if records[a].get("names_mask"))
+    mask_attrs = tuple(sorted((a, tuple(records[a]["mask_attrs"])) for a in parsed if records[a].get("mask_attrs")))
     return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True,
-                        frozenset(unparsed), edges, helpers, launched, names_mask)
+                        frozenset(unparsed), edges, helpers, launched, names_mask, mask_attrs)
 
 
 def _reaching(parsed: dict, records: dict, reverse: dict, forward: dict, named: dict, targets) -> set:

@@ -578,7 +578,40 @@ def _record(a: str, text: str) -> dict:
         record["runs_m"] = started
     if not a.endswith(".ipynb") and names_mask_variable(text):
         record["names_mask"] = True  # fix_holds asks it of every file an entry point's process runs
+        attrs = mask_value_attrs(text)
+        if attrs:
+            record["mask_attrs"] = attrs  # GPU108: options of the modules it imports that reach its mask
     return record
+
+
+def mask_value_attrs(text: str) -> list:
+    """The attribute names read in the values a file writes into CUDA_VISIBLE_DEVICES, of its own
+    environment or a child's (`os.environ["CUDA_VISIBLE_DEVICES"] = str(args.cuda_device)`,
+    `env["CUDA_VISIBLE_DEVICES"] = args.gpus`: ["cuda_device", "gpus"]), sorted: an
+    option parsed in a module it imports (ComfyUI's `comfy/cli_args.py`) reaches a mask here. Only
+    the statements on the lines naming the variable are walked."""
+    if MASK_VAR not in text:
+        return []
+    tree = _parse(text)
+    if tree is None:
+        return []
+
+    def is_mask(node) -> bool:
+        return isinstance(node, ast.Constant) and node.value == MASK_VAR
+
+    found = set()
+    for node in _walk_lines(tree, lines_naming(text, (MASK_VAR,))):
+        value = None
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Subscript) and is_mask(t.slice) for t in node.targets):
+            value = node.value
+        elif isinstance(node, ast.Call) and len(node.args) == 2 and is_mask(node.args[0]):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+            if name in ("setdefault", "putenv", "__setitem__"):
+                value = node.args[1]
+        if value is not None:
+            found.update(n.attr for n in ast.walk(value) if isinstance(n, ast.Attribute))
+    return sorted(found)
 
 
 def names_mask_variable(text: str) -> bool:
@@ -588,8 +621,8 @@ def names_mask_variable(text: str) -> bool:
 
 # What a record holds, in the index cache's key: a cached record of an older shape is never reused
 # (2: the files a file runs by path, `loads`; 3: the modules it starts with `python -m`, `runs_m`;
-# 4: whether it names a mask variable, `names_mask`).
-RECORD_FORMAT = 4
+# 4: whether it names a mask variable, `names_mask`; 5: the attributes read into its mask, `mask_attrs`).
+RECORD_FORMAT = 5
 
 # `[sys.executable, "-m", "pkg.worker"]`, `"python -m pkg.worker ..."` in a command string
 _DASH_M = LazyPattern(r"""['"]-m['"]\s*,\s*(?:\w+\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]|\bpython[\d.]*\s+-m\s+([A-Za-z_][\w.]*)""")

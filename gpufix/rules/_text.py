@@ -105,5 +105,15 @@ class TextContext:
         return physical, None, True
 
 
+def runner_note(facts, scope, what: str = "it") -> str:
+    """The clause that makes a fix of a CI job's setting unsafe when the job runs on a runner the
+    policy may not describe (FileFacts.runner_of), else ""."""
+    runner = facts.runner_of(scope)
+    if runner is None:
+        return ""
+    return (f"; unsafe fix: {what} is in force in a job that runs on `runs-on: {runner}`, which names no "
+            "`self-hosted` runner: its GPUs need not be this machine's, and the policy's mask may hide them there")
+
+
 def quoted(style: str, value: str) -> str:
     return f"{style}{value}{style}" if style else value

@@ -47,6 +47,14 @@ def _launcher_block(ctx: RuleContext, use: OrdinalUse, new_index: int):
             f"default would not change; change the launcher's {option} together with the default")
 
 
+def _in_force(mask_scope, scope) -> bool:
+    """A config's mask set at `mask_scope` is in force at `scope` (one holds the other: a
+    workflow's env and a step of its job)."""
+    if mask_scope is None or scope is None:
+        return False
+    n = min(len(mask_scope), len(scope))
+    return mask_scope[:n] == scope[:n]
+
 class InvalidDeviceOrdinal(Rule):
     code = "GPU001"
     fixes_first_pass_only = True  # remaps read through the mask before the fix
@@ -121,6 +129,9 @@ class InvalidDeviceOrdinal(Rule):
 
     def check_text(self, tctx: TextContext):
         """The same judgement on a non-Python file's facts (gpufix.formats)."""
+        from gpufix.formats.facts import FILE_MASK  # loaded with the text rules' context, not for Python files
+        from gpufix.rules._text import runner_note
+
         policy_mask = tctx.policy.mask
         breaks = None
         for o in tctx.facts.ordinals:
@@ -138,8 +149,9 @@ class InvalidDeviceOrdinal(Rule):
             if not known:
                 if o.value < len(policy_mask):
                     continue
-                reason = ("the file's own mask is not a single literal" if file_mask == UNKNOWN
-                          else "an index cannot be matched with the GPU UUIDs the policy names")
+                reason = ("an index cannot be matched with the GPU UUIDs the policy names" if file_mask != UNKNOWN
+                          else "the file's own mask is not a single literal" if o.mask == FILE_MASK
+                          else "the mask it runs under is computed at run time")
                 yield self.finding(tctx, tctx.pos(o.start, o.end), "unknown", what=o.what, index=o.value, mask=mask,
                                    count=len(policy_mask), reason=reason)
             elif new is None:
@@ -155,5 +167,14 @@ class InvalidDeviceOrdinal(Rule):
                                        mask=mask, new_index=new, new=code)
                     continue
                 fix = Fix(remap_applicability(file_mask, policy_mask), f"use {code}", (fmt.replace_edit(tctx.lines, o.start, o.end, code),))
-                yield self.finding(tctx, tctx.pos(o.start, o.end), "remap", fix, what=o.what, physical=physical, mask=mask,
-                                   new_index=new, new=code)
+                note = runner_note(tctx.facts, o.scope)
+                if not note:
+                    # a mask in force where it is used (the file's, its job's or the workflow's env)
+                    # whose GPU103 fix is unsafe for that reason: the remap goes with it or not at all
+                    note = next((n for n in (runner_note(tctx.facts, e.scope, "the mask it is read through")
+                                             for e in tctx.mask_sets if o.mask == FILE_MASK or _in_force(e.scope, o.scope))
+                                 if n), "")
+                if note:
+                    fix = dataclasses.replace(fix, applicability="unsafe")
+                yield self.finding(tctx, tctx.pos(o.start, o.end), "remap", fix, _note=note, what=o.what, physical=physical,
+                                   mask=mask, new_index=new, new=code)

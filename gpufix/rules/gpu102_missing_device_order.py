@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from gpufix.analysis import ORDER_VAR, Pos
 from gpufix.config import is_index_mask, parse_mask
+from gpufix.maskvalues import hides_all
 from gpufix.model import Edit, Fix
 from gpufix.rules import Rule, RuleContext
 from gpufix.formats import text as fmt
@@ -13,6 +14,12 @@ from gpufix.rules._shared import header_lines
 
 if TYPE_CHECKING:  # the text rules' context: imported by the engine for non-Python files only
     from gpufix.rules._text import TextContext
+
+
+def _cpu_run_only(ctx: RuleContext, mask_writes: list) -> bool:
+    """Whether every mask write of the file is a literal that hides every GPU and none runs too late."""
+    late = {id(w) for w, _, _ in ctx.late_writes()}
+    return all(w.value_kind == "str" and hides_all(str(w.value)) and id(w) not in late for w in mask_writes)
 
 
 class MissingDeviceOrder(Rule):
@@ -27,6 +34,8 @@ class MissingDeviceOrder(Rule):
         if ctx.order_writes and not ctx.in_header_scope:
             return  # set where the file's own mask is set; only a header file must set it at the top
         mask_writes = ctx.mask_writes
+        if ctx.policy.cpu_runs == "keep" and ctx.header_mask_writes and _cpu_run_only(ctx, mask_writes):
+            return  # an explicit CPU run ("" or "-1", kept as the header keeps a caller's): no GPU to order
         index_form = any(
             w.value_kind in ("str", "int") and w.value is not None and is_index_mask(parse_mask(w.value)) for w in mask_writes
         )

@@ -68,7 +68,7 @@ class WrongVisibleDevices(ProjectRule):
 
     def check_text(self, tctx: TextContext):
         """The same judgement on a non-Python file's facts (gpufix.formats)."""
-        from gpufix.rules._text import quoted  # loaded with the text rules' context, not for Python files
+        from gpufix.rules._text import quoted, runner_note  # loaded with the text rules' context, not for Python files
 
         want = tctx.policy.visible_devices
         composed = set()  # the pins whose container's own mask already selects the policy's GPUs
@@ -102,10 +102,13 @@ class WrongVisibleDevices(ProjectRule):
                     # inside a container the value indexes its pinned GPUs: the policy's value
                     # would name another GPU there (or none)
                     fix = None
+                note = runner_note(tctx.facts, e.scope) if fix is not None else ""
+                if note:
+                    fix = dataclasses.replace(fix, applicability="unsafe")
                 if e.form == "accelerate":
                     yield self.finding(tctx, tctx.pos(e.start, e.end), "launcher", value=e.value, want=want)
                 else:
-                    yield self.finding(tctx, tctx.pos(e.start, e.end), "policy", fix, value=e.value, want=want)
+                    yield self.finding(tctx, tctx.pos(e.start, e.end), "policy", fix, _note=note, value=e.value, want=want)
         mask = tctx.policy.mask
         if mask is None or not is_index_mask(mask):
             return

@@ -183,9 +183,12 @@ class AppGpuChoice(Rule):
             yield self.finding(ctx, w.value_pos or w.pos, "mask", var=w.var, expr=w.value_src or "?", winner=winner)
         pinned = "the header pins" if (ctx.header_mask_writes or ctx.in_header_scope) else "the policy's header pins"
         flows = " ".join(getattr(u, "via", "") or "" for u in ctx.facts.ordinals)
-        for opt in ctx.facts.extra.get(GpuOptions.name, ()):
-            if opt.reaches == "mask":
-                continue  # reported at the mask write
+        options = ctx.facts.extra.get(GpuOptions.name, ())
+        project = ctx.policy.project
+        elsewhere = project.mask_attrs_of_importers(ctx.abs_path) if options and project is not None and ctx.abs_path else ()
+        for opt in options:
+            if opt.reaches == "mask" or opt.dest in elsewhere:
+                continue  # reported at the mask write (in this file, or in one that imports it)
             if opt.flag in flows or f"args.{opt.dest}" in flows:
                 continue  # GPU001 follows the option's value to the device it picks
             yield self.finding(ctx, Pos(opt.line, opt.col, opt.line, opt.col), "option", flag=opt.flag, pinned=pinned,

@@ -229,6 +229,91 @@ def test_messages_name_the_value_and_the_policy(tmp_path):
     assert by_line[(6, "GPU001")] == 'cuda:1 means physical GPU 1, which is cuda:0 under CUDA_VISIBLE_DEVICES="1"; use cuda:0'
 
 
+CLOUD_WORKFLOW = (
+    "on: push\n"
+    "jobs:\n"
+    "  single_gpu:\n"
+    "    runs-on:\n"
+    "      group: aws-g6-4xlarge-plus\n"
+    "    env:\n"
+    "      CUDA_VISIBLE_DEVICES: \"0\"\n"
+    "    steps:\n"
+    "      - run: python bench.py --device cuda:1\n"
+    "  local:\n"
+    "    runs-on: [self-hosted, gpu]\n"
+    "    env:\n"
+    "      CUDA_DEVICE_ORDER: PCI_BUS_ID\n"
+    "      CUDA_VISIBLE_DEVICES: \"0\"\n"
+)
+
+
+def test_a_ci_job_on_a_runner_that_is_not_self_hosted_gets_unsafe_fixes_only(tmp_path):
+    """accelerate's run_merge_tests.yml: a job on a cloud runner group (one GPU) sets
+    CUDA_VISIBLE_DEVICES "0"; the policy's "1" would hide that runner's only GPU, so the mask fix
+    (and the remap read through that mask) is unsafe there. A self-hosted job's stays safe."""
+    root = project(tmp_path, {".github/workflows/gpu.yml": CLOUD_WORKFLOW})
+    report = scan(root)
+    got = [(f["line"], f["rule"], f["fix"]["applicability"] if f["fix"] else None) for f in report["findings"]]
+    assert got == [(7, "GPU102", "safe"), (7, "GPU103", "unsafe"), (9, "GPU001", "unsafe"), (14, "GPU103", "safe")]
+    msg = next(f["message"] for f in report["findings"] if f["line"] == 7 and f["rule"] == "GPU103")
+    assert msg == ('CUDA_VISIBLE_DEVICES is set to "0", but the policy requires "1"; set it to "1"; unsafe fix: it is in '
+                   "force in a job that runs on `runs-on: group: aws-g6-4xlarge-plus`, which names no `self-hosted` "
+                   "runner: its GPUs need not be this machine's, and the policy's mask may hide them there")
+    proc = apply(root)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the unsafe fixes remain
+    safe = CLOUD_WORKFLOW.replace('      CUDA_VISIBLE_DEVICES: "0"\n    steps:',
+                                  '      CUDA_DEVICE_ORDER: PCI_BUS_ID\n      CUDA_VISIBLE_DEVICES: "0"\n    steps:')
+    safe = safe[:safe.rindex('"0"')] + '"1"\n'
+    assert (root / ".github/workflows/gpu.yml").read_text() == safe
+    apply(root, "--unsafe-fixes")
+    assert (root / ".github/workflows/gpu.yml").read_text() == safe.replace('"0"', '"1"').replace("cuda:1", "cuda:0")
+
+
+def test_a_run_step_reads_its_ordinals_through_the_env_block_around_it(tmp_path):
+    """A step's command that sets no mask runs under its step's `env:`, else its job's, else the
+    workflow's: under the job's "1,0", cuda:1 is physical GPU 0, which the policy hides (no fix;
+    remapping it to cuda:0 named physical GPU 1 while the mask stayed). A compose command runs
+    under its service's environment."""
+    workflow = ("on: push\n"
+                "env:\n"
+                "  CUDA_VISIBLE_DEVICES: \"0\"\n"
+                "jobs:\n"
+                "  test:\n"
+                "    runs-on: [self-hosted, gpu]\n"
+                "    env:\n"
+                "      CUDA_DEVICE_ORDER: PCI_BUS_ID\n"
+                "      CUDA_VISIBLE_DEVICES: \"1,0\"\n"
+                "    steps:\n"
+                "      - run: python bench.py --device cuda:1\n"
+                "      - env:\n"
+                "          CUDA_VISIBLE_DEVICES: ${{ matrix.gpu }}\n"
+                "        run: python bench.py --device cuda:1\n")
+    compose = ("services:\n"
+               "  app:\n"
+               "    environment:\n"
+               "      CUDA_DEVICE_ORDER: PCI_BUS_ID\n"
+               "      CUDA_VISIBLE_DEVICES: \"1\"\n"
+               "    command: python serve.py --device cuda:1\n")
+    root = project(tmp_path, {".github/workflows/gpu.yml": workflow, "compose.yaml": compose})
+    report = scan(root)
+    got = [(f["path"], f["line"], f["rule"], f["message"], f["fix"]["applicability"] if f["fix"] else None)
+           for f in report["findings"]]
+    assert got == [
+        (".github/workflows/gpu.yml", 3, "GPU103", 'CUDA_VISIBLE_DEVICES is set to "0", but the policy requires "1"; '
+         'set it to "1"', "safe"),
+        (".github/workflows/gpu.yml", 9, "GPU103", 'CUDA_VISIBLE_DEVICES is set to "1,0", but the policy requires "1"; '
+         'set it to "1"', "unsafe"),
+        (".github/workflows/gpu.yml", 11, "GPU001", 'cuda:1 means physical GPU 0, which CUDA_VISIBLE_DEVICES="1" hides; '
+         "choose a GPU the policy allows or change the policy", None),
+        (".github/workflows/gpu.yml", 14, "GPU001", 'cuda:1 does not exist under CUDA_VISIBLE_DEVICES="1" (1 visible '
+         "GPU(s)); the physical GPU it meant is unknown (the mask it runs under is computed at run time): fix it by hand",
+         None),
+        # under the compose service's "1", cuda:1 names no GPU: the policy's GPU is cuda:0
+        ("compose.yaml", 6, "GPU001", 'cuda:1 means physical GPU 1, which is cuda:0 under CUDA_VISIBLE_DEVICES="1"; '
+         "use cuda:0", "safe"),
+    ]
+
+
 def test_crlf_and_bom_shell_script_keeps_its_bytes(tmp_path):
     raw = b"\xef\xbb\xbf#!/bin/sh\r\nCUDA_VISIBLE_DEVICES=0 python a.py --device cuda:1\r\n"
     root = project(tmp_path, {"run.sh": raw})

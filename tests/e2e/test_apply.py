@@ -155,6 +155,59 @@ def test_notebook_fixed_cell_by_cell_keeping_metadata_and_outputs(gitrepo):
     assert new["cells"][2]["source"] == ["model = torch.nn.Linear(2, 2).to('cuda:0')"]
 
 
+def test_notebook_cells_ending_in_blank_lines_keep_them(gitrepo):
+    """A code cell whose source ends with a blank line ("...\\n", "\\n") keeps it byte for byte,
+    whether apply rewrites that cell or another one (bark's long_form_generation.ipynb lost the
+    blank line of a cell that no fix touched)."""
+    nb = {
+        "cells": [
+            {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+             "source": ["import torch\n", "\n"]},
+            {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+             "source": ["for i in range(2):\n", "    print(i)\n", "\n", "\n"]},
+            {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+             "source": ["x = 'cuda:1'\n", "\n"]},
+        ],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    }
+    repo = gitrepo({"pyproject.toml": POLICY, "nb.ipynb": json.dumps(nb, indent=1) + "\n"})
+    proc = run_gpufix("apply", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    header = ["import os\n", "\n", 'os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n',
+              'os.environ["CUDA_VISIBLE_DEVICES"] = "1"\n', "\n"]
+    nb["cells"][0]["source"] = header + nb["cells"][0]["source"]
+    nb["cells"][2]["source"] = ["x = 'cuda:0'\n", "\n"]
+    assert (repo / "nb.ipynb").read_text() == json.dumps(nb, indent=1) + "\n"
+
+
+def test_notebook_in_its_own_layout_changes_only_the_fixed_cells_source(gitrepo):
+    """A notebook not laid out as json.dumps lays it out (TTS's TestAttention.ipynb: `"cells": [{`,
+    4 spaces; here also `\\u` escapes and CRLF) keeps every byte but those of the sources it fixes."""
+    raw = (
+        '{\r\n    "cells": [{\r\n            "cell_type": "markdown",\r\n            "metadata": {},\r\n'
+        '            "source": ["# caf\\u00e9"]\r\n        },\r\n'
+        '        {\r\n            "cell_type": "code",\r\n            "execution_count": null,\r\n'
+        '            "metadata": {"collapsed": false},\r\n            "outputs": [],\r\n'
+        '            "source": [\r\n                "import torch\\n",\r\n                "x = \'cuda:1\'"\r\n'
+        '            ]\r\n        },\r\n'
+        '        {"cell_type": "code", "execution_count": null, "metadata": {}, "outputs": [], "source": "y = \'cuda:1\'"}\r\n'
+        '    ],\r\n    "metadata": {},\r\n    "nbformat": 4,\r\n    "nbformat_minor": 2\r\n}'
+    )
+    repo = gitrepo({"pyproject.toml": POLICY})
+    (repo / "nb.ipynb").write_bytes(raw.encode())
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "nb")
+    proc = run_gpufix("apply", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    header = ('"import os\\n",\r\n                "\\n",\r\n'
+              '                "os.environ[\\"CUDA_DEVICE_ORDER\\"] = \\"PCI_BUS_ID\\"\\n",\r\n'
+              '                "os.environ[\\"CUDA_VISIBLE_DEVICES\\"] = \\"1\\"\\n",\r\n                "\\n",\r\n'
+              '                "import torch\\n",\r\n                "x = \'cuda:0\'"')
+    want = (raw.replace('"import torch\\n",\r\n                "x = \'cuda:1\'"', header)
+            .replace('"source": "y = \'cuda:1\'"', '"source": "y = \'cuda:0\'"'))
+    assert (repo / "nb.ipynb").read_bytes() == want.encode()
+
+
 def test_restore_refuses_a_file_changed_since_apply_unless_forced(gitrepo):
     repo = gitrepo({"pyproject.toml": POLICY, "a.py": BAD, "b.py": BAD})
     out = json.loads(run_gpufix("apply", "--format", "json", cwd=repo).stdout)

@@ -125,6 +125,35 @@ def test_cpu_runs_override_inserts_the_plain_header(tmp_path):
         'import os\n\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "1"\n\nimport torch\n')
 
 
+def test_a_file_that_pins_a_cpu_run_needs_no_device_order(tmp_path):
+    """A script or notebook whose own header is an explicit CPU run (bark's
+    use_small_models_on_cpu.ipynb: CUDA_VISIBLE_DEVICES="" before importing torch) sees no GPU, so
+    the order of GPUs means nothing there: no GPU102. With cpu-runs = "override" the value itself
+    is replaced (GPU103), and then the order is needed."""
+    write(tmp_path, "gpufix.toml", 'visible-devices = "1"\n')
+    write(tmp_path, "cpu.py", 'import os\n\nos.environ["CUDA_VISIBLE_DEVICES"] = ""\n\nimport torch\n')
+    write(tmp_path, "cpu2.py", 'import os\nos.environ["CUDA_VISIBLE_DEVICES"] = "-1"\nimport torch\n')
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                     "source": ['import os\n', 'os.environ["CUDA_VISIBLE_DEVICES"] = ""\n', "import torch"]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (tmp_path / "cpu.ipynb").write_text(json.dumps(nb, indent=1) + "\n")
+    # a CPU run that another write of the file may undo is still judged
+    write(tmp_path, "mixed.py", """
+        import os
+        import sys
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        if "--gpu" in sys.argv:
+            os.environ["CUDA_VISIBLE_DEVICES"] = "1"
+        import torch
+    """)
+    assert found(scan(tmp_path)) == [("mixed.py", "GPU102")]
+    write(tmp_path, "gpufix.toml", 'visible-devices = "1"\ncpu-runs = "override"\n')
+    assert found(scan(tmp_path)) == [
+        ("cpu.ipynb", "GPU102"), ("cpu.ipynb", "GPU103"), ("cpu.py", "GPU102"), ("cpu.py", "GPU103"),
+        ("cpu2.py", "GPU102"), ("cpu2.py", "GPU103"), ("mixed.py", "GPU102"), ("mixed.py", "GPU103"),
+    ]
+
+
 def test_mask_in_a_branch_is_not_the_header(tmp_path):
     write(tmp_path, "gpufix.toml", 'visible-devices = "1"\n')
     write(tmp_path, "app.py", """

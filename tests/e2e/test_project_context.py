@@ -480,6 +480,50 @@ def test_a_childs_run_time_mask_keeps_the_plain_message_when_nothing_moves(tmp_p
                                                      '(sys.argv[2].replace("-", ",")): this line replaces the policy'), msgs
 
 
+# ComfyUI: the options are parsed in one module, the app's script writes one into its own mask
+COMFY_LIKE = {
+    "app/__init__.py": "",
+    "app/cli_args.py": textwrap.dedent("""\
+        import argparse
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--cuda-device", type=int, default=None, help="the id of the cuda device to use")
+        parser.add_argument("--gpu-id", type=int, default=0)
+        args = parser.parse_args()
+    """),
+    "app/model.py": "import torch\n\n\ndef device():\n    return torch.device('cuda')\n",
+    "main.py": textwrap.dedent("""\
+        import os
+
+        from app.cli_args import args
+
+        if __name__ == "__main__":
+            if args.cuda_device is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = str(args.cuda_device)
+
+        import app.model
+    """),
+}
+
+
+def test_an_option_another_file_writes_into_its_mask_is_reported_there(tmp_path):
+    """--cuda-device reaches main.py's mask: reported once, at that write (which says that the
+    app's value wins), as when the option and the write share a file; never as an option whose
+    values "now index the policy's GPUs", which would send `--cuda-device 0` to the forbidden GPU.
+    --gpu-id reaches nothing gpufix reads: reported as an option."""
+    root = make(tmp_path, {"pyproject.toml": POLICY, **COMFY_LIKE})
+    proc = run_gpufix("scan", ".", "--format", "json", "--no-cache", "--select", "GPU108", cwd=root)
+    got = [(f["path"], f["line"], f["message"].split(":")[0]) for f in json.loads(proc.stdout)["findings"]]
+    assert got == [
+        ("app/cli_args.py", 5, 'the option --gpu-id picks a GPU, but the policy\'s header pins CUDA_VISIBLE_DEVICES="1"'),
+        ("main.py", 7, "CUDA_VISIBLE_DEVICES is computed at run time (str(args.cuda_device))"),
+    ]
+    assert proc.returncode == 1
+    # the same findings for the option's file alone (what pre-commit and editors run)
+    alone = run_gpufix("scan", "app/cli_args.py", "--format", "json", "--no-cache", "--select", "GPU108", cwd=root)
+    assert [f["line"] for f in json.loads(alone.stdout)["findings"]] == [5]
+
+
 # -- a process that reaches no CUDA framework import gets no header ------------------------------
 def test_a_process_taking_only_names_that_import_no_framework_gets_no_header(tmp_path):
     """FastChat's API tests take `run_cmd` from `fastchat/utils.py`, whose `import torch` is inside

@@ -168,6 +168,39 @@ class RuleContext:
                     return (i, before.physical, after)
         return self._collapse(file_mask, policy, remaps)
 
+    def rank_device(self) -> Optional[tuple]:
+        """(file, line, use) of the first CUDA device this file's process picks from its process
+        rank (`cuda:{local_rank}`, `set_device(local_rank)`: gpufix.collectors.rank_device), in
+        the file itself; None when it picks none."""
+        found = self.facts.extra.get("rank-device")
+        if found is not None:
+            return (self.path, self.line_label(found[0]), found[1])
+        return None
+
+    def rank_launch(self, old_mask=None) -> str:
+        """"" or the note that makes a fix putting the policy's mask in force in place of
+        `old_mask` (None: the file sets none, every GPU is visible) unsafe: the process picks its
+        GPU from its rank, and the policy's mask shows fewer GPUs than `old_mask`, so a launch
+        with more processes per node than the policy's GPUs (`torchrun --nproc_per_node=8`),
+        which worked before, fails on every rank above them ("invalid device ordinal"). A GPU103
+        value that shows no more GPUs than the policy's keeps every launch that worked."""
+        policy = self.policy_mask
+        if policy is None:
+            return ""
+        found = self.rank_device()
+        if found is None:
+            return ""
+        if isinstance(old_mask, list) and len(old_mask) <= len(policy):
+            return ""
+        path, line, use = found
+        n = len(policy)
+        sees = "one GPU" if n == 1 else f"{n} GPUs"
+        launch = "one process per node" if n == 1 else f"at most {n} processes per node"
+        return (f"; `{path}` picks its GPU from its process rank (line {line}: `{use}`): under "
+                f"CUDA_VISIBLE_DEVICES=\"{self.policy.visible_devices}\" each process sees {sees}, so a launch of more "
+                f"processes per node fails on every local rank from {n} on (invalid device ordinal); the fix is "
+                f"unsafe: launch {launch} (`torchrun --nproc_per_node={n}`), or apply it with --unsafe-fixes")
+
     def _collapse(self, file_mask, policy: list, remaps: bool):
         """(ordinal, GPU before, GPU after) of a literal ordinal that, once the policy's mask is in
         force, would name the same GPU as another ordinal of the file that names a different GPU

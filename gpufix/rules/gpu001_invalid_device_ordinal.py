@@ -110,7 +110,10 @@ class InvalidDeviceOrdinal(Rule):
                     yield self.finding(ctx, use.pos, "remap-withheld", what=what, physical=r.physical, mask=mask,
                                        new_index=r.new_index, new=new)
                     continue
-                fix = Fix(remap_applicability(file_mask, policy_mask), f"use {new}", (replace_edit(use.pos, new),))
+                how = remap_applicability(file_mask, policy_mask)
+                if (file_mask is not None or ctx.in_header_scope) and ctx.rank_launch(file_mask):
+                    how = "unsafe"  # right only with the mask fix, which the process's rank makes unsafe
+                fix = Fix(how, f"use {new}", (replace_edit(use.pos, new),))
                 note = ""
                 special = unsafe_context(ctx, use)
                 if special is not None:

@@ -1,0 +1,281 @@
+"""A CUDA device chosen from the process rank: `cuda:{local_rank}`, `set_device(local_rank)`.
+
+A launcher (`torchrun --nproc_per_node=8`, `torch.distributed.launch`, `srun`, `mpirun`) starts one
+process per GPU and tells each its rank (rules/rank-sources.toml: `LOCAL_RANK`, `dist.get_rank()`,
+`args.local_rank`, ...); code that turns the rank into its device needs as many visible GPUs as the
+launch has processes. Under a mask that shows fewer, every rank above them fails with "invalid
+device ordinal": a header that puts such a mask in force is an unsafe fix
+(gpufix.rules.RuleContext.rank_launch).
+
+A rank is read from the environment (`os.environ["LOCAL_RANK"]`, `.get(...)`, `os.getenv(...)`,
+any mapping indexed by a launcher's variable), returned by a rank call or held by a rank name.
+Values are followed through simple assignments (`local_rank = int(os.environ["LOCAL_RANK"])`,
+`device = f"cuda:{local_rank}"`, `self.gpu_id = local_rank`), `int()`/`str()`, `rank % n` and a
+conditional expression, in the function that binds them or from the module's top level. A device
+use is a device built from a rank (`f"cuda:{r}"`, `"cuda:%d" % r`, `"cuda:" + str(r)`,
+`"cuda:{}".format(r)`, `torch.device("cuda", r)`, `torch.device(r)`) or a rank or such a device
+handed to `set_device`, `set_device_index`, `torch.cuda.device`, `.cuda()`, `.to()`, `device_ids=`,
+`output_device=`, `device_index=`, `device=`. A rank used otherwise (logging, seeding,
+`if rank == 0:`, `DistributedSampler(rank=...)`) chooses no device. Not followed: function returns,
+other modules, `mp.spawn`'s process index (its `nprocs` is often `device_count()`, which the mask
+shrinks with it), a device the framework picks itself (`accelerator.device`).
+
+The fact is `facts.extra["rank-device"]`: (line, source of the use) of the first device use.
+`rank_device(tree, text)` is the same reading for the project index's records.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from typing import Optional
+
+from gpufix.collectors import Collector
+
+_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_DEVICE_CALLS = frozenset(("set_device", "set_device_index", "cuda", "to", "device"))
+_DEVICE_KEYWORDS = frozenset(("device", "device_ids", "output_device", "device_index"))
+_ROUNDS = 4  # assignment chains followed (a name bound from a name bound from the rank, ...)
+
+
+@functools.lru_cache(maxsize=1)
+def rank_sources() -> tuple:
+    """(env variables, call names, names/attributes) from rules/rank-sources.toml."""
+    from gpufix.catalog import catalog_dir, read_catalogue_file
+
+    data = read_catalogue_file(catalog_dir() / "rank-sources.toml")
+    return frozenset(data.get("env", ())), frozenset(data.get("calls", ())), frozenset(data.get("names", ()))
+
+
+def mentions_rank(text: str) -> bool:
+    """Whether `text` may hold a rank source at all (the cheap test before any walk)."""
+    env, calls, names = rank_sources()
+    return "RANK" in text or "rank" in text or any(w in text for w in env | calls | names)
+
+
+def _last_name(node) -> Optional[str]:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Name):
+        return node.id
+    return None
+
+
+def _str(node) -> Optional[str]:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+class _Reader:
+    """The rank and rank-device bindings of one module, then its first device use."""
+
+    def __init__(self, tree: ast.Module):
+        self.env, self.calls, self.names = rank_sources()
+        self.tree = tree
+        self.scope: dict = {}  # id(node) -> the innermost function holding it (None: module level)
+        self.local: dict = {}  # function (or None) -> the names it binds (parameters, assignments)
+        self.rank: set = set()  # (function or None, name) / ("attr", name) bound to a rank
+        self.device: set = set()  # the same, bound to a device built from a rank
+        self.assigns: list = []  # (function, targets, value)
+        self._scan(tree, None)
+
+    def _scan(self, node, fn) -> None:
+        stack = [(node, fn)]
+        while stack:
+            n, f = stack.pop()
+            self.scope[id(n)] = f
+            if isinstance(n, _FUNCS) and n is not node:
+                inner = id(n)
+                bound = self.local.setdefault(inner, set())
+                a = n.args
+                for arg in a.posonlyargs + a.args + a.kwonlyargs + [x for x in (a.vararg, a.kwarg) if x]:
+                    bound.add(arg.arg)
+                body = {id(n.body)} if isinstance(n, ast.Lambda) else {id(s) for s in n.body}
+                for child in ast.iter_child_nodes(n):
+                    # defaults and decorators run in the enclosing scope, the body in the function's
+                    stack.append((child, inner if id(child) in body else f))
+                continue
+            if isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and n.value is not None:
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                if not isinstance(n, ast.AugAssign):
+                    self.assigns.append((f, targets, n.value))
+                for t in targets:
+                    for name in ast.walk(t):
+                        if isinstance(name, ast.Name):
+                            self.local.setdefault(f, set()).add(name.id)
+            elif isinstance(n, ast.NamedExpr):
+                self.assigns.append((f, [n.target], n.value))
+                self.local.setdefault(f, set()).add(n.target.id)
+            for child in ast.iter_child_nodes(n):
+                stack.append((child, f))
+
+    # -- what a value is ---------------------------------------------------------------------
+    def _key(self, node, fn):
+        if isinstance(node, ast.Name):
+            if (fn, node.id) in self.rank or (fn, node.id) in self.device:
+                return (fn, node.id)
+            if fn is not None and node.id not in self.local.get(fn, ()):
+                return (None, node.id)  # read from the module's top level
+            return (fn, node.id)
+        if isinstance(node, ast.Attribute):
+            return ("attr", node.attr)
+        return None
+
+    def _env_read(self, node) -> bool:
+        """os.environ["LOCAL_RANK"], os.environ.get("LOCAL_RANK"), os.getenv("LOCAL_RANK"); any
+        mapping read at a launcher's variable counts (`env_dict["LOCAL_RANK"]`, a copy of the
+        environment)."""
+        if isinstance(node, ast.Subscript):
+            return _str(node.slice) in self.env
+        if isinstance(node, ast.Call) and node.args:
+            name = _last_name(node.func)
+            if name == "getenv" or (name == "get" and isinstance(node.func, ast.Attribute)):
+                return _str(node.args[0]) in self.env
+        return False
+
+    def is_rank(self, node, fn) -> bool:
+        if node is None:
+            return False
+        if self._env_read(node):
+            return True
+        if isinstance(node, ast.Call):
+            name = _last_name(node.func)
+            if name in self.calls:
+                return True
+            if name in ("int", "str") and isinstance(node.func, ast.Name) and len(node.args) == 1:
+                return self.is_rank(node.args[0], fn)
+            return False
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod) and _str(node.left) is None:
+            return self.is_rank(node.left, fn)  # rank % device_count()
+        if isinstance(node, ast.IfExp):
+            return self.is_rank(node.body, fn) or self.is_rank(node.orelse, fn)
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            if _last_name(node) in self.names:
+                return True
+            return self._key(node, fn) in self.rank
+        return False
+
+    def built_device(self, node, fn) -> bool:
+        """A device formatted or constructed from a rank: f"cuda:{r}", "cuda:%d" % r,
+        "cuda:" + str(r), "cuda:{}".format(r), torch.device("cuda", r), torch.device(r)."""
+        if isinstance(node, ast.JoinedStr):
+            before = ""
+            for part in node.values:
+                if isinstance(part, ast.Constant):
+                    before = str(part.value)
+                elif isinstance(part, ast.FormattedValue):
+                    if before.endswith("cuda:") and self.is_rank(part.value, fn):
+                        return True
+                    before = ""
+            return False
+        if isinstance(node, ast.BinOp):
+            left = _str(node.left)
+            if left is None:
+                return False
+            if isinstance(node.op, ast.Mod) and "cuda:%" in left:
+                right = node.right.elts if isinstance(node.right, ast.Tuple) else [node.right]
+                return any(self.is_rank(r, fn) for r in right)
+            if isinstance(node.op, ast.Add) and left.endswith("cuda:"):
+                return self.is_rank(node.right, fn)
+            return False
+        if isinstance(node, ast.Call):
+            name = _last_name(node.func)
+            if name == "format" and isinstance(node.func, ast.Attribute) and (_str(node.func.value) or "").startswith("cuda:"):
+                return any(self.is_rank(a, fn) for a in node.args) or any(self.is_rank(k.value, fn) for k in node.keywords)
+            if name == "device" and isinstance(node.func, ast.Attribute) and _last_name(node.func.value) == "torch":
+                args = list(node.args) + [k.value for k in node.keywords if k.arg in ("type", "index")]
+                if any(isinstance(a, ast.JoinedStr) and any(
+                        isinstance(p, ast.FormattedValue) and self.is_rank(p.value, fn) for p in a.values) for a in args):
+                    return True  # torch.device(f"{acc}:{local_rank}")
+                return any(self.is_rank(a, fn) or self.is_device(a, fn) for a in args)
+        return False
+
+    def is_device(self, node, fn) -> bool:
+        if self.built_device(node, fn):
+            return True
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            return self._key(node, fn) in self.device
+        return False
+
+    # -- the bindings, then the uses ---------------------------------------------------------
+    def bind(self) -> None:
+        for _ in range(_ROUNDS):
+            grew = False
+            for fn, targets, value in self.assigns:
+                pairs = []
+                for t in targets:
+                    if isinstance(t, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
+                            and len(t.elts) == len(value.elts):
+                        pairs += list(zip(t.elts, value.elts))
+                    else:
+                        pairs.append((t, value))
+                for t, v in pairs:
+                    key = self._key(t, fn) if isinstance(t, (ast.Name, ast.Attribute)) else None
+                    if key is None:
+                        continue
+                    if isinstance(t, ast.Name):
+                        key = (fn, t.id)  # an assignment binds in its own scope
+                    for kind, test in ((self.rank, self.is_rank), (self.device, self.is_device)):
+                        if key not in kind and test(v, fn):
+                            kind.add(key)
+                            grew = True
+            if not grew:
+                break
+
+    def first_use(self) -> Optional[ast.AST]:
+        best = None
+        for node in ast.walk(self.tree):
+            if best is not None and (node_line(node) or 0) >= node_line(best):
+                continue
+            if self._use(node, self.scope.get(id(node))):
+                best = node
+        return best
+
+    def _use(self, node, fn) -> bool:
+        if isinstance(node, (ast.JoinedStr, ast.BinOp)):
+            return self.built_device(node, fn)
+        if not isinstance(node, ast.Call):
+            return False
+        if self.built_device(node, fn):
+            return True
+        if _last_name(node.func) in _DEVICE_CALLS and isinstance(node.func, ast.Attribute) and node.args:
+            first = node.args[0]
+            if self.is_rank(first, fn) or self.is_device(first, fn):
+                return True
+        for k in node.keywords:
+            if k.arg in _DEVICE_KEYWORDS:
+                values = k.value.elts if isinstance(k.value, (ast.List, ast.Tuple)) else [k.value]
+                if any(self.is_rank(v, fn) or self.is_device(v, fn) for v in values):
+                    return True
+        return False
+
+
+def node_line(node) -> Optional[int]:
+    return getattr(node, "lineno", None)
+
+
+def rank_device(tree: ast.Module, text: str) -> Optional[tuple]:
+    """(line, source of the use, at most 60 characters) of the first CUDA device the module picks
+    from its process rank, or None."""
+    if not mentions_rank(text) or not ("cuda" in text or "device" in text or ".to(" in text):
+        return None
+    reader = _Reader(tree)
+    reader.bind()
+    use = reader.first_use()
+    if use is None:
+        return None
+    shown = " ".join((ast.get_source_segment(text, use) or "").split())
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return (use.lineno, shown)
+
+
+class RankDevice(Collector):
+    name = "rank-device"
+    priority = 90
+    # it serves the safety of the fixes that put the policy's mask in force (RuleContext.rank_launch)
+    only_with_policy = True
+
+    def finish(self, facts, tree, text: str) -> None:
+        found = rank_device(tree, text)
+        if found is not None:
+            facts.extra[self.name] = found

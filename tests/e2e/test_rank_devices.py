@@ -1,0 +1,187 @@
+"""A process that picks its GPU from its rank (`torchrun --nproc_per_node=8 train.py`: `cuda:{local_rank}`)
+needs as many visible GPUs as the launch has processes: the header that puts a one-GPU policy in
+force makes every rank above 0 fail with "invalid device ordinal", so it is an unsafe fix, and the
+message says why and what to do (found on karpathy/nanoGPT's train.py)."""
+
+import json
+import textwrap
+from pathlib import Path
+
+from conftest import gpufix_in_process
+
+POLICY = '[tool.gpufix]\nvisible-devices = "1"\n'
+
+HEADER = (
+    'os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n'
+    'if os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1"):  # keep an explicit CPU run\n'
+    '    os.environ["CUDA_VISIBLE_DEVICES"] = "1"\n'
+)
+
+NANOGPT = """
+import os
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+ddp = int(os.environ.get('RANK', -1)) != -1
+if ddp:
+    ddp_rank = int(os.environ['RANK'])
+    ddp_local_rank = int(os.environ['LOCAL_RANK'])
+    device = f'cuda:{ddp_local_rank}'
+    torch.cuda.set_device(device)
+    master_process = ddp_rank == 0
+    seed_offset = ddp_rank
+else:
+    device = 'cuda'
+model = torch.nn.Linear(2, 2).to(device)
+if ddp:
+    model = DDP(model, device_ids=[ddp_local_rank])
+"""
+
+LAUNCH = """
+import argparse
+import torch
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--local_rank", type=int, default=0)
+args = parser.parse_args()
+torch.cuda.set_device(args.local_rank)
+"""
+
+DIST = """
+import torch
+import torch.distributed as dist
+
+if __name__ == "__main__":
+    dist.init_process_group("nccl")
+    rank = dist.get_rank()
+    model = torch.nn.Linear(2, 2).cuda(rank % torch.cuda.device_count())
+"""
+
+
+def _note(path: str, line: int, use: str, mask: str = "1", n: int = 1) -> str:
+    sees, launch = ("one GPU", "one process per node") if n == 1 else (f"{n} GPUs", f"at most {n} processes per node")
+    return (f"; `{path}` picks its GPU from its process rank (line {line}: `{use}`): under "
+            f'CUDA_VISIBLE_DEVICES="{mask}" each process sees {sees}, so a launch of more processes per node '
+            f"fails on every local rank from {n} on (invalid device ordinal); the fix is unsafe: launch {launch} "
+            f"(`torchrun --nproc_per_node={n}`), or apply it with --unsafe-fixes")
+
+
+GPU101 = ('A file outside any package never sets CUDA_VISIBLE_DEVICES before its process reaches a GPU framework; '
+          'insert os.environ["CUDA_VISIBLE_DEVICES"] = "{mask}" before the first import')
+GPU101_MAIN = GPU101.replace("A file outside any package", "A script (`__main__` guard)")
+
+
+def write(root: Path, rel: str, text: str) -> Path:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return p
+
+
+def scan(root: Path, *args) -> list:
+    proc = gpufix_in_process("scan", "--format", "json", "--no-cache", *args, cwd=root)
+    assert proc.returncode in (0, 1), proc.stderr
+    return [(f["path"], f["rule"], f["line"], f["message"], (f["fix"] or {}).get("applicability"))
+            for f in json.loads(proc.stdout)["findings"]]
+
+
+def test_a_nanogpt_like_script_gets_an_unsafe_header(tmp_path):
+    write(tmp_path, "pyproject.toml", POLICY)
+    write(tmp_path, "train.py", NANOGPT)
+    note = _note("train.py", 9, "f'cuda:{ddp_local_rank}'")
+    assert scan(tmp_path) == [
+        ("train.py", "GPU101", 2, GPU101.format(mask="1") + note, "unsafe"),
+        # the order line alone keeps every GPU visible: each rank still finds its own
+        ("train.py", "GPU102", 2, 'CUDA_DEVICE_ORDER is never set, so GPU indices follow CUDA\'s FASTEST_FIRST order; '
+                                  'set os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID" before the mask', "safe"),
+    ]
+
+
+def test_apply_inserts_the_mask_only_with_unsafe_fixes(tmp_path):
+    write(tmp_path, "pyproject.toml", POLICY)
+    original = textwrap.dedent(NANOGPT).lstrip("\n")
+    train = write(tmp_path, "train.py", NANOGPT)
+    proc = gpufix_in_process("apply", "--no-backup", "--no-tag", "--no-cache", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr  # the unsafe header remains
+    order_only = original.replace("import os\n", 'import os\n\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n\n', 1)
+    assert train.read_text() == order_only
+    proc = gpufix_in_process("apply", "--unsafe-fixes", "--no-backup", "--no-tag", "--no-cache", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert train.read_text() == original.replace("import os\n", "import os\n\n" + HEADER + "\n", 1)
+
+
+def test_the_torch_distributed_launch_option(tmp_path):
+    write(tmp_path, "pyproject.toml", POLICY)
+    write(tmp_path, "launch.py", LAUNCH)
+    found = scan(tmp_path, "--select", "GPU101")
+    assert found == [("launch.py", "GPU101", 2, GPU101.format(mask="1")
+                      + _note("launch.py", 7, "torch.cuda.set_device(args.local_rank)"), "unsafe")]
+
+
+def test_dist_get_rank_under_a_two_gpu_policy(tmp_path):
+    write(tmp_path, "pyproject.toml", '[tool.gpufix]\nvisible-devices = "0,1"\n')
+    write(tmp_path, "ddp.py", DIST)
+    found = scan(tmp_path, "--select", "GPU101")
+    assert found == [("ddp.py", "GPU101", 1, GPU101_MAIN.format(mask="0,1")
+                      + _note("ddp.py", 7, "torch.nn.Linear(2, 2).cuda(rank % torch.cuda.device_count())", "0,1", 2),
+                      "unsafe")]
+
+
+def test_a_mask_that_shrinks_says_why(tmp_path):
+    # GPU103's fix of "0,1" was unsafe already (fewer GPUs); the message now says what breaks
+    write(tmp_path, "pyproject.toml", POLICY)
+    write(tmp_path, "ddp.py", 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "0,1"\n'
+          + textwrap.dedent(DIST).lstrip("\n"))
+    assert scan(tmp_path, "--select", "GPU103") == [
+        ("ddp.py", "GPU103", 3, 'CUDA_VISIBLE_DEVICES is set to "0,1", but the policy requires "1"; set it to "1"'
+         + _note("ddp.py", 10, "torch.nn.Linear(2, 2).cuda(rank % torch.cuda.device_count())"), "unsafe")]
+    # a value with as many GPUs as the policy's keeps every launch that worked: safe, no note
+    write(tmp_path, "ddp.py", 'import os\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\nos.environ["CUDA_VISIBLE_DEVICES"] = "0"\n'
+          + textwrap.dedent(DIST).lstrip("\n"))
+    assert scan(tmp_path, "--select", "GPU103") == [
+        ("ddp.py", "GPU103", 3, 'CUDA_VISIBLE_DEVICES is set to "0", but the policy requires "1"; set it to "1"', "safe")]
+
+
+def test_a_rank_used_only_for_logging_and_seeding_is_no_device_choice(tmp_path):
+    write(tmp_path, "pyproject.toml", POLICY)
+    write(tmp_path, "log.py", """
+        import os
+        import torch
+        import torch.distributed as dist
+
+        rank = int(os.environ.get("RANK", 0))
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        torch.manual_seed(1337 + rank)
+        if rank == 0:
+            print(f"rank {rank} of {dist.get_world_size()}, local rank {local_rank}")
+        sampler = torch.utils.data.DistributedSampler([], rank=dist.get_rank())
+        model = torch.nn.Linear(2, 2).to("cuda")
+    """)
+    write(tmp_path, "single.py", """
+        import torch
+
+        device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        model = torch.nn.Linear(2, 2).to(device)
+    """)
+    found = scan(tmp_path, "--select", "GPU101")
+    assert found == [("log.py", "GPU101", 2, GPU101.format(mask="1"), "safe"),
+                     ("single.py", "GPU101", 1, GPU101.format(mask="1"), "safe")]
+
+
+def test_gpu102s_complete_header_is_unsafe_too(tmp_path):
+    # the mask is set only in a function: GPU102 inserts the complete header (the mask with it)
+    write(tmp_path, "pyproject.toml", POLICY)
+    write(tmp_path, "train.py", """
+        import os
+        import torch
+
+
+        def pin():
+            os.environ["CUDA_VISIBLE_DEVICES"] = "1"
+
+
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    """)
+    note = _note("train.py", 9, 'torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))')
+    assert [(rule, how, message.endswith(note)) for _, rule, _, message, how in scan(tmp_path, "--select", "GPU101,GPU102")] == [
+        ("GPU101", "unsafe", True), ("GPU102", "unsafe", True)]

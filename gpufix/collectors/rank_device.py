@@ -21,13 +21,17 @@ other modules, `mp.spawn`'s process index (its `nprocs` is often `device_count()
 shrinks with it), a device the framework picks itself (`accelerator.device`).
 
 The fact is `facts.extra["rank-device"]`: (line, source of the use) of the first device use.
-`rank_device(tree, text)` is the same reading for the project index's records.
+`rank_device(tree, text)` is the same reading for the project index's records, with the function
+that holds the use: an entry point's process counts a module's use when it runs the module and
+names that function (or the use runs at import), see gpufix.project.graph.ProjectIndex.rank_device_in.
 """
 
 from __future__ import annotations
 
 import ast
+import bisect
 import functools
+import re
 from typing import Optional
 
 from gpufix.collectors import Collector
@@ -48,9 +52,10 @@ def rank_sources() -> tuple:
 
 
 def mentions_rank(text: str) -> bool:
-    """Whether `text` may hold a rank source at all (the cheap test before any walk)."""
+    """Whether `text` names a rank source as a word (the cheap test before any walk: a substring
+    search first, the pattern only where one occurs)."""
     env, calls, names = rank_sources()
-    return "RANK" in text or "rank" in text or any(w in text for w in env | calls | names)
+    return any(w in text for w in env | calls | names) and bool(_source_rx().search(text))
 
 
 def _last_name(node) -> Optional[str]:
@@ -66,33 +71,47 @@ def _str(node) -> Optional[str]:
 
 
 class _Reader:
-    """The rank and rank-device bindings of one module, then its first device use."""
+    """The rank and rank-device bindings of some of a module's statements, then its first device
+    use among them."""
 
-    def __init__(self, tree: ast.Module):
+    def __init__(self):
         self.env, self.calls, self.names = rank_sources()
-        self.tree = tree
+        self.units: list = []  # the statements read (module-level ones, and those of class bodies)
         self.scope: dict = {}  # id(node) -> the innermost function holding it (None: module level)
+        # id(node) -> the name of the outermost function holding it (a module-level function, or a
+        # method of a module-level class; "" at import time): what a caller names to run it
+        self.owner: dict = {}
         self.local: dict = {}  # function (or None) -> the names it binds (parameters, assignments)
         self.rank: set = set()  # (function or None, name) / ("attr", name) bound to a rank
         self.device: set = set()  # the same, bound to a device built from a rank
         self.assigns: list = []  # (function, targets, value)
-        self._scan(tree, None)
+        self.candidates: list = []  # the nodes that may be a device use (calls, f-strings, operators)
+
+    def add(self, units) -> None:
+        for unit in units:
+            self.units.append(unit)
+            self._scan(unit, None)
 
     def _scan(self, node, fn) -> None:
-        stack = [(node, fn)]
+        stack = [(node, fn, "")]
         while stack:
-            n, f = stack.pop()
+            n, f, owner = stack.pop()
             self.scope[id(n)] = f
-            if isinstance(n, _FUNCS) and n is not node:
+            self.owner[id(n)] = owner
+            if isinstance(n, (ast.Call, ast.JoinedStr, ast.BinOp)):
+                self.candidates.append(n)
+            if isinstance(n, _FUNCS):
                 inner = id(n)
                 bound = self.local.setdefault(inner, set())
                 a = n.args
                 for arg in a.posonlyargs + a.args + a.kwonlyargs + [x for x in (a.vararg, a.kwarg) if x]:
                     bound.add(arg.arg)
                 body = {id(n.body)} if isinstance(n, ast.Lambda) else {id(s) for s in n.body}
+                runs = owner or getattr(n, "name", "")
                 for child in ast.iter_child_nodes(n):
                     # defaults and decorators run in the enclosing scope, the body in the function's
-                    stack.append((child, inner if id(child) in body else f))
+                    inside = id(child) in body
+                    stack.append((child, inner if inside else f, runs if inside else owner))
                 continue
             if isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and n.value is not None:
                 targets = n.targets if isinstance(n, ast.Assign) else [n.target]
@@ -106,7 +125,7 @@ class _Reader:
                 self.assigns.append((f, [n.target], n.value))
                 self.local.setdefault(f, set()).add(n.target.id)
             for child in ast.iter_child_nodes(n):
-                stack.append((child, f))
+                stack.append((child, f, owner))
 
     # -- what a value is ---------------------------------------------------------------------
     def _key(self, node, fn):
@@ -221,10 +240,14 @@ class _Reader:
             if not grew:
                 break
 
+    def bound_words(self) -> set:
+        """The names and attributes bound to a rank or a rank-chosen device so far."""
+        return {name for _, name in self.rank | self.device}
+
     def first_use(self) -> Optional[ast.AST]:
         best = None
-        for node in ast.walk(self.tree):
-            if best is not None and (node_line(node) or 0) >= node_line(best):
+        for node in self.candidates:
+            if best is not None and (node.lineno, node.col_offset) >= (best.lineno, best.col_offset):
                 continue
             if self._use(node, self.scope.get(id(node))):
                 best = node
@@ -249,24 +272,100 @@ class _Reader:
         return False
 
 
-def node_line(node) -> Optional[int]:
-    return getattr(node, "lineno", None)
+def _units(tree: ast.Module) -> list:
+    """The statements read one by one: the module's, with a class body's in place of the class
+    (a method is read when it or the values it reads name a rank, not with the whole class)."""
+    out = []
+    todo = list(reversed(tree.body))
+    while todo:
+        stmt = todo.pop()
+        if isinstance(stmt, ast.ClassDef):
+            todo.extend(reversed(stmt.body))
+        else:
+            out.append(stmt)
+    return out
+
+
+def _words_rx(words) -> "re.Pattern":
+    return re.compile(r"\b(?:%s)\b" % "|".join(sorted(map(re.escape, words), key=len, reverse=True)))
+
+
+@functools.lru_cache(maxsize=1)
+def _source_rx():
+    env, calls, names = rank_sources()
+    return _words_rx(env | calls | names)
+
+
+def _word_offsets(text: str, words) -> list:
+    """The offsets where one of `words` occurs in `text` as a whole word (no word character on
+    either side)."""
+    out = []
+    find = text.find
+    for word in words:
+        at = find(word)
+        while at >= 0:
+            end = at + len(word)
+            if not (at and (text[at - 1].isalnum() or text[at - 1] == "_")) and not (
+                    end < len(text) and (text[end].isalnum() or text[end] == "_")):
+                out.append(at)
+            at = find(word, end)
+    return out
 
 
 def rank_device(tree: ast.Module, text: str) -> Optional[tuple]:
-    """(line, source of the use, at most 60 characters) of the first CUDA device the module picks
-    from its process rank, or None."""
+    """(line, source of the use, at most 60 characters, the function that holds it) of the first
+    CUDA device the module picks from its process rank, or None. The function is the outermost one
+    (a module-level function or a method of a module-level class: what another file calls to run
+    it), "" for code that runs at import.
+
+    Only the statements that name a rank source are read, then those that name what was bound
+    from one (`self.gpu_id` in another method), a few rounds: a big module with one `get_rank()`
+    costs the walk of one function, not of the module."""
     if not mentions_rank(text) or not ("cuda" in text or "device" in text or ".to(" in text):
         return None
-    reader = _Reader(tree)
-    reader.bind()
+    starts = [0]  # the offset of each line's start
+    at = text.find("\n")
+    while at >= 0:
+        starts.append(at + 1)
+        at = text.find("\n", at + 1)
+    units = _units(tree)  # in source order, none inside another
+    firsts = [min([u.lineno] + [d.lineno for d in getattr(u, "decorator_list", ())]) for u in units]
+
+    def naming(words) -> list:
+        """The units whose lines hold one of `words` as a word (a substring search of the text for
+        each, not a search per unit: an alternation led by `\\b` is tried at every position)."""
+        out = {}
+        for at in _word_offsets(text, words):
+            line = bisect.bisect_right(starts, at)
+            i = bisect.bisect_right(firsts, line) - 1
+            if i >= 0 and line <= (units[i].end_lineno or units[i].lineno):
+                out[id(units[i])] = units[i]
+        return list(out.values())
+
+    reader = _Reader()
+    env, calls, names = rank_sources()
+    todo = naming(env | calls | names)
+    seen = {id(u) for u in todo}
+    for _ in range(_ROUNDS):
+        if not todo:
+            break
+        reader.add(todo)
+        reader.bind()
+        words = reader.bound_words()
+        if not words:
+            break
+        todo = [u for u in naming(words) if id(u) not in seen]
+        seen.update(id(u) for u in todo)
     use = reader.first_use()
     if use is None:
         return None
-    shown = " ".join((ast.get_source_segment(text, use) or "").split())
+    line = text[starts[use.lineno - 1]:starts[use.lineno] if use.lineno < len(starts) else len(text)]
+    raw = line.encode("utf-8", "surrogatepass")
+    end = use.end_col_offset if use.end_lineno == use.lineno else len(raw)
+    shown = " ".join(raw[use.col_offset:end].decode("utf-8", "replace").split())
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return (use.lineno, shown)
+    return (use.lineno, shown, reader.owner.get(id(use), ""))
 
 
 class RankDevice(Collector):
@@ -278,4 +377,4 @@ class RankDevice(Collector):
     def finish(self, facts, tree, text: str) -> None:
         found = rank_device(tree, text)
         if found is not None:
-            facts.extra[self.name] = found
+            facts.extra[self.name] = found[:2]  # (line, use)

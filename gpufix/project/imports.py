@@ -576,9 +576,24 @@ def _record(a: str, text: str) -> dict:
     started = modules_started(text)
     if started:
         record["runs_m"] = started
+    if not a.endswith(".ipynb"):
+        rank = _rank_device(text)
+        if rank is not None:
+            record["rank_device"] = list(rank)  # (line, use, function): gpufix.collectors.rank_device
     if not a.endswith(".ipynb") and names_mask_variable(text):
         record["names_mask"] = True  # fix_holds asks it of every file an entry point's process runs
     return record
+
+
+def _rank_device(text: str):
+    """(line, use, function) of the first CUDA device the file picks from its process rank, or None; the
+    tree is parsed only for a text that names a rank source."""
+    from gpufix.collectors.rank_device import mentions_rank, rank_device
+
+    if not mentions_rank(text):
+        return None
+    tree = _parse(text)
+    return rank_device(tree, text) if tree is not None else None
 
 
 def names_mask_variable(text: str) -> bool:
@@ -588,8 +603,9 @@ def names_mask_variable(text: str) -> bool:
 
 # What a record holds, in the index cache's key: a cached record of an older shape is never reused
 # (2: the files a file runs by path, `loads`; 3: the modules it starts with `python -m`, `runs_m`;
-# 4: whether it names a mask variable, `names_mask`).
-RECORD_FORMAT = 4
+# 4: whether it names a mask variable, `names_mask`; 5: the device it picks from its process rank,
+# `rank_device`).
+RECORD_FORMAT = 5
 
 # `[sys.executable, "-m", "pkg.worker"]`, `"python -m pkg.worker ..."` in a command string
 _DASH_M = LazyPattern(r"""['"]-m['"]\s*,\s*(?:\w+\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]|\bpython[\d.]*\s+-m\s+([A-Za-z_][\w.]*)""")

@@ -185,3 +185,69 @@ def test_gpu102s_complete_header_is_unsafe_too(tmp_path):
     note = _note("train.py", 9, 'torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))')
     assert [(rule, how, message.endswith(note)) for _, rule, _, message, how in scan(tmp_path, "--select", "GPU101,GPU102")] == [
         ("GPU101", "unsafe", True), ("GPU102", "unsafe", True)]
+
+
+def test_a_module_the_process_runs_picks_the_gpu(tmp_path):
+    # DETR's util/misc.py: init_distributed_mode(args) sets args.gpu from LOCAL_RANK and set_device(args.gpu)
+    write(tmp_path, "pyproject.toml", POLICY)
+    write(tmp_path, "util/__init__.py", "")
+    write(tmp_path, "util/misc.py", """
+        import os
+        import torch
+
+
+        def init_distributed_mode(args):
+            args.gpu = int(os.environ["LOCAL_RANK"])
+            torch.cuda.set_device(args.gpu)
+
+
+        def accuracy(output, target):
+            return (output == target).float().mean()
+    """)
+    # imports the module for another function: its process never picks a GPU from the rank
+    write(tmp_path, "evaluate.py", """
+        import torch
+        from util.misc import accuracy
+
+        if __name__ == "__main__":
+            print(accuracy(torch.zeros(1).cuda(), torch.zeros(1).cuda()))
+    """)
+    write(tmp_path, "main.py", """
+        import torch
+        from util import misc
+
+        if __name__ == "__main__":
+            misc.init_distributed_mode(object())
+    """)
+    write(tmp_path, "demo.py", """
+        import torch
+
+        if __name__ == "__main__":
+            print(torch.zeros(1).cuda())
+    """)
+    note = _note("util/misc.py", 7, "torch.cuda.set_device(args.gpu)").replace(
+        "`util/misc.py` picks", "its process runs `util/misc.py`, which picks")
+    assert scan(tmp_path, "--select", "GPU101") == [
+        ("demo.py", "GPU101", 1, GPU101_MAIN.format(mask="1"), "safe"),
+        ("evaluate.py", "GPU101", 1, GPU101_MAIN.format(mask="1"), "safe"),
+        ("main.py", "GPU101", 1, GPU101_MAIN.format(mask="1") + note, "unsafe"),
+    ]
+    # a warm run (the kept project index) says the same
+    proc = gpufix_in_process("scan", "--format", "json", "--select", "GPU101", cwd=tmp_path)
+    assert proc.returncode == 1
+    proc = gpufix_in_process("scan", "--format", "json", "--select", "GPU101", cwd=tmp_path)
+    assert [(f["path"], f["fix"]["applicability"]) for f in json.loads(proc.stdout)["findings"]] == [
+        ("demo.py", "safe"), ("evaluate.py", "safe"), ("main.py", "unsafe")]
+    # and once the module stops picking its GPU from the rank, the header is safe again
+    write(tmp_path, "util/misc.py", """
+        import os
+        import torch
+
+
+        def init_distributed_mode(args):
+            args.gpu = 0
+            torch.cuda.set_device(args.gpu)
+    """)
+    proc = gpufix_in_process("scan", "--format", "json", "--select", "GPU101", cwd=tmp_path)
+    assert [(f["path"], f["fix"]["applicability"]) for f in json.loads(proc.stdout)["findings"]] == [
+        ("demo.py", "safe"), ("evaluate.py", "safe"), ("main.py", "safe")]

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import gpufix.collectors.rank_device  # noqa: F401  (imported before any parse is counted: pytest's
+# assertion rewriting parses a gpufix module, a pytest plugin's, when it is first imported)
 from gpufix.catalog import catalog_for
 from gpufix.config import Policy
 from gpufix.project import children
@@ -375,3 +377,23 @@ def test_dynamic_imports_of_a_constant_or_a_pattern(indexed):
     record = I.index_record(str(indexed / "pkg" / "mod.py"), text)
     assert record["imports"] == ["importlib", "torch.cuda", "pattern:pkg.*.x"]
     assert record["gpu"] is True
+
+
+def test_a_device_chosen_from_the_rank_is_recorded_with_its_function(indexed):
+    text = textwrap.dedent('''\
+        import os
+        import torch
+
+        class Trainer:
+            def __init__(self):
+                self.gpu_id = int(os.environ["LOCAL_RANK"])
+
+            def train(self):
+                torch.zeros(1).to(f"cuda:{self.gpu_id}")
+    ''')
+    record = I.index_record(str(indexed / "pkg" / "trainer.py"), text)
+    # the use is in another method than the rank's read (followed through `self.gpu_id`)
+    assert record["rank_device"] == [9, 'torch.zeros(1).to(f"cuda:{self.gpu_id}")', "train"]
+    # a rank used to log only: nothing recorded
+    logs = 'import os\nimport torch\nrank = int(os.environ["RANK"])\nprint(f"rank {rank}")\n'
+    assert "rank_device" not in I.index_record(str(indexed / "pkg" / "logs.py"), logs)

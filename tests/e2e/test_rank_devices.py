@@ -251,3 +251,21 @@ def test_a_module_the_process_runs_picks_the_gpu(tmp_path):
     proc = gpufix_in_process("scan", "--format", "json", "--select", "GPU101", cwd=tmp_path)
     assert [(f["path"], f["fix"]["applicability"]) for f in json.loads(proc.stdout)["findings"]] == [
         ("demo.py", "safe"), ("evaluate.py", "safe"), ("main.py", "safe")]
+
+
+def test_a_remap_goes_with_the_unsafe_header(tmp_path):
+    # `cuda:{args.gpu}` -> 0 is right only under the header, which the rank makes unsafe: so is the remap
+    write(tmp_path, "pyproject.toml", POLICY)
+    script = write(tmp_path, "launch.py", LAUNCH.replace("args = ", 'parser.add_argument("--gpu", type=int, default=1)\nargs = ')
+                   + 'x = torch.zeros(1).to(f"cuda:{args.gpu}")\n')
+    before = script.read_text()
+    found = [f for f in scan(tmp_path) if f[1] == "GPU001"]
+    assert found == [("launch.py", "GPU001", 6, "device index 1 (option --gpu read as args.gpu, in a f'cuda:{...}' string "
+                      "on line 9) means physical GPU 1, which is cuda:0 under CUDA_VISIBLE_DEVICES=\"1\"; use 0; the fix "
+                      "is unsafe, as the mask fix it holds under is: `launch.py` picks its GPU from its process rank (line 8)",
+                      "unsafe")]
+    proc = gpufix_in_process("apply", "--no-backup", "--no-tag", "--no-cache", "--select", "GPU001,GPU101", cwd=tmp_path)
+    assert proc.returncode == 1 and script.read_text() == before  # GPU102 unselected: not even the order line
+    proc = gpufix_in_process("apply", "--unsafe-fixes", "--no-backup", "--no-tag", "--no-cache", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    assert script.read_text() == "import os\n\n" + HEADER + "\n" + before.replace('"--gpu", type=int, default=1)', '"--gpu", type=int, default=0)')

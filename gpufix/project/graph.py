@@ -40,9 +40,8 @@ class ProjectIndex:
     # point's process runs may set its mask), read with each file's index record
     names_mask: frozenset = frozenset()
     # the files that pick their CUDA device from the process rank: (abs path, line, use, the
-    # function holding it or ""), from each
-    # file's index record (gpufix.collectors.rank_device): a header in the entry point of a process
-    # that runs one is an unsafe fix (RuleContext.rank_launch)
+    # function holding it or ""), from each file's index record (gpufix.rankflow): a header in the
+    # entry point of a process that runs one is an unsafe fix (RuleContext.rank_launch)
     rank_devices: tuple = ()
 
     @property

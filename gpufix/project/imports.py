@@ -579,7 +579,7 @@ def _record(a: str, text: str) -> dict:
     if not a.endswith(".ipynb"):
         rank = _rank_device(text)
         if rank is not None:
-            record["rank_device"] = list(rank)  # (line, use, function): gpufix.collectors.rank_device
+            record["rank_device"] = list(rank)  # (line, use, function): gpufix.rankflow
     if not a.endswith(".ipynb") and names_mask_variable(text):
         record["names_mask"] = True  # fix_holds asks it of every file an entry point's process runs
     return record
@@ -588,7 +588,7 @@ def _record(a: str, text: str) -> dict:
 def _rank_device(text: str):
     """(line, use, function) of the first CUDA device the file picks from its process rank, or None; the
     tree is parsed only for a text that names a rank source."""
-    from gpufix.collectors.rank_device import mentions_rank, rank_device
+    from gpufix.rankflow import mentions_rank, rank_device
 
     if not mentions_rank(text):
         return None

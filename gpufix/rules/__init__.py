@@ -172,7 +172,7 @@ class RuleContext:
 
     def rank_device(self) -> Optional[tuple]:
         """(file, line, use) of the first CUDA device this file's process picks from its process
-        rank (`cuda:{local_rank}`, `set_device(local_rank)`: gpufix.collectors.rank_device): in the
+        rank (`cuda:{local_rank}`, `set_device(local_rank)`: gpufix.rankflow): in the
         file itself, else, for an entry point, in a project module its process runs (the project
         index's records; the file named from the project root); None when it picks none."""
         found = self.facts.extra.get("rank-device")

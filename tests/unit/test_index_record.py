@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import gpufix.collectors.rank_device  # noqa: F401  (imported before any parse is counted: pytest's
+import gpufix.rankflow  # noqa: F401  (imported before any parse is counted: pytest's
 # assertion rewriting parses a gpufix module, a pytest plugin's, when it is first imported)
 from gpufix.catalog import catalog_for
 from gpufix.config import Policy

@@ -310,7 +310,34 @@ def _word_offsets(text: str, words) -> list:
     return out
 
 
-def rank_device(tree: ast.Module, text: str) -> Optional[tuple]:
+class _Unparsed(Exception):
+    """A block of lines cut from the text at its column-0 statements does not parse alone."""
+
+
+_CONTINUES = ("else", "elif", "except", "finally")  # column-0 lines that go on the statement above
+
+
+def _blocks(text: str, starts: list) -> list:
+    """The first lines (1-based) of the text's top-level statements as its column-0 lines say:
+    a line that starts with a name or `@` (decorators go with their `def`; `else:`, `except:`
+    with the statement above). Lines inside a bracket or a string can look like one: a block cut
+    there does not parse, and the caller parses the whole text instead."""
+    out = []
+    decorated = False
+    for i, at in enumerate(starts):
+        c = text[at:at + 1]
+        if not (c.isalpha() or c == "_" or c == "@"):
+            continue
+        word = text[at:at + 8].split(":")[0].split(" ")[0].split("(")[0].rstrip()
+        if word in _CONTINUES:
+            continue
+        if not decorated:
+            out.append(i + 1)
+        decorated = c == "@"
+    return out
+
+
+def rank_device(tree: Optional[ast.Module], text: str) -> Optional[tuple]:
     """(line, source of the use, at most 60 characters, the function that holds it) of the first
     CUDA device the module picks from its process rank, or None. The function is the outermost one
     (a module-level function or a method of a module-level class: what another file calls to run
@@ -318,23 +345,71 @@ def rank_device(tree: ast.Module, text: str) -> Optional[tuple]:
 
     Only the statements that name a rank source are read, then those that name what was bound
     from one (`self.gpu_id` in another method), a few rounds: a big module with one `get_rank()`
-    costs the walk of one function, not of the module."""
+    costs the walk of one function, not of the module. `tree` None (the project index, which
+    mostly reads files without parsing them): only the top-level statements read are parsed, each
+    cut from the text at its column-0 lines (the whole text when a cut does not parse)."""
     if not mentions_rank(text) or not ("cuda" in text or "device" in text or ".to(" in text):
         return None
+    if tree is None:
+        try:
+            return _rank_device(None, text)
+        except _Unparsed:
+            try:
+                tree = ast.parse(text)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                return None
+    return _rank_device(tree, text)
+
+
+def _rank_device(tree: Optional[ast.Module], text: str) -> Optional[tuple]:
     starts = [0]  # the offset of each line's start
     at = text.find("\n")
     while at >= 0:
         starts.append(at + 1)
         at = text.find("\n", at + 1)
-    units = _units(tree)  # in source order, none inside another
-    firsts = [min([u.lineno] + [d.lineno for d in getattr(u, "decorator_list", ())]) for u in units]
+    if tree is not None:
+        units = _units(tree)  # in source order, none inside another
+    else:
+        blocks = _blocks(text, starts)
+        parsed: dict = {}  # block index -> its units
+        units = []
+
+    def unit_firsts():
+        return [min([u.lineno] + [d.lineno for d in getattr(u, "decorator_list", ())]) for u in units]
+
+    firsts = unit_firsts() if tree is not None else []
+
+    def parse_blocks(lines) -> None:
+        """Parse the blocks holding `lines` (tree None), adding their units in source order."""
+        nonlocal firsts
+        grew = False
+        for line in lines:
+            k = bisect.bisect_right(blocks, line) - 1
+            if k < 0:
+                raise _Unparsed  # before the first statement: a cut cannot say where it is
+            if k in parsed:
+                continue
+            first = blocks[k]
+            end = starts[blocks[k + 1] - 1] if k + 1 < len(blocks) else len(text)
+            try:
+                block = ast.parse(text[starts[first - 1]:end])
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                raise _Unparsed from None
+            ast.increment_lineno(block, first - 1)
+            parsed[k] = _units(block)
+            grew = True
+        if grew:
+            units[:] = [u for k in sorted(parsed) for u in parsed[k]]
+            firsts = unit_firsts()
 
     def naming(words) -> list:
         """The units whose lines hold one of `words` as a word (a substring search of the text for
         each, not a search per unit: an alternation led by `\\b` is tried at every position)."""
+        lines = [bisect.bisect_right(starts, at) for at in _word_offsets(text, words)]
+        if tree is None:
+            parse_blocks(lines)
         out = {}
-        for at in _word_offsets(text, words):
-            line = bisect.bisect_right(starts, at)
+        for line in lines:
             i = bisect.bisect_right(firsts, line) - 1
             if i >= 0 and line <= (units[i].end_lineno or units[i].lineno):
                 out[id(units[i])] = units[i]

@@ -586,14 +586,14 @@ def _record(a: str, text: str) -> dict:
 
 
 def _rank_device(text: str):
-    """(line, use, function) of the first CUDA device the file picks from its process rank, or None; the
-    tree is parsed only for a text that names a rank source."""
+    """(line, use, function) of the first CUDA device the file picks from its process rank, or
+    None: from the file's tree when a reader of the record parsed it, else from the top-level
+    statements that name a rank source, parsed alone (gpufix.rankflow)."""
     from gpufix.rankflow import mentions_rank, rank_device
 
     if not mentions_rank(text):
         return None
-    tree = _parse(text)
-    return rank_device(tree, text) if tree is not None else None
+    return rank_device(_LAST_PARSE[1] if text is _LAST_PARSE[0] else None, text)
 
 
 def names_mask_variable(text: str) -> bool:

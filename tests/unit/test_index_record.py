@@ -397,3 +397,25 @@ def test_a_device_chosen_from_the_rank_is_recorded_with_its_function(indexed):
     # a rank used to log only: nothing recorded
     logs = 'import os\nimport torch\nrank = int(os.environ["RANK"])\nprint(f"rank {rank}")\n'
     assert "rank_device" not in I.index_record(str(indexed / "pkg" / "logs.py"), logs)
+
+
+RANK_TEXTS = [
+    # a decorator and the def it decorates are one block; `else:` goes with its `if`
+    'import os\nimport torch\n\n@torch.no_grad()\ndef f():\n    torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))\n',
+    'import os\nimport torch\nif os.environ.get("RANK"):\n    r = int(os.environ["RANK"])\nelse:\n    r = 0\n'
+    'torch.cuda.set_device(r)\n',
+    # a string whose lines start at column 0: the cut does not parse, the whole text is read
+    'import os\nimport torch\nDOC = """\nlocal_rank = int(os.environ["LOCAL_RANK"])\ntorch.cuda.set_device(local_rank)\n"""\n',
+    # the rank in one method, its use in another
+    'import os\nimport torch\n\n\nclass T:\n    def __init__(self):\n        self.gpu = int(os.environ["LOCAL_RANK"])\n\n'
+    '    def go(self, m):\n        return m.to(self.gpu)\n',
+    # a bracket whose lines start at column 0
+    'import os\nimport torch\nx = dict(\nrank=int(os.environ["RANK"]),\n)\ntorch.cuda.set_device(x["rank"])\n',
+]
+
+
+@pytest.mark.parametrize("text", RANK_TEXTS)
+def test_the_index_reads_a_rank_device_as_the_whole_tree_does(text):
+    from gpufix import rankflow
+
+    assert rankflow.rank_device(None, text) == rankflow.rank_device(ast.parse(text), text)

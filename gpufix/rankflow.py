@@ -16,9 +16,10 @@ use is a device built from a rank (`f"cuda:{r}"`, `"cuda:%d" % r`, `"cuda:" + st
 `"cuda:{}".format(r)`, `torch.device("cuda", r)`, `torch.device(r)`) or a rank or such a device
 handed to `set_device`, `set_device_index`, `torch.cuda.device`, `.cuda()`, `.to()`, `device_ids=`,
 `output_device=`, `device_index=`, `device=`. A rank used otherwise (logging, seeding,
-`if rank == 0:`, `DistributedSampler(rank=...)`) chooses no device. Not followed: function returns,
-other modules, `mp.spawn`'s process index (its `nprocs` is often `device_count()`, which the mask
-shrinks with it), a device the framework picks itself (`accelerator.device`).
+`if rank == 0:`, `DistributedSampler(rank=...)`) chooses no device. `mp.spawn(fn, nprocs=N)` hands
+`fn`'s first parameter its process index, a rank unless N is 1 or comes from `device_count()` (one
+process per visible GPU shrinks with the mask). Not followed: function returns, other modules (the
+project index does that part), a device the framework picks itself (`accelerator.device`).
 
 `rank_device(tree, text)` is the reading, for the file's own facts (gpufix.collectors.rank_device:
 `facts.extra["rank-device"]`) and for the project index's records, with the function that holds
@@ -42,18 +43,18 @@ _ROUNDS = 4  # assignment chains followed (a name bound from a name bound from t
 
 @functools.lru_cache(maxsize=1)
 def rank_sources() -> tuple:
-    """(env variables, call names, names/attributes) from rules/rank-sources.toml."""
+    """(env variables, call names, names/attributes, spawners) from rules/rank-sources.toml."""
     from gpufix.catalog import catalog_dir, read_catalogue_file
 
     data = read_catalogue_file(catalog_dir() / "rank-sources.toml")
-    return frozenset(data.get("env", ())), frozenset(data.get("calls", ())), frozenset(data.get("names", ()))
+    return tuple(frozenset(data.get(k, ())) for k in ("env", "calls", "names", "spawners"))
 
 
 def mentions_rank(text: str) -> bool:
     """Whether `text` names a rank source as a word (the cheap test before any walk: a substring
     search first, the pattern only where one occurs)."""
-    env, calls, names = rank_sources()
-    return any(w in text for w in env | calls | names) and bool(_source_rx().search(text))
+    words = _source_words()
+    return any(w in text for w in words) and bool(_source_rx().search(text))
 
 
 def _last_name(node) -> Optional[str]:
@@ -73,7 +74,7 @@ class _Reader:
     use among them."""
 
     def __init__(self):
-        self.env, self.calls, self.names = rank_sources()
+        self.env, self.calls, self.names, self.spawners = rank_sources()
         self.units: list = []  # the statements read (module-level ones, and those of class bodies)
         self.scope: dict = {}  # id(node) -> the innermost function holding it (None: module level)
         # id(node) -> the name of the outermost function holding it (a module-level function, or a
@@ -84,6 +85,8 @@ class _Reader:
         self.device: set = set()  # the same, bound to a device built from a rank
         self.assigns: list = []  # (function, targets, value)
         self.candidates: list = []  # the nodes that may be a device use (calls, f-strings, operators)
+        self.functions: dict = {}  # name -> the FunctionDef nodes read with that name
+        self.spawns: list = []  # (function or None, call) of `mp.spawn(fn, nprocs=N)`
 
     def add(self, units) -> None:
         for unit in units:
@@ -98,6 +101,10 @@ class _Reader:
             self.owner[id(n)] = owner
             if isinstance(n, (ast.Call, ast.JoinedStr, ast.BinOp)):
                 self.candidates.append(n)
+                if isinstance(n, ast.Call) and _last_name(n.func) in self.spawners:
+                    self.spawns.append((f, n))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.functions.setdefault(n.name, []).append(n)
             if isinstance(n, _FUNCS):
                 inner = id(n)
                 bound = self.local.setdefault(inner, set())
@@ -214,9 +221,46 @@ class _Reader:
         return False
 
     # -- the bindings, then the uses ---------------------------------------------------------
+    def _counts_gpus(self, node, fn, depth: int = 0) -> bool:
+        """Whether `node` is (or is bound from) a `device_count()`: a process per visible GPU."""
+        if node is None or depth > _ROUNDS:
+            return False
+        if any(isinstance(c, ast.Call) and _last_name(c.func) == "device_count" for c in ast.walk(node)):
+            return True
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            key = self._key(node, fn)
+            return any(self._counts_gpus(v, f, depth + 1) for f, targets, v in self.assigns
+                       for t in targets if isinstance(t, (ast.Name, ast.Attribute)) and self._key(t, f) == key)
+        return False
+
+    def _spawned(self) -> bool:
+        """Bind the first parameter of each function `mp.spawn(fn, nprocs=N)` starts to a rank
+        (spawn passes each process its index), unless N is 1 or counts the visible GPUs
+        (`nprocs=torch.cuda.device_count()`: the launch shrinks with the mask)."""
+        grew = False
+        for fn, call in self.spawns:
+            target = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "fn"), None)
+            nprocs = call.args[2] if len(call.args) > 2 else next((k.value for k in call.keywords if k.arg == "nprocs"), None)
+            if not isinstance(target, ast.Name) or nprocs is None:
+                continue  # one process (spawn's default)
+            if isinstance(nprocs, ast.Constant) and nprocs.value == 1:
+                continue
+            if self._counts_gpus(nprocs, fn):
+                continue
+            for func in self.functions.get(target.id, ()):
+                params = func.args.posonlyargs + func.args.args
+                if params and (id(func), params[0].arg) not in self.rank:
+                    self.rank.add((id(func), params[0].arg))
+                    grew = True
+        return grew
+
+    def wanted(self) -> set:
+        """The functions the spawn calls read so far start, by name (their `def` must be read)."""
+        return {c.args[0].id for _, c in self.spawns if c.args and isinstance(c.args[0], ast.Name)}
+
     def bind(self) -> None:
         for _ in range(_ROUNDS):
-            grew = False
+            grew = self._spawned()
             for fn, targets, value in self.assigns:
                 pairs = []
                 for t in targets:
@@ -289,9 +333,14 @@ def _words_rx(words) -> "re.Pattern":
 
 
 @functools.lru_cache(maxsize=1)
+def _source_words() -> frozenset:
+    env, calls, names, spawners = rank_sources()
+    return env | calls | names | spawners
+
+
+@functools.lru_cache(maxsize=1)
 def _source_rx():
-    env, calls, names = rank_sources()
-    return _words_rx(env | calls | names)
+    return _words_rx(_source_words())
 
 
 def _word_offsets(text: str, words) -> list:
@@ -416,15 +465,14 @@ def _rank_device(tree: Optional[ast.Module], text: str) -> Optional[tuple]:
         return list(out.values())
 
     reader = _Reader()
-    env, calls, names = rank_sources()
-    todo = naming(env | calls | names)
+    todo = naming(_source_words())
     seen = {id(u) for u in todo}
     for _ in range(_ROUNDS):
         if not todo:
             break
         reader.add(todo)
         reader.bind()
-        words = reader.bound_words()
+        words = reader.bound_words() | reader.wanted()
         if not words:
             break
         todo = [u for u in naming(words) if id(u) not in seen]

@@ -269,3 +269,29 @@ def test_a_remap_goes_with_the_unsafe_header(tmp_path):
     proc = gpufix_in_process("apply", "--unsafe-fixes", "--no-backup", "--no-tag", "--no-cache", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout
     assert script.read_text() == "import os\n\n" + HEADER + "\n" + before.replace('"--gpu", type=int, default=1)', '"--gpu", type=int, default=0)')
+
+
+SPAWN = """
+import torch
+import torch.multiprocessing as mp
+
+
+def main_worker(gpu, world_size):
+    torch.cuda.set_device(gpu)
+
+
+if __name__ == "__main__":
+    world_size = 2
+    mp.spawn(main_worker, args=(world_size,), nprocs=world_size)
+"""
+
+
+def test_mp_spawn_hands_each_process_its_index(tmp_path):
+    write(tmp_path, "pyproject.toml", POLICY)
+    write(tmp_path, "fixed.py", SPAWN)
+    # one process per visible GPU: under the policy's mask it spawns one, which finds its GPU
+    write(tmp_path, "counted.py", SPAWN.replace("world_size = 2", "world_size = torch.cuda.device_count()"))
+    assert scan(tmp_path, "--select", "GPU101") == [
+        ("counted.py", "GPU101", 1, GPU101_MAIN.format(mask="1"), "safe"),
+        ("fixed.py", "GPU101", 1, GPU101_MAIN.format(mask="1") + _note("fixed.py", 6, "torch.cuda.set_device(gpu)"), "unsafe"),
+    ]

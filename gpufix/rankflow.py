@@ -32,7 +32,6 @@ from __future__ import annotations
 import ast
 import bisect
 import functools
-import re
 from typing import Optional
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
@@ -53,8 +52,7 @@ def rank_sources() -> tuple:
 def mentions_rank(text: str) -> bool:
     """Whether `text` names a rank source as a word (the cheap test before any walk: a substring
     search first, the pattern only where one occurs)."""
-    words = _source_words()
-    return any(w in text for w in words) and bool(_source_rx().search(text))
+    return any(w in text for w in _needles()) and bool(_word_offsets(text, _source_words(), first=True))
 
 
 def _last_name(node) -> Optional[str]:
@@ -328,10 +326,6 @@ def _units(tree: ast.Module) -> list:
     return out
 
 
-def _words_rx(words) -> "re.Pattern":
-    return re.compile(r"\b(?:%s)\b" % "|".join(sorted(map(re.escape, words), key=len, reverse=True)))
-
-
 @functools.lru_cache(maxsize=1)
 def _source_words() -> frozenset:
     env, calls, names, spawners = rank_sources()
@@ -339,13 +333,20 @@ def _source_words() -> frozenset:
 
 
 @functools.lru_cache(maxsize=1)
-def _source_rx():
-    return _words_rx(_source_words())
+def _needles() -> tuple:
+    """The source words less those that hold another of them (`LOCAL_RANK` holds `RANK`): one
+    substring search for each of these finds every file one of the words is in."""
+    words = sorted(_source_words(), key=len)
+    kept: list = []
+    for w in words:
+        if not any(k in w for k in kept):
+            kept.append(w)
+    return tuple(kept)
 
 
-def _word_offsets(text: str, words) -> list:
+def _word_offsets(text: str, words, first: bool = False) -> list:
     """The offsets where one of `words` occurs in `text` as a whole word (no word character on
-    either side)."""
+    either side); `first`: only the first one found."""
     out = []
     find = text.find
     for word in words:
@@ -355,6 +356,8 @@ def _word_offsets(text: str, words) -> list:
             if not (at and (text[at - 1].isalnum() or text[at - 1] == "_")) and not (
                     end < len(text) and (text[end].isalnum() or text[end] == "_")):
                 out.append(at)
+                if first:
+                    return out
             at = find(word, end)
     return out
 
@@ -441,10 +444,10 @@ def _rank_device(tree: Optional[ast.Module], text: str) -> Optional[tuple]:
             first = blocks[k]
             end = starts[blocks[k + 1] - 1] if k + 1 < len(blocks) else len(text)
             try:
-                block = ast.parse(text[starts[first - 1]:end])
+                # the lines above as blank lines: the block's nodes get the text's line numbers
+                block = ast.parse("\n" * (first - 1) + text[starts[first - 1]:end])
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 raise _Unparsed from None
-            ast.increment_lineno(block, first - 1)
             parsed[k] = _units(block)
             grew = True
         if grew:

@@ -365,6 +365,7 @@ def lint_source(
     in_scope, scope_reason = header_scope_member(policy.effective_header_scope, facts, src, policy, abs_path)
     ctx = RuleContext(src.path, policy, facts, in_scope, scope_reason)
     ctx.abs_path = abs_path
+    ctx.text = src.text
     if src.is_notebook:
         ctx.line_label = lambda line: "{1} of cell {0}".format(*src.cell_of(line))
     # A finding the user silenced is never fixed: a rule that changes the mask must know that the

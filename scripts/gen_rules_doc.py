@@ -77,7 +77,8 @@ def _example(n: int, ex: dict, invalid: bool) -> list:
     lines = [f"**{n}.**" + (" " + "; ".join(facts) + "." if facts else ""), ""]
     lines += _code_block(ex["code"])
     if invalid:
-        lines += (["After `gpufix apply`:", ""] + _code_block(ex["output"])) if "output" in ex else ["No fix.", ""]
+        after = "After `gpufix apply --unsafe-fixes` (`gpufix apply` leaves it as it is):" if ex.get("unsafe") else "After `gpufix apply`:"
+        lines += ([after, ""] + _code_block(ex["output"])) if "output" in ex else ["No fix.", ""]
     return lines
 
 

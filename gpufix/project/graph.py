@@ -42,6 +42,10 @@ class ProjectIndex:
     # (abs path, attribute names read in the values it writes into CUDA_VISIBLE_DEVICES) for the
     # files that write one from an attribute (`str(args.cuda_device)`): GPU108's options
     mask_attrs: tuple = ()
+    # the files that pick their CUDA device from the process rank: (abs path, line, use, the
+    # function holding it or ""), from each file's index record (gpufix.rankflow): a header in the
+    # entry point of a process that runs one is an unsafe fix (RuleContext.rank_launch)
+    rank_devices: tuple = ()
 
     @property
     def entry_map(self) -> dict:
@@ -64,7 +68,8 @@ class ProjectIndex:
                 "covered": [list(c) for c in self.covered], "graph_built": self.graph_built,
                 "unparsed": sorted(self.unparsed), "edges": [[a, list(t)] for a, t in self.edges],
                 "helpers": [list(h) for h in self.helpers], "launched": [list(x) for x in self.launched],
-                "names_mask": sorted(self.names_mask), "mask_attrs": [[a, list(t)] for a, t in self.mask_attrs]}
+                "names_mask": sorted(self.names_mask), "mask_attrs": [[a, list(t)] for a, t in self.mask_attrs],
+                "rank_devices": [list(r) for r in self.rank_devices]}
 
     @classmethod
     def from_json(cls, data: dict) -> "ProjectIndex":
@@ -72,7 +77,8 @@ class ProjectIndex:
                    tuple(tuple(c) for c in data["covered"]), bool(data["graph_built"]), frozenset(data["unparsed"]),
                    tuple((a, tuple(t)) for a, t in data.get("edges", ())),
                    tuple(tuple(h) for h in data.get("helpers", ())), tuple(tuple(x) for x in data.get("launched", ())),
-                   frozenset(data.get("names_mask", ())), tuple((a, tuple(t)) for a, t in data.get("mask_attrs", ())))
+                   frozenset(data.get("names_mask", ())), tuple((a, tuple(t)) for a, t in data.get("mask_attrs", ())),
+                   tuple(tuple(r) for r in data.get("rank_devices", ())))
 
     def launched_by(self, a: str) -> list:
         """(parent, counter) of the project files that start script `a` by path."""
@@ -177,9 +183,25 @@ class ProjectIndex:
         seen.discard(entry)
         return sorted(seen)
 
+    def rank_device_in(self, entry: str, text: str) -> Optional[tuple]:
+        """(abs path, line, use) of the first file (by path) other than `entry` that the process
+        started at `entry` (whose source is `text`) runs and that picks its CUDA device from the
+        process rank there: at import, or in a function `text` names (`init_distributed_mode(args)`
+        in DETR's main.py). A library's rank code that the entry point never calls
+        (`ModelMixin.enable_parallelism`) does not count; neither does a call through another
+        function (not followed)."""
+        if not self.rank_devices:
+            return None
+        ranked = {a: (a, line, use, owner) for a, line, use, owner in self.rank_devices}
+        for a in self.run_by(entry):
+            got = ranked.get(a)
+            if got is not None and (not got[3] or re.search(r"\b%s\b" % re.escape(got[3]), text)):
+                return got[:3]
+        return None
+
     def fingerprint(self) -> str:
         blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed),
-                     self.helpers, self.launched, sorted(self.names_mask), self.mask_attrs)).encode()
+                     self.helpers, self.launched, sorted(self.names_mask), self.mask_attrs, self.rank_devices)).encode()
         return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
@@ -514,8 +536,9 @@ def _build_graph(root: Path, first_party: tuple, abs_files: list, py_files: list
     launched = child_launches(str(root), {a: records[a] for a in parsed}, forward)
     names_mask = frozenset(a for a in parsed if records[a].get("names_mask"))
     mask_attrs = tuple(sorted((a, tuple(records[a]["mask_attrs"])) for a in parsed if records[a].get("mask_attrs")))
+    rank_devices = tuple((a, *records[a]["rank_device"]) for a in sorted(parsed) if records[a].get("rank_device"))
     return ProjectIndex(str(root), first_party, tuple(sorted(entries.items())), tuple(sorted(covered.items())), True,
-                        frozenset(unparsed), edges, helpers, launched, names_mask, mask_attrs)
+                        frozenset(unparsed), edges, helpers, launched, names_mask, mask_attrs, rank_devices)
 
 
 def _reaching(parsed: dict, records: dict, reverse: dict, forward: dict, named: dict, targets) -> set:

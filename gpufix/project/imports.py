@@ -576,6 +576,10 @@ def _record(a: str, text: str) -> dict:
     started = modules_started(text)
     if started:
         record["runs_m"] = started
+    if not a.endswith(".ipynb"):
+        rank = _rank_device(text)
+        if rank is not None:
+            record["rank_device"] = list(rank)  # (line, use, function): gpufix.rankflow
     if not a.endswith(".ipynb") and names_mask_variable(text):
         record["names_mask"] = True  # fix_holds asks it of every file an entry point's process runs
         attrs = mask_value_attrs(text)
@@ -614,6 +618,17 @@ def mask_value_attrs(text: str) -> list:
     return sorted(found)
 
 
+def _rank_device(text: str):
+    """(line, use, function) of the first CUDA device the file picks from its process rank, or
+    None: from the file's tree when a reader of the record parsed it, else from the top-level
+    statements that name a rank source, parsed alone (gpufix.rankflow)."""
+    from gpufix.rankflow import mentions_rank, rank_device
+
+    if not mentions_rank(text):
+        return None
+    return rank_device(_LAST_PARSE[1] if text is _LAST_PARSE[0] else None, text)
+
+
 def names_mask_variable(text: str) -> bool:
     """Whether a file's text names CUDA_VISIBLE_DEVICES or CUDA_DEVICE_ORDER (may write a mask)."""
     return MASK_VAR in text or ORDER_VAR in text
@@ -621,8 +636,9 @@ def names_mask_variable(text: str) -> bool:
 
 # What a record holds, in the index cache's key: a cached record of an older shape is never reused
 # (2: the files a file runs by path, `loads`; 3: the modules it starts with `python -m`, `runs_m`;
-# 4: whether it names a mask variable, `names_mask`; 5: the attributes read into its mask, `mask_attrs`).
-RECORD_FORMAT = 5
+# 4: whether it names a mask variable, `names_mask`; 5: the attributes read into its mask, `mask_attrs`;
+# 6: the device it picks from its process rank, `rank_device`).
+RECORD_FORMAT = 6
 
 # `[sys.executable, "-m", "pkg.worker"]`, `"python -m pkg.worker ..."` in a command string
 _DASH_M = LazyPattern(r"""['"]-m['"]\s*,\s*(?:\w+\s*=\s*)?['"]([A-Za-z_][\w.]*)['"]|\bpython[\d.]*\s+-m\s+([A-Za-z_][\w.]*)""")

@@ -12,6 +12,7 @@ those of its templates. This package never imports the registry: the engine hand
 from __future__ import annotations
 
 import dataclasses
+import os
 import string
 from typing import Callable, ClassVar, Iterable, Optional
 
@@ -39,6 +40,7 @@ class RuleContext:
     # per-file-ignores): it will not be fixed
     suppressed: Callable = lambda code, pos: False
     abs_path: Optional[str] = None  # the file's absolute path, when it has one (launchers name it)
+    text: str = ""  # the file's source (the functions of other modules it names: rank_device)
 
     @property
     def policy_mask(self) -> Optional[list]:
@@ -168,6 +170,48 @@ class RuleContext:
                     return (i, before.physical, after)
         return self._collapse(file_mask, policy, remaps)
 
+    def rank_device(self) -> Optional[tuple]:
+        """(file, line, use) of the first CUDA device this file's process picks from its process
+        rank (`cuda:{local_rank}`, `set_device(local_rank)`: gpufix.rankflow): in the
+        file itself, else, for an entry point, in a project module its process runs (the project
+        index's records; the file named from the project root); None when it picks none."""
+        found = self.facts.extra.get("rank-device")
+        if found is not None:
+            return (self.path, self.line_label(found[0]), found[1])
+        project = self.policy.project
+        if self.in_header_scope and self.abs_path and project is not None and project.graph_built:
+            # a module its process runs (imports, directly or not) picks it
+            got = project.rank_device_in(os.path.abspath(self.abs_path), self.text)
+            if got is not None:
+                a, line, use = got
+                return (_project_path(a, project.root), line, use)
+        return None
+
+    def rank_launch(self, old_mask=None) -> str:
+        """"" or the note that makes a fix putting the policy's mask in force in place of
+        `old_mask` (None: the file sets none, every GPU is visible) unsafe: the process picks its
+        GPU from its rank, and the policy's mask shows fewer GPUs than `old_mask`, so a launch
+        with more processes per node than the policy's GPUs (`torchrun --nproc_per_node=8`),
+        which worked before, fails on every rank above them ("invalid device ordinal"). A GPU103
+        value that shows no more GPUs than the policy's keeps every launch that worked."""
+        policy = self.policy_mask
+        if policy is None:
+            return ""
+        found = self.rank_device()
+        if found is None:
+            return ""
+        if isinstance(old_mask, list) and len(old_mask) <= len(policy):
+            return ""
+        path, line, use = found
+        n = len(policy)
+        sees = "one GPU" if n == 1 else f"{n} GPUs"
+        launch = "one process per node" if n == 1 else f"at most {n} processes per node"
+        who = f"`{path}` picks" if path == self.path else f"its process runs `{path}`, which picks"
+        return (f"; {who} its GPU from its process rank (line {line}: `{use}`): under "
+                f"CUDA_VISIBLE_DEVICES=\"{self.policy.visible_devices}\" each process sees {sees}, so a launch of more "
+                f"processes per node fails on every local rank from {n} on (invalid device ordinal); the fix is "
+                f"unsafe: launch {launch} (`torchrun --nproc_per_node={n}`), or apply it with --unsafe-fixes")
+
     def _collapse(self, file_mask, policy: list, remaps: bool):
         """(ordinal, GPU before, GPU after) of a literal ordinal that, once the policy's mask is in
         force, would name the same GPU as another ordinal of the file that names a different GPU
@@ -226,6 +270,13 @@ class RuleContext:
         if imports:
             return imports[0].pos
         return Pos(1, 0, 1, 0)
+
+
+def _project_path(a: str, root: str) -> str:
+    try:
+        return os.path.relpath(a, root).replace(os.sep, "/")
+    except ValueError:  # another drive (Windows)
+        return a
 
 
 def runs_before(t, w) -> bool:

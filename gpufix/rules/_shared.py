@@ -96,6 +96,15 @@ def remap_applicability(file_mask, policy_mask) -> str:
     return "safe"
 
 
+def header_fix(ctx: RuleContext, title: str, with_mask: bool) -> tuple:
+    """(Fix, note): the `ensure-header` fix of header_lines(ctx, with_mask), and the note its
+    finding's message ends with. It is unsafe when it puts the policy's mask in force in a
+    process that picks its GPU from its rank (RuleContext.rank_launch): the note says why."""
+    lines = header_lines(ctx, with_mask)
+    note = ctx.rank_launch() if any(line[0] == MASK_VAR for line in lines) else ""
+    return Fix("unsafe" if note else "safe", title, (Edit("ensure-header", lines=lines),)), note
+
+
 def header_lines(ctx: RuleContext, with_mask: bool) -> tuple:
     """The (variable, value[, form]) lines a header inserted into this file must set. The mask is
     left out, whoever asks, when putting the policy's mask in force would change what an ordinal

@@ -118,11 +118,19 @@ class InvalidDeviceOrdinal(Rule):
                     yield self.finding(ctx, use.pos, "remap-withheld", what=what, physical=r.physical, mask=mask,
                                        new_index=r.new_index, new=new)
                     continue
-                fix = Fix(remap_applicability(file_mask, policy_mask), f"use {new}", (replace_edit(use.pos, new),))
+                how = remap_applicability(file_mask, policy_mask)
                 note = ""
+                if (file_mask is not None or ctx.in_header_scope) and ctx.rank_launch(file_mask):
+                    # right only with the mask fix, which the process's rank makes unsafe
+                    how = "unsafe"
+                    path, line, _ = ctx.rank_device()
+                    note = (f"; the fix is unsafe, as the mask fix it holds under is: `{path}` picks its GPU from "
+                            f"its process rank (line {line})")
+                fix = Fix(how, f"use {new}", (replace_edit(use.pos, new),))
                 special = unsafe_context(ctx, use)
                 if special is not None:
-                    applicability, note = special  # plain data: an unsafe fix
+                    applicability = special[0]  # plain data: an unsafe fix; a gated test: none
+                    note = special[1] + (note if applicability else "")
                     fix = dataclasses.replace(fix, applicability=applicability) if applicability else None
                 yield self.finding(ctx, use.pos, "remap", fix, _note=note, what=what, physical=r.physical, mask=mask,
                                    new_index=r.new_index, new=new)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from gpufix.model import Edit, Fix
 from gpufix.rules import Rule, RuleContext
-from gpufix.rules._shared import header_lines
+from gpufix.rules._shared import header_fix
 
 
 class MissingVisibleDevices(Rule):
@@ -31,9 +30,8 @@ class MissingVisibleDevices(Rule):
                 i, before, after = breaks
                 yield self.finding(ctx, anchor, "policy-withheld", value=ctx.policy.visible_devices, index=i, before=before, after=after)
                 return
-            fix = Fix("safe", "insert the CUDA_VISIBLE_DEVICES header",
-                      (Edit("ensure-header", lines=header_lines(ctx, with_mask=True)),))
-            yield self.finding(ctx, anchor, "policy" + entry, fix, _note=note, value=ctx.policy.visible_devices,
+            fix, rank_note = header_fix(ctx, "insert the CUDA_VISIBLE_DEVICES header", with_mask=True)
+            yield self.finding(ctx, anchor, "policy" + entry, fix, _note=note + rank_note, value=ctx.policy.visible_devices,
                                **({"reason": reason} if entry else {}))
         else:
             yield self.finding(ctx, anchor, "no-policy" + entry, _note=note, **({"reason": reason} if entry else {}))

@@ -10,7 +10,7 @@ from gpufix.maskvalues import hides_all
 from gpufix.model import Edit, Fix
 from gpufix.rules import Rule, RuleContext
 from gpufix.formats import text as fmt
-from gpufix.rules._shared import header_lines
+from gpufix.rules._shared import header_fix
 
 if TYPE_CHECKING:  # the text rules' context: imported by the engine for non-Python files only
     from gpufix.rules._text import TextContext
@@ -48,9 +48,8 @@ class MissingDeviceOrder(Rule):
             # The first mask write is inside a function or a branch (or the order is set only
             # there): the order goes into a complete header at the top, never into that block.
             with_mask = not ctx.header_mask_writes
-            fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
-                      (Edit("ensure-header", lines=header_lines(ctx, with_mask=with_mask)),))
-            yield self.finding(ctx, first.pos, "default", fix, order=order)
+            fix, note = header_fix(ctx, "insert the CUDA_DEVICE_ORDER header", with_mask=with_mask)
+            yield self.finding(ctx, first.pos, "default", fix, _note=note, order=order)
             return
         late = {id(w) for w, _, _ in ctx.late_writes()}
         first_write = min(code_writes, key=lambda w: w.order) if code_writes else None
@@ -58,8 +57,7 @@ class MissingDeviceOrder(Rule):
             # The first mask write is a bare `putenv(...)` (from os import putenv: no name here
             # writes os.environ), or runs too late (GPU105): the order goes into the header,
             # which imports os and runs before any framework import.
-            fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
-                      (Edit("ensure-header", lines=header_lines(ctx, with_mask=False)),))
+            fix, _ = header_fix(ctx, "insert the CUDA_DEVICE_ORDER header", with_mask=False)
             pos = first_write.pos
         elif code_writes:
             first = min(code_writes, key=lambda w: w.order)
@@ -72,8 +70,7 @@ class MissingDeviceOrder(Rule):
             yield self.finding(ctx, Pos(line, 0, line, 0), "magic", order=order)
             return
         else:
-            fix = Fix("safe", "insert the CUDA_DEVICE_ORDER header",
-                      (Edit("ensure-header", lines=header_lines(ctx, with_mask=False)),))
+            fix, _ = header_fix(ctx, "insert the CUDA_DEVICE_ORDER header", with_mask=False)
             pos = ctx.header_anchor()
         yield self.finding(ctx, pos, "default", fix, order=order)
 

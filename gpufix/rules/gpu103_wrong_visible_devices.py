@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from gpufix.analysis import MASK_VAR
 from gpufix.rules import Candidate, ProjectRule, RuleContext
-from gpufix.config import is_index_mask
+from gpufix.config import is_index_mask, parse_mask
 from gpufix.formats import text as fmt
 from gpufix.maskvalues import hides_all, normalized
 from gpufix.model import Finding, Fix
@@ -54,6 +54,12 @@ class WrongVisibleDevices(ProjectRule):
             if fix is not None and mask_fix_applicability(w.value, ctx.policy_mask) == "unsafe":
                 fix = dataclasses.replace(fix, applicability="unsafe",
                                           title=f'set CUDA_VISIBLE_DEVICES="{want}" (fewer GPUs than the code was written for)')
+            note = ""
+            if fix is not None and not w.child:
+                # the process picks its GPU from its rank: fewer GPUs than before fail a launch
+                note = ctx.rank_launch(parse_mask(str(w.value)))
+                if note:
+                    fix = dataclasses.replace(fix, applicability="unsafe")
             variant = "magic" if w.method == "magic" else "child" if w.child else "policy"
             if fix is not None and not w.child:
                 # Not when a literal ordinal no fix rewrites would name another GPU under the
@@ -64,7 +70,7 @@ class WrongVisibleDevices(ProjectRule):
                     yield self.finding(ctx, w.value_pos or w.pos, "policy-withheld", value=w.value, want=want,
                                        index=i, before=before, after=after)
                     continue
-            yield self.finding(ctx, w.value_pos or w.pos, variant, fix, value=w.value, want=want)
+            yield self.finding(ctx, w.value_pos or w.pos, variant, fix, _note=note, value=w.value, want=want)
 
     def check_text(self, tctx: TextContext):
         """The same judgement on a non-Python file's facts (gpufix.formats)."""

@@ -20,7 +20,7 @@ from gpufix.registry import Collectors
 def test_the_bundled_collectors_in_dispatch_order():
     names = [c.name for c in registry.collectors().all]
     assert names == ["imports", "env-writes", "child-env", "map-location", "device-apis", "gpu-calls", "cuda-strings",
-                     "value-flow", "gpu-options", "multi-gpu", "spawn-targets"]
+                     "value-flow", "gpu-options", "multi-gpu", "rank-device", "spawn-targets"]
     # a rule's own fact may live in its rule module (GPU108's options); shared ones in gpufix/collectors/
     modules = {c.name: type(c).__module__ for c in registry.collectors().all}
     assert modules["gpu-options"] == "gpufix.rules.gpu108_app_gpu_choice"

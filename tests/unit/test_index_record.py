@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import gpufix.rankflow  # noqa: F401  (imported before any parse is counted: pytest's
+# assertion rewriting parses a gpufix module, a pytest plugin's, when it is first imported)
 from gpufix.catalog import catalog_for
 from gpufix.config import Policy
 from gpufix.project import children
@@ -375,3 +377,45 @@ def test_dynamic_imports_of_a_constant_or_a_pattern(indexed):
     record = I.index_record(str(indexed / "pkg" / "mod.py"), text)
     assert record["imports"] == ["importlib", "torch.cuda", "pattern:pkg.*.x"]
     assert record["gpu"] is True
+
+
+def test_a_device_chosen_from_the_rank_is_recorded_with_its_function(indexed):
+    text = textwrap.dedent('''\
+        import os
+        import torch
+
+        class Trainer:
+            def __init__(self):
+                self.gpu_id = int(os.environ["LOCAL_RANK"])
+
+            def train(self):
+                torch.zeros(1).to(f"cuda:{self.gpu_id}")
+    ''')
+    record = I.index_record(str(indexed / "pkg" / "trainer.py"), text)
+    # the use is in another method than the rank's read (followed through `self.gpu_id`)
+    assert record["rank_device"] == [9, 'torch.zeros(1).to(f"cuda:{self.gpu_id}")', "train"]
+    # a rank used to log only: nothing recorded
+    logs = 'import os\nimport torch\nrank = int(os.environ["RANK"])\nprint(f"rank {rank}")\n'
+    assert "rank_device" not in I.index_record(str(indexed / "pkg" / "logs.py"), logs)
+
+
+RANK_TEXTS = [
+    # a decorator and the def it decorates are one block; `else:` goes with its `if`
+    'import os\nimport torch\n\n@torch.no_grad()\ndef f():\n    torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))\n',
+    'import os\nimport torch\nif os.environ.get("RANK"):\n    r = int(os.environ["RANK"])\nelse:\n    r = 0\n'
+    'torch.cuda.set_device(r)\n',
+    # a string whose lines start at column 0: the cut does not parse, the whole text is read
+    'import os\nimport torch\nDOC = """\nlocal_rank = int(os.environ["LOCAL_RANK"])\ntorch.cuda.set_device(local_rank)\n"""\n',
+    # the rank in one method, its use in another
+    'import os\nimport torch\n\n\nclass T:\n    def __init__(self):\n        self.gpu = int(os.environ["LOCAL_RANK"])\n\n'
+    '    def go(self, m):\n        return m.to(self.gpu)\n',
+    # a bracket whose lines start at column 0
+    'import os\nimport torch\nx = dict(\nrank=int(os.environ["RANK"]),\n)\ntorch.cuda.set_device(x["rank"])\n',
+]
+
+
+@pytest.mark.parametrize("text", RANK_TEXTS)
+def test_the_index_reads_a_rank_device_as_the_whole_tree_does(text):
+    from gpufix import rankflow
+
+    assert rankflow.rank_device(None, text) == rankflow.rank_device(ast.parse(text), text)

@@ -65,13 +65,18 @@ def test_invalid_example(code, example):
         assert f.message and f.path == src.path
     if "output" not in example:
         return
-    unsafe = load_rule_docs()[code].fix == "unsafe"
+    # `unsafe = true`: the example's fix is unsafe (a rule that is sometimes safe): `apply` leaves
+    # the file as it is, `apply --unsafe-fixes` writes the output
+    unsafe = load_rule_docs()[code].fix == "unsafe" or bool(example.get("unsafe"))
     remap_codes, mask_codes = fixed_together()
     if code in remap_codes:
         # a remap is made only with the header or mask value it is right under (withhold_split_fixes):
         # the example's output shows both
         policy = _policy({**example, "policy": {**example.get("policy", DEFAULT_POLICY),
                                                 "select": [code, *sorted(mask_codes)]}})
+    if example.get("unsafe"):
+        assert [f.fix.applicability for f in found if f.fix] == ["unsafe"] * len(found)
+        assert fix_source(src, policy, unsafe=False)[0] == src.text.encode("utf-8")
     fixed, rules = fix_source(src, policy, unsafe=unsafe)
     expected = textwrap.dedent(example["output"]).lstrip("\n")
     assert fixed.decode("utf-8") == expected

@@ -192,12 +192,16 @@ class ProjectIndex:
         function (not followed)."""
         if not self.rank_devices:
             return None
-        ranked = {a: (a, line, use, owner) for a, line, use, owner in self.rank_devices}
-        for a in self.run_by(entry):
-            got = ranked.get(a)
-            if got is not None and (not got[3] or re.search(r"\b%s\b" % re.escape(got[3]), text)):
-                return got[:3]
-        return None
+        entry = os.path.abspath(entry)
+        # the files whose rank code the entry point runs if it runs the file, by path (one record
+        # each, sorted): the walk of what the process runs is made only when one is left
+        # (diffusers' 154 entry points name none of its rank functions: no walk at all)
+        named = [r for r in self.rank_devices
+                 if r[0] != entry and (not r[3] or (r[3] in text and re.search(r"\b%s\b" % re.escape(r[3]), text)))]
+        if not named:
+            return None
+        runs = set(self.run_by(entry))
+        return next((r[:3] for r in named if r[0] in runs), None)
 
     def fingerprint(self) -> str:
         blob = repr((self.first_party, self.entries, self.covered, self.graph_built, sorted(self.unparsed),

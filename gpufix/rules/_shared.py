@@ -101,8 +101,26 @@ def header_fix(ctx: RuleContext, title: str, with_mask: bool) -> tuple:
     finding's message ends with. It is unsafe when it puts the policy's mask in force in a
     process that picks its GPU from its rank (RuleContext.rank_launch): the note says why."""
     lines = header_lines(ctx, with_mask)
-    note = ctx.rank_launch() if any(line[0] == MASK_VAR for line in lines) else ""
+    note = ctx.rank_launch() if any(line[0] == MASK_VAR for line in lines) else _order_alone(ctx)
     return Fix("unsafe" if note else "safe", title, (Edit("ensure-header", lines=lines),)), note
+
+
+def _order_alone(ctx: RuleContext) -> str:
+    """"" or the note that makes a header holding the device order but no mask unsafe: in a file
+    that sets no mask, whose complete header (GPU101's) is unsafe because its process picks its GPU
+    from its rank. The order alone leaves every GPU visible and renumbers them: `cuda:0` was the
+    GPU CUDA ranks fastest and becomes the one on PCI bus 0, which need not be the policy's (on the
+    workstation the policy is for, the allowed RTX 3090 ranks first and bus 0 holds the forbidden
+    GPU): applied alone it can move the process onto a GPU the policy forbids."""
+    if ctx.mask_writes or not ctx.policy.has_policy:
+        return ""
+    if not any(line[0] == MASK_VAR for line in header_lines(ctx, True)):
+        return ""
+    launch = ctx.rank_launch()
+    if not launch:
+        return ""
+    return ("; the device order alone renumbers every GPU without hiding any (`cuda:0` becomes the GPU on PCI "
+            "bus 0, which need not be the policy's), so it is set with the mask or not at all" + launch)
 
 
 def header_lines(ctx: RuleContext, with_mask: bool) -> tuple:

@@ -70,8 +70,10 @@ class MissingDeviceOrder(Rule):
             yield self.finding(ctx, Pos(line, 0, line, 0), "magic", order=order)
             return
         else:
-            fix, _ = header_fix(ctx, "insert the CUDA_DEVICE_ORDER header", with_mask=False)
+            fix, note = header_fix(ctx, "insert the CUDA_DEVICE_ORDER header", with_mask=False)
             pos = ctx.header_anchor()
+            yield self.finding(ctx, pos, "default", fix, _note=note, order=order)
+            return
         yield self.finding(ctx, pos, "default", fix, order=order)
 
     def check_text(self, tctx: TextContext):

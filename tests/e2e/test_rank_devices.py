@@ -91,9 +91,12 @@ def test_a_nanogpt_like_script_gets_an_unsafe_header(tmp_path):
     note = _note("train.py", 9, "f'cuda:{ddp_local_rank}'")
     assert scan(tmp_path) == [
         ("train.py", "GPU101", 2, GPU101.format(mask="1") + note, "unsafe"),
-        # the order line alone keeps every GPU visible: each rank still finds its own
+        # the order line alone would renumber the GPUs (cuda:0: the fastest, then the one on PCI
+        # bus 0, which the policy forbids on its workstation): set with the mask or not at all
         ("train.py", "GPU102", 2, 'CUDA_DEVICE_ORDER is never set, so GPU indices follow CUDA\'s FASTEST_FIRST order; '
-                                  'set os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID" before the mask', "safe"),
+                                  'set os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID" before the mask; the device order '
+                                  "alone renumbers every GPU without hiding any (`cuda:0` becomes the GPU on PCI bus 0, "
+                                  "which need not be the policy's), so it is set with the mask or not at all" + note, "unsafe"),
     ]
 
 
@@ -103,8 +106,7 @@ def test_apply_inserts_the_mask_only_with_unsafe_fixes(tmp_path):
     train = write(tmp_path, "train.py", NANOGPT)
     proc = gpufix_in_process("apply", "--no-backup", "--no-tag", "--no-cache", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr  # the unsafe header remains
-    order_only = original.replace("import os\n", 'import os\n\nos.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"\n\n', 1)
-    assert train.read_text() == order_only
+    assert train.read_text() == original  # not even the order line: alone it renumbers the GPUs
     proc = gpufix_in_process("apply", "--unsafe-fixes", "--no-backup", "--no-tag", "--no-cache", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert train.read_text() == original.replace("import os\n", "import os\n\n" + HEADER + "\n", 1)

@@ -364,8 +364,8 @@ _BINDING_TAIL = (
 )
 
 
-
-# The text gate looks for a name followed by a tail (`= 1`, `, b = 1, 2`, `: int = 1`): the regex
+# The text gate looks for a name followed by a tail (`= 1`, `: int = 1`; an unpack's targets are
+# read by _unpack_bindings): the regex
 # `NAME(?<![\w.]NAME)TAIL`, the name not after a word character or a dot. Its lookbehind follows the
 # name so that the name is the regex's literal prefix, found by the engine's fast search (a
 # lookbehind in front would make it try the regex at every position of the text: two thirds of the

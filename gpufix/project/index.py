@@ -279,11 +279,7 @@ def fix_holds(index: "ProjectIndex", results: dict, lint_other, unsafe: bool = F
         leaves other than the policy's: run after `e`'s header, their write is the mask the
         process ends with (a script importing another script that keeps `"0,1"`)."""
         if e not in run_by_memo:
-            # writes_mask_word inlined for the .py files the index read (a set test): diffusers'
-            # 154 entry points each run about 2,900 files
-            names_mask = index.names_mask
-            run_by_memo[e] = [a for a in runs_of(e)
-                              if ((a in names_mask) if (a in indexed and a.endswith(".py")) else writes_mask_word(a))]
+            run_by_memo[e] = [a for a in runs_of(e) if writes_mask_word(a)]
         return [a for a in run_by_memo[e]
                 if any(a not in results or held(a, f) or not _usable(f, unsafe) for f in mask_findings(result_of(a)))]
 

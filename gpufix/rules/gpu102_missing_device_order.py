@@ -53,11 +53,12 @@ class MissingDeviceOrder(Rule):
             return
         late = {id(w) for w, _, _ in ctx.late_writes()}
         first_write = min(code_writes, key=lambda w: w.order) if code_writes else None
+        note = ""
         if first_write is not None and (not first_write.environ_src or id(first_write) in late):
             # The first mask write is a bare `putenv(...)` (from os import putenv: no name here
             # writes os.environ), or runs too late (GPU105): the order goes into the header,
             # which imports os and runs before any framework import.
-            fix, _ = header_fix(ctx, "insert the CUDA_DEVICE_ORDER header", with_mask=False)
+            fix, note = header_fix(ctx, "insert the CUDA_DEVICE_ORDER header", with_mask=False)
             pos = first_write.pos
         elif code_writes:
             first = min(code_writes, key=lambda w: w.order)
@@ -72,9 +73,7 @@ class MissingDeviceOrder(Rule):
         else:
             fix, note = header_fix(ctx, "insert the CUDA_DEVICE_ORDER header", with_mask=False)
             pos = ctx.header_anchor()
-            yield self.finding(ctx, pos, "default", fix, _note=note, order=order)
-            return
-        yield self.finding(ctx, pos, "default", fix, order=order)
+        yield self.finding(ctx, pos, "default", fix, _note=note, order=order)
 
     def check_text(self, tctx: TextContext):
         """The same judgement on a non-Python file's facts (gpufix.formats)."""
